@@ -1,0 +1,44 @@
+# The two set-up commands: `make run` (the demo on embedded defaults) and `make test` (every check).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export FORETELL_HOME ?= $(CURDIR)/.foretell
+
+.PHONY: run test lint typecheck layers unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("foretell needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/foretell demo init
+	$(BIN)/python examples/tour.py
+	@echo
+	@echo "== the same models from the CLI"
+	$(BIN)/foretell predict churn@production --input $(FORETELL_HOME)/demo/customers.parquet \
+		--id-column customer_id --extra ignore --limit 5
+	echo '[{"user_id": 17}, {"user_id": 42}]' | $(BIN)/foretell predict movies@production --input - --k 5
+
+test: lint typecheck layers unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/predict_overhead.py
+
+clean:
+	rm -rf $(VENV) .foretell .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,207 @@
+"""The facade the CLI (and most users) call: load, register, predict, and the demo.
+
+Everything here reads settings at the edge (`FORETELL_HOME`) and hands plain objects
+down; the layers below never look at the environment.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from foretell.config import Settings
+from foretell.core.model import Model, ModelInfo
+from foretell.core.schema import Signature
+from foretell.errors import InvalidInput
+from foretell.registry import ModelSummary, SqliteRegistry, open_registry
+
+__all__ = [
+    "InputFormat",
+    "delete_version",
+    "demo_init",
+    "get_registry",
+    "list_models",
+    "list_versions",
+    "load",
+    "read_input",
+    "register",
+    "set_alias",
+    "show",
+]
+
+InputFormat = Literal["auto", "json", "jsonl", "csv", "parquet"]
+
+
+def get_registry(home: Path | str | None = None) -> SqliteRegistry:
+    """The registry under `home`, or under `FORETELL_HOME` (default `./.foretell`)."""
+    settings = Settings(home=Path(home)) if home is not None else Settings.from_env()
+    return open_registry(settings.home)
+
+
+def load(uri: str, *, home: Path | str | None = None) -> Model:
+    """Load a registered model: `foretell.load("churn@production")`, `foretell.load("models:/churn/3")`.
+
+    The artifact's sha256 is checked against the registry before the file is opened.
+    """
+    return get_registry(home).load(uri)
+
+
+def register(
+    name: str,
+    path: Path | str,
+    *,
+    flavor: str | None = None,
+    signature: Signature | Mapping[str, Any] | None = None,
+    sample: object | None = None,
+    flavor_options: Mapping[str, Any] | None = None,
+    description: str = "",
+    metadata: Mapping[str, Any] | None = None,
+    aliases: Sequence[str] = (),
+    home: Path | str | None = None,
+) -> ModelInfo:
+    """Register a model file or folder as the next version of `name`.
+
+    The flavor is detected from the file unless given; the signature is read from the
+    model, from `sample` data, or taken as given (a `Signature` or its dict form).
+    """
+    if isinstance(signature, Mapping):
+        signature = Signature.from_dict(signature)
+    return get_registry(home).register(
+        name,
+        Path(path),
+        flavor=flavor,
+        signature=signature,
+        sample=sample,
+        flavor_options=flavor_options,
+        description=description,
+        metadata=metadata,
+        aliases=aliases,
+    )
+
+
+def show(uri: str, *, home: Path | str | None = None) -> ModelInfo:
+    return get_registry(home).get(uri)
+
+
+def list_models(*, home: Path | str | None = None) -> list[ModelSummary]:
+    return get_registry(home).list_models()
+
+
+def list_versions(name: str, *, home: Path | str | None = None) -> list[ModelInfo]:
+    return get_registry(home).list_versions(name)
+
+
+def set_alias(name: str, alias: str, version: int | None, *, home: Path | str | None = None) -> None:
+    """Point `alias` at `version`; `version=None` deletes the alias."""
+    registry = get_registry(home)
+    if version is None:
+        registry.delete_alias(name, alias)
+    else:
+        registry.set_alias(name, alias, version)
+
+
+def delete_version(name: str, version: int, *, home: Path | str | None = None) -> None:
+    get_registry(home).delete_version(name, version)
+
+
+def demo_init(
+    *,
+    customers: int = 20_000,
+    users: int = 5_000,
+    movies: int = 1_500,
+    seed: int = 7,
+    home: Path | str | None = None,
+) -> Any:
+    """Generate the demo data under `<home>/demo/`, train both demo models, register them as `@production`."""
+    from foretell import demo
+
+    registry = get_registry(home)
+    return demo.init(registry, registry.home / "demo", customers=customers, users=users, movies=movies, seed=seed)
+
+
+def read_input(source: str | Path, fmt: InputFormat = "auto") -> Any:
+    """Rows from a JSON / JSON Lines / CSV / Parquet file, or `-` for stdin.
+
+    Parquet and CSV come back as a pyarrow Table, JSON as a list of dicts: both are model inputs.
+
+    JSON input may be one object (one row) or a list of objects.
+    """
+    import pyarrow as pa
+
+    if str(source) == "-":
+        data = sys.stdin.buffer.read()
+        fmt = fmt if fmt != "auto" else _sniff(data)
+        return _parse(data, fmt, "standard input")
+    path = Path(source)
+    if not path.is_file():
+        raise InvalidInput(f"input file {str(path)!r} does not exist")
+    if fmt == "auto":
+        fmt = _format_from_suffix(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table: pa.Table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidInput(f"{path.name} is not a readable Parquet file: {exc}") from exc
+        return table
+    return _parse(path.read_bytes(), fmt, path.name)
+
+
+def _format_from_suffix(path: Path) -> InputFormat:
+    suffix = path.suffix.lower()
+    formats: dict[str, InputFormat] = {
+        ".parquet": "parquet",
+        ".pq": "parquet",
+        ".csv": "csv",
+        ".json": "json",
+        ".jsonl": "jsonl",
+        ".ndjson": "jsonl",
+    }
+    if suffix not in formats:
+        raise InvalidInput(f"cannot tell the format of {path.name}; pass --format (json, jsonl, csv or parquet)")
+    return formats[suffix]
+
+
+def _sniff(data: bytes) -> InputFormat:
+    text = data.lstrip()
+    if text.startswith(b"["):
+        return "json"
+    if text.startswith(b"{"):
+        return "jsonl" if text.rstrip().count(b"\n") > 0 and b"}\n" in text else "json"
+    return "csv"
+
+
+def _parse(data: bytes, fmt: InputFormat, where: str) -> Any:
+    import pyarrow as pa
+
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        try:
+            return pacsv.read_csv(io.BytesIO(data))
+        except pa.ArrowInvalid as exc:
+            raise InvalidInput(f"{where} is not valid CSV: {exc}") from exc
+    if fmt == "jsonl":
+        rows = []
+        for number, line in enumerate(data.splitlines(), start=1):
+            if line.strip():
+                rows.append(_json(line, f"{where} line {number}"))
+    else:
+        parsed = _json(data, where)
+        rows = parsed if isinstance(parsed, list) else [parsed]
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InvalidInput(f"{where}: row {i} is {type(row).__name__}, expected a JSON object of features")
+    return rows
+
+
+def _json(data: bytes, where: str) -> Any:
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{where} is not valid JSON: {exc}") from exc

@@ -1,0 +1,177 @@
+"""`foretell models ...`: register, list, show, alias and delete model versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from foretell import api
+from foretell.cli.output import out, print_json
+from foretell.core.model import ModelInfo
+from foretell.errors import InvalidSignature
+
+app = typer.Typer(help="The model registry: versions, aliases, signatures.", no_args_is_help=True)
+
+
+@app.command(
+    "register",
+    epilog=(
+        "Examples:\n\n"
+        "  foretell models register churn ./churn.joblib --alias production\n\n"
+        "  foretell models register churn ./model.onnx --sample rows.parquet\n\n"
+        "  foretell models register recs ./recs/ --flavor python --python-class recs.py:Recommender"
+    ),
+)
+def register(
+    name: Annotated[str, typer.Argument(help="Model name, e.g. churn.")],
+    path: Annotated[Path, typer.Argument(help="Model file or folder.", exists=True)],
+    flavor: Annotated[
+        str | None, typer.Option(help="sklearn, onnx, lightgbm, xgboost or python (default: detected).")
+    ] = None,
+    signature: Annotated[
+        Path | None, typer.Option(help="JSON file with the signature (inputs, outputs).", exists=True, dir_okay=False)
+    ] = None,
+    sample: Annotated[
+        Path | None, typer.Option(help="Parquet/CSV rows whose columns name and type the inputs.", exists=True)
+    ] = None,
+    python_class: Annotated[
+        str | None, typer.Option(help="For --flavor python: 'package.module:Class' or 'file.py:Class'.")
+    ] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="Alias to point at the new version (repeatable).")] = None,
+    description: Annotated[str, typer.Option(help="A line about this version.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the new version as JSON.")] = False,
+) -> None:
+    """Register a model file or folder as the next version of NAME."""
+    info = api.register(
+        name,
+        path,
+        flavor=flavor,
+        signature=_read_signature(signature) if signature else None,
+        sample=str(sample) if sample else None,
+        flavor_options={"class": python_class} if python_class else None,
+        description=description,
+        aliases=alias or (),
+    )
+    if as_json:
+        print_json(info.to_dict())
+        return
+    aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
+    out.print(f"registered {info.uri} [{info.flavor}] sha256 {info.sha256[:12]}{aliases}", highlight=False)
+
+
+def _read_signature(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidSignature(f"{path.name} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidSignature(f"{path.name} must hold a JSON object with 'inputs' and 'outputs'")
+    return data
+
+
+@app.command("list", epilog="Examples:\n\n  foretell models list\n\n  foretell models list churn --json")
+def list_(
+    name: Annotated[str | None, typer.Argument(help="List this model's versions instead of all models.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List registered models, or the versions of one model."""
+    if name is None:
+        models = api.list_models()
+        if as_json:
+            print_json([m.to_dict() for m in models])
+            return
+        table = Table("name", "versions", "latest", "aliases", "description", title="registered models")
+        for m in models:
+            aliases = ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items()))
+            table.add_row(m.name, str(m.version_count), str(m.latest_version), aliases, m.description)
+        out.print(table)
+        return
+    versions = api.list_versions(name)
+    if as_json:
+        print_json([v.to_dict() for v in versions])
+        return
+    table = Table("version", "flavor", "aliases", "created", "size", "sha256", title=f"versions of {name}")
+    for v in versions:
+        table.add_row(str(v.version), v.flavor, ", ".join(v.aliases), v.created_at, _size(v.size_bytes), v.sha256[:12])
+    out.print(table)
+
+
+@app.command(
+    "show",
+    epilog="Examples:\n\n  foretell models show churn@production\n\n  foretell models show models:/churn/2 --json",
+)
+def show(
+    uri: Annotated[str, typer.Argument(help="models:/name/3, models:/name@alias, name/3, name@alias or name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one model version: signature, flavor, sha256, size, framework versions."""
+    info = api.show(uri)
+    if as_json:
+        print_json(info.to_dict())
+        return
+    _print_info(info)
+
+
+def _print_info(info: ModelInfo) -> None:
+    out.print(f"[bold]{info.uri}[/]  {info.description}", highlight=False)
+    rows = [
+        ("flavor", info.flavor),
+        ("aliases", ", ".join(info.aliases) or "-"),
+        ("created", info.created_at),
+        ("size", _size(info.size_bytes)),
+        ("sha256", info.sha256),
+        ("frameworks", ", ".join(f"{k} {v}" for k, v in info.framework_versions.items())),
+    ]
+    rows += [(key, str(value)) for key, value in info.flavor_options.items()]
+    for key, value in rows:
+        out.print(f"  {key:<11} {value}", highlight=False)
+    inputs = Table("input", "dtype", "missing ok", "details", title="signature")
+    for f in info.signature.inputs:
+        details = ", ".join(f.categories) if f.categories else (f"shape {list(f.shape)}" if f.shape else "")
+        inputs.add_row(f.name, f.dtype, "yes" if f.allow_missing else "no", details)
+    out.print(inputs)
+    outputs = Table("output", "kind", "dtype", "details")
+    for o in info.signature.outputs:
+        details = f"classes {list(o.classes)}" if o.classes else (f"shape {list(o.shape)}" if o.shape else "")
+        outputs.add_row(o.name, o.kind, o.dtype, details)
+    out.print(outputs)
+
+
+@app.command(
+    "alias",
+    epilog="Examples:\n\n  foretell models alias churn production 3\n\n  foretell models alias churn staging --delete",
+)
+def alias(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias, e.g. production or staging.")],
+    version: Annotated[int | None, typer.Argument(help="Version the alias should point at.")] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove the alias.")] = False,
+) -> None:
+    """Point an alias at a version (moving it if it exists), or delete it."""
+    if delete == (version is not None):
+        raise typer.BadParameter("give either a VERSION to point the alias at, or --delete")
+    api.set_alias(name, alias, None if delete else version)
+    out.print(f"{name}@{alias} " + ("deleted" if delete else f"→ version {version}"), highlight=False)
+
+
+@app.command("delete", epilog="Example: foretell models delete churn 2")
+def delete(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to delete.")],
+) -> None:
+    """Delete one version (and any alias pointing at it)."""
+    api.delete_version(name, version)
+    out.print(f"deleted models:/{name}/{version}", highlight=False)
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

@@ -1,0 +1,21 @@
+"""Pure domain: the batch type, signatures, coercion and the prediction contract. No I/O here."""
+
+from foretell.core.coerce import Columns
+from foretell.core.frame import Frame
+from foretell.core.model import Model, ModelInfo
+from foretell.core.predictor import LoadedModel, Predictions, PredictOptions, Predictor
+from foretell.core.schema import Feature, Output, Signature
+
+__all__ = [
+    "Columns",
+    "Feature",
+    "Frame",
+    "LoadedModel",
+    "Model",
+    "ModelInfo",
+    "Output",
+    "PredictOptions",
+    "Predictions",
+    "Predictor",
+    "Signature",
+]

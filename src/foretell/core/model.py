@@ -1,0 +1,130 @@
+"""`Model`: the object `foretell.load` returns, and `ModelInfo`, what the registry knows of it.
+
+`Model.predict(x)` is `Model.predict_batch([x])[0]`: both go through `Signature.coerce`
+and `Predictor.predict`, the same two steps a batch job and the server take, which is
+what makes their answers the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from foretell.core.coerce import Columns, describe_input
+from foretell.core.predictor import Predictions, PredictOptions, Predictor
+from foretell.core.schema import ExtraPolicy, Signature
+from foretell.errors import InvalidInput
+
+__all__ = ["Model", "ModelInfo"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One registered model version, as the registry records it."""
+
+    name: str
+    version: int
+    flavor: str
+    signature: Signature
+    sha256: str
+    size_bytes: int
+    created_at: str
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    framework_versions: Mapping[str, str] = field(default_factory=dict)
+    flavor_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "uri": self.uri,
+            "flavor": self.flavor,
+            "aliases": list(self.aliases),
+            "description": self.description,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "created_at": self.created_at,
+            "framework_versions": dict(self.framework_versions),
+            "metadata": dict(self.metadata),
+            "flavor_options": dict(self.flavor_options),
+            "signature": self.signature.to_dict(),
+        }
+
+
+def _is_batch(xs: object) -> bool:
+    kind = type(xs)
+    if isinstance(xs, list | tuple):
+        return True
+    if isinstance(xs, np.ndarray):
+        return xs.ndim == 2
+    return kind.__module__.startswith(("pandas", "pyarrow")) and kind.__name__ in ("DataFrame", "Table", "RecordBatch")
+
+
+class Model:
+    """A registered model version, loaded and ready to predict."""
+
+    __slots__ = ("info", "predictor")
+
+    def __init__(self, info: ModelInfo, predictor: Predictor) -> None:
+        self.info = info
+        self.predictor = predictor
+
+    def __repr__(self) -> str:
+        return f"<Model {self.info.name}/{self.info.version} ({self.info.flavor})>"
+
+    @property
+    def signature(self) -> Signature:
+        return self.info.signature
+
+    def coerce(self, xs: object, *, extra: ExtraPolicy | None = None) -> Columns:
+        """Validate a batch without predicting: the good rows as columns, the bad ones with reasons."""
+        return self.signature.coerce(self._as_batch(xs), extra=extra)
+
+    def predict_batch(self, xs: object, *, extra: ExtraPolicy | None = None, k: int | None = None) -> Predictions:
+        """Predict many inputs in one vectorized call.
+
+        `xs` is a list of inputs (dicts, value lists, or scalars for a one-feature model),
+        a pandas DataFrame, a pyarrow Table/RecordBatch, or a 2-D numpy array. If any
+        row is invalid, nothing is predicted and `InvalidInput` lists every bad row.
+        """
+        columns = self.coerce(xs, extra=extra)
+        columns.raise_for_errors()
+        return self.predictor.predict(columns.frame, _options(k))
+
+    def predict_columns(self, columns: Columns, *, k: int | None = None) -> Predictions:
+        """Predict the valid rows of an already coerced input (`Columns.rows` says which input rows they are)."""
+        return self.predictor.predict(columns.frame, _options(k))
+
+    def predict(self, x: object, *, extra: ExtraPolicy | None = None, k: int | None = None) -> dict[str, Any]:
+        """Predict one input (a dict of features, a list of values, or a scalar); returns one row of outputs."""
+        return self.predict_batch([x], extra=extra, k=k)[0]
+
+    def _as_batch(self, xs: object) -> object:
+        if _is_batch(xs):
+            return xs
+        if isinstance(xs, np.ndarray) and xs.ndim == 1 and len(self.signature.inputs) == 1:
+            return xs.reshape(-1, 1)
+        text = repr(xs)
+        x = text if len(text) <= 30 and not isinstance(xs, np.ndarray) else "x"
+        raise InvalidInput(
+            f"predict_batch expects a sequence of inputs (a list, a DataFrame, an Arrow table or a 2-D array); "
+            f"got {describe_input(xs)}, which is a single input. "
+            f"Use predict({x}) for one input, or wrap it in a list: predict_batch([{x}])"
+        )
+
+
+def _options(k: int | None) -> PredictOptions:
+    if k is None:
+        return PredictOptions()
+    if type(k) is not int or k < 1:
+        raise InvalidInput(f"k must be a positive whole number of items; got {k!r}")
+    return PredictOptions(k=k)
