@@ -1,0 +1,247 @@
+"""Whole columns into a feature's dtype: vectorized checks first, value by value only where they fail."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from foretell.core.frame import Array
+from foretell.core.schema import Feature, Signature
+from foretell.core.values import INT_BOUNDS, MISSING, NUMBER_TYPES, Refused, convert_scalar
+from foretell.errors import RowError
+
+
+class Plan:
+    """What coercion needs to know about a signature, worked out once."""
+
+    __slots__ = (
+        "category_at",
+        "category_sizes",
+        "codes",
+        "dtypes",
+        "float_matrix",
+        "index",
+        "missing_ok",
+        "names",
+        "row_rules",
+        "width",
+    )
+
+    def __init__(self, signature: Signature) -> None:
+        self.names = signature.input_names
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.width = len(self.names)
+        self.float_matrix = signature.is_float_matrix
+        self.codes = {f.name: {c: i for i, c in enumerate(f.categories or ())} for f in signature.inputs}
+        self.dtypes = {f.name: _column_dtype(f) for f in signature.inputs}
+        # For float-matrix signatures, validity is checked on the whole matrix at once: a few
+        # numpy calls per batch instead of a few per column, which is what one row costs.
+        self.missing_ok = np.array([f.allow_missing for f in signature.inputs], dtype=bool)
+        self.category_at = np.array([i for i, f in enumerate(signature.inputs) if f.dtype == "category"], dtype=np.intp)
+        self.category_sizes = np.array([len(signature.inputs[i].categories or ()) for i in self.category_at])
+        self.row_rules = [(f, self.codes[f.name] if f.dtype == "category" else None) for f in signature.inputs]
+
+
+def plan_of(signature: Signature) -> Plan:
+    plan = signature._plan
+    if plan is None:
+        plan = Plan(signature)
+        object.__setattr__(signature, "_plan", plan)
+    return plan  # type: ignore[no-any-return]
+
+
+def _column_dtype(feature: Feature) -> np.dtype[Any]:
+    if feature.dtype == "category":
+        return np.dtype(np.float64)
+    if feature.dtype == "string":
+        return np.dtype(object)
+    return np.dtype(feature.dtype)
+
+
+def shown(value: Any) -> Any:
+    return None if value is MISSING else value
+
+
+def convert_objects(feature: Feature, plan: Plan, values: list[Any]) -> tuple[Array, list[RowError]]:
+    """Python values of one feature → one typed column; refused values become row errors."""
+    dtype = plan.dtypes[feature.name]
+    numeric = feature.dtype in ("float64", "float32", "int64", "int32") and not feature.shape
+    if numeric and all(type(v) in NUMBER_TYPES for v in values):
+        try:
+            array = np.array(values, dtype=np.float64 if feature.dtype.startswith("float") else None)
+        except OverflowError:
+            pass
+        else:
+            if array.dtype.kind in "iuf":  # ints beyond int64 make an object array: walk those one by one
+                return convert_array(feature, plan, array)
+    if feature.dtype == "category":
+        lookup = plan.codes[feature.name]
+        try:  # every value a known category name: one dict lookup each, no per-value checks
+            return np.array([lookup[v] for v in values], dtype=np.float64), []
+        except (KeyError, TypeError):
+            pass
+    n = len(values)
+    shape = (n, *feature.shape)
+    column = np.empty(shape, dtype=dtype)
+    errors: list[RowError] = []
+    for r, value in enumerate(values):
+        try:
+            column[r] = convert_scalar(feature, plan.codes[feature.name], value)
+        except Refused as refused:
+            errors.append(RowError(r, feature.name, refused.reason, shown(value)))
+            column[r] = None if dtype.kind == "O" else 0
+    return column, errors
+
+
+def arrow_codes(feature: Feature, plan: Plan, column: Any, errors: list[RowError]) -> Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    codes = pc.index_in(column, value_set=pa.array(feature.categories, type=column.type))
+    return codes_or_errors(feature, plan, codes.fill_null(-1).to_numpy(zero_copy_only=False), column, errors)
+
+
+def is_arrow_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def codes_or_errors(feature: Feature, plan: Plan, codes: np.ndarray, originals: Any, errors: list[RowError]) -> Array:
+    """Category codes found by a vectorized lookup (-1 = not found) as floats; the misses are judged one by one.
+
+    A miss is a missing value (NaN if the feature allows it) or an unknown name (an error
+    naming it); only the misses pay for Python-level checks.
+    """
+    floats = codes.astype(np.float64)
+    for r in np.flatnonzero(codes < 0).tolist():
+        value = originals[r]
+        value = value.as_py() if hasattr(value, "as_py") else value
+        try:
+            floats[r] = convert_scalar(feature, plan.codes[feature.name], value)
+        except Refused as refused:
+            errors.append(RowError(r, feature.name, refused.reason, value))
+            floats[r] = 0.0
+    return floats
+
+
+def float_column(feature: Feature, plan: Plan, values: Sequence[Any] | np.ndarray) -> tuple[Array, list[RowError]]:
+    """One float64 or category column as float64, refusing wrong types; finiteness and codes are checked later."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
+        return values, []
+    if isinstance(values, list) and feature.dtype == "float64" and all(type(v) in NUMBER_TYPES for v in values):
+        try:
+            return np.array(values, dtype=np.float64), []
+        except OverflowError:
+            pass
+    if isinstance(values, np.ndarray) and values.dtype.kind not in "OUST":
+        return refuse_all(feature, plan, values, f"expected {expected_text(feature)}; the column holds {values.dtype}")
+    column, errors = convert_objects(feature, plan, list(values))
+    if errors:
+        column[[e.row for e in errors if e.row is not None]] = (
+            0.0  # refused cells are reported once, not again as non-finite
+        )
+    return column, errors
+
+
+def matrix_errors(signature: Signature, plan: Plan, matrix: np.ndarray) -> list[RowError]:
+    """Non-finite values where a feature takes none, and category codes out of range, across a whole matrix."""
+    cells: list[tuple[int, int]] = []
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        for c in np.flatnonzero(~finite.all(axis=0)).tolist():
+            column = matrix[:, c]
+            bad = np.isinf(column) if plan.missing_ok[c] else ~finite[:, c]
+            cells += [(r, c) for r in np.flatnonzero(bad).tolist()]
+    if len(plan.category_at):
+        codes = matrix[:, plan.category_at]
+        with np.errstate(invalid="ignore"):
+            wrong = (codes < 0) | (codes >= plan.category_sizes) | (codes != np.floor(codes))
+        if wrong.any():
+            rows, at = np.nonzero(wrong)
+            cells += zip(rows.tolist(), plan.category_at[at].tolist(), strict=True)
+    return [value_error(signature.inputs[c], plan, r, matrix[r, c]) for r, c in sorted(cells)]
+
+
+def convert_array(feature: Feature, plan: Plan, array: np.ndarray) -> tuple[Array, list[RowError]]:
+    """One column of a bulk input → the feature's column, checked with vectorized numpy."""
+    kind = array.dtype.kind
+    if feature.shape or kind not in "iufb":
+        if kind in "OUST":
+            return convert_objects(feature, plan, list(array))
+        if not feature.shape:
+            return refuse_all(
+                feature, plan, array, f"expected {expected_text(feature)}; the column holds {array.dtype}"
+            )
+        return convert_objects(feature, plan, list(array))
+    if kind == "b":
+        if feature.dtype == "bool":
+            return array.astype(bool, copy=False), []
+        return refuse_all(feature, plan, array, f"expected {expected_text(feature)}, not true/false")
+    if feature.dtype == "bool":
+        return refuse_all(feature, plan, array, "expected true or false (bool)")
+    if feature.dtype == "string":
+        return refuse_all(feature, plan, array, "expected a string")
+    if feature.dtype in ("int64", "int32"):
+        return check_ints(feature, array)
+    return _checkfloat_column(feature, plan, array)
+
+
+def expected_text(feature: Feature) -> str:
+    return "a category" if feature.dtype == "category" else f"a {feature.dtype} value"
+
+
+def _checkfloat_column(feature: Feature, plan: Plan, array: np.ndarray) -> tuple[Array, list[RowError]]:
+    column = array.astype(plan.dtypes[feature.name], copy=False)
+    if column.dtype.kind != "f":
+        return column, []
+    finite = np.isfinite(column)
+    if finite.all() and feature.dtype != "category":
+        return column, []
+    bad = ~finite if not feature.allow_missing else np.isinf(column)
+    if feature.dtype == "category":
+        codes = column[finite]
+        wrong = (codes < 0) | (codes >= len(plan.codes[feature.name])) | (codes != np.floor(codes))
+        bad = bad.copy()
+        bad[np.flatnonzero(finite)[wrong]] = True
+    if not bad.any():
+        return column, []
+    return column, [value_error(feature, plan, r, array[r]) for r in np.flatnonzero(bad).tolist()]
+
+
+def check_ints(feature: Feature, array: np.ndarray) -> tuple[Array, list[RowError]]:
+    low, high = INT_BOUNDS[feature.dtype]
+    if array.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(array) | (array != np.floor(array)) | (array < low) | (array > high)
+    else:
+        bad = (array < low) | (array > high) if array.dtype.itemsize * 8 > int(feature.dtype[3:]) else None
+    errors: list[RowError] = []
+    if bad is not None and bad.any():
+        rows = np.flatnonzero(bad)
+        errors = [
+            RowError(int(r), feature.name, f"expected a whole number that fits {feature.dtype}", array[r].item())
+            for r in rows
+        ]
+        array = array.copy()
+        array[rows] = 0
+    return array.astype(feature.dtype), errors
+
+
+def value_error(feature: Feature, plan: Plan, row: int, value: Any) -> RowError:
+    try:
+        convert_scalar(feature, plan.codes[feature.name], value.item() if hasattr(value, "item") else value)
+    except Refused as refused:
+        return RowError(row, feature.name, refused.reason, value.item() if hasattr(value, "item") else value)
+    return RowError(row, feature.name, f"expected a valid {feature.dtype} value", value)
+
+
+def refuse_all(feature: Feature, plan: Plan, array: np.ndarray, reason: str) -> tuple[Array, list[RowError]]:
+    column = np.zeros((len(array), *feature.shape), dtype=plan.dtypes[feature.name])
+    return column, [RowError(r, feature.name, reason, array[r].item()) for r in range(len(array))]
