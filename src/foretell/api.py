@@ -11,13 +11,16 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from foretell.config import Settings
 from foretell.core.model import Model, ModelInfo
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
 from foretell.registry import ModelSummary, SqliteRegistry, open_registry
+
+if TYPE_CHECKING:
+    from foretell.demo import DemoSummary
 
 __all__ = [
     "InputFormat",
@@ -115,7 +118,7 @@ def demo_init(
     movies: int = 1_500,
     seed: int = 7,
     home: Path | str | None = None,
-) -> Any:
+) -> DemoSummary:
     """Generate the demo data under `<home>/demo/`, train both demo models, register them as `@production`."""
     from foretell import demo
 
