@@ -140,6 +140,8 @@ def read_input(source: str | Path, fmt: InputFormat = "auto") -> Any:
         fmt = fmt if fmt != "auto" else _sniff(data)
         return _parse(data, fmt, "standard input")
     path = Path(source)
+    if path.is_dir():
+        raise InvalidInput(f"input {str(path)!r} is a folder; give one file (folders of parts are for batch jobs)")
     if not path.is_file():
         raise InvalidInput(f"input file {str(path)!r} does not exist")
     if fmt == "auto":
@@ -171,12 +173,15 @@ def _format_from_suffix(path: Path) -> InputFormat:
 
 
 def _sniff(data: bytes) -> InputFormat:
+    """JSON when the whole input parses as one document (pretty-printed or not), else JSON Lines or CSV."""
     text = data.lstrip()
-    if text.startswith(b"["):
-        return "json"
-    if text.startswith(b"{"):
-        return "jsonl" if text.rstrip().count(b"\n") > 0 and b"}\n" in text else "json"
-    return "csv"
+    if not text.startswith((b"[", b"{")):
+        return "csv"
+    try:
+        json.loads(data)
+    except ValueError:
+        return "jsonl" if text.startswith(b"{") else "json"
+    return "json"
 
 
 def _parse(data: bytes, fmt: InputFormat, where: str) -> Any:
@@ -206,5 +211,5 @@ def _parse(data: bytes, fmt: InputFormat, where: str) -> Any:
 def _json(data: bytes, where: str) -> Any:
     try:
         return json.loads(data)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
         raise InvalidInput(f"{where} is not valid JSON: {exc}") from exc

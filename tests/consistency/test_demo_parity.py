@@ -58,7 +58,7 @@ def test_churn_missing_values_take_the_same_path(home: Path, customers) -> None:
 
 def test_recommender_batch_equals_row_by_row(home: Path) -> None:
     movies = foretell.load("movies@production", home=home)
-    users = list(range(1, 41)) + [10_000_000]  # the last one is unknown: cold-start list
+    users = [*range(1, 41), 10_000_000]  # the last one is unknown: cold-start list
     batch = movies.predict_batch([{"user_id": u} for u in users], k=7)
     for i, user in enumerate(users):
         alone = movies.predict({"user_id": user}, k=7)

@@ -67,7 +67,8 @@ def test_register_list_show_alias_delete(home, model_file):
 
     listed = json.loads(run(home, "models", "list", "--json").stdout)
     assert listed[0]["name"] == "clf" and listed[0]["latest_version"] == 2
-    assert run(home, "models", "alias", "clf", "production", "2").returncode == 0
+    moved = run(home, "models", "alias", "clf", "production", "2", "--json")
+    assert json.loads(moved.stdout) == {"name": "clf", "alias": "production", "version": 2}
     shown = json.loads(run(home, "models", "show", "models:/clf@production", "--json").stdout)
     assert shown["version"] == 2 and len(shown["sha256"]) == 64 and shown["size_bytes"] > 0
     assert "scikit-learn" in shown["framework_versions"]
@@ -120,10 +121,31 @@ def test_predict_json_stdin_csv_parquet_agree(clf_home, tmp_path):
 
 def test_predict_reports_refused_rows_and_keeps_the_rest(clf_home):
     rows = [{"id": "a", "f0": 1.0, "f1": 2.0, "f2": 0.5}, {"id": "b", "f0": "x", "f1": 2.0, "f2": 0.5}]
-    result = run(clf_home, "predict", "clf/1", "--input", "-", "--id-column", "id", "--json", stdin=json.dumps(rows))
-    assert result.returncode == 3
-    assert [r["id"] for r in json.loads(result.stdout)] == ["a"]
-    assert "row 1, field 'f0': expected a number (float64); got str 'x'" in result.stderr
+    as_json = run(clf_home, "predict", "clf/1", "--input", "-", "--id-column", "id", "--json", stdin=json.dumps(rows))
+    assert as_json.returncode == 3
+    assert [r["id"] for r in json.loads(as_json.stdout)] == ["a"]
+    (refused,) = [json.loads(line) for line in as_json.stderr.splitlines()]
+    assert refused["id"] == "b" and refused["field"] == "f0"
+    assert refused["reason"] == "row 1, field 'f0': expected a number (float64); got str 'x'"
+    as_text = run(clf_home, "predict", "clf/1", "--input", "-", "--id-column", "id", stdin=json.dumps(rows))
+    assert as_text.returncode == 3
+    assert "refused row 1, field 'f0': expected a number (float64); got str 'x'" in as_text.stderr
+
+
+def test_predict_reads_pretty_printed_json_and_refuses_bytes_that_are_not_text(clf_home):
+    pretty = json.dumps({"f0": 1.0, "f1": 2.0, "f2": 0.5}, indent=2)
+    result = run(clf_home, "predict", "clf@production", "--input", "-", "--json", stdin=pretty)
+    assert result.returncode == 0, result.stderr
+    env = {**os.environ, "FORETELL_HOME": str(clf_home)}
+    binary = subprocess.run(
+        [sys.executable, "-m", "foretell", "predict", "clf@production", "--input", "-", "--format", "json"],
+        input=b"\xff\xfe{",
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    assert binary.returncode == 1
+    assert b"not valid JSON" in binary.stderr and b"Traceback" not in binary.stderr
 
 
 def test_predict_table_output(clf_home):

@@ -150,11 +150,15 @@ def alias(
     alias: Annotated[str, typer.Argument(help="Alias, e.g. production or staging.")],
     version: Annotated[int | None, typer.Argument(help="Version the alias should point at.")] = None,
     delete: Annotated[bool, typer.Option("--delete", help="Remove the alias.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
     """Point an alias at a version (moving it if it exists), or delete it."""
     if delete == (version is not None):
         raise typer.BadParameter("give either a VERSION to point the alias at, or --delete")
     api.set_alias(name, alias, None if delete else version)
+    if as_json:
+        print_json({"name": name, "alias": alias, "version": None if delete else version})
+        return
     out.print(f"{name}@{alias} " + ("deleted" if delete else f"→ version {version}"), highlight=False)
 
 
@@ -162,9 +166,13 @@ def alias(
 def delete(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[int, typer.Argument(help="Version to delete.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
     """Delete one version (and any alias pointing at it)."""
     api.delete_version(name, version)
+    if as_json:
+        print_json({"deleted": f"models:/{name}/{version}"})
+        return
     out.print(f"deleted models:/{name}/{version}", highlight=False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 import typer
 from rich.table import Table
 
@@ -31,7 +32,9 @@ def predict(
     extra: Annotated[str | None, typer.Option(help="Unknown input columns: reject (default) or ignore.")] = None,
     k: Annotated[int | None, typer.Option(min=1, help="Items per row, for top-k models.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows to show in the table (not with --json).")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per row.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list of rows; refused rows go to stderr as JSON lines.")
+    ] = False,
 ) -> None:
     """Predict rows from a file with a registered model. Refused rows are listed with their reasons."""
     if fmt not in ("auto", "json", "jsonl", "csv", "parquet"):
@@ -54,7 +57,14 @@ def predict(
     else:
         _table(model.info.uri, records, limit)
     for error in columns.errors:
-        err.print(f"[yellow]refused[/] {error.describe()}", highlight=False)
+        if as_json:  # one JSON object per refused row on stderr, so a script can read both streams
+            reason = {
+                **error.to_dict(),
+                id_key: ids[error.row] if ids is not None and error.row is not None else error.row,
+            }
+            err.file.write(orjson.dumps(reason).decode() + "\n")
+        else:
+            err.print(f"[yellow]refused[/] {error.describe()}", highlight=False)
     if columns.errors:
         raise typer.Exit(EXIT_ROWS_REJECTED)
 

@@ -29,7 +29,7 @@ from foretell.core.columns import (
     shown,
 )
 from foretell.core.frame import Array, Frame
-from foretell.core.schema import ExtraPolicy, Signature
+from foretell.core.schema import ExtraPolicy, Feature, Signature
 from foretell.core.values import BOOL_TYPES, MISSING, NUMBER_TYPES, Refused, convert_scalar
 from foretell.errors import InvalidInput, RowError
 
@@ -68,11 +68,16 @@ class Columns:
 
 
 def describe_input(data: object) -> str:
-    """A short description of what was passed, for error messages."""
+    """A short, one-line description of what was passed, for error messages."""
     if isinstance(data, np.ndarray):
         return f"a numpy array of shape {data.shape}"
-    text = repr(data)
-    return f"{type(data).__name__} {text[:40] + '...' if len(text) > 40 else text}"
+    kind = type(data).__name__
+    if kind in ("DataFrame", "Table", "RecordBatch") and hasattr(data, "shape"):
+        return f"a {kind} of {data.shape[0]} rows"
+    if isinstance(data, list | tuple):
+        return f"a {kind} of {len(data)} items"
+    text = " ".join(repr(data).split())
+    return f"{kind} {text[:40] + '...' if len(text) > 40 else text}"
 
 
 def coerce_input(signature: Signature, data: object, extra: ExtraPolicy) -> Columns:
@@ -84,6 +89,16 @@ def coerce_input(signature: Signature, data: object, extra: ExtraPolicy) -> Colu
     if module.startswith("pyarrow") and kind.__name__ in ("Table", "RecordBatch"):
         return _from_arrow(signature, plan, data, extra)
     if isinstance(data, np.ndarray):
+        if isinstance(data, np.ma.MaskedArray):
+            raise InvalidInput(
+                "masked arrays are not accepted: their hidden values would be predicted; "
+                "pass np.ma.filled(x, np.nan) if the model accepts missing values"
+            )
+        if data.dtype.names is not None:
+            raise InvalidInput(
+                f"a structured array (fields {list(data.dtype.names)}) is not accepted; "
+                "pass a DataFrame (pandas.DataFrame(x)) or one dict per row"
+            )
         if data.ndim == 2:
             return _from_matrix(signature, plan, data)
         if data.ndim in (0, 1):
@@ -118,8 +133,8 @@ def _rows_to_columns(signature: Signature, plan: Plan, rows: Sequence[Any], extr
     unknown: list[RowError] = []
     for r, row in enumerate(rows):
         if isinstance(row, Mapping):
-            if extra == "reject":
-                unknown += [RowError(r, str(k), _NOT_A_FEATURE) for k in row if k not in plan.index]
+            if extra == "reject":  # numbered among kept rows, like every error _build returns
+                unknown += [RowError(len(kept), str(k), _NOT_A_FEATURE) for k in row if k not in plan.index]
             for name in plan.names:
                 values[name].append(row.get(name, MISSING))
         elif isinstance(row, list | tuple) or (isinstance(row, np.ndarray) and row.ndim == 1):
@@ -130,21 +145,21 @@ def _rows_to_columns(signature: Signature, plan: Plan, rows: Sequence[Any], extr
                 continue
             for name, value in zip(plan.names, row, strict=True):
                 values[name].append(value)
-        elif plan.width == 1 and not isinstance(row, np.ndarray | set | frozenset | bytes):
+        elif plan.width == 1 and not isinstance(row, np.ndarray | set | frozenset | bytes | Mapping):
             values[plan.names[0]].append(row)
         else:
             shapeless.append(RowError(r, None, f"expected a dict of features or a list of {plan.width} values", row))
             continue
         kept.append(r)
+    checked = _build(signature, plan, values, len(kept), unknown)
     if not shapeless:
-        return _build(signature, plan, values, len(rows), unknown)
-    # Rows of the wrong shape are refused once, as a whole; the rest are checked value by value
-    # and their positions mapped back to the input's.
-    checked = _build(signature, plan, values, len(kept), [])
+        return checked
+    # Rows of the wrong shape are refused once, as a whole; the others were checked value by
+    # value, and their positions are mapped back to the input's.
     positions = np.array(kept, dtype=np.intp)
     for error in checked.errors:
         error.row = int(positions[error.row]) if error.row is not None else None
-    errors = sorted(shapeless + unknown + checked.errors, key=lambda e: e.row if e.row is not None else -1)
+    errors = sorted(shapeless + checked.errors, key=lambda e: e.row if e.row is not None else -1)
     return Columns(checked.frame, positions[checked.rows], errors, len(rows))
 
 
@@ -204,21 +219,15 @@ def _extra_keys(plan: Plan, row: Mapping[Any, Any], errors: list[RowError]) -> N
 
 
 def _from_dataframe(signature: Signature, plan: Plan, frame: Any, extra: ExtraPolicy) -> Columns:
+    # Column labels may be ints (a DataFrame made from a bare array): match them by their text.
+    labels = {str(c): c for c in frame.columns}
     _check_column_names(signature, plan, [str(c) for c in frame.columns], extra, "DataFrame")
     raw: dict[str, Any] = {}
     errors: list[RowError] = []
     for feature in signature.inputs:
-        series = frame[feature.name]
+        series = frame[labels[feature.name]]
         if feature.dtype == "category" and series.dtype.kind not in "iufb":
-            if hasattr(series.array, "__arrow_array__"):  # Arrow-backed strings: look up in Arrow, no objects
-                import pyarrow as pa
-
-                raw[feature.name] = arrow_codes(feature, plan, pa.array(series.array), errors)
-            else:
-                import pandas as pd
-
-                codes = pd.Index(list(feature.categories or ())).get_indexer(series)
-                raw[feature.name] = codes_or_errors(feature, plan, codes, series.array, errors)
+            raw[feature.name] = _pandas_codes(feature, plan, series, errors)
         elif isinstance(series.dtype, np.dtype):
             raw[feature.name] = series.to_numpy()
         elif series.dtype.kind in "iuf":  # pandas' nullable numbers: NA becomes NaN, then is judged as missing
@@ -226,6 +235,22 @@ def _from_dataframe(signature: Signature, plan: Plan, frame: Any, extra: ExtraPo
         else:
             raw[feature.name] = series.to_numpy(dtype=object)
     return _build(signature, plan, raw, len(frame), errors)
+
+
+def _pandas_codes(feature: Feature, plan: Plan, series: Any, errors: list[RowError]) -> Array:
+    if hasattr(series.array, "__arrow_array__"):  # Arrow-backed strings: look up in Arrow, no objects
+        import pyarrow as pa
+
+        return arrow_codes(feature, plan, pa.array(series.array), errors)
+    import pandas as pd
+
+    try:
+        codes = pd.Index(list(feature.categories or ())).get_indexer(series)
+    except TypeError:  # unhashable cells (lists, dicts): the one-value rules say which rows
+        column, column_errors = convert_objects(feature, plan, list(series))
+        errors += column_errors
+        return column
+    return codes_or_errors(feature, plan, codes, series.array, errors)
 
 
 def _from_arrow(signature: Signature, plan: Plan, table: Any, extra: ExtraPolicy) -> Columns:
@@ -245,11 +270,17 @@ def _from_arrow(signature: Signature, plan: Plan, table: Any, extra: ExtraPolicy
 
 def _check_column_names(signature: Signature, plan: Plan, names: list[str], extra: ExtraPolicy, form: str) -> None:
     present = set(names)
+    if len(present) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise InvalidInput(
+            f"{form} has repeated column names {repeated}: each feature must be one column",
+            [RowError(None, n, "repeated column") for n in repeated],
+        )
     missing = [n for n in plan.names if n not in present]
     problems: list[RowError] = [RowError(None, n, "missing column: the model needs this feature") for n in missing]
     unknown = [n for n in names if n not in plan.codes]
     if unknown and extra == "reject":
-        problems += [RowError(None, n, "not a feature of this model (pass extra='ignore' to drop it)") for n in unknown]
+        problems += [RowError(None, n, _NOT_A_FEATURE) for n in unknown]
     if problems:
         parts = []
         if missing:

@@ -189,12 +189,12 @@ def convert_array(feature: Feature, plan: Plan, array: np.ndarray) -> tuple[Arra
     if feature.dtype == "string":
         return refuse_all(feature, plan, array, "expected a string")
     if feature.dtype in ("int64", "int32"):
-        return check_ints(feature, array)
+        return check_ints(feature, plan, array)
     return _checkfloat_column(feature, plan, array)
 
 
 def expected_text(feature: Feature) -> str:
-    return "a category" if feature.dtype == "category" else f"a {feature.dtype} value"
+    return "a category" if feature.dtype == "category" else f"a value of type {feature.dtype}"
 
 
 def _checkfloat_column(feature: Feature, plan: Plan, array: np.ndarray) -> tuple[Array, list[RowError]]:
@@ -215,33 +215,41 @@ def _checkfloat_column(feature: Feature, plan: Plan, array: np.ndarray) -> tuple
     return column, [value_error(feature, plan, r, array[r]) for r in np.flatnonzero(bad).tolist()]
 
 
-def check_ints(feature: Feature, array: np.ndarray) -> tuple[Array, list[RowError]]:
+def check_ints(feature: Feature, plan: Plan, array: np.ndarray) -> tuple[Array, list[RowError]]:
     low, high = INT_BOUNDS[feature.dtype]
+    bad: np.ndarray | None = None
     if array.dtype.kind == "f":
+        # float(2**63 - 1) rounds up to 2**63, so the upper bound is tested as `>= high + 1`.
         with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(array) | (array != np.floor(array)) | (array < low) | (array > high)
-    else:
-        bad = (array < low) | (array > high) if array.dtype.itemsize * 8 > int(feature.dtype[3:]) else None
+            bad = ~np.isfinite(array) | (array != np.floor(array)) | (array < low) | (array >= float(high) + 1)
+    elif not np.can_cast(array.dtype, feature.dtype):  # uint64 into int64, int64 into int32, ...
+        bad = (array < low) | (array > high)
     errors: list[RowError] = []
     if bad is not None and bad.any():
         rows = np.flatnonzero(bad)
-        errors = [
-            RowError(int(r), feature.name, f"expected a whole number that fits {feature.dtype}", array[r].item())
-            for r in rows
-        ]
+        errors = [value_error(feature, plan, int(r), array[r]) for r in rows]
         array = array.copy()
         array[rows] = 0
     return array.astype(feature.dtype), errors
 
 
 def value_error(feature: Feature, plan: Plan, row: int, value: Any) -> RowError:
+    """The error the one-value rules give `value`: one wording whichever path found it."""
+    plain = plain_value(value)
     try:
-        convert_scalar(feature, plan.codes[feature.name], value.item() if hasattr(value, "item") else value)
+        convert_scalar(feature, plan.codes[feature.name], plain)
     except Refused as refused:
-        return RowError(row, feature.name, refused.reason, value.item() if hasattr(value, "item") else value)
-    return RowError(row, feature.name, f"expected a valid {feature.dtype} value", value)
+        return RowError(row, feature.name, refused.reason, plain)
+    return RowError(row, feature.name, f"expected a valid {feature.dtype} value", plain)
+
+
+def plain_value(value: Any) -> Any:
+    """A numpy scalar as the Python value a person would recognise (a datetime stays a datetime)."""
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        return value
+    return value.item() if hasattr(value, "item") else value
 
 
 def refuse_all(feature: Feature, plan: Plan, array: np.ndarray, reason: str) -> tuple[Array, list[RowError]]:
     column = np.zeros((len(array), *feature.shape), dtype=plan.dtypes[feature.name])
-    return column, [RowError(r, feature.name, reason, array[r].item()) for r in range(len(array))]
+    return column, [RowError(r, feature.name, reason, plain_value(array[r])) for r in range(len(array))]

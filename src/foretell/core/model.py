@@ -7,7 +7,7 @@ what makes their answers the same.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,10 @@ class ModelInfo:
         }
 
 
+def _is_row(value: object) -> bool:
+    return isinstance(value, Mapping | list | tuple | np.ndarray)
+
+
 def _is_batch(xs: object) -> bool:
     kind = type(xs)
     if isinstance(xs, list | tuple):
@@ -106,11 +110,20 @@ class Model:
 
     def predict(self, x: object, *, extra: ExtraPolicy | None = None, k: int | None = None) -> dict[str, Any]:
         """Predict one input (a dict of features, a list of values, or a scalar); returns one row of outputs."""
+        if _is_batch(x) and not (isinstance(x, list | tuple) and not any(_is_row(v) for v in x)):
+            raise InvalidInput(
+                f"predict takes one input; got {describe_input(x)}, which holds several. "
+                "Use predict_batch for many inputs"
+            )
         return self.predict_batch([x], extra=extra, k=k)[0]
 
     def _as_batch(self, xs: object) -> object:
         if _is_batch(xs):
             return xs
+        if isinstance(xs, set | frozenset):
+            raise InvalidInput("predict_batch got a set, which has no order to match answers to; pass a list")
+        if isinstance(xs, range | Iterator):
+            return list(xs)
         if isinstance(xs, np.ndarray) and xs.ndim == 1 and len(self.signature.inputs) == 1:
             return xs.reshape(-1, 1)
         text = repr(xs)

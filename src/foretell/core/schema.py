@@ -193,6 +193,10 @@ class Signature:
         """
         from foretell.core.coerce import coerce_input
 
+        if extra is not None and extra not in ("reject", "ignore"):
+            from foretell.errors import InvalidInput
+
+            raise InvalidInput(f"extra must be 'reject' or 'ignore'; got {extra!r}")
         return coerce_input(self, data, extra or self.extra)
 
     def with_extra(self, extra: ExtraPolicy) -> Signature:

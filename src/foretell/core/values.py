@@ -55,7 +55,10 @@ def convert_scalar(feature: Feature, codes: Mapping[str, int], value: Any) -> An
     kind = type(value)
     if dtype in ("float64", "float32"):
         if kind in NUMBER_TYPES:
-            number = float(value) if kind in FLOAT_TYPES or abs(value) < 2**1000 else math.inf
+            try:
+                number = float(value)
+            except OverflowError:  # an int too large for any float
+                number = math.inf
             if math.isfinite(number):
                 return number
             raise Refused(f"expected a finite number ({dtype})")

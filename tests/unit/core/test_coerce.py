@@ -254,3 +254,69 @@ def test_any_numeric_matrix_coerces_or_reports(values):
     columns = SIG.coerce(matrix)
     assert columns.frame.n_rows + len({e.row for e in columns.errors}) == len(values)
     assert np.isfinite(columns.frame["tenure"]).all()
+
+
+# -- edge cases found in review -------------------------------------------------------------------
+
+INTS = Signature((Feature("i", "int64"),), (Output("score", "score"),))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [{"i": 2**63}],
+        np.array([[2**64 - 1]], dtype=np.uint64),
+        np.array([[2.0**63]]),
+        pd.DataFrame({"i": np.array([2**63], dtype=np.uint64)}),
+    ],
+)
+def test_ints_out_of_range_are_refused_not_wrapped(data):
+    columns = INTS.coerce(data)
+    assert [e.row for e in columns.errors] == [0]
+    assert "whole number that fits int64" in columns.errors[0].describe()
+
+
+def test_missing_int_is_reported_as_missing():
+    columns = INTS.coerce(pd.DataFrame({"i": pd.array([1, None], dtype="Int64")}))
+    assert "not a missing one" in columns.errors[0].describe()
+
+
+def test_a_row_refused_for_an_unknown_key_is_not_predicted_beside_a_shapeless_row():
+    columns = SIG.coerce([{**ROWS[0], "z": 3}, [1.0], ROWS[1]])
+    assert columns.rows.tolist() == [2]
+    assert sorted({e.row for e in columns.errors}) == [0, 1]
+
+
+def test_repeated_and_non_string_column_names():
+    with pytest.raises(InvalidInput, match="repeated column names"):
+        SIG.coerce(pd.DataFrame([[1.0, 2.0, "basic", 1]], columns=["tenure", "tenure", "plan", "calls"]))
+    table = pa.table([[1.0], [2.0]], names=["a", "a"])
+    with pytest.raises(InvalidInput, match="repeated column names"):
+        Signature((Feature("a"),), (Output("score", "score"),)).coerce(table)
+    numbered = Signature((Feature("0"), Feature("1")), (Output("score", "score"),))
+    assert numbered.coerce(pd.DataFrame({0: [1.0], 1: [2.0]})).ok
+
+
+def test_unhashable_category_cells_become_row_errors():
+    frame = pd.DataFrame(ROWS)
+    frame["plan"] = pd.Series([["basic"], "basic", {"x": 1}], dtype=object)
+    columns = SIG.coerce(frame)
+    assert [(e.row, e.field) for e in columns.errors] == [(0, "plan"), (2, "plan")]
+
+
+def test_masked_and_structured_arrays_are_refused_with_a_reason():
+    with pytest.raises(InvalidInput, match="masked arrays"):
+        SIG.coerce(np.ma.masked_array(np.zeros((1, 4)), mask=True))
+    with pytest.raises(InvalidInput, match="structured array"):
+        SIG.coerce(np.zeros(2, dtype=[("tenure", "f8"), ("age", "f8")]))
+
+
+def test_datetime_column_is_refused_showing_the_datetime():
+    frame = pd.DataFrame(ROWS).assign(tenure=pd.to_datetime(["2020-01-01"] * 3))
+    error = SIG.coerce(frame).errors[0]
+    assert "2020-01-01" in error.describe()
+
+
+def test_unknown_extra_policy_is_refused():
+    with pytest.raises(InvalidInput, match="extra must be"):
+        SIG.coerce(ROWS, extra="bogus")  # type: ignore[arg-type]

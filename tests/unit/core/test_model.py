@@ -129,3 +129,17 @@ def test_malformed_inputs_raise_invalid_input_and_nothing_else(value):
     for call in (model.predict, model.predict_batch):
         with contextlib.suppress(InvalidInput):
             call(value)
+
+
+def test_predict_given_a_batch_points_to_predict_batch(model):
+    for batch in ([{"a": 1.0, "b": 2.0, "c": 3.0}], pd.DataFrame({"a": [1.0], "b": [2.0], "c": [3.0]})):
+        with pytest.raises(InvalidInput, match=r"predict takes one input.*Use predict_batch"):
+            model.predict(batch)
+
+
+def test_predict_batch_takes_generators_and_ranges_but_not_sets():
+    one = model_of(SumModel(["x"]), sum_signature(["x"]))
+    assert one.predict_batch(range(3)).column("score").tolist() == [0.0, 1.0, 2.0]
+    assert one.predict_batch(float(v) for v in (4, 5)).column("score").tolist() == [4.0, 5.0]
+    with pytest.raises(InvalidInput, match="a set"):
+        one.predict_batch({1.0, 2.0})
