@@ -13,7 +13,7 @@ import pytest
 
 from foretell.adapters import detect_flavor, get_flavor
 from foretell.core import Feature, Frame, Model, ModelInfo, Output, PredictOptions, Predictor, Signature
-from foretell.errors import MissingExtra, ModelLoadError, UnsupportedModel
+from foretell.errors import InvalidInput, MissingExtra, ModelLoadError, UnsupportedModel
 from foretell.testing import check_model
 
 if TYPE_CHECKING:
@@ -62,6 +62,28 @@ def test_describe_reads_a_signature_from_the_file(artifact: Artifact) -> None:
         proba = signature.output("proba")
         assert proba.classes == artifact.classes
         assert proba.shape == (len(artifact.classes),)
+
+
+def test_bad_input_is_invalid_input_before_the_framework_sees_it(artifact: Artifact, data: Data) -> None:
+    model = artifact.model()
+    good = dict_rows(model, data.x[:3])
+    first = model.signature.input_names[0]
+    with_nan = [good[0], {**good[1], first: float("nan")}, good[2]]
+    if model.signature.inputs[0].allow_missing:
+        assert len(model.predict_batch(with_nan)) == 3
+    else:
+        with pytest.raises(InvalidInput, match=rf"row 1, field '{first}': expected a float64 value, not a missing one"):
+            model.predict_batch(with_nan)
+    cases = [
+        ({**good[0], first: "3.5"}, rf"field '{first}': expected a number"),
+        ({k: v for k, v in good[0].items() if k != first}, rf"field '{first}': missing"),
+        ({**good[0], "colour": 1.0}, r"field 'colour': not a feature of this model"),
+        (list(good[0].values())[:-1], r"expected 4 values in signature order"),
+    ]
+    for row, message in cases:
+        with pytest.raises(InvalidInput, match=message):
+            model.predict(row)
+    assert len(model.predict_batch([{**good[0], "colour": 1.0}], extra="ignore")) == 1
 
 
 def test_passes_the_conformance_suite(artifact: Artifact, data: Data) -> None:
