@@ -1,0 +1,107 @@
+"""Job history: every batch job, its pinned model version, status, counts and timings, in SQLite."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from foretell.errors import ForetellError
+
+__all__ = ["JobHistory", "JobNotFound"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    model_uri TEXT NOT NULL,
+    model_version INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT NOT NULL,
+    status TEXT NOT NULL,
+    options TEXT NOT NULL,
+    rows INTEGER NOT NULL DEFAULT 0,
+    scored INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    seconds REAL,
+    message TEXT
+)
+"""
+STATUSES = ("running", "succeeded", "failed", "interrupted")
+
+
+class JobNotFound(ForetellError, LookupError):
+    """No job with that id in this FORETELL_HOME."""
+
+
+class JobHistory:
+    def __init__(self, home: Path) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.path = home / "jobs.db"
+        with self._connect() as conn:
+            conn.execute(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            yield conn
+        finally:
+            conn.close()
+
+    def start(self, job: Mapping[str, Any]) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO jobs (id, model_uri, model_version, input, output, status, options, started_at) "
+                "VALUES (?, ?, ?, ?, ?, 'running', ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET status = 'running', finished_at = NULL, message = NULL",
+                (
+                    job["id"],
+                    job["model_uri"],
+                    job["model_version"],
+                    job["input"],
+                    job["output"],
+                    json.dumps(job["options"]),
+                    job["started_at"],
+                ),
+            )
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        counts: Mapping[str, int],
+        finished_at: str,
+        seconds: float,
+        message: str | None = None,
+    ) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = ?, rows = ?, scored = ?, rejected = ?, finished_at = ?, seconds = ?, "
+                "message = ? WHERE id = ?",
+                (status, counts["rows"], counts["scored"], counts["rejected"], finished_at, seconds, message, job_id),
+            )
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(f"no batch job {job_id!r} in {self.path.parent}; `foretell batch list` shows them")
+        return _plain(row)
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM jobs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_plain(row) for row in rows]
+
+
+def _plain(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    data["options"] = json.loads(data["options"])
+    return data

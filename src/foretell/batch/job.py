@@ -1,0 +1,262 @@
+"""A batch job from start to published output: pin, check, score, record, publish.
+
+Exactly once comes from three rules: a chunk's part name is fixed by its number; a part
+is recorded in the journal only after its atomic rename; and the output is published
+(moved into place, then `_manifest.json`, then `_SUCCESS`) only when every chunk is
+recorded. A run killed at any moment resumes by skipping recorded chunks and redoing
+the rest, which overwrites any part it had renamed but not yet recorded.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from foretell.batch.engines import Engine, LocalEngine
+from foretell.batch.engines.local import default_workers
+from foretell.batch.history import JobHistory
+from foretell.batch.manifest import ChunkRecord, JobFolder
+from foretell.batch.scoring import ScoringSpec
+from foretell.batch.sinks import OutputFormat, sweep_temp
+from foretell.batch.sources import InputFormat, open_source
+from foretell.errors import ForetellError, InvalidInput
+from foretell.registry import open_registry
+
+__all__ = ["BatchJobFailed", "BatchResult", "JobInterrupted", "resume", "run"]
+
+Progress = Callable[[int, int | None], None]
+
+
+class BatchJobFailed(ForetellError, RuntimeError):
+    """The job ran but must not publish (too many rejected rows)."""
+
+
+class JobInterrupted(ForetellError, RuntimeError):
+    """SIGTERM or SIGINT stopped the job between chunks; resume finishes it."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    job_id: str
+    status: str
+    model_uri: str
+    model_version: int
+    input: str
+    output: str
+    rows: int
+    scored: int
+    rejected: int
+    seconds: float
+    rows_per_second: float
+    parts: int
+    resumed_chunks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run(
+    model_uri: str,
+    input: str | Path,
+    output: str | Path,
+    *,
+    home: Path,
+    id_column: str | None = None,
+    passthrough: Sequence[str] = (),
+    chunk_rows: int = 65_536,
+    workers: int | None = None,
+    input_format: InputFormat | None = None,
+    output_format: OutputFormat = "parquet",
+    max_reject_ratio: float = 0.01,
+    resume: bool = False,
+    engine: Engine | None = None,
+    progress: Progress | None = None,
+) -> BatchResult:
+    """Score every row of `input` with `model_uri` into `output`; see the module docstring for the guarantees."""
+    if chunk_rows < 1:
+        raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if not 0 <= max_reject_ratio <= 1:
+        raise InvalidInput(f"max_reject_ratio must be between 0 and 1, got {max_reject_ratio}")
+    folder = JobFolder(Path(output))
+    previous = folder.read_job()
+    if previous is not None and resume:
+        return _execute(previous, folder, home, engine, progress)
+    if folder.published:
+        raise InvalidInput(f"{output} already holds a published output; choose another folder or delete it")
+    if previous is not None:
+        raise InvalidInput(
+            f"{output} holds unfinished job {previous['id']}: finish it with --resume "
+            f"(or `foretell batch resume {previous['id']}`), or delete the folder"
+        )
+    info = open_registry(home).get(model_uri)
+    source = open_source(input, input_format)
+    features = info.signature.input_names
+    id_column = id_column or next((c for c in source.columns if c not in features), source.columns[0])
+    source.require([*features, id_column, *passthrough])
+    now = datetime.now(UTC)
+    workers = workers or default_workers()
+    job = {
+        "id": f"job-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+        "model_uri": model_uri,
+        "model_version": info.version,
+        "pinned_uri": info.uri,
+        "input": str(input),
+        "output": str(output),
+        "started_at": now.isoformat(),
+        "options": {
+            "id_column": id_column,
+            "passthrough": list(passthrough),
+            "chunk_rows": chunk_rows,
+            "workers": workers,
+            "input_format": source.format,
+            "output_format": output_format,
+            "max_reject_ratio": max_reject_ratio,
+        },
+    }
+    with folder.locked():
+        folder.reset()
+        folder.write_job(job)
+    return _execute(job, folder, home, engine, progress)
+
+
+def resume(job_id: str, *, home: Path, engine: Engine | None = None, progress: Progress | None = None) -> BatchResult:
+    """Finish an unfinished job: its recorded chunks are kept, the rest are scored, then it publishes."""
+    record = JobHistory(home).get(job_id)
+    folder = JobFolder(Path(record["output"]))
+    job = folder.read_job()
+    if job is None or job["id"] != job_id:
+        raise InvalidInput(f"{record['output']} no longer holds job {job_id}'s work")
+    return _execute(job, folder, home, engine, progress)
+
+
+def _execute(
+    job: dict[str, Any], folder: JobFolder, home: Path, engine: Engine | None, progress: Progress | None
+) -> BatchResult:
+    options = job["options"]
+    history = JobHistory(home)
+    with folder.locked(), _stop_on_signals():
+        if folder.published:
+            return _result(job, "succeeded", folder.committed(), 0.0, 0)
+        sweep_temp(folder.output)
+        source = open_source(job["input"], options["input_format"])
+        done = folder.committed()
+        history.start(job)
+        started = time.perf_counter()
+        engine = engine or LocalEngine(options["workers"])
+        spec = ScoringSpec(
+            model_uri=job["pinned_uri"],
+            home=str(home),
+            id_column=options["id_column"],
+            passthrough=tuple(options["passthrough"]),
+            staged=str(folder.staged),
+            staged_rejects=str(folder.staged_rejects),
+            output_format=options["output_format"],
+            predicted_at=job["started_at"],
+            threads=max(1, default_workers() // max(1, options["workers"])),
+        )
+        total = source.count_rows()
+        resumed = len(done)
+        rows_done = sum(r.rows for r in done.values())
+        todo = ((n, b) for n, b in source.chunks(options["chunk_rows"]) if n not in done)
+        records = dict(done)
+        try:
+            for record in engine.run(spec, todo):
+                folder.record(record)
+                records[record.chunk] = record
+                rows_done += record.rows
+                if progress:
+                    progress(rows_done, total)
+        except (JobInterrupted, KeyboardInterrupt):
+            _finish(history, job, "interrupted", records, started, "stopped by a signal; resume to finish")
+            raise JobInterrupted(f"job {job['id']} stopped; `foretell batch resume {job['id']}` finishes it") from None
+        except Exception as exc:
+            _finish(history, job, "failed", records, started, str(exc))
+            raise
+        counts = _counts(records)
+        ratio = counts["rejected"] / counts["rows"] if counts["rows"] else 0.0
+        if ratio > options["max_reject_ratio"]:
+            message = (
+                f"{counts['rejected']} of {counts['rows']} rows ({ratio:.2%}) were rejected, more than "
+                f"--max-reject-ratio {options['max_reject_ratio']:.2%}; nothing was published. "
+                f"The reasons are in {folder.staged_rejects}"
+            )
+            _finish(history, job, "failed", records, started, message)
+            raise BatchJobFailed(message)
+        seconds = time.perf_counter() - started
+        folder.publish(
+            records,
+            {
+                **job,
+                "status": "succeeded",
+                "counts": counts,
+                "seconds": seconds,
+                "parts": sorted(r.part for r in records.values() if r.part),
+            },
+        )
+        _finish(history, job, "succeeded", records, started)
+        return _result(job, "succeeded", records, seconds, resumed)
+
+
+def _counts(records: dict[int, ChunkRecord]) -> dict[str, int]:
+    return {
+        "rows": sum(r.rows for r in records.values()),
+        "scored": sum(r.scored for r in records.values()),
+        "rejected": sum(r.rejected for r in records.values()),
+    }
+
+
+def _finish(
+    history: JobHistory,
+    job: dict[str, Any],
+    status: str,
+    records: dict[int, ChunkRecord],
+    started: float,
+    message: str | None = None,
+) -> None:
+    history.finish(
+        job["id"], status, _counts(records), datetime.now(UTC).isoformat(), time.perf_counter() - started, message
+    )
+
+
+def _result(
+    job: dict[str, Any], status: str, records: dict[int, ChunkRecord], seconds: float, resumed: int
+) -> BatchResult:
+    counts = _counts(records)
+    return BatchResult(
+        job_id=job["id"],
+        status=status,
+        model_uri=job["pinned_uri"],
+        model_version=job["model_version"],
+        input=job["input"],
+        output=job["output"],
+        rows=counts["rows"],
+        scored=counts["scored"],
+        rejected=counts["rejected"],
+        seconds=seconds,
+        rows_per_second=counts["rows"] / seconds if seconds else 0.0,
+        parts=sum(1 for r in records.values() if r.part),
+        resumed_chunks=resumed,
+    )
+
+
+class _stop_on_signals:  # noqa: N801 - used as a context manager, named like one
+    """SIGTERM/SIGINT stop the job between chunks; a chunk being committed is never half-written."""
+
+    def __enter__(self) -> None:
+        self._previous = {s: signal.getsignal(s) for s in (signal.SIGTERM,)}
+        signal.signal(signal.SIGTERM, self._raise)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @staticmethod
+    def _raise(signum: int, frame: FrameType | None) -> None:
+        raise JobInterrupted(f"received signal {signum}")

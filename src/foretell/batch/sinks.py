@@ -1,0 +1,89 @@
+"""Committing one part file so that a reader sees all of it or none of it.
+
+The recipe is the one output committers use (Spark's, and what Ray Data's and Dask's
+writers lack): write to a temporary name in the same folder, fsync the file, rename it
+over the final name (atomic on POSIX within one file system), then fsync the folder so
+the rename itself survives a crash. A part's name comes from its chunk number, so a
+re-run writes the same name and can never leave two copies of one chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["TEMP_PREFIX", "OutputFormat", "commit_table", "fsync_dir", "part_name", "sweep_temp"]
+
+OutputFormat = Literal["parquet", "csv", "jsonl"]
+TEMP_PREFIX = ".tmp-"
+
+
+def part_name(number: int, fmt: OutputFormat) -> str:
+    suffix = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}[fmt]
+    return f"part-{number:06d}.{suffix}"
+
+
+def commit_table(table: pa.Table, folder: Path, name: str, fmt: OutputFormat = "parquet") -> Path:
+    """Write `table` to `folder/name` atomically and durably; returns the final path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / name
+    temp = folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
+    try:
+        with temp.open("wb") as handle:
+            _write(table, handle, fmt)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.replace(final)
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_dir(folder)
+    return final
+
+
+def _write(table: pa.Table, handle: object, fmt: OutputFormat) -> None:
+    if fmt == "parquet":
+        pq.write_table(table, handle)
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(_flat(table), handle)
+    else:
+        import orjson
+
+        for row in table.to_pylist():
+            handle.write(orjson.dumps(row, default=str) + b"\n")  # type: ignore[attr-defined]
+
+
+def _flat(table: pa.Table) -> pa.Table:
+    """CSV has no list columns: lists (probabilities, top-k) become JSON text."""
+    import orjson
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
+            column = pa.array([orjson.dumps(v).decode() for v in column.to_pylist()], pa.string())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def sweep_temp(folder: Path) -> int:
+    """Delete temp files a killed run left behind; returns how many."""
+    if not folder.is_dir():
+        return 0
+    orphans = [p for p in folder.rglob(f"{TEMP_PREFIX}*") if p.is_file()]
+    for orphan in orphans:
+        orphan.unlink(missing_ok=True)
+    return len(orphans)

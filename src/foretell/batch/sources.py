@@ -1,0 +1,149 @@
+"""Where a batch job's rows come from: a file, a folder, a glob or an fsspec URL, read as a stream.
+
+Rows are read with pyarrow datasets in chunks of at most `chunk_rows`, never whole. Chunk
+numbers follow the files in sorted order and the batches within each file, so the same
+input read with the same chunk size is cut the same way every time: that is what lets a
+resumed job skip exactly the chunks it already committed.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from foretell.errors import InvalidInput
+
+__all__ = ["InputFormat", "Source", "open_source"]
+
+InputFormat = Literal["parquet", "csv", "jsonl"]
+_SUFFIXES: dict[str, InputFormat] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """An opened input: its files, format and schema, ready to stream."""
+
+    location: str
+    files: tuple[str, ...]
+    format: InputFormat
+    dataset: Any
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.dataset.schema
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.names)
+
+    def count_rows(self) -> int | None:
+        """Rows in the input when the format says so cheaply (Parquet footers), else None."""
+        if self.format != "parquet":
+            return None
+        return int(self.dataset.count_rows())
+
+    def require(self, columns: Sequence[str], what: str = "the model") -> None:
+        """Fail before any work when the input lacks a column the job needs."""
+        missing = [c for c in columns if c not in self.schema.names]
+        if missing:
+            raise InvalidInput(f"{self.location} lacks column(s) {missing} that {what} needs; it has {self.columns}")
+
+    def chunks(self, chunk_rows: int, columns: Sequence[str] | None = None) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """(chunk number, rows) in a fixed order; each chunk holds at most `chunk_rows` rows."""
+        number = 0
+        for fragment in self.dataset.get_fragments():
+            pending: list[pa.RecordBatch] = []
+            size = 0
+            for batch in fragment.to_batches(columns=list(columns) if columns else None, batch_size=chunk_rows):
+                pending.append(batch)
+                size += batch.num_rows
+                # Readers may hand out batches smaller than asked (Parquet row groups, CSV blocks):
+                # joining them keeps chunks near `chunk_rows`, so workers get work worth sending.
+                while size >= chunk_rows:
+                    table = pa.Table.from_batches(pending)
+                    yield number, _one_batch(table.slice(0, chunk_rows))
+                    number += 1
+                    rest = table.slice(chunk_rows)
+                    pending, size = (rest.to_batches(), rest.num_rows) if rest.num_rows else ([], 0)
+            if size:
+                yield number, _one_batch(pa.Table.from_batches(pending))
+                number += 1
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    return table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], table.schema)
+
+
+def open_source(location: str | Path, fmt: InputFormat | None = None) -> Source:
+    """Open a file, folder, glob (`data/*.parquet`) or fsspec URL; refuse clearly what cannot be read."""
+    text = str(location)
+    files, filesystem = _resolve(text)
+    if not files:
+        raise InvalidInput(f"no input files match {text!r}")
+    fmt = fmt or _format_of(files)
+    if fmt not in ("parquet", "csv", "jsonl"):
+        raise InvalidInput(f"unknown input format {fmt!r}; use parquet, csv or jsonl")
+    file_format: Any = {"parquet": "parquet", "csv": "csv", "jsonl": ds.JsonFileFormat()}[fmt]
+    try:
+        dataset = ds.dataset(list(files), format=file_format, filesystem=filesystem)
+        dataset.schema  # noqa: B018 - reading the schema now surfaces unreadable files before any work
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidInput(f"cannot read {text} as {fmt}: {exc}") from exc
+    return Source(text, tuple(files), fmt, dataset)
+
+
+def _resolve(text: str) -> tuple[list[str], Any]:
+    if "://" in text:
+        return _resolve_fsspec(text)
+    path = Path(text)
+    if any(ch in text for ch in "*?["):
+        matches = sorted(glob.glob(text, recursive=True))  # noqa: PTH207 - a user pattern may be absolute
+        return [m for m in matches if Path(m).is_file()], None
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
+        return files, None
+    if path.is_file():
+        return [str(path)], None
+    raise InvalidInput(f"input {text!r} does not exist")
+
+
+def _hidden(relative: Path) -> bool:
+    # Spark, Hive and foretell's own outputs keep bookkeeping in _files and .files: not data.
+    return any(part.startswith(("_", ".")) for part in relative.parts)
+
+
+def _resolve_fsspec(url: str) -> tuple[list[str], Any]:
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise InvalidInput(f"reading {url} needs fsspec: pip install fsspec") from exc
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    filesystem, _, paths = fsspec.get_fs_token_paths(url)
+    files: list[str] = []
+    for path in sorted(paths):
+        if filesystem.isdir(path):
+            files += sorted(p for p in filesystem.find(path) if not _hidden(Path(p).relative_to(path)))
+        elif filesystem.exists(path):
+            files.append(path)
+    return files, PyFileSystem(FSSpecHandler(filesystem))
+
+
+def _format_of(files: Sequence[str]) -> InputFormat:
+    kinds = {_SUFFIXES.get(Path(f).suffix.lower()) for f in files}
+    if len(kinds) == 1 and None not in kinds:
+        return kinds.pop()  # type: ignore[return-value]
+    raise InvalidInput(f"cannot tell the input format from {sorted({Path(f).suffix for f in files})}; pass --format")
