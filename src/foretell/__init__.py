@@ -10,6 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from foretell import errors
 from foretell.api import (
+    batch_job,
+    batch_jobs,
     delete_version,
     demo_init,
     get_registry,
@@ -18,6 +20,8 @@ from foretell.api import (
     load,
     read_input,
     register,
+    resume_batch,
+    run_batch,
     set_alias,
     show,
 )
@@ -54,6 +58,8 @@ __all__ = [
     "Predictions",
     "Signature",
     "__version__",
+    "batch_job",
+    "batch_jobs",
     "delete_version",
     "demo_init",
     "errors",
@@ -63,6 +69,8 @@ __all__ = [
     "load",
     "read_input",
     "register",
+    "resume_batch",
+    "run_batch",
     "set_alias",
     "show",
 ]

@@ -20,10 +20,14 @@ from foretell.errors import InvalidInput
 from foretell.registry import ModelSummary, SqliteRegistry, open_registry
 
 if TYPE_CHECKING:
+    from foretell.batch import BatchResult
+    from foretell.batch.job import Progress
     from foretell.demo import DemoSummary
 
 __all__ = [
     "InputFormat",
+    "batch_job",
+    "batch_jobs",
     "delete_version",
     "demo_init",
     "get_registry",
@@ -32,6 +36,8 @@ __all__ = [
     "load",
     "read_input",
     "register",
+    "resume_batch",
+    "run_batch",
     "set_alias",
     "show",
 ]
@@ -124,6 +130,45 @@ def demo_init(
 
     registry = get_registry(home)
     return demo.init(registry, registry.home / "demo", customers=customers, users=users, movies=movies, seed=seed)
+
+
+def _home(home: Path | str | None) -> Path:
+    return Path(home) if home is not None else Settings.from_env().home
+
+
+def run_batch(
+    model_uri: str,
+    input: str | Path,
+    output: str | Path,
+    *,
+    home: Path | str | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> BatchResult:
+    """Score a whole input into a published, exactly-once output (see `foretell.batch.run` for the options)."""
+    from foretell import batch
+
+    return batch.run(model_uri, input, output, home=_home(home), progress=progress, **options)
+
+
+def resume_batch(job_id: str, *, home: Path | str | None = None, progress: Progress | None = None) -> BatchResult:
+    """Finish an interrupted or killed batch job: committed chunks are kept, the rest are scored."""
+    from foretell import batch
+
+    return batch.resume(job_id, home=_home(home), progress=progress)
+
+
+def batch_jobs(*, home: Path | str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The most recent batch jobs, newest first."""
+    from foretell.batch.history import JobHistory
+
+    return JobHistory(_home(home)).list(limit)
+
+
+def batch_job(job_id: str, *, home: Path | str | None = None) -> dict[str, Any]:
+    from foretell.batch.history import JobHistory
+
+    return JobHistory(_home(home)).get(job_id)
 
 
 def read_input(source: str | Path, fmt: InputFormat = "auto") -> Any:

@@ -22,6 +22,8 @@ def test_public_names_are_pinned_and_sorted():
         "Predictions",
         "Signature",
         "__version__",
+        "batch_job",
+        "batch_jobs",
         "delete_version",
         "demo_init",
         "errors",
@@ -31,6 +33,8 @@ def test_public_names_are_pinned_and_sorted():
         "load",
         "read_input",
         "register",
+        "resume_batch",
+        "run_batch",
         "set_alias",
         "show",
     ]

@@ -24,7 +24,7 @@ from foretell.batch.engines.local import default_workers
 from foretell.batch.history import JobHistory
 from foretell.batch.manifest import ChunkRecord, JobFolder
 from foretell.batch.scoring import ScoringSpec
-from foretell.batch.sinks import OutputFormat, sweep_temp
+from foretell.batch.sinks import OutputFormat, combine, sweep_temp
 from foretell.batch.sources import InputFormat, open_source
 from foretell.errors import ForetellError, InvalidInput
 from foretell.registry import open_registry
@@ -75,21 +75,26 @@ def run(
     input_format: InputFormat | None = None,
     output_format: OutputFormat = "parquet",
     max_reject_ratio: float = 0.01,
+    single_file: bool = False,
     resume: bool = False,
     engine: Engine | None = None,
     progress: Progress | None = None,
 ) -> BatchResult:
-    """Score every row of `input` with `model_uri` into `output`; see the module docstring for the guarantees."""
+    """Score every row of `input` with `model_uri` into `output`; see the module docstring for the guarantees.
+
+    `output` is a folder of part files, or with `single_file` one file whose parts are
+    staged in `<output>.foretell/` and joined into place by one atomic rename.
+    """
     if chunk_rows < 1:
         raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
     if not 0 <= max_reject_ratio <= 1:
         raise InvalidInput(f"max_reject_ratio must be between 0 and 1, got {max_reject_ratio}")
-    folder = JobFolder(Path(output))
+    folder = JobFolder(_job_folder(Path(output), single_file))
     previous = folder.read_job()
     if previous is not None and resume:
         return _execute(previous, folder, home, engine, progress)
     if folder.published:
-        raise InvalidInput(f"{output} already holds a published output; choose another folder or delete it")
+        raise InvalidInput(f"{output} already holds a published output; choose another location or delete it")
     if previous is not None:
         raise InvalidInput(
             f"{output} holds unfinished job {previous['id']}: finish it with --resume "
@@ -118,6 +123,7 @@ def run(
             "input_format": source.format,
             "output_format": output_format,
             "max_reject_ratio": max_reject_ratio,
+            "single_file": single_file,
         },
     }
     with folder.locked():
@@ -129,7 +135,7 @@ def run(
 def resume(job_id: str, *, home: Path, engine: Engine | None = None, progress: Progress | None = None) -> BatchResult:
     """Finish an unfinished job: its recorded chunks are kept, the rest are scored, then it publishes."""
     record = JobHistory(home).get(job_id)
-    folder = JobFolder(Path(record["output"]))
+    folder = JobFolder(_job_folder(Path(record["output"]), record["options"].get("single_file", False)))
     job = folder.read_job()
     if job is None or job["id"] != job_id:
         raise InvalidInput(f"{record['output']} no longer holds job {job_id}'s work")
@@ -143,6 +149,7 @@ def _execute(
     history = JobHistory(home)
     with folder.locked(), _stop_on_signals():
         if folder.published:
+            _finish_single_file(job, folder)
             return _result(job, "succeeded", folder.committed(), 0.0, 0)
         sweep_temp(folder.output)
         source = open_source(job["input"], options["input_format"])
@@ -190,18 +197,26 @@ def _execute(
             _finish(history, job, "failed", records, started, message)
             raise BatchJobFailed(message)
         seconds = time.perf_counter() - started
-        folder.publish(
-            records,
-            {
-                **job,
-                "status": "succeeded",
-                "counts": counts,
-                "seconds": seconds,
-                "parts": sorted(r.part for r in records.values() if r.part),
-            },
-        )
+        parts = sorted(r.part for r in records.values() if r.part)
+        folder.publish(records, {**job, "status": "succeeded", "counts": counts, "seconds": seconds, "parts": parts})
+        _finish_single_file(job, folder)
         _finish(history, job, "succeeded", records, started)
         return _result(job, "succeeded", records, seconds, resumed)
+
+
+def _job_folder(output: Path, single_file: bool) -> Path:
+    return output.with_name(output.name + ".foretell") if single_file else output
+
+
+def _finish_single_file(job: dict[str, Any], folder: JobFolder) -> None:
+    """Join the published parts into the one file asked for (again, if a kill came in between)."""
+    options = job["options"]
+    target = Path(job["output"])
+    if not options.get("single_file") or target.is_file():
+        return
+    parts = sorted(folder.output.glob(f"part-*.{options['output_format']}"))
+    if parts:
+        combine(parts, target, options["output_format"])
 
 
 def _counts(records: dict[int, ChunkRecord]) -> dict[str, int]:

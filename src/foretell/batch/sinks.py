@@ -87,3 +87,34 @@ def sweep_temp(folder: Path) -> int:
     for orphan in orphans:
         orphan.unlink(missing_ok=True)
     return len(orphans)
+
+
+def combine(parts: list[Path], target: Path, fmt: OutputFormat) -> Path:
+    """Stream part files into one file, committed the same way as a part (temp, fsync, rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{target.name}")
+    try:
+        if fmt == "parquet":
+            writer: pq.ParquetWriter | None = None
+            for part in parts:
+                table = pq.read_table(part)
+                if writer is None:
+                    writer = pq.ParquetWriter(temp, table.schema)
+                writer.write_table(table)
+            if writer is None:
+                raise ValueError("no parts to combine")
+            writer.close()
+        else:
+            with temp.open("wb") as out:
+                for i, part in enumerate(parts):
+                    data = part.read_bytes()
+                    if fmt == "csv" and i > 0:
+                        data = data.split(b"\n", 1)[1] if b"\n" in data else b""  # one header, not one per part
+                    out.write(data)
+        with temp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        temp.replace(target)
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_dir(target.parent)
+    return target

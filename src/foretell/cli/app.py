@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from foretell.cli import demo, models, predict
+from foretell.cli import batch, demo, models, predict
 from foretell.cli.output import fail, out
 from foretell.errors import ForetellError
 
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(models.app, name="models")
 app.add_typer(demo.app, name="demo")
+app.add_typer(batch.app, name="batch")
 app.command(name="predict", epilog=predict.EPILOG)(predict.predict)
 
 _state = {"debug": False}

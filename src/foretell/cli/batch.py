@@ -1,0 +1,169 @@
+"""`foretell batch ...`: score whole files, resume killed jobs, list job history."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from foretell import api
+from foretell.cli.output import err, out, print_json
+
+app = typer.Typer(
+    help="Batch prediction: score whole files into published, exactly-once outputs.", no_args_is_help=True
+)
+
+RUN_EPILOG = (
+    "Examples:\n\n"
+    "  foretell batch run churn@production --input customers.parquet --output scores/\n\n"
+    "  foretell batch run churn@production --input 'data/*.csv' --output scores.parquet --single-file "
+    "--id-column customer_id --passthrough region\n\n"
+    "  foretell batch run churn@production --input customers.parquet --output scores/ --resume"
+)
+
+
+@app.command("run", epilog=RUN_EPILOG)
+def run(
+    model_uri: Annotated[str, typer.Argument(help="Model URI; the version is pinned when the job starts.")],
+    input: Annotated[str, typer.Option("--input", "-i", help="File, folder, glob or fsspec URL.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (or file with --single-file).")],
+    id_column: Annotated[
+        str | None, typer.Option(help="Column carried into the output (default: first non-feature column).")
+    ] = None,
+    passthrough: Annotated[
+        list[str] | None, typer.Option(help="Input column to copy to the output (repeatable).")
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per chunk (one part file each).")] = 65_536,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: the number of cores).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="Input format: parquet, csv or jsonl.")] = None,
+    output_format: Annotated[str, typer.Option(help="parquet, csv or jsonl.")] = "parquet",
+    single_file: Annotated[bool, typer.Option(help="Write one file instead of a folder of parts.")] = False,
+    max_reject_ratio: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fail, publishing nothing, above this share of bad rows.")
+    ] = 0.01,
+    resume: Annotated[bool, typer.Option(help="Finish the unfinished job found in --output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")] = False,
+) -> None:
+    """Score every row of an input file set with a registered model."""
+    if fmt not in (None, "parquet", "csv", "jsonl") or output_format not in ("parquet", "csv", "jsonl"):
+        raise typer.BadParameter("formats are parquet, csv or jsonl")
+    with _progress() as progress:
+        result = api.run_batch(
+            model_uri,
+            input,
+            output,
+            progress=progress,
+            id_column=id_column,
+            passthrough=passthrough or (),
+            chunk_rows=chunk_rows,
+            workers=workers,
+            input_format=fmt,
+            output_format=output_format,
+            single_file=single_file,
+            max_reject_ratio=max_reject_ratio,
+            resume=resume,
+        )
+    _summary(result.to_dict(), as_json)
+
+
+@app.command("resume", epilog="Example: foretell batch resume job-20261129-020000-1a2b3c")
+def resume(
+    job_id: Annotated[str, typer.Argument(help="Job id, as `foretell batch list` shows it.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")] = False,
+) -> None:
+    """Finish a killed or interrupted job: committed parts are kept, the rest are scored, then it publishes."""
+    with _progress() as progress:
+        result = api.resume_batch(job_id, progress=progress)
+    _summary(result.to_dict(), as_json)
+
+
+@app.command("list", epilog="Example: foretell batch list --json")
+def list_(
+    limit: Annotated[int, typer.Option(min=1, help="How many jobs, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Recent batch jobs with their status and counts."""
+    jobs = api.batch_jobs(limit=limit)
+    if as_json:
+        print_json(jobs)
+        return
+    table = Table("job", "status", "model", "rows", "rejected", "seconds", "started", "output", title="batch jobs")
+    for job in jobs:
+        table.add_row(
+            job["id"],
+            job["status"],
+            f"{job['model_uri']} (v{job['model_version']})",
+            f"{job['rows']:,}",
+            f"{job['rejected']:,}",
+            f"{job['seconds']:.1f}" if job["seconds"] is not None else "-",
+            job["started_at"][:19],
+            job["output"],
+        )
+    out.print(table)
+
+
+@app.command("show", epilog="Example: foretell batch show job-20261129-020000-1a2b3c --json")
+def show(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One job: model version, input, output, options, counts, timings, and why it failed if it did."""
+    job = api.batch_job(job_id)
+    if as_json:
+        print_json(job)
+        return
+    for key, value in job.items():
+        out.print(f"  {key:<14} {value}", highlight=False)
+
+
+def _summary(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    out.print(
+        f"{result['job_id']} {result['status']}: {result['rows']:,} rows read, {result['scored']:,} scored, "
+        f"{result['rejected']:,} rejected in {result['seconds']:.1f} s ({result['rows_per_second']:,.0f} rows/s) "
+        f"with {result['model_uri']} → {result['output']}",
+        highlight=False,
+    )
+
+
+class _progress:  # noqa: N801 - a context manager, named like one
+    """A rich bar (rows, rows/s, ETA) on a terminal; a log line every few seconds elsewhere."""
+
+    def __enter__(self) -> Any:
+        if sys.stderr.isatty():
+            self._bar: Progress | None = Progress(
+                TextColumn("scoring"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.completed:,.0f} rows · {task.fields[rate]} rows/s"),
+                TimeRemainingColumn(),
+                console=err,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("scoring", total=None, rate="-")
+        else:
+            self._bar = None
+        self._start = time.monotonic()
+        self._last_log = self._start
+        return self.update
+
+    def update(self, rows: int, total: int | None) -> None:
+        now = time.monotonic()
+        rate = rows / (now - self._start) if now > self._start else 0.0
+        if self._bar is not None:
+            self._bar.update(self._task, completed=rows, total=total, rate=f"{rate:,.0f}")
+        elif now - self._last_log >= 5:
+            self._last_log = now
+            of = f" of {total:,}" if total else ""
+            err.print(f"scored {rows:,}{of} rows ({rate:,.0f} rows/s)", highlight=False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -1,0 +1,50 @@
+"""Helpers for the batch tests: real models and real input files (imported by name: tests are not a package)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from foretell.core.schema import Feature, Output, Signature
+
+FEATURES = ["a", "b", "c", "d"]
+SIGNATURE = Signature(tuple(Feature(n) for n in FEATURES), (Output("score", "score"),))
+
+# A real python-flavor model whose every call takes a little while, so a test can kill a
+# job between chunks, mid-chunk, or before its first chunk, as a slow model would allow.
+SLOW_MODEL = """
+import time
+import numpy as np
+
+
+class SlowSum:
+    signature = None
+
+    @classmethod
+    def load(cls, path):
+        return cls()
+
+    def predict(self, columns):
+        time.sleep(0.02)
+        return np.sum([columns[n] for n in ("a", "b", "c", "d")], axis=0) * 1.5
+"""
+
+
+def make_rows(n: int, seed: int = 0, bad_every: int | None = None) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    values = {name: rng.normal(size=n).round(6) for name in FEATURES}
+    if bad_every:
+        values["b"][::bad_every] = np.nan
+    return pa.table({"id": [f"r{i:06d}" for i in range(n)], **values, "segment": rng.choice(["x", "y"], n)})
+
+
+def cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FORETELL_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "foretell", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )

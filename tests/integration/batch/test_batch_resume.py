@@ -1,0 +1,181 @@
+"""Kill a real job at several moments, resume it, and find every valid row scored exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from batchkit import cli, make_rows
+
+import foretell
+from foretell.batch.manifest import JobFolder
+
+N_ROWS = 3_000
+CHUNK = 100
+
+
+@pytest.fixture
+def rows(tmp_path: Path) -> Path:
+    path = tmp_path / "rows.parquet"
+    pq.write_table(make_rows(N_ROWS, seed=5), path)
+    return path
+
+
+def start(home: Path, rows: Path, output: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "FORETELL_HOME": str(home)}
+    command = [
+        sys.executable,
+        "-m",
+        "foretell",
+        "batch",
+        "run",
+        "slow@production",
+        "--input",
+        str(rows),
+        "--output",
+        str(output),
+        "--chunk-rows",
+        str(CHUNK),
+        "--json",
+        *extra,
+    ]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(condition: Callable[[], bool], job: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert job.poll() is None, f"the job ended before the moment to kill it: {job.communicate()}"
+        assert time.monotonic() < deadline, "the moment to kill never came"
+        time.sleep(0.005)
+
+
+def journal_lines(output: Path) -> int:
+    journal = JobFolder(output).journal
+    return len(journal.read_text().splitlines()) if journal.is_file() else 0
+
+
+def kill(job: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:
+    job.send_signal(sig)
+    job.wait(timeout=30)
+
+
+def assert_exactly_once(output: Path) -> None:
+    assert (output / "_SUCCESS").is_file()
+    ids = pq.read_table(output).column("id").to_pylist()
+    assert len(ids) == N_ROWS, f"{len(ids)} rows published for {N_ROWS} input rows"
+    assert sorted(ids) == [f"r{i:06d}" for i in range(N_ROWS)]
+    assert not list(output.rglob(".tmp-*"))
+
+
+def test_killed_before_its_first_chunk(home, rows, tmp_path):
+    output = tmp_path / "out"
+    job = start(home, rows, output, "--workers", "1")
+    wait_until(lambda: JobFolder(output).job_file.is_file(), job)
+    kill(job)
+    resumed = cli(
+        home,
+        "batch",
+        "run",
+        "slow@production",
+        "--input",
+        str(rows),
+        "--output",
+        str(output),
+        "--chunk-rows",
+        str(CHUNK),
+        "--resume",
+        "--json",
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert_exactly_once(output)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_killed_between_and_inside_chunks_resumes_without_recomputing(home, rows, tmp_path, workers):
+    output = tmp_path / "out"
+    job = start(home, rows, output, "--workers", workers)
+    wait_until(lambda: journal_lines(output) >= 5, job)
+    kill(job)
+    recorded = journal_lines(output)
+    assert 5 <= recorded < N_ROWS // CHUNK
+    job_id = json.loads(JobFolder(output).job_file.read_text())["id"]
+    assert foretell.batch_job(job_id, home=home)["status"] == "running"  # killed -9: nobody could say otherwise
+    resumed = cli(home, "batch", "resume", job_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["resumed_chunks"] >= recorded  # recorded chunks were kept, not scored again
+    assert summary["rows"] == N_ROWS
+    assert_exactly_once(output)
+    assert foretell.batch_job(job_id, home=home)["status"] == "succeeded"
+
+
+def test_killed_while_publishing(home, rows, tmp_path):
+    output = tmp_path / "out"
+    job = start(home, rows, output, "--workers", "1")
+    wait_until(lambda: journal_lines(output) >= 8, job)
+    kill(job)
+    # Leave the folder as a publish cut short would: some staged parts already moved into place.
+    folder = JobFolder(output)
+    for part in sorted(folder.staged.glob("part-*"))[:4]:
+        part.replace(output / part.name)
+    resumed = cli(
+        home,
+        "batch",
+        "run",
+        "slow@production",
+        "--input",
+        str(rows),
+        "--output",
+        str(output),
+        "--chunk-rows",
+        str(CHUNK),
+        "--resume",
+        "--json",
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert_exactly_once(output)
+
+
+def test_sigterm_stops_cleanly_and_resume_finishes(home, rows, tmp_path):
+    output = tmp_path / "out"
+    job = start(home, rows, output, "--workers", "1")
+    wait_until(lambda: journal_lines(output) >= 3, job)
+    kill(job, signal.SIGTERM)
+    assert job.returncode != 0
+    assert "resume" in job.stderr.read()  # type: ignore[union-attr]
+    job_id = json.loads(JobFolder(output).job_file.read_text())["id"]
+    assert foretell.batch_job(job_id, home=home)["status"] == "interrupted"
+    assert not (output / "_SUCCESS").exists()
+    assert cli(home, "batch", "resume", job_id).returncode == 0
+    assert_exactly_once(output)
+
+
+def test_a_second_run_on_the_same_output_is_refused(home, rows, tmp_path):
+    output = tmp_path / "out"
+    job = start(home, rows, output, "--workers", "1")
+    wait_until(lambda: journal_lines(output) >= 1, job)
+    second = cli(
+        home,
+        "batch",
+        "run",
+        "slow@production",
+        "--input",
+        str(rows),
+        "--output",
+        str(output),
+        "--chunk-rows",
+        str(CHUNK),
+        "--resume",
+    )
+    assert second.returncode == 1 and "another run is writing" in second.stderr
+    assert job.wait(timeout=120) == 0
+    assert_exactly_once(output)
