@@ -14,14 +14,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
+DEMO := $(FORETELL_HOME)/demo
+DEMO_CUSTOMERS ?= 1000000
+
 run: $(STAMP)
-	$(BIN)/foretell demo init
+	$(BIN)/foretell demo init --customers $(DEMO_CUSTOMERS)
 	$(BIN)/python examples/tour.py
 	@echo
 	@echo "== the same models from the CLI"
-	$(BIN)/foretell predict churn@production --input $(FORETELL_HOME)/demo/customers.parquet \
+	$(BIN)/foretell predict churn@production --input $(DEMO)/customers.parquet \
 		--id-column customer_id --extra ignore --limit 5
 	echo '[{"user_id": 17}, {"user_id": 42}]' | $(BIN)/foretell predict movies@production --input - --k 5
+	@echo
+	@echo "== the nightly batch: churn scores for every customer, top-10 films for every user"
+	rm -rf $(DEMO)/nightly
+	$(BIN)/foretell batch run churn@production --input $(DEMO)/customers.parquet \
+		--output $(DEMO)/nightly/churn --id-column customer_id --passthrough plan
+	$(BIN)/python examples/show_output.py $(DEMO)/nightly/churn 3
+	$(BIN)/foretell batch run movies@production --input $(DEMO)/users.parquet --output $(DEMO)/nightly/movies
+	$(BIN)/python examples/show_output.py $(DEMO)/nightly/movies 3
 
 test: lint typecheck layers unit
 

@@ -34,7 +34,12 @@ def summary(registry: SqliteRegistry, home: Path) -> demo.DemoSummary:
 def test_writes_the_three_tables(summary: demo.DemoSummary, home: Path) -> None:
     folder = home / "demo"
     assert summary.folder == folder
-    assert sorted(p.name for p in folder.iterdir()) == ["customers.parquet", "movies.parquet", "ratings.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "customers.parquet",
+        "movies.parquet",
+        "ratings.parquet",
+        "users.parquet",
+    ]
     assert pq.read_metadata(folder / "customers.parquet").num_rows == SIZES["customers"]
     assert pq.read_metadata(folder / "movies.parquet").num_rows == SIZES["movies"]
     ratings = pq.read_table(folder / "ratings.parquet")
