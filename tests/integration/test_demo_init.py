@@ -31,7 +31,7 @@ def summary(registry: SqliteRegistry, home: Path) -> demo.DemoSummary:
     return demo.init(registry, home / "demo", seed=7, **SIZES)
 
 
-def test_writes_the_three_tables(summary: demo.DemoSummary, home: Path) -> None:
+def test_writes_the_four_tables(summary: demo.DemoSummary, home: Path) -> None:
     folder = home / "demo"
     assert summary.folder == folder
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -45,7 +45,8 @@ def test_writes_the_three_tables(summary: demo.DemoSummary, home: Path) -> None:
     ratings = pq.read_table(folder / "ratings.parquet")
     assert ratings.num_rows == summary.rows["ratings"]
     assert len(np.unique(ratings.column("user_id").to_numpy())) == SIZES["users"]
-    assert summary.files == {name: folder / f"{name}.parquet" for name in ("customers", "movies", "ratings")}
+    assert summary.files == {name: folder / f"{name}.parquet" for name in ("customers", "movies", "ratings", "users")}
+    assert pq.read_table(folder / "users.parquet").column("user_id").to_pylist() == list(range(1, SIZES["users"] + 1))
 
 
 def test_summary_reports_versions_timings_and_holdout_metrics(summary: demo.DemoSummary) -> None:
