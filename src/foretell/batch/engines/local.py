@@ -46,7 +46,7 @@ class LocalEngine:
             pending: set[Future[ChunkRecord]] = set()
             try:
                 for number, batch in chunks:
-                    pending.add(pool.submit(_score, number, batch))
+                    pending.add(pool.submit(_score, number, _to_ipc(batch)))
                     if len(pending) >= 2 * self.workers:
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         yield from (future.result() for future in done)
@@ -74,7 +74,22 @@ def _start(spec: ScoringSpec) -> None:
     _worker["limits"] = threadpool_limits(spec.threads)  # held for the worker's life
 
 
-def _score(number: int, batch: pa.RecordBatch) -> ChunkRecord:
+def _to_ipc(batch: pa.RecordBatch) -> bytes:
+    """The chunk as Arrow IPC bytes.
+
+    A chunk is often a slice of a larger decoded block, and pickling a slice sends the
+    whole block it points into (measured: 1M rows in 16 chunks moved ~16× the input
+    through the pipes and ran 4× slower on two workers than on one). IPC writes only
+    the slice's own bytes.
+    """
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return bytes(sink.getvalue())
+
+
+def _score(number: int, payload: bytes) -> ChunkRecord:
+    batch = pa.ipc.open_stream(payload).read_next_batch()
     return score_chunk(_worker["model"], _worker["spec"], number, batch)
 
 
