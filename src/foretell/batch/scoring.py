@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -49,11 +51,12 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
         out: dict[str, pa.Array | pa.ChunkedArray] = {spec.id_column: table.column(spec.id_column).take(kept)}
         for name in spec.passthrough:
             out[name] = table.column(name).take(kept)
-        for name, column in zip(predictions.to_arrow().column_names, predictions.to_arrow().columns, strict=True):
+        scored = predictions.to_arrow()
+        for name, column in zip(scored.column_names, scored.columns, strict=True):
             out[name] = column
         n = len(columns.rows)
-        out["model_version"] = pa.array([model.info.version] * n, pa.int64())
-        out["predicted_at"] = pa.array([spec.predicted_at] * n, pa.string()).cast(pa.timestamp("us", tz="UTC"))
+        out["model_version"] = pa.array(np.full(n, model.info.version, dtype=np.int64))
+        out["predicted_at"] = pa.array(np.full(n, _instant(spec.predicted_at)), pa.timestamp("us", tz="UTC"))
         part = part_name(number, spec.output_format)
         commit_table(pa.table(out), Path(spec.staged), part, spec.output_format)
     reject_part = None
@@ -68,6 +71,12 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
         part=part,
         reject_part=reject_part,
     )
+
+
+def _instant(iso: str) -> np.datetime64:
+    """The job's start time as a naive UTC datetime64 (Arrow's tz-aware timestamps store UTC)."""
+    moment = datetime.fromisoformat(iso).astimezone(UTC).replace(tzinfo=None)
+    return np.datetime64(moment, "us")
 
 
 def _rejects(table: pa.Table, id_column: str, number: int, errors: list[RowError]) -> pa.Table:

@@ -1,0 +1,266 @@
+"""Batch scoring speed and memory, against the naive loop, the in-memory limit, the I/O floor and pandas.
+
+    .venv/bin/python benchmarks/batch.py                 # 1M and 5M rows
+    .venv/bin/python benchmarks/batch.py --rows 200000   # a quick look
+
+For each size it writes the demo churn population as Parquet and measures, in one run:
+
+- foretell: `foretell batch run` as a user runs it (a subprocess), wall time and peak RSS of
+  its whole process tree;
+- in-memory limit: the raw model on the whole feature matrix already in memory, using every
+  core (HistGradientBoosting predicts with OpenMP over rows), no I/O;
+- I/O floor: read the input and write an output of the same shape and size, no model;
+- pandas whole-table: read_parquet, encode, predict_proba, to_parquet (a subprocess, peak RSS);
+- the naive loop `for row in rows: model.predict_proba([row])`, timed on 20,000 rows and scaled;
+- Dask and Ray Data, when installed in this environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+CORES = len(os.sched_getaffinity(0))
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants, from /proc."""
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    stack += [int(c) for c in children.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS of the process tree (sampled every 20 ms), and stdout."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(process.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = process.communicate()
+    done.set()
+    sampler.join()
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:4]} failed: {err[-2000:]}")
+    return seconds, peak, out
+
+
+# -- contenders that run in their own process (python benchmarks/batch.py --contender NAME ...) ---------
+
+
+def contender_pandas(model_path: str, source: str, target: str) -> None:
+    import joblib
+    import numpy as np
+    import pandas as pd
+
+    from foretell.demo.churn import CHURN_SIGNATURE
+
+    model = joblib.load(model_path)
+    frame = pd.read_parquet(source)
+    columns = []
+    for feature in CHURN_SIGNATURE.inputs:
+        if feature.categories:
+            columns.append(pd.Categorical(frame[feature.name], categories=feature.categories).codes.astype(float))
+        else:
+            columns.append(frame[feature.name].to_numpy(dtype=float))
+    proba = model.predict_proba(np.column_stack(columns))
+    out = pd.DataFrame({"customer_id": frame["customer_id"], "score": proba[:, 1], "label": proba.argmax(axis=1)})
+    out.to_parquet(target)
+
+
+def contender_io_floor(source: str, target: str) -> None:
+    """Stream the input and write an output shaped like foretell's, with no model in between."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    Path(target).mkdir(parents=True, exist_ok=True)
+    for i, batch in enumerate(ds.dataset(source).to_batches(batch_size=65_536)):
+        n = batch.num_rows
+        zeros = pa.array([0.5] * n, pa.float64())
+        out = pa.table(
+            {
+                "customer_id": batch.column("customer_id"),
+                "score": zeros,
+                "label": pa.array([0] * n, pa.int64()),
+                "proba": pa.FixedSizeListArray.from_arrays(pa.array([0.5] * (2 * n)), 2),
+                "model_version": pa.array([1] * n, pa.int64()),
+                "predicted_at": pa.array([0] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            }
+        )
+        pq.write_table(out, f"{target}/part-{i:06d}.parquet")
+
+
+def contender_in_memory(model_path: str, source: str) -> None:
+    import joblib
+    import pyarrow.parquet as pq
+    from threadpoolctl import threadpool_limits
+
+    from foretell.demo.churn import features_matrix
+
+    model = joblib.load(model_path)
+    matrix = features_matrix(pq.read_table(source))
+    with threadpool_limits(CORES):
+        started = time.perf_counter()
+        model.predict_proba(matrix)
+    print(json.dumps({"seconds": time.perf_counter() - started}))
+
+
+def contender_naive(model_path: str, source: str, rows: int) -> None:
+    import joblib
+    import pyarrow.parquet as pq
+    from threadpoolctl import threadpool_limits
+
+    from foretell.demo.churn import features_matrix
+
+    model = joblib.load(model_path)
+    matrix = features_matrix(pq.read_table(source).slice(0, rows)).tolist()
+    with threadpool_limits(1):
+        started = time.perf_counter()
+        for row in matrix:
+            model.predict_proba([row])
+    print(json.dumps({"seconds": time.perf_counter() - started, "rows": rows}))
+
+
+CONTENDERS = {
+    "pandas": contender_pandas,
+    "io_floor": contender_io_floor,
+    "in_memory": contender_in_memory,
+    "naive": contender_naive,
+}
+
+
+def run_contender(name: str, *args: Any) -> tuple[float, int, str]:
+    return measured([sys.executable, __file__, "--contender", name, *map(str, args)])
+
+
+# -- the benchmark ----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--naive-rows", type=int, default=20_000)
+    parser.add_argument("--contender", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.contender:
+        fn = CONTENDERS[args.contender]
+        fn(*[int(a) if a.isdigit() else a for a in rest])
+        return 0
+
+    import joblib
+    import pyarrow.parquet as pq
+
+    import foretell
+    from foretell.demo.churn import CHURN_SIGNATURE, generate_customers, train_churn
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="foretell-bench-") as scratch:
+        work = Path(scratch)
+        home = work / "home"
+        model_path = work / "churn.joblib"
+        joblib.dump(train_churn(generate_customers(20_000, seed=1), seed=7), model_path)
+        foretell.register("churn", model_path, flavor="sklearn", signature=CHURN_SIGNATURE, home=home)
+        naive = None
+        for n in args.rows:
+            source = work / f"customers-{n}.parquet"
+            pq.write_table(generate_customers(n, seed=2), source, row_group_size=131_072)
+            if naive is None:
+                _, _, out = run_contender("naive", model_path, source, min(args.naive_rows, n))
+                naive = json.loads(out)
+            naive_seconds = naive["seconds"] / naive["rows"] * n
+            fore_s, fore_rss, out = measured(
+                [
+                    sys.executable,
+                    "-m",
+                    "foretell",
+                    "batch",
+                    "run",
+                    "churn/1",
+                    "--input",
+                    str(source),
+                    "--output",
+                    str(work / f"out-{n}"),
+                    "--json",
+                ],
+                env={"FORETELL_HOME": str(home)},
+            )
+            _, _, out_mem = run_contender("in_memory", model_path, source)
+            in_memory = json.loads(out_mem)["seconds"]
+            io_s, _, _ = run_contender("io_floor", source, work / f"io-{n}")
+            pandas_s, pandas_rss, _ = run_contender("pandas", model_path, source, work / f"pandas-{n}.parquet")
+            results.append(
+                {
+                    "rows": n,
+                    "foretell_seconds": fore_s,
+                    "foretell_rows_per_second": n / fore_s,
+                    "foretell_peak_rss_mb": fore_rss / 2**20,
+                    "naive_seconds_scaled": naive_seconds,
+                    "vs_naive": naive_seconds / fore_s,
+                    "in_memory_seconds": in_memory,
+                    "io_floor_seconds": io_s,
+                    "vs_limit_plus_floor": fore_s / (in_memory + io_s),
+                    "pandas_seconds": pandas_s,
+                    "pandas_peak_rss_mb": pandas_rss / 2**20,
+                    "vs_pandas": fore_s / pandas_s,
+                }
+            )
+    for engine in ("dask", "ray"):
+        try:
+            __import__(engine)
+        except ImportError:
+            print(f"{engine}: not installed in this environment, not measured")
+    print(
+        f"# batch: demo churn model (HistGradientBoosting, 31 features), {CORES} cores; "
+        f"naive loop timed on {naive['rows'] if naive else 0:,} rows and scaled"
+    )
+    for r in results:
+        print(
+            f"{r['rows']:>9,} rows: foretell {r['foretell_seconds']:6.1f} s ({r['foretell_rows_per_second']:>9,.0f} rows/s, "
+            f"peak RSS {r['foretell_peak_rss_mb']:6.0f} MB) | {r['vs_naive']:6.0f}× the naive loop "
+            f"({r['naive_seconds_scaled']:.0f} s) | {r['vs_limit_plus_floor']:.2f}× (in-memory {r['in_memory_seconds']:.1f} s"
+            f" + I/O floor {r['io_floor_seconds']:.1f} s) | {r['vs_pandas']:.2f}× pandas ({r['pandas_seconds']:.1f} s, "
+            f"peak RSS {r['pandas_peak_rss_mb']:.0f} MB)"
+        )
+    if len(results) >= 2:
+        growth = results[-1]["foretell_peak_rss_mb"] / results[0]["foretell_peak_rss_mb"]
+        print(
+            f"peak RSS at {results[-1]['rows']:,} rows / at {results[0]['rows']:,} rows: {growth:.2f}× (target ≤ 1.2×)"
+        )
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
