@@ -76,6 +76,7 @@ def run(
     output_format: OutputFormat = "parquet",
     max_reject_ratio: float = 0.01,
     single_file: bool = False,
+    to_store: bool = False,
     resume: bool = False,
     engine: Engine | None = None,
     progress: Progress | None = None,
@@ -83,7 +84,10 @@ def run(
     """Score every row of `input` with `model_uri` into `output`; see the module docstring for the guarantees.
 
     `output` is a folder of part files, or with `single_file` one file whose parts are
-    staged in `<output>.foretell/` and joined into place by one atomic rename.
+    staged in `<output>.foretell/` and joined into place by one atomic rename. With
+    `to_store`, every id's prediction also goes into a new generation of the online
+    prediction store, published right after the output: lookups switch from the previous
+    generation to this one in one step.
     """
     if chunk_rows < 1:
         raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
@@ -124,8 +128,17 @@ def run(
             "output_format": output_format,
             "max_reject_ratio": max_reject_ratio,
             "single_file": single_file,
+            "to_store": to_store,
         },
     }
+    if to_store:
+        from foretell.store import open_store
+
+        store = open_store(home)
+        try:
+            job["store"] = {"model": info.name, "generation": store.begin_generation(info.name)}
+        finally:
+            store.close()
     with folder.locked():
         folder.reset()
         folder.write_job(job)
@@ -148,8 +161,9 @@ def _execute(
     options = job["options"]
     history = JobHistory(home)
     with folder.locked(), _stop_on_signals():
-        if folder.published:
+        if folder.published:  # killed after publishing the output: finish the steps that follow it
             _finish_single_file(job, folder)
+            _store_step(job, home, "publish")
             return _result(job, "succeeded", folder.committed(), 0.0, 0)
         sweep_temp(folder.output)
         source = open_source(job["input"], options["input_format"])
@@ -167,6 +181,7 @@ def _execute(
             output_format=options["output_format"],
             predicted_at=job["started_at"],
             threads=max(1, default_workers() // max(1, options["workers"])),
+            store_generation=job["store"]["generation"] if job.get("store") else None,
         )
         total = source.count_rows()
         resumed = len(done)
@@ -195,13 +210,32 @@ def _execute(
                 f"The reasons are in {folder.staged_rejects}"
             )
             _finish(history, job, "failed", records, started, message)
+            _store_step(job, home, "abandon")
             raise BatchJobFailed(message)
         seconds = time.perf_counter() - started
         parts = sorted(r.part for r in records.values() if r.part)
         folder.publish(records, {**job, "status": "succeeded", "counts": counts, "seconds": seconds, "parts": parts})
         _finish_single_file(job, folder)
+        _store_step(job, home, "publish")
         _finish(history, job, "succeeded", records, started)
         return _result(job, "succeeded", records, seconds, resumed)
+
+
+def _store_step(job: dict[str, Any], home: Path, step: str) -> None:
+    """Publish (or abandon) the job's store generation; publishing twice is harmless on resume."""
+    if not job.get("store"):
+        return
+    from foretell.store import open_store
+
+    store = open_store(home)
+    try:
+        model, generation = job["store"]["model"], job["store"]["generation"]
+        if step == "abandon":
+            store.abandon(model, generation)
+        elif store.current_generation(model) != generation:
+            store.publish(model, generation)
+    finally:
+        store.close()
 
 
 def _job_folder(output: Path, single_file: bool) -> Path:

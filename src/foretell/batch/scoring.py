@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -38,6 +39,8 @@ class ScoringSpec:
     output_format: OutputFormat
     predicted_at: str
     threads: int
+    store_generation: int | None = None
+    """With `--to-store`: the unpublished store generation this job fills (published with the output)."""
 
 
 def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBatch) -> ChunkRecord:
@@ -59,6 +62,8 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
         out["predicted_at"] = pa.array(np.full(n, _instant(spec.predicted_at)), pa.timestamp("us", tz="UTC"))
         part = part_name(number, spec.output_format)
         commit_table(pa.table(out), Path(spec.staged), part, spec.output_format)
+        if spec.store_generation is not None:
+            _to_store(model, spec, out[spec.id_column], predictions.to_records())
     reject_part = None
     if columns.errors:
         reject_part = part_name(number, "parquet")
@@ -71,6 +76,22 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
         part=part,
         reject_part=reject_part,
     )
+
+
+def _to_store(model: Model, spec: ScoringSpec, ids: pa.Array | pa.ChunkedArray, records: list[dict[str, Any]]) -> None:
+    """Each id's prediction into the job's store generation; a re-scored chunk overwrites its own keys."""
+    from foretell.store import open_store
+
+    store = open_store(Path(spec.home))
+    try:
+        version = model.info.version
+        rows = (
+            (str(key), record, version, spec.predicted_at) for key, record in zip(ids.to_pylist(), records, strict=True)
+        )
+        assert spec.store_generation is not None
+        store.write_batch(model.info.name, spec.store_generation, rows)
+    finally:
+        store.close()
 
 
 def _instant(iso: str) -> np.datetime64:

@@ -23,6 +23,7 @@ RUN_EPILOG = (
     "  foretell batch run churn@production --input customers.parquet --output scores/\n\n"
     "  foretell batch run churn@production --input 'data/*.csv' --output scores.parquet --single-file "
     "--id-column customer_id --passthrough region\n\n"
+    "  foretell batch run churn@production --input customers.parquet --output scores/ --to-store\n\n"
     "  foretell batch run churn@production --input customers.parquet --output scores/ --resume"
 )
 
@@ -43,6 +44,9 @@ def run(
     fmt: Annotated[str | None, typer.Option("--format", help="Input format: parquet, csv or jsonl.")] = None,
     output_format: Annotated[str, typer.Option(help="parquet, csv or jsonl.")] = "parquet",
     single_file: Annotated[bool, typer.Option(help="Write one file instead of a folder of parts.")] = False,
+    to_store: Annotated[
+        bool, typer.Option(help="Also publish each id's prediction to the online store as one new generation.")
+    ] = False,
     max_reject_ratio: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fail, publishing nothing, above this share of bad rows.")
     ] = 0.01,
@@ -65,6 +69,7 @@ def run(
             input_format=fmt,
             output_format=output_format,
             single_file=single_file,
+            to_store=to_store,
             max_reject_ratio=max_reject_ratio,
             resume=resume,
         )

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from foretell.batch.manifest import JobFolder
 from foretell.core.schema import Feature, Output, Signature
 
 FEATURES = ["a", "b", "c", "d"]
@@ -48,3 +52,45 @@ def cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedPro
     return subprocess.run(
         [sys.executable, "-m", "foretell", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
+
+
+CHUNK = 100
+
+
+def start(home: Path, rows: Path, output: Path, *extra: str, model: str = "slow@production") -> subprocess.Popen[str]:
+    env = {**os.environ, "FORETELL_HOME": str(home)}
+    command = [
+        sys.executable,
+        "-m",
+        "foretell",
+        "batch",
+        "run",
+        "slow@production",
+        "--input",
+        str(rows),
+        "--output",
+        str(output),
+        "--chunk-rows",
+        str(CHUNK),
+        "--json",
+        *extra,
+    ]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(condition: Callable[[], bool], job: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert job.poll() is None, f"the job ended before the moment to kill it: {job.communicate()}"
+        assert time.monotonic() < deadline, "the moment to kill never came"
+        time.sleep(0.005)
+
+
+def journal_lines(output: Path) -> int:
+    journal = JobFolder(output).journal
+    return len(journal.read_text().splitlines()) if journal.is_file() else 0
+
+
+def kill(job: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:
+    job.send_signal(sig)
+    job.wait(timeout=30)

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from batchkit import cli, make_rows
+from batchkit import CHUNK, cli, journal_lines, kill, make_rows, start, wait_until
 
 import foretell
 from foretell.batch.manifest import JobFolder
 
 N_ROWS = 3_000
-CHUNK = 100
 
 
 @pytest.fixture
@@ -27,45 +21,6 @@ def rows(tmp_path: Path) -> Path:
     path = tmp_path / "rows.parquet"
     pq.write_table(make_rows(N_ROWS, seed=5), path)
     return path
-
-
-def start(home: Path, rows: Path, output: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "FORETELL_HOME": str(home)}
-    command = [
-        sys.executable,
-        "-m",
-        "foretell",
-        "batch",
-        "run",
-        "slow@production",
-        "--input",
-        str(rows),
-        "--output",
-        str(output),
-        "--chunk-rows",
-        str(CHUNK),
-        "--json",
-        *extra,
-    ]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_until(condition: Callable[[], bool], job: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert job.poll() is None, f"the job ended before the moment to kill it: {job.communicate()}"
-        assert time.monotonic() < deadline, "the moment to kill never came"
-        time.sleep(0.005)
-
-
-def journal_lines(output: Path) -> int:
-    journal = JobFolder(output).journal
-    return len(journal.read_text().splitlines()) if journal.is_file() else 0
-
-
-def kill(job: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:
-    job.send_signal(sig)
-    job.wait(timeout=30)
 
 
 def assert_exactly_once(output: Path) -> None:

@@ -1,0 +1,453 @@
+"""The embedded prediction store: one SQLite file in WAL mode, one table per generation.
+
+A table per generation, because of what bulk writes cost. Rows are appended in
+arrival order to a table with no index, so writing a million rows costs little more
+than encoding them; the key index is built once, by sorting, when the generation is
+published. (Inserting shuffled keys into one keyed table rewrote most of its b-tree
+on every commit: about 2.5× slower for a million rows, and worse as tables grow.)
+Dropping an old generation is one DROP TABLE. A key written twice into one
+generation (a resumed chunk) is stored twice; reads take the later row.
+
+Publishing is one `BEGIN IMMEDIATE` transaction that builds the index and moves the
+model's `published` pointer. A read resolves the pointer and fetches rows inside one
+read transaction: WAL hands it a snapshot, so it never waits for a writer and never
+sees half a publish. The old generation is dropped afterwards, in a transaction of its
+own; a reader whose snapshot predates the switch keeps its pages until it ends.
+
+Every call opens its own short-lived connection, as the registry does, so a store
+object is safe to share between threads and across `fork`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from foretell.errors import InvalidInput
+from foretell.store.base import (
+    BatchRow,
+    EncodedRows,
+    Source,
+    StoredPrediction,
+    StoreError,
+    check_key,
+    check_model,
+    check_version,
+    decode_prediction,
+    encode_prediction,
+    newest,
+    utc_timestamp,
+)
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_SECONDS = 30.0
+
+_SCHEMA = (
+    """CREATE TABLE models (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        last_generation INTEGER NOT NULL DEFAULT 0,  -- never decreases: numbers are not reused
+        published       INTEGER                      -- the pointer readers follow; NULL before the first publish
+    )""",
+    """CREATE TABLE generations (
+        model_id     INTEGER NOT NULL REFERENCES models (id),
+        generation   INTEGER NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('open', 'published')),
+        created_at   TEXT NOT NULL,
+        earliest     TEXT,     -- earliest computed_at written: the snapshot's start
+        rows         INTEGER,  -- distinct keys, counted at publish
+        published_at TEXT,
+        PRIMARY KEY (model_id, generation)
+    )""",
+    """CREATE TABLE live (
+        model_id      INTEGER NOT NULL REFERENCES models (id),
+        key           TEXT NOT NULL,
+        prediction    BLOB NOT NULL,
+        model_version INTEGER NOT NULL,
+        computed_at   TEXT NOT NULL,
+        PRIMARY KEY (model_id, key)
+    ) WITHOUT ROWID""",
+)
+
+_POINTER = (
+    "SELECT m.id, m.published, g.earliest, g.rows, g.published_at FROM models AS m "
+    "LEFT JOIN generations AS g ON g.model_id = m.id AND g.generation = m.published WHERE m.name = ?"
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _table(model_id: int, generation: int) -> str:
+    """A generation's table name, made only of numbers this store allocated: safe to put in SQL."""
+    return f"gen_{int(model_id)}_{int(generation)}"
+
+
+class SqliteStore:
+    """Predictions by model and key in one SQLite file (by default `<FORETELL_HOME>/store.db`)."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = _utc_now) -> None:
+        self.path = Path(path)
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise StoreError(f"cannot keep the prediction store in {self.path.parent}: it is a file, not a folder")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._create_schema()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    def close(self) -> None:
+        """Nothing to release: every call closes its own connection."""
+
+    # -- batch generations ---------------------------------------------------------------
+
+    def begin_generation(self, model: str) -> int:
+        check_model(model)
+        with self._write() as conn:
+            conn.execute("INSERT INTO models (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (model,))
+            conn.execute("UPDATE models SET last_generation = last_generation + 1 WHERE name = ?", (model,))
+            model_id, generation = conn.execute(
+                "SELECT id, last_generation FROM models WHERE name = ?", (model,)
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO generations (model_id, generation, state, created_at) VALUES (?, ?, 'open', ?)",
+                (model_id, generation, self._now()),
+            )
+            conn.execute(
+                f"CREATE TABLE {_table(model_id, generation)} (key TEXT NOT NULL, prediction BLOB NOT NULL, "
+                "model_version INTEGER NOT NULL, computed_at TEXT NOT NULL)"
+            )
+            return int(generation)
+
+    def write_batch(self, model: str, generation: int, rows: Iterable[BatchRow]) -> int:
+        check_model(model)
+        if isinstance(rows, (str, bytes, Mapping)):
+            raise InvalidInput(
+                f"write_batch takes an iterable of (key, prediction, model_version, computed_at) rows, "
+                f"got {type(rows).__name__}"
+            )
+        # Encoded as SQLite consumes them, so a million rows never exist as a million tuples at
+        # once; the write lock is held meanwhile, so callers pass rows that are ready (a list).
+        encoded = EncodedRows(rows)
+        with self._write() as conn:
+            model_id = self._open_generation(conn, model, generation)
+            conn.executemany(
+                f"INSERT INTO {_table(model_id, generation)} (key, prediction, model_version, computed_at) "  # noqa: S608 - table name from our integers
+                "VALUES (?, ?, ?, ?)",
+                encoded,
+            )
+            if encoded.earliest is not None:
+                conn.execute(
+                    "UPDATE generations SET earliest = min(coalesce(earliest, :e), :e) "
+                    "WHERE model_id = :m AND generation = :g",
+                    {"e": encoded.earliest, "m": model_id, "g": generation},
+                )
+        return encoded.count
+
+    def publish(self, model: str, generation: int) -> None:
+        check_model(model)
+        with self._write() as conn:
+            model_id = self._open_generation(conn, model, generation)
+            table = _table(model_id, generation)
+            if conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None:  # noqa: S608 - our integers
+                raise StoreError(
+                    f"generation {generation} of {model!r} has no rows; publishing it would empty the store "
+                    f"for every key. Write rows first, or abandon it"
+                )
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_key ON {table} (key)")
+            rows = conn.execute(f"SELECT COUNT(DISTINCT key) FROM {table}").fetchone()[0]  # noqa: S608 - our integers
+            conn.execute("UPDATE models SET published = ? WHERE id = ?", (generation, model_id))
+            conn.execute(
+                "UPDATE generations SET state = 'published', rows = ?, published_at = ? "
+                "WHERE model_id = ? AND generation = ?",
+                (rows, self._now(), model_id, generation),
+            )
+            # Older generations, published or still open, are superseded from this commit on;
+            # their tables go in the clean-up below.
+            conn.execute("DELETE FROM generations WHERE model_id = ? AND generation < ?", (model_id, generation))
+        try:
+            self._collect(model_id, generation)
+        except StoreError as exc:
+            raise StoreError(
+                f"generation {generation} of {model!r} is published, but deleting older generations failed "
+                f"({exc}); the next publish retries"
+            ) from exc
+
+    def abandon(self, model: str, generation: int) -> None:
+        """Drop an unpublished generation; one already gone (abandoned or superseded) is left alone."""
+        check_model(model)
+        with self._write() as conn:
+            model_id, state, _ = self._generation(conn, model, generation)
+            if state == "published":
+                raise StoreError(
+                    f"generation {generation} of {model!r} is the published one; readers depend on it. "
+                    f"Publish a newer generation to replace it"
+                )
+            if state is None:
+                return
+            conn.execute("DELETE FROM generations WHERE model_id = ? AND generation = ?", (model_id, generation))
+            conn.execute(f"DROP TABLE IF EXISTS {_table(model_id, generation)}")
+
+    # -- live predictions ----------------------------------------------------------------
+
+    def put_live(
+        self, model: str, key: str, prediction: Mapping[str, Any], model_version: int, computed_at: str
+    ) -> None:
+        check_model(model)
+        key = check_key(key)
+        row = (key, encode_prediction(key, prediction), check_version(key, model_version), utc_timestamp(computed_at))
+        # Not fsynced: a live entry lost in a power cut is only a cache miss, and a write-back
+        # on every request should not wait for the disk.
+        with self._write(durable=False) as conn:
+            conn.execute("INSERT INTO models (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (model,))
+            (model_id,) = conn.execute("SELECT id FROM models WHERE name = ?", (model,)).fetchone()
+            # Write-backs can land out of order; an older one never replaces a newer one.
+            conn.execute(
+                "INSERT INTO live (model_id, key, prediction, model_version, computed_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (model_id, key) DO UPDATE SET prediction = excluded.prediction, "
+                "model_version = excluded.model_version, computed_at = excluded.computed_at "
+                "WHERE excluded.computed_at >= live.computed_at",
+                (model_id, *row),
+            )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, model: str, key: str) -> StoredPrediction | None:
+        return self.get_many(model, [check_key(key)]).get(key)
+
+    def get_many(self, model: str, keys: Iterable[str]) -> dict[str, StoredPrediction]:
+        check_model(model)
+        if isinstance(keys, (str, bytes)):
+            raise InvalidInput(f"get_many takes a list of keys, got the string {keys!r}; for one key use get()")
+        wanted = list(dict.fromkeys(check_key(key) for key in keys))
+        if not wanted:
+            return {}
+        packed = orjson.dumps(wanted)  # one parameter, however many keys: SQLite caps parameters per statement
+        with self._read() as conn:
+            pointer = conn.execute(_POINTER, (model,)).fetchone()
+            if pointer is None:
+                return {}
+            model_id, generation, earliest = pointer[0], pointer[1], pointer[2]
+            batch: list[tuple[str, bytes, int, str]] = []
+            if generation is not None:
+                batch = conn.execute(
+                    f"SELECT key, prediction, model_version, computed_at FROM {_table(model_id, generation)} "  # noqa: S608 - our integers
+                    "WHERE key IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+                    (packed,),
+                ).fetchall()
+            # Live entries computed before the published snapshot started no longer count.
+            live = conn.execute(
+                "SELECT key, prediction, model_version, computed_at FROM live "
+                "WHERE model_id = ? AND key IN (SELECT value FROM json_each(?)) AND computed_at >= ?",
+                (model_id, packed, earliest or ""),
+            ).fetchall()
+        # Later rows overwrite earlier ones: a key written twice in one generation keeps the last.
+        from_batch = {row[0]: row for row in batch}
+        from_live = {row[0]: row for row in live}
+        found: dict[str, StoredPrediction] = {}
+        for key in wanted:
+            b, v = from_batch.get(key), from_live.get(key)
+            winner = newest(
+                None if b is None else _stored(model, b, "batch", generation),
+                None if v is None else _stored(model, v, "live", None),
+            )
+            if winner is not None:
+                found[key] = winner
+        return found
+
+    def current_generation(self, model: str) -> int | None:
+        check_model(model)
+        with self._read() as conn:
+            row = conn.execute("SELECT published FROM models WHERE name = ?", (model,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def stats(self, model: str) -> dict[str, Any]:
+        check_model(model)
+        with self._read() as conn:
+            pointer = conn.execute(_POINTER, (model,)).fetchone()
+            if pointer is None:
+                return {
+                    "model": model,
+                    "generation": None,
+                    "published_at": None,
+                    "rows": 0,
+                    "live_rows": 0,
+                    "open_generations": [],
+                }
+            model_id, generation, earliest, rows, published_at = pointer
+            live_rows = conn.execute(
+                "SELECT COUNT(*) FROM live WHERE model_id = ? AND computed_at >= ?", (model_id, earliest or "")
+            ).fetchone()[0]
+            open_generations = [
+                g
+                for (g,) in conn.execute(
+                    "SELECT generation FROM generations WHERE model_id = ? AND state = 'open' ORDER BY generation",
+                    (model_id,),
+                )
+            ]
+        return {
+            "model": model,
+            "generation": generation,
+            "published_at": published_at,
+            "rows": rows or 0,
+            "live_rows": live_rows,
+            "open_generations": open_generations,
+        }
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _open_generation(self, conn: sqlite3.Connection, model: str, generation: int) -> int:
+        """The model's id, once `generation` is known to be open for writing or publishing."""
+        model_id, state, published = self._generation(conn, model, generation)
+        if state == "open":
+            return model_id
+        if state == "published":
+            raise StoreError(f"generation {generation} of {model!r} is already published; begin a new generation")
+        why = "it was abandoned"
+        if published is not None and generation < published:
+            why += f", or superseded when generation {published} was published"
+        raise StoreError(f"generation {generation} of {model!r} is gone: {why}; begin a new generation")
+
+    def _generation(self, conn: sqlite3.Connection, model: str, generation: int) -> tuple[int, str | None, int | None]:
+        """(model id, state or None once deleted, published generation) of a generation that was begun."""
+        if isinstance(generation, bool) or not isinstance(generation, int):
+            raise InvalidInput(f"a generation is the integer begin_generation returned, got {generation!r}")
+        found = conn.execute(
+            "SELECT m.id, m.last_generation, m.published, g.state FROM models AS m LEFT JOIN generations AS g "
+            "ON g.model_id = m.id AND g.generation = ? WHERE m.name = ?",
+            (generation, model),
+        ).fetchone()
+        if found is None or found[1] == 0:
+            raise StoreError(f"model {model!r} has no generations in {self.path}; call begin_generation first")
+        if not 0 < generation <= found[1]:
+            raise StoreError(f"model {model!r} has no generation {generation}; the latest begun is {found[1]}")
+        return int(found[0]), found[3], found[2]
+
+    def _collect(self, model_id: int, published: int) -> None:
+        """Drop the generations older than `published` and the live entries its snapshot supersedes.
+
+        Found through the schema rather than the `generations` table, so tables left behind
+        by a publish that died before this step are dropped too.
+        """
+        with self._write() as conn:
+            names = [
+                name
+                for (name,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB ?", (f"gen_{model_id}_*",)
+                )
+            ]
+            for name in names:
+                if int(name.rsplit("_", 1)[1]) < published:
+                    conn.execute(f"DROP TABLE {name}")
+            (earliest,) = conn.execute(
+                "SELECT earliest FROM generations WHERE model_id = ? AND generation = ?", (model_id, published)
+            ).fetchone() or (None,)
+            if earliest is not None:
+                conn.execute("DELETE FROM live WHERE model_id = ? AND computed_at < ?", (model_id, earliest))
+
+    def _now(self) -> str:
+        return self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    @contextmanager
+    def _connect(self, *, durable: bool | None = None) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the prediction store {self.path}: {exc}") from exc
+        try:
+            if durable is not None:  # a write's choice; reads leave it alone
+                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            yield conn
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError(
+                    f"the prediction store {self.path} stayed locked by another process for "
+                    f"{BUSY_TIMEOUT_SECONDS:.0f} s; try again"
+                ) from exc
+            raise StoreError(f"prediction store {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"prediction store {self.path} is unusable: {exc}") from exc
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        with self._connect(durable=durable) as conn:
+            # A big generation's index is sorted in memory rather than in temp files; and the
+            # WAL, which a million-row write grows past 100 MB, is cut back after checkpoints.
+            conn.execute("PRAGMA cache_size = -65536")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first, so the checks below see the last commit
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as conn:
+            conn.execute("BEGIN")  # one snapshot for the pointer and the rows it points at
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def _create_schema(self) -> None:
+        # Opening an existing store only reads two pragmas: taking the write lock on every
+        # open would make each reader contend with a running batch write.
+        with self._connect() as conn:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(
+                        f"{self.path} cannot use write-ahead logging (journal mode stayed {mode!r}); "
+                        f"put FORETELL_HOME on a local disk"
+                    )
+            if self._schema_version(conn) == SCHEMA_VERSION:
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._schema_version(conn) < SCHEMA_VERSION:  # checked again: another process may have won
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {found}, written by a newer foretell; "
+                f"this one reads version {SCHEMA_VERSION}: upgrade foretell"
+            )
+        return found
+
+
+def _stored(model: str, row: tuple[str, bytes, int, str], source: Source, generation: int | None) -> StoredPrediction:
+    key, raw, version, computed_at = row
+    return StoredPrediction(
+        model=model,
+        key=key,
+        prediction=decode_prediction(raw),
+        model_version=version,
+        computed_at=computed_at,
+        source=source,
+        generation=generation,
+    )
