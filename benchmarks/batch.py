@@ -247,10 +247,12 @@ def main() -> int:
     )
     for r in results:
         print(
-            f"{r['rows']:>9,} rows: foretell {r['foretell_seconds']:6.1f} s ({r['foretell_rows_per_second']:>9,.0f} rows/s, "
-            f"peak RSS {r['foretell_peak_rss_mb']:6.0f} MB) | {r['vs_naive']:6.0f}× the naive loop "
-            f"({r['naive_seconds_scaled']:.0f} s) | {r['vs_limit_plus_floor']:.2f}× (in-memory {r['in_memory_seconds']:.1f} s"
-            f" + I/O floor {r['io_floor_seconds']:.1f} s) | {r['vs_pandas']:.2f}× pandas ({r['pandas_seconds']:.1f} s, "
+            f"{r['rows']:>9,} rows: foretell {r['foretell_seconds']:6.1f} s "
+            f"({r['foretell_rows_per_second']:>9,.0f} rows/s, peak RSS {r['foretell_peak_rss_mb']:6.0f} MB)\n"
+            f"    {r['vs_naive']:6.0f}× the naive loop ({r['naive_seconds_scaled']:.0f} s)\n"
+            f"    {r['vs_limit_plus_floor']:.2f}× (in-memory limit {r['in_memory_seconds']:.1f} s"
+            f" + I/O floor {r['io_floor_seconds']:.1f} s)\n"
+            f"    {r['vs_pandas']:.2f}× pandas whole-table ({r['pandas_seconds']:.1f} s, "
             f"peak RSS {r['pandas_peak_rss_mb']:.0f} MB)"
         )
     if len(results) >= 2:

@@ -22,6 +22,8 @@ from foretell.registry import ModelSummary, SqliteRegistry, open_registry
 if TYPE_CHECKING:
     from foretell.batch import BatchResult
     from foretell.batch.job import Progress
+    from foretell.batch.scheduler import Scheduler
+    from foretell.batch.schedules import ScheduleBook
     from foretell.demo import DemoSummary
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "register",
     "resume_batch",
     "run_batch",
+    "schedule_book",
+    "scheduler",
     "set_alias",
     "show",
 ]
@@ -169,6 +173,20 @@ def batch_job(job_id: str, *, home: Path | str | None = None) -> dict[str, Any]:
     from foretell.batch.history import JobHistory
 
     return JobHistory(_home(home)).get(job_id)
+
+
+def schedule_book(*, home: Path | str | None = None) -> ScheduleBook:
+    """The schedules under `home` (`schedules.db`): add, list, remove, and their runs."""
+    from foretell.batch.schedules import ScheduleBook
+
+    return ScheduleBook(_home(home))
+
+
+def scheduler(*, home: Path | str | None = None, **options: Any) -> Scheduler:
+    """The long-running process that starts due schedules (see `foretell.batch.scheduler.Scheduler`)."""
+    from foretell.batch.scheduler import Scheduler
+
+    return Scheduler(_home(home), **options)
 
 
 def read_input(source: str | Path, fmt: InputFormat = "auto") -> Any:
