@@ -97,7 +97,10 @@ def list_(
     if as_json:
         print_json(jobs)
         return
-    table = Table("job", "status", "model", "rows", "rejected", "seconds", "started", "output", title="batch jobs")
+    table = Table(title="batch jobs")
+    for name in ("job", "status", "model", "rows", "rejected", "seconds", "started"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("output", overflow="fold")
     for job in jobs:
         table.add_row(
             job["id"],
