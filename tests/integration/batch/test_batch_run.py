@@ -160,3 +160,18 @@ def test_cli_run_list_show(home, rows_file, tmp_path):
     again = cli(home, "batch", "run", "linear@production", "--input", str(rows_file), "--output", str(tmp_path / "out"))
     assert again.returncode == 1 and "already holds a published output" in again.stderr
     assert cli(home, "batch", "show", "job-nope").returncode == 1
+
+
+def test_folder_glob_and_fsspec_url_inputs(home, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        pq.write_table(make_rows(1_000, seed=20 + i).slice(i * 300, 300), folder / f"part-{i}.parquet")
+    (folder / "_SUCCESS").write_text("")  # bookkeeping files beside data are not data
+    expected = sorted(pq.read_table(folder).column("id").to_pylist())
+    for name, source in (("folder", str(folder)), ("glob", f"{folder}/part-*.parquet"), ("url", f"file://{folder}")):
+        result = foretell.run_batch("linear/1", source, tmp_path / name, home=home, workers=1)
+        assert result.rows == 900, name
+        assert sorted(published(tmp_path / name).column("id").to_pylist()) == expected, name
+    with pytest.raises(InvalidInput, match="no input files match"):
+        foretell.run_batch("linear/1", f"{folder}/nothing-*.parquet", tmp_path / "none", home=home)
