@@ -63,7 +63,7 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
         part = part_name(number, spec.output_format)
         commit_table(pa.table(out), Path(spec.staged), part, spec.output_format)
         if spec.store_generation is not None:
-            _to_store(model, spec, out[spec.id_column], predictions.to_records())
+            _to_store(model, spec, spec.store_generation, out[spec.id_column], predictions.to_records())
     reject_part = None
     if columns.errors:
         reject_part = part_name(number, "parquet")
@@ -78,7 +78,9 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
     )
 
 
-def _to_store(model: Model, spec: ScoringSpec, ids: pa.Array | pa.ChunkedArray, records: list[dict[str, Any]]) -> None:
+def _to_store(
+    model: Model, spec: ScoringSpec, generation: int, ids: pa.Array | pa.ChunkedArray, records: list[dict[str, Any]]
+) -> None:
     """Each id's prediction into the job's store generation; a re-scored chunk overwrites its own keys."""
     from foretell.store import open_store
 
@@ -88,8 +90,7 @@ def _to_store(model: Model, spec: ScoringSpec, ids: pa.Array | pa.ChunkedArray, 
         rows = (
             (str(key), record, version, spec.predicted_at) for key, record in zip(ids.to_pylist(), records, strict=True)
         )
-        assert spec.store_generation is not None
-        store.write_batch(model.info.name, spec.store_generation, rows)
+        store.write_batch(model.info.name, generation, rows)
     finally:
         store.close()
 
