@@ -30,18 +30,21 @@ __all__ = [
     "InputFormat",
     "batch_job",
     "batch_jobs",
+    "create_server_app",
     "delete_version",
     "demo_init",
     "get_registry",
     "list_models",
     "list_versions",
     "load",
+    "production_uris",
     "read_input",
     "register",
     "resume_batch",
     "run_batch",
     "schedule_book",
     "scheduler",
+    "serve",
     "set_alias",
     "show",
 ]
@@ -187,6 +190,84 @@ def scheduler(*, home: Path | str | None = None, **options: Any) -> Scheduler:
     from foretell.batch.scheduler import Scheduler
 
     return Scheduler(_home(home), **options)
+
+
+SERVE_CONFIG_ENV = "FORETELL_SERVE_CONFIG"
+
+
+def production_uris(*, home: Path | str | None = None) -> list[str]:
+    """Every registered model that has a `production` alias, as `name@production`."""
+    return [f"{m.name}@production" for m in list_models(home=home) if "production" in m.aliases]
+
+
+def create_server_app(
+    uris: Sequence[str] = (),
+    *,
+    home: Path | str | None = None,
+    max_batch_size: int = 64,
+    max_delay_ms: float = 0.0,
+    max_queue: int = 1024,
+    reload_seconds: float = 1.0,
+    api_key: str | None = None,
+    max_body_bytes: int = 64 * 2**20,
+    overload_status: int = 503,
+) -> Any:
+    """The ASGI app serving `uris` (default: every model with a `production` alias)."""
+    import os
+
+    from foretell.http import ServerOptions, create_app
+    from foretell.serving.policy import BatchPolicy
+    from foretell.serving.runtime import Runtime
+
+    uris = list(uris) or production_uris(home=home)
+    if not uris:
+        raise InvalidInput("nothing to serve: name models, or give one a production alias (foretell models alias)")
+    policy = BatchPolicy(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms, max_queue=max_queue)
+    runtime = Runtime(_home(home), uris, policy=policy, reload_seconds=reload_seconds)
+    key = api_key or os.environ.get("FORETELL_API_KEY") or None
+    options = ServerOptions(api_key=key, max_body_bytes=max_body_bytes, overload_status=overload_status)
+    return create_app(runtime, options)
+
+
+def app_from_env() -> Any:
+    """The app for `uvicorn --factory` workers: settings come as JSON in FORETELL_SERVE_CONFIG."""
+    import os
+
+    config = json.loads(os.environ.get(SERVE_CONFIG_ENV, "{}"))
+    return create_server_app(**config)
+
+
+def serve(
+    uris: Sequence[str] = (),
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    home: Path | str | None = None,
+    log_level: str = "warning",
+    access_log: bool = False,
+    **options: Any,
+) -> None:
+    """Serve models over HTTP (Open Inference Protocol and MLflow scoring) until SIGTERM or Ctrl-C."""
+    import os
+
+    import uvicorn
+
+    uris = list(uris) or production_uris(home=home)
+    config = {"uris": uris, "home": str(_home(home)), **options}
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": access_log,
+        "timeout_graceful_shutdown": 30,
+    }
+    if workers > 1:
+        # Each worker process builds its own app (and loads its own models) from the same settings.
+        os.environ[SERVE_CONFIG_ENV] = json.dumps(config)
+        uvicorn.run("foretell.api:app_from_env", factory=True, workers=workers, **common)
+    else:
+        uvicorn.run(create_server_app(**config), **common)
 
 
 def read_input(source: str | Path, fmt: InputFormat = "auto") -> Any:

@@ -1,0 +1,222 @@
+"""Real-time serving speed: one server worker on one core, wrk on the other.
+
+    .venv/bin/python benchmarks/serve.py [--seconds 10]
+
+For the demo churn model it prints, at concurrency 1, 8 and 64: requests/s, p50, p99 and
+errors for `POST /v2/models/churn/infer` with one row (a [1, 31] FP64 tensor); beside it,
+in the same run, the HTTP floor (a Starlette app on the same uvicorn settings answering a
+constant, no model) and the in-process limit (`Model.predict` on one row; on 64 rows).
+Needs wrk (Debian package `wrk`) and taskset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
+from servekit import free_port
+
+LUA = """
+wrk.method = "POST"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def floor_server(port: int) -> None:
+    """A bare Starlette app answering a constant: what HTTP alone costs on this machine."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def constant(request: object) -> Response:
+        await request.body()  # type: ignore[attr-defined]
+        return Response(b'{"outputs":[]}', media_type="application/json")
+
+    app = Starlette(
+        routes=[Route("/v2/models/churn/infer", constant, methods=["POST"]), Route("/v2/health/ready", constant)]
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} never became ready")
+
+
+def wrk(url: str, lua: Path, connections: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(lua),
+            f"{url}/v2/models/churn/infer",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def latency(label: str) -> float:
+        match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not match:
+            return float("nan")
+        value, unit = float(match.group(1)), match.group(2)
+        return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    for pattern in (
+        r"Non-2xx or 3xx responses: (\d+)",
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+    ):
+        match = re.search(pattern, out)
+        if match:
+            errors += sum(int(g) for g in match.groups())
+    return {"rps": rps, "p50_ms": latency("50%"), "p99_ms": latency("99%"), "errors": errors}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor_server:
+        floor_server(args.floor_server)
+        return 0
+    if not shutil.which("wrk"):
+        sys.exit("benchmarks/serve.py needs wrk: apt-get install wrk")
+
+    import joblib
+    from threadpoolctl import threadpool_limits
+
+    import foretell
+    from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
+
+    with tempfile.TemporaryDirectory(prefix="foretell-serve-bench-") as scratch:
+        home = Path(scratch) / "home"
+        customers = generate_customers(20_000, seed=1)
+        path = Path(scratch) / "churn.joblib"
+        joblib.dump(train_churn(customers, seed=7), path)
+        foretell.register("churn", path, flavor="sklearn", signature=CHURN_SIGNATURE, home=home)
+        model = foretell.load("churn/1", home=home)
+        rows = customers.select(CHURN_SIGNATURE.input_names).slice(0, 64)
+        matrix = features_matrix(rows)
+        body = json.dumps(
+            {
+                "inputs": [
+                    {"name": "input", "datatype": "FP64", "shape": [1, matrix.shape[1]], "data": matrix[0].tolist()}
+                ]
+            }
+        )
+        lua = Path(scratch) / "post.lua"
+        lua.write_text(LUA.replace("{body}", body))
+
+        with threadpool_limits(1):
+            one = [matrix[0:1]]
+            single = statistics.median(_time(lambda: model.predict_batch(one[0]), 2000))
+            batch = statistics.median(_time(lambda: model.predict_batch(matrix), 300))
+
+        env = {**os.environ, "FORETELL_HOME": str(home), "OMP_NUM_THREADS": "1"}
+        port, floor_port = free_port(), free_port()
+        ours = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                "0",
+                sys.executable,
+                "-m",
+                "foretell",
+                "serve",
+                "churn/1",
+                "--port",
+                str(port),
+                "--reload-seconds",
+                "0",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        floor = subprocess.Popen(
+            ["taskset", "-c", "0", sys.executable, __file__, "--floor-server", str(floor_port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url, floor_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
+            wait_ready(url)
+            wait_ready(floor_url)
+            check = httpx.post(f"{url}/v2/models/churn/infer", content=body).json()
+            assert check["outputs"], check
+            results = []
+            for c in (1, 8, 64):
+                results.append(("foretell", c, wrk(url, lua, c, args.seconds)))
+                results.append(("HTTP floor", c, wrk(floor_url, lua, c, args.seconds)))
+        finally:
+            for process in (ours, floor):
+                process.terminate()
+                process.wait(timeout=30)
+
+    print(f"# serve: demo churn model, 1 server worker on core 0, wrk on core 1, {args.seconds} s per point")
+    print(
+        f"in-process limit: Model.predict_batch 1 row {single * 1e3:.3f} ms; 64 rows {batch * 1e3:.3f} ms "
+        f"({64 / batch:,.0f} rows/s)"
+    )
+    print(f"{'server':<11} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, c, r in results:
+        print(f"{name:<11} {c:>4} {r['rps']:>9,.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7.0f}")
+    ours64 = next(r for n, c, r in results if n == "foretell" and c == 64)
+    ours1 = next(r for n, c, r in results if n == "foretell" and c == 1)
+    floor1 = next(r for n, c, r in results if n == "HTTP floor" and c == 1)
+    print(
+        f"target c=64: ≥ 5,000 req/s and p99 < 25 ms: {ours64['rps']:,.0f} req/s, p99 {ours64['p99_ms']:.1f} ms -> "
+        f"{'met' if ours64['rps'] >= 5000 and ours64['p99_ms'] < 25 else 'MISSED'}"
+    )
+    budget = floor1["p50_ms"] + single * 1e3 + 0.5
+    print(
+        f"target c=1: p50 ≤ floor p50 + in-process 1 row + 0.5 ms = {budget:.2f} ms: {ours1['p50_ms']:.2f} ms -> "
+        f"{'met' if ours1['p50_ms'] <= budget else 'MISSED'}"
+    )
+    return 0
+
+
+def _time(fn: object, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - started)
+    return times
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The OpenAPI 3.1 description of the server's routes, served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "datatype", "shape", "data"],
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {
+            "type": "string",
+            "enum": [
+                "BOOL",
+                "UINT8",
+                "UINT16",
+                "UINT32",
+                "UINT64",
+                "INT8",
+                "INT16",
+                "INT32",
+                "INT64",
+                "FP16",
+                "FP32",
+                "FP64",
+                "BYTES",
+            ],
+        },
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "data": {"type": "array"},
+        "parameters": {"type": "object"},
+    },
+}
+_INFER_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": _TENSOR},
+        "outputs": {
+            "type": "array",
+            "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+        },
+    },
+}
+_INFER_RESPONSE = {
+    "type": "object",
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string"},
+        "outputs": {"type": "array", "items": _TENSOR},
+    },
+}
+_INVOCATIONS = {
+    "type": "object",
+    "properties": {
+        "dataframe_split": {"type": "object"},
+        "dataframe_records": {"type": "array", "items": {"type": "object"}},
+        "instances": {"type": "array"},
+        "inputs": {},
+    },
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): {"description": "error", "content": {"application/json": {"schema": _ERROR}}} for c in codes}
+
+
+def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    model_version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+    infer = {
+        "post": {
+            "summary": "Open Inference Protocol inference (JSON, or JSON + binary tensors)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _INFER_REQUEST}}},
+            "responses": {"200": _json(_INFER_RESPONSE), **_errors(400, 404, 413, 415, 500, 503, 504)},
+        }
+    }
+    probe = {"get": {"responses": {"200": {"description": "ok"}, "503": {"description": "not ready"}}}}
+    metadata = {"get": {"responses": {"200": _json({"type": "object"}), **_errors(404)}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "foretell", "version": version},
+        "paths": {
+            "/v2/health/live": probe,
+            "/v2/health/ready": probe,
+            "/v2": {"get": {"responses": {"200": _json({"type": "object"})}}},
+            "/v2/models/{name}": {"parameters": [name], **metadata},
+            "/v2/models/{name}/versions/{version}": {"parameters": [name, model_version], **metadata},
+            "/v2/models/{name}/ready": {"parameters": [name], **metadata},
+            "/v2/models/{name}/infer": {"parameters": [name], **infer},
+            "/v2/models/{name}/versions/{version}/infer": {"parameters": [name, model_version], **infer},
+            "/invocations": {
+                "post": {
+                    "summary": "MLflow scoring: dataframe_split, dataframe_records, instances, inputs, or text/csv",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _INVOCATIONS}}},
+                    "responses": {
+                        "200": _json({"type": "object", "properties": {"predictions": {"type": "array"}}}),
+                        **_errors(400, 413, 415, 500, 503, 504),
+                    },
+                }
+            },
+            "/ping": probe,
+            "/health": probe,
+            "/version": {"get": {"responses": {"200": {"description": "the server version"}}}},
+            "/metrics": {"get": {"responses": {"200": {"description": "Prometheus text format"}}}},
+        },
+    }

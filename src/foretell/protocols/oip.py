@@ -1,0 +1,628 @@
+"""The Open Inference Protocol (KServe V2, as Triton and MLServer speak it) over REST, as bytes.
+
+Requests come as JSON, optionally followed in the same body by raw tensor bytes (Triton's
+binary tensor extension, which `tritonclient` uses by default): the JSON header's length is
+then sent in `Inference-Header-Content-Length`, each binary input says its byte count in
+`parameters.binary_data_size`, and the raw parts follow in input order, little-endian, with
+BYTES elements as a 4-byte little-endian length and then the bytes.
+
+Anything a client can send is checked here, and every way a body can be wrong becomes one
+`ProtocolError` whose message names the tensor, the field and what was expected. Nothing in
+this module knows about HTTP frameworks or the model; the HTTP layer passes bytes and
+headers in, and gets bytes and headers back.
+
+Decisions worth knowing:
+- JSON has no NaN or infinity. Responses write non-finite floats as `null` (orjson's rule);
+  a client that needs them exactly asks for the output in binary. Requests may send `null`
+  in FP16/FP32/FP64 data to mean a missing value (NaN); no other datatype accepts `null`.
+- `parameters.timeout` follows Triton and tritonclient: microseconds, a non-negative number.
+  0 means "no deadline", as in Triton.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import orjson
+
+from foretell.core.schema import Signature
+from foretell.errors import InvalidInput
+
+__all__ = [
+    "BINARY_HEADER",
+    "DATATYPES",
+    "InferRequest",
+    "ProtocolError",
+    "RequestedOutput",
+    "Tensor",
+    "datatype_of",
+    "decode_infer_request",
+    "encode_infer_response",
+    "model_metadata",
+    "parse_header_length",
+    "server_metadata",
+    "tensor_from_array",
+]
+
+#: The header that carries the JSON part's length when binary tensor data follows it.
+BINARY_HEADER = "Inference-Header-Content-Length"
+
+#: OIP datatype name → the numpy dtype a decoded tensor holds (BYTES: objects, each `bytes`).
+DATATYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+_NAME_OF_DTYPE = {dtype: name for name, dtype in DATATYPES.items() if name != "BYTES"}
+_INTEGERS = frozenset({"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"})
+_FLOATS = frozenset({"FP16", "FP32", "FP64"})
+_MAX_DIMS = 32  # numpy allows 64; no tabular model needs more than a handful
+_LENGTH_PREFIX = struct.Struct("<I")
+
+
+class ProtocolError(InvalidInput):
+    """A request body that does not follow the Open Inference Protocol (or MLflow's scoring format)."""
+
+
+# -- the decoded shapes ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Tensor:
+    """One named tensor. `data` is already reshaped to `shape`, in the datatype's numpy dtype."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: np.ndarray
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def as_text(self) -> np.ndarray:
+        """A BYTES tensor's elements as `str` (what a string or category feature takes), same shape."""
+        if self.datatype != "BYTES":
+            raise ProtocolError(f"input {self.name!r}: expected a BYTES tensor of text, got {self.datatype}")
+        flat = self.data.reshape(-1)
+        out = np.empty(flat.shape, dtype=object)
+        try:
+            out[:] = [v.decode() if isinstance(v, bytes) else v for v in flat.tolist()]
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"input {self.name!r}: BYTES element {_bad_utf8(flat)} is not UTF-8 text") from exc
+        return out.reshape(self.data.shape)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedOutput:
+    """An output the client asked for by name, and whether it wants it as binary data."""
+
+    name: str
+    binary: bool
+
+
+@dataclass(slots=True)
+class InferRequest:
+    """A decoded infer request: its id (echoed in the response), input tensors, outputs asked for."""
+
+    id: str | None
+    inputs: list[Tensor]
+    outputs: list[RequestedOutput] | None
+    """None when the client named no outputs: every output is returned."""
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        """The client's deadline from `parameters.timeout` (microseconds, Triton's unit); 0 means none."""
+        timeout = self.parameters.get("timeout")
+        return timeout / 1e6 if timeout else None
+
+    @property
+    def binary_output_default(self) -> bool:
+        """`parameters.binary_data_output`: tritonclient sets it when it names no outputs."""
+        return self.parameters.get("binary_data_output") is True
+
+    def select_outputs(self, available: Iterable[str]) -> tuple[list[str], set[str]]:
+        """The output names to return, in order, and those to send as binary data.
+
+        A requested name the model does not have is a client mistake, said as such.
+        """
+        names = list(available)
+        if self.outputs is None:
+            return names, set(names) if self.binary_output_default else set()
+        unknown = [o.name for o in self.outputs if o.name not in names]
+        if unknown:
+            raise ProtocolError(f"unknown output(s) {unknown} requested; this model's outputs are {names}")
+        return [o.name for o in self.outputs], {o.name for o in self.outputs if o.binary}
+
+
+# -- decoding a request ----------------------------------------------------------------------------
+
+
+def parse_header_length(value: str | None) -> int | None:
+    """The `Inference-Header-Content-Length` header's text → `json_length` for `decode_infer_request`."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isdigit() or not text.isascii():
+        raise ProtocolError(f"{BINARY_HEADER} must be a non-negative integer, got {value[:40]!r}")
+    return int(text)
+
+
+def decode_infer_request(body: bytes, json_length: int | None = None) -> InferRequest:
+    """Bytes of an infer request → `InferRequest`, or `ProtocolError` saying what is wrong.
+
+    `json_length` is the `Inference-Header-Content-Length` value: the JSON header's size when
+    binary tensor data follows it; None means the whole body is JSON.
+    """
+    header: bytes | memoryview = body
+    binary = _NO_BINARY_PART
+    if json_length is not None:
+        if type(json_length) is not int or not 0 <= json_length <= len(body):
+            raise ProtocolError(f"{BINARY_HEADER} is {json_length!r} but the body has {len(body)} bytes")
+        view = memoryview(body)  # slices without copying the tensor bytes
+        header, binary = view[:json_length], _BinaryPart(view[json_length:], announced=True)
+    try:
+        document = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        where = "the request body" if json_length is None else f"the JSON header (first {json_length} bytes)"
+        raise ProtocolError(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ProtocolError(f"an inference request is a JSON object, got {_kind(document)}")
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise ProtocolError(f"request 'id' must be a string, got {_kind(request_id)}")
+    parameters = _parameters(document, "request")
+    _check_request_parameters(parameters)
+    raw_inputs = document.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise ProtocolError(f"request 'inputs' must be a non-empty list of tensors, got {_kind(raw_inputs)}")
+    inputs = [_decode_input(i, raw, binary) for i, raw in enumerate(raw_inputs)]
+    binary.finish()
+    _no_repeats([t.name for t in inputs], "input")
+    outputs = _decode_outputs(document.get("outputs"), parameters.get("binary_data_output") is True)
+    return InferRequest(request_id, inputs, outputs, parameters)
+
+
+def _check_request_parameters(parameters: dict[str, Any]) -> None:
+    timeout = parameters.get("timeout")
+    if timeout is not None and (type(timeout) not in (int, float) or not math.isfinite(timeout) or timeout < 0):
+        raise ProtocolError(
+            f"request parameter 'timeout' must be a non-negative number of microseconds, got {_short(timeout)}"
+        )
+    flag = parameters.get("binary_data_output")
+    if flag is not None and type(flag) is not bool:
+        raise ProtocolError(f"request parameter 'binary_data_output' must be true or false, got {_short(flag)}")
+
+
+def _decode_input(position: int, raw: Any, binary: _BinaryPart) -> Tensor:
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"inputs[{position}] must be a JSON object, got {_kind(raw)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ProtocolError(f"inputs[{position}]: 'name' must be a non-empty string, got {_short(name)}")
+    datatype = raw.get("datatype")
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
+        hint = " (BF16 is not supported: send FP32)" if datatype == "BF16" else ""
+        raise ProtocolError(
+            f"input {name!r}: unknown 'datatype' {_short(datatype)}{hint}; expected one of {', '.join(DATATYPES)}"
+        )
+    shape = raw.get("shape")
+    if type(shape) is not list or len(shape) > _MAX_DIMS or not _all_sizes(shape):
+        raise ProtocolError(
+            f"input {name!r}: 'shape' must be a list of at most {_MAX_DIMS} non-negative integers, got {_short(shape)}"
+        )
+    parameters = raw.get("parameters")
+    if parameters is None:
+        parameters = {}
+    elif type(parameters) is not dict:
+        raise ProtocolError(f"input {name!r}: 'parameters' must be a JSON object, got {_kind(parameters)}")
+    elif "shared_memory_region" in parameters:
+        raise ProtocolError(f"input {name!r}: shared memory is not supported; send the data in the body")
+    dims = tuple(shape)
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size < 0:
+            raise ProtocolError(
+                f"input {name!r}: parameters.binary_data_size must be a non-negative integer, got {_short(size)}"
+            )
+        if "data" in raw:
+            raise ProtocolError(f"input {name!r}: has both 'data' and parameters.binary_data_size; send one")
+        flat = _binary_values(name, datatype, dims, binary.take(name, size))
+    elif "data" in raw:
+        flat = _json_values(name, datatype, dims, raw["data"])
+    else:
+        raise ProtocolError(f"input {name!r}: no 'data' and no parameters.binary_data_size")
+    try:
+        data = flat.reshape(dims)
+    except (ValueError, OverflowError) as exc:  # numpy's own limits (dimension sizes), after our count check passed
+        raise ProtocolError(f"input {name!r}: shape {list(dims)} cannot be held: {exc}") from None
+    return Tensor(name, datatype, dims, data, parameters)
+
+
+def _all_sizes(shape: list[Any]) -> bool:
+    # A plain loop, not all() over a generator: about twice as fast for the usual one or two dims.
+    for dim in shape:  # noqa: SIM110
+        if type(dim) is not int or dim < 0:
+            return False
+    return True
+
+
+# JSON values ------------------------------------------------------------------
+
+_TEXT = frozenset({str})
+_BOOLS = frozenset({bool})
+_INTS = frozenset({int})
+_NUMBERS: frozenset[type] = frozenset({float, int, type(None)})
+_FLOAT_LIMITS = {"FP16": float(np.finfo(np.float16).max), "FP32": float(np.finfo(np.float32).max)}
+
+
+def _json_values(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+    if not isinstance(data, list):
+        raise ProtocolError(f"input {name!r}: 'data' must be a JSON array, got {_kind(data)}")
+    leaves = _flatten(name, data, shape)
+    expected = math.prod(shape)
+    if len(leaves) != expected:
+        raise ProtocolError(f"input {name!r}: shape {list(shape)} needs {expected} values, got {len(leaves)}")
+    kinds = set(map(type, leaves))  # one pass, so a 31-value row costs about a microsecond
+    if list in kinds:
+        raise ProtocolError(f"input {name!r}: nested 'data' does not match shape {list(shape)}")
+    dtype = DATATYPES[datatype]
+    if datatype == "BYTES":
+        _only(name, datatype, leaves, kinds, _TEXT, "strings")
+        array = np.empty(len(leaves), dtype=object)
+        try:
+            array[:] = [s.encode() for s in leaves]
+        except UnicodeEncodeError:
+            raise ProtocolError(f"input {name!r}: BYTES data holds a string that is not valid Unicode") from None
+        return array
+    if datatype == "BOOL":
+        _only(name, datatype, leaves, kinds, _BOOLS, "true or false")
+        return np.array(leaves, dtype=dtype)
+    if datatype in _INTEGERS:
+        _only(name, datatype, leaves, kinds, _INTS, "whole numbers")
+        try:
+            return np.array(leaves, dtype=dtype)
+        except OverflowError:
+            info = np.iinfo(dtype)
+            bad = next((v for v in leaves if not info.min <= v <= info.max), None)
+            raise ProtocolError(
+                f"input {name!r}: {datatype} values must be in {info.min}..{info.max}, got {_short(bad)}"
+            ) from None
+    # Floats: ints are fine, null is a missing value (NaN), nothing else.
+    _only(name, datatype, leaves, kinds, _NUMBERS, "numbers (or null for missing)")
+    try:
+        wide = np.array(leaves, dtype=np.float64)
+    except OverflowError:
+        raise ProtocolError(f"input {name!r}: a number is too large for {datatype}") from None
+    if datatype == "FP64":
+        return wide
+    # JSON holds no infinity, so any value past the narrow type's largest is an overflow; checked
+    # up front, because np.errstate around the cast costs more than the whole decode of one row.
+    if (np.abs(wide) > _FLOAT_LIMITS[datatype]).any():
+        raise ProtocolError(f"input {name!r}: a number is too large for {datatype}")
+    return wide.astype(dtype)
+
+
+def _flatten(name: str, data: list[Any], shape: tuple[int, ...]) -> list[Any]:
+    """Flat data as is; nested data must nest exactly like `shape`, level by level."""
+    if not data or type(data[0]) is not list:
+        return data
+    items: list[Any] = [data]
+    for depth, dim in enumerate(shape):
+        if not all(type(item) is list and len(item) == dim for item in items):
+            raise ProtocolError(
+                f"input {name!r}: nested 'data' does not match shape {list(shape)}: "
+                f"expected lists of {dim} values at depth {depth}"
+            )
+        items = list(chain.from_iterable(items))
+    return items
+
+
+def _only(name: str, datatype: str, leaves: list[Any], kinds: set[type], allowed: frozenset[type], words: str) -> None:
+    if kinds <= allowed:
+        return
+    index = next(i for i, v in enumerate(leaves) if type(v) not in allowed)
+    value = leaves[index]
+    raise ProtocolError(
+        f"input {name!r}: {datatype} data must be {words}; got {_kind(value)} {_short(value)} at position {index}"
+    )
+
+
+# binary values ----------------------------------------------------------------
+
+
+class _BinaryPart:
+    """The bytes after the JSON header, handed out to binary inputs in order."""
+
+    __slots__ = ("_announced", "_offset", "_view")
+
+    def __init__(self, view: memoryview, announced: bool) -> None:
+        self._view = view
+        self._offset = 0
+        self._announced = announced
+
+    def take(self, name: str, size: int) -> memoryview:
+        left = len(self._view) - self._offset
+        if size > left:
+            if not self._announced:
+                raise ProtocolError(
+                    f"input {name!r}: parameters.binary_data_size is {size} but the request has no binary part "
+                    f"(send the {BINARY_HEADER} header with the JSON header's length)"
+                )
+            raise ProtocolError(
+                f"input {name!r}: parameters.binary_data_size is {size} but only {left} bytes of binary data are left"
+            )
+        start = self._offset
+        self._offset += size
+        return self._view[start : self._offset]
+
+    def finish(self) -> None:
+        extra = len(self._view) - self._offset
+        if extra:
+            raise ProtocolError(
+                f"the body has {len(self._view)} bytes after the JSON header but the inputs' "
+                f"parameters.binary_data_size add up to {self._offset}"
+            )
+
+
+# A body without the header has no binary part; with nothing to hand out, one instance serves all.
+_NO_BINARY_PART = _BinaryPart(memoryview(b""), announced=False)
+
+
+def _binary_values(name: str, datatype: str, shape: tuple[int, ...], raw: memoryview) -> np.ndarray:
+    expected = math.prod(shape)
+    if datatype == "BYTES":
+        return _binary_bytes(name, shape, expected, raw)
+    dtype = DATATYPES[datatype]
+    needed = expected * dtype.itemsize
+    if len(raw) != needed:
+        raise ProtocolError(
+            f"input {name!r}: shape {list(shape)} of {datatype} needs {needed} bytes of binary data, "
+            f"parameters.binary_data_size is {len(raw)}"
+        )
+    if datatype == "BOOL":
+        octets = np.frombuffer(raw, dtype=np.uint8)
+        if octets.size and octets.max() > 1:
+            raise ProtocolError(f"input {name!r}: BOOL binary data must be bytes 0 or 1")
+        return octets.astype(np.bool_)
+    # astype copies into native order: the tensor is writable and does not pin the request body.
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype)
+
+
+def _binary_bytes(name: str, shape: tuple[int, ...], expected: int, raw: memoryview) -> np.ndarray:
+    values: list[bytes] = []
+    offset, end = 0, len(raw)
+    while offset < end:
+        if offset + 4 > end or len(values) == expected:
+            break
+        (length,) = _LENGTH_PREFIX.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > end:
+            break
+        values.append(bytes(raw[offset : offset + length]))
+        offset += length
+    if len(values) != expected or offset != end:
+        raise ProtocolError(
+            f"input {name!r}: shape {list(shape)} needs {expected} BYTES elements (each a 4-byte little-endian "
+            f"length, then the bytes) filling parameters.binary_data_size = {end} bytes exactly"
+        )
+    array = np.empty(expected, dtype=object)
+    array[:] = values
+    return array
+
+
+# requested outputs -------------------------------------------------------------
+
+
+def _decode_outputs(raw: Any, default_binary: bool) -> list[RequestedOutput] | None:
+    if raw is None or raw == []:  # an empty list names nothing: read it as "all outputs", like an absent one
+        return None
+    if not isinstance(raw, list):
+        raise ProtocolError(f"request 'outputs' must be a list, got {_kind(raw)}")
+    outputs = []
+    for position, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ProtocolError(f"outputs[{position}] must be an object with a string 'name'")
+        name = entry["name"]
+        parameters = _parameters(entry, f"output {name!r}")
+        for unsupported in ("classification", "shared_memory_region"):
+            if unsupported in parameters:
+                raise ProtocolError(f"output {name!r}: parameter {unsupported!r} is not supported")
+        binary = parameters.get("binary_data", default_binary)
+        if type(binary) is not bool:
+            raise ProtocolError(f"output {name!r}: parameters.binary_data must be true or false, got {_short(binary)}")
+        outputs.append(RequestedOutput(name, binary))
+    _no_repeats([o.name for o in outputs], "output")
+    return outputs
+
+
+# -- encoding a response ---------------------------------------------------------------------------
+
+
+def encode_infer_response(
+    model_name: str, model_version: str, request_id: str | None, outputs: list[Tensor], binary: set[str]
+) -> tuple[bytes, dict[str, str]]:
+    """Output tensors → (body, headers). Outputs named in `binary` go as raw bytes after the JSON."""
+    described: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for tensor in outputs:
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": [int(d) for d in tensor.shape],
+        }
+        parameters = dict(tensor.parameters)
+        if tensor.name in binary:
+            blob = _to_binary(tensor)
+            parameters["binary_data_size"] = len(blob)
+            blobs.append(blob)
+        else:
+            entry["data"] = _to_json(tensor)
+        if parameters:
+            entry["parameters"] = parameters
+        described.append(entry)
+    document: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request_id is not None:
+        document["id"] = request_id
+    document["outputs"] = described
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, {"Content-Type": "application/json"}
+    return b"".join([header, *blobs]), {
+        "Content-Type": "application/octet-stream",
+        BINARY_HEADER: str(len(header)),
+    }
+
+
+def _to_json(tensor: Tensor) -> Any:
+    """Flat, row-major data ready for orjson: numeric arrays go as they are (NaN/inf become null)."""
+    if tensor.datatype == "BYTES":
+        values = tensor.data.reshape(-1).tolist()
+        try:
+            return [v.decode() if isinstance(v, bytes) else v if isinstance(v, str) else str(v) for v in values]
+        except UnicodeDecodeError:
+            raise ProtocolError(
+                f"output {tensor.name!r}: BYTES element {_bad_utf8(tensor.data.reshape(-1))} is not UTF-8 text, "
+                "which JSON cannot carry; request this output with parameters.binary_data = true"
+            ) from None
+    return np.ascontiguousarray(tensor.data, dtype=DATATYPES[tensor.datatype]).reshape(-1)
+
+
+def _to_binary(tensor: Tensor) -> bytes:
+    if tensor.datatype != "BYTES":
+        dtype = DATATYPES[tensor.datatype].newbyteorder("<")
+        return np.ascontiguousarray(tensor.data, dtype=dtype).tobytes()
+    parts: list[bytes] = []
+    for value in tensor.data.reshape(-1).tolist():
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        parts += (_LENGTH_PREFIX.pack(len(raw)), raw)
+    return b"".join(parts)
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The OIP datatype for a numpy dtype; text and objects are BYTES."""
+    if dtype.kind in "OUS":
+        return "BYTES"
+    name = _NAME_OF_DTYPE.get(dtype.newbyteorder("="))
+    if name is None:
+        raise TypeError(f"numpy dtype {dtype} has no Open Inference Protocol datatype")
+    return name
+
+
+def tensor_from_array(name: str, array: np.ndarray) -> Tensor:
+    """A numpy array → a Tensor; str and object elements become UTF-8 `bytes` in a BYTES tensor."""
+    datatype = datatype_of(array.dtype)
+    if datatype == "BYTES":
+        encoded = [v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1).tolist()]
+        flat = np.empty(len(encoded), dtype=object)
+        flat[:] = encoded
+        data = flat.reshape(array.shape)
+    else:
+        data = array.astype(DATATYPES[datatype], copy=False)
+    return Tensor(name, datatype, tuple(int(d) for d in array.shape), data, {})
+
+
+# -- metadata --------------------------------------------------------------------------------------
+
+_FEATURE_DATATYPES = {
+    "float64": "FP64",
+    "float32": "FP32",
+    "int64": "INT64",
+    "int32": "INT32",
+    "bool": "BOOL",
+    "string": "BYTES",
+    "category": "BYTES",
+}
+
+
+def server_metadata(name: str, version: str, extensions: list[str]) -> dict[str, Any]:
+    return {"name": name, "version": version, "extensions": list(extensions)}
+
+
+def model_metadata(name: str, versions: list[str], platform: str, signature: Signature) -> dict[str, Any]:
+    """OIP model metadata: one tensor per feature, -1 for the batch dimension.
+
+    Categories and classes ride along in `parameters` (MLServer's metadata tensors carry
+    parameters too), so a client can build valid requests and read `proba` columns.
+    """
+    inputs = []
+    for feature in signature.inputs:
+        entry: dict[str, Any] = {
+            "name": feature.name,
+            "datatype": _FEATURE_DATATYPES[feature.dtype],
+            "shape": [-1, *feature.shape],
+        }
+        if feature.categories is not None:
+            entry["parameters"] = {"categories": list(feature.categories)}
+        inputs.append(entry)
+    outputs = []
+    for output in signature.outputs:
+        per_row: list[int] = list(output.shape)
+        if output.kind in ("topk_items", "topk_scores"):
+            per_row = per_row or [-1]  # k is chosen per request when the signature does not fix it
+        out: dict[str, Any] = {
+            "name": output.name,
+            "datatype": _FEATURE_DATATYPES[output.dtype],
+            "shape": [-1, *per_row],
+        }
+        if output.classes is not None:
+            out["parameters"] = {"classes": list(output.classes)}
+        outputs.append(out)
+    return {"name": name, "versions": list(versions), "platform": platform, "inputs": inputs, "outputs": outputs}
+
+
+# -- small shared pieces ---------------------------------------------------------------------------
+
+
+def _parameters(container: dict[str, Any], owner: str) -> dict[str, Any]:
+    parameters = container.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise ProtocolError(f"{owner}: 'parameters' must be a JSON object, got {_kind(parameters)}")
+    return parameters
+
+
+def _no_repeats(names: list[str], what: str) -> None:
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ProtocolError(f"{what} names repeat: {repeated}; each {what} must appear once")
+
+
+def _bad_utf8(flat: np.ndarray) -> int:
+    for index, value in enumerate(flat.tolist()):
+        if isinstance(value, bytes):
+            try:
+                value.decode()
+            except UnicodeDecodeError:
+                return index
+    return -1
+
+
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a bool", int: "an int", float: "a float"}
+
+
+def _kind(value: Any) -> str:
+    """JSON's name for a decoded value, for messages a client can act on."""
+    if value is None:
+        return "null"
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,440 @@
+"""`MicroBatcher`: one model's concurrent requests, coalesced into one predict call.
+
+Requests queue up; a single runner task asks the pure `policy.decide` what to do, joins
+the chosen requests' frames with `Frame.concat`, calls the model once, and hands each
+request back exactly its own rows. What this fixes in the batchers we studied:
+
+- The server owns the lifecycle (`await start()`, `await stop(drain=...)`): nothing starts
+  lazily on the first request or stops in `__del__`, so shutdown order is explicit.
+- Deadlines and queue-wait figures use a monotonic clock, injectable for tests.
+- Every queue is bounded (`Overloaded` at once, with a retry hint), and a request whose
+  deadline passed is dropped before the model sees it (`DeadlineExceeded`).
+- A model that raises fails its own batch, every request in it with a `PredictionError`
+  that names the model and the batch, and the runner goes on with the next batch.
+
+The model runs on the event loop (`run_in_thread=False`, cheapest for fast models) or
+in a one-thread executor the batcher owns (`run_in_thread=True`: one call at a time per
+model, the loop stays free); docs/serving-batching.md has the measurements behind
+`policy.runs_in_thread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from foretell.core.coerce import Columns
+from foretell.core.frame import Frame
+from foretell.core.predictor import Predictions
+from foretell.errors import ForetellError, PredictionError
+from foretell.serving.policy import BatchPolicy, Flush, Wait, admits, decide, retry_after
+
+__all__ = ["BatchObserver", "BatcherClosed", "DeadlineExceeded", "MicroBatcher", "Overloaded", "PredictFn"]
+
+PredictFn = Callable[[Frame], Predictions]
+"""Runs the model once on every row of a frame; usually a bound `Predictor.predict`."""
+
+
+class Overloaded(ForetellError):
+    """The model's queue is full; `retry_after_s` says when trying again is likely to succeed."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(ForetellError, TimeoutError):
+    """A request's deadline passed before the model ran it; it was not run."""
+
+
+class BatcherClosed(ForetellError, RuntimeError):
+    """The model's batcher is not taking requests: not started yet, stopping, or stopped."""
+
+
+class BatchObserver(Protocol):
+    """Where the batcher reports what metrics need; every method is called on the event loop."""
+
+    def batch(self, size: int) -> None:
+        """A model call started on `size` rows."""
+
+    def queue_wait(self, seconds: float) -> None:
+        """One request left the queue for the model after waiting `seconds`."""
+
+    def rejected(self, reason: str) -> None:
+        """One request was refused or dropped without running: "queue_full", "deadline" or "closed"."""
+
+
+class _NoObserver:
+    def batch(self, size: int) -> None:
+        pass
+
+    def queue_wait(self, seconds: float) -> None:
+        pass
+
+    def rejected(self, reason: str) -> None:
+        pass
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    frame: Frame
+    rows: int
+    enqueued_at: float
+    deadline: float | None
+    future: asyncio.Future[Predictions]
+    queued: bool = True
+    """False once taken into a batch, expired, failed or abandoned by its caller."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    requests: list[_Pending]
+    rows: int
+    started_at: float
+
+
+_State = Literal["new", "running", "stopping", "stopped"]
+_EWMA = 0.2  # weight of the newest batch in the running mean of batch time (for retry hints)
+
+
+class MicroBatcher:
+    """Coalesces one model's concurrent requests into batched predict calls."""
+
+    def __init__(
+        self,
+        predict: PredictFn,
+        *,
+        name: str = "model",
+        policy: BatchPolicy | None = None,
+        run_in_thread: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self.name = name
+        self.policy = policy or BatchPolicy()
+        self.run_in_thread = run_in_thread
+        self._predict = predict
+        self._clock = clock
+        self._observer: BatchObserver = observer or _NoObserver()
+        self._state: _State = "new"
+        self._active_policy = self.policy  # while draining: the same knobs, but flush without waiting
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._queued_requests = 0
+        self._next_expiry = math.inf  # a lower bound on the queued deadlines: no scan before it
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._running: asyncio.Future[Predictions] | None = None
+        self._running_batch: _Batch | None = None
+        self._batch_seconds = 0.0
+        self._failure: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<MicroBatcher {self.name!r} {self._state}, {self._queued_rows} rows queued>"
+
+    # -- gauges for metrics ----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Taking requests: started, not stopping, and the runner has not failed."""
+        return self._state == "running"
+
+    @property
+    def queued_requests(self) -> int:
+        return self._queued_requests
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    @property
+    def in_flight_rows(self) -> int:
+        """Rows in the model call running now (0 when idle)."""
+        return self._running_batch.rows if self._running_batch is not None else 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the runner (and the model thread); the server calls this once, before taking requests."""
+        if self._state != "new":
+            raise RuntimeError(f"the batcher for model {self.name!r} was already started; make a new one")
+        if self.run_in_thread:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"foretell-model-{self.name}")
+        self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"foretell-batcher-{self.name}")
+        self._runner.add_done_callback(self._runner_done)
+        self._state = "running"
+
+    async def stop(self, *, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop taking requests; with `drain`, run every queued request first, else fail them.
+
+        A model call already running always finishes and answers its requests. If that
+        and the drain take longer than `timeout` seconds (or `stop` is cancelled), what
+        is left fails with `BatcherClosed` and the model thread is abandoned, not joined.
+        """
+        if self._state == "new":
+            self._state = "stopped"
+        if self._state == "stopped" or self._runner is None:
+            return
+        if self._state == "running":
+            self._state = "stopping"
+            self._active_policy = dataclasses.replace(self.policy, fill_target=1)
+            if not drain:
+                self._fail_queued(f"model {self.name!r} is shutting down; the request was not run")
+            self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._runner), timeout)
+        except TimeoutError:
+            self._abort(f"model {self.name!r} did not finish its queued requests within {timeout} s of shutdown")
+        except asyncio.CancelledError:
+            self._abort(f"model {self.name!r} was shut down before the request ran")
+            raise
+        except Exception:  # noqa: S110 - the runner's own failure was already given to every waiting request
+            pass
+        finally:
+            self._state = "stopped"
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def submit(self, columns: Columns, *, deadline: float | None = None) -> Predictions:
+        """Predict the valid rows of `columns`, batched with whatever else is waiting.
+
+        `deadline` is a time on this batcher's clock (`time.monotonic` unless injected).
+        Raises `Overloaded` when the queue is full, `DeadlineExceeded` when the deadline
+        passes before the model runs the request, `PredictionError` when the model fails
+        on the batch it was in, and `BatcherClosed` when the batcher is not running.
+        """
+        if self._state != "running":
+            self._observer.rejected("closed")
+            raise BatcherClosed(self._closed_reason())
+        frame = columns.frame
+        rows = frame.n_rows
+        now = self._clock()
+        if deadline is not None and deadline <= now:
+            self._observer.rejected("deadline")
+            raise DeadlineExceeded(
+                f"the request for model {self.name!r} arrived {(now - deadline) * 1000:.1f} ms past its deadline; "
+                "it was not run"
+            )
+        if rows == 0:
+            # Nothing to batch: a Predictor answers an empty frame without touching the model,
+            # and a request holding no rows must not wait behind others (or count as queued).
+            return self._predict(frame)
+        if not admits(self.policy, self._queued_rows, rows):
+            self._observer.rejected("queue_full")
+            wait = retry_after(self.policy, self._queued_rows, self._batch_seconds)
+            raise Overloaded(
+                f"model {self.name!r} is overloaded: {self._queued_rows} rows are waiting "
+                f"(limit {self.policy.max_queue}) and this request brings {rows}; retry after {wait:.0f} s",
+                retry_after_s=wait,
+            )
+        pending = _Pending(frame, rows, now, deadline, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._queued_rows += rows
+        self._queued_requests += 1
+        if deadline is not None and deadline < self._next_expiry:
+            self._next_expiry = deadline
+        self._wake.set()
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            # The caller gave up (a client disconnect): free its place; the runner skips it.
+            self._leave_queue(pending)
+            raise
+
+    # -- the runner ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()  # cleared before looking: anything that happens later sets it again
+            if self._running is not None and self._running.done():
+                self._finish_thread_batch()
+                await asyncio.sleep(0)  # as inline: the answered callers, and arrivals, go before the next batch
+                continue
+            now = self._clock()
+            if now >= self._next_expiry:
+                self._expire(now)
+            while self._queue and not self._queue[0].queued:
+                self._queue.popleft()
+            if self._state == "stopping" and not self._queued_requests and self._running is None:
+                return
+            oldest = now - self._queue[0].enqueued_at if self._queue else 0.0
+            decision = decide(self._active_policy, self._queued_rows, oldest, self._running is not None)
+            if isinstance(decision, Flush):
+                batch = self._take(decision.rows, now)
+                if self._executor is None:
+                    self._run_inline(batch)
+                    await asyncio.sleep(0)  # let the answered callers, and new arrivals, run before the next batch
+                else:
+                    self._start_in_thread(batch, self._executor)
+                continue
+            timeout = decision.seconds if isinstance(decision, Wait) else math.inf
+            if self._queued_requests and self._next_expiry < math.inf:
+                timeout = min(timeout, self._next_expiry - now)  # wake to fail expired requests on time
+            await self._sleep(timeout)
+
+    async def _sleep(self, timeout: float) -> None:
+        if timeout == math.inf:
+            await self._wake.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await self._wake.wait()
+
+    def _take(self, max_rows: int, now: float) -> _Batch:
+        """Whole requests in arrival order, up to `max_rows` rows; always at least one request."""
+        taken: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            pending = self._queue[0]
+            if pending.queued:
+                if taken and rows + pending.rows > max_rows:
+                    break
+                self._leave_queue(pending)
+                taken.append(pending)
+                rows += pending.rows
+                self._observer.queue_wait(now - pending.enqueued_at)
+            self._queue.popleft()
+        return _Batch(taken, rows, now)
+
+    def _call(self, batch: _Batch) -> Predictions:
+        # Runs in the model thread when there is one: the concat is the model's work too.
+        return self._predict(Frame.concat([p.frame for p in batch.requests]))
+
+    def _run_inline(self, batch: _Batch) -> None:
+        self._running_batch = batch
+        self._observer.batch(batch.rows)
+        try:
+            predictions = self._call(batch)
+        except Exception as exc:
+            self._fail_batch(batch, exc)
+        else:
+            self._answer(batch, predictions)
+        finally:
+            self._running_batch = None
+
+    def _start_in_thread(self, batch: _Batch, executor: ThreadPoolExecutor) -> None:
+        self._running_batch = batch
+        self._observer.batch(batch.rows)
+        self._running = asyncio.get_running_loop().run_in_executor(executor, self._call, batch)
+        self._running.add_done_callback(lambda _: self._wake.set())
+
+    def _finish_thread_batch(self) -> None:
+        assert self._running is not None
+        assert self._running_batch is not None
+        running, batch = self._running, self._running_batch
+        self._running = self._running_batch = None
+        failure = running.exception()
+        if failure is not None:
+            self._fail_batch(batch, failure)
+        else:
+            self._answer(batch, running.result())
+
+    def _answer(self, batch: _Batch, predictions: Predictions) -> None:
+        if len(predictions) != batch.rows:
+            fault = PredictionError(f"the predict function returned {len(predictions)} rows for {batch.rows}")
+            self._fail_batch(batch, fault)
+            return
+        self._note_batch_time(batch)
+        offset = 0
+        for pending in batch.requests:
+            part = predictions[offset : offset + pending.rows]
+            offset += pending.rows
+            if not pending.future.done():  # its caller may have given up meanwhile
+                pending.future.set_result(part)
+
+    def _fail_batch(self, batch: _Batch, failure: BaseException) -> None:
+        self._note_batch_time(batch)
+        # The cause of a Predictor's PredictionError is the model's own exception: name that.
+        cause = failure.__cause__ if isinstance(failure, PredictionError) and failure.__cause__ else failure
+        reason = str(cause) if isinstance(cause, ForetellError) else f"{type(cause).__name__}: {cause}"
+        message = (
+            f"model {self.name!r} failed on a batch of {batch.rows} rows from {len(batch.requests)} requests "
+            f"(every request in the batch failed): {reason}"
+        )
+        for pending in batch.requests:
+            if not pending.future.done():
+                error = PredictionError(message)  # one instance per caller: raising it adds to its traceback
+                error.__cause__ = failure
+                pending.future.set_exception(error)
+
+    def _note_batch_time(self, batch: _Batch) -> None:
+        seconds = max(self._clock() - batch.started_at, 0.0)
+        previous = self._batch_seconds
+        self._batch_seconds = seconds if not previous else (1 - _EWMA) * previous + _EWMA * seconds
+
+    # -- leaving the queue without running -------------------------------------------------------
+
+    def _leave_queue(self, pending: _Pending) -> None:
+        if pending.queued:
+            pending.queued = False
+            self._queued_rows -= pending.rows
+            self._queued_requests -= 1
+
+    def _expire(self, now: float) -> None:
+        """Fail every queued request whose deadline has passed, before the model can see it."""
+        next_expiry = math.inf
+        for pending in self._queue:
+            if not pending.queued or pending.deadline is None:
+                continue
+            if pending.deadline <= now:
+                self._leave_queue(pending)
+                self._observer.rejected("deadline")
+                if not pending.future.done():
+                    waited = (now - pending.enqueued_at) * 1000
+                    pending.future.set_exception(
+                        DeadlineExceeded(
+                            f"the request for model {self.name!r} waited {waited:.1f} ms in the queue and its "
+                            "deadline passed before the model could run it; it was not run"
+                        )
+                    )
+            else:
+                next_expiry = min(next_expiry, pending.deadline)
+        self._next_expiry = next_expiry
+        self._queue = deque(p for p in self._queue if p.queued)
+
+    def _fail_queued(self, message: str) -> None:
+        for pending in self._queue:
+            if pending.queued:
+                self._leave_queue(pending)
+                self._observer.rejected("closed")
+                if not pending.future.done():
+                    pending.future.set_exception(BatcherClosed(message))
+        self._queue.clear()
+
+    def _abort(self, message: str) -> None:
+        """Give up on the runner and the running model call; everyone still waiting hears why."""
+        if self._runner is not None:
+            self._runner.cancel()
+        self._fail_queued(message)
+        if self._running is not None and self._running_batch is not None:
+            self._running.cancel()  # the thread runs on, but its result goes nowhere
+            for pending in self._running_batch.requests:
+                if not pending.future.done():
+                    pending.future.set_exception(BatcherClosed(message))
+            self._running = self._running_batch = None
+
+    def _runner_done(self, runner: asyncio.Task[None]) -> None:
+        if runner.cancelled() or runner.exception() is None:
+            return
+        # A bug in the runner must not leave callers waiting forever: fail them, refuse new ones.
+        self._failure = runner.exception()
+        self._state = "stopping" if self._state == "running" else self._state
+        self._abort(f"the batcher for model {self.name!r} stopped on an internal error: {self._failure!r}")
+
+    def _closed_reason(self) -> str:
+        if self._state == "new":
+            return f"the batcher for model {self.name!r} has not been started; the server starts it before serving"
+        if self._failure is not None:
+            return f"the batcher for model {self.name!r} stopped on an internal error: {self._failure!r}"
+        return f"model {self.name!r} is shutting down and takes no new requests"

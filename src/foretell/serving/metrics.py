@@ -1,0 +1,86 @@
+"""Prometheus metrics for the online path, all prefixed `foretell_`, on a registry of the server's own.
+
+A registry per server (not the process-global default) keeps two servers in one test
+process, or a reload, from double-registering, and lets /metrics show exactly this server.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["BatchObserver", "ServingMetrics"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class ServingMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "foretell_requests",
+            "Requests answered, by model, endpoint and HTTP status.",
+            ["model", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "foretell_request_seconds",
+            "Time from request received to response ready.",
+            ["model", "endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "foretell_batch_size",
+            "Rows per model call (coalesced requests).",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "foretell_queue_wait_seconds",
+            "Time a request waited before its batch reached the model.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "foretell_in_flight_requests", "Requests being answered.", ["model"], registry=self.registry
+        )
+        self.rejected = Counter(
+            "foretell_rejected",
+            "Requests refused before the model: overload or an expired deadline.",
+            ["model", "reason"],
+            registry=self.registry,
+        )
+        self.load_seconds = Gauge(
+            "foretell_model_load_seconds",
+            "Seconds the serving version took to load and warm.",
+            ["model", "version"],
+            registry=self.registry,
+        )
+
+    def observer(self, model: str) -> BatchObserver:
+        return BatchObserver(self, model)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class BatchObserver:
+    """What the micro-batcher reports, turned into metrics for one model."""
+
+    def __init__(self, metrics: ServingMetrics, model: str) -> None:
+        self._batch = metrics.batch_size.labels(model)
+        self._wait = metrics.queue_wait.labels(model)
+        self._rejected = metrics.rejected
+        self._model = model
+
+    def batch(self, size: int) -> None:
+        self._batch.observe(size)
+
+    def queue_wait(self, seconds: float) -> None:
+        self._wait.observe(seconds)
+
+    def rejected(self, reason: str) -> None:
+        self._rejected.labels(self._model, reason).inc()

@@ -1,0 +1,170 @@
+"""Which model versions this server holds, and swapping them without dropping a request.
+
+Each served name has a *slot*: the URI it follows (`churn@production`), the loaded
+version, and that version's micro-batcher. A reload watcher polls the registry; when an
+alias moves, the new version is loaded and warmed off the event loop, gets a batcher of
+its own, and only then replaces the slot's pair in one assignment. Requests already
+queued on the old batcher finish there (it drains before it stops); a new version that
+fails to load leaves the old one serving and the failure on record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from foretell.core.model import Model
+from foretell.errors import ModelNotFound, VersionNotFound
+from foretell.registry import SqliteRegistry, open_registry
+from foretell.serving.batcher import MicroBatcher
+from foretell.serving.metrics import ServingMetrics
+from foretell.serving.policy import BatchPolicy
+
+__all__ = ["ModelSlot", "Runtime"]
+
+log = logging.getLogger("foretell.serving")
+
+#: Below this single-row model time the model runs on the event loop: a hop to a thread
+#: costs more than it saves (docs/serving-batching.md has the measurement).
+INLINE_BELOW_SECONDS = 100e-6
+
+
+@dataclass
+class ModelSlot:
+    name: str
+    uri: str
+    model: Model
+    batcher: MicroBatcher
+    loaded_at: float
+    load_seconds: float
+    reload_error: str | None = None
+    previous: list[MicroBatcher] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        return self.model.info.version
+
+
+class Runtime:
+    """The served models: load at start, look up per request, reload on alias moves, stop on shutdown."""
+
+    def __init__(
+        self,
+        home: Path,
+        uris: Sequence[str],
+        *,
+        policy: BatchPolicy | None = None,
+        metrics: ServingMetrics | None = None,
+        reload_seconds: float = 1.0,
+    ) -> None:
+        self.home = home
+        self.uris = list(uris)
+        self.policy = policy or BatchPolicy()
+        self.metrics = metrics or ServingMetrics()
+        self.reload_seconds = reload_seconds
+        self.slots: dict[str, ModelSlot] = {}
+        self.ready = False
+        self._watcher: asyncio.Task[None] | None = None
+
+    def _registry(self) -> SqliteRegistry:
+        return open_registry(self.home)
+
+    async def start(self) -> None:
+        for uri in self.uris:
+            slot = await self._load(uri)
+            self.slots[slot.name] = slot
+        if self.reload_seconds > 0:
+            self._watcher = asyncio.create_task(self._watch(), name="foretell-reload")
+        self.ready = True
+
+    async def stop(self, *, drain: bool = True) -> None:
+        self.ready = False
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        for slot in self.slots.values():
+            await slot.batcher.stop(drain=drain)
+
+    def get(self, name: str, version: str | None = None) -> ModelSlot:
+        slot = self.slots.get(name)
+        if slot is None:
+            served = ", ".join(sorted(self.slots)) or "none"
+            raise ModelNotFound(f"model {name!r} is not served here; served models: {served}")
+        if version is not None and version != str(slot.version):
+            raise VersionNotFound(
+                f"model {name!r} version {version!r} is not served here; this server serves version {slot.version}"
+            )
+        return slot
+
+    async def _load(self, uri: str) -> ModelSlot:
+        started = time.perf_counter()
+        model = await asyncio.to_thread(self._load_and_warm, uri)
+        seconds = time.perf_counter() - started
+        name = model.info.name
+        batcher = MicroBatcher(
+            model.predictor.predict,
+            policy=self.policy,
+            run_in_thread=_slow(model),
+            observer=self.metrics.observer(name),
+            name=f"{name}/{model.info.version}",
+        )
+        await batcher.start()
+        self.metrics.load_seconds.labels(name, str(model.info.version)).set(seconds)
+        log.info("serving %s as %s (loaded in %.2f s)", uri, model.info.uri, seconds)
+        return ModelSlot(name, uri, model, batcher, time.time(), seconds)
+
+    def _load_and_warm(self, uri: str) -> Model:
+        model = self._registry().load(uri)
+        _warm(model)
+        return model
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_seconds)
+            for slot in list(self.slots.values()):
+                try:
+                    target = await asyncio.to_thread(self._resolve, slot.uri)
+                    if target != slot.version:
+                        await self._swap(slot)
+                except Exception as exc:  # a reload must never take the serving version down
+                    slot.reload_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("reloading %s failed, still serving version %s: %s", slot.uri, slot.version, exc)
+
+    def _resolve(self, uri: str) -> int:
+        return self._registry().get(uri).version
+
+    async def _swap(self, slot: ModelSlot) -> None:
+        fresh = await self._load(slot.uri)
+        old = slot.batcher
+        # One assignment each, no await in between: a request sees the old pair or the new one.
+        slot.model, slot.batcher = fresh.model, fresh.batcher
+        slot.loaded_at, slot.load_seconds, slot.reload_error = fresh.loaded_at, fresh.load_seconds, None
+        await old.stop(drain=True)
+        log.info("%s now serves version %s", slot.uri, slot.version)
+
+
+def _warm(model: Model) -> None:
+    """One prediction before the model takes traffic: lazy framework set-up happens now, not in a request."""
+    row: dict[str, object] = {}
+    for feature in model.signature.inputs:
+        if feature.categories:
+            row[feature.name] = feature.categories[0]
+        elif feature.dtype == "string":
+            row[feature.name] = ""
+        elif feature.dtype == "bool":
+            row[feature.name] = False
+        elif feature.shape:
+            row[feature.name] = [0.0] * feature.shape[0]
+        else:
+            row[feature.name] = 0
+    model.predict(row)
+
+
+def _slow(model: Model) -> bool:
+    started = time.perf_counter()
+    _warm(model)
+    return time.perf_counter() - started > INLINE_BELOW_SECONDS

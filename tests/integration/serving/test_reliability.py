@@ -1,0 +1,114 @@
+"""Overload, hot reload and SIGTERM drain, against a real server process."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import joblib
+from conftest import rows
+from servekit import free_port, server
+from sklearn.linear_model import LogisticRegression
+
+import foretell
+
+
+def slow_body(value: float = 1.0) -> dict:
+    return {"inputs": [{"name": "a", "datatype": "FP64", "shape": [1], "data": [value]}]}
+
+
+def test_flood_beyond_the_queue_gets_503_with_retry_after_then_recovers(home):
+    args = ("slow", "--max-queue", "2", "--max-batch-size", "1")
+    with server(home, *args) as url:
+
+        def call(i: int) -> httpx.Response:
+            return httpx.post(f"{url}/v2/models/slow/infer", json=slow_body(i), timeout=60)
+
+        with concurrent.futures.ThreadPoolExecutor(40) as pool:
+            responses = list(pool.map(call, range(40)))
+        codes = [r.status_code for r in responses]
+        assert set(codes) <= {200, 503}
+        assert codes.count(503) > 0 and codes.count(200) > 0
+        rejected = next(r for r in responses if r.status_code == 503)
+        assert int(rejected.headers["retry-after"]) >= 1 and "overloaded" in rejected.json()["error"]
+        assert call(1).status_code == 200  # it recovers once the flood is over
+
+
+def test_moving_the_alias_swaps_the_version_under_load_with_no_failed_request(home, tmp_path):
+    x = rows(300, seed=9)
+    path = tmp_path / "clf2.joblib"
+    joblib.dump(LogisticRegression(C=0.01).fit(x, (x[:, 3] > 0).astype(int)), path)
+    first = foretell.get_registry(home).get("clf@production")
+    second = foretell.register("clf", path, signature=first.signature, home=home)
+    body = {"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 4], "data": [0.1, 0.2, 0.3, 0.4]}]}
+    try:
+        with server(home, "clf@production", "--reload-seconds", "0.2") as url:
+            versions: list[str] = []
+            failures: list[int] = []
+            stop = threading.Event()
+
+            def load() -> None:
+                with httpx.Client() as client:
+                    while not stop.is_set():
+                        response = client.post(f"{url}/v2/models/clf/infer", json=body)
+                        if response.status_code != 200:
+                            failures.append(response.status_code)
+                        else:
+                            versions.append(response.json()["model_version"])
+
+            threads = [threading.Thread(target=load) for _ in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            foretell.set_alias("clf", "production", second.version, home=home)
+            deadline = time.monotonic() + 15
+            while (not versions or versions[-1] != str(second.version)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            stop.set()
+            for t in threads:
+                t.join()
+            assert not failures
+            assert versions[0] == str(first.version) and versions[-1] == str(second.version)
+    finally:
+        foretell.set_alias("clf", "production", first.version, home=home)
+
+
+def test_sigterm_lets_in_flight_requests_finish(home):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "foretell", "serve", "slow", "--port", str(port), "--max-batch-size", "1"],
+        env={**os.environ, "FORETELL_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+            assert time.monotonic() < deadline
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            futures = [
+                pool.submit(httpx.post, f"{url}/v2/models/slow/infer", json=slow_body(i), timeout=60) for i in range(6)
+            ]
+            time.sleep(0.25)  # all six are in (connected, queued or being answered); the first is done at 0.05 s
+            process.send_signal(signal.SIGTERM)
+            codes = [f.result().status_code for f in futures]
+        assert codes == [200] * 6
+        # uvicorn drains, then re-raises the SIGTERM it caught, so the exit status says "ended by SIGTERM".
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
