@@ -11,7 +11,7 @@ from foretell.errors import (
     PredictionError,
 )
 from foretell.protocols import UnsupportedMediaType
-from foretell.serving.batcher import DeadlineExceeded, Overloaded
+from foretell.serving.batcher import BatcherClosed, DeadlineExceeded, Overloaded
 
 __all__ = ["status_for"]
 
@@ -21,6 +21,7 @@ _TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidInput, 400),
     (ModelNotFound, 404),
     (Overloaded, 503),
+    (BatcherClosed, 503),
     (DeadlineExceeded, 504),
     (PredictionError, 500),
     (ModelLoadError, 500),

@@ -37,10 +37,12 @@ __all__ = [
     "runs_in_thread",
 ]
 
-#: Single-row predict time from which the model is better run off the event loop: a hop
-#: through a one-thread executor measured ~0.12 ms empty and ~0.4 ms around a real model
-#: (docs/serving-batching.md), so below ~1 ms the hop is a large share of the latency and
-#: the loop is blocked too briefly to matter; above it the hop costs ≲15% and frees the loop.
+#: One-row predict time from which a model runs off the event loop. Measured on a 2-core
+#: machine (docs/serving-batching.md): a hop through a one-thread executor costs ~0.12 ms
+#: empty and 0.3-0.7 ms around a GIL-bound scikit-learn call, while running inline stalls
+#: the loop (every model, probe and deadline it serves) for back-to-back batches. Below ~1 ms
+#: the hop would cost a third or more of each call and the stalls stay short; above it the hop
+#: is a shrinking share and the loop keeps answering within the GIL's switch interval.
 THREAD_THRESHOLD_S = 1e-3
 
 

@@ -17,20 +17,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from foretell.core.model import Model
 from foretell.errors import ModelNotFound, VersionNotFound
 from foretell.registry import SqliteRegistry, open_registry
 from foretell.serving.batcher import MicroBatcher
 from foretell.serving.metrics import ServingMetrics
-from foretell.serving.policy import BatchPolicy
+from foretell.serving.policy import BatchPolicy, runs_in_thread
 
 __all__ = ["ModelSlot", "Runtime"]
 
 log = logging.getLogger("foretell.serving")
 
-#: Below this single-row model time the model runs on the event loop: a hop to a thread
-#: costs more than it saves (docs/serving-batching.md has the measurement).
-INLINE_BELOW_SECONDS = 100e-6
 
 
 @dataclass
@@ -60,8 +59,10 @@ class Runtime:
         policy: BatchPolicy | None = None,
         metrics: ServingMetrics | None = None,
         reload_seconds: float = 1.0,
+        threads_per_model: int = 1,
     ) -> None:
         self.home = home
+        self.threads_per_model = threads_per_model
         self.uris = list(uris)
         self.policy = policy or BatchPolicy()
         self.metrics = metrics or ServingMetrics()
@@ -108,7 +109,10 @@ class Runtime:
         batcher = MicroBatcher(
             model.predictor.predict,
             policy=self.policy,
-            run_in_thread=_slow(model),
+            run_in_thread=runs_in_thread(_one_row_seconds(model)),
+            # Native thread-pool limits are per thread: set them in the model's own thread, or
+            # OpenMP fights the event loop for the core (9-18x slower, docs/serving-batching.md).
+            thread_setup=lambda: threadpool_limits(self.threads_per_model),
             observer=self.metrics.observer(name),
             name=f"{name}/{model.info.version}",
         )
@@ -164,7 +168,11 @@ def _warm(model: Model) -> None:
     model.predict(row)
 
 
-def _slow(model: Model) -> bool:
-    started = time.perf_counter()
-    _warm(model)
-    return time.perf_counter() - started > INLINE_BELOW_SECONDS
+def _one_row_seconds(model: Model) -> float:
+    """The fastest of a few one-row predictions (the model is warm by now)."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        _warm(model)
+        best = min(best, time.perf_counter() - started)
+    return best

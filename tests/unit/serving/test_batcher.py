@@ -518,6 +518,54 @@ def test_stop_gives_up_on_a_hung_model_after_its_timeout():
     run(scenario)
 
 
+def test_thread_setup_runs_once_in_the_model_thread_before_any_batch():
+    model = CountingSum()
+    setups: list[int] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(
+            predictor_of(model).predict, run_in_thread=True, thread_setup=lambda: setups.append(threading.get_ident())
+        )
+        await batcher.start()
+        assert len(setups) == 1
+        for i in range(3):
+            await batcher.submit(request(i, 1))
+        await batcher.stop()
+
+    run(scenario)
+    assert len(setups) == 1
+    assert model.threads == set(setups)
+    assert setups[0] != threading.get_ident()
+
+
+def test_a_failing_thread_setup_fails_start_as_itself():
+    def setup() -> None:
+        raise OSError("no such thread pool")
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(predictor_of(CountingSum()).predict, run_in_thread=True, thread_setup=setup)
+        with pytest.raises(OSError, match="no such thread pool"):
+            await batcher.start()
+        assert not batcher.running
+        with pytest.raises(BatcherClosed, match="has not been started"):
+            await batcher.submit(request(1, 1))
+
+    run(scenario)
+
+
+def test_thread_setup_is_left_alone_inline():
+    calls: list[int] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(predictor_of(CountingSum()).predict, thread_setup=lambda: calls.append(1))
+        await batcher.start()
+        await batcher.submit(request(1, 1))
+        await batcher.stop()
+
+    run(scenario)
+    assert calls == []  # the event loop's thread is the server's to configure
+
+
 def test_a_caller_that_gives_up_frees_its_place_and_is_never_predicted():
     model = CountingSum()
 
