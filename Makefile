@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 
 DEMO := $(FORETELL_HOME)/demo
 DEMO_CUSTOMERS ?= 1000000
+PORT ?= 8000
 
 run: $(STAMP)
 	$(BIN)/foretell demo init --customers $(DEMO_CUSTOMERS)
@@ -33,6 +34,8 @@ run: $(STAMP)
 	$(BIN)/python examples/show_output.py $(DEMO)/nightly/churn 3
 	$(BIN)/foretell batch run movies@production --input $(DEMO)/users.parquet --output $(DEMO)/nightly/movies
 	$(BIN)/python examples/show_output.py $(DEMO)/nightly/movies 3
+	@$(BIN)/python examples/serve_examples.py $(PORT)
+	$(BIN)/foretell serve churn@production movies@production --port $(PORT)
 
 test: lint typecheck layers unit
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import joblib
-import numpy as np
 import pytest
+from servekit import FEATURES, rows
 from sklearn.linear_model import LogisticRegression
 
 import foretell
 from foretell.adapters.outputs import classifier_outputs
 from foretell.core.schema import Feature, Output, Signature
-
-FEATURES = ["a", "b", "c", "d"]
 
 SLOW_MODEL = """
 import time
@@ -33,20 +31,17 @@ class Slow:
 """
 
 
-def rows(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, len(FEATURES))).round(6)
-
-
 @pytest.fixture(scope="session")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("serve-home")
+    artifacts = tmp_path_factory.mktemp("serve-models")
     x = rows(400, seed=1)
     y = (x[:, 0] - x[:, 1] + 0.3 * x[:, 2] > 0).astype(int)
-    path = home.parent / "clf.joblib"
+    path = artifacts / "clf.joblib"
     joblib.dump(LogisticRegression().fit(x, y), path)
     signature = Signature(tuple(Feature(n) for n in FEATURES), classifier_outputs([0, 1]))
     foretell.register("clf", path, signature=signature, aliases=["production"], home=home)
-    folder = home.parent / "slow"
+    folder = artifacts / "slow"
     folder.mkdir()
     (folder / "slow.py").write_text(SLOW_MODEL)
     slow_signature = Signature((Feature("a"),), (Output("score", "score"),))

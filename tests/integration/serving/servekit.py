@@ -13,6 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
+
+FEATURES = ["a", "b", "c", "d"]
+
+
+def rows(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, len(FEATURES))).round(6)
 
 
 def free_port() -> int:

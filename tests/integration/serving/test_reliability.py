@@ -12,8 +12,7 @@ import time
 
 import httpx
 import joblib
-from conftest import rows
-from servekit import free_port, server
+from servekit import free_port, rows, server
 from sklearn.linear_model import LogisticRegression
 
 import foretell

@@ -9,8 +9,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from conftest import FEATURES, rows
-from servekit import server
+from servekit import FEATURES, rows, server
 
 import foretell
 
