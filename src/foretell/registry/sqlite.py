@@ -16,8 +16,7 @@ import difflib
 import json
 import platform
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from foretell.adapters import Flavor, detect_flavor, get_flavor
 from foretell.core.model import Model, ModelInfo
 from foretell.core.predictor import Predictor
 from foretell.core.schema import Signature
+from foretell.database import Database
 from foretell.errors import (
     AliasNotFound,
     InvalidSignature,
@@ -41,7 +41,6 @@ from foretell.registry.uri import ModelRef, check_alias, check_model_name, check
 __all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
 
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_SECONDS = 30.0
 
 _SCHEMA = (
     """CREATE TABLE models (
@@ -92,7 +91,16 @@ class SqliteRegistry:
         self.db_path = self.home / "registry.db"
         self.artifacts = ArtifactStore(self.home / "artifacts")
         self._clock = clock
-        self._create_schema()
+        self._db = Database(
+            self.db_path,
+            what="registry database",
+            error=RegistryError,
+            schema=_SCHEMA,
+            version=SCHEMA_VERSION,
+            on_connect=("PRAGMA foreign_keys = ON",),
+            rows_as_mappings=True,
+        )
+        self._db.create_schema()
 
     def __repr__(self) -> str:
         return f"SqliteRegistry({str(self.home)!r})"
@@ -142,7 +150,7 @@ class SqliteRegistry:
         # purged the same content in between is caught below and the copy is made again.
         for _ in range(3):
             stored = self.artifacts.put(path)
-            with self._write() as conn:
+            with self._db.write() as conn:
                 if not self.artifacts.path_of(stored.relative_path).exists():
                     continue
                 now = self._now()
@@ -178,7 +186,7 @@ class SqliteRegistry:
         """Point `alias` at `version`, moving it if it pointed elsewhere."""
         check_alias(alias)
         check_version(version)
-        with self._write() as conn:
+        with self._db.write() as conn:
             self._resolve(conn, ModelRef(name, version=version))
             now = self._now()
             _point_alias(conn, name, alias, version, now)
@@ -186,7 +194,7 @@ class SqliteRegistry:
 
     def delete_alias(self, name: str, alias: str) -> None:
         check_alias(alias)
-        with self._write() as conn:
+        with self._db.write() as conn:
             self._resolve(conn, ModelRef(name, alias=alias))
             conn.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
             conn.execute("UPDATE models SET updated_at = ? WHERE name = ?", (self._now(), name))
@@ -197,7 +205,7 @@ class SqliteRegistry:
         withdrawn: Path | None = None
         artifact = ""
         try:
-            with self._write() as conn:
+            with self._db.write() as conn:
                 self._resolve(conn, ModelRef(name, version=version))
                 artifact = conn.execute(
                     "SELECT artifact FROM versions WHERE name = ? AND version = ?", (name, version)
@@ -222,11 +230,11 @@ class SqliteRegistry:
     def get(self, uri: str | ModelRef) -> ModelInfo:
         """The version a URI names: `models:/name/3`, `models:/name@alias`, `name/3`, `name@alias`, `name`."""
         ref = uri if isinstance(uri, ModelRef) else parse_model_uri(uri)
-        with self._read() as conn:
+        with self._db.read() as conn:
             return self._info(conn, ref.name, self._resolve(conn, ref))
 
     def list_models(self) -> list[ModelSummary]:
-        with self._read() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(
                 "SELECT v.name, MAX(v.version) AS latest, COUNT(*) AS n, m.updated_at FROM versions AS v "
                 "JOIN models AS m ON m.name = v.name GROUP BY v.name ORDER BY v.name"
@@ -249,7 +257,7 @@ class SqliteRegistry:
             return summaries
 
     def list_versions(self, name: str) -> list[ModelInfo]:
-        with self._read() as conn:
+        with self._db.read() as conn:
             self._resolve(conn, ModelRef(name))
             rows = conn.execute("SELECT version FROM versions WHERE name = ? ORDER BY version", (name,))
             versions = [row[0] for row in rows]
@@ -257,7 +265,7 @@ class SqliteRegistry:
 
     def artifact_path(self, info: ModelInfo, *, verify: bool = True) -> Path:
         """Where the artifact lives, after checking its bytes still hash to `info.sha256`."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             self._resolve(conn, ModelRef(info.name, version=info.version))
             row = conn.execute(
                 "SELECT artifact, sha256 FROM versions WHERE name = ? AND version = ?", (info.name, info.version)
@@ -283,83 +291,6 @@ class SqliteRegistry:
 
     def _now(self) -> str:
         return self._clock().astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise RegistryError(f"cannot open the registry database {self.db_path}: {exc}") from exc
-        conn.row_factory = sqlite3.Row
-        try:
-            conn.execute("PRAGMA foreign_keys = ON")
-            yield conn
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise RegistryError(
-                    f"the registry database {self.db_path} stayed locked by another process for "
-                    f"{BUSY_TIMEOUT_SECONDS:.0f} s; try again"
-                ) from exc
-            raise RegistryError(f"registry database {self.db_path}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise RegistryError(f"registry database {self.db_path} is unusable: {exc}") from exc
-        finally:
-            conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")  # the write lock first, so reads below see the last commit
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:  # some errors end the transaction themselves
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("BEGIN")  # one snapshot across several SELECTs
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-
-    def _create_schema(self) -> None:
-        # Opening an existing registry only reads two pragmas: taking the write lock on every
-        # open would make each `load` contend with running registrations.
-        with self._connect() as conn:
-            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise RegistryError(
-                        f"{self.db_path} cannot use write-ahead logging (journal mode stayed {mode!r}); "
-                        f"put FORETELL_HOME on a local disk"
-                    )
-            if self._schema_version(conn) == SCHEMA_VERSION:
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self._schema_version(conn) < SCHEMA_VERSION:  # checked again: another process may have won
-                    for statement in _SCHEMA:
-                        conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _schema_version(self, conn: sqlite3.Connection) -> int:
-        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if found > SCHEMA_VERSION:
-            raise RegistryError(
-                f"{self.db_path} has schema version {found}, written by a newer foretell; "
-                f"this one reads version {SCHEMA_VERSION}: upgrade foretell"
-            )
-        return found
 
     def _resolve(self, conn: sqlite3.Connection, ref: ModelRef) -> int:
         """The version number `ref` names; the error lists what does exist."""

@@ -21,14 +21,15 @@ object is safe to share between threads and across `fork`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from foretell.database import Database
 from foretell.errors import InvalidInput
 from foretell.store.base import (
     BatchRow,
@@ -48,7 +49,6 @@ from foretell.store.base import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_SECONDS = 30.0
 
 _SCHEMA = (
     """CREATE TABLE models (
@@ -101,7 +101,10 @@ class SqliteStore:
             raise StoreError(f"cannot keep the prediction store in {self.path.parent}: it is a file, not a folder")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
-        self._create_schema()
+        self._db = Database(
+            self.path, what="prediction store", error=StoreError, schema=_SCHEMA, version=SCHEMA_VERSION
+        )
+        self._db.create_schema()
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -358,86 +361,18 @@ class SqliteStore:
     def _now(self) -> str:
         return self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    @contextmanager
-    def _connect(self, *, durable: bool | None = None) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the prediction store {self.path}: {exc}") from exc
-        try:
-            if durable is not None:  # a write's choice; reads leave it alone
-                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-            yield conn
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreError(
-                    f"the prediction store {self.path} stayed locked by another process for "
-                    f"{BUSY_TIMEOUT_SECONDS:.0f} s; try again"
-                ) from exc
-            raise StoreError(f"prediction store {self.path}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"prediction store {self.path} is unusable: {exc}") from exc
-        finally:
-            conn.close()
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One snapshot for the pointer and the rows it points at (a seam the tests use to interleave)."""
+        return self._db.read()
 
-    @contextmanager
-    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        with self._connect(durable=durable) as conn:
-            # A big generation's index is sorted in memory rather than in temp files; and the
-            # WAL, which a million-row write grows past 100 MB, is cut back after checkpoints.
-            conn.execute("PRAGMA cache_size = -65536")
-            conn.execute("PRAGMA journal_size_limit = 67108864")
-            conn.execute("BEGIN IMMEDIATE")  # the write lock first, so the checks below see the last commit
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("BEGIN")  # one snapshot for the pointer and the rows it points at
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-
-    def _create_schema(self) -> None:
-        # Opening an existing store only reads two pragmas: taking the write lock on every
-        # open would make each reader contend with a running batch write.
-        with self._connect() as conn:
-            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StoreError(
-                        f"{self.path} cannot use write-ahead logging (journal mode stayed {mode!r}); "
-                        f"put FORETELL_HOME on a local disk"
-                    )
-            if self._schema_version(conn) == SCHEMA_VERSION:
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self._schema_version(conn) < SCHEMA_VERSION:  # checked again: another process may have won
-                    for statement in _SCHEMA:
-                        conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _schema_version(self, conn: sqlite3.Connection) -> int:
-        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if found > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {found}, written by a newer foretell; "
-                f"this one reads version {SCHEMA_VERSION}: upgrade foretell"
-            )
-        return found
+    def _write(self, *, durable: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+        # A big generation's index is sorted in memory rather than in temp files; and the
+        # WAL, which a million-row write grows past 100 MB, is cut back after checkpoints.
+        return self._db.write(
+            f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}",
+            "PRAGMA cache_size = -65536",
+            "PRAGMA journal_size_limit = 67108864",
+        )
 
 
 def _stored(model: str, row: tuple[str, bytes, int, str], source: Source, generation: int | None) -> StoredPrediction:

@@ -1,0 +1,122 @@
+"""The SQLite conventions every embedded foretell file shares (registry, prediction store).
+
+One short-lived connection per operation, so an object is safe to share between threads
+and across `fork`; write-ahead logging, so readers never wait for a writer; writes that
+take the write lock first (`BEGIN IMMEDIATE`), so what they read is the last commit;
+reads in one transaction, so several SELECTs see one snapshot; a schema versioned with
+`PRAGMA user_version`, created by whichever process gets there first. Errors come out as
+the owner's own `ForetellError` subclass, naming the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from foretell.errors import ForetellError
+
+__all__ = ["BUSY_TIMEOUT_SECONDS", "Database"]
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+class Database:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        what: str,
+        error: type[ForetellError],
+        schema: Sequence[str],
+        version: int,
+        on_connect: Sequence[str] = (),
+        rows_as_mappings: bool = False,
+    ) -> None:
+        self.path = path
+        self._what = what
+        self._error = error
+        self._schema = tuple(schema)
+        self._version = version
+        self._on_connect = tuple(on_connect)
+        self._rows_as_mappings = rows_as_mappings
+
+    @contextmanager
+    def connect(self, *pragmas: str) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error(f"cannot open the {self._what} {self.path}: {exc}") from exc
+        if self._rows_as_mappings:
+            conn.row_factory = sqlite3.Row
+        try:
+            for pragma in (*self._on_connect, *pragmas):
+                conn.execute(pragma)
+            yield conn
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise self._error(
+                    f"the {self._what} {self.path} stayed locked by another process for "
+                    f"{BUSY_TIMEOUT_SECONDS:.0f} s; try again"
+                ) from exc
+            raise self._error(f"{self._what} {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._error(f"{self._what} {self.path} is unusable: {exc}") from exc
+        finally:
+            conn.close()
+
+    @contextmanager
+    def write(self, *pragmas: str) -> Iterator[sqlite3.Connection]:
+        with self.connect(*pragmas) as conn:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first, so reads below see the last commit
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:  # some errors end the transaction themselves
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self.connect() as conn:
+            conn.execute("BEGIN")  # one snapshot across several SELECTs
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def create_schema(self) -> None:
+        # Opening an existing file only reads two pragmas: taking the write lock on every
+        # open would make each reader contend with a running writer.
+        with self.connect() as conn:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise self._error(
+                        f"{self.path} cannot use write-ahead logging (journal mode stayed {mode!r}); "
+                        f"put FORETELL_HOME on a local disk"
+                    )
+            if self.schema_version(conn) == self._version:
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self.schema_version(conn) < self._version:  # checked again: another process may have won
+                    for statement in self._schema:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {self._version}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def schema_version(self, conn: sqlite3.Connection) -> int:
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > self._version:
+            raise self._error(
+                f"{self.path} has schema version {found}, written by a newer foretell; "
+                f"this one reads version {self._version}: upgrade foretell"
+            )
+        return found
