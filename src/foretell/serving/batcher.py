@@ -152,6 +152,7 @@ class MicroBatcher:
         self._running: asyncio.Future[Predictions] | None = None
         self._running_batch: _Batch | None = None
         self._batch_seconds = 0.0
+        self._last_batch_requests = 0
         self._failure: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -296,6 +297,10 @@ class MicroBatcher:
                 return
             oldest = now - self._queue[0].enqueued_at if self._queue else 0.0
             decision = decide(self._active_policy, self._queued_rows, oldest, self._running is not None)
+            patience = self._patience(oldest)
+            if isinstance(decision, Flush) and patience > 0:
+                await self._sleep(patience)
+                continue
             if isinstance(decision, Flush):
                 batch = self._take(decision.rows, now)
                 if self._executor is None:
@@ -317,6 +322,20 @@ class MicroBatcher:
             async with asyncio.timeout(max(timeout, 0.0)):
                 await self._wake.wait()
 
+    def _patience(self, oldest: float) -> float:
+        """How much longer to let a small batch gather company before an idle model takes it.
+
+        Only under load (the last batch coalesced several requests): then the clients it
+        answered are about to send again, and a model call has a large fixed cost (2.5 ms for
+        one row of the demo churn model, 3 ms for 64), so a quarter of one call spent waiting
+        buys a far fuller batch. A lone client (last batch: one request) never waits.
+        """
+        if self._last_batch_requests < 2 or self._state != "running":
+            return 0.0
+        if self._queued_rows >= self._active_policy.max_batch_size // 2:
+            return 0.0
+        return max(0.0, 0.25 * self._batch_seconds - oldest)
+
     def _take(self, max_rows: int, now: float) -> _Batch:
         """Whole requests in arrival order, up to `max_rows` rows; always at least one request."""
         taken: list[_Pending] = []
@@ -331,6 +350,7 @@ class MicroBatcher:
                 rows += pending.rows
                 self._observer.queue_wait(now - pending.enqueued_at)
             self._queue.popleft()
+        self._last_batch_requests = len(taken)
         return _Batch(taken, rows, now)
 
     def _call(self, batch: _Batch) -> Predictions:
