@@ -153,6 +153,7 @@ class MicroBatcher:
         self._running_batch: _Batch | None = None
         self._batch_seconds = 0.0
         self._last_batch_requests = 0
+        self._idle_since = 0.0
         self._failure: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -297,7 +298,7 @@ class MicroBatcher:
                 return
             oldest = now - self._queue[0].enqueued_at if self._queue else 0.0
             decision = decide(self._active_policy, self._queued_rows, oldest, self._running is not None)
-            patience = self._patience(oldest)
+            patience = self._patience(now)
             if isinstance(decision, Flush) and patience > 0:
                 await self._sleep(patience)
                 continue
@@ -322,19 +323,21 @@ class MicroBatcher:
             async with asyncio.timeout(max(timeout, 0.0)):
                 await self._wake.wait()
 
-    def _patience(self, oldest: float) -> float:
+    def _patience(self, now: float) -> float:
         """How much longer to let a small batch gather company before an idle model takes it.
 
         Only under load (the last batch coalesced several requests): then the clients it
         answered are about to send again, and a model call has a large fixed cost (2.5 ms for
         one row of the demo churn model, 3 ms for 64), so a quarter of one call spent waiting
-        buys a far fuller batch. A lone client (last batch: one request) never waits.
+        buys a far fuller batch. The wait counts from when the model went idle, not from when
+        the oldest request arrived: requests that queued behind the last call are exactly the
+        ones whose answered neighbours are about to come back. A lone client never waits.
         """
-        if self._last_batch_requests < 2 or self._state != "running":
+        if self._last_batch_requests < 2 or self._state != "running" or self._running is not None:
             return 0.0
         if self._queued_rows >= self._active_policy.max_batch_size // 2:
             return 0.0
-        return max(0.0, 0.25 * self._batch_seconds - oldest)
+        return max(0.0, 0.25 * self._batch_seconds - (now - self._idle_since))
 
     def _take(self, max_rows: int, now: float) -> _Batch:
         """Whole requests in arrival order, up to `max_rows` rows; always at least one request."""
@@ -415,7 +418,8 @@ class MicroBatcher:
                 pending.future.set_exception(error)
 
     def _note_batch_time(self, batch: _Batch) -> None:
-        seconds = max(self._clock() - batch.started_at, 0.0)
+        self._idle_since = self._clock()
+        seconds = max(self._idle_since - batch.started_at, 0.0)
         previous = self._batch_seconds
         self._batch_seconds = seconds if not previous else (1 - _EWMA) * previous + _EWMA * seconds
 

@@ -651,3 +651,39 @@ def test_run_in_thread_keeps_the_loop_free_while_inline_runs_on_it():
     run(scenario)
     assert thread_model.threads.isdisjoint({threading.get_ident()})
     assert inline_model.threads == {threading.get_ident()}
+
+
+class SlowSum(CountingSum):
+    """A model with a fixed cost per call, as real ones have (2-3 ms whatever the batch size)."""
+
+    def predict(self, frame: Frame, options: PredictOptions) -> dict[str, Any]:
+        time.sleep(0.02)
+        return super().predict(frame, options)
+
+
+def test_under_load_an_idle_model_waits_briefly_for_company_but_a_lone_client_never_does() -> None:
+    async def scenario() -> tuple[list[int], float]:
+        model = SlowSum()
+        batcher = MicroBatcher(predictor_of(model).predict, policy=BatchPolicy(max_delay_ms=0), run_in_thread=True)
+        await batcher.start()
+        # A lone client first: its call is not held back (20 ms model, far below 20 + 5 ms).
+        started = time.perf_counter()
+        await batcher.submit(request(1, 1))
+        lone = time.perf_counter() - started
+        # Then load: 8 clients that each send again as soon as they are answered, arriving
+        # a little apart, as requests over a network do.
+        async def client(tag: int) -> None:
+            for _ in range(5):
+                await asyncio.sleep(0.001 * (tag % 4))
+                await batcher.submit(request(tag, 1))
+
+        await asyncio.gather(*(client(t) for t in range(8)))
+        await batcher.stop()
+        return model.batches, lone
+
+    batches, lone = asyncio.run(scenario())
+    assert lone < 0.025
+    under_load = batches[2:]  # after the lone call and the first coalesced one
+    # Waiting up to a quarter of a call for stragglers keeps batches full: without it, arrivals a
+    # millisecond apart split into a one-row call followed by the rest.
+    assert statistics.mean(under_load) >= 6, batches
