@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from batchkit import CHUNK, cli, journal_lines, kill, make_rows, start, wait_until
+from batchkit import CHUNK, alive, cli, descendants, journal_lines, kill, make_rows, start, wait_until
 
 import foretell
 from foretell.batch.manifest import JobFolder
@@ -59,7 +60,12 @@ def test_killed_between_and_inside_chunks_resumes_without_recomputing(home, rows
     output = tmp_path / "out"
     job = start(home, rows, output, "--workers", workers)
     wait_until(lambda: journal_lines(output) >= 5, job)
+    helpers = descendants(job.pid)  # with 2 workers: the fork server and the workers
     kill(job)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in helpers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in helpers if alive(p)], "worker processes outlived the killed job"
     recorded = journal_lines(output)
     assert 5 <= recorded < N_ROWS // CHUNK
     job_id = json.loads(JobFolder(output).job_file.read_text())["id"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -45,7 +47,8 @@ class LocalEngine:
         # already imported the frameworks: fork's speed without forking a threaded parent.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["foretell.registry", "foretell.batch.scoring", "sklearn.ensemble"])
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start, initargs=(spec,)) as pool:
+        initargs = (spec, os.getpid())
+        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start, initargs=initargs) as pool:
             pending: set[Future[ChunkRecord]] = set()
             try:
                 for number, batch in chunks:
@@ -71,10 +74,28 @@ def _in_process(spec: ScoringSpec, chunks: Iterator[tuple[int, pa.RecordBatch]])
 _worker: dict[str, Any] = {}
 
 
-def _start(spec: ScoringSpec) -> None:
+def _start(spec: ScoringSpec, job_pid: int) -> None:
     _worker["spec"] = spec
     _worker["model"] = _load(spec)
     _worker["limits"] = threadpool_limits(spec.threads)  # held for the worker's life
+    threading.Thread(target=_exit_with, args=(job_pid,), name="foretell-job-watch", daemon=True).start()
+
+
+def _exit_with(job_pid: int) -> None:
+    """End this worker when the job's process is gone.
+
+    A job killed with SIGKILL cannot stop its workers, and they never see their task pipe
+    close (every worker holds both ends), so without this they, and the fork server, would
+    live on holding a model each. Exiting lets the fork server see its last client go too.
+    """
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(job_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass  # the pid exists (owned by someone else after reuse, or not ours to signal)
 
 
 def _to_ipc(batch: pa.RecordBatch) -> bytes:
