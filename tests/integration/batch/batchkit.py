@@ -57,15 +57,12 @@ def cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedPro
 CHUNK = 100
 
 
-def start(home: Path, rows: Path, output: Path, *extra: str, model: str = "slow@production") -> subprocess.Popen[str]:
-    env = {**os.environ, "FORETELL_HOME": str(home)}
-    command = [
-        sys.executable,
-        "-m",
-        "foretell",
+def batch_args(rows: Path, output: Path, *extra: str, model: str = "slow@production") -> list[str]:
+    """`batch run` arguments for the kill tests: one chunk per CHUNK rows, a JSON summary."""
+    return [
         "batch",
         "run",
-        "slow@production",
+        model,
         "--input",
         str(rows),
         "--output",
@@ -75,6 +72,11 @@ def start(home: Path, rows: Path, output: Path, *extra: str, model: str = "slow@
         "--json",
         *extra,
     ]
+
+
+def start(home: Path, rows: Path, output: Path, *extra: str, model: str = "slow@production") -> subprocess.Popen[str]:
+    env = {**os.environ, "FORETELL_HOME": str(home)}
+    command = [sys.executable, "-m", "foretell", *batch_args(rows, output, *extra, model=model)]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from batchkit import CHUNK, alive, cli, descendants, journal_lines, kill, make_rows, start, wait_until
+from batchkit import CHUNK, alive, batch_args, cli, descendants, journal_lines, kill, make_rows, start, wait_until
 
 import foretell
 from foretell.batch.manifest import JobFolder
@@ -37,20 +37,7 @@ def test_killed_before_its_first_chunk(home, rows, tmp_path):
     job = start(home, rows, output, "--workers", "1")
     wait_until(lambda: JobFolder(output).job_file.is_file(), job)
     kill(job)
-    resumed = cli(
-        home,
-        "batch",
-        "run",
-        "slow@production",
-        "--input",
-        str(rows),
-        "--output",
-        str(output),
-        "--chunk-rows",
-        str(CHUNK),
-        "--resume",
-        "--json",
-    )
+    resumed = cli(home, *batch_args(rows, output, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert_exactly_once(output)
 
@@ -88,20 +75,7 @@ def test_killed_while_publishing(home, rows, tmp_path):
     folder = JobFolder(output)
     for part in sorted(folder.staged.glob("part-*"))[:4]:
         part.replace(output / part.name)
-    resumed = cli(
-        home,
-        "batch",
-        "run",
-        "slow@production",
-        "--input",
-        str(rows),
-        "--output",
-        str(output),
-        "--chunk-rows",
-        str(CHUNK),
-        "--resume",
-        "--json",
-    )
+    resumed = cli(home, *batch_args(rows, output, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert_exactly_once(output)
 
@@ -124,19 +98,7 @@ def test_a_second_run_on_the_same_output_is_refused(home, rows, tmp_path):
     output = tmp_path / "out"
     job = start(home, rows, output, "--workers", "1")
     wait_until(lambda: journal_lines(output) >= 1, job)
-    second = cli(
-        home,
-        "batch",
-        "run",
-        "slow@production",
-        "--input",
-        str(rows),
-        "--output",
-        str(output),
-        "--chunk-rows",
-        str(CHUNK),
-        "--resume",
-    )
+    second = cli(home, *batch_args(rows, output, "--resume"))
     assert second.returncode == 1 and "another run is writing" in second.stderr
     assert job.wait(timeout=120) == 0
     assert_exactly_once(output)
