@@ -22,9 +22,12 @@ class Plan:
         "codes",
         "dtypes",
         "float_matrix",
+        "high",
         "index",
+        "low",
         "missing_ok",
         "names",
+        "nan_ok",
         "row_rules",
         "width",
     )
@@ -41,6 +44,15 @@ class Plan:
         self.missing_ok = np.array([f.allow_missing for f in signature.inputs], dtype=bool)
         self.category_at = np.array([i for i, f in enumerate(signature.inputs) if f.dtype == "category"], dtype=np.intp)
         self.category_sizes = np.array([len(signature.inputs[i].categories or ()) for i in self.category_at])
+        # The bounds every valid cell lies within: finite floats, or a category's code range.
+        # NaN and ±inf fall outside any bounds, so one pair of comparisons clears a clean matrix.
+        finite = np.finfo(np.float64).max
+        self.low = np.full(self.width, -finite)
+        self.high = np.full(self.width, finite)
+        self.low[self.category_at] = 0.0
+        self.high[self.category_at] = self.category_sizes - 1.0
+        self.nan_ok = self.missing_ok.copy()
+        self.nan_ok[self.category_at] = False  # a code must be a whole number: NaN is never one
         self.row_rules = [(f, self.codes[f.name] if f.dtype == "category" else None) for f in signature.inputs]
 
 
@@ -152,6 +164,8 @@ def float_column(feature: Feature, plan: Plan, values: Sequence[Any] | np.ndarra
 
 def matrix_errors(signature: Signature, plan: Plan, matrix: np.ndarray) -> list[RowError]:
     """Non-finite values where a feature takes none, and category codes out of range, across a whole matrix."""
+    if _clean(plan, matrix):
+        return []
     cells: list[tuple[int, int]] = []
     finite = np.isfinite(matrix)
     if not finite.all():
@@ -166,7 +180,18 @@ def matrix_errors(signature: Signature, plan: Plan, matrix: np.ndarray) -> list[
         if wrong.any():
             rows, at = np.nonzero(wrong)
             cells += zip(rows.tolist(), plan.category_at[at].tolist(), strict=True)
-    return [value_error(signature.inputs[c], plan, r, matrix[r, c]) for r, c in sorted(cells)]
+    return [value_error(signature.inputs[c], plan, r, matrix[r, c]) for r, c in sorted(set(cells))]
+
+
+def _clean(plan: Plan, matrix: np.ndarray) -> bool:
+    """Whether every cell is valid, in as few numpy calls as a clean matrix allows (a served row pays per call)."""
+    inside = (matrix >= plan.low) & (matrix <= plan.high)
+    if not inside.all() and not (inside | (np.isnan(matrix) & plan.nan_ok)).all():
+        return False
+    if not len(plan.category_at):
+        return True
+    codes = matrix[:, plan.category_at]
+    return bool((codes == np.floor(codes)).all())
 
 
 def convert_array(feature: Feature, plan: Plan, array: np.ndarray) -> tuple[Array, list[RowError]]:

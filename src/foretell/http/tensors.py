@@ -62,11 +62,8 @@ def _text(value: Any) -> Any:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
-def tensors_from_predictions(predictions: Predictions, wanted: list[str] | None) -> list[Tensor]:
-    names = [o.name for o in predictions.outputs]
-    if wanted is not None:
-        unknown = sorted(set(wanted) - set(names))
-        if unknown:
-            raise InvalidInput(f"requested outputs {unknown} do not exist; the model gives {names}")
-        names = [n for n in names if n in wanted]
+def tensors_from_predictions(predictions: Predictions, names: list[str] | None = None) -> list[Tensor]:
+    """The named outputs (default: every output, in signature order) as tensors, in that order."""
+    if names is None:
+        names = [o.name for o in predictions.outputs]
     return [tensor_from_array(name, predictions.column(name)) for name in names]

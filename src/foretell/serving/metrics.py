@@ -6,6 +6,8 @@ process, or a reload, from double-registering, and lets /metrics show exactly th
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["BatchObserver", "ServingMetrics"]
@@ -59,6 +61,27 @@ class ServingMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+
+        # Label lookups hash and lock on every call; a request's children are looked up once.
+        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._in_flight: dict[str, Any] = {}
+
+    def answered(self, model: str, endpoint: str, status: int, seconds: float) -> None:
+        """One request answered. `model` must be a served name or "-": labels from client input
+        would let any client grow the metrics without bound."""
+        children = self._answered.get((model, endpoint, status))
+        if children is None:
+            children = (self.requests.labels(model, endpoint, str(status)), self.latency.labels(model, endpoint))
+            self._answered[(model, endpoint, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def in_flight_of(self, model: str) -> Any:
+        """The in-flight gauge of a served model (`inc()` when a request starts, `dec()` when answered)."""
+        gauge = self._in_flight.get(model)
+        if gauge is None:
+            gauge = self._in_flight[model] = self.in_flight.labels(model)
+        return gauge
 
     def observer(self, model: str) -> BatchObserver:
         return BatchObserver(self, model)

@@ -61,3 +61,32 @@ def server(home: Path, *args: str, env: dict[str, str] | None = None, timeout: f
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+class Lifespan:
+    """Runs an ASGI app's startup and shutdown through the lifespan protocol, as a server would."""
+
+    def __init__(self, app: object) -> None:
+        import asyncio
+
+        self._app = app
+        self._to_app: asyncio.Queue[dict] = asyncio.Queue()
+        self._from_app: asyncio.Queue[dict] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> Lifespan:
+        import asyncio
+
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self._task = asyncio.ensure_future(self._app(scope, self._to_app.get, self._from_app.put))  # type: ignore[operator]
+        await self._to_app.put({"type": "lifespan.startup"})
+        message = await self._from_app.get()
+        assert message["type"] == "lifespan.startup.complete", message
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._to_app.put({"type": "lifespan.shutdown"})
+        message = await self._from_app.get()
+        assert message["type"] == "lifespan.shutdown.complete", message
+        assert self._task is not None
+        await self._task

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servekit import FEATURES, rows, server
+from servekit import FEATURES, Lifespan, rows, server
 
 import foretell
 from foretell.core.schema import Feature, Output, Signature
@@ -147,7 +147,7 @@ def app_client(home):
 
     app = foretell.api.create_server_app(["clf@production"], home=home, reload_seconds=0)
     loop = asyncio.new_event_loop()
-    context = app.router.lifespan_context(app)
+    context = Lifespan(app)
     loop.run_until_complete(context.__aenter__())
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
     yield loop, client

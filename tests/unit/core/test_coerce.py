@@ -320,3 +320,25 @@ def test_datetime_column_is_refused_showing_the_datetime():
 def test_unknown_extra_policy_is_refused():
     with pytest.raises(InvalidInput, match="extra must be"):
         SIG.coerce(ROWS, extra="bogus")  # type: ignore[arg-type]
+
+
+FLOATS = Signature(
+    (
+        Feature("x", "float64"),
+        Feature("y", "float64", allow_missing=True),
+        Feature("plan", "category", categories=("basic", "standard", "premium"), allow_missing=True),
+    ),
+    (Output("score", "score"),),
+)
+CELLS = st.sampled_from([0.0, 1.0, 2.0, 3.0, -1.0, 0.5, 1e308, -1e308, math.nan, math.inf, -math.inf])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(CELLS, min_size=3, max_size=3), min_size=1, max_size=5))
+def test_a_float_matrix_is_refused_cell_for_cell_as_the_same_rows_as_lists(values):
+    # The matrix path clears clean matrices with a few whole-matrix comparisons; it must refuse
+    # exactly what the one-value rules refuse when the same rows come as value lists.
+    as_matrix = FLOATS.coerce(np.array(values, dtype=np.float64))
+    as_lists = FLOATS.coerce(values)
+    assert [(e.row, e.field) for e in as_matrix.errors] == [(e.row, e.field) for e in as_lists.errors]
+    assert as_matrix.rows.tolist() == as_lists.rows.tolist()
