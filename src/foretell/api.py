@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from foretell.batch.scheduler import Scheduler
     from foretell.batch.schedules import ScheduleBook
     from foretell.demo import DemoSummary
+    from foretell.serving.config import ServeConfig
 
 __all__ = [
     "InputFormat",
@@ -45,6 +46,7 @@ __all__ = [
     "schedule_book",
     "scheduler",
     "serve",
+    "serve_config",
     "set_alias",
     "show",
 ]
@@ -204,28 +206,37 @@ def create_server_app(
     uris: Sequence[str] = (),
     *,
     home: Path | str | None = None,
-    max_batch_size: int = 64,
-    max_delay_ms: float = 0.0,
-    max_queue: int = 1024,
-    reload_seconds: float = 1.0,
-    api_key: str | None = None,
-    max_body_bytes: int = 64 * 2**20,
-    overload_status: int = 503,
+    config: ServeConfig | Path | str | None = None,
+    **settings: Any,
 ) -> Any:
-    """The ASGI app serving `uris` (default: every model with a `production` alias)."""
+    """The ASGI app serving `uris` (default: the config's models, else every model with a `production` alias).
+
+    `config` is a `ServeConfig` or a TOML file (docs/serving.md); `settings` override it
+    (`max_batch_size=`, `max_delay_ms=`, `max_queue=`, `reload_seconds=`, `max_body_bytes=`,
+    `api_key=`, `overload_status=`), and a `[batching.NAME]` table in the file overrides both.
+    """
     import os
 
     from foretell.http import ServerOptions, create_app
-    from foretell.serving.policy import BatchPolicy
     from foretell.serving.runtime import Runtime
 
-    uris = list(uris) or production_uris(home=home)
+    resolved = serve_config(config, uris, settings)
+    uris = list(resolved.models) or production_uris(home=home)
     if not uris:
         raise InvalidInput("nothing to serve: name models, or give one a production alias (foretell models alias)")
-    policy = BatchPolicy(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms, max_queue=max_queue)
-    runtime = Runtime(_home(home), uris, policy=policy, reload_seconds=reload_seconds)
-    key = api_key or os.environ.get("FORETELL_API_KEY") or None
-    options = ServerOptions(api_key=key, max_body_bytes=max_body_bytes, overload_status=overload_status)
+    runtime = Runtime(
+        _home(home),
+        uris,
+        policy=resolved.defaults,
+        policies=resolved.policies(),
+        reload_seconds=resolved.reload_seconds,
+    )
+    options = ServerOptions(
+        api_key=resolved.api_key or os.environ.get("FORETELL_API_KEY") or None,
+        max_body_bytes=resolved.max_body_bytes,
+        overload_status=resolved.overload_status,
+        access_log=resolved.access_log,
+    )
     return create_app(runtime, options)
 
 
@@ -233,41 +244,67 @@ def app_from_env() -> Any:
     """The app for `uvicorn --factory` workers: settings come as JSON in FORETELL_SERVE_CONFIG."""
     import os
 
-    config = json.loads(os.environ.get(SERVE_CONFIG_ENV, "{}"))
-    return create_server_app(**config)
+    from foretell.serving.config import ServeConfig
+
+    settings = json.loads(os.environ.get(SERVE_CONFIG_ENV, "{}"))
+    home = settings.pop("home", None)
+    return create_server_app(home=home, config=ServeConfig.from_dict(settings, SERVE_CONFIG_ENV))
 
 
 def serve(
     uris: Sequence[str] = (),
     *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: int = 1,
     home: Path | str | None = None,
+    config: ServeConfig | Path | str | None = None,
     log_level: str = "warning",
-    access_log: bool = False,
-    **options: Any,
+    **settings: Any,
 ) -> None:
-    """Serve models over HTTP (Open Inference Protocol and MLflow scoring) until SIGTERM or Ctrl-C."""
+    """Serve models over HTTP (Open Inference Protocol and MLflow scoring) until SIGTERM or Ctrl-C.
+
+    Settings as for `create_server_app`, plus `host=`, `port=`, `workers=` and `access_log=`.
+    After a SIGTERM or Ctrl-C, in-flight requests finish (up to 30 s) and `serve` returns.
+    """
     import os
+    import signal
 
     import uvicorn
 
-    uris = list(uris) or production_uris(home=home)
-    config = {"uris": uris, "home": str(_home(home)), **options}
+    resolved = serve_config(config, uris, settings)
+    if not resolved.models:
+        resolved = resolved.with_flags(models=production_uris(home=home))
     common: dict[str, Any] = {
-        "host": host,
-        "port": port,
+        "host": resolved.host,
+        "port": resolved.port,
         "log_level": log_level,
-        "access_log": access_log,
+        "access_log": False,  # foretell writes its own, structured (ServeConfig.access_log)
         "timeout_graceful_shutdown": 30,
     }
-    if workers > 1:
-        # Each worker process builds its own app (and loads its own models) from the same settings.
-        os.environ[SERVE_CONFIG_ENV] = json.dumps(config)
-        uvicorn.run("foretell.api:app_from_env", factory=True, workers=workers, **common)
-    else:
-        uvicorn.run(create_server_app(**config), **common)
+    # uvicorn re-raises the signal that stopped it once it has drained; a graceful stop is a
+    # normal end, so that second delivery is ignored and `serve` returns.
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if resolved.workers > 1:
+            # Each worker process builds its own app (and loads its own models) from the same settings.
+            os.environ[SERVE_CONFIG_ENV] = json.dumps({**resolved.to_dict(), "home": str(_home(home))})
+            uvicorn.run("foretell.api:app_from_env", factory=True, workers=resolved.workers, **common)
+        else:
+            uvicorn.run(create_server_app(home=home, config=resolved), **common)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve_config(
+    config: ServeConfig | Path | str | None, uris: Sequence[str] = (), settings: Mapping[str, Any] | None = None
+) -> ServeConfig:
+    """A config file (or `ServeConfig`) with the given URIs and settings on top; None settings are "not given"."""
+    from foretell.serving.config import ServeConfig, load_serve_config
+
+    if config is None:
+        config = ServeConfig()
+    elif not isinstance(config, ServeConfig):
+        config = load_serve_config(config)
+    return config.with_flags(models=list(uris) or None, **(settings or {}))
 
 
 def read_input(source: str | Path, fmt: InputFormat = "auto") -> Any:

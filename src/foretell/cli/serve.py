@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,40 +14,57 @@ EPILOG = (
     "Examples:\n\n"
     "  foretell serve                                   # every model with a production alias\n\n"
     "  foretell serve churn@production --port 8080 --max-batch-size 64\n\n"
+    "  foretell serve --config serve.toml               # settings and per-model batching (docs/serving.md)\n\n"
     "  curl -s localhost:8000/v2/models/churn/infer -d @request.json"
 )
 
 
 def serve(
     uris: Annotated[
-        list[str] | None, typer.Argument(help="Model URIs (default: every model with @production).")
+        list[str] | None, typer.Argument(help="Model URIs (default: the config's, else every model with @production).")
     ] = None,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Server processes, each with its own copy of the models.")] = 1,
-    max_batch_size: Annotated[int, typer.Option(min=1, help="Most rows coalesced into one model call.")] = 64,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file: settings, and a batching.NAME table of knobs per model.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: 8000).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Server processes, each with its own copy of the models (default: 1).")
+    ] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Most rows coalesced into one model call (default: 64).")
+    ] = None,
     max_delay_ms: Annotated[
-        float, typer.Option(min=0.0, help="Longest a request waits for company when the model is idle (0: never).")
-    ] = 0.0,
-    max_queue: Annotated[int, typer.Option(min=1, help="Queued requests per model before answering 503.")] = 1024,
+        float | None,
+        typer.Option(min=0.0, help="Longest an idle model waits for company under load (0: never) (default: 10)."),
+    ] = None,
+    max_queue: Annotated[
+        int | None, typer.Option(min=1, help="Rows queued per model before answering 503 (default: 1024).")
+    ] = None,
     reload_seconds: Annotated[
-        float, typer.Option(min=0.0, help="How often to check the registry for moved aliases (0: never).")
-    ] = 1.0,
-    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body accepted (else 413).")] = 64 * 2**20,
-    access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput).")] = False,
+        float | None, typer.Option(min=0.0, help="How often to check for moved aliases (0: never) (default: 1).")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(min=1, help="Largest request body accepted, else 413 (default: 64 MiB).")
+    ] = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="One JSON line per request on stderr.")
+    ] = None,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol (/v2), MLflow scoring (/invocations), /metrics."""
-    uris = uris or api.production_uris()
-    err.print(f"serving {', '.join(uris)} on http://{host}:{port} (Ctrl-C to stop)", highlight=False)
-    api.serve(
-        uris,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=access_log,
-        max_batch_size=max_batch_size,
-        max_delay_ms=max_delay_ms,
-        max_queue=max_queue,
-        reload_seconds=reload_seconds,
-        max_body_bytes=max_body_bytes,
-    )
+    settings = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "max_batch_size": max_batch_size,
+        "max_delay_ms": max_delay_ms,
+        "max_queue": max_queue,
+        "reload_seconds": reload_seconds,
+        "max_body_bytes": max_body_bytes,
+        "access_log": access_log,
+    }
+    resolved = api.serve_config(config, uris or (), settings)
+    shown = ", ".join(resolved.models) or ", ".join(api.production_uris()) or "nothing"
+    err.print(f"serving {shown} on http://{resolved.host}:{resolved.port} (Ctrl-C to stop)", highlight=False)
+    api.serve(config=resolved)
+    err.print("stopped: every in-flight request was answered", highlight=False)

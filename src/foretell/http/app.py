@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from foretell.http.access_log import with_access_log
 from foretell.http.asgi import reply
 from foretell.http.errors import error_reply
 from foretell.http.inference import InferenceEndpoints, match
@@ -44,7 +45,9 @@ class ServerOptions:
         max_body_bytes: int = 64 * 2**20,
         overload_status: int = 503,
         retry_after_seconds: int = 1,
+        access_log: bool = False,
     ) -> None:
+        self.access_log = access_log
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
         self.overload_status = overload_status
@@ -142,9 +145,8 @@ def create_app(runtime: Runtime, options: ServerOptions | None = None) -> ASGIAp
                 return
         await rest(scope, receive, send)
 
-    if options.api_key:
-        return _with_api_key(app, options.api_key)
-    return app
+    served: ASGIApp = _with_api_key(app, options.api_key) if options.api_key else app
+    return with_access_log(served) if options.access_log else served
 
 
 def _with_api_key(app: ASGIApp, key: str) -> ASGIApp:

@@ -342,15 +342,16 @@ class MicroBatcher:
         their requests, so waiting costs no CPU while a model call has a large fixed cost
         (2.5 ms for one row of the demo churn model, 3 ms for 64). The model waits until
         the rows it just answered are back on top of those that were queued then (at most
-        `max_batch_size`), or until `PATIENCE_CALLS` calls' worth of time has passed since it
-        went idle. A lone client never waits, and when load falls the smaller batch that
-        follows lowers the next wait's target.
+        `max_batch_size`), or until `PATIENCE_CALLS` calls' worth of time (at most
+        `max_delay_ms`) has passed since it went idle. A lone client never waits, and when
+        load falls the smaller batch that follows lowers the next wait's target.
         """
         if self._last_batch_requests < 2 or self._state != "running" or self._running is not None:
             return 0.0
         if self._queued_rows >= min(self._expected_rows, self._active_policy.max_batch_size):
             return 0.0
-        return max(0.0, PATIENCE_CALLS * self._batch_seconds - (now - self._idle_since))
+        longest = min(PATIENCE_CALLS * self._batch_seconds, self._active_policy.max_delay_ms / 1000.0)
+        return max(0.0, longest - (now - self._idle_since))
 
     def _runs_alone_inline(self, batch: _Batch) -> bool:
         return len(batch.requests) == 1 and self._alone_inline is not None and self._alone_inline()

@@ -52,8 +52,9 @@ class BatchPolicy:
 
     max_batch_size: int = 64
     """Most rows handed to one model call (a single larger request still runs, alone)."""
-    max_delay_ms: float = 2.0
-    """Longest a request waits for company while the model is idle; only used when `fill_target` > 1."""
+    max_delay_ms: float = 10.0
+    """Longest an idle model waits for company: under load, for the clients it just answered
+    (see `MicroBatcher`), or for `fill_target` rows. 0 means never wait; a lone request never does."""
     max_queue: int = 1024
     """Most rows waiting for the model; past it a request is refused at once (`Overloaded`)."""
     fill_target: int = 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,38 +31,49 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[str]:
-    """Start `foretell serve ARGS` and yield its base URL once /v2/health/ready says so."""
+def server(
+    home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60, log: Path | None = None
+) -> Iterator[str]:
+    """Start `foretell serve ARGS` and yield its base URL once /v2/health/ready says so.
+
+    The server's output goes to `log` (a temporary file unless given): a pipe nobody reads
+    would block a server that logs every request once the pipe's buffer is full.
+    """
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "foretell", "serve", *args, "--port", str(port)],
-        env={**os.environ, "FORETELL_HOME": str(home), **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {process.communicate()}")
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.05)
-        yield url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with contextlib.ExitStack() as stack:
+        if log is None:
+            log = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="foretell-serve-log-"))) / "serve.log"
+        output = stack.enter_context(log.open("w"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "foretell", "serve", *args, "--port", str(port)],
+            env={**os.environ, "FORETELL_HOME": str(home), **(env or {})},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited with {process.returncode}: {log.read_text()}")
+                try:
+                    if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not become ready: {log.read_text()}")
+                time.sleep(0.05)
+            yield url
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 class Lifespan:
@@ -90,3 +103,34 @@ class Lifespan:
         assert message["type"] == "lifespan.shutdown.complete", message
         assert self._task is not None
         await self._task
+
+
+def listening_pids(url: str) -> set[int]:
+    """The processes holding the server's listening socket (found through /proc, no tools needed)."""
+    port = int(url.rsplit(":", 1)[1])
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(fields[9])
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    pids.add(int(proc.name))
+                    break
+        except OSError:  # a process that ended meanwhile, or one we may not look into
+            continue
+    return pids
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"process {pid} has no VmRSS")

@@ -168,3 +168,29 @@ def test_fuzzed_bodies_never_get_a_5xx(app_client, body, path, content_type):
     assert response.status_code < 500, (response.status_code, response.text)
     if response.status_code >= 400:
         assert "error" in response.json()
+
+
+def test_access_log_writes_one_json_line_per_request(home, tmp_path):
+    import json
+
+    log = tmp_path / "serve.log"
+    body = {"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 4], "data": [0.1, 0.2, 0.3, 0.4]}]}
+    with server(home, "clf@production", "--access-log", log=log) as url:
+        assert httpx.post(f"{url}/v2/models/clf/infer", json=body, headers={"X-Request-ID": "abc-1"}).status_code == 200
+        assert httpx.post(f"{url}/v2/models/nope/infer", json=body).status_code == 404
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    infer = [e for e in entries if e["path"].endswith("/infer")]
+    assert [(e["method"], e["path"], e["status"]) for e in infer] == [
+        ("POST", "/v2/models/clf/infer", 200),
+        ("POST", "/v2/models/nope/infer", 404),
+    ]
+    assert infer[0]["request_id"] == "abc-1" and infer[1]["request_id"] is None
+    assert infer[0]["bytes"] > 0 and infer[0]["ms"] > 0 and infer[0]["client"].startswith("127.0.0.1:")
+    assert entries[0]["ts"].endswith("+00:00")
+
+
+def test_no_access_log_by_default(home, tmp_path):
+    log = tmp_path / "serve.log"
+    with server(home, "clf@production", log=log) as url:
+        assert httpx.get(f"{url}/v2/health/ready").status_code == 200
+    assert not [line for line in log.read_text().splitlines() if line.startswith("{")]

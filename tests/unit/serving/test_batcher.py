@@ -661,29 +661,37 @@ class SlowSum(CountingSum):
         return super().predict(frame, options)
 
 
-def test_under_load_an_idle_model_waits_briefly_for_company_but_a_lone_client_never_does() -> None:
-    async def scenario() -> tuple[list[int], float]:
-        model = SlowSum()
-        batcher = MicroBatcher(predictor_of(model).predict, policy=BatchPolicy(max_delay_ms=0), run_in_thread=True)
-        await batcher.start()
-        # A lone client first: its call is not held back (20 ms model, far below 20 + 5 ms).
-        started = time.perf_counter()
-        await batcher.submit(request(1, 1))
-        lone = time.perf_counter() - started
-        # Then load: 8 clients that each send again as soon as they are answered, arriving
-        # a little apart, as requests over a network do.
-        async def client(tag: int) -> None:
-            for _ in range(5):
-                await asyncio.sleep(0.001 * (tag % 4))
-                await batcher.submit(request(tag, 1))
+async def _eight_clients(max_delay_ms: float) -> tuple[list[int], float]:
+    model = SlowSum()
+    policy = BatchPolicy(max_delay_ms=max_delay_ms)
+    batcher = MicroBatcher(predictor_of(model).predict, policy=policy, run_in_thread=True)
+    await batcher.start()
+    # A lone client first: its call is not held back (20 ms model, far below 20 + 5 ms).
+    started = time.perf_counter()
+    await batcher.submit(request(1, 1))
+    lone = time.perf_counter() - started
 
-        await asyncio.gather(*(client(t) for t in range(8)))
-        await batcher.stop()
-        return model.batches, lone
+    # Then load: 8 clients that each send again as soon as they are answered, arriving
+    # a little apart, as requests over a network do.
+    async def client(tag: int) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0.001 * (tag % 4))
+            await batcher.submit(request(tag, 1))
 
-    batches, lone = asyncio.run(scenario())
+    await asyncio.gather(*(client(t) for t in range(8)))
+    await batcher.stop()
+    return model.batches, lone
+
+
+def test_under_load_an_idle_model_waits_for_the_clients_it_answered_but_a_lone_client_never_waits() -> None:
+    batches, lone = asyncio.run(_eight_clients(max_delay_ms=100))
     assert lone < 0.025
     under_load = batches[2:]  # after the lone call and the first coalesced one
-    # Waiting up to a quarter of a call for stragglers keeps batches full: without it, arrivals a
-    # millisecond apart split into a one-row call followed by the rest.
-    assert statistics.mean(under_load) >= 6, batches
+    # Waiting (up to two calls) for the answered clients to come back keeps batches full: without
+    # it, arrivals a millisecond apart split into a one-row call followed by the rest.
+    assert statistics.mean(under_load) >= 7, batches
+
+
+def test_max_delay_zero_never_waits_for_company() -> None:
+    batches, _ = asyncio.run(_eight_clients(max_delay_ms=0))
+    assert min(batches[2:]) < 4, batches  # an idle model took whatever had arrived, however little

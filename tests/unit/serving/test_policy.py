@@ -40,7 +40,7 @@ waits = st.floats(0.0, 5.0, allow_nan=False)
 
 
 def test_defaults():
-    assert (DEFAULT.max_batch_size, DEFAULT.max_delay_ms, DEFAULT.max_queue, DEFAULT.fill_target) == (64, 2.0, 1024, 1)
+    assert (DEFAULT.max_batch_size, DEFAULT.max_delay_ms, DEFAULT.max_queue, DEFAULT.fill_target) == (64, 10.0, 1024, 1)
 
 
 @pytest.mark.parametrize(

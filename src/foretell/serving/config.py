@@ -1,0 +1,172 @@
+"""`foretell serve --config serve.toml`: server settings and per-model batching knobs.
+
+```toml
+models = ["churn@production", "movies@production"]   # default: every model with @production
+port = 8000
+max_batch_size = 64        # every model's batching knobs ...
+max_delay_ms = 10
+max_queue = 1024
+
+[batching.churn]           # ... and one model's own, by model name
+max_batch_size = 32
+max_queue = 256
+```
+
+Most specific wins: a `[batching.NAME]` table, then command-line flags, then the file's
+top-level keys, then the built-in defaults. Unknown keys and wrong types are refused with
+the key's name, so a typo does not silently leave a default in force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from foretell.errors import ForetellError
+from foretell.serving.policy import BatchPolicy
+
+__all__ = ["BATCH_KNOBS", "InvalidServeConfig", "ServeConfig", "load_serve_config"]
+
+BATCH_KNOBS = ("max_batch_size", "max_delay_ms", "max_queue")
+
+
+class InvalidServeConfig(ForetellError):
+    """A serve config file (or flag) that cannot be used as written."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything `foretell serve` needs; `policy_for(name)` gives one model's batching knobs."""
+
+    models: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    defaults: BatchPolicy = field(default_factory=BatchPolicy)
+    model_knobs: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    reload_seconds: float = 1.0
+    max_body_bytes: int = 64 * 2**20
+    access_log: bool = False
+    api_key: str | None = None
+    overload_status: int = 503
+
+    def __post_init__(self) -> None:
+        if self.overload_status not in (429, 503):
+            raise ValueError(f"overload_status must be 429 or 503, got {self.overload_status}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be between 1 and 65535, got {self.port}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be at least 1, got {self.max_body_bytes}")
+        if self.reload_seconds < 0:
+            raise ValueError(f"reload_seconds must be ≥ 0 (0: never), got {self.reload_seconds}")
+
+    def policy_for(self, name: str) -> BatchPolicy:
+        knobs = self.model_knobs.get(name)
+        if not knobs:
+            return self.defaults
+        try:
+            return dataclasses.replace(self.defaults, **knobs)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise InvalidServeConfig(f"[batching.{name}]: {exc}") from None
+
+    def policies(self) -> dict[str, BatchPolicy]:
+        return {name: self.policy_for(name) for name in self.model_knobs}
+
+    def with_flags(self, **flags: Any) -> ServeConfig:
+        """This config with the command-line flags that were given (None means "not given")."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        batching = {k: given.pop(k) for k in BATCH_KNOBS if k in given}
+        if "models" in given:
+            given["models"] = tuple(given["models"])
+        unknown = set(given) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise InvalidServeConfig(f"unknown serve settings: {sorted(unknown)}")
+        try:
+            return dataclasses.replace(self, defaults=dataclasses.replace(self.defaults, **batching), **given)
+        except ValueError as exc:
+            raise InvalidServeConfig(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready settings (for worker processes); `from_dict` reads them back."""
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del plain["defaults"], plain["model_knobs"]
+        return {
+            **plain,
+            "models": list(self.models),
+            "batching": {name: dict(knobs) for name, knobs in self.model_knobs.items()},
+            **{k: getattr(self.defaults, k) for k in BATCH_KNOBS},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "settings") -> ServeConfig:
+        return _parse(dict(data), where)
+
+
+def load_serve_config(path: Path | str) -> ServeConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidServeConfig(f"serve config {str(path)!r} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidServeConfig(f"{path.name} is not valid TOML: {exc}") from None
+    return _parse(data, path.name)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "host": (str,),
+    "port": (int,),
+    "workers": (int,),
+    "max_batch_size": (int,),
+    "max_delay_ms": (int, float),
+    "max_queue": (int,),
+    "reload_seconds": (int, float),
+    "max_body_bytes": (int,),
+    "access_log": (bool,),
+    "api_key": (str,),
+    "overload_status": (int,),
+}
+
+
+def _parse(data: dict[str, Any], where: str) -> ServeConfig:
+    models = data.pop("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise InvalidServeConfig(f"{where}: 'models' must be a list of model URIs, e.g. [\"churn@production\"]")
+    tables = data.pop("batching", {})
+    if not isinstance(tables, Mapping):
+        raise InvalidServeConfig(f"{where}: 'batching' holds one table per model, e.g. [batching.churn]")
+    knobs = {str(name): _knobs(table, f"{where} [batching.{name}]") for name, table in tables.items()}
+    values = {key: _checked(key, value, where) for key, value in data.items() if value is not None}
+    defaults = {key: values.pop(key) for key in BATCH_KNOBS if key in values}
+    try:
+        config = ServeConfig(models=tuple(models), defaults=BatchPolicy(**defaults), model_knobs=knobs, **values)
+    except ValueError as exc:
+        raise InvalidServeConfig(f"{where}: {exc}") from None
+    config.policies()  # every model's knobs checked now, not on the first request
+    return config
+
+
+def _knobs(table: Any, where: str) -> dict[str, float]:
+    if not isinstance(table, Mapping):
+        raise InvalidServeConfig(f"{where} must be a table of {', '.join(BATCH_KNOBS)}")
+    unknown = sorted(set(table) - set(BATCH_KNOBS))
+    if unknown:
+        raise InvalidServeConfig(f"{where}: unknown key(s) {unknown}; a model takes {', '.join(BATCH_KNOBS)}")
+    return {key: _checked(key, value, where) for key, value in table.items()}
+
+
+def _checked(key: str, value: Any, where: str) -> Any:
+    kinds = _TYPES.get(key)
+    if kinds is None:
+        raise InvalidServeConfig(f"{where}: unknown key {key!r}; known: models, batching, {', '.join(_TYPES)}")
+    if type(value) not in kinds or (isinstance(value, float) and not math.isfinite(value)):
+        wanted = " or ".join("a number" if k is float else f"{k.__name__}" for k in kinds)
+        raise InvalidServeConfig(f"{where}: {key} must be {wanted}, got {value!r}")
+    return value
