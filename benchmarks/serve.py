@@ -146,25 +146,18 @@ def main() -> int:
 
         env = {**os.environ, "FORETELL_HOME": str(home), "OMP_NUM_THREADS": "1"}
         port, floor_port = free_port(), free_port()
-        ours = subprocess.Popen(
-            [
-                "taskset",
-                "-c",
-                "0",
-                sys.executable,
-                "-m",
-                "foretell",
-                "serve",
-                "churn/1",
-                "--port",
-                str(port),
-                "--reload-seconds",
-                "0",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        def start_ours(port: int, *extra: str) -> subprocess.Popen[bytes]:
+            command = ["taskset", "-c", "0", sys.executable, "-m", "foretell", "serve", "churn/1"]
+            return subprocess.Popen(
+                [*command, "--port", str(port), "--reload-seconds", "0", *extra],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        logged_port = free_port()
+        ours = start_ours(port)
+        logged = start_ours(logged_port, "--access-log")
         floor = subprocess.Popen(
             ["taskset", "-c", "0", sys.executable, __file__, "--floor-server", str(floor_port)],
             env=env,
@@ -173,16 +166,20 @@ def main() -> int:
         )
         try:
             url, floor_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
-            wait_ready(url)
-            wait_ready(floor_url)
+            logged_url = f"http://127.0.0.1:{logged_port}"
+            for each in (url, floor_url, logged_url):
+                wait_ready(each)
             check = httpx.post(f"{url}/v2/models/churn/infer", content=body).json()
             assert check["outputs"], check
             results = []
             for c in (1, 8, 64):
                 results.append(("foretell", c, wrk(url, lua, c, args.seconds)))
                 results.append(("HTTP floor", c, wrk(floor_url, lua, c, args.seconds)))
+            # The access log's cost, beside a second run without it (the machine drifts over a run).
+            results.append(("access log", 64, wrk(logged_url, lua, 64, args.seconds)))
+            results.append(("no log", 64, wrk(url, lua, 64, args.seconds)))
         finally:
-            for process in (ours, floor):
+            for process in (ours, floor, logged):
                 process.terminate()
                 process.wait(timeout=30)
 
@@ -194,6 +191,9 @@ def main() -> int:
     print(f"{'server':<11} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, c, r in results:
         print(f"{name:<11} {c:>4} {r['rps']:>9,.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7.0f}")
+    with_log = next(r for n, c, r in results if n == "access log")
+    without_log = next(r for n, c, r in results if n == "no log")
+    print(f"access log costs {1 - with_log['rps'] / without_log['rps']:.1%} of throughput at c=64")
     ours64 = next(r for n, c, r in results if n == "foretell" and c == 64)
     ours1 = next(r for n, c, r in results if n == "foretell" and c == 1)
     floor1 = next(r for n, c, r in results if n == "HTTP floor" and c == 1)
