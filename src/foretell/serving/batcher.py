@@ -16,6 +16,9 @@ The model runs on the event loop (`run_in_thread=False`, cheapest for fast model
 in a one-thread executor the batcher owns (`run_in_thread=True`: one call at a time per
 model, the loop stays free); docs/serving-batching.md has the measurements behind
 `policy.runs_in_thread`.
+
+The waiting requests' bookkeeping is `queue.RequestQueue`'s; the errors a request can end
+with, and the observer metrics hang on, are in `outcomes`.
 """
 
 from __future__ import annotations
@@ -25,17 +28,18 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from foretell.core.coerce import Columns
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions
 from foretell.errors import ForetellError, PredictionError
+from foretell.serving.outcomes import BatcherClosed, BatchObserver, DeadlineExceeded, Overloaded, _NoObserver
 from foretell.serving.policy import BatchPolicy, Flush, Wait, admits, decide, retry_after
+from foretell.serving.queue import Pending, RequestQueue
 
 __all__ = ["BatchObserver", "BatcherClosed", "DeadlineExceeded", "MicroBatcher", "Overloaded", "PredictFn"]
 
@@ -43,60 +47,9 @@ PredictFn = Callable[[Frame], Predictions]
 """Runs the model once on every row of a frame; usually a bound `Predictor.predict`."""
 
 
-class Overloaded(ForetellError):
-    """The model's queue is full; `retry_after_s` says when trying again is likely to succeed."""
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class DeadlineExceeded(ForetellError, TimeoutError):
-    """A request's deadline passed before the model ran it; it was not run."""
-
-
-class BatcherClosed(ForetellError, RuntimeError):
-    """The model's batcher is not taking requests: not started yet, stopping, or stopped."""
-
-
-class BatchObserver(Protocol):
-    """Where the batcher reports what metrics need; every method is called on the event loop."""
-
-    def batch(self, size: int) -> None:
-        """A model call started on `size` rows."""
-
-    def queue_wait(self, seconds: float) -> None:
-        """One request left the queue for the model after waiting `seconds`."""
-
-    def rejected(self, reason: str) -> None:
-        """One request was refused or dropped without running: "queue_full", "deadline" or "closed"."""
-
-
-class _NoObserver:
-    def batch(self, size: int) -> None:
-        pass
-
-    def queue_wait(self, seconds: float) -> None:
-        pass
-
-    def rejected(self, reason: str) -> None:
-        pass
-
-
-@dataclass(slots=True, eq=False)
-class _Pending:
-    frame: Frame
-    rows: int
-    enqueued_at: float
-    deadline: float | None
-    future: asyncio.Future[Predictions]
-    queued: bool = True
-    """False once taken into a batch, expired, failed or abandoned by its caller."""
-
-
 @dataclass(slots=True)
 class _Batch:
-    requests: list[_Pending]
+    requests: list[Pending]
     rows: int
     started_at: float
 
@@ -152,10 +105,7 @@ class MicroBatcher:
         self._alone_inline = alone_inline
         self._state: _State = "new"
         self._active_policy = self.policy  # while draining: the same knobs, but flush without waiting
-        self._queue: deque[_Pending] = deque()
-        self._queued_rows = 0
-        self._queued_requests = 0
-        self._next_expiry = math.inf  # a lower bound on the queued deadlines: no scan before it
+        self._queue = RequestQueue()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -168,7 +118,7 @@ class MicroBatcher:
         self._failure: BaseException | None = None
 
     def __repr__(self) -> str:
-        return f"<MicroBatcher {self.name!r} {self._state}, {self._queued_rows} rows queued>"
+        return f"<MicroBatcher {self.name!r} {self._state}, {self._queue.rows} rows queued>"
 
     # -- gauges for metrics ----------------------------------------------------------------------
 
@@ -179,11 +129,11 @@ class MicroBatcher:
 
     @property
     def queued_requests(self) -> int:
-        return self._queued_requests
+        return self._queue.requests
 
     @property
     def queued_rows(self) -> int:
-        return self._queued_rows
+        return self._queue.rows
 
     @property
     def in_flight_rows(self) -> int:
@@ -269,26 +219,22 @@ class MicroBatcher:
             # Nothing to batch: a Predictor answers an empty frame without touching the model,
             # and a request holding no rows must not wait behind others (or count as queued).
             return self._predict(frame)
-        if not admits(self.policy, self._queued_rows, rows):
+        if not admits(self.policy, self._queue.rows, rows):
             self._observer.rejected("queue_full")
-            wait = retry_after(self.policy, self._queued_rows, self._batch_seconds)
+            wait = retry_after(self.policy, self._queue.rows, self._batch_seconds)
             raise Overloaded(
-                f"model {self.name!r} is overloaded: {self._queued_rows} rows are waiting "
+                f"model {self.name!r} is overloaded: {self._queue.rows} rows are waiting "
                 f"(limit {self.policy.max_queue}) and this request brings {rows}; retry after {wait:.0f} s",
                 retry_after_s=wait,
             )
-        pending = _Pending(frame, rows, now, deadline, asyncio.get_running_loop().create_future())
-        self._queue.append(pending)
-        self._queued_rows += rows
-        self._queued_requests += 1
-        if deadline is not None and deadline < self._next_expiry:
-            self._next_expiry = deadline
+        pending = Pending(frame, rows, now, deadline, asyncio.get_running_loop().create_future())
+        self._queue.push(pending)
         self._wake.set()
         try:
             return await pending.future
         except asyncio.CancelledError:
             # The caller gave up (a client disconnect): free its place; the runner skips it.
-            self._leave_queue(pending)
+            self._queue.leave(pending)
             raise
 
     # -- the runner ------------------------------------------------------------------------------
@@ -301,14 +247,11 @@ class MicroBatcher:
                 await asyncio.sleep(0)  # as inline: the answered callers, and arrivals, go before the next batch
                 continue
             now = self._clock()
-            if now >= self._next_expiry:
-                self._expire(now)
-            while self._queue and not self._queue[0].queued:
-                self._queue.popleft()
-            if self._state == "stopping" and not self._queued_requests and self._running is None:
+            self._expire(now)
+            if self._state == "stopping" and not self._queue.requests and self._running is None:
                 return
-            oldest = now - self._queue[0].enqueued_at if self._queue else 0.0
-            decision = decide(self._active_policy, self._queued_rows, oldest, self._running is not None)
+            oldest = self._queue.oldest_wait(now)
+            decision = decide(self._active_policy, self._queue.rows, oldest, self._running is not None)
             patience = self._patience(now)
             if isinstance(decision, Flush) and patience > 0:
                 await self._sleep(patience)
@@ -322,8 +265,8 @@ class MicroBatcher:
                     self._start_in_thread(batch, self._executor)
                 continue
             timeout = decision.seconds if isinstance(decision, Wait) else math.inf
-            if self._queued_requests and self._next_expiry < math.inf:
-                timeout = min(timeout, self._next_expiry - now)  # wake to fail expired requests on time
+            if self._queue.requests and self._queue.next_expiry < math.inf:
+                timeout = min(timeout, self._queue.next_expiry - now)  # wake to fail expired requests on time
             await self._sleep(timeout)
 
     async def _sleep(self, timeout: float) -> None:
@@ -348,7 +291,7 @@ class MicroBatcher:
         """
         if self._last_batch_requests < 2 or self._state != "running" or self._running is not None:
             return 0.0
-        if self._queued_rows >= min(self._expected_rows, self._active_policy.max_batch_size):
+        if self._queue.rows >= min(self._expected_rows, self._active_policy.max_batch_size):
             return 0.0
         longest = min(PATIENCE_CALLS * self._batch_seconds, self._active_policy.max_delay_ms / 1000.0)
         return max(0.0, longest - (now - self._idle_since))
@@ -358,20 +301,11 @@ class MicroBatcher:
 
     def _take(self, max_rows: int, now: float) -> _Batch:
         """Whole requests in arrival order, up to `max_rows` rows; always at least one request."""
-        taken: list[_Pending] = []
-        rows = 0
-        while self._queue:
-            pending = self._queue[0]
-            if pending.queued:
-                if taken and rows + pending.rows > max_rows:
-                    break
-                self._leave_queue(pending)
-                taken.append(pending)
-                rows += pending.rows
-                self._observer.queue_wait(now - pending.enqueued_at)
-            self._queue.popleft()
+        taken = self._queue.take(max_rows)
+        for pending in taken:
+            self._observer.queue_wait(now - pending.enqueued_at)
         self._last_batch_requests = len(taken)
-        return _Batch(taken, rows, now)
+        return _Batch(taken, sum(p.rows for p in taken), now)
 
     def _call(self, batch: _Batch) -> Predictions:
         # Runs in the model thread when there is one: the concat is the model's work too.
@@ -436,49 +370,31 @@ class MicroBatcher:
 
     def _note_batch_time(self, batch: _Batch) -> None:
         self._idle_since = self._clock()
-        self._expected_rows = batch.rows + self._queued_rows
+        self._expected_rows = batch.rows + self._queue.rows
         seconds = max(self._idle_since - batch.started_at, 0.0)
         previous = self._batch_seconds
         self._batch_seconds = seconds if not previous else (1 - _EWMA) * previous + _EWMA * seconds
 
     # -- leaving the queue without running -------------------------------------------------------
 
-    def _leave_queue(self, pending: _Pending) -> None:
-        if pending.queued:
-            pending.queued = False
-            self._queued_rows -= pending.rows
-            self._queued_requests -= 1
-
     def _expire(self, now: float) -> None:
         """Fail every queued request whose deadline has passed, before the model can see it."""
-        next_expiry = math.inf
-        for pending in self._queue:
-            if not pending.queued or pending.deadline is None:
-                continue
-            if pending.deadline <= now:
-                self._leave_queue(pending)
-                self._observer.rejected("deadline")
-                if not pending.future.done():
-                    waited = (now - pending.enqueued_at) * 1000
-                    pending.future.set_exception(
-                        DeadlineExceeded(
-                            f"the request for model {self.name!r} waited {waited:.1f} ms in the queue and its "
-                            "deadline passed before the model could run it; it was not run"
-                        )
+        for pending in self._queue.expire(now):
+            self._observer.rejected("deadline")
+            if not pending.future.done():
+                waited = (now - pending.enqueued_at) * 1000
+                pending.future.set_exception(
+                    DeadlineExceeded(
+                        f"the request for model {self.name!r} waited {waited:.1f} ms in the queue and its "
+                        "deadline passed before the model could run it; it was not run"
                     )
-            else:
-                next_expiry = min(next_expiry, pending.deadline)
-        self._next_expiry = next_expiry
-        self._queue = deque(p for p in self._queue if p.queued)
+                )
 
     def _fail_queued(self, message: str) -> None:
-        for pending in self._queue:
-            if pending.queued:
-                self._leave_queue(pending)
-                self._observer.rejected("closed")
-                if not pending.future.done():
-                    pending.future.set_exception(BatcherClosed(message))
-        self._queue.clear()
+        for pending in self._queue.clear():
+            self._observer.rejected("closed")
+            if not pending.future.done():
+                pending.future.set_exception(BatcherClosed(message))
 
     def _abort(self, message: str) -> None:
         """Give up on the runner and the running model call; everyone still waiting hears why."""

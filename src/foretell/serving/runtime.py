@@ -37,7 +37,6 @@ log = logging.getLogger("foretell.serving")
 INLINE_ALONE_MAX_S = 0.005
 
 
-
 @dataclass
 class ModelSlot:
     name: str

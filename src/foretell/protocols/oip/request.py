@@ -1,4 +1,4 @@
-"""The Open Inference Protocol (KServe V2, as Triton and MLServer speak it) over REST, as bytes.
+"""Decoding an infer request: bytes (and the header's JSON length) in, `InferRequest` out.
 
 Requests come as JSON, optionally followed in the same body by raw tensor bytes (Triton's
 binary tensor extension, which `tritonclient` uses by default): the JSON header's length is
@@ -7,14 +7,11 @@ then sent in `Inference-Header-Content-Length`, each binary input says its byte 
 BYTES elements as a 4-byte little-endian length and then the bytes.
 
 Anything a client can send is checked here, and every way a body can be wrong becomes one
-`ProtocolError` whose message names the tensor, the field and what was expected. Nothing in
-this module knows about HTTP frameworks or the model; the HTTP layer passes bytes and
-headers in, and gets bytes and headers back.
+`ProtocolError` whose message names the tensor, the field and what was expected.
 
 Decisions worth knowing:
-- JSON has no NaN or infinity. Responses write non-finite floats as `null` (orjson's rule);
-  a client that needs them exactly asks for the output in binary. Requests may send `null`
-  in FP16/FP32/FP64 data to mean a missing value (NaN); no other datatype accepts `null`.
+- JSON has no NaN or infinity. Requests may send `null` in FP16/FP32/FP64 data to mean a
+  missing value (NaN); no other datatype accepts `null`.
 - `parameters.timeout` follows Triton and tritonclient: microseconds, a non-negative number.
   0 means "no deadline", as in Triton.
 """
@@ -22,7 +19,6 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
@@ -31,87 +27,19 @@ from typing import Any
 import numpy as np
 import orjson
 
-from foretell.core.schema import Signature
-from foretell.errors import InvalidInput
+from foretell.protocols.oip.tensors import (
+    _LENGTH_PREFIX,
+    BINARY_HEADER,
+    DATATYPES,
+    ProtocolError,
+    RequestedOutput,
+    Tensor,
+    _kind,
+    _short,
+)
 
-__all__ = [
-    "BINARY_HEADER",
-    "DATATYPES",
-    "InferRequest",
-    "ProtocolError",
-    "RequestedOutput",
-    "Tensor",
-    "datatype_of",
-    "decode_infer_request",
-    "encode_infer_response",
-    "model_metadata",
-    "parse_header_length",
-    "server_metadata",
-    "tensor_from_array",
-]
-
-#: The header that carries the JSON part's length when binary tensor data follows it.
-BINARY_HEADER = "Inference-Header-Content-Length"
-
-#: OIP datatype name → the numpy dtype a decoded tensor holds (BYTES: objects, each `bytes`).
-DATATYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
-_NAME_OF_DTYPE = {dtype: name for name, dtype in DATATYPES.items() if name != "BYTES"}
 _INTEGERS = frozenset({"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"})
-_FLOATS = frozenset({"FP16", "FP32", "FP64"})
 _MAX_DIMS = 32  # numpy allows 64; no tabular model needs more than a handful
-_LENGTH_PREFIX = struct.Struct("<I")
-
-
-class ProtocolError(InvalidInput):
-    """A request body that does not follow the Open Inference Protocol (or MLflow's scoring format)."""
-
-
-# -- the decoded shapes ----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Tensor:
-    """One named tensor. `data` is already reshaped to `shape`, in the datatype's numpy dtype."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-    data: np.ndarray
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-    def as_text(self) -> np.ndarray:
-        """A BYTES tensor's elements as `str` (what a string or category feature takes), same shape."""
-        if self.datatype != "BYTES":
-            raise ProtocolError(f"input {self.name!r}: expected a BYTES tensor of text, got {self.datatype}")
-        flat = self.data.reshape(-1)
-        out = np.empty(flat.shape, dtype=object)
-        try:
-            out[:] = [v.decode() if isinstance(v, bytes) else v for v in flat.tolist()]
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"input {self.name!r}: BYTES element {_bad_utf8(flat)} is not UTF-8 text") from exc
-        return out.reshape(self.data.shape)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestedOutput:
-    """An output the client asked for by name, and whether it wants it as binary data."""
-
-    name: str
-    binary: bool
 
 
 @dataclass(slots=True)
@@ -450,142 +378,7 @@ def _decode_outputs(raw: Any, default_binary: bool) -> list[RequestedOutput] | N
     return outputs
 
 
-# -- encoding a response ---------------------------------------------------------------------------
-
-
-def encode_infer_response(
-    model_name: str, model_version: str, request_id: str | None, outputs: list[Tensor], binary: set[str]
-) -> tuple[bytes, dict[str, str]]:
-    """Output tensors → (body, headers). Outputs named in `binary` go as raw bytes after the JSON."""
-    described: list[dict[str, Any]] = []
-    blobs: list[bytes] = []
-    for tensor in outputs:
-        entry: dict[str, Any] = {
-            "name": tensor.name,
-            "datatype": tensor.datatype,
-            "shape": [int(d) for d in tensor.shape],
-        }
-        parameters = dict(tensor.parameters)
-        if tensor.name in binary:
-            blob = _to_binary(tensor)
-            parameters["binary_data_size"] = len(blob)
-            blobs.append(blob)
-        else:
-            entry["data"] = _to_json(tensor)
-        if parameters:
-            entry["parameters"] = parameters
-        described.append(entry)
-    document: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
-    if request_id is not None:
-        document["id"] = request_id
-    document["outputs"] = described
-    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not blobs:
-        return header, {"Content-Type": "application/json"}
-    return b"".join([header, *blobs]), {
-        "Content-Type": "application/octet-stream",
-        BINARY_HEADER: str(len(header)),
-    }
-
-
-def _to_json(tensor: Tensor) -> Any:
-    """Flat, row-major data ready for orjson: numeric arrays go as they are (NaN/inf become null)."""
-    if tensor.datatype == "BYTES":
-        values = tensor.data.reshape(-1).tolist()
-        try:
-            return [v.decode() if isinstance(v, bytes) else v if isinstance(v, str) else str(v) for v in values]
-        except UnicodeDecodeError:
-            raise ProtocolError(
-                f"output {tensor.name!r}: BYTES element {_bad_utf8(tensor.data.reshape(-1))} is not UTF-8 text, "
-                "which JSON cannot carry; request this output with parameters.binary_data = true"
-            ) from None
-    return np.ascontiguousarray(tensor.data, dtype=DATATYPES[tensor.datatype]).reshape(-1)
-
-
-def _to_binary(tensor: Tensor) -> bytes:
-    if tensor.datatype != "BYTES":
-        dtype = DATATYPES[tensor.datatype].newbyteorder("<")
-        return np.ascontiguousarray(tensor.data, dtype=dtype).tobytes()
-    parts: list[bytes] = []
-    for value in tensor.data.reshape(-1).tolist():
-        raw = value if isinstance(value, bytes) else str(value).encode()
-        parts += (_LENGTH_PREFIX.pack(len(raw)), raw)
-    return b"".join(parts)
-
-
-def datatype_of(dtype: np.dtype[Any]) -> str:
-    """The OIP datatype for a numpy dtype; text and objects are BYTES."""
-    if dtype.kind in "OUS":
-        return "BYTES"
-    name = _NAME_OF_DTYPE.get(dtype.newbyteorder("="))
-    if name is None:
-        raise TypeError(f"numpy dtype {dtype} has no Open Inference Protocol datatype")
-    return name
-
-
-def tensor_from_array(name: str, array: np.ndarray) -> Tensor:
-    """A numpy array → a Tensor; str and object elements become UTF-8 `bytes` in a BYTES tensor."""
-    datatype = datatype_of(array.dtype)
-    if datatype == "BYTES":
-        encoded = [v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1).tolist()]
-        flat = np.empty(len(encoded), dtype=object)
-        flat[:] = encoded
-        data = flat.reshape(array.shape)
-    else:
-        data = array.astype(DATATYPES[datatype], copy=False)
-    return Tensor(name, datatype, tuple(int(d) for d in array.shape), data, {})
-
-
-# -- metadata --------------------------------------------------------------------------------------
-
-_FEATURE_DATATYPES = {
-    "float64": "FP64",
-    "float32": "FP32",
-    "int64": "INT64",
-    "int32": "INT32",
-    "bool": "BOOL",
-    "string": "BYTES",
-    "category": "BYTES",
-}
-
-
-def server_metadata(name: str, version: str, extensions: list[str]) -> dict[str, Any]:
-    return {"name": name, "version": version, "extensions": list(extensions)}
-
-
-def model_metadata(name: str, versions: list[str], platform: str, signature: Signature) -> dict[str, Any]:
-    """OIP model metadata: one tensor per feature, -1 for the batch dimension.
-
-    Categories and classes ride along in `parameters` (MLServer's metadata tensors carry
-    parameters too), so a client can build valid requests and read `proba` columns.
-    """
-    inputs = []
-    for feature in signature.inputs:
-        entry: dict[str, Any] = {
-            "name": feature.name,
-            "datatype": _FEATURE_DATATYPES[feature.dtype],
-            "shape": [-1, *feature.shape],
-        }
-        if feature.categories is not None:
-            entry["parameters"] = {"categories": list(feature.categories)}
-        inputs.append(entry)
-    outputs = []
-    for output in signature.outputs:
-        per_row: list[int] = list(output.shape)
-        if output.kind in ("topk_items", "topk_scores"):
-            per_row = per_row or [-1]  # k is chosen per request when the signature does not fix it
-        out: dict[str, Any] = {
-            "name": output.name,
-            "datatype": _FEATURE_DATATYPES[output.dtype],
-            "shape": [-1, *per_row],
-        }
-        if output.classes is not None:
-            out["parameters"] = {"classes": list(output.classes)}
-        outputs.append(out)
-    return {"name": name, "versions": list(versions), "platform": platform, "inputs": inputs, "outputs": outputs}
-
-
-# -- small shared pieces ---------------------------------------------------------------------------
+# -- shared by inputs and outputs ------------------------------------------------------------------
 
 
 def _parameters(container: dict[str, Any], owner: str) -> dict[str, Any]:
@@ -601,28 +394,3 @@ def _no_repeats(names: list[str], what: str) -> None:
     if len(set(names)) != len(names):
         repeated = sorted({n for n in names if names.count(n) > 1})
         raise ProtocolError(f"{what} names repeat: {repeated}; each {what} must appear once")
-
-
-def _bad_utf8(flat: np.ndarray) -> int:
-    for index, value in enumerate(flat.tolist()):
-        if isinstance(value, bytes):
-            try:
-                value.decode()
-            except UnicodeDecodeError:
-                return index
-    return -1
-
-
-_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a bool", int: "an int", float: "a float"}
-
-
-def _kind(value: Any) -> str:
-    """JSON's name for a decoded value, for messages a client can act on."""
-    if value is None:
-        return "null"
-    return _JSON_KINDS.get(type(value), type(value).__name__)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

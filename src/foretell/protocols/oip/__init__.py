@@ -1,0 +1,40 @@
+"""The Open Inference Protocol (KServe V2, as Triton and MLServer speak it) over REST, as bytes.
+
+Every way a body can be wrong becomes one `ProtocolError` whose message names the tensor,
+the field and what was expected. Nothing in this package knows about HTTP frameworks or the
+model; the HTTP layer passes bytes and headers in, and gets bytes and headers back.
+
+- `tensors`: the datatypes, `ProtocolError`, `Tensor` and `RequestedOutput`, numpy → `Tensor`.
+- `request`: an infer request's bytes (JSON, optionally with binary tensor data) → `InferRequest`.
+- `response`: output tensors → an infer response's bytes and headers.
+- `metadata`: the server and model metadata documents.
+"""
+
+from foretell.protocols.oip.metadata import model_metadata, server_metadata
+from foretell.protocols.oip.request import InferRequest, decode_infer_request, parse_header_length
+from foretell.protocols.oip.response import encode_infer_response
+from foretell.protocols.oip.tensors import (
+    BINARY_HEADER,
+    DATATYPES,
+    ProtocolError,
+    RequestedOutput,
+    Tensor,
+    datatype_of,
+    tensor_from_array,
+)
+
+__all__ = [
+    "BINARY_HEADER",
+    "DATATYPES",
+    "InferRequest",
+    "ProtocolError",
+    "RequestedOutput",
+    "Tensor",
+    "datatype_of",
+    "decode_infer_request",
+    "encode_infer_response",
+    "model_metadata",
+    "parse_header_length",
+    "server_metadata",
+    "tensor_from_array",
+]

@@ -1,0 +1,121 @@
+"""`RequestQueue`: one model's waiting requests, in arrival order, and the counts read off them.
+
+Only bookkeeping: which requests wait, how many rows and requests that makes, and the
+earliest deadline among them. Deciding when to run them, and answering or failing them,
+is `MicroBatcher`'s.
+
+A request can leave from anywhere in the queue (its caller gives up, or its deadline
+passes); it is marked as gone at once, so the counts stay exact, and its entry is dropped
+later, when the queue is walked anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from foretell.core.frame import Frame
+from foretell.core.predictor import Predictions
+
+__all__ = ["Pending", "RequestQueue"]
+
+
+@dataclass(slots=True, eq=False)
+class Pending:
+    """One submitted request: its rows, when it arrived, its deadline, and the future its caller awaits."""
+
+    frame: Frame
+    rows: int
+    enqueued_at: float
+    deadline: float | None
+    future: asyncio.Future[Predictions]
+    queued: bool = True
+    """False once taken into a batch, expired, failed or abandoned by its caller."""
+
+
+class RequestQueue:
+    """The requests waiting for one model, oldest first."""
+
+    __slots__ = ("_entries", "_next_expiry", "_requests", "_rows")
+
+    def __init__(self) -> None:
+        self._entries: deque[Pending] = deque()
+        self._rows = 0
+        self._requests = 0
+        self._next_expiry = math.inf  # a lower bound on the queued deadlines: no scan before it
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def requests(self) -> int:
+        return self._requests
+
+    @property
+    def next_expiry(self) -> float:
+        """No queued deadline is earlier than this (`math.inf` when none is known to be set)."""
+        return self._next_expiry
+
+    def push(self, pending: Pending) -> None:
+        self._entries.append(pending)
+        self._rows += pending.rows
+        self._requests += 1
+        if pending.deadline is not None and pending.deadline < self._next_expiry:
+            self._next_expiry = pending.deadline
+
+    def leave(self, pending: Pending) -> None:
+        """Take `pending` out of the counts, if it is still queued; its entry is skipped from now on."""
+        if pending.queued:
+            pending.queued = False
+            self._rows -= pending.rows
+            self._requests -= 1
+
+    def oldest_wait(self, now: float) -> float:
+        """How long the oldest queued request has waited by `now`; 0 when none is queued."""
+        while self._entries and not self._entries[0].queued:
+            self._entries.popleft()
+        return now - self._entries[0].enqueued_at if self._entries else 0.0
+
+    def take(self, max_rows: int) -> list[Pending]:
+        """Whole requests in arrival order, up to `max_rows` rows; always at least one request if any waits."""
+        taken: list[Pending] = []
+        rows = 0
+        while self._entries:
+            pending = self._entries[0]
+            if pending.queued:
+                if taken and rows + pending.rows > max_rows:
+                    break
+                self.leave(pending)
+                taken.append(pending)
+                rows += pending.rows
+            self._entries.popleft()
+        return taken
+
+    def expire(self, now: float) -> list[Pending]:
+        """Take out every queued request whose deadline has passed by `now`, and return them."""
+        if now < self._next_expiry:
+            return []
+        expired: list[Pending] = []
+        next_expiry = math.inf
+        for pending in self._entries:
+            if not pending.queued or pending.deadline is None:
+                continue
+            if pending.deadline <= now:
+                self.leave(pending)
+                expired.append(pending)
+            else:
+                next_expiry = min(next_expiry, pending.deadline)
+        self._next_expiry = next_expiry
+        self._entries = deque(p for p in self._entries if p.queued)
+        return expired
+
+    def clear(self) -> list[Pending]:
+        """Take out every queued request, and return them in arrival order."""
+        left = [p for p in self._entries if p.queued]
+        for pending in left:
+            self.leave(pending)
+        self._entries.clear()
+        return left
