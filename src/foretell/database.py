@@ -10,7 +10,9 @@ the owner's own `ForetellError` subclass, naming the file.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,19 +43,35 @@ class Database:
         self._version = version
         self._on_connect = tuple(on_connect)
         self._rows_as_mappings = rows_as_mappings
+        self._local = threading.local()
 
-    @contextmanager
-    def connect(self, *pragmas: str) -> Iterator[sqlite3.Connection]:
+    def _open(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise self._error(f"cannot open the {self._what} {self.path}: {exc}") from exc
         if self._rows_as_mappings:
             conn.row_factory = sqlite3.Row
+        return conn
+
+    @contextmanager
+    def connect(self, *pragmas: str) -> Iterator[sqlite3.Connection]:
+        conn = self._open()
         try:
-            for pragma in (*self._on_connect, *pragmas):
-                conn.execute(pragma)
-            yield conn
+            with self._translated():
+                for pragma in (*self._on_connect, *pragmas):
+                    conn.execute(pragma)
+                yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """SQLite's errors as the owner's error class, naming the file and what to do."""
+        try:
+            yield
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise self._error(
@@ -63,8 +81,6 @@ class Database:
             raise self._error(f"{self._what} {self.path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise self._error(f"{self._what} {self.path} is unusable: {exc}") from exc
-        finally:
-            conn.close()
 
     @contextmanager
     def write(self, *pragmas: str) -> Iterator[sqlite3.Connection]:
@@ -87,6 +103,36 @@ class Database:
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
+
+    @contextmanager
+    def quick_read(self) -> Iterator[sqlite3.Connection]:
+        """`read` on a connection this thread keeps open: for lookups on a request's path.
+
+        Opening a connection costs ~0.3 ms, a keyed read ~20 µs. The kept connection is the
+        calling thread's own (sqlite3 connections are not for sharing between threads) and
+        is reopened in a forked child, which must not use its parent's. Between reads it
+        holds no transaction, so it never keeps a writer's checkpoint from finishing.
+        """
+        kept: tuple[int, sqlite3.Connection] | None = getattr(self._local, "conn", None)
+        if kept is None or kept[0] != os.getpid():
+            conn = self._open()
+            with self._translated():
+                for pragma in self._on_connect:
+                    conn.execute(pragma)
+            kept = self._local.conn = (os.getpid(), conn)
+        conn = kept[1]
+        try:
+            with self._translated():
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+        except self._error:
+            self._local.conn = None  # a connection that failed is not kept: the next read opens a fresh one
+            conn.close()
+            raise
 
     def create_schema(self) -> None:
         # Opening an existing file only reads two pragmas: taking the write lock on every

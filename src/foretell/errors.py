@@ -20,6 +20,7 @@ __all__ = [
     "MissingExtra",
     "ModelLoadError",
     "ModelNotFound",
+    "NotFound",
     "PredictionError",
     "RegistryError",
     "RowError",
@@ -112,6 +113,10 @@ class VersionNotFound(ModelNotFound):
 
 class AliasNotFound(ModelNotFound):
     """The model exists but has no such alias."""
+
+
+class NotFound(ForetellError, LookupError):
+    """Something a request names does not exist: an entity table, a key with no prediction and no features."""
 
 
 class RegistryError(ForetellError):

@@ -1,0 +1,195 @@
+"""The entity store contract, run against every backend (`BACKENDS`; Redis joins as a second param)."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from foretell.errors import InvalidInput, NotFound
+from foretell.store.entities import EntityStore, Interactions
+from foretell.store.entities_sqlite import SqliteEntityStore
+
+T0 = "2026-11-29T02:00:00Z"
+T1 = "2026-11-29T03:00:00Z"
+RATINGS = Interactions("ratings", "movie_id", "rating")
+
+BACKENDS: dict[str, Callable[[Path], EntityStore]] = {
+    "sqlite": lambda tmp: SqliteEntityStore(tmp / "entities.db"),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EntityStore]:
+    opened = BACKENDS[request.param](tmp_path)
+    yield opened
+    opened.close()
+
+
+def customers() -> pa.Table:
+    return pa.table(
+        {
+            "customer_id": ["C-2", "C-1", "C-3"],
+            "plan": ["basic", "premium", None],
+            "tenure": [3.0, 0.1, float("nan")],
+            "calls": [1, 7, 0],
+            "autopay": [True, False, None],
+        }
+    )
+
+
+def ratings() -> pa.Table:
+    return pa.table(
+        {"user_id": [17, 17, 42, 17], "movie_id": [3301, 12, 3301, 12], "rating": [5.0, 2.0, 4.0, 3.5]}
+    )
+
+
+def test_features_load_and_read_back_typed_with_missing_values_as_none(store):
+    table = store.load_features("customers", "customer_id", customers(), models=["churn"], at=T0)
+    assert (table.rows, table.key_type, table.models) == (3, "str", ("churn",))
+    assert table.columns == ("customer_id", "plan", "tenure", "calls", "autopay")
+    one = store.get("customers", "C-1")
+    assert one is not None
+    assert one.features == {"customer_id": "C-1", "plan": "premium", "tenure": 0.1, "calls": 7, "autopay": False}
+    three = store.get("customers", "C-3")
+    assert three is not None and three.features["tenure"] is None and three.features["plan"] is None
+    assert store.get("customers", "C-9") is None
+    assert set(store.get_many("customers", ["C-2", "C-9", "C-3"])) == {"C-2", "C-3"}
+
+
+def test_interactions_become_one_map_per_key_with_the_last_value_of_a_repeat(store):
+    table = store.load_interactions("users", "user_id", ratings(), RATINGS, models=["movies"], at=T0)
+    assert (table.rows, table.key_type) == (2, "int")
+    user = store.get("users", "17")
+    assert user is not None
+    assert user.features == {"user_id": 17, "ratings": {"3301": 5.0, "12": 3.5}}
+
+
+def test_a_reload_replaces_the_table_whole(store):
+    store.load_features("customers", "customer_id", customers(), at=T0)
+    store.load_features("customers", "customer_id", customers().slice(0, 1), at=T1)
+    assert store.get("customers", "C-1") is None
+    assert store.table("customers").rows == 1
+
+
+def test_a_features_event_sets_named_columns_and_keeps_the_rest(store):
+    store.load_features("customers", "customer_id", customers(), at=T0)
+    assert store.set_features("customers", "C-1", {"calls": 9, "plan": "basic"}, at=T1)
+    one = store.get("customers", "C-1")
+    assert one is not None and one.features["calls"] == 9 and one.features["plan"] == "basic"
+    assert one.features["tenure"] == 0.1 and one.updated_at == "2026-11-29T03:00:00.000000Z"
+
+
+def test_a_features_event_for_a_new_key_creates_the_entity(store):
+    store.load_features("customers", "customer_id", customers(), at=T0)
+    store.set_features("customers", "C-77", {"calls": 2}, at=T1)
+    new = store.get("customers", "C-77")
+    assert new is not None
+    assert new.features == {"customer_id": "C-77", "plan": None, "tenure": None, "calls": 2, "autopay": None}
+
+
+def test_an_interaction_event_adds_or_replaces_one_item(store):
+    store.load_interactions("users", "user_id", ratings(), RATINGS, at=T0)
+    store.set_interaction("users", "17", 99, 4.0, at=T1)
+    store.set_interaction("users", "17", 12, 1.0, at=T1)
+    store.set_interaction("users", "5000", 99, 5.0, at=T1)  # a user the table had never seen
+    assert store.get("users", "17").features["ratings"] == {"3301": 5.0, "12": 1.0, "99": 4.0}
+    assert store.get("users", "5000").features == {"user_id": 5000, "ratings": {"99": 5.0}}
+
+
+def test_an_event_id_seen_before_changes_nothing(store):
+    store.load_features("customers", "customer_id", customers(), at=T0)
+    assert store.set_features("customers", "C-1", {"calls": 9}, at=T1, event_id="e-1")
+    assert not store.set_features("customers", "C-1", {"calls": 100}, at=T1, event_id="e-1")
+    assert store.get("customers", "C-1").features["calls"] == 9
+    store.load_interactions("users", "user_id", ratings(), RATINGS, at=T0)
+    assert store.set_interaction("users", "17", 99, 4.0, at=T1, event_id="e-2")
+    assert not store.set_interaction("users", "17", 99, 1.0, at=T1, event_id="e-2")
+    assert store.get("users", "17").features["ratings"]["99"] == 4.0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.set_features("customers", "C-1", {"nope": 1}, at=T1), "no column(s) ['nope']"),
+        (lambda s: s.set_features("customers", "C-1", {"customer_id": "x"}, at=T1), "cannot be changed"),
+        (lambda s: s.set_features("nowhere", "C-1", {"calls": 1}, at=T1), "no entity table 'nowhere'"),
+        (lambda s: s.set_interaction("customers", "C-1", 1, 1.0, at=T1), "holds features, not interactions"),
+        (lambda s: s.get("nowhere", "x"), "entity tables: customers"),
+    ],
+)
+def test_mistakes_are_refused_and_change_nothing(store, call, message):
+    store.load_features("customers", "customer_id", customers(), at=T0)
+    with pytest.raises((InvalidInput, NotFound)) as caught:
+        call(store)
+    assert message in str(caught.value)
+    assert store.get("customers", "C-1").features["calls"] == 7
+
+
+def test_bad_files_are_refused_with_the_column_named(store):
+    with pytest.raises(InvalidInput, match="key column 'id' is not in the file"):
+        store.load_features("customers", "id", customers(), at=T0)
+    with pytest.raises(InvalidInput, match="missing"):
+        store.load_features("customers", "plan", customers(), at=T0)  # a null key
+    bad = pa.table({"user_id": [1], "movie_id": [2], "rating": [float("inf")]})
+    with pytest.raises(InvalidInput, match="finite numbers"):
+        store.load_interactions("users", "user_id", bad, RATINGS, at=T0)
+    with pytest.raises(NotFound):
+        store.table("customers")  # nothing was half-loaded
+
+
+def test_concurrent_events_on_one_key_are_all_applied(store):
+    store.load_interactions("users", "user_id", ratings(), RATINGS, at=T0)
+    store.load_features("customers", "customer_id", customers(), at=T0)
+
+    def rate(movie: int) -> None:
+        store.set_interaction("users", "17", movie, 4.5, at=T1)
+
+    def call(column: str) -> None:
+        store.set_features("customers", "C-1", {column: 1}, at=T1)
+
+    threads = [threading.Thread(target=rate, args=(m,)) for m in range(100, 120)]
+    threads += [threading.Thread(target=call, args=(c,)) for c in ("calls", "tenure")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(store.get("users", "17").features["ratings"]) >= {str(m) for m in range(100, 120)}
+    features = store.get("customers", "C-1").features
+    assert features["calls"] == 1 and features["tenure"] == 1
+
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(values, values, values), min_size=1, max_size=6))
+def test_any_file_values_read_back_as_the_file_held_them(store, rows):
+    columns = {"id": [f"k{i}" for i in range(len(rows))]}
+    for c in range(3):
+        cells = [row[c] for row in rows]
+        kinds = {type(v) for v in cells if v is not None}
+        if len(kinds) > 1:  # one type per column, as in a file
+            cells = [None if v is None else str(v) for v in cells]
+        columns[f"c{c}"] = cells
+    table = pa.table(columns)
+    store.load_features("t", "id", table, at=T0)
+    for i, expected in enumerate(table.to_pylist()):
+        got = store.get("t", f"k{i}").features
+        for name, value in expected.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                assert got[name] is None  # JSON has no NaN or infinity: a missing value
+            else:
+                assert got[name] == value and type(got[name]) is type(value), (name, value, got[name])
