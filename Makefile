@@ -27,13 +27,20 @@ run: $(STAMP)
 		--id-column customer_id --extra ignore --limit 5
 	echo '[{"user_id": 17}, {"user_id": 42}]' | $(BIN)/foretell predict movies@production --input - --k 5
 	@echo
-	@echo "== the nightly batch: churn scores for every customer, top-10 films for every user"
+	@echo "== entity tables: what a live prediction for one key reads (events change them)"
+	$(BIN)/foretell entities load customers $(DEMO)/customers.parquet --key customer_id --model churn
+	$(BIN)/foretell entities load users $(DEMO)/ratings.parquet --key user_id --model movies \
+		--interactions ratings --item movie_id --value rating
+	@echo
+	@echo "== the nightly batch: churn scores for every customer, top-10 films for every user, also into the store"
 	rm -rf $(DEMO)/nightly
 	$(BIN)/foretell batch run churn@production --input $(DEMO)/customers.parquet \
-		--output $(DEMO)/nightly/churn --id-column customer_id --passthrough plan
+		--output $(DEMO)/nightly/churn --id-column customer_id --passthrough plan --to-store
 	$(BIN)/python examples/show_output.py $(DEMO)/nightly/churn 3
-	$(BIN)/foretell batch run movies@production --input $(DEMO)/users.parquet --output $(DEMO)/nightly/movies
+	$(BIN)/foretell batch run movies@production --input $(DEMO)/users.parquet --output $(DEMO)/nightly/movies \
+		--id-column user_id --to-store
 	$(BIN)/python examples/show_output.py $(DEMO)/nightly/movies 3
+	$(BIN)/python examples/hybrid_tour.py
 	@$(BIN)/python examples/serve_examples.py $(PORT)
 	$(BIN)/foretell serve churn@production movies@production --port $(PORT)
 

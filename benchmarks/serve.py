@@ -65,6 +65,7 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 
 def wrk(url: str, lua: Path, connections: int, seconds: int) -> dict[str, float]:
+    """wrk on core 1 against `url` (the Lua script may set the method, body or path): req/s, p50, p99, errors."""
     out = subprocess.run(
         [
             "taskset",
@@ -77,7 +78,7 @@ def wrk(url: str, lua: Path, connections: int, seconds: int) -> dict[str, float]
             "--latency",
             "-s",
             str(lua),
-            f"{url}/v2/models/churn/infer",
+            url,
         ],
         capture_output=True,
         text=True,
@@ -173,11 +174,11 @@ def main() -> int:
             assert check["outputs"], check
             results = []
             for c in (1, 8, 64):
-                results.append(("foretell", c, wrk(url, lua, c, args.seconds)))
-                results.append(("HTTP floor", c, wrk(floor_url, lua, c, args.seconds)))
+                results.append(("foretell", c, wrk(f"{url}/v2/models/churn/infer", lua, c, args.seconds)))
+                results.append(("HTTP floor", c, wrk(f"{floor_url}/v2/models/churn/infer", lua, c, args.seconds)))
             # The access log's cost, beside a second run without it (the machine drifts over a run).
-            results.append(("access log", 64, wrk(logged_url, lua, 64, args.seconds)))
-            results.append(("no log", 64, wrk(url, lua, 64, args.seconds)))
+            results.append(("access log", 64, wrk(f"{logged_url}/v2/models/churn/infer", lua, 64, args.seconds)))
+            results.append(("no log", 64, wrk(f"{url}/v2/models/churn/infer", lua, 64, args.seconds)))
         finally:
             for process in (ours, floor, logged):
                 process.terminate()

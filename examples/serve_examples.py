@@ -34,6 +34,9 @@ print(f"""
   curl -s {url}/v2/models/churn/infer -H 'Content-Type: application/json' -d @{request}
   curl -s {url}/v2/models/movies/infer \\
        -d '{{"inputs": [{{"name": "user_id", "datatype": "INT64", "shape": [1], "data": [17]}}]}}'
+  curl -s {url}/v1/models/movies/predictions/17            # last night's top-10 (hybrid lookup)
+  curl -s {url}/v1/events -d '{{"type": "rating", "user_id": 17, "movie_id": 1, "rating": 5}}'
+  curl -s {url}/v1/models/churn/predictions/{row["customer_id"]}?fresh=true
   curl -s {url}/metrics | grep foretell_requests
   python -c "import tritonclient.http as t, numpy as np; c = t.InferenceServerClient('127.0.0.1:{port}'); \\
 x = t.InferInput('user_id', [2], 'INT64'); x.set_data_from_numpy(np.array([17, 42])); \\

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from foretell.batch.schedules import ScheduleBook
     from foretell.demo import DemoSummary
     from foretell.serving.config import ServeConfig
+    from foretell.store.entities import Entity, EntityTable
 
 __all__ = [
     "InputFormat",
@@ -34,10 +35,13 @@ __all__ = [
     "create_server_app",
     "delete_version",
     "demo_init",
+    "entity_tables",
+    "get_entity",
     "get_registry",
     "list_models",
     "list_versions",
     "load",
+    "load_entities",
     "production_uris",
     "read_input",
     "register",
@@ -154,8 +158,17 @@ def run_batch(
     progress: Progress | None = None,
     **options: Any,
 ) -> BatchResult:
-    """Score a whole input into a published, exactly-once output (see `foretell.batch.run` for the options)."""
+    """Score a whole input into a published, exactly-once output (see `foretell.batch.run` for the options).
+
+    With `to_store=True` the predictions go to the store `store_url` names, else to FORETELL_STORE_URL's,
+    else to the SQLite store in `home`.
+    """
+    import os
+
     from foretell import batch
+
+    if options.get("to_store") and options.get("store_url") is None:
+        options["store_url"] = os.environ.get(STORE_URL_ENV) or None
 
     return batch.run(model_uri, input, output, home=_home(home), progress=progress, **options)
 
@@ -195,6 +208,7 @@ def scheduler(*, home: Path | str | None = None, **options: Any) -> Scheduler:
 
 
 SERVE_CONFIG_ENV = "FORETELL_SERVE_CONFIG"
+STORE_URL_ENV = "FORETELL_STORE_URL"
 
 
 def production_uris(*, home: Path | str | None = None) -> list[str]:
@@ -218,7 +232,9 @@ def create_server_app(
     import os
 
     from foretell.http import ServerOptions, create_app
+    from foretell.hybrid import HybridService
     from foretell.serving.runtime import Runtime
+    from foretell.store import open_entity_store, open_store
 
     resolved = serve_config(config, uris, settings)
     uris = list(resolved.models) or production_uris(home=home)
@@ -237,7 +253,15 @@ def create_server_app(
         overload_status=resolved.overload_status,
         access_log=resolved.access_log,
     )
-    return create_app(runtime, options)
+    store_url = resolved.store_url or os.environ.get(STORE_URL_ENV) or None
+    hybrid = HybridService(
+        runtime,
+        open_store(_home(home), store_url),
+        open_entity_store(_home(home), store_url),
+        max_age=resolved.model_max_age,
+        default_max_age=resolved.max_age,
+    )
+    return create_app(runtime, options, hybrid)
 
 
 def app_from_env() -> Any:
@@ -305,6 +329,54 @@ def serve_config(
     elif not isinstance(config, ServeConfig):
         config = load_serve_config(config)
     return config.with_flags(models=list(uris) or None, **(settings or {}))
+
+
+def load_entities(
+    name: str,
+    source: str | Path,
+    *,
+    key: str,
+    models: Sequence[str] = (),
+    interactions: tuple[str, str, str] | None = None,
+    home: Path | str | None = None,
+) -> EntityTable:
+    """Load (or replace) entity table `name` from a Parquet/CSV/JSON file, keyed by column `key`.
+
+    `models` are the models whose live predictions read it. `interactions=(column, item, value)`
+    makes it an interactions table: each key's `item` → `value` rows kept as the map `column`
+    (for example `("ratings", "movie_id", "rating")`).
+    """
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from foretell.store import open_entity_store
+    from foretell.store.entities import Interactions
+
+    rows = read_input(source)
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
+    store = open_entity_store(_home(home))
+    at = datetime.now(UTC).isoformat()
+    if interactions is None:
+        return store.load_features(name, key, table, models=models, at=at)
+    return store.load_interactions(name, key, table, Interactions(*interactions), models=models, at=at)
+
+
+def entity_tables(*, home: Path | str | None = None) -> list[EntityTable]:
+    from foretell.store import open_entity_store
+
+    return open_entity_store(_home(home)).tables()
+
+
+def get_entity(name: str, key: str, *, home: Path | str | None = None) -> Entity:
+    """One entity's features now; `NotFound` if the table has no row for `key`."""
+    from foretell.errors import NotFound
+    from foretell.store import open_entity_store
+
+    found = open_entity_store(_home(home)).get(name, str(key))
+    if found is None:
+        raise NotFound(f"entity table {name!r} has no row for key {key!r}")
+    return found
 
 
 def read_input(source: str | Path, fmt: InputFormat = "auto") -> Any:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_HOME", "Settings"]
+__all__ = ["DEFAULT_HOME", "Settings", "parse_duration"]
 
 DEFAULT_HOME = Path(".foretell")
 
@@ -31,3 +33,23 @@ class Settings:
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds in `value`: a number of seconds, or text such as "90s", "15m", "26h", "7d" (else ValueError)."""
+    if isinstance(value, bool):
+        raise ValueError(f"a duration is a number of seconds or text like '26h', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(f"a duration is a number of seconds or text like '90s', '15m', '26h', '7d'; got {value!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a duration must be a finite number of seconds ≥ 0, got {value!r}")
+    return seconds

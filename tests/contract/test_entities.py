@@ -45,9 +45,7 @@ def customers() -> pa.Table:
 
 
 def ratings() -> pa.Table:
-    return pa.table(
-        {"user_id": [17, 17, 42, 17], "movie_id": [3301, 12, 3301, 12], "rating": [5.0, 2.0, 4.0, 3.5]}
-    )
+    return pa.table({"user_id": [17, 17, 42, 17], "movie_id": [3301, 12, 3301, 12], "rating": [5.0, 2.0, 4.0, 3.5]})
 
 
 def test_features_load_and_read_back_typed_with_missing_values_as_none(store):

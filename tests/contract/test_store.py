@@ -1,7 +1,9 @@
-"""The prediction store contract, run against every backend (today: SQLite; Redis joins as a second param).
+"""The prediction store contract, run against every backend: SQLite, and Redis on a real redis-server.
 
 A backend enters through `BACKENDS`: how to open a store in this process, and the same
-as Python source, for the process that publishes while this one reads.
+as Python source, for the process that publishes while this one reads. The Redis params
+start one redis-server for the session (redis_server.py) and give each test a key prefix
+of its own; without redis-server they are skipped, or fail under FORETELL_REQUIRE_REDIS=1.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis_server
 
 from foretell.errors import InvalidInput
 from foretell.store import PredictionStore, SqliteStore, StoredPrediction, StoreError
+from foretell.store.redis import RedisStore
 
 T0 = "2024-05-01T02:00:00Z"  # a nightly job's start: every batch row carries it
 T1 = "2024-05-01T03:00:00Z"
@@ -42,7 +46,7 @@ class Backend:
         return self.make(self.location)
 
 
-def _sqlite(tmp_path: Path) -> Backend:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return Backend(
         name="sqlite",
         location=str(tmp_path / "home" / "store.db"),
@@ -51,12 +55,29 @@ def _sqlite(tmp_path: Path) -> Backend:
     )
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"sqlite": _sqlite}
+def _redis(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    prefix = redis_server.unique_prefix()
+    return Backend(
+        name="redis",
+        location=request.getfixturevalue("redis_url"),
+        make=lambda location: RedisStore(location, prefix=prefix),
+        opener=f"from foretell.store.redis import RedisStore\nstore = RedisStore(location, prefix={prefix!r})",
+    )
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {"sqlite": _sqlite, "redis": _redis}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """Only set up when a redis param runs, so a run of the SQLite params alone needs no redis-server."""
+    with redis_server.shared() as url:
+        yield url
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture

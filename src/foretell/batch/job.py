@@ -77,6 +77,7 @@ def run(
     max_reject_ratio: float = 0.01,
     single_file: bool = False,
     to_store: bool = False,
+    store_url: str | None = None,
     resume: bool = False,
     engine: Engine | None = None,
     progress: Progress | None = None,
@@ -108,7 +109,8 @@ def run(
     source = open_source(input, input_format)
     features = info.signature.input_names
     id_column = id_column or next((c for c in source.columns if c not in features), source.columns[0])
-    source.require([*features, id_column, *passthrough])
+    required = [f.name for f in info.signature.inputs if f.required]  # optional features may be left out
+    source.require([*required, id_column, *passthrough])
     now = datetime.now(UTC)
     workers = workers or default_workers()
     job = {
@@ -134,9 +136,9 @@ def run(
     if to_store:
         from foretell.store import open_store
 
-        store = open_store(home)
+        store = open_store(home, store_url)
         try:
-            job["store"] = {"model": info.name, "generation": store.begin_generation(info.name)}
+            job["store"] = {"model": info.name, "generation": store.begin_generation(info.name), "url": store_url}
         finally:
             store.close()
     with folder.locked():
@@ -182,6 +184,7 @@ def _execute(
             predicted_at=job["started_at"],
             threads=max(1, default_workers() // max(1, options["workers"])),
             store_generation=job["store"]["generation"] if job.get("store") else None,
+            store_url=job["store"].get("url") if job.get("store") else None,
         )
         total = source.count_rows()
         resumed = len(done)
@@ -227,7 +230,7 @@ def _store_step(job: dict[str, Any], home: Path, step: str) -> None:
         return
     from foretell.store import open_store
 
-    store = open_store(home)
+    store = open_store(home, job["store"].get("url"))
     try:
         model, generation = job["store"]["model"], job["store"]["generation"]
         if step == "abandon":

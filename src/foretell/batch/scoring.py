@@ -41,11 +41,13 @@ class ScoringSpec:
     threads: int
     store_generation: int | None = None
     """With `--to-store`: the unpublished store generation this job fills (published with the output)."""
+    store_url: str | None = None
+    """With `--to-store`: the prediction store (None: SQLite under `home`)."""
 
 
 def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBatch) -> ChunkRecord:
     table = pa.Table.from_batches([batch])
-    names = model.signature.input_names
+    names = [name for name in model.signature.input_names if name in table.column_names]  # optional ones may be absent
     columns = model.coerce(table.select(names))
     predictions = model.predict_columns(columns)
     kept = pa.array(columns.rows)
@@ -84,7 +86,7 @@ def _to_store(
     """Each id's prediction into the job's store generation; a re-scored chunk overwrites its own keys."""
     from foretell.store import open_store
 
-    store = open_store(Path(spec.home))
+    store = open_store(Path(spec.home), spec.store_url)
     try:
         version = model.info.version
         rows = (

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from foretell.cli import batch, demo, models, predict, schedule, serve
+from foretell.cli import batch, demo, entities, models, predict, schedule, serve
 from foretell.cli.output import fail, out
 from foretell.errors import ForetellError
 
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(demo.app, name="demo")
 app.add_typer(batch.app, name="batch")
+app.add_typer(entities.app, name="entities")
 app.command(name="serve", epilog=serve.EPILOG)(serve.serve)
 app.command(name="predict", epilog=predict.EPILOG)(predict.predict)
 app.add_typer(schedule.app, name="schedule")

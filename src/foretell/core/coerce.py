@@ -10,6 +10,7 @@ columns that fail a vectorized check are walked value by value to say which rows
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -136,7 +137,7 @@ def _rows_to_columns(signature: Signature, plan: Plan, rows: Sequence[Any], extr
             if extra == "reject":  # numbered among kept rows, like every error _build returns
                 unknown += [RowError(len(kept), str(k), _NOT_A_FEATURE) for k in row if k not in plan.index]
             for name in plan.names:
-                values[name].append(row.get(name, MISSING))
+                values[name].append(row.get(name, plan.absent[name]))
         elif isinstance(row, list | tuple) or (isinstance(row, np.ndarray) and row.ndim == 1):
             if len(row) != plan.width:
                 shapeless.append(
@@ -145,8 +146,9 @@ def _rows_to_columns(signature: Signature, plan: Plan, rows: Sequence[Any], extr
                 continue
             for name, value in zip(plan.names, row, strict=True):
                 values[name].append(value)
-        elif plan.width == 1 and not isinstance(row, np.ndarray | set | frozenset | bytes | Mapping):
-            values[plan.names[0]].append(row)
+        elif plan.scalar_feature is not None and not isinstance(row, np.ndarray | set | frozenset | bytes | Mapping):
+            for name in plan.names:  # a bare value is the one required feature; optional ones are left out
+                values[name].append(row if name == plan.scalar_feature else None)
         else:
             shapeless.append(RowError(r, None, f"expected a dict of features or a list of {plan.width} values", row))
             continue
@@ -174,6 +176,9 @@ def _one_float_row(signature: Signature, plan: Plan, row: Mapping[Any, Any], ext
     found = 0
     for feature, lookup in plan.row_rules:
         value = row.get(feature.name, MISSING)
+        if value is MISSING and not feature.required:
+            values.append(math.nan)  # left out, as an optional feature may be: missing
+            continue
         if lookup is None:
             # `v - v == 0` holds for finite numbers only (inf - inf and NaN - NaN are NaN): one test
             # instead of isfinite; NaN and the rest go through the full rules below.
@@ -225,6 +230,9 @@ def _from_dataframe(signature: Signature, plan: Plan, frame: Any, extra: ExtraPo
     raw: dict[str, Any] = {}
     errors: list[RowError] = []
     for feature in signature.inputs:
+        if feature.name not in labels:  # an optional feature left out
+            raw[feature.name] = [None] * len(frame)
+            continue
         series = frame[labels[feature.name]]
         if feature.dtype == "category" and series.dtype.kind not in "iufb":
             raw[feature.name] = _pandas_codes(feature, plan, series, errors)
@@ -257,7 +265,11 @@ def _from_arrow(signature: Signature, plan: Plan, table: Any, extra: ExtraPolicy
     _check_column_names(signature, plan, list(table.schema.names), extra, "Arrow table")
     raw: dict[str, Any] = {}
     errors: list[RowError] = []
+    names = set(table.schema.names)
     for feature in signature.inputs:
+        if feature.name not in names:  # an optional feature left out
+            raw[feature.name] = [None] * table.num_rows
+            continue
         column = table.column(feature.name)
         if hasattr(column, "num_chunks"):
             column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
@@ -276,7 +288,7 @@ def _check_column_names(signature: Signature, plan: Plan, names: list[str], extr
             f"{form} has repeated column names {repeated}: each feature must be one column",
             [RowError(None, n, "repeated column") for n in repeated],
         )
-    missing = [n for n in plan.names if n not in present]
+    missing = [n for n in plan.names if n not in present and plan.absent[n] is MISSING]
     problems: list[RowError] = [RowError(None, n, "missing column: the model needs this feature") for n in missing]
     unknown = [n for n in names if n not in plan.codes]
     if unknown and extra == "reject":

@@ -17,6 +17,7 @@ class Plan:
     """What coercion needs to know about a signature, worked out once."""
 
     __slots__ = (
+        "absent",
         "category_at",
         "category_sizes",
         "codes",
@@ -29,11 +30,18 @@ class Plan:
         "names",
         "nan_ok",
         "row_rules",
+        "scalar_feature",
         "width",
     )
 
     def __init__(self, signature: Signature) -> None:
         self.names = signature.input_names
+        # What a row that leaves a feature out holds for it: missing for an optional
+        # feature, MISSING (refused, "the model needs this feature") for a required one.
+        self.absent: dict[str, Any] = {f.name: MISSING if f.required else None for f in signature.inputs}
+        # A bare value as a row (`17`, not `{"user_id": 17}`) is the model's one required feature.
+        required = [f.name for f in signature.inputs if f.required]
+        self.scalar_feature = required[0] if len(required) == 1 else None
         self.index = {name: i for i, name in enumerate(self.names)}
         self.width = len(self.names)
         self.float_matrix = signature.is_float_matrix

@@ -37,7 +37,10 @@ class Feature:
 
     `shape` is the shape of one row's value: `()` for a scalar, `(k,)` for a vector.
     `allow_missing` says the model accepts NaN/None for this feature (tree ensembles
-    do; a logistic regression does not).
+    do; a logistic regression does not). `required=False` (which needs `allow_missing`)
+    lets an input leave the feature out altogether, a column or key or tensor that is
+    simply not there, and every row then has it missing: for context a model can use when
+    it has it (a user's latest ratings), never for a feature whose absence is a mistake.
     """
 
     name: str
@@ -45,6 +48,7 @@ class Feature:
     allow_missing: bool = False
     categories: tuple[str, ...] | None = None
     shape: tuple[int, ...] = ()
+    required: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -66,6 +70,10 @@ class Feature:
             raise InvalidSignature(f"feature {self.name!r}: shape must be positive integers, got {self.shape}")
         if self.shape and self.dtype not in NUMERIC_DTYPES:
             raise InvalidSignature(f"feature {self.name!r}: only numeric features can have a shape")
+        if not self.required and not self.allow_missing:
+            raise InvalidSignature(
+                f"feature {self.name!r}: an optional feature (required=false) must allow missing values"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "dtype": self.dtype}
@@ -75,11 +83,13 @@ class Feature:
             out["categories"] = list(self.categories)
         if self.shape:
             out["shape"] = list(self.shape)
+        if not self.required:
+            out["required"] = False
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Feature:
-        _check_keys("feature", data, {"name", "dtype", "allow_missing", "categories", "shape"})
+        _check_keys("feature", data, {"name", "dtype", "allow_missing", "categories", "shape", "required"})
         categories = data.get("categories")
         return cls(
             name=data.get("name", ""),
@@ -87,6 +97,7 @@ class Feature:
             allow_missing=bool(data.get("allow_missing", False)),
             categories=tuple(categories) if categories is not None else None,
             shape=tuple(data.get("shape", ())),
+            required=bool(data.get("required", True)),
         )
 
 

@@ -18,6 +18,7 @@ re-exported here so the whole movies demo reads as one module.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pyarrow as pa
 
 from foretell.core.schema import Feature, Output, Signature
@@ -65,7 +67,13 @@ class MovieRecommender:
     """Top-k films per user from an ALS factorization; see the module docstring for the rules."""
 
     signature: ClassVar[Signature] = Signature(
-        inputs=(Feature("user_id", "int64"),),
+        inputs=(
+            Feature("user_id", "int64"),
+            # Optional: the user's ratings now, as JSON text {"movie id": rating, ...}. Given, they
+            # replace what the model learned about the user (folded in, milliseconds); left out, the
+            # trained taste is used. The hybrid server passes them from the user's entity row.
+            Feature("ratings", "string", allow_missing=True, required=False),
+        ),
         outputs=(
             Output("items", "topk_items", "int64", shape=(DEFAULT_K,)),
             Output("scores", "topk_scores", "float64", shape=(DEFAULT_K,)),
@@ -153,26 +161,35 @@ class MovieRecommender:
     def predict(self, columns: Mapping[str, Any], k: int = DEFAULT_K) -> dict[str, Any]:
         """Top `k` unrated films per user: `items` (n, k) movie ids and `scores` (n, k), best first.
 
-        If a user has rated all but fewer than `k` films, the remaining slots hold movie id
-        -1 with score -inf.
+        A row that comes with `ratings` is scored from those ratings alone, folded in for this
+        call (the model does not change); other rows use the trained taste. If a user has
+        rated all but fewer than `k` films, the remaining slots hold movie id -1, score -inf.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         users = self._users  # one snapshot, even while add_ratings swaps in a new one
         user_ids = np.asarray(columns["user_id"], dtype=np.int64)
+        given = _given_ratings(columns)
         n, n_movies = len(user_ids), len(self._movies.ids)
         width = min(k, n_movies)
         items = np.empty((n, width), dtype=np.int64)
         scores = np.empty((n, width), dtype=np.float64)
         rows, known = users.rows(user_ids)
-        items[~known] = self._movies.ids[self._cold_items[:width]]
-        scores[~known] = self._cold_scores[:width]
-        positions = np.flatnonzero(known)
+        informed = np.zeros(n, dtype=bool)  # rows that came with ratings: those stand for the user
+        informed[list(given)] = True
+        cold = ~known & ~informed
+        items[cold] = self._movies.ids[self._cold_items[:width]]
+        scores[cold] = self._cold_scores[:width]
+        positions = np.flatnonzero(known & ~informed)
         for start in range(0, len(positions), _CHUNK):
             at = positions[start : start + _CHUNK]
             top, best = _top_k(self._scores(users, rows[at]), width)
             items[at] = np.where(np.isneginf(best), -1, self._movies.ids[top])
             scores[at] = best
+        for position, ratings in given.items():
+            top, best = _top_k(self._scores_from(ratings)[None, :], width)
+            items[position] = np.where(np.isneginf(best[0]), -1, self._movies.ids[top[0]])
+            scores[position] = best[0]
         return {"items": items, "scores": scores}
 
     # -- what a user's taste looks like, and changing it ---------------------------------------------
@@ -235,6 +252,23 @@ class MovieRecommender:
             self._users = users.with_user(int(user_id), vector, movie_rows, values)
         return vector
 
+    def _scores_from(self, ratings: Mapping[int, float]) -> Floats:
+        """One row of scores for a user known only by these ratings (folded in), rated films excluded.
+
+        Films the catalogue does not know (added after training) and ratings that are not
+        finite numbers are left out: they say nothing this model can use.
+        """
+        catalogue = self._movies
+        usable = {m: r for m, r in ratings.items() if math.isfinite(r)}
+        _, found = lookup(catalogue.ids, np.fromiter(usable, dtype=np.int64, count=len(usable)))
+        usable = {m: r for (m, r), ok in zip(usable.items(), found.tolist(), strict=True) if ok}
+        vector = self.fold_in(usable)
+        f = catalogue.n_factors
+        scores: Floats = catalogue.factors @ vector[:f] + catalogue.bias + catalogue.global_mean + vector[f]
+        if usable:
+            scores[_parse_ratings(catalogue.ids, usable)[0]] = -np.inf
+        return scores
+
     def _scores(self, users: KnownUsers, rows: Ints) -> Floats:
         catalogue = self._movies
         scores: Floats = users.factors[rows] @ catalogue.factors.T
@@ -246,6 +280,24 @@ class MovieRecommender:
         within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         scores[owner, users.movies[np.repeat(lo, lengths) + within]] = -np.inf
         return scores
+
+
+def _given_ratings(columns: Mapping[str, Any]) -> dict[int, dict[int, float]]:
+    """Row position → {movie id: rating} for the rows that came with ratings (JSON text)."""
+    try:
+        texts = columns["ratings"]
+    except KeyError:
+        return {}
+    given: dict[int, dict[int, float]] = {}
+    for position, text in enumerate(texts):
+        if text is None:
+            continue
+        try:
+            parsed = orjson.loads(text)
+            given[position] = {int(m): float(r) for m, r in parsed.items()}
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            continue  # not a map of movie id to rating: nothing usable, the trained taste stands
+    return given
 
 
 def _top_k(scores: Floats, k: int) -> tuple[Ints, Floats]:

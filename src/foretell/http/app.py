@@ -25,9 +25,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from foretell.http.access_log import with_access_log
 from foretell.http.asgi import reply
 from foretell.http.errors import error_reply
+from foretell.http.hybrid import hybrid_routes
 from foretell.http.inference import InferenceEndpoints, match
 from foretell.http.openapi import openapi_document
 from foretell.http.shutdown import not_ready_on_signal
+from foretell.hybrid import HybridService
 from foretell.protocols.oip import model_metadata, server_metadata
 from foretell.serving.runtime import ModelSlot, Runtime
 
@@ -54,7 +56,8 @@ class ServerOptions:
         self.retry_after_seconds = retry_after_seconds
 
 
-def create_app(runtime: Runtime, options: ServerOptions | None = None) -> ASGIApp:
+def create_app(runtime: Runtime, options: ServerOptions | None = None, hybrid: HybridService | None = None) -> ASGIApp:
+    """The server's ASGI app; with `hybrid`, also the lookup-by-key and event routes (`/v1`)."""
     options = options or ServerOptions()
     version = package_version("foretell")
     hot = InferenceEndpoints(
@@ -135,6 +138,8 @@ def create_app(runtime: Runtime, options: ServerOptions | None = None) -> ASGIAp
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
     ]
+    if hybrid is not None:
+        routes += hybrid_routes(hybrid, options.max_body_bytes)
     rest = Starlette(routes=routes, lifespan=lifespan)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,6 +13,7 @@ from foretell.errors import (
     InvalidInput,
     ModelLoadError,
     ModelNotFound,
+    NotFound,
     PredictionError,
 )
 from foretell.http.asgi import BodyTooLarge
@@ -28,6 +29,7 @@ _TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (UnsupportedMediaType, 415),
     (InvalidInput, 400),
     (ModelNotFound, 404),
+    (NotFound, 404),
     (BodyTooLarge, 413),
     (Overloaded, 503),
     (BatcherClosed, 503),

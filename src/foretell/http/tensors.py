@@ -25,14 +25,14 @@ def inputs_from_tensors(signature: Signature, tensors: list[Tensor]) -> Any:
     names = signature.input_names
     if not tensors:
         raise InvalidInput(f"the request has no inputs; the model takes {names}")
-    if len(tensors) == 1 and len(tensors[0].shape) == 2 and (len(names) > 1 or tensors[0].name not in names):
+    if len(tensors) == 1 and len(tensors[0].shape) == 2 and tensors[0].name not in names:
         data = tensors[0].data
         if data.dtype == object:
             data = np.vectorize(_text, otypes=[object])(data)
         return data
     by_name = {t.name: t for t in tensors}
     unknown = sorted(set(by_name) - set(names))
-    missing = [n for n in names if n not in by_name]
+    missing = [f.name for f in signature.inputs if f.name not in by_name and f.required]
     if unknown or missing:
         raise InvalidInput(
             f"inputs must be one 2-D tensor with the {len(names)} features in signature order, or one tensor per "
@@ -43,7 +43,7 @@ def inputs_from_tensors(signature: Signature, tensors: list[Tensor]) -> Any:
         )
     columns = {}
     rows = None
-    for name in names:
+    for name in (n for n in names if n in by_name):  # optional features may be left out
         tensor = by_name[name]
         if len(tensor.shape) == 2 and tensor.shape[1] == 1:
             data = tensor.data.reshape(-1)

@@ -10,6 +10,10 @@ max_queue = 1024
 [batching.churn]           # ... and one model's own, by model name
 max_batch_size = 32
 max_queue = 256
+
+max_age = "26h"            # hybrid lookups: how old a stored prediction may be ...
+[hybrid.movies]            # ... and one model's own
+max_age = "15m"
 ```
 
 Most specific wins: a `[batching.NAME]` table, then command-line flags, then the file's
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from foretell.config import parse_duration
 from foretell.errors import ForetellError
 from foretell.serving.policy import BatchPolicy
 
@@ -54,6 +59,11 @@ class ServeConfig:
     access_log: bool = False
     api_key: str | None = None
     overload_status: int = 503
+    max_age: float = 26 * 3600.0
+    """Seconds a stored prediction stays fresh for hybrid lookups (a nightly job plus slack)."""
+    model_max_age: Mapping[str, float] = field(default_factory=dict)
+    store_url: str | None = None
+    """Where predictions and entity tables live: None for SQLite under FORETELL_HOME, or redis://..."""
 
     def __post_init__(self) -> None:
         if self.overload_status not in (429, 503):
@@ -76,6 +86,9 @@ class ServeConfig:
         except ValueError as exc:
             raise InvalidServeConfig(f"[batching.{name}]: {exc}") from None
 
+    def max_age_for(self, name: str) -> float:
+        return self.model_max_age.get(name, self.max_age)
+
     def policies(self) -> dict[str, BatchPolicy]:
         return {name: self.policy_for(name) for name in self.model_knobs}
 
@@ -96,9 +109,10 @@ class ServeConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready settings (for worker processes); `from_dict` reads them back."""
         plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del plain["defaults"], plain["model_knobs"]
+        del plain["defaults"], plain["model_knobs"], plain["model_max_age"]
         return {
             **plain,
+            "hybrid": {name: {"max_age": seconds} for name, seconds in self.model_max_age.items()},
             "models": list(self.models),
             "batching": {name: dict(knobs) for name, knobs in self.model_knobs.items()},
             **{k: getattr(self.defaults, k) for k in BATCH_KNOBS},
@@ -132,6 +146,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "access_log": (bool,),
     "api_key": (str,),
     "overload_status": (int,),
+    "max_age": (float,),
+    "store_url": (str,),
 }
 
 
@@ -143,10 +159,24 @@ def _parse(data: dict[str, Any], where: str) -> ServeConfig:
     if not isinstance(tables, Mapping):
         raise InvalidServeConfig(f"{where}: 'batching' holds one table per model, e.g. [batching.churn]")
     knobs = {str(name): _knobs(table, f"{where} [batching.{name}]") for name, table in tables.items()}
+    hybrid = data.pop("hybrid", {})
+    if not isinstance(hybrid, Mapping) or not all(isinstance(t, Mapping) for t in hybrid.values()):
+        raise InvalidServeConfig(f"{where}: 'hybrid' holds one table per model, e.g. [hybrid.churn] max_age = \"1h\"")
+    ages = {}
+    for name, table in hybrid.items():
+        unknown = sorted(set(table) - {"max_age"})
+        if unknown:
+            raise InvalidServeConfig(f"{where} [hybrid.{name}]: unknown key(s) {unknown}; a model takes max_age")
+        if "max_age" in table:
+            ages[str(name)] = _duration(table["max_age"], f"{where} [hybrid.{name}] max_age")
+    if "max_age" in data:
+        data["max_age"] = _duration(data["max_age"], f"{where} max_age")
     values = {key: _checked(key, value, where) for key, value in data.items() if value is not None}
     defaults = {key: values.pop(key) for key in BATCH_KNOBS if key in values}
     try:
-        config = ServeConfig(models=tuple(models), defaults=BatchPolicy(**defaults), model_knobs=knobs, **values)
+        config = ServeConfig(
+            models=tuple(models), defaults=BatchPolicy(**defaults), model_knobs=knobs, model_max_age=ages, **values
+        )
     except ValueError as exc:
         raise InvalidServeConfig(f"{where}: {exc}") from None
     config.policies()  # every model's knobs checked now, not on the first request
@@ -162,10 +192,17 @@ def _knobs(table: Any, where: str) -> dict[str, float]:
     return {key: _checked(key, value, where) for key, value in table.items()}
 
 
+def _duration(value: Any, where: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InvalidServeConfig(f"{where}: {exc}") from None
+
+
 def _checked(key: str, value: Any, where: str) -> Any:
     kinds = _TYPES.get(key)
     if kinds is None:
-        raise InvalidServeConfig(f"{where}: unknown key {key!r}; known: models, batching, {', '.join(_TYPES)}")
+        raise InvalidServeConfig(f"{where}: unknown key {key!r}; known: models, batching, hybrid, {', '.join(_TYPES)}")
     if type(value) not in kinds or (isinstance(value, float) and not math.isfinite(value)):
         wanted = " or ".join("a number" if k is float else f"{k.__name__}" for k in kinds)
         raise InvalidServeConfig(f"{where}: {key} must be {wanted}, got {value!r}")

@@ -3,13 +3,44 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import overload
+from urllib.parse import urlsplit
 
 from foretell.store.base import BatchRow, PredictionStore, StoredPrediction, StoreError
+from foretell.store.entities import EntityStore
+from foretell.store.entities_sqlite import SqliteEntityStore
 from foretell.store.sqlite import SqliteStore
 
-__all__ = ["BatchRow", "PredictionStore", "SqliteStore", "StoreError", "StoredPrediction", "open_store"]
+__all__ = [
+    "BatchRow",
+    "PredictionStore",
+    "SqliteStore",
+    "StoreError",
+    "StoredPrediction",
+    "open_entity_store",
+    "open_store",
+]
 
 
-def open_store(home: Path) -> SqliteStore:
-    """The store kept in `home` (FORETELL_HOME) as `store.db`, created on first use."""
+@overload
+def open_store(home: Path, url: None = None) -> SqliteStore: ...
+@overload
+def open_store(home: Path, url: str | None) -> PredictionStore: ...
+def open_store(home: Path, url: str | None = None) -> PredictionStore:
+    """The store `url` names, or the embedded one in `home`.
+
+    A Redis URL (redis://, rediss://, unix://) opens a `RedisStore`; anything else, or no URL,
+    the SQLite store kept in `home` (FORETELL_HOME) as `store.db`, created on first use.
+    """
+    if url is not None:
+        # Imported here: the Redis backend needs the [redis] extra, the default store does not.
+        from foretell.store.redis import URL_SCHEMES, RedisStore
+
+        if urlsplit(url).scheme.lower() in URL_SCHEMES:
+            return RedisStore(url)
     return SqliteStore(Path(home) / "store.db")
+
+
+def open_entity_store(home: Path, url: str | None = None) -> EntityStore:
+    """The entity tables: SQLite in `home` (`entities.db`), whatever `url` the predictions use (for now)."""
+    return SqliteEntityStore(Path(home) / "entities.db")

@@ -21,12 +21,12 @@ after that generation's rows were computed (a new customer scored on request, sa
 Timestamps are stored normalized to `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, fixed width), so
 comparing the strings compares the instants, in SQL and in Redis alike.
 
-Backends: `sqlite.py` (embedded default). A Redis backend fits the same shape: a hash per
-generation (`…:{model}:gen:{n}`), an INCR counter for numbers, a pointer key switched
-by one write, and reads that resolve the pointer and fetch rows atomically (one Lua
-script), because deleting the old generation right after the switch must not leave a
-reader holding the old pointer with nothing behind it. Every backend runs
-tests/contract/test_store.py.
+Backends: `sqlite.py` (embedded default) and `redis.py`: a hash per generation
+(`…:{model}:gen:{n}`), an INCR counter for numbers, a pointer key switched by one write,
+and reads that resolve the pointer and fetch rows atomically (one Lua script), because
+deleting the old generation right after the switch must not leave a reader holding the
+old pointer with nothing behind it. Every backend runs tests/contract/test_store.py, and
+takes its checks, refusals and precedence rule from here, so they say the same things.
 """
 
 from __future__ import annotations
@@ -48,18 +48,32 @@ __all__ = [
     "Source",
     "StoreError",
     "StoredPrediction",
+    "StoredRow",
+    "check_begun",
+    "check_generation",
     "check_key",
+    "check_keys",
     "check_model",
+    "check_rows",
     "check_version",
+    "cleanup_failed",
     "decode_prediction",
+    "empty_generation",
     "encode_prediction",
+    "format_utc",
     "newest",
+    "not_open",
+    "published_generation",
+    "resolve",
+    "utc_now",
     "utc_timestamp",
 ]
 
 Source = Literal["batch", "live"]
 BatchRow = tuple[str, Mapping[str, Any], int, str]
 """(key, prediction, model_version, computed_at), as `write_batch` takes them."""
+StoredRow = tuple[str, bytes, int, str]
+"""(key, prediction JSON, model_version, computed_at), as a backend reads a row back."""
 
 
 class StoreError(ForetellError):
@@ -156,7 +170,16 @@ def utc_timestamp(value: object) -> str:
         raise InvalidInput(f"computed_at {value!r} is not an ISO-8601 timestamp") from None
     if moment.tzinfo is None:
         raise InvalidInput(f"computed_at {value!r} has no timezone; give one, e.g. {value}Z for UTC")
+    return format_utc(moment)
+
+
+def format_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utc_now() -> datetime:
+    """The stores' default clock (for `created_at` and `published_at`)."""
+    return datetime.now(UTC)
 
 
 def encode_prediction(key: str, prediction: object) -> bytes:
@@ -175,6 +198,22 @@ def check_key(key: object) -> str:
     if not isinstance(key, str):
         raise InvalidInput(f"an entity key must be a string, got {type(key).__name__} {key!r}; convert it with str()")
     return key
+
+
+def check_keys(keys: Iterable[str]) -> list[str]:
+    """`get_many`'s keys, checked, each once, in the order given."""
+    if isinstance(keys, (str, bytes)):
+        raise InvalidInput(f"get_many takes a list of keys, got the string {keys!r}; for one key use get()")
+    return list(dict.fromkeys(check_key(key) for key in keys))
+
+
+def check_rows(rows: object) -> None:
+    """Refuse the containers that iterate but are not rows (a string, a {key: prediction} dict)."""
+    if isinstance(rows, (str, bytes, Mapping)):
+        raise InvalidInput(
+            f"write_batch takes an iterable of (key, prediction, model_version, computed_at) rows, "
+            f"got {type(rows).__name__}"
+        )
 
 
 def check_version(key: str, version: object) -> int:
@@ -224,6 +263,47 @@ def decode_prediction(raw: bytes) -> dict[str, Any]:
     return value
 
 
+def resolve(
+    model: str,
+    wanted: Iterable[str],
+    batch: Iterable[StoredRow],
+    live: Iterable[StoredRow],
+    generation: int | None,
+    since: str,
+) -> dict[str, StoredPrediction]:
+    """The precedence rule applied to what one snapshot read found for the `wanted` keys.
+
+    `batch` rows come in write order, so a key written twice in one generation keeps the
+    last; `since` is the published snapshot's start ("" before the first publish).
+    """
+    from_batch = {row[0]: row for row in batch}
+    # Live entries computed before the published snapshot started no longer count.
+    from_live = {row[0]: row for row in live if row[3] >= since}
+    found: dict[str, StoredPrediction] = {}
+    for key in wanted:
+        b, v = from_batch.get(key), from_live.get(key)
+        winner = newest(
+            None if b is None else _stored(model, b, "batch", generation),
+            None if v is None else _stored(model, v, "live", None),
+        )
+        if winner is not None:
+            found[key] = winner
+    return found
+
+
+def _stored(model: str, row: StoredRow, source: Source, generation: int | None) -> StoredPrediction:
+    key, raw, version, computed_at = row
+    return StoredPrediction(
+        model=model,
+        key=key,
+        prediction=decode_prediction(raw),
+        model_version=version,
+        computed_at=computed_at,
+        source=source,
+        generation=generation,
+    )
+
+
 def newest(batch: StoredPrediction | None, live: StoredPrediction | None) -> StoredPrediction | None:
     """The precedence rule's step 2: the later computed wins, a tie goes to the generation."""
     if live is None:
@@ -231,6 +311,55 @@ def newest(batch: StoredPrediction | None, live: StoredPrediction | None) -> Sto
     if batch is None or live.computed_at > batch.computed_at:
         return live
     return batch
+
+
+# -- generations: what a backend says when a generation cannot be written, published or abandoned --
+
+
+def check_generation(generation: object) -> int:
+    if isinstance(generation, bool) or not isinstance(generation, int):
+        raise InvalidInput(f"a generation is the integer begin_generation returned, got {generation!r}")
+    return generation
+
+
+def check_begun(model: str, generation: int, last: int, where: str) -> None:
+    """Refuse a generation number `begin_generation` never gave (`last` is the latest it gave, 0 for none)."""
+    if last == 0:
+        raise StoreError(f"model {model!r} has no generations in {where}; call begin_generation first")
+    if not 0 < generation <= last:
+        raise StoreError(f"model {model!r} has no generation {generation}; the latest begun is {last}")
+
+
+def not_open(model: str, generation: int, state: str | None, published: int | None) -> StoreError:
+    """Why a begun generation that is not open (`state` published, or None once deleted) takes no rows."""
+    if state == "published":
+        return StoreError(f"generation {generation} of {model!r} is already published; begin a new generation")
+    why = "it was abandoned"
+    if published is not None and generation < published:
+        why += f", or superseded when generation {published} was published"
+    return StoreError(f"generation {generation} of {model!r} is gone: {why}; begin a new generation")
+
+
+def empty_generation(model: str, generation: int) -> StoreError:
+    return StoreError(
+        f"generation {generation} of {model!r} has no rows; publishing it would empty the store "
+        f"for every key. Write rows first, or abandon it"
+    )
+
+
+def published_generation(model: str, generation: int) -> StoreError:
+    """`abandon` of the generation readers are using."""
+    return StoreError(
+        f"generation {generation} of {model!r} is the published one; readers depend on it. "
+        f"Publish a newer generation to replace it"
+    )
+
+
+def cleanup_failed(model: str, generation: int, exc: Exception) -> StoreError:
+    return StoreError(
+        f"generation {generation} of {model!r} is published, but deleting older generations failed "
+        f"({exc}); the next publish retries"
+    )
 
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY

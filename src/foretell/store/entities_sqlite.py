@@ -318,6 +318,8 @@ class SqliteEntityStore:
         )
         if old is not None:
             _drop_storage(conn, int(old[0]))
+        # The rows those events changed are gone with the old storage: a redelivered one is new again.
+        conn.execute("DELETE FROM events WHERE tab = ?", (table.name,))
 
     def _write(self, *, durable: bool = True) -> AbstractContextManager[sqlite3.Connection]:
         # An event is not fsynced: losing the last events in a power cut is what a feature

@@ -14,8 +14,9 @@ read transaction: WAL hands it a snapshot, so it never waits for a writer and ne
 sees half a publish. The old generation is dropped afterwards, in a transaction of its
 own; a reader whose snapshot predates the switch keeps its pages until it ends.
 
-Every call opens its own short-lived connection, as the registry does, so a store
-object is safe to share between threads and across `fork`.
+Writes open their own short-lived connection, as the registry does; reads use one the
+calling thread keeps (reopened after a `fork`), so a store object is safe to share between
+threads and across `fork`.
 """
 
 from __future__ import annotations
@@ -23,26 +24,34 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from foretell.database import Database
-from foretell.errors import InvalidInput
 from foretell.store.base import (
     BatchRow,
     EncodedRows,
-    Source,
     StoredPrediction,
+    StoredRow,
     StoreError,
+    check_begun,
+    check_generation,
     check_key,
+    check_keys,
     check_model,
+    check_rows,
     check_version,
-    decode_prediction,
+    cleanup_failed,
+    empty_generation,
     encode_prediction,
-    newest,
+    format_utc,
+    not_open,
+    published_generation,
+    resolve,
+    utc_now,
     utc_timestamp,
 )
 
@@ -83,10 +92,6 @@ _POINTER = (
 )
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _table(model_id: int, generation: int) -> str:
     """A generation's table name, made only of numbers this store allocated: safe to put in SQL."""
     return f"gen_{int(model_id)}_{int(generation)}"
@@ -95,7 +100,7 @@ def _table(model_id: int, generation: int) -> str:
 class SqliteStore:
     """Predictions by model and key in one SQLite file (by default `<FORETELL_HOME>/store.db`)."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.path = Path(path)
         if self.path.parent.exists() and not self.path.parent.is_dir():
             raise StoreError(f"cannot keep the prediction store in {self.path.parent}: it is a file, not a folder")
@@ -134,11 +139,7 @@ class SqliteStore:
 
     def write_batch(self, model: str, generation: int, rows: Iterable[BatchRow]) -> int:
         check_model(model)
-        if isinstance(rows, (str, bytes, Mapping)):
-            raise InvalidInput(
-                f"write_batch takes an iterable of (key, prediction, model_version, computed_at) rows, "
-                f"got {type(rows).__name__}"
-            )
+        check_rows(rows)
         # Encoded as SQLite consumes them, so a million rows never exist as a million tuples at
         # once; the write lock is held meanwhile, so callers pass rows that are ready (a list).
         encoded = EncodedRows(rows)
@@ -163,10 +164,7 @@ class SqliteStore:
             model_id = self._open_generation(conn, model, generation)
             table = _table(model_id, generation)
             if conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None:  # noqa: S608 - our integers
-                raise StoreError(
-                    f"generation {generation} of {model!r} has no rows; publishing it would empty the store "
-                    f"for every key. Write rows first, or abandon it"
-                )
+                raise empty_generation(model, generation)
             conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_key ON {table} (key)")
             rows = conn.execute(f"SELECT COUNT(DISTINCT key) FROM {table}").fetchone()[0]  # noqa: S608 - our integers
             conn.execute("UPDATE models SET published = ? WHERE id = ?", (generation, model_id))
@@ -181,10 +179,7 @@ class SqliteStore:
         try:
             self._collect(model_id, generation)
         except StoreError as exc:
-            raise StoreError(
-                f"generation {generation} of {model!r} is published, but deleting older generations failed "
-                f"({exc}); the next publish retries"
-            ) from exc
+            raise cleanup_failed(model, generation, exc) from exc
 
     def abandon(self, model: str, generation: int) -> None:
         """Drop an unpublished generation; one already gone (abandoned or superseded) is left alone."""
@@ -192,10 +187,7 @@ class SqliteStore:
         with self._write() as conn:
             model_id, state, _ = self._generation(conn, model, generation)
             if state == "published":
-                raise StoreError(
-                    f"generation {generation} of {model!r} is the published one; readers depend on it. "
-                    f"Publish a newer generation to replace it"
-                )
+                raise published_generation(model, generation)
             if state is None:
                 return
             conn.execute("DELETE FROM generations WHERE model_id = ? AND generation = ?", (model_id, generation))
@@ -230,9 +222,7 @@ class SqliteStore:
 
     def get_many(self, model: str, keys: Iterable[str]) -> dict[str, StoredPrediction]:
         check_model(model)
-        if isinstance(keys, (str, bytes)):
-            raise InvalidInput(f"get_many takes a list of keys, got the string {keys!r}; for one key use get()")
-        wanted = list(dict.fromkeys(check_key(key) for key in keys))
+        wanted = check_keys(keys)
         if not wanted:
             return {}
         packed = orjson.dumps(wanted)  # one parameter, however many keys: SQLite caps parameters per statement
@@ -241,32 +231,20 @@ class SqliteStore:
             if pointer is None:
                 return {}
             model_id, generation, earliest = pointer[0], pointer[1], pointer[2]
-            batch: list[tuple[str, bytes, int, str]] = []
+            batch: list[StoredRow] = []
             if generation is not None:
                 batch = conn.execute(
                     f"SELECT key, prediction, model_version, computed_at FROM {_table(model_id, generation)} "  # noqa: S608 - our integers
                     "WHERE key IN (SELECT value FROM json_each(?)) ORDER BY rowid",
                     (packed,),
                 ).fetchall()
-            # Live entries computed before the published snapshot started no longer count.
+            # Filtered here as well as in `resolve`, so that stale live rows are not even read.
             live = conn.execute(
                 "SELECT key, prediction, model_version, computed_at FROM live "
                 "WHERE model_id = ? AND key IN (SELECT value FROM json_each(?)) AND computed_at >= ?",
                 (model_id, packed, earliest or ""),
             ).fetchall()
-        # Later rows overwrite earlier ones: a key written twice in one generation keeps the last.
-        from_batch = {row[0]: row for row in batch}
-        from_live = {row[0]: row for row in live}
-        found: dict[str, StoredPrediction] = {}
-        for key in wanted:
-            b, v = from_batch.get(key), from_live.get(key)
-            winner = newest(
-                None if b is None else _stored(model, b, "batch", generation),
-                None if v is None else _stored(model, v, "live", None),
-            )
-            if winner is not None:
-                found[key] = winner
-        return found
+        return resolve(model, wanted, batch, live, generation, earliest or "")
 
     def current_generation(self, model: str) -> int | None:
         check_model(model)
@@ -312,28 +290,19 @@ class SqliteStore:
     def _open_generation(self, conn: sqlite3.Connection, model: str, generation: int) -> int:
         """The model's id, once `generation` is known to be open for writing or publishing."""
         model_id, state, published = self._generation(conn, model, generation)
-        if state == "open":
-            return model_id
-        if state == "published":
-            raise StoreError(f"generation {generation} of {model!r} is already published; begin a new generation")
-        why = "it was abandoned"
-        if published is not None and generation < published:
-            why += f", or superseded when generation {published} was published"
-        raise StoreError(f"generation {generation} of {model!r} is gone: {why}; begin a new generation")
+        if state != "open":
+            raise not_open(model, generation, state, published)
+        return model_id
 
     def _generation(self, conn: sqlite3.Connection, model: str, generation: int) -> tuple[int, str | None, int | None]:
         """(model id, state or None once deleted, published generation) of a generation that was begun."""
-        if isinstance(generation, bool) or not isinstance(generation, int):
-            raise InvalidInput(f"a generation is the integer begin_generation returned, got {generation!r}")
+        check_generation(generation)
         found = conn.execute(
             "SELECT m.id, m.last_generation, m.published, g.state FROM models AS m LEFT JOIN generations AS g "
             "ON g.model_id = m.id AND g.generation = ? WHERE m.name = ?",
             (generation, model),
         ).fetchone()
-        if found is None or found[1] == 0:
-            raise StoreError(f"model {model!r} has no generations in {self.path}; call begin_generation first")
-        if not 0 < generation <= found[1]:
-            raise StoreError(f"model {model!r} has no generation {generation}; the latest begun is {found[1]}")
+        check_begun(model, generation, 0 if found is None else found[1], str(self.path))
         return int(found[0]), found[3], found[2]
 
     def _collect(self, model_id: int, published: int) -> None:
@@ -359,11 +328,15 @@ class SqliteStore:
                 conn.execute("DELETE FROM live WHERE model_id = ? AND computed_at < ?", (model_id, earliest))
 
     def _now(self) -> str:
-        return self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return format_utc(self._clock())
 
     def _read(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One snapshot for the pointer and the rows it points at (a seam the tests use to interleave)."""
-        return self._db.read()
+        """One snapshot for the pointer and the rows it points at (a seam the tests use to interleave).
+
+        On a connection the calling thread keeps: lookups are on a request's path, and opening a
+        connection costs ten times the read.
+        """
+        return self._db.quick_read()
 
     def _write(self, *, durable: bool = True) -> AbstractContextManager[sqlite3.Connection]:
         # A big generation's index is sorted in memory rather than in temp files; and the
@@ -373,16 +346,3 @@ class SqliteStore:
             "PRAGMA cache_size = -65536",
             "PRAGMA journal_size_limit = 67108864",
         )
-
-
-def _stored(model: str, row: tuple[str, bytes, int, str], source: Source, generation: int | None) -> StoredPrediction:
-    key, raw, version, computed_at = row
-    return StoredPrediction(
-        model=model,
-        key=key,
-        prediction=decode_prediction(raw),
-        model_version=version,
-        computed_at=computed_at,
-        source=source,
-        generation=generation,
-    )

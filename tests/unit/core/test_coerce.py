@@ -342,3 +342,48 @@ def test_a_float_matrix_is_refused_cell_for_cell_as_the_same_rows_as_lists(value
     as_lists = FLOATS.coerce(values)
     assert [(e.row, e.field) for e in as_matrix.errors] == [(e.row, e.field) for e in as_lists.errors]
     assert as_matrix.rows.tolist() == as_lists.rows.tolist()
+
+
+OPTIONAL = Signature(
+    (Feature("user_id", "int64"), Feature("ratings", "string", allow_missing=True, required=False)),
+    (Output("score", "score"),),
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pa.table({"user_id": [1, 2]}),
+        pd.DataFrame({"user_id": [1, 2]}),
+        [{"user_id": 1}, {"user_id": 2}],
+    ],
+)
+def test_an_optional_feature_may_be_left_out_and_is_then_missing(data):
+    columns = OPTIONAL.coerce(data)
+    assert columns.ok, columns.errors
+    assert columns.frame["user_id"].tolist() == [1, 2]
+    assert columns.frame["ratings"].tolist() == [None, None]
+
+
+def test_an_optional_feature_given_is_used_and_a_required_one_left_out_is_refused():
+    columns = OPTIONAL.coerce([{"user_id": 1, "ratings": '{"12": 5}'}, {"ratings": "{}"}])
+    assert columns.frame["ratings"].tolist() == ['{"12": 5}']
+    assert [(e.row, e.field) for e in columns.errors] == [(1, "user_id")]
+    with pytest.raises(InvalidInput, match=r"missing feature column\(s\) \['user_id'\]"):
+        OPTIONAL.coerce(pa.table({"ratings": ["{}"]}))
+
+
+def test_an_optional_float_feature_left_out_of_the_one_row_fast_path_is_nan():
+    signature = Signature((Feature("a"), Feature("b", allow_missing=True, required=False)), (Output("score", "score"),))
+    columns = signature.coerce({"a": 1.0})
+    assert columns.ok and math.isnan(columns.frame["b"][0])
+    assert [e.field for e in signature.coerce({"a": 1.0, "c": 2.0}).errors] == ["c"]  # extras still counted
+
+
+def test_an_optional_feature_must_allow_missing_values_and_survives_the_round_trip():
+    from foretell.errors import InvalidSignature
+
+    with pytest.raises(InvalidSignature, match="must allow missing values"):
+        Feature("x", required=False)
+    assert Signature.from_dict(OPTIONAL.to_dict()) == OPTIONAL
+    assert OPTIONAL.to_dict()["inputs"][1]["required"] is False

@@ -256,3 +256,53 @@ def test_set_user_installs_a_vector_and_survives_a_save(split: tuple[pa.Table, p
     with pytest.raises(InvalidInput, match="17 values"):
         recommender.set_user(3, np.zeros(5), {})
     assert np.array_equal(recommender.fold_in({}), np.zeros(17))
+
+
+def _ratings_of(train: pa.Table, user: int) -> dict[int, float]:
+    mine = train.column("user_id").to_numpy() == user
+    return dict(
+        zip(
+            train.column("movie_id").to_numpy()[mine].tolist(),
+            train.column("rating").to_numpy()[mine].tolist(),
+            strict=True,
+        )
+    )
+
+
+def test_given_the_ratings_it_was_trained_on_a_user_gets_the_same_recommendations(
+    model: MovieRecommender, split: tuple[pa.Table, pa.Table]
+) -> None:
+    import orjson
+
+    text = orjson.dumps({str(m): r for m, r in _ratings_of(split[0], 42).items()}).decode()
+    plain = model.predict({"user_id": np.array([42]), "ratings": np.array([None], dtype=object)})
+    given = model.predict({"user_id": np.array([42]), "ratings": np.array([text], dtype=object)})
+    np.testing.assert_array_equal(given["items"], plain["items"])
+    np.testing.assert_allclose(given["scores"], plain["scores"], atol=1e-6)
+
+
+def test_ratings_given_with_the_request_change_that_request_only(
+    movies: pa.Table, split: tuple[pa.Table, pa.Table]
+) -> None:
+    import orjson
+
+    recommender = fresh(split)
+    scifi = sci_fi_ids(movies)
+    counts = np.bincount(split[0].column("movie_id").to_numpy(), minlength=N_MOVIES + 1)
+    favourites = scifi[np.argsort(-counts[scifi], kind="stable")[:3]].tolist()
+    text = orjson.dumps({str(m): 5.0 for m in favourites}).decode()
+    users = np.array([UNKNOWN_USER, UNKNOWN_USER])
+    out = recommender.predict({"user_id": users, "ratings": np.array([text, None], dtype=object)}, k=N_MOVIES)
+    informed, cold = out["items"][0].tolist(), out["items"][1].tolist()
+    others = [m for m in scifi.tolist() if m not in favourites]
+    assert np.mean([informed.index(m) for m in others]) < np.mean([cold.index(m) for m in others]) - 0.05 * N_MOVIES
+    assert not set(informed) & set(favourites)  # the films just rated are not offered back
+    again = recommender.predict({"user_id": np.array([UNKNOWN_USER])}, k=N_MOVIES)["items"][0].tolist()
+    assert again == cold  # the model itself did not change
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"x": 5}', '{"999999": 5}', '{"1": "high"}'])
+def test_unusable_ratings_are_left_out_and_never_fail_the_request(model: MovieRecommender, text: str) -> None:
+    plain = model.predict({"user_id": np.array([42])})
+    given = model.predict({"user_id": np.array([42]), "ratings": np.array([text], dtype=object)})
+    assert given["items"].shape == plain["items"].shape

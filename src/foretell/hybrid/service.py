@@ -1,0 +1,315 @@
+"""Hybrid serving: last night's predictions by key, a live prediction when they are missing or stale,
+and an entity's predictions refreshed the moment an event about it arrives.
+
+A lookup reads the prediction store. A stored prediction fresher than the model's
+`max_age` is returned as it is (`source: precomputed` for a batch generation's row,
+`live` for one computed on request or by an event). Otherwise the entity's features are
+read from its entity table, the model predicts through the same batcher and validation as
+every other request, and the result is written back to the store.
+
+Ordering, across servers as well as within one: a live prediction is stamped with the time
+*before* its features were read. The store keeps the later stamp (`put_live`), and the
+precedence rule lets a live entry beat any generation whose rows were computed before it.
+So a write-back computed from older features never replaces one computed from newer
+features, and a nightly generation published later, but computed earlier, does not
+either.
+
+An event is checked against every model the entity table feeds before anything changes:
+its new features must pass each model's validation. Then it is applied, and each model's
+prediction for that key is recomputed and written back before the answer goes out, so the
+next lookup already sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from foretell.core.predictor import Predictions, PredictOptions
+from foretell.core.schema import Signature
+from foretell.errors import InvalidInput, NotFound
+from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts, key_of, parse_event, resolve
+from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S, age_seconds
+from foretell.serving.runtime import ModelSlot, Runtime
+from foretell.store.base import PredictionStore, StoredPrediction
+from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
+
+__all__ = ["HybridService", "Lookup"]
+
+_TOPK_KINDS = ("topk_items", "topk_scores")
+_TABLES_TTL_S = 1.0  # entity tables change when someone runs `foretell entities load`; a second is soon enough
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """One key's answer, and where it came from."""
+
+    model: str
+    key: str
+    source: Literal["precomputed", "live"]
+    prediction: dict[str, Any]
+    model_version: int
+    computed_at: str
+    generation: int | None
+    age_seconds: float
+    stale: bool = False
+    """True when the stored prediction was too old but nothing could replace it (no features)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "key": self.key,
+            "source": self.source,
+            "prediction": self.prediction,
+            "model_version": self.model_version,
+            "computed_at": self.computed_at,
+            "generation": self.generation,
+            "age_seconds": round(self.age_seconds, 3),
+            "stale": self.stale,
+        }
+
+
+class HybridService:
+    """Lookups by key and events, over one server's `Runtime`, a prediction store and an entity store."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        predictions: PredictionStore,
+        entities: EntityStore,
+        *,
+        max_age: Mapping[str, float] | None = None,
+        default_max_age: float = DEFAULT_MAX_AGE_S,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.runtime = runtime
+        self.predictions = predictions
+        self.entities = entities
+        self.max_age = dict(max_age or {})
+        self.default_max_age = default_max_age
+        self._clock = clock
+        self._tables: tuple[float, list[EntityTable]] = (-1.0, [])
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- lookups -----------------------------------------------------------------------------------
+
+    async def lookup(self, name: str, key: str, *, fresh: bool = False, k: int | None = None) -> Lookup:
+        found, missing = await self.lookup_many(name, [key], fresh=fresh, k=k)
+        if missing:
+            raise NotFound(self._missing_reason(name, key))
+        return found[0]
+
+    async def lookup_many(
+        self, name: str, keys: Sequence[str], *, fresh: bool = False, k: int | None = None
+    ) -> tuple[list[Lookup], list[str]]:
+        """Answers for the keys that have one, in the order asked, and the keys that have none."""
+        slot = self.runtime.get(name)
+        wanted = list(dict.fromkeys(key_of(key, "key") for key in keys))
+        self._check_k(slot, k)
+        now = self._clock()
+        stored = {} if fresh else self.predictions.get_many(name, wanted)
+        answers: dict[str, Lookup] = {}
+        stale: dict[str, Lookup] = {}
+        for key, found in stored.items():
+            lookup = _sliced(_from_store(found, now), slot.model.signature, k)
+            if lookup is not None and lookup.age_seconds <= self.max_age.get(name, self.default_max_age):
+                answers[key] = lookup
+            elif lookup is not None:
+                stale[key] = replace(lookup, stale=True)
+        live_keys = [key for key in wanted if key not in answers]
+        if live_keys:
+            table = self._table_for(name)
+            if table is not None:
+                answers.update(await self._live(slot, table, live_keys, k))
+            for key in live_keys:
+                if key not in answers and key in stale:
+                    answers[key] = stale[key]
+        found_list = [answers[key] for key in wanted if key in answers]
+        return found_list, [key for key in wanted if key not in answers]
+
+    # -- events ------------------------------------------------------------------------------------
+
+    async def apply(self, event: bytes | Event) -> dict[str, Any]:
+        """Apply one event and refresh the predictions it changes; see the module docstring."""
+        started = time.perf_counter()
+        if isinstance(event, bytes):
+            event = parse_event(event)
+        table = resolve(event, self._entity_tables(refresh=True))
+        change: dict[str, Any]
+        if isinstance(event, FeaturesEvent):
+            key, change = event.key, {"features": event.values}
+        else:
+            key, item, value = interaction_parts(event, table)
+            change = {"item": item, "value": value}
+        linked = [self.runtime.slots[m] for m in table.models if m in self.runtime.slots]
+        lock = self._locks.setdefault((table.name, key), asyncio.Lock())
+        async with lock:
+            current = self.entities.get(table.name, key) or Entity(table.name, key, {}, None)
+            candidate = _changed(current, table, change)
+            for slot in linked:  # before anything changes: the new features must suit every model they feed
+                columns = slot.model.coerce([model_row(slot.model.signature, table, candidate)])
+                if columns.errors:
+                    raise InvalidInput(
+                        f"the event would give {table.name} key {key!r} features model {slot.name!r} refuses: "
+                        + "; ".join(error.describe() for error in columns.errors)
+                    )
+            at = _stamp(self._clock())
+            if isinstance(event, FeaturesEvent):
+                applied = await asyncio.to_thread(
+                    self.entities.set_features, table.name, key, event.values, at=at, event_id=event.event_id
+                )
+            else:
+                applied = await asyncio.to_thread(
+                    self.entities.set_interaction,
+                    table.name,
+                    key,
+                    change["item"],
+                    change["value"],
+                    at=at,
+                    event_id=event.event_id,
+                )
+            refreshed: list[dict[str, Any]] = []
+            if applied:
+                for slot in linked:
+                    for lookup in (await self._live(slot, table, [key], None)).values():
+                        refreshed.append(lookup.to_dict())
+        return {
+            "applied": applied,
+            "duplicate": not applied,
+            "entity": table.name,
+            "key": key,
+            "refreshed": refreshed,
+            "ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+
+    # -- live predictions --------------------------------------------------------------------------
+
+    async def _live(self, slot: ModelSlot, table: EntityTable, keys: list[str], k: int | None) -> dict[str, Lookup]:
+        """Predict `keys` from their entity rows (those that have one) and write the results back."""
+        computed = self._clock()  # before the features are read: see the module docstring
+        entities = self.entities.get_many(table.name, keys)
+        order = [key for key in keys if key in entities]
+        if not order:
+            return {}
+        model, batcher = slot.model, slot.batcher  # one pair: a reload swaps both at once
+        columns = model.coerce([model_row(model.signature, table, entities[key]) for key in order])
+        if columns.errors:
+            raise InvalidInput(
+                f"the stored features of {table.name} do not suit model {slot.name!r}: "
+                + "; ".join(
+                    f"key {order[e.row]!r}: {e.describe()}" if e.row is not None else e.describe()
+                    for e in columns.errors
+                )
+            )
+        predictions: Predictions
+        if k is None:
+            predictions = await batcher.submit(columns)
+        else:  # another k is another call shape: not one the batcher can join with others
+            predictions = await asyncio.to_thread(model.predictor.predict, columns.frame, PredictOptions(k=k))
+        stamp, version = _stamp(computed), model.info.version
+        answers = {
+            key: Lookup(slot.name, key, "live", predictions[i], version, stamp, None, 0.0)
+            for i, key in enumerate(order)
+        }
+        await asyncio.to_thread(self._write_back, slot.name, answers.values())
+        return answers
+
+    def _write_back(self, model: str, answers: Any) -> None:
+        for answer in answers:
+            self.predictions.put_live(model, answer.key, answer.prediction, answer.model_version, answer.computed_at)
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _entity_tables(self, *, refresh: bool = False) -> list[EntityTable]:
+        read_at, tables = self._tables
+        if refresh or time.monotonic() - read_at > _TABLES_TTL_S:
+            tables = self.entities.tables()
+            self._tables = (time.monotonic(), tables)
+        return tables
+
+    def _table_for(self, model: str) -> EntityTable | None:
+        return next((t for t in self._entity_tables() if model in t.models), None)
+
+    def _missing_reason(self, name: str, key: str) -> str:
+        table = self._table_for(name)
+        if table is None:
+            return (
+                f"model {name!r} has no prediction stored for key {key!r}, and no entity table feeds it to predict "
+                f"one live (foretell entities load ... --model {name})"
+            )
+        return (
+            f"model {name!r} has no prediction stored for key {key!r}, and entity table {table.name!r} "
+            f"has no row for it to predict one live"
+        )
+
+    def _check_k(self, slot: ModelSlot, k: int | None) -> None:
+        if k is None:
+            return
+        if not any(o.kind in _TOPK_KINDS for o in slot.model.signature.outputs):
+            raise InvalidInput(f"model {slot.name!r} returns no top-k lists; 'k' is for recommenders")
+        if not 1 <= k <= 1000:
+            raise InvalidInput(f"k must be between 1 and 1000, got {k}")
+
+
+def model_row(signature: Signature, table: EntityTable, entity: Entity) -> dict[str, Any]:
+    """What the model is given for an entity: its features named as the model's inputs."""
+    row: dict[str, Any] = {}
+    for feature in signature.inputs:
+        if feature.name in entity.features:
+            value = entity.features[feature.name]
+            # An interaction map reaches a text input as JSON, as the recommender reads it.
+            row[feature.name] = orjson.dumps(value).decode() if isinstance(value, dict) else value
+        elif feature.name == table.key_column:
+            row[feature.name] = key_value(entity.key, table.key_type)
+    return row
+
+
+def _changed(entity: Entity, table: EntityTable, change: Mapping[str, Any]) -> Entity:
+    features = dict(entity.features)
+    features.setdefault(table.key_column, key_value(entity.key, table.key_type))
+    if "features" in change:
+        features.update(change["features"])
+    else:
+        assert table.interactions is not None
+        column = table.interactions.column
+        features[column] = {**features.get(column, {}), change["item"]: change["value"]}
+    return Entity(entity.table, entity.key, features, entity.updated_at)
+
+
+def _from_store(found: StoredPrediction, now: datetime) -> Lookup:
+    source: Literal["precomputed", "live"] = "precomputed" if found.source == "batch" else "live"
+    return Lookup(
+        found.model,
+        found.key,
+        source,
+        found.prediction,
+        found.model_version,
+        found.computed_at,
+        found.generation,
+        age_seconds(found.computed_at, now),
+    )
+
+
+def _sliced(lookup: Lookup, signature: Signature, k: int | None) -> Lookup | None:
+    """The stored top-k lists cut to `k`; None when they are shorter (the model must run again)."""
+    if k is None:
+        return lookup
+    prediction = dict(lookup.prediction)
+    for output in signature.outputs:
+        if output.kind in _TOPK_KINDS:
+            values = prediction.get(output.name)
+            if not isinstance(values, list) or len(values) < k:
+                return None
+            prediction[output.name] = values[:k]
+    return replace(lookup, prediction=prediction)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
