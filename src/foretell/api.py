@@ -163,12 +163,11 @@ def run_batch(
     With `to_store=True` the predictions go to the store `store_url` names, else to FORETELL_STORE_URL's,
     else to the SQLite store in `home`.
     """
-    import os
 
     from foretell import batch
 
     if options.get("to_store") and options.get("store_url") is None:
-        options["store_url"] = os.environ.get(STORE_URL_ENV) or None
+        options["store_url"] = _store_url()
 
     return batch.run(model_uri, input, output, home=_home(home), progress=progress, **options)
 
@@ -253,7 +252,7 @@ def create_server_app(
         overload_status=resolved.overload_status,
         access_log=resolved.access_log,
     )
-    store_url = resolved.store_url or os.environ.get(STORE_URL_ENV) or None
+    store_url = resolved.store_url or _store_url()
     hybrid = HybridService(
         runtime,
         open_store(_home(home), store_url),
@@ -318,6 +317,13 @@ def serve(
             signal.signal(sig, handler)
 
 
+def _store_url() -> str | None:
+    """Where predictions and entity tables live: FORETELL_STORE_URL (e.g. redis://host:6379/0), else SQLite in home."""
+    import os
+
+    return os.environ.get(STORE_URL_ENV) or None
+
+
 def serve_config(
     config: ServeConfig | Path | str | None, uris: Sequence[str] = (), settings: Mapping[str, Any] | None = None
 ) -> ServeConfig:
@@ -355,7 +361,7 @@ def load_entities(
 
     rows = read_input(source)
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
-    store = open_entity_store(_home(home))
+    store = open_entity_store(_home(home), _store_url())
     at = datetime.now(UTC).isoformat()
     if interactions is None:
         return store.load_features(name, key, table, models=models, at=at)
@@ -365,7 +371,7 @@ def load_entities(
 def entity_tables(*, home: Path | str | None = None) -> list[EntityTable]:
     from foretell.store import open_entity_store
 
-    return open_entity_store(_home(home)).tables()
+    return open_entity_store(_home(home), _store_url()).tables()
 
 
 def get_entity(name: str, key: str, *, home: Path | str | None = None) -> Entity:
@@ -373,7 +379,7 @@ def get_entity(name: str, key: str, *, home: Path | str | None = None) -> Entity
     from foretell.errors import NotFound
     from foretell.store import open_entity_store
 
-    found = open_entity_store(_home(home)).get(name, str(key))
+    found = open_entity_store(_home(home), _store_url()).get(name, str(key))
     if found is None:
         raise NotFound(f"entity table {name!r} has no row for key {key!r}")
     return found

@@ -42,5 +42,16 @@ def open_store(home: Path, url: str | None = None) -> PredictionStore:
 
 
 def open_entity_store(home: Path, url: str | None = None) -> EntityStore:
-    """The entity tables: SQLite in `home` (`entities.db`), whatever `url` the predictions use (for now)."""
+    """The entity tables beside the predictions `url` names, or the embedded ones in `home`.
+
+    A Redis URL (redis://, rediss://, unix://) opens a `RedisEntityStore` on that server;
+    anything else, or no URL, the SQLite file `entities.db` in `home` (FORETELL_HOME).
+    """
+    if url is not None:
+        # Imported here: the Redis backend needs the [redis] extra, the default store does not.
+        from foretell.store.entities_redis import RedisEntityStore
+        from foretell.store.redis import URL_SCHEMES
+
+        if urlsplit(url).scheme.lower() in URL_SCHEMES:
+            return RedisEntityStore(url)
     return SqliteEntityStore(Path(home) / "entities.db")

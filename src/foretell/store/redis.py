@@ -38,14 +38,10 @@ connection pool reconnects after `fork`, so a store object can be shared as the 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
-from foretell.errors import MissingExtra
 from foretell.store.base import (
     BatchRow,
     EncodedRows,
@@ -69,10 +65,9 @@ from foretell.store.base import (
     utc_now,
     utc_timestamp,
 )
+from foretell.store.redis_connection import HMGET_SLICES, RedisConnection
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     import redis
 
 __all__ = ["RedisStore"]
@@ -186,22 +181,17 @@ return 1
 
 # KEYS: pointer, live. ARGV: the model's key base, then the entity keys. The generation's
 # keys cannot be declared in KEYS: which generation is only known once the pointer is read,
-# here. HMGET goes in slices because Lua's unpack stops at about 8,000 values.
-_READ = """
-local base, last = ARGV[1], #ARGV
-local function fetch(hash)
-  local out = {}
-  for i = 2, last, 4000 do
-    local got = redis.call('HMGET', hash, unpack(ARGV, i, math.min(i + 3999, last)))
-    for j = 1, #got do out[#out + 1] = got[j] end
-  end
-  return out
-end
+# here.
+_READ = (
+    HMGET_SLICES
+    + """
+local base = ARGV[1]
 local generation = redis.call('GET', KEYS[1])
 if not generation then return {false, false, {}, fetch(KEYS[2])} end
 local earliest = redis.call('HGET', base .. 'meta:' .. generation, 'earliest')
 return {generation, earliest, fetch(base .. 'gen:' .. generation), fetch(KEYS[2])}
 """
+)
 
 _STATS = """
 local base = ARGV[1]
@@ -230,22 +220,15 @@ class RedisStore:
     def __init__(self, url: str, *, prefix: str = "foretell", clock: Callable[[], datetime] = utc_now) -> None:
         self.url = url
         self.prefix = prefix
-        self._where = _redacted(url)
         self._clock = clock
-        self._redis = _import_redis()
-        try:
-            # A host that drops packets should fail in seconds, not hang a batch job; the URL
-            # can still say otherwise (`?socket_connect_timeout=`).
-            self._client: redis.Redis = self._redis.Redis.from_url(url, socket_connect_timeout=10)
-        except ValueError as exc:
-            raise StoreError(f"{self._where} is not a Redis URL: {exc}") from None
+        connection = RedisConnection(url, "prediction store")
+        self._where, self._redis, self._talking = connection.where, connection.module, connection.talking
+        self._client: redis.Redis = connection.client
         register = self._client.register_script
         self._begin, self._check, self._lower = register(_BEGIN), register(_CHECK), register(_LOWER)
         self._publish, self._collect, self._abandon = register(_PUBLISH), register(_COLLECT), register(_ABANDON)
         self._put_live, self._read, self._stats = register(_PUT_LIVE), register(_READ), register(_STATS)
-        # Fail at opening, as the SQLite store does, rather than at the first prediction.
-        with self._talking():
-            self._client.ping()
+        connection.ping()
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
@@ -378,17 +361,6 @@ class RedisStore:
         if state == "published":
             raise published_generation(model, generation)
 
-    @contextmanager
-    def _talking(self) -> Iterator[None]:
-        """Redis's errors as the store's, naming the server; not its traceback, which says nothing more."""
-        errors = self._redis.exceptions
-        try:
-            yield
-        except (errors.ConnectionError, errors.TimeoutError) as exc:
-            raise StoreError(f"cannot reach the Redis prediction store at {self._where}: {exc}") from None
-        except errors.RedisError as exc:
-            raise StoreError(f"the Redis prediction store at {self._where} refused: {exc}") from None
-
 
 def _row(prediction: bytes, version: int, stamp: bytes) -> bytes:
     return b"%s %d %s" % (stamp, version, prediction)
@@ -417,29 +389,3 @@ def _parsed(keys: list[str], rows: list[bytes | None]) -> Iterator[StoredRow]:
         if row is not None:
             stamp, version, prediction = row.split(b" ", 2)
             yield key, prediction, int(version), stamp.decode()
-
-
-def _redacted(url: str) -> str:
-    """`url` without its password, fit for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}"))
-
-
-def _import_redis() -> ModuleType:
-    try:
-        return importlib.import_module("redis")
-    except ImportError as exc:
-        if exc.name is not None and exc.name.split(".")[0] != "redis":
-            raise  # redis is there but one of its own imports broke: show that, not a wrong hint
-        missing = MissingExtra("redis", "redis", "redis")
-        # MissingExtra words its message for flavors; this is a store backend. (ImportError
-        # prints `msg`, other code reads `args`.)
-        missing.msg = (
-            "the Redis prediction store needs the 'redis' package, which is not installed; "
-            "install it with: pip install 'foretell[redis]'"
-        )
-        missing.args = (missing.msg,)
-        raise missing from None

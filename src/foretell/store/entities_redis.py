@@ -1,0 +1,499 @@
+"""The entity store on a Redis server, for entity tables that many serving hosts read and events update.
+
+Key layout, every key of entity table NAME under `PREFIX:entities:{NAME}:` (the braces, part of
+the key, make a table's keys one hash slot, so each script below touches a single slot); N is a
+storage, the number of one load:
+
+    next           INCR counter: the latest storage begun; kept by `drop`, so numbers are never reused
+    table          hash, the pointer readers follow: `storage` (N), `kind` (features | interactions),
+                   `description` (the EntityTable as JSON); absent when there is no such table
+    storages       set of the storages being written or in use
+    retired        set of the storages replaced or dropped whose keys are still being deleted
+    rows:N         features: hash key → the row, a JSON array in the table's column order (SQLite's bytes)
+    keys:N         interactions: set of the keys
+    items:N:KEY    interactions: hash item → value (the float's shortest text), one hash per key
+    updated:N      hash key → updated_at, for the keys events changed (the others date from the load)
+    events         hash event_id → when it was applied, for the events since the table was loaded
+
+and `PREFIX:entity-tables`, the set of the table names, for `tables()` (a slot of its own, so
+only plain commands touch it, never a script).
+
+A load writes a new storage (HSETs of a few thousand rows, pipelined), then one script switches
+the pointer, forgets the table's event ids and retires the older storages; their keys are then
+deleted a few thousand at a time (UNLINK, which frees big hashes on a background thread). Reads
+are one Lua script that resolves the pointer and reads the rows of the storage it names: a
+reader that read the pointer, then the rows, in two round trips could hold the pointer of a
+storage that a reload deleted in between, and see no rows at all. A script runs alone on the
+server, so a read sees the pointer and the rows of one moment: the old table or the new.
+
+Two loads of one table at once: the later begun wins. A load still writing when a later one
+switches finds its storage retired, and fails with a `StoreError` rather than replace newer rows.
+
+An event is one script too: it checks that the pointer still names the storage the caller
+described (a reload in between makes it retry), records the event id (HSETNX: one seen before
+changes nothing) and applies the change, all at once. A features event replaces the text of the
+columns it names inside the row's JSON array and copies the other columns' text as it is. Not
+Lua's `cjson`: decoding and encoding the row again would turn 3.0 into 3 (an int for a model
+that was trained on floats) and keep 14 significant digits of every other value.
+
+Needs Redis 5 or later (UNLINK, scripts whose writes replicate as effects), as the prediction store does.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow as pa
+
+from foretell.errors import InvalidInput
+from foretell.store.base import StoreError, check_key, utc_timestamp
+from foretell.store.entities import (
+    Entity,
+    EntityTable,
+    Interactions,
+    check_table_name,
+    interaction_rows,
+    json_arrays,
+    key_column_text,
+    key_value,
+    unknown_table,
+)
+from foretell.store.redis_connection import HMGET_SLICES, RedisConnection
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["RedisEntityStore"]
+
+HSET_ROWS = 2_000
+"""Rows (features) or interactions per HSET of a load: few enough that the server answers others in between."""
+
+PIPELINE_ARGS = 200_000
+"""Arguments sent before waiting for the replies: some 30 MB of customer rows, so a load's buffers stay small."""
+
+SWEEP_KEYS = 2_000
+"""Keys deleted by one clean-up script: a few milliseconds of the server's time each."""
+
+_BEGIN = """
+local n = redis.call('INCR', ARGV[1] .. 'next')
+redis.call('SADD', ARGV[1] .. 'storages', n)
+return n
+"""
+
+# Moves the storages up to `upto` out of use: nothing reads them from now on, the sweep deletes them.
+_RETIRE = """
+local function retire(base, upto)
+  for _, s in ipairs(redis.call('SMEMBERS', base .. 'storages')) do
+    if tonumber(s) <= upto then redis.call('SMOVE', base .. 'storages', base .. 'retired', s) end
+  end
+end
+"""
+
+# KEYS: table. ARGV: base, storage, kind, description. A storage already retired (a later load
+# switched first) is refused and retired with whatever it wrote since.
+_SWITCH = (
+    _RETIRE
+    + """
+local base, n = ARGV[1], ARGV[2]
+if redis.call('SISMEMBER', base .. 'storages', n) == 0 then
+  redis.call('SADD', base .. 'retired', n)
+  return 'superseded'
+end
+redis.call('DEL', KEYS[1], base .. 'events')
+redis.call('HSET', KEYS[1], 'storage', n, 'kind', ARGV[3], 'description', ARGV[4])
+retire(base, tonumber(n) - 1)
+return 'ok'
+"""
+)
+
+# KEYS: table. ARGV: base. Loads begun after the table's storage are left to finish.
+_DROP = (
+    _RETIRE
+    + """
+local n = redis.call('HGET', KEYS[1], 'storage')
+if not n then return 0 end
+redis.call('DEL', KEYS[1], ARGV[1] .. 'events')
+retire(ARGV[1], tonumber(n))
+return 1
+"""
+)
+
+# ARGV: base, how many keys at most. Deletes part of one retired storage; 0 once none is left.
+_SWEEP = """
+local base = ARGV[1]
+local s = redis.call('SRANDMEMBER', base .. 'retired')
+if not s then return 0 end
+local popped = redis.call('SPOP', base .. 'keys:' .. s, tonumber(ARGV[2]))
+if #popped > 0 then
+  local names = {}
+  for i, key in ipairs(popped) do names[i] = base .. 'items:' .. s .. ':' .. key end
+  redis.call('UNLINK', unpack(names))
+  return #popped
+end
+redis.call('UNLINK', base .. 'rows:' .. s, base .. 'updated:' .. s)
+redis.call('SREM', base .. 'retired', s)
+return 1
+"""
+
+# KEYS: table. ARGV: base, then the keys. Per key: the row (features), the flat list of item,
+# value, … (interactions), or false; then each key's updated_at, false for "at the load".
+_READ = (
+    HMGET_SLICES
+    + """
+local base = ARGV[1]
+local found = redis.call('HMGET', KEYS[1], 'storage', 'kind', 'description')
+local n = found[1]
+if not n then return false end
+local rows = {}
+if found[2] == 'features' then
+  rows = fetch(base .. 'rows:' .. n)
+else
+  local keys = base .. 'keys:' .. n
+  for i = 2, #ARGV do
+    rows[i - 1] = redis.call('SISMEMBER', keys, ARGV[i]) == 1
+                  and redis.call('HGETALL', base .. 'items:' .. n .. ':' .. ARGV[i])
+  end
+end
+return {found[3], rows, fetch(base .. 'updated:' .. n)}
+"""
+)
+
+# How an event script starts. KEYS: table. ARGV: base, storage, key, stamp, "1" and the event
+# id (or "0" and ""). Stops unless the pointer still names the storage the caller checked the
+# event against, and at an event id seen before; else the event id is recorded.
+_EVENT = """
+local base, n, key, stamp = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HGET', KEYS[1], 'storage') ~= n then return 'moved' end
+if ARGV[5] == '1' and redis.call('HSETNX', base .. 'events', ARGV[6], stamp) == 0 then return 'seen' end
+redis.call('HSET', base .. 'updated:' .. n, key, stamp)
+"""
+
+# ARGV after the event's: the whole row for a key the table lacks, then pairs of a column's
+# position (from 1) and its new JSON text. The row is split at its top-level commas, stepping
+# over strings (whose commas and brackets are text) and nested values, as our encoders write
+# it: without spaces.
+_SET_FEATURES = (
+    _EVENT
+    + """
+local function elements(text)
+  local out, start, at, depth = {}, 2, 2, 0
+  while true do
+    at = string.find(text, '[",%[%]{}]', at)
+    local c = string.sub(text, at, at)
+    if c == '"' then
+      repeat
+        at = string.find(text, '["\\\\]', at + 1)
+        local quote = string.sub(text, at, at) == '"'
+        if not quote then at = at + 1 end
+      until quote
+      at = at + 1
+    elseif c == '[' or c == '{' then
+      depth, at = depth + 1, at + 1
+    elseif depth > 0 then
+      if c ~= ',' then depth = depth - 1 end
+      at = at + 1
+    else
+      out[#out + 1] = string.sub(text, start, at - 1)
+      if c == ']' then return out end
+      start, at = at + 1, at + 1
+    end
+  end
+end
+local rows = base .. 'rows:' .. n
+local row = redis.call('HGET', rows, key)
+if row then
+  local parts = elements(row)
+  for i = 8, #ARGV, 2 do parts[tonumber(ARGV[i])] = ARGV[i + 1] end
+  row = '[' .. table.concat(parts, ',') .. ']'
+else
+  row = ARGV[7]
+end
+redis.call('HSET', rows, key, row)
+return 'ok'
+"""
+)
+
+# ARGV after the event's: item, value.
+_SET_INTERACTION = (
+    _EVENT
+    + """
+redis.call('HSET', base .. 'items:' .. n .. ':' .. key, ARGV[7], ARGV[8])
+redis.call('SADD', base .. 'keys:' .. n, key)
+return 'ok'
+"""
+)
+
+
+class RedisEntityStore:
+    """Entity tables on a Redis server: `RedisEntityStore("redis://host:6379/0")`; safe to share between threads."""
+
+    def __init__(self, url: str, *, prefix: str = "foretell") -> None:
+        self.url = url
+        self.prefix = prefix
+        connection = RedisConnection(url, "entity store")
+        self._where, self._talking = connection.where, connection.talking
+        self._client: redis.Redis = connection.client
+        register = self._client.register_script
+        self._begin, self._switch, self._drop = register(_BEGIN), register(_SWITCH), register(_DROP)
+        self._sweep, self._read = register(_SWEEP), register(_READ)
+        self._set_features, self._set_interaction = register(_SET_FEATURES), register(_SET_INTERACTION)
+        connection.ping()
+
+    def __repr__(self) -> str:
+        return f"RedisEntityStore({self._where!r}, prefix={self.prefix!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    def load_features(
+        self, name: str, key_column: str, rows: pa.Table, *, models: Iterable[str] = (), at: str
+    ) -> EntityTable:
+        base, stamp = self._base(check_table_name(name)), utc_timestamp(at)
+        keys = _as_bytes(key_column_text(rows, key_column))
+        texts = _as_bytes(json_arrays(rows))
+        flat: list[bytes] = [b""] * (2 * len(keys))
+        flat[0::2], flat[1::2] = keys, texts
+        storage = self._begin_storage(base)
+        target = f"{base}rows:{storage}"
+        with self._talking():
+            # In file order: of a key given twice, the later HSET (the last row) stays.
+            step = 2 * HSET_ROWS
+            self._send(("HSET", target, *flat[i : i + step]) for i in range(0, len(flat), step))
+            count = int(self._client.hlen(target))
+        return self._publish(base, storage, _loaded(name, key_column, rows, None, count, models, stamp))
+
+    def load_interactions(
+        self,
+        name: str,
+        key_column: str,
+        rows: pa.Table,
+        interactions: Interactions,
+        *,
+        models: Iterable[str] = (),
+        at: str,
+    ) -> EntityTable:
+        base, stamp = self._base(check_table_name(name)), utc_timestamp(at)
+        keys, items, values = interaction_rows(rows, key_column, interactions)
+        maps: dict[str, list[str]] = {}
+        for key, item, value in zip(keys, items, values, strict=True):
+            # Fields repeat in file order: HSET keeps the last value of a film rated twice.
+            maps.setdefault(key, []).extend((item, repr(value)))
+        storage = self._begin_storage(base)
+        distinct = list(maps)
+        with self._talking():
+            self._send(("HSET", f"{base}items:{storage}:{key}", *pairs) for key, pairs in maps.items())
+            target = f"{base}keys:{storage}"
+            self._send(("SADD", target, *distinct[i : i + HSET_ROWS]) for i in range(0, len(distinct), HSET_ROWS))
+        return self._publish(base, storage, _loaded(name, key_column, rows, interactions, len(distinct), models, stamp))
+
+    def drop(self, name: str) -> None:
+        base = self._base(name)
+        with self._talking():
+            if not self._drop(keys=[f"{base}table"], args=[base]):
+                raise unknown_table(name, self._names())
+            # A load that switched after the drop is listed again: it is there.
+            self._client.srem(self._names_key, name)
+            if self._client.exists(f"{base}table"):
+                self._client.sadd(self._names_key, name)
+            self._clean(base)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def tables(self) -> list[EntityTable]:
+        with self._talking():
+            names = sorted(_text(name) for name in self._client.smembers(self._names_key))
+            with self._client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hget(f"{self._base(name)}table", "description")
+                described = pipe.execute()
+        # A name whose table is gone is one a drop is still taking out of the set.
+        return [_described(text) for text in described if text is not None]
+
+    def table(self, name: str) -> EntityTable:
+        return self._find(name)[1]
+
+    def get(self, name: str, key: str) -> Entity | None:
+        key = check_key(key)
+        return self.get_many(name, [key]).get(key)
+
+    def get_many(self, name: str, keys: Iterable[str]) -> dict[str, Entity]:
+        base, wanted = self._base(name), list(dict.fromkeys(check_key(key) for key in keys))
+        if not wanted:
+            return {}
+        with self._talking():
+            reply = self._read(keys=[f"{base}table"], args=[base, *wanted])
+        if reply is None:
+            raise unknown_table(name, self._names())
+        description, rows, updated = reply
+        return dict(_entities(_described(description), wanted, rows, updated))
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def set_features(
+        self, name: str, key: str, values: Mapping[str, Any], *, at: str, event_id: str | None = None
+    ) -> bool:
+        key, stamp, base = check_key(key), utc_timestamp(at), self._base(name)
+        while True:
+            storage, table = self._find(name)
+            if table.interactions is not None:
+                raise InvalidInput(f"entity table {name!r} holds interactions; send an interaction event")
+            texts = _column_texts(table, values)
+            row = ["null"] * len(table.columns)
+            row[table.columns.index(table.key_column)] = orjson.dumps(key_value(key, table.key_type)).decode()
+            for position, text in texts.items():
+                row[position] = text
+            changes = [part for position, text in texts.items() for part in (position + 1, text)]
+            new_row = f"[{','.join(row)}]"
+            event = _event_args(base, storage, key, stamp, event_id)
+            with self._talking():
+                done = self._set_features(keys=[f"{base}table"], args=[*event, new_row, *changes])
+            if done != b"moved":  # moved: reloaded since `_find`, so check the event against the new table
+                return bool(done == b"ok")
+
+    def set_interaction(
+        self, name: str, key: str, item: Any, value: float, *, at: str, event_id: str | None = None
+    ) -> bool:
+        key, stamp, base = check_key(key), utc_timestamp(at), self._base(name)
+        while True:
+            storage, table = self._find(name)
+            if table.interactions is None:
+                raise InvalidInput(f"entity table {name!r} holds features, not interactions; send a features event")
+            key_value(key, table.key_type)  # refuses "x" as a key of a table of whole numbers
+            event = _event_args(base, storage, key, stamp, event_id)
+            with self._talking():
+                done = self._set_interaction(keys=[f"{base}table"], args=[*event, str(item), repr(float(value))])
+            if done != b"moved":
+                return bool(done == b"ok")
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    @property
+    def _names_key(self) -> str:
+        return f"{self.prefix}:entity-tables"
+
+    def _base(self, name: str) -> str:
+        return f"{self.prefix}:entities:{{{name}}}:"
+
+    def _names(self) -> list[str]:
+        return [table.name for table in self.tables()]
+
+    def _find(self, name: str) -> tuple[str, EntityTable]:
+        with self._talking():
+            storage, description = self._client.hmget(f"{self._base(name)}table", ["storage", "description"])
+        if storage is None or description is None:
+            raise unknown_table(name, self._names())
+        return _text(storage), _described(description)
+
+    def _begin_storage(self, base: str) -> int:
+        with self._talking():
+            return int(self._begin(args=[base]))
+
+    def _send(self, commands: Iterable[tuple[Any, ...]]) -> None:
+        """Pipelines of commands, waiting for the replies every `PIPELINE_ARGS` arguments."""
+        with self._client.pipeline(transaction=False) as pipe:
+            pending = 0
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py leaves Pipeline untyped
+                pending += len(command)
+                if pending >= PIPELINE_ARGS:
+                    pipe.execute()
+                    pending = 0
+            pipe.execute()
+
+    def _publish(self, base: str, storage: int, table: EntityTable) -> EntityTable:
+        kind = "features" if table.interactions is None else "interactions"
+        description = orjson.dumps(table.to_dict())
+        with self._talking():
+            now = self._switch(keys=[f"{base}table"], args=[base, storage, kind, description])
+            if now == b"ok":
+                self._client.sadd(self._names_key, table.name)
+            self._clean(base)
+        if now != b"ok":
+            raise StoreError(
+                f"entity table {table.name!r} was loaded again, by a load begun after this one (load {storage}), "
+                "while this one was writing; the later load stands and this one was not applied"
+            )
+        return table
+
+    def _clean(self, base: str) -> None:
+        while self._sweep(args=[base, SWEEP_KEYS]):
+            pass
+
+
+@functools.lru_cache(maxsize=256)
+def _described(description: bytes) -> EntityTable:
+    """The table a description names; cached, since every read returns the same few descriptions."""
+    found = orjson.loads(description)
+    spec = found["interactions"]
+    return EntityTable(
+        found["name"],
+        found["key_column"],
+        found["key_type"],
+        tuple(found["columns"]),
+        tuple(found["models"]),
+        None if spec is None else Interactions(**spec),
+        found["rows"],
+        found["loaded_at"],
+    )
+
+
+def _entities(
+    table: EntityTable, keys: list[str], rows: list[Any], updated: list[bytes | None]
+) -> Iterator[tuple[str, Entity]]:
+    spec = table.interactions
+    for key, row, stamp in zip(keys, rows, updated, strict=True):
+        if row is None:
+            continue
+        if spec is None:
+            features = dict(zip(table.columns, orjson.loads(row), strict=True))
+        else:
+            items = {row[i].decode(): float(row[i + 1]) for i in range(0, len(row), 2)}
+            features = {table.key_column: key_value(key, table.key_type), spec.column: items}
+        yield key, Entity(table.name, key, features, table.loaded_at if stamp is None else stamp.decode())
+
+
+def _column_texts(table: EntityTable, values: Mapping[str, Any]) -> dict[int, str]:
+    """Position → new JSON text of each column an event sets, refusing columns it may not set."""
+    if unknown := sorted(set(values) - set(table.columns)):
+        raise InvalidInput(
+            f"entity table {table.name!r} has no column(s) {unknown}; its columns are {list(table.columns)}"
+        )
+    if table.key_column in values:
+        raise InvalidInput(f"{table.key_column!r} is the key of entity table {table.name!r}; it cannot be changed")
+    return {table.columns.index(column): orjson.dumps(value).decode() for column, value in values.items()}
+
+
+def _event_args(base: str, storage: str, key: str, stamp: str, event_id: str | None) -> list[str]:
+    return [base, storage, key, stamp, "0" if event_id is None else "1", event_id or ""]
+
+
+def _as_bytes(column: pa.ChunkedArray) -> list[bytes]:
+    # Bytes, because redis-py sends them untouched: encoding a million str arguments is a second of a load.
+    return column.cast(pa.binary()).to_pylist()  # type: ignore[no-any-return]
+
+
+def _text(value: bytes | str) -> str:
+    """A reply as text (the client is told to leave replies as bytes, its typing cannot know it)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _loaded(
+    name: str,
+    key_column: str,
+    rows: pa.Table,
+    interactions: Interactions | None,
+    count: int,
+    models: Iterable[str],
+    stamp: str,
+) -> EntityTable:
+    """The description of a table just loaded from `rows`, as the SQLite store words it."""
+    kind = rows.schema.field(key_column).type
+    key_type = "int" if pa.types.is_integer(kind) or pa.types.is_floating(kind) else "str"
+    columns = tuple(rows.column_names) if interactions is None else (key_column, interactions.column)
+    named = tuple(dict.fromkeys(str(model) for model in models))
+    return EntityTable(name, key_column, key_type, columns, named, interactions, count, stamp)
