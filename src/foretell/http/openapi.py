@@ -68,6 +68,47 @@ _INVOCATIONS = {
 }
 
 
+_LOOKUP = {
+    "type": "object",
+    "required": ["model", "key", "source", "prediction", "model_version", "computed_at"],
+    "properties": {
+        "model": {"type": "string"},
+        "key": {"type": "string"},
+        "source": {"type": "string", "enum": ["precomputed", "live"]},
+        "prediction": {"type": "object"},
+        "model_version": {"type": "integer"},
+        "computed_at": {"type": "string", "format": "date-time"},
+        "generation": {"type": ["integer", "null"]},
+        "age_seconds": {"type": "number"},
+        "stale": {"type": "boolean"},
+    },
+}
+_BATCH_GET = {
+    "type": "object",
+    "required": ["keys"],
+    "properties": {
+        "keys": {"type": "array", "items": {"type": ["string", "integer"]}, "minItems": 1, "maxItems": 10000},
+        "fresh": {"type": "boolean"},
+        "k": {"type": ["integer", "null"], "minimum": 1},
+    },
+}
+_EVENT = {
+    "type": "object",
+    "required": ["type"],
+    "description": (
+        '{"type": "features", "key": ..., "values": {...}} or an interaction such as '
+        '{"type": "rating", "user_id": 17, "movie_id": 3301, "rating": 5}; optional "event_id" and "entity"'
+    ),
+    "properties": {
+        "type": {"type": "string"},
+        "event_id": {"type": "string", "maxLength": 200},
+        "entity": {"type": "string"},
+        "key": {"type": ["string", "integer"]},
+        "values": {"type": "object"},
+    },
+}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": "error", "content": {"application/json": {"schema": _ERROR}}} for c in codes}
 
@@ -114,5 +155,42 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/health": probe,
             "/version": {"get": {"responses": {"200": {"description": "the server version"}}}},
             "/metrics": {"get": {"responses": {"200": {"description": "Prometheus text format"}}}},
+            "/v1/models/{name}/predictions/{key}": {
+                "parameters": [name, {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "get": {
+                    "summary": "The stored prediction for a key while fresh, else a live one (written back)",
+                    "parameters": [
+                        {"name": "fresh", "in": "query", "schema": {"type": "boolean"}},
+                        {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    ],
+                    "responses": {"200": _json(_LOOKUP), **_errors(400, 404, 500, 503, 504)},
+                },
+            },
+            "/v1/models/{name}/predictions:batchGet": {
+                "parameters": [name],
+                "post": {
+                    "summary": "Lookups for many keys; live predictions for the misses run as one batch",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _BATCH_GET}}},
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "predictions": {"type": "array", "items": _LOOKUP},
+                                    "missing": {"type": "array", "items": {"type": "string"}},
+                                },
+                            }
+                        ),
+                        **_errors(400, 404, 413, 500, 503, 504),
+                    },
+                },
+            },
+            "/v1/events": {
+                "post": {
+                    "summary": "Apply an event to an entity and refresh its predictions before answering",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT}}},
+                    "responses": {"200": _json({"type": "object"}), **_errors(400, 413, 500, 503, 504)},
+                }
+            },
         },
     }
