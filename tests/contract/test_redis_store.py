@@ -180,3 +180,13 @@ def test_open_store_picks_the_backend_from_the_url(redis_url: str, tmp_path: Pat
     redis_store.close()
     with pytest.raises(StoreError, match=r"cannot reach the Redis prediction store at unix:///nowhere/redis\.sock"):
         open_store(tmp_path, "unix:///nowhere/redis.sock")
+
+
+def test_an_unknown_store_url_scheme_is_refused_not_taken_for_sqlite(tmp_path: Path) -> None:
+    import pytest
+
+    from foretell.store import open_entity_store
+
+    for opener in (open_store, open_entity_store):
+        with pytest.raises(StoreError, match="unknown store URL 'postgres://db/1'"):
+            opener(tmp_path, "postgres://db/1")

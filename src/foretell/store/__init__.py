@@ -32,12 +32,11 @@ def open_store(home: Path, url: str | None = None) -> PredictionStore:
     A Redis URL (redis://, rediss://, unix://) opens a `RedisStore`; anything else, or no URL,
     the SQLite store kept in `home` (FORETELL_HOME) as `store.db`, created on first use.
     """
-    if url is not None:
+    if _is_redis(url):
         # Imported here: the Redis backend needs the [redis] extra, the default store does not.
-        from foretell.store.redis import URL_SCHEMES, RedisStore
+        from foretell.store.redis import RedisStore
 
-        if urlsplit(url).scheme.lower() in URL_SCHEMES:
-            return RedisStore(url)
+        return RedisStore(str(url))
     return SqliteStore(Path(home) / "store.db")
 
 
@@ -47,11 +46,25 @@ def open_entity_store(home: Path, url: str | None = None) -> EntityStore:
     A Redis URL (redis://, rediss://, unix://) opens a `RedisEntityStore` on that server;
     anything else, or no URL, the SQLite file `entities.db` in `home` (FORETELL_HOME).
     """
-    if url is not None:
-        # Imported here: the Redis backend needs the [redis] extra, the default store does not.
+    if _is_redis(url):
         from foretell.store.entities_redis import RedisEntityStore
-        from foretell.store.redis import URL_SCHEMES
 
-        if urlsplit(url).scheme.lower() in URL_SCHEMES:
-            return RedisEntityStore(url)
+        return RedisEntityStore(str(url))
     return SqliteEntityStore(Path(home) / "entities.db")
+
+
+def _is_redis(url: str | None) -> bool:
+    """Whether `url` names a Redis server; a scheme foretell does not know is refused, not taken for SQLite."""
+    if url is None:
+        return False
+    from foretell.store.redis import URL_SCHEMES
+
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in URL_SCHEMES:
+        return True
+    if scheme not in ("", "sqlite", "file"):
+        raise StoreError(
+            f"unknown store URL {url!r}: use redis://host:port/db (or rediss://, unix://), or leave it unset for "
+            "SQLite under FORETELL_HOME"
+        )
+    return False
