@@ -1,0 +1,290 @@
+"""The cost model: batch, real-time and hybrid priced from measurements of the user's own model.
+
+Pure arithmetic over a `Workload` and `Measurements`, so it is tested with fixed numbers.
+The three ways, as this model prices them (core-seconds are CPU time on this machine):
+
+- **batch**: score the whole population on a schedule (once a day, or as often as the
+  freshness need demands) into files. It answers no online request by itself.
+- **real-time**: compute every answer when it is asked for. A lone request pays a whole
+  model call; requests that arrive while the model runs share the next call (the server's
+  micro-batching), so the cost per request falls as traffic rises, down to the saturated
+  throughput measured on this machine.
+- **hybrid**: a nightly batch into the prediction store; online answers are lookups; answers
+  older than the freshness need, and entities that an event changed, are predicted live.
+
+The recommendation follows the seed's rules of thumb, each checked against the figures:
+bulk scoring of a whole population on a schedule → batch; instant, per-input answers →
+real-time; both needs → hybrid; otherwise the cheaper of hybrid and real-time that meets
+the latency objective, with the request rate and population at which that would change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from foretell.advisor.workload import DAY_S, Workload
+
+__all__ = ["Advice", "Measurements", "ModeCost", "advise", "live_cost_per_request"]
+
+Mode = Literal["batch", "real-time", "hybrid"]
+MODES: tuple[Mode, ...] = ("batch", "real-time", "hybrid")
+
+
+@dataclass(frozen=True, slots=True)
+class Measurements:
+    """What the advisor measured on this machine, per core unless said otherwise."""
+
+    batch_rows_per_s: float
+    """Rows scored per second per core through the real batch path (read, validate, predict, write)."""
+    single_p50_ms: float
+    """One request alone through the real server: what a lone online request costs."""
+    single_p99_ms: float
+    live_rps: float
+    """Requests/s one server worker answers when saturated (micro-batched)."""
+    live_p99_ms: float
+    """p99 at that saturation."""
+    lookup_rps: float
+    """Precomputed lookups/s one server worker answers when saturated."""
+    lookup_p99_ms: float
+    store_write_rows_per_s: float
+    prediction_bytes: float
+    """One stored prediction, encoded."""
+    cores: int = 1
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ModeCost:
+    mode: Mode
+    feasible: bool
+    why_not: str | None
+    core_hours_per_day: float
+    peak_cores: float
+    """Cores one needs at the peak request rate to keep answers within the latency objective."""
+    p99_ms: float | None
+    """p99 of an online answer (None: no online answers)."""
+    freshness_s: float
+    """The oldest an answer can be when it is given."""
+    store_bytes: float
+    wasted_fraction: float
+    """Share of computed predictions nobody asks for that day."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    workload: Workload
+    measurements: Measurements
+    modes: dict[str, ModeCost]
+    recommendation: Mode
+    reasons: list[str]
+    crossover: dict[str, float | None]
+    """`requests_per_day`: where hybrid and real-time cost the same for this population;
+    `population`: where they cost the same for this traffic (None when they never do)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload.to_dict(),
+            "measurements": self.measurements.to_dict(),
+            "modes": {name: cost.to_dict() for name, cost in self.modes.items()},
+            "recommendation": self.recommendation,
+            "reasons": list(self.reasons),
+            "crossover": dict(self.crossover),
+        }
+
+
+def live_cost_per_request(m: Measurements, rate: float) -> float:
+    """Core-seconds one live request costs when `rate` requests/s arrive at one worker.
+
+    A call costs about what a lone request does; the requests that arrive while it runs
+    share the next one, so at rate r a call serves about 1 + r·t of them, until the worker
+    saturates at its measured throughput.
+    """
+    call_s = m.single_p50_ms / 1000.0
+    shared = call_s / (1.0 + max(rate, 0.0) * call_s)
+    return max(shared, 1.0 / m.live_rps)
+
+
+def batch_cost(w: Workload, m: Measurements) -> ModeCost:
+    run_s = w.population / m.batch_rows_per_s  # core-seconds of one run
+    wall = run_s / max(m.cores, 1)
+    # An answer is as old as the time since its run started: runs must start `need - wall` apart.
+    interval = DAY_S if w.freshness_s >= DAY_S else w.freshness_s - wall
+    runs = DAY_S / interval if interval > 0 else math.inf
+    why = None
+    if not w.precomputable:
+        why = "the input exists only when a request comes: there is nothing to score ahead"
+    elif w.online:
+        why = "it answers no online request by itself (the hybrid way serves its output by key)"
+    elif interval <= 0:
+        why = f"one run takes {wall:,.0f} s on {m.cores} cores, longer than the {w.freshness_s:,.0f} s freshness allows"
+    return ModeCost(
+        "batch",
+        why is None,
+        why,
+        core_hours_per_day=runs * run_s / 3600.0 if math.isfinite(runs) else math.inf,
+        peak_cores=float(m.cores) if w.population else 0.0,
+        p99_ms=None,
+        freshness_s=max(interval, 0.0) + wall,
+        store_bytes=0.0,
+        wasted_fraction=0.0,
+    )
+
+
+def real_time_cost(w: Workload, m: Measurements) -> ModeCost:
+    average = w.requests_per_day / DAY_S
+    serve_s = w.requests_per_day * live_cost_per_request(m, average)
+    bulk_s = w.population / m.batch_rows_per_s if w.bulk_daily else 0.0  # the daily need still takes a job
+    peak_cores = w.peak_rps * live_cost_per_request(m, w.peak_rps)
+    p99 = m.single_p99_ms if peak_cores < 0.5 else m.live_p99_ms
+    why = None
+    if not w.online:
+        why = "there are no online requests to answer"
+    elif p99 > w.p99_ms:
+        why = f"its p99 here is {p99:,.1f} ms, over the {w.p99_ms:,.0f} ms objective"
+    return ModeCost(
+        "real-time",
+        why is None,
+        why,
+        core_hours_per_day=(serve_s + bulk_s) / 3600.0,
+        peak_cores=peak_cores,
+        p99_ms=p99 if w.online else None,
+        freshness_s=0.0,
+        store_bytes=0.0,
+        wasted_fraction=0.0,
+    )
+
+
+def hybrid_cost(w: Workload, m: Measurements) -> ModeCost:
+    stale = max(0.0, 1.0 - w.freshness_s / DAY_S)  # requests whose nightly answer is older than the need
+    batch_s = w.population / m.batch_rows_per_s + w.population / m.store_write_rows_per_s
+    lookups_s = w.requests_per_day * (1.0 - stale) / m.lookup_rps
+    live_rate = w.requests_per_day * stale / DAY_S
+    live_s = w.requests_per_day * stale * live_cost_per_request(m, live_rate)
+    event_rate = w.population * w.events_per_entity_per_day / DAY_S
+    events_s = w.population * w.events_per_entity_per_day * live_cost_per_request(m, event_rate)
+    peak_live = w.peak_rps * stale
+    peak_cores = w.peak_rps * (1.0 - stale) / m.lookup_rps + peak_live * live_cost_per_request(m, peak_live)
+    if stale > 0.01:
+        p99 = m.single_p99_ms if peak_live * live_cost_per_request(m, peak_live) < 0.5 else m.live_p99_ms
+        p99 = max(p99, m.lookup_p99_ms)
+    else:
+        p99 = m.lookup_p99_ms
+    why = None
+    if not w.precomputable:
+        why = "the input exists only when a request comes: there is nothing to precompute"
+    elif not w.online:
+        why = "there are no online requests to serve from the store"
+    elif p99 > w.p99_ms:
+        why = f"its p99 here is {p99:,.1f} ms, over the {w.p99_ms:,.0f} ms objective"
+    return ModeCost(
+        "hybrid",
+        why is None,
+        why,
+        core_hours_per_day=(batch_s + lookups_s + live_s + events_s) / 3600.0,
+        peak_cores=peak_cores,
+        p99_ms=p99 if w.online else None,
+        freshness_s=min(w.freshness_s, DAY_S),
+        store_bytes=w.population * m.prediction_bytes,
+        wasted_fraction=0.0 if w.bulk_daily else 1.0 - w.active_fraction,
+    )
+
+
+def advise(w: Workload, m: Measurements) -> Advice:
+    modes = {"batch": batch_cost(w, m), "real-time": real_time_cost(w, m), "hybrid": hybrid_cost(w, m)}
+    choice, reasons = _recommend(w, modes)
+    return Advice(w, m, modes, choice, reasons, crossover(w, m))
+
+
+def _recommend(w: Workload, modes: dict[str, ModeCost]) -> tuple[Mode, list[str]]:
+    batch, live, hybrid = modes["batch"], modes["real-time"], modes["hybrid"]
+    if not w.online:
+        return "batch", [
+            f"Bulk scoring of a whole population on a schedule: {w.population:,} entities, no online requests.",
+            f"One run costs {batch.core_hours_per_day:,.2f} core-hours a day and answers are at most "
+            f"{_duration(batch.freshness_s)} old.",
+        ]
+    if not w.precomputable:
+        return "real-time", [
+            "Instant, per-input answers: the input exists only when the request comes, so nothing can be scored ahead.",
+            f"At {w.peak_rps:,.0f} requests/s at peak it needs {live.peak_cores:,.2f} cores; p99 here "
+            f"{_ms(live.p99_ms)} against a {w.p99_ms:,.0f} ms objective.",
+        ]
+    if w.bulk_daily and hybrid.feasible:
+        return "hybrid", [
+            f"Both needs: every one of {w.population:,} entities needs a score each day, and "
+            f"{w.requests_per_day:,.0f} online requests a day need answers.",
+            f"The daily job is needed anyway, so online answers come from its store for a lookup's cost "
+            f"(p99 {_ms(hybrid.p99_ms)}); answers older than {_duration(w.freshness_s)}"
+            + (" and entities an event changed" if w.events_per_entity_per_day else "")
+            + " are predicted live.",
+        ]
+    feasible = [c for c in (hybrid, live) if c.feasible]
+    if not feasible:
+        best = min((hybrid, live), key=lambda c: c.p99_ms or math.inf)
+        return best.mode, [f"Nothing meets the {w.p99_ms:,.0f} ms objective here; {best.mode} comes closest "
+                           f"(p99 {_ms(best.p99_ms)}). More cores will not lower a single call's latency."]  # fmt: skip
+    cheapest = min(feasible, key=lambda c: c.core_hours_per_day)
+    other = next((c for c in (hybrid, live) if c is not cheapest), None)
+    reasons = [
+        f"{cheapest.mode} costs {cheapest.core_hours_per_day:,.2f} core-hours a day"
+        + (f" against {other.core_hours_per_day:,.2f} for {other.mode}" if other is not None else "")
+        + f", and meets the {w.p99_ms:,.0f} ms objective (p99 {_ms(cheapest.p99_ms)})."
+    ]
+    if other is not None and not other.feasible:
+        reasons.append(f"{other.mode} is out: {other.why_not}.")
+    if cheapest.mode == "hybrid" and cheapest.wasted_fraction > 0.5:
+        reasons.append(
+            f"{cheapest.wasted_fraction:.0%} of the nightly predictions are never asked for, and it is still cheaper."
+        )
+    return cheapest.mode, reasons
+
+
+def crossover(w: Workload, m: Measurements) -> dict[str, float | None]:
+    """Where hybrid and real-time cost the same: in requests a day (this population) and population (this traffic)."""
+
+    def gap(workload: Workload) -> float:
+        return real_time_cost(workload, m).core_hours_per_day - hybrid_cost(workload, m).core_hours_per_day
+
+    plain = w.replace(bulk_daily=False, precomputable=True, peak_rps=max(w.peak_rps, 1e-9))
+    requests = _root(lambda r: gap(plain.replace(requests_per_day=r)), 0.0, 1e12)
+    population = _root(
+        lambda n: -gap(plain.replace(population=int(n), active_per_day=min(plain.active_per_day, int(n)))),
+        0.0,
+        1e12,
+    )
+    return {"requests_per_day": requests, "population": population}
+
+
+def _root(f: Any, low: float, high: float) -> float | None:
+    """The x in [low, high] where f changes sign (f increasing), by bisection; None if it never does."""
+    f_low, f_high = f(low), f(high)
+    if f_low > 0 or f_high < 0:
+        return None
+    for _ in range(200):
+        mid = (low + high) / 2
+        if f(mid) < 0:
+            low = mid
+        else:
+            high = mid
+        if high - low <= max(1.0, 1e-6 * high):
+            break
+    return (low + high) / 2
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f} ms"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", DAY_S), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:,.1f} s"
