@@ -136,7 +136,7 @@ def main() -> int:
                 "redis": bulk_load(open_store(home, redis_url), rows, 65_536),
             }
 
-            env = {**os.environ, "FORETELL_HOME": str(home), "OMP_NUM_THREADS": "1"}
+            env = {**os.environ, "FORETELL_HOME": str(home)}  # the server sets its own thread limits
             urls = {}
             for name, store_url in (("sqlite", None), ("redis", redis_url)):
                 port = free_port()

@@ -145,7 +145,7 @@ def main() -> int:
             single = statistics.median(_time(lambda: model.predict_batch(one[0]), 2000))
             batch = statistics.median(_time(lambda: model.predict_batch(matrix), 300))
 
-        env = {**os.environ, "FORETELL_HOME": str(home), "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "FORETELL_HOME": str(home)}  # no OMP_NUM_THREADS: the server sets its own limits
         port, floor_port = free_port(), free_port()
         def start_ours(port: int, *extra: str) -> subprocess.Popen[bytes]:
             command = ["taskset", "-c", "0", sys.executable, "-m", "foretell", "serve", "churn/1"]

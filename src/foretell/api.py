@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,6 +20,7 @@ from foretell.errors import InvalidInput
 from foretell.registry import ModelSummary, SqliteRegistry, open_registry
 
 if TYPE_CHECKING:
+    from foretell.advisor import Advice, Workload
     from foretell.batch import BatchResult
     from foretell.batch.job import Progress
     from foretell.batch.scheduler import Scheduler
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InputFormat",
+    "advise",
     "batch_job",
     "batch_jobs",
     "create_server_app",
@@ -383,6 +385,34 @@ def get_entity(name: str, key: str, *, home: Path | str | None = None) -> Entity
     if found is None:
         raise NotFound(f"entity table {name!r} has no row for key {key!r}")
     return found
+
+
+def advise(
+    uri: str,
+    workload: Workload,
+    *,
+    quick: bool = False,
+    sample: str | Path | None = None,
+    home: Path | str | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> Advice:
+    """Measure `uri` on this machine through the real batch, serving and store paths, then price `workload`.
+
+    `quick` keeps the measurements under about ten seconds; `sample` is a file of real rows
+    (otherwise rows are generated from the signature). Nothing in `home` is changed.
+    """
+    import pyarrow as pa
+
+    from foretell.advisor import advise as price
+    from foretell.measure import MeasurePlan, measure
+
+    rows = None
+    if sample is not None:
+        found = read_input(sample)
+        rows = found if isinstance(found, pa.Table) else pa.Table.from_pylist(found)
+    plan = MeasurePlan.quick() if quick else MeasurePlan.full()
+    measured = measure(uri, home=_home(home), plan=plan, sample=rows, progress=progress)
+    return price(workload, measured)
 
 
 def read_input(source: str | Path, fmt: InputFormat = "auto") -> Any:
