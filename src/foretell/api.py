@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = [
     "InputFormat",
     "advise",
+    "advise_seconds",
+    "advise_workload",
     "batch_job",
     "batch_jobs",
     "create_server_app",
@@ -385,6 +387,22 @@ def get_entity(name: str, key: str, *, home: Path | str | None = None) -> Entity
     if found is None:
         raise NotFound(f"entity table {name!r} has no row for key {key!r}")
     return found
+
+
+def advise_workload(settings: Mapping[str, Any], *, file: str | Path | None = None) -> Workload:
+    """The workload `foretell advise` weighs: a `preset`, a TOML `file`, and `settings` on top (None: not given)."""
+    from foretell.advisor import load_workload, workload_from
+
+    merged: dict[str, Any] = load_workload(file).to_dict() if file is not None else {}
+    merged.update({k: v for k, v in settings.items() if v is not None})
+    return workload_from(merged, Path(file).stem if file is not None else "custom")
+
+
+def advise_seconds(*, quick: bool = False) -> float:
+    """About how long `advise` measures for."""
+    from foretell.measure import MeasurePlan
+
+    return (MeasurePlan.quick() if quick else MeasurePlan.full()).estimated_seconds
 
 
 def advise(

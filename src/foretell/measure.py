@@ -130,6 +130,7 @@ def measure(
                 report("serving: 64 concurrent clients", 0.65)
                 live = _wrk_post(infer, bodies[0], 64, plan.load_seconds, work)
                 report("serving: lookups by key", 0.85)
+                lookup_alone = _wrk_lookups(url, info.name, keys, max(plan.load_seconds, 2.0), work, clients=1)
                 lookups = _wrk_lookups(url, info.name, keys, plan.load_seconds, work)
             else:  # a Python client: it costs more per request than wrk, so figures come out lower
                 single = _single(infer, bodies, plan.single_requests)
@@ -137,6 +138,7 @@ def measure(
                 live = asyncio.run(_load(infer, bodies, plan))
                 report("serving: lookups by key", 0.85)
                 urls = [f"{url}/v1/models/{info.name}/predictions/k{i}" for i in range(min(keys, 5_000))]
+                lookup_alone = asyncio.run(_load(None, urls, plan, clients=1))
                 lookups = asyncio.run(_load(None, urls, plan))
         report("done", 1.0)
     return Measurements(
@@ -146,7 +148,8 @@ def measure(
         live_rps=live["rps"],
         live_p99_ms=live["p99_ms"],
         lookup_rps=lookups["rps"],
-        lookup_p99_ms=lookups["p99_ms"],
+        lookup_p99_ms=lookup_alone["p99_ms"],
+        lookup_loaded_p99_ms=lookups["p99_ms"],
         store_write_rows_per_s=write_rate,
         prediction_bytes=prediction_bytes,
         cores=os.cpu_count() or 1,
@@ -281,13 +284,13 @@ def _wrk_post(url: str, body: bytes, connections: int, seconds: float, work: Pat
     return run_wrk(url, script, connections, seconds)
 
 
-def _wrk_lookups(base: str, name: str, keys: int, seconds: float, work: Path) -> dict[str, float]:
+def _wrk_lookups(base: str, name: str, keys: int, seconds: float, work: Path, clients: int = 64) -> dict[str, float]:
     script = work / "lookups.lua"
     script.write_text(
         "math.randomseed(7)\nrequest = function()\n"
         f'  return wrk.format("GET", "/v1/models/{name}/predictions/k" .. math.random(0, {keys - 1}))\nend\n'
     )
-    return run_wrk(base, script, 64, seconds)
+    return run_wrk(base, script, clients, seconds)
 
 
 def _infer_bodies(rows: pa.Table, model: Any) -> list[bytes]:

@@ -48,6 +48,9 @@ class Measurements:
     lookup_rps: float
     """Precomputed lookups/s one server worker answers when saturated."""
     lookup_p99_ms: float
+    """p99 of one lookup alone (no queueing)."""
+    lookup_loaded_p99_ms: float
+    """p99 of lookups at saturation."""
     store_write_rows_per_s: float
     prediction_bytes: float
     """One stored prediction, encoded."""
@@ -172,11 +175,12 @@ def hybrid_cost(w: Workload, m: Measurements) -> ModeCost:
     events_s = w.population * w.events_per_entity_per_day * live_cost_per_request(m, event_rate)
     peak_live = w.peak_rps * stale
     peak_cores = w.peak_rps * (1.0 - stale) / m.lookup_rps + peak_live * live_cost_per_request(m, peak_live)
+    lookup_p99 = m.lookup_p99_ms if w.peak_rps / m.lookup_rps < 0.5 else m.lookup_loaded_p99_ms
     if stale > 0.01:
         p99 = m.single_p99_ms if peak_live * live_cost_per_request(m, peak_live) < 0.5 else m.live_p99_ms
-        p99 = max(p99, m.lookup_p99_ms)
+        p99 = max(p99, lookup_p99)
     else:
-        p99 = m.lookup_p99_ms
+        p99 = lookup_p99
     why = None
     if not w.precomputable:
         why = "the input exists only when a request comes: there is nothing to precompute"
@@ -253,7 +257,9 @@ def crossover(w: Workload, m: Measurements) -> dict[str, float | None]:
     def gap(workload: Workload) -> float:
         return real_time_cost(workload, m).core_hours_per_day - hybrid_cost(workload, m).core_hours_per_day
 
-    plain = w.replace(bulk_daily=False, precomputable=True, peak_rps=max(w.peak_rps, 1e-9))
+    if not w.precomputable or not w.online:
+        return {"requests_per_day": None, "population": None}  # only one way fits, whatever the figures
+    plain = w.replace(bulk_daily=False, peak_rps=max(w.peak_rps, 1e-9))
     requests = _root(lambda r: gap(plain.replace(requests_per_day=r)), 0.0, 1e12)
     population = _root(
         lambda n: -gap(plain.replace(population=int(n), active_per_day=min(plain.active_per_day, int(n)))),

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from foretell.cli import batch, demo, entities, models, predict, schedule, serve
+from foretell.cli import advise, batch, demo, entities, models, predict, schedule, serve
 from foretell.cli.output import fail, out
 from foretell.errors import ForetellError
 
@@ -33,6 +33,7 @@ app.add_typer(batch.app, name="batch")
 app.add_typer(entities.app, name="entities")
 app.command(name="serve", epilog=serve.EPILOG)(serve.serve)
 app.command(name="predict", epilog=predict.EPILOG)(predict.predict)
+app.command(name="advise", epilog=advise.EPILOG)(advise.advise)
 app.add_typer(schedule.app, name="schedule")
 app.command(name="scheduler", epilog=schedule.SCHEDULER_EPILOG)(schedule.scheduler)
 

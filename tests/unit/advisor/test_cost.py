@@ -19,7 +19,8 @@ M = Measurements(
     live_rps=5_800,
     live_p99_ms=18.0,
     lookup_rps=6_500,
-    lookup_p99_ms=11.0,
+    lookup_p99_ms=1.5,
+    lookup_loaded_p99_ms=11.0,
     store_write_rows_per_s=300_000,
     prediction_bytes=90,
     cores=2,
@@ -147,3 +148,9 @@ def test_any_workload_gets_one_recommendation_and_sane_figures(
     for cost in advice.modes.values():
         assert cost.core_hours_per_day >= 0 and cost.peak_cores >= 0 and 0 <= cost.wasted_fraction <= 1
         assert cost.feasible == (cost.why_not is None)
+
+
+def test_no_crossover_is_claimed_where_only_one_way_fits():
+    assert crossover(PRESETS["fraud-check"], M) == {"requests_per_day": None, "population": None}
+    offline = ONLINE.replace(requests_per_day=0, peak_rps=0, active_per_day=0)
+    assert crossover(offline, M) == {"requests_per_day": None, "population": None}
