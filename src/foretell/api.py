@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InputFormat",
+    "advice_report",
     "advise",
     "advise_seconds",
     "advise_workload",
@@ -396,6 +397,13 @@ def advise_workload(settings: Mapping[str, Any], *, file: str | Path | None = No
     merged: dict[str, Any] = load_workload(file).to_dict() if file is not None else {}
     merged.update({k: v for k, v in settings.items() if v is not None})
     return workload_from(merged, Path(file).stem if file is not None else "custom")
+
+
+def advice_report(advice: Advice) -> str:
+    """`advice` as one self-contained HTML page with plots (no external assets)."""
+    from foretell.advisor.report import render_report
+
+    return render_report(advice)
 
 
 def advise_seconds(*, quick: bool = False) -> float:

@@ -41,8 +41,20 @@ def test_advise_measures_the_model_and_recommends_with_reasons(tmp_path):
     assert "measuring clf@production on this machine: about" in result.stderr
     assert sorted(p.name for p in home.iterdir()) == before  # the user's home is left as it was
 
-    table = run(home, "clf@production", "--preset", "nightly-churn", "--requests-per-day", "50000", "--quick")
+    page = tmp_path / "advice.html"
+    table = run(
+        home,
+        "clf@production",
+        "--preset",
+        "nightly-churn",
+        "--requests-per-day",
+        "50000",
+        "--quick",
+        "--report",
+        str(page),
+    )
     assert table.returncode == 0, table.stderr
+    assert page.read_text().count("<svg") == 3
     assert "Use hybrid." in table.stdout and "Both needs" in table.stdout
     assert "50,000 online requests a day" in table.stdout
 

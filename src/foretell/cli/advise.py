@@ -21,7 +21,7 @@ EPILOG = (
     "  foretell advise movies@production --preset movie-recs --quick --json\n\n"
     "  foretell advise churn@production --population 2000000 --requests-per-day 50000 --peak-rps 20 "
     "--p99-ms 100 --freshness 1h\n\n"
-    "  foretell advise churn@production --workload workload.toml --sample customers.parquet"
+    "  foretell advise churn@production --workload workload.toml --sample customers.parquet --report advice.html"
 )
 
 
@@ -53,6 +53,9 @@ def advise(
     quick: Annotated[
         bool, typer.Option("--quick", help="Measure for about ten seconds instead of about a minute.")
     ] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write a self-contained HTML page with plots (readable offline).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the advice as JSON.")] = False,
 ) -> None:
     """Measure MODEL on this machine and say whether batch, real-time or hybrid fits a workload, and why."""
@@ -78,6 +81,9 @@ def advise(
     )
     with _Steps() as step:
         advice = api.advise(uri, chosen, quick=quick, sample=sample, progress=step)
+    if report is not None:
+        report.write_text(api.advice_report(advice), encoding="utf-8")
+        err.print(f"report: {report}", highlight=False)
     if as_json:
         print_json(advice.to_dict())
         return
