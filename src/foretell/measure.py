@@ -70,10 +70,9 @@ class MeasurePlan:
 
 
 def sample_rows(signature: Signature, n: int, *, seed: int = 7, sample: pa.Table | None = None) -> pa.Table:
-    """`n` rows of the model's inputs: `sample`'s rows repeated, or rows generated from the signature."""
+    """`n` rows: `sample`'s rows repeated (all its columns: a job reads the file's shape), or generated ones."""
     if sample is not None:
-        columns = [f.name for f in signature.inputs if f.name in sample.column_names]
-        base = sample.select(columns)
+        base = sample
         if base.num_rows == 0:
             raise ValueError("the sample file has no rows")
         repeats = -(-n // base.num_rows)
@@ -115,13 +114,13 @@ def measure(
         key = _key_column(rows)
         keyed = rows.append_column(key, pa.array([f"k{i}" for i in range(rows.num_rows)]))
         report("batch throughput", 0.05)
-        batch = _batch_rows_per_s(copy.uri, keyed, key, work, plan)
+        batch, startup = _batch_rows_per_s(copy.uri, keyed, key, work, plan)
         report("store bulk write", 0.35)
         write_rate, prediction_bytes = _store_write(copy, keyed, key, work, plan)
         report("serving: single requests", 0.45)
         with _Server(work / "home", copy.uri) as url:
             infer = f"{url}/v2/models/{info.name}/infer"
-            bodies = _infer_bodies(keyed.drop([key]), open_registry(work / "home").load(copy.uri))
+            bodies = _infer_bodies(_inputs(keyed, info.signature), open_registry(work / "home").load(copy.uri))
             keys = min(plan.store_rows, keyed.num_rows)
             if shutil.which("wrk"):
                 _wrk_post(infer, bodies[0], 8, 1, work)  # warm-up: connections, caches, the model thread
@@ -153,12 +152,18 @@ def measure(
         store_write_rows_per_s=write_rate,
         prediction_bytes=prediction_bytes,
         cores=os.cpu_count() or 1,
+        batch_startup_s=startup,
         notes={
             "batch_rows_per_s_machine": batch,
             "plan": dataclasses.asdict(plan),
             "load_generator": "wrk" if shutil.which("wrk") else "httpx",
         },
     )
+
+
+def _inputs(rows: pa.Table, signature: Signature) -> pa.Table:
+    """Only the columns the model takes (a sample file may carry ids and labels too)."""
+    return rows.select([name for name in signature.input_names if name in rows.column_names])
 
 
 def _key_column(rows: pa.Table) -> str:
@@ -168,7 +173,7 @@ def _key_column(rows: pa.Table) -> str:
     return name
 
 
-def _batch_rows_per_s(uri: str, rows: pa.Table, key: str, work: Path, plan: MeasurePlan) -> float:
+def _batch_rows_per_s(uri: str, rows: pa.Table, key: str, work: Path, plan: MeasurePlan) -> tuple[float, float]:
     import pyarrow.parquet as pq
 
     from foretell.batch import run
@@ -182,8 +187,9 @@ def _batch_rows_per_s(uri: str, rows: pa.Table, key: str, work: Path, plan: Meas
         timings.append((n, time.perf_counter() - started))
     (n1, t1), (n2, t2) = timings[1:]
     if t2 <= t1:
-        return n2 / t2  # too noisy to take a slope: the larger run's own rate (start-up counted)
-    return (n2 - n1) / (t2 - t1)
+        return n2 / t2, 0.0  # too noisy to take a slope: the larger run's own rate, start-up included
+    rate = (n2 - n1) / (t2 - t1)
+    return rate, max(0.0, t1 - n1 / rate)  # the line through both runs: rows/s, and the start-up it crosses at
 
 
 def _store_write(copy: Any, rows: pa.Table, key: str, work: Path, plan: MeasurePlan) -> tuple[float, float]:
@@ -191,7 +197,7 @@ def _store_write(copy: Any, rows: pa.Table, key: str, work: Path, plan: MeasureP
 
     model = open_registry(work / "home").load(copy.uri)
     part = rows.slice(0, min(plan.store_rows, rows.num_rows))
-    predictions = model.predict_batch(part.drop([key])).to_records()
+    predictions = model.predict_batch(_inputs(part, model.signature)).to_records()
     stamp = datetime.now(UTC).isoformat()
     batch = [(k, p, copy.version, stamp) for k, p in zip(part.column(key).to_pylist(), predictions, strict=True)]
     store = open_store(work / "home")

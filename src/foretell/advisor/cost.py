@@ -55,10 +55,16 @@ class Measurements:
     prediction_bytes: float
     """One stored prediction, encoded."""
     cores: int = 1
+    batch_startup_s: float = 0.0
+    """A batch job's fixed cost before its first row: opening the input, starting workers, loading the model."""
     notes: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def batch_seconds(self, rows: float) -> float:
+        """Wall-clock seconds a batch job over `rows` takes on this machine, all cores working."""
+        return self.batch_startup_s + rows / (self.batch_rows_per_s * max(self.cores, 1)) if rows else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +122,8 @@ def live_cost_per_request(m: Measurements, rate: float) -> float:
 
 
 def batch_cost(w: Workload, m: Measurements) -> ModeCost:
-    run_s = w.population / m.batch_rows_per_s  # core-seconds of one run
-    wall = run_s / max(m.cores, 1)
+    wall = m.batch_seconds(w.population)
+    run_s = wall * max(m.cores, 1)  # core-seconds of one run: every core is the job's while it runs
     # An answer is as old as the time since its run started: runs must start `need - wall` apart.
     interval = DAY_S if w.freshness_s >= DAY_S else w.freshness_s - wall
     runs = DAY_S / interval if interval > 0 else math.inf
