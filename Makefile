@@ -41,6 +41,9 @@ run: $(STAMP)
 		--id-column user_id --to-store
 	$(BIN)/python examples/show_output.py $(DEMO)/nightly/movies 3
 	$(BIN)/python examples/hybrid_tour.py
+	@echo
+	@echo "== when to use which: measured on this machine (about a minute; --quick for ten seconds):"
+	@echo "   $(BIN)/foretell advise churn@production --preset nightly-churn --report advice.html"
 	@$(BIN)/python examples/serve_examples.py $(PORT)
 	$(BIN)/foretell serve churn@production movies@production --port $(PORT)
 
