@@ -55,10 +55,12 @@ class MeasurePlan:
     single_requests: int
     load_seconds: float
     store_rows: int
+    repeats: int = 1
+    """Runs per batch size; the fastest counts."""
 
     @property
     def estimated_seconds(self) -> float:
-        return 3.0 + self.batch_rows / 50_000 + 5 * self.load_seconds
+        return 3.0 + self.repeats * self.batch_rows / 50_000 + 5 * self.load_seconds
 
     @classmethod
     def quick(cls) -> MeasurePlan:
@@ -66,7 +68,7 @@ class MeasurePlan:
 
     @classmethod
     def full(cls) -> MeasurePlan:
-        return cls(batch_rows=800_000, single_requests=1_000, load_seconds=5.0, store_rows=200_000)
+        return cls(batch_rows=800_000, single_requests=1_000, load_seconds=5.0, store_rows=200_000, repeats=2)
 
 
 def sample_rows(signature: Signature, n: int, *, seed: int = 7, sample: pa.Table | None = None) -> pa.Table:
@@ -183,9 +185,13 @@ def _batch_rows_per_s(uri: str, rows: pa.Table, key: str, work: Path, plan: Meas
     for n in (2_000, plan.batch_rows // 2, plan.batch_rows):  # the first run only starts the worker pool's server
         path = work / f"rows-{n}.parquet"
         pq.write_table(rows.slice(0, n), path)
-        started = time.perf_counter()
-        run(uri, path, work / f"out-{n}", home=work / "home", id_column=key)
-        timings.append((n, time.perf_counter() - started))
+        best = float("inf")
+        for attempt in range(plan.repeats if n > 2_000 else 1):
+            # The fastest of a few runs: on a shared machine the slower ones measure the neighbours.
+            started = time.perf_counter()
+            run(uri, path, work / f"out-{n}-{attempt}", home=work / "home", id_column=key)
+            best = min(best, time.perf_counter() - started)
+        timings.append((n, best))
     (n1, t1), (n2, t2) = timings[1:]
     if t2 <= t1:
         return n2 / t2, 0.0  # too noisy to take a slope: the larger run's own rate, start-up included

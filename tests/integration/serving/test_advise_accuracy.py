@@ -42,9 +42,14 @@ def test_advise_predicts_batch_throughput_and_single_latency_within_a_quarter(tm
     advice = foretell.api.advise("churn@production", PRESETS["nightly-churn"], sample=sample, home=home)
     predicted_rows_per_s = customers.num_rows / advice.measurements.batch_seconds(customers.num_rows)
 
-    started = time.perf_counter()
-    result = foretell.api.run_batch("churn@production", data, tmp_path / "out", home=home, id_column="customer_id")
-    actual_rows_per_s = result.scored / (time.perf_counter() - started)
+    took = []
+    for attempt in range(2):  # the fastest of two, as the advisor takes the fastest of its runs
+        started = time.perf_counter()
+        foretell.api.run_batch(
+            "churn@production", data, tmp_path / f"out-{attempt}", home=home, id_column="customer_id"
+        )
+        took.append(time.perf_counter() - started)
+    actual_rows_per_s = customers.num_rows / min(took)
 
     port = free_port()
     server = subprocess.Popen(
