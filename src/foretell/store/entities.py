@@ -46,6 +46,7 @@ __all__ = [
     "json_arrays",
     "key_column_text",
     "key_value",
+    "loaded_table",
     "plain_value",
     "unknown_table",
 ]
@@ -250,3 +251,20 @@ def key_value(text: str, key_type: str) -> Any:
         except ValueError:
             raise InvalidInput(f"key {text!r} is not a whole number, and this table's keys are") from None
     return text
+
+
+def loaded_table(
+    name: str,
+    key_column: str,
+    rows: pa.Table,
+    interactions: Interactions | None,
+    count: int,
+    models: Iterable[str],
+    stamp: str,
+) -> EntityTable:
+    """The description of a table just loaded from `rows`, the same whichever backend holds it."""
+    kind = rows.schema.field(key_column).type
+    key_type = "int" if pa.types.is_integer(kind) or pa.types.is_floating(kind) else "str"
+    columns = tuple(rows.column_names) if interactions is None else (key_column, interactions.column)
+    named = tuple(dict.fromkeys(str(model) for model in models))
+    return EntityTable(name, key_column, key_type, columns, named, interactions, count, stamp)

@@ -59,6 +59,7 @@ from foretell.store.entities import (
     json_arrays,
     key_column_text,
     key_value,
+    loaded_table,
     unknown_table,
 )
 from foretell.store.redis_connection import HMGET_SLICES, RedisConnection
@@ -265,7 +266,7 @@ class RedisEntityStore:
             step = 2 * HSET_ROWS
             self._send(("HSET", target, *flat[i : i + step]) for i in range(0, len(flat), step))
             count = int(self._client.hlen(target))
-        return self._publish(base, storage, _loaded(name, key_column, rows, None, count, models, stamp))
+        return self._publish(base, storage, loaded_table(name, key_column, rows, None, count, models, stamp))
 
     def load_interactions(
         self,
@@ -289,7 +290,9 @@ class RedisEntityStore:
             self._send(("HSET", f"{base}items:{storage}:{key}", *pairs) for key, pairs in maps.items())
             target = f"{base}keys:{storage}"
             self._send(("SADD", target, *distinct[i : i + HSET_ROWS]) for i in range(0, len(distinct), HSET_ROWS))
-        return self._publish(base, storage, _loaded(name, key_column, rows, interactions, len(distinct), models, stamp))
+        return self._publish(
+            base, storage, loaded_table(name, key_column, rows, interactions, len(distinct), models, stamp)
+        )
 
     def drop(self, name: str) -> None:
         base = self._base(name)
@@ -480,20 +483,3 @@ def _as_bytes(column: pa.ChunkedArray) -> list[bytes]:
 def _text(value: bytes | str) -> str:
     """A reply as text (the client is told to leave replies as bytes, its typing cannot know it)."""
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _loaded(
-    name: str,
-    key_column: str,
-    rows: pa.Table,
-    interactions: Interactions | None,
-    count: int,
-    models: Iterable[str],
-    stamp: str,
-) -> EntityTable:
-    """The description of a table just loaded from `rows`, as the SQLite store words it."""
-    kind = rows.schema.field(key_column).type
-    key_type = "int" if pa.types.is_integer(kind) or pa.types.is_floating(kind) else "str"
-    columns = tuple(rows.column_names) if interactions is None else (key_column, interactions.column)
-    named = tuple(dict.fromkeys(str(model) for model in models))
-    return EntityTable(name, key_column, key_type, columns, named, interactions, count, stamp)

@@ -39,6 +39,7 @@ from foretell.store.entities import (
     json_arrays,
     key_column_text,
     key_value,
+    loaded_table,
     unknown_table,
 )
 
@@ -107,16 +108,7 @@ class SqliteEntityStore:
                     [(keys[i], texts[i], stamp) for i in kept[start : start + _CHUNK]],
                 )
             conn.execute(f"CREATE UNIQUE INDEX ent_{storage}_key ON ent_{storage} (key)")
-            table = EntityTable(
-                name,
-                key_column,
-                _key_type(rows, key_column),
-                tuple(rows.column_names),
-                _models(models),
-                None,
-                len(kept),
-                stamp,
-            )
+            table = loaded_table(name, key_column, rows, None, len(kept), models, stamp)
             self._switch(conn, table, storage)
         return table
 
@@ -133,7 +125,8 @@ class SqliteEntityStore:
         check_table_name(name)
         stamp = utc_timestamp(at)
         keys, items, values = interaction_rows(rows, key_column, interactions)
-        key_type = _key_type(rows, key_column)
+        distinct = sorted(set(keys))
+        table = loaded_table(name, key_column, rows, interactions, len(distinct), models, stamp)
         with self._write() as conn:
             storage = self._allocate(conn)
             conn.execute(f"CREATE TABLE int_{storage} (key TEXT NOT NULL, item TEXT NOT NULL, value REAL NOT NULL)")
@@ -149,23 +142,12 @@ class SqliteEntityStore:
                 f"(SELECT max(rowid) FROM int_{storage} GROUP BY key, item)"
             )
             conn.execute(f"CREATE UNIQUE INDEX int_{storage}_key ON int_{storage} (key, item)")
-            distinct = sorted(set(keys))
             conn.execute(f"CREATE TABLE ent_{storage} (key TEXT NOT NULL, features TEXT NOT NULL, updated_at TEXT)")
             conn.executemany(
                 f"INSERT INTO ent_{storage} (key, features, updated_at) VALUES (?, ?, ?)",  # noqa: S608 - our integer
-                [(key, orjson.dumps([key_value(key, key_type), None]).decode(), stamp) for key in distinct],
+                [(key, orjson.dumps([key_value(key, table.key_type), None]).decode(), stamp) for key in distinct],
             )
             conn.execute(f"CREATE UNIQUE INDEX ent_{storage}_key ON ent_{storage} (key)")
-            table = EntityTable(
-                name,
-                key_column,
-                key_type,
-                (key_column, interactions.column),
-                _models(models),
-                interactions,
-                len(distinct),
-                stamp,
-            )
             self._switch(conn, table, storage)
         return table
 
@@ -346,12 +328,3 @@ def _table_of(row: tuple[Any, ...]) -> tuple[int, EntityTable]:
 def _drop_storage(conn: sqlite3.Connection, storage: int) -> None:
     conn.execute(f"DROP TABLE IF EXISTS ent_{int(storage)}")
     conn.execute(f"DROP TABLE IF EXISTS int_{int(storage)}")
-
-
-def _models(models: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(str(m) for m in models))
-
-
-def _key_type(rows: pa.Table, key_column: str) -> str:
-    kind = rows.schema.field(key_column).type
-    return "int" if pa.types.is_integer(kind) or pa.types.is_floating(kind) else "str"
