@@ -1,9 +1,9 @@
 """foretell: one registered model, served as batch, real-time and hybrid predictions.
 
-    import foretell
-    model = foretell.load("churn@production")
-    model.predict({"tenure_months": 3, ...})          # one input → one row of outputs
-    model.predict_batch(dataframe)                      # many inputs, one vectorized call
+import foretell
+model = foretell.load("churn@production")
+model.predict({"tenure_months": 3, ...})          # one input → one row of outputs
+model.predict_batch(dataframe)                      # many inputs, one vectorized call
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -12,6 +12,7 @@ from foretell import errors
 from foretell.api import (
     batch_job,
     batch_jobs,
+    compile_model,
     delete_version,
     demo_init,
     get_registry,
@@ -60,6 +61,7 @@ __all__ = [
     "__version__",
     "batch_job",
     "batch_jobs",
+    "compile_model",
     "delete_version",
     "demo_init",
     "errors",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from foretell.config import Settings
 from foretell.core.model import Model, ModelInfo
 from foretell.core.schema import Signature
-from foretell.errors import InvalidInput
+from foretell.errors import ForetellError, InvalidInput
 from foretell.registry import ModelSummary, SqliteRegistry, open_registry
+from foretell.registry.compiled import CompileReport
 
 if TYPE_CHECKING:
     from foretell.advisor import Advice, Workload
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from foretell.serving.config import ServeConfig
     from foretell.store.entities import Entity, EntityTable
 
+log = logging.getLogger("foretell")
+
 __all__ = [
     "InputFormat",
     "advice_report",
@@ -37,6 +41,7 @@ __all__ = [
     "advise_workload",
     "batch_job",
     "batch_jobs",
+    "compile_model",
     "create_server_app",
     "delete_version",
     "demo_init",
@@ -69,12 +74,32 @@ def get_registry(home: Path | str | None = None) -> SqliteRegistry:
     return open_registry(settings.home)
 
 
-def load(uri: str, *, home: Path | str | None = None) -> Model:
+def load(uri: str, *, predictor: str = "auto", home: Path | str | None = None) -> Model:
     """Load a registered model: `foretell.load("churn@production")`, `foretell.load("models:/churn/3")`.
 
     The artifact's sha256 is checked against the registry before the file is opened.
+    The compiled predictor answers when the version has one that passed its parity proof
+    (`Model.variant` says which); `predictor="original"` loads the framework's own.
     """
-    return get_registry(home).load(uri)
+    return get_registry(home).load(uri, predictor=predictor)
+
+
+def compile_model(
+    uri: str,
+    *,
+    sample: object | None = None,
+    tolerance: float | None = None,
+    rows: int | None = None,
+    home: Path | str | None = None,
+) -> CompileReport:
+    """Compile a registered version to a native or ONNX predictor and prove it against the original.
+
+    `sample` (a Parquet/CSV path, a DataFrame or an Arrow table) gives real rows for the
+    proof; generated rows top it up to `rows` (at least 10,000). The compiled predictor
+    is used from then on only if every output is within `tolerance` (default 1e-6) and
+    every label is identical; the report says what was measured either way.
+    """
+    return get_registry(home).compile(uri, sample=sample, tolerance=tolerance, rows=rows)
 
 
 def register(
@@ -88,16 +113,20 @@ def register(
     description: str = "",
     metadata: Mapping[str, Any] | None = None,
     aliases: Sequence[str] = (),
+    compile: bool = True,
     home: Path | str | None = None,
 ) -> ModelInfo:
     """Register a model file or folder as the next version of `name`.
 
     The flavor is detected from the file unless given; the signature is read from the
-    model, from `sample` data, or taken as given (a `Signature` or its dict form).
+    model, from `sample` data, or taken as given (a `Signature` or its dict form). Then
+    the version is compiled (see `compile_model`; `sample` also serves as real rows for
+    the parity proof) unless `compile=False`; `ModelInfo.compiled` holds the outcome.
     """
     if isinstance(signature, Mapping):
         signature = Signature.from_dict(signature)
-    return get_registry(home).register(
+    registry = get_registry(home)
+    info = registry.register(
         name,
         Path(path),
         flavor=flavor,
@@ -108,6 +137,14 @@ def register(
         metadata=metadata,
         aliases=aliases,
     )
+    if not compile:
+        return info
+    try:
+        registry.compile(info.uri, sample=sample)
+    except ForetellError as exc:
+        # The version is registered either way; it keeps its original predictor, and says why.
+        log.warning("%s was registered but not compiled: %s", info.uri, exc)
+    return registry.get(info.uri)
 
 
 def show(uri: str, *, home: Path | str | None = None) -> ModelInfo:
@@ -250,6 +287,7 @@ def create_server_app(
         policy=resolved.defaults,
         policies=resolved.policies(),
         reload_seconds=resolved.reload_seconds,
+        predictor=resolved.predictor,
     )
     options = ServerOptions(
         api_key=resolved.api_key or os.environ.get("FORETELL_API_KEY") or None,

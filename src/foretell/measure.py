@@ -113,6 +113,8 @@ def measure(
         copy = registry.register(
             info.name, artifact, flavor=info.flavor, signature=info.signature, flavor_options=dict(info.flavor_options)
         )
+        # Measured as it would run: with its compiled predictor, if it has one that passed.
+        open_registry(home).compiled.copy_to(info, registry.compiled, copy)
         rows = sample_rows(info.signature, plan.batch_rows, sample=sample)
         key = _key_column(rows)
         keyed = rows.append_column(key, pa.array([f"k{i}" for i in range(rows.num_rows)]))

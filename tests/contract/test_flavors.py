@@ -104,8 +104,11 @@ def test_predicts_what_its_library_predicts(artifact: Artifact, data: Data) -> N
 
 @pytest.mark.parametrize(
     ("case", "module", "extra"),
-    [("onnx-binary", "onnxruntime", "onnx"), ("lightgbm-binary", "lightgbm", "lightgbm"),
-     ("xgboost-binary", "xgboost", "xgboost")],
+    [
+        ("onnx-binary", "onnxruntime", "onnx"),
+        ("lightgbm-binary", "lightgbm", "lightgbm"),
+        ("xgboost-binary", "xgboost", "xgboost"),
+    ],
 )
 def test_a_missing_framework_names_the_extra(
     case: str, module: str, extra: str, build: Build, monkeypatch: pytest.MonkeyPatch

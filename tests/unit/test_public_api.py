@@ -24,6 +24,7 @@ def test_public_names_are_pinned_and_sorted():
         "__version__",
         "batch_job",
         "batch_jobs",
+        "compile_model",
         "delete_version",
         "demo_init",
         "errors",

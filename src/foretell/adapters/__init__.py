@@ -15,8 +15,7 @@ from foretell.errors import UnsupportedModel
 __all__ = ["FLAVORS", "Flavor", "FlavorOptions", "detect_flavor", "get_flavor", "import_framework"]
 
 FLAVORS: dict[str, Flavor] = {
-    flavor.name: flavor
-    for flavor in (SklearnFlavor(), OnnxFlavor(), LightGBMFlavor(), XGBoostFlavor(), PythonFlavor())
+    flavor.name: flavor for flavor in (SklearnFlavor(), OnnxFlavor(), LightGBMFlavor(), XGBoostFlavor(), PythonFlavor())
 }
 
 

@@ -188,8 +188,7 @@ def _read_input(tensor: Any, path: Path) -> _Input:
     known = _TENSOR_TYPES.get(tensor.type)
     if known is None:
         raise UnsupportedModel(
-            f"{path.name}: input {tensor.name!r} is a {tensor.type}; "
-            f"foretell feeds only {', '.join(_TENSOR_TYPES)}"
+            f"{path.name}: input {tensor.name!r} is a {tensor.type}; foretell feeds only {', '.join(_TENSOR_TYPES)}"
         )
     shape = tuple(tensor.shape)
     if not shape or (isinstance(shape[0], int) and shape[0] > 0):
@@ -212,7 +211,11 @@ def _outputs(session: Any, path: Path, inputs: tuple[_Input, ...], width: int) -
             zipmap = proba.type.startswith("seq(map(")
             k = None if zipmap else proba.shape[1]
             return _Layout(
-                inputs, width, label=labels[0].name, proba=proba.name, zipmap=zipmap,
+                inputs,
+                width,
+                label=labels[0].name,
+                proba=proba.name,
+                zipmap=zipmap,
                 n_classes=k if isinstance(k, int) else None,
             )
     raise UnsupportedModel(

@@ -28,6 +28,7 @@ from foretell.batch.sinks import OutputFormat, combine, sweep_temp
 from foretell.batch.sources import InputFormat, open_source
 from foretell.errors import ForetellError, InvalidInput
 from foretell.registry import open_registry
+from foretell.registry.compiled import check_predictor_choice
 
 __all__ = ["BatchJobFailed", "BatchResult", "JobInterrupted", "resume", "run"]
 
@@ -79,6 +80,7 @@ def run(
     to_store: bool = False,
     store_url: str | None = None,
     resume: bool = False,
+    predictor: str = "auto",
     engine: Engine | None = None,
     progress: Progress | None = None,
 ) -> BatchResult:
@@ -88,8 +90,10 @@ def run(
     staged in `<output>.foretell/` and joined into place by one atomic rename. With
     `to_store`, every id's prediction also goes into a new generation of the online
     prediction store, published right after the output: lookups switch from the previous
-    generation to this one in one step.
+    generation to this one in one step. `predictor` picks the compiled predictor when the
+    version has one that passed its parity proof (`auto`), or forces `original`/`compiled`.
     """
+    check_predictor_choice(predictor)
     if chunk_rows < 1:
         raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
     if not 0 <= max_reject_ratio <= 1:
@@ -131,6 +135,7 @@ def run(
             "max_reject_ratio": max_reject_ratio,
             "single_file": single_file,
             "to_store": to_store,
+            "predictor": predictor,
         },
     }
     if to_store:
@@ -185,6 +190,7 @@ def _execute(
             threads=max(1, default_workers() // max(1, options["workers"])),
             store_generation=job["store"]["generation"] if job.get("store") else None,
             store_url=job["store"].get("url") if job.get("store") else None,
+            predictor=options.get("predictor", "auto"),
         )
         total = source.count_rows()
         resumed = len(done)

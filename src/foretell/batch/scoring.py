@@ -43,6 +43,8 @@ class ScoringSpec:
     """With `--to-store`: the unpublished store generation this job fills (published with the output)."""
     store_url: str | None = None
     """With `--to-store`: the prediction store (None: SQLite under `home`)."""
+    predictor: str = "auto"
+    """`auto` (compiled when it passed its parity proof), `original` or `compiled`."""
 
 
 def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBatch) -> ChunkRecord:

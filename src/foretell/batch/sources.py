@@ -82,7 +82,6 @@ class Source:
                 yield number, _one_batch(pa.Table.from_batches(pending))
                 number += 1
 
-
     def _files(self, chunk_rows: int, columns: list[str] | None) -> Iterator[Iterator[pa.RecordBatch]]:
         """Each file's batches, in order. Parquet is read row group by row group: the dataset
         scanner's read-ahead held ~1 GB for a 3M-row file, `ParquetFile.iter_batches` ~275 MB."""

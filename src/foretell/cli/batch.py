@@ -51,6 +51,12 @@ def run(
         float, typer.Option(min=0.0, max=1.0, help="Fail, publishing nothing, above this share of bad rows.")
     ] = 0.01,
     resume: Annotated[bool, typer.Option(help="Finish the unfinished job found in --output.")] = False,
+    predictor: Annotated[
+        str,
+        typer.Option(
+            help="auto (compiled when it passed its parity proof), original (the framework's own) or compiled."
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")] = False,
 ) -> None:
     """Score every row of an input file set with a registered model."""
@@ -72,6 +78,7 @@ def run(
             to_store=to_store,
             max_reject_ratio=max_reject_ratio,
             resume=resume,
+            predictor=predictor,
         )
     _summary(result.to_dict(), as_json)
 

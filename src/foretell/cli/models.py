@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +24,8 @@ app = typer.Typer(help="The model registry: versions, aliases, signatures.", no_
         "Examples:\n\n"
         "  foretell models register churn ./churn.joblib --alias production\n\n"
         "  foretell models register churn ./model.onnx --sample rows.parquet\n\n"
-        "  foretell models register recs ./recs/ --flavor python --python-class recs.py:Recommender"
+        "  foretell models register recs ./recs/ --flavor python --python-class recs.py:Recommender\n\n"
+        "  foretell models register churn ./churn.joblib --no-compile"
     ),
 )
 def register(
@@ -43,9 +45,16 @@ def register(
     ] = None,
     alias: Annotated[list[str] | None, typer.Option(help="Alias to point at the new version (repeatable).")] = None,
     description: Annotated[str, typer.Option(help="A line about this version.")] = "",
+    compile_: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile",
+            help="Compile it to a native (trees) or ONNX predictor and prove it against the original (default).",
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new version as JSON.")] = False,
 ) -> None:
-    """Register a model file or folder as the next version of NAME."""
+    """Register a model file or folder as the next version of NAME, then compile it (see `models compile`)."""
     info = api.register(
         name,
         path,
@@ -55,12 +64,95 @@ def register(
         flavor_options={"class": python_class} if python_class else None,
         description=description,
         aliases=alias or (),
+        compile=compile_,
     )
     if as_json:
         print_json(info.to_dict())
         return
     aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
-    out.print(f"registered {info.uri} [{info.flavor}] sha256 {info.sha256[:12]}{aliases}", highlight=False)
+    out.print(f"registered {info.uri} \\[{info.flavor}] sha256 {info.sha256[:12]}{aliases}", highlight=False)
+    if info.compiled is not None:
+        out.print("  " + compiled_summary(info.compiled), highlight=False)
+
+
+@app.command(
+    "compile",
+    epilog=(
+        "Examples:\n\n"
+        "  foretell models compile churn@production\n\n"
+        "  foretell models compile churn/3 --sample customers.parquet --tolerance 1e-9 --json"
+    ),
+)
+def compile_(
+    uri: Annotated[str, typer.Argument(help="models:/name/3, models:/name@alias, name/3, name@alias or name.")],
+    sample: Annotated[
+        Path | None,
+        typer.Option(
+            help="Parquet/CSV rows to prove the compiled predictor on (topped up with generated rows).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Largest absolute difference allowed in any score or probability.", min=0.0)
+    ] = 1e-6,
+    rows: Annotated[int, typer.Option(help="Rows in the validation sample (at least 10,000).", min=1)] = 16_384,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Compile a model version and prove it: used from then on only if it gives the original's answers.
+
+    Tree ensembles (scikit-learn, LightGBM, XGBoost) become a shared library built by
+    treelite + tl2cgen with this machine's C compiler; other scikit-learn models and
+    pipelines an ONNX graph run by ONNX Runtime. Both predictors score the same
+    validation rows; every score and probability must agree within --tolerance and every
+    label exactly, or the version keeps its original predictor. `foretell models show`
+    prints the outcome, and `--predictor original` (predict, batch run, serve) bypasses it.
+    """
+    report = api.compile_model(uri, sample=str(sample) if sample else None, tolerance=tolerance, rows=rows)
+    if as_json:
+        print_json({"uri": api.show(uri).uri, **report.to_dict()})
+        return
+    out.print(f"{api.show(uri).uri}: {compiled_summary(report.to_dict())}", highlight=False)
+    if report.used:
+        _print_speed(report.to_dict())
+
+
+def compiled_summary(compiled: Mapping[str, Any]) -> str:
+    """One line: which predictor a version uses, and the proof or the reason."""
+    status = compiled.get("status")
+    parity = compiled.get("parity") or {}
+    if status == "passed":
+        worst = max((parity.get("max_abs_diff") or {"-": 0.0}).values())
+        speedup = (compiled.get("speed") or {}).get("speedup") or {}
+        faster = f"; one row {speedup['single_row']:g}× faster" if "single_row" in speedup else ""
+        return (
+            f"compiled with {compiled.get('compiler')}: parity passed on {parity.get('rows', 0):,} rows "
+            f"(max abs diff {worst:.2g} ≤ {parity.get('tolerance', 0):g}, labels identical){faster}"
+        )
+    if status == "failed":
+        return f"keeps its original predictor: {compiled.get('reason')}"
+    return f"keeps its original predictor (not compilable): {compiled.get('reason')}"
+
+
+def _print_speed(compiled: Mapping[str, Any]) -> None:
+    speed = compiled.get("speed") or {}
+    if not speed:
+        return
+    table = Table("one thread", "original", "compiled", "speed-up", title="measured while compiling")
+    before, after, ratio = speed["original"], speed["compiled"], speed["speedup"]
+    table.add_row(
+        "1 row", f"{before['single_row_us']:,.1f} µs", f"{after['single_row_us']:,.1f} µs", f"{ratio['single_row']:g}×"
+    )
+    table.add_row(
+        "64 rows", f"{before['batch_64_us']:,.1f} µs", f"{after['batch_64_us']:,.1f} µs", f"{ratio['batch_64']:g}×"
+    )
+    table.add_row(
+        "bulk",
+        f"{before['rows_per_second']:,} rows/s",
+        f"{after['rows_per_second']:,} rows/s",
+        f"{ratio['rows_per_second']:g}×",
+    )
+    out.print(table)
 
 
 def _read_signature(path: Path) -> dict[str, Any]:
@@ -129,6 +221,14 @@ def _print_info(info: ModelInfo) -> None:
     rows += [(key, str(value)) for key, value in info.flavor_options.items()]
     for key, value in rows:
         out.print(f"  {key:<11} {value}", highlight=False)
+    compiled = info.compiled
+    out.print(
+        "  predictor   "
+        + (compiled_summary(compiled) if compiled else "original (never compiled: foretell models compile)"),
+        highlight=False,
+    )
+    if compiled:
+        _print_speed(compiled)
     inputs = Table("input", "dtype", "missing ok", "details", title="signature")
     for f in info.signature.inputs:
         details = ", ".join(f.categories) if f.categories else (f"shape {list(f.shape)}" if f.shape else "")

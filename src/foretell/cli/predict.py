@@ -32,6 +32,12 @@ def predict(
     extra: Annotated[str | None, typer.Option(help="Unknown input columns: reject (default) or ignore.")] = None,
     k: Annotated[int | None, typer.Option(min=1, help="Items per row, for top-k models.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows to show in the table (not with --json).")] = 20,
+    predictor: Annotated[
+        str,
+        typer.Option(
+            help="auto (compiled when it passed its parity proof), original (the framework's own) or compiled."
+        ),
+    ] = "auto",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list of rows; refused rows go to stderr as JSON lines.")
     ] = False,
@@ -41,7 +47,7 @@ def predict(
         raise typer.BadParameter(f"unknown format {fmt!r}; use json, jsonl, csv or parquet", param_hint="--format")
     if extra not in (None, "reject", "ignore"):
         raise typer.BadParameter("use reject or ignore", param_hint="--extra")
-    model = api.load(uri)
+    model = api.load(uri, predictor=predictor)
     rows = api.read_input(input, fmt)  # type: ignore[arg-type]
     ids, rows = _split_ids(rows, id_column)
     policy: ExtraPolicy | None = extra  # type: ignore[assignment]

@@ -50,6 +50,10 @@ def serve(
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="One JSON line per request on stderr.")
     ] = None,
+    predictor: Annotated[
+        str | None,
+        typer.Option(help="auto (compiled when it passed its parity proof), original or compiled (default: auto)."),
+    ] = None,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol (/v2), MLflow scoring (/invocations), /metrics."""
     settings = {
@@ -62,6 +66,7 @@ def serve(
         "reload_seconds": reload_seconds,
         "max_body_bytes": max_body_bytes,
         "access_log": access_log,
+        "predictor": predictor,
     }
     resolved = api.serve_config(config, uris or (), settings)
     shown = ", ".join(resolved.models) or ", ".join(api.production_uris()) or "nothing"

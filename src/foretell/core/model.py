@@ -37,6 +37,8 @@ class ModelInfo:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     framework_versions: Mapping[str, str] = field(default_factory=dict)
     flavor_options: Mapping[str, Any] = field(default_factory=dict)
+    compiled: Mapping[str, Any] | None = None
+    """The last compilation's outcome (`foretell models compile`): used or not, why, parity, speed-ups."""
 
     @property
     def uri(self) -> str:
@@ -57,6 +59,7 @@ class ModelInfo:
             "metadata": dict(self.metadata),
             "flavor_options": dict(self.flavor_options),
             "signature": self.signature.to_dict(),
+            "compiled": dict(self.compiled) if self.compiled is not None else None,
         }
 
 
@@ -76,14 +79,17 @@ def _is_batch(xs: object) -> bool:
 class Model:
     """A registered model version, loaded and ready to predict."""
 
-    __slots__ = ("info", "predictor")
+    __slots__ = ("info", "predictor", "variant")
 
-    def __init__(self, info: ModelInfo, predictor: Predictor) -> None:
+    def __init__(self, info: ModelInfo, predictor: Predictor, variant: str = "original") -> None:
         self.info = info
         self.predictor = predictor
+        self.variant = variant
+        """Which predictor answers: `original` (the flavor's framework) or the compiler's name."""
 
     def __repr__(self) -> str:
-        return f"<Model {self.info.name}/{self.info.version} ({self.info.flavor})>"
+        shown = self.info.flavor if self.variant == "original" else f"{self.info.flavor}, compiled with {self.variant}"
+        return f"<Model {self.info.name}/{self.info.version} ({shown})>"
 
     @property
     def signature(self) -> Signature:

@@ -80,6 +80,12 @@ class Registry(Protocol):
         """Where the artifact lives, after checking its bytes still hash to `info.sha256`."""
         ...
 
-    def load(self, uri: str) -> Model:
-        """Resolve, verify, and load through the version's flavor."""
+    def load(self, uri: str, *, predictor: str = "auto") -> Model:
+        """Resolve, verify, and load: the compiled predictor when it passed its parity proof, else the flavor's."""
+        ...
+
+    def compile(
+        self, uri: str, *, sample: object | None = None, tolerance: float | None = None, rows: int | None = None
+    ) -> Any:
+        """Compile a version, prove it against the original, and record the outcome (a `CompileReport`)."""
         ...

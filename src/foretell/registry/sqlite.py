@@ -31,25 +31,35 @@ from foretell.errors import (
     InvalidSignature,
     ModelNotFound,
     RegistryError,
+    UnsupportedModel,
     VersionNotFound,
 )
 from foretell.registry.artifacts import ArtifactStore
 from foretell.registry.base import ModelSummary
+from foretell.registry.compiled import (
+    COMPILED_SCHEMA,
+    CompiledVariants,
+    CompileReport,
+    PredictorChoice,
+    check_predictor_choice,
+)
 from foretell.registry.sample import signature_with_sample
 from foretell.registry.uri import ModelRef, check_alias, check_model_name, check_version, parse_model_uri
 
 __all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
+# Version 2 added the `compiled` table; every statement is idempotent, so a version-1 file is
+# brought up to date by running them all again.
 _SCHEMA = (
-    """CREATE TABLE models (
+    """CREATE TABLE IF NOT EXISTS models (
         name         TEXT PRIMARY KEY,
         last_version INTEGER NOT NULL DEFAULT 0,  -- never decreases: deleted numbers are not reused
         created_at   TEXT NOT NULL,
         updated_at   TEXT NOT NULL
     )""",
-    """CREATE TABLE versions (
+    """CREATE TABLE IF NOT EXISTS versions (
         name               TEXT NOT NULL REFERENCES models (name),
         version            INTEGER NOT NULL,
         flavor             TEXT NOT NULL,
@@ -64,8 +74,8 @@ _SCHEMA = (
         framework_versions TEXT NOT NULL,
         PRIMARY KEY (name, version)
     )""",
-    "CREATE INDEX versions_by_artifact ON versions (artifact)",
-    """CREATE TABLE aliases (
+    "CREATE INDEX IF NOT EXISTS versions_by_artifact ON versions (artifact)",
+    """CREATE TABLE IF NOT EXISTS aliases (
         name       TEXT NOT NULL,
         alias      TEXT NOT NULL,
         version    INTEGER NOT NULL,
@@ -73,6 +83,7 @@ _SCHEMA = (
         PRIMARY KEY (name, alias),
         FOREIGN KEY (name, version) REFERENCES versions (name, version) ON DELETE CASCADE
     )""",
+    *COMPILED_SCHEMA,
 )
 
 
@@ -101,6 +112,7 @@ class SqliteRegistry:
             rows_as_mappings=True,
         )
         self._db.create_schema()
+        self.compiled = CompiledVariants(self.home / "compiled", self._db, self._now)
 
     def __repr__(self) -> str:
         return f"SqliteRegistry({str(self.home)!r})"
@@ -280,10 +292,47 @@ class SqliteRegistry:
             self.artifacts.verify(path, info.sha256, label=f"{info.name}/{info.version} ({path.name})")
         return path
 
-    def load(self, uri: str | ModelRef) -> Model:
-        """Resolve, verify, and load through the version's flavor."""
+    def load(self, uri: str | ModelRef, *, predictor: PredictorChoice | str = "auto") -> Model:
+        """Resolve, verify, and load: the compiled predictor when it passed its parity proof, else the flavor's.
+
+        `predictor="original"` always loads the flavor's own (for debugging a difference);
+        `"compiled"` insists on the compiled one and says why when there is none.
+        """
+        choice = check_predictor_choice(predictor)
         info = self.get(uri)
         path = self.artifact_path(info, verify=True)
+        if choice != "original":
+            variant = self.compiled.load(info, path, lambda: self._load_original(info, path))
+            if not isinstance(variant, str):
+                return Model(info, Predictor(variant.loaded, info.signature, name=info.name), variant.compiler)
+            if choice == "compiled":
+                raise UnsupportedModel(f"{info.uri} has no compiled predictor to use: {variant}")
+        return self._load_original(info, path)
+
+    def compile(
+        self,
+        uri: str | ModelRef,
+        *,
+        sample: object | None = None,
+        tolerance: float | None = None,
+        rows: int | None = None,
+    ) -> CompileReport:
+        """Compile a version, prove it against the original on a validation sample, and record the outcome."""
+        from foretell.core.parity import DEFAULT_TOLERANCE
+        from foretell.core.validation_sample import DEFAULT_ROWS
+
+        info = self.get(uri)
+        path = self.artifact_path(info, verify=True)
+        return self.compiled.compile(
+            info,
+            path,
+            self._load_original(info, path),
+            sample=sample,
+            tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+            rows=DEFAULT_ROWS if rows is None else rows,
+        )
+
+    def _load_original(self, info: ModelInfo, path: Path) -> Model:
         loaded = get_flavor(info.flavor).load(path, info.signature, info.flavor_options)
         return Model(info, Predictor(loaded, info.signature, name=info.name))
 
@@ -348,6 +397,7 @@ class SqliteRegistry:
             metadata=json.loads(row["metadata"]),
             framework_versions=json.loads(row["framework_versions"]),
             flavor_options=json.loads(row["flavor_options"]),
+            compiled=self.compiled.report_of(conn, name, version),
         )
 
 

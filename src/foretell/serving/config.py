@@ -11,6 +11,8 @@ max_queue = 1024
 max_batch_size = 32
 max_queue = 256
 
+predictor = "auto"         # compiled when it passed its parity proof; "original" to bypass it
+
 max_age = "26h"            # hybrid lookups: how old a stored prediction may be ...
 [hybrid.movies]            # ... and one model's own
 max_age = "15m"
@@ -64,6 +66,8 @@ class ServeConfig:
     model_max_age: Mapping[str, float] = field(default_factory=dict)
     store_url: str | None = None
     """Where predictions and entity tables live: None for SQLite under FORETELL_HOME, or redis://..."""
+    predictor: str = "auto"
+    """`auto` (compiled when it passed its parity proof), `original` (the framework's own), or `compiled`."""
 
     def __post_init__(self) -> None:
         if self.overload_status not in (429, 503):
@@ -76,6 +80,8 @@ class ServeConfig:
             raise ValueError(f"max_body_bytes must be at least 1, got {self.max_body_bytes}")
         if self.reload_seconds < 0:
             raise ValueError(f"reload_seconds must be ≥ 0 (0: never), got {self.reload_seconds}")
+        if self.predictor not in ("auto", "original", "compiled"):
+            raise ValueError(f"predictor must be auto, original or compiled, got {self.predictor!r}")
 
     def policy_for(self, name: str) -> BatchPolicy:
         knobs = self.model_knobs.get(name)
@@ -148,6 +154,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "overload_status": (int,),
     "max_age": (float,),
     "store_url": (str,),
+    "predictor": (str,),
 }
 
 

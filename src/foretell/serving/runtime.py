@@ -66,8 +66,11 @@ class Runtime:
         metrics: ServingMetrics | None = None,
         reload_seconds: float = 1.0,
         threads_per_model: int = 1,
+        predictor: str = "auto",
     ) -> None:
         self.home = home
+        self.predictor = predictor
+        """`auto`: a version's compiled predictor when it passed its parity proof; `original`; `compiled`."""
         self.threads_per_model = threads_per_model
         self.uris = list(uris)
         self.policy = policy or BatchPolicy()
@@ -136,11 +139,12 @@ class Runtime:
         )
         await batcher.start()
         self.metrics.load_seconds.labels(name, str(model.info.version)).set(seconds)
-        log.info("serving %s as %s (loaded in %.2f s)", uri, model.info.uri, seconds)
+        predictor = "original predictor" if model.variant == "original" else f"compiled with {model.variant}"
+        log.info("serving %s as %s, %s (loaded in %.2f s)", uri, model.info.uri, predictor, seconds)
         return ModelSlot(name, uri, model, batcher, time.time(), seconds)
 
     def _load_and_warm(self, uri: str) -> Model:
-        model = self._registry().load(uri)
+        model = self._registry().load(uri, predictor=self.predictor)
         _warm(model)
         return model
 

@@ -73,7 +73,10 @@ def check_model(
         joined = Predictions.concat(pieces)
         for output in whole.outputs:
             _assert_same(
-                whole.column(output.name), joined.column(output.name), atol, rtol,
+                whole.column(output.name),
+                joined.column(output.name),
+                atol,
+                rtol,
                 f"{name}, output {output.name!r}: predicting {n} rows in {parts} parts ({sizes}) "
                 f"differs from predicting them at once",
             )
@@ -84,11 +87,17 @@ def check_model(
         for output in whole.outputs:
             where = f"{name}, output {output.name!r}, row {i}"
             _assert_same(
-                np.asarray(again[output.name]), np.asarray(one[output.name]), 0.0, 0.0,
+                np.asarray(again[output.name]),
+                np.asarray(one[output.name]),
+                0.0,
+                0.0,
                 f"{where}: predict(x) differs from predict_batch([x])[0]",
             )
             _assert_same(
-                whole.column(output.name)[i], np.asarray(one[output.name]), atol, rtol,
+                whole.column(output.name)[i],
+                np.asarray(one[output.name]),
+                atol,
+                rtol,
                 f"{where}: predicting the row alone differs from predicting it in a batch of {n}",
             )
     return whole

@@ -1,0 +1,339 @@
+"""Tree ensembles as native code: treelite reads the trees, tl2cgen writes them as C, gcc compiles them.
+
+The library walks every tree with plain comparisons, no interpreter and no framework
+dispatch in between: one row costs microseconds where scikit-learn's `predict_proba`
+costs milliseconds of per-call overhead. Thresholds are quantized (`quantize=1`: each
+value becomes the index of its threshold interval once per row, so every split compares
+integers); that changes no answer, and the parity proof checks it did not.
+
+tl2cgen's own runtime is not used to call it: its `DMatrix` and `Predictor` cost ~20 µs
+of Python per call, more than the trees themselves. foretell compiles a small C entry
+point of its own into the library (`foretell_predict`: a row-major matrix in, one row of
+outputs per input row), called once per batch through ctypes.
+
+That entry point also settles a quirk of tl2cgen's generated code: each input cell is a
+C union of the value and an int that is -1 for a missing value, so a float64 whose low
+32 bits are all ones (23.499999999999996, say: one step below 23.5) would read as
+missing. foretell's parity proof found it on exactly such values. Such a cell is moved
+one step (towards +inf for `<=` splits, -inf for `<`) before the trees see it; that
+changes no comparison unless a threshold itself has those low bits, and a model with
+one is refused at build time.
+
+The library runs on the calling thread alone: foretell gets its parallelism from worker
+processes, and a pool inside each would fight them for cores.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foretell.adapters.base import import_framework
+from foretell.adapters.compiled.base import (
+    ENTRY_VERSION,
+    Built,
+    NotCompilable,
+    c_compiler,
+    captured_native_output,
+    describe_exception,
+    package_version,
+)
+from foretell.adapters.outputs import classifier_result
+from foretell.core.frame import Array, Frame
+from foretell.core.predictor import PredictOptions
+from foretell.core.schema import Signature
+from foretell.errors import ModelLoadError
+
+__all__ = ["TreeModel", "build_trees", "load_trees", "tree_source"]
+
+LIBRARY = "predictor.so"
+
+_SKLEARN_ENSEMBLES = (
+    "HistGradientBoostingClassifier",
+    "HistGradientBoostingRegressor",
+    "GradientBoostingClassifier",
+    "GradientBoostingRegressor",
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "ExtraTreesClassifier",
+    "ExtraTreesRegressor",
+)
+
+
+def _treelite() -> Any:
+    return import_framework("compile", "treelite", "compile")
+
+
+#: scikit-learn's classic trees cast X to float32 before comparing it with their (float64) thresholds;
+#: the compiled ones must round the same way, or a value between the two roundings goes the other way.
+_FLOAT32_INPUTS = frozenset(name for name in _SKLEARN_ENSEMBLES if not name.startswith("HistGradient"))
+
+
+def tree_source(flavor: str, artifact: Path) -> tuple[Any, str] | None:
+    """The artifact as a treelite model and the precision its framework compares inputs in, or None
+    when it is not a tree ensemble treelite reads."""
+    if flavor == "sklearn":
+        import joblib
+
+        estimator = joblib.load(artifact)
+        if type(estimator).__name__ not in _SKLEARN_ENSEMBLES:
+            return None
+        treelite = _treelite()
+        try:
+            import treelite.sklearn
+
+            model = treelite.sklearn.import_model(estimator)
+        except Exception as exc:
+            raise NotCompilable(
+                f"treelite cannot read this {type(estimator).__name__}: {describe_exception(exc)}"
+            ) from exc
+        return model, "float32" if type(estimator).__name__ in _FLOAT32_INPUTS else "float64"
+    if flavor not in ("lightgbm", "xgboost"):
+        return None
+    treelite = _treelite()
+    try:
+        if flavor == "lightgbm":
+            return treelite.frontend.load_lightgbm_model(str(artifact)), "float64"
+        if artifact.suffix.lower() in (".json", ".ubj"):
+            return treelite.frontend.load_xgboost_model(str(artifact)), "float32"
+        return treelite.frontend.load_xgboost_model_legacy_binary(str(artifact)), "float32"
+    except Exception as exc:
+        raise NotCompilable(f"treelite cannot read this {flavor} model: {describe_exception(exc)}") from exc
+
+
+def build_trees(model: Any, folder: Path, feature_names: list[str], inputs: str = "float64") -> Built:
+    """Write the trees as C, compile them with foretell's entry point into `folder/predictor.so`."""
+    tl2cgen = import_framework("compile", "tl2cgen", "compile")
+    found = c_compiler()
+    if found is None:
+        raise NotCompilable("no C compiler (gcc or clang) on PATH: tree ensembles are compiled with one")
+    compiler, version = found
+    splits = _Splits(model)
+    nudge = splits.nudge  # refuses a model the generated code would misread before spending a compile on it
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="foretell-trees-") as scratch:
+        sources = Path(scratch)
+        failure: Exception | None = None
+        with captured_native_output() as noise:
+            try:
+                tl2cgen.generate_c_code(model, dirpath=str(sources), params={"parallel_comp": cores, "quantize": 1})
+            except Exception as exc:
+                failure = exc
+        if failure is not None:
+            raise NotCompilable(f"tl2cgen could not write the trees as C: {describe_exception(failure, noise)}")
+        (sources / "foretell_entry.c").write_text(_entry_point(str(model.input_type), str(model.output_type)))
+        _compile(compiler, sources, folder / LIBRARY, cores)
+    return Built(
+        "treelite",
+        LIBRARY,
+        toolchain={"treelite": package_version("treelite"), "tl2cgen": package_version("tl2cgen"), compiler: version},
+        edges=splits.edges(feature_names),
+        settings={"nudge": nudge, "inputs": inputs},
+    )
+
+
+_C_TYPES = {"float64": "double", "float32": "float"}
+
+
+def _entry_point(threshold_type: str, leaf_type: str) -> str:
+    """C for `foretell_predict`: rows of doubles in (NaN = missing), N_TARGET * MAX_N_CLASS doubles out per row."""
+    value, leaf = _C_TYPES.get(threshold_type), _C_TYPES.get(leaf_type)
+    if value is None or leaf is None:
+        raise NotCompilable(f"trees with {threshold_type} thresholds and {leaf_type} leaves are not supported")
+    return f"""
+#include "header.h"
+
+#define FORETELL_EXPORT __attribute__((visibility("default")))
+
+FORETELL_EXPORT int32_t foretell_entry_version(void) {{ return {ENTRY_VERSION}; }}
+FORETELL_EXPORT int32_t foretell_num_feature(void) {{ return get_num_feature(); }}
+FORETELL_EXPORT int32_t foretell_num_output(void) {{ return N_TARGET * MAX_N_CLASS; }}
+FORETELL_EXPORT int32_t foretell_value_bytes(void) {{ return (int32_t)sizeof({value}); }}
+
+/* nudge: +1 or -1 moves a value the union would read as missing one step that way; 0 never.
+   single: round each value to float32 first, as the framework did before comparing it. */
+FORETELL_EXPORT void foretell_predict(const double* rows, int64_t n_rows, int64_t n_cols, int32_t nudge,
+                                      int32_t single, double* out) {{
+  const int64_t width = N_TARGET * MAX_N_CLASS;
+  union Entry* entry = (union Entry*)malloc(sizeof(union Entry) * (size_t)n_cols);
+  {leaf} result[N_TARGET * MAX_N_CLASS];
+  for (int64_t r = 0; r < n_rows; ++r) {{
+    const double* row = rows + r * n_cols;
+    for (int64_t c = 0; c < n_cols; ++c) {{
+      const double x = single ? (double)(float)row[c] : row[c];
+      if (isnan(x)) {{
+        entry[c].missing = -1;
+      }} else {{
+        entry[c].fvalue = ({value})x;
+        if (entry[c].missing == -1 && nudge != 0) {{
+          entry[c].fvalue = nextafter(x, nudge > 0 ? INFINITY : -INFINITY);
+        }}
+      }}
+    }}
+    for (int64_t k = 0; k < width; ++k) result[k] = 0;
+    predict(entry, 0, result);
+    for (int64_t k = 0; k < width; ++k) out[r * width + k] = (double)result[k];
+  }}
+  free(entry);
+}}
+"""
+
+
+def _compile(compiler: str, sources: Path, library: Path, jobs: int) -> None:
+    """Compile every translation unit (several at once), then link them into one shared library."""
+    flags = ["-O3", "-fPIC", "-std=gnu99", "-fvisibility=hidden"]
+    units = sorted(sources.glob("*.c"))
+    running: list[tuple[Path, subprocess.Popen[bytes]]] = []
+    problems: list[str] = []
+    for unit in units:
+        if len(running) >= jobs:
+            problems += _finished(*running.pop(0))
+        process = subprocess.Popen(
+            [compiler, *flags, "-c", unit.name, "-o", unit.with_suffix(".o").name],
+            cwd=sources,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        running.append((unit, process))
+    for unit, process in running:
+        problems += _finished(unit, process)
+    if problems:
+        raise NotCompilable(f"{compiler} could not compile the trees: " + " | ".join(problems)[:2000])
+    objects = [unit.with_suffix(".o").name for unit in units]
+    linked = subprocess.run(
+        [compiler, "-shared", "-o", str(library), *objects, "-lm"], cwd=sources, capture_output=True, text=True
+    )
+    if linked.returncode != 0:
+        raise NotCompilable(f"{compiler} could not link the trees: {linked.stdout}{linked.stderr}"[:2000])
+
+
+def _finished(unit: Path, process: subprocess.Popen[bytes]) -> list[str]:
+    output, _ = process.communicate()
+    if process.returncode == 0:
+        return []
+    return [f"{unit.name}: {output.decode('utf-8', 'replace').strip()[-500:]}"]
+
+
+# treelite's enums, as its field accessors return them.
+_NUMERICAL_TEST = 1
+_OPERATORS = {1: "==", 2: "<", 3: "<=", 4: ">", 5: ">="}
+
+
+class _Splits:
+    """The ensemble's numeric splits: thresholds per feature, comparison operators, threshold type."""
+
+    def __init__(self, model: Any) -> None:
+        # Read through treelite's field accessors: its JSON dump writes an infinite threshold
+        # (scikit-learn's for a split on missing values alone) as nothing at all.
+        self.float64 = str(model.input_type) == "float64"
+        self.thresholds: dict[int, set[float]] = defaultdict(set)
+        self.operators: set[str] = set()
+        for tree_id in range(int(model.num_tree)):
+            tree = model.get_tree_accessor(tree_id)
+            numeric = np.asarray(tree.get_field("node_type")) == _NUMERICAL_TEST
+            features = np.asarray(tree.get_field("split_index"))[numeric]
+            values = np.asarray(tree.get_field("threshold"), dtype=np.float64)[numeric]
+            for feature, value in zip(features.tolist(), values.tolist(), strict=True):
+                self.thresholds[int(feature)].add(float(value))
+            for code in set(np.asarray(tree.get_field("cmp"))[numeric].tolist()):
+                self.operators.add(_OPERATORS.get(int(code), f"operator {code}"))
+
+    def edges(self, feature_names: list[str]) -> dict[str, list[float]]:
+        return {
+            feature_names[index]: sorted(v for v in values if np.isfinite(v))
+            for index, values in self.thresholds.items()
+            if index < len(feature_names) and any(np.isfinite(v) for v in values)
+        }
+
+    @property
+    def nudge(self) -> str:
+        """Which way to move a cell tl2cgen would misread as missing (see the module's docstring)."""
+        if not self.float64 or not self.operators:
+            return "none"  # a float32 cell with all 32 bits set is a NaN, which is missing anyway
+        every = np.array(sorted(set().union(*self.thresholds.values())), dtype=np.float64)
+        every = every[np.isfinite(every)]
+        if _misread(every).any():
+            raise NotCompilable("a split threshold is a value tl2cgen's generated code would read as missing")
+        if self.operators <= {"<=", ">"}:
+            return "up"
+        if self.operators <= {"<", ">="}:
+            return "down"
+        raise NotCompilable(f"splits mix comparison operators {sorted(self.operators)}")
+
+
+def _misread(values: np.ndarray) -> np.ndarray:
+    """Finite float64 values whose low 32 bits are all ones, which tl2cgen's input union reads as missing."""
+    low_words = values.view(np.uint32).reshape(*values.shape[:-1], -1)[..., 0 if sys.byteorder == "little" else 1 :: 2]
+    misread: np.ndarray = (low_words == 0xFFFFFFFF) & np.isfinite(values)
+    return misread
+
+
+class TreeModel:
+    """A compiled library called through `foretell_predict` once per batch, on the calling thread."""
+
+    def __init__(self, library: Path, signature: Signature, nudge: str = "none", inputs: str = "float64") -> None:
+        try:
+            self._library = ctypes.CDLL(str(library))
+            entry = self._library.foretell_predict
+        except (OSError, AttributeError) as exc:
+            raise ModelLoadError(f"could not load the compiled library {library}: {exc}") from exc
+        built_for = (
+            int(self._library.foretell_entry_version()) if hasattr(self._library, "foretell_entry_version") else 0
+        )
+        if built_for != ENTRY_VERSION:
+            raise ModelLoadError(
+                f"the compiled library {library} has entry point version {built_for}, this foretell calls "
+                f"version {ENTRY_VERSION}: compile the model again (foretell models compile)"
+            )
+        entry.restype = None
+        entry.argtypes = (
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_int32,
+            ctypes.c_int32,
+            ctypes.c_void_p,
+        )
+        self._entry = entry
+        self._width = len(signature.inputs)
+        features = int(self._library.foretell_num_feature())
+        if features != self._width:
+            raise ModelLoadError(
+                f"the compiled library {library.name} takes {features} features, the signature {self._width}"
+            )
+        self._outputs = int(self._library.foretell_num_output())
+        is_classifier = "proba" in signature.output_names
+        self._classes = np.asarray(signature.output("proba").classes) if is_classifier else None
+        if nudge not in _NUDGES:
+            raise ModelLoadError(f"unknown nudge {nudge!r} recorded for {library.name}")
+        self._nudge = _NUDGES[nudge]
+        if inputs not in ("float64", "float32"):
+            raise ModelLoadError(f"unknown input rounding {inputs!r} recorded for {library.name}")
+        self._single = int(inputs == "float32")
+
+    def predict(self, frame: Frame, options: PredictOptions) -> dict[str, Array]:
+        matrix = np.ascontiguousarray(frame.matrix(np.float64))
+        n = frame.n_rows
+        values = np.empty((n, self._outputs), dtype=np.float64)
+        self._entry(matrix.ctypes.data, n, self._width, self._nudge, self._single, values.ctypes.data)
+        if self._classes is None:
+            return {"score": values[:, 0]}
+        # Binary models give P(second class) alone; multi-class ones a column per class.
+        proba = np.column_stack([1.0 - values[:, 0], values[:, 0]]) if self._outputs == 1 else values
+        return classifier_result(proba, self._classes)
+
+
+_NUDGES = {"none": 0, "up": 1, "down": -1}
+
+
+def load_trees(library: Path, signature: Signature, settings: Mapping[str, str]) -> TreeModel:
+    return TreeModel(library, signature, settings.get("nudge", "none"), settings.get("inputs", "float64"))

@@ -1,0 +1,120 @@
+"""Rows to prove a compiled predictor on: the user's own sample, topped up with generated rows.
+
+A parity proof is only as good as its rows. Uniform noise would miss what breaks a
+compiled tree ensemble: a value exactly on a split threshold (`<=` against `<`, a
+float64 threshold narrowed to float32), one a hair either side of it, a missing value
+sent down the wrong default branch, a category code in a set split. So generated rows
+mix values across each feature's range (observed in the sample, or spanned by the
+model's own thresholds) with those edge values, the extremes, and NaN wherever the
+signature accepts it. Everything is drawn from a fixed seed: the same model gets the
+same proof.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from foretell.core.schema import Feature, Signature
+
+__all__ = ["DEFAULT_ROWS", "MIN_ROWS", "matrix_reason", "validation_matrix"]
+
+MIN_ROWS = 10_000
+DEFAULT_ROWS = 16_384
+
+_MATRIX_DTYPES = frozenset({"float64", "float32", "int64", "int32", "bool", "category"})
+_MISSING_SHARE = 0.05
+
+
+def matrix_reason(signature: Signature) -> str | None:
+    """Why the inputs do not fit one numeric matrix (which compiled predictors take), or None if they do."""
+    for feature in signature.inputs:
+        if feature.shape:
+            return (
+                f"feature {feature.name!r} is a vector (shape {list(feature.shape)}); compiled predictors take scalars"
+            )
+        if feature.dtype not in _MATRIX_DTYPES:
+            return f"feature {feature.name!r} is a {feature.dtype}; compiled predictors take numbers and categories"
+    return None
+
+
+def validation_matrix(
+    signature: Signature,
+    *,
+    rows: int = DEFAULT_ROWS,
+    seed: int = 0,
+    observed: np.ndarray | None = None,
+    edges: Mapping[str, Sequence[float]] | None = None,
+) -> np.ndarray:
+    """`rows` rows (columns in signature order, float64): up to three quarters `observed`, then generated ones.
+
+    `observed` holds real rows (already validated); their per-feature ranges bound the
+    generated values, and a quarter of the rows at least are generated, so the edge
+    cases are there however large the sample. `edges` maps a feature to values where
+    the model's answer can change (a tree ensemble's split thresholds).
+    """
+    reason = matrix_reason(signature)
+    if reason is not None:
+        raise ValueError(reason)
+    width = len(signature.inputs)
+    real = np.empty((0, width)) if observed is None else np.asarray(observed, dtype=np.float64).reshape(-1, width)
+    real = real[: rows - rows // 4]
+    missing = rows - len(real)
+    rng = np.random.default_rng(seed)
+    edges = edges or {}
+    columns = [
+        _generated_column(feature, missing, rng, real[:, i], np.asarray(edges.get(feature.name, ()), dtype=np.float64))
+        for i, feature in enumerate(signature.inputs)
+    ]
+    generated = np.column_stack(columns)
+    return np.concatenate([real, generated]) if len(real) else generated
+
+
+def _generated_column(
+    feature: Feature, n: int, rng: np.random.Generator, seen: np.ndarray, edges: np.ndarray
+) -> np.ndarray:
+    if feature.dtype == "category":
+        assert feature.categories is not None
+        values = rng.integers(0, len(feature.categories), size=n).astype(np.float64)
+        values[: min(n, 2)] = (0, len(feature.categories) - 1)[: min(n, 2)]
+    elif feature.dtype == "bool":
+        values = rng.integers(0, 2, size=n).astype(np.float64)
+    else:
+        values = _numbers(n, rng, seen[np.isfinite(seen)], edges[np.isfinite(edges)])
+        if feature.dtype in ("int64", "int32"):
+            values = np.round(values)
+            if feature.dtype == "int32":
+                values = np.clip(values, -(2**31), 2**31 - 1)
+        elif feature.dtype == "float32":
+            values = values.astype(np.float32).astype(np.float64)
+    if feature.allow_missing:
+        values[rng.random(n) < _MISSING_SHARE] = np.nan
+        values[min(n - 1, 2)] = np.nan  # at least one, whatever the draw
+    return values
+
+
+def _numbers(n: int, rng: np.random.Generator, seen: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """A mix: the range (uniform), the edges and a hair either side, the real values, and extremes."""
+    span = np.concatenate([seen, edges])
+    if span.size:
+        low, high = float(span.min()), float(span.max())
+    else:
+        low, high = -3.0, 3.0
+    pad = max(0.1 * (high - low), 1.0)
+    uniform = rng.uniform(low - pad, high + pad, size=n)
+    if edges.size:
+        picked = edges[rng.integers(0, edges.size, size=n)]
+        # A third on the edge itself, a third just below it, a third just above.
+        side = rng.integers(0, 3, size=n)
+        near = np.where(
+            side == 0, picked, np.where(side == 1, np.nextafter(picked, -np.inf), np.nextafter(picked, np.inf))
+        )
+    else:
+        near = rng.normal(0.0, max(abs(low), abs(high), 1.0), size=n)
+    real = seen[rng.integers(0, seen.size, size=n)] if seen.size else uniform
+    extremes = np.array([0.0, low, high, low - pad, high + pad, -1.0, 1.0])[rng.integers(0, 7, size=n)]
+    choice = rng.random(n)
+    values = np.where(choice < 0.4, uniform, np.where(choice < 0.75, near, np.where(choice < 0.92, real, extremes)))
+    values[: min(n, 2)] = (low - pad, high + pad)[: min(n, 2)]
+    return values
