@@ -156,8 +156,10 @@ class Predictor:
                 f"model {self.name!r}: output {output.name!r} has per-row shape {list(per_row)}, "
                 f"its signature says {list(output.shape)}"
             )
-        dtype = object if output.dtype == "string" else output.dtype
-        return array if array.dtype == dtype else array.astype(dtype)
+        dtype = np.dtype(object if output.dtype == "string" else output.dtype)
+        # Same type, not merely an equal one: numpy's longlong equals int64 but is another
+        # scalar type (ONNX Runtime returns it), which JSON encoders do not know.
+        return array if array.dtype.type is dtype.type else array.astype(dtype)
 
     def _empty(self, options: PredictOptions) -> Predictions:
         columns = {}
