@@ -107,6 +107,7 @@ def test_batch_run_uses_the_compiled_predictor_and_matches_real_time(tmp_path: P
             "--json",
         )
         assert job.returncode == 0, job.stderr
+        assert json.loads(job.stdout)["predictor"] == ("compiled" if predictor == "auto" else "original")
     import foretell
 
     compiled = foretell.load("trees", home=tmp_path)

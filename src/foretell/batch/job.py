@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +58,8 @@ class BatchResult:
     rows_per_second: float
     parts: int
     resumed_chunks: int
+    predictor: str = "original"
+    """`compiled` or `original`: which predictor scored the rows (settled at job start)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,7 +137,7 @@ def run(
             "max_reject_ratio": max_reject_ratio,
             "single_file": single_file,
             "to_store": to_store,
-            "predictor": predictor,
+            "predictor": _batch_predictor(info.compiled, predictor),
         },
     }
     if to_store:
@@ -150,6 +152,21 @@ def run(
         folder.reset()
         folder.write_job(job)
     return _execute(job, folder, home, engine, progress)
+
+
+def _batch_predictor(compiled: Mapping[str, Any] | None, choice: str) -> str:
+    """`auto` settled once, at job start, so every chunk (a resumed one too) is scored by the same predictor.
+
+    The compiled predictor when it passed its parity proof and was not slower in bulk than the
+    original when measured (an ONNX graph of a linear model can lose to scikit-learn's BLAS on
+    65k rows while winning by 6x on one); otherwise the original.
+    """
+    if choice != "auto":
+        return choice
+    if not compiled or compiled.get("status") != "passed":
+        return "original"
+    bulk = ((compiled.get("speed") or {}).get("speedup") or {}).get("rows_per_second")
+    return "compiled" if bulk is None or bulk >= 1.0 else "original"
 
 
 def resume(job_id: str, *, home: Path, engine: Engine | None = None, progress: Progress | None = None) -> BatchResult:
@@ -301,6 +318,7 @@ def _result(
         rows_per_second=counts["rows"] / seconds if seconds else 0.0,
         parts=sum(1 for r in records.values() if r.part),
         resumed_chunks=resumed,
+        predictor=job["options"].get("predictor", "original"),
     )
 
 

@@ -143,7 +143,7 @@ def _summary(result: dict[str, Any], as_json: bool) -> None:
     out.print(
         f"{result['job_id']} {result['status']}: {result['rows']:,} rows read, {result['scored']:,} scored, "
         f"{result['rejected']:,} rejected in {result['seconds']:.1f} s ({result['rows_per_second']:,.0f} rows/s) "
-        f"with {result['model_uri']} → {result['output']}",
+        f"with {result['model_uri']} ({result.get('predictor', 'original')} predictor) → {result['output']}",
         highlight=False,
     )
 
