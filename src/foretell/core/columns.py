@@ -26,6 +26,7 @@ class Plan:
         "high",
         "index",
         "low",
+        "row_bounds",
         "missing_ok",
         "names",
         "nan_ok",
@@ -62,6 +63,13 @@ class Plan:
         self.nan_ok = self.missing_ok.copy()
         self.nan_ok[self.category_at] = False  # a code must be a whole number: NaN is never one
         self.row_rules = [(f, self.codes[f.name] if f.dtype == "category" else None) for f in signature.inputs]
+        # The same bounds as plain floats, per column: one served row is checked faster in Python
+        # than by a dozen numpy calls on a 1-row matrix (each ~0.5 µs of fixed cost).
+        is_category = np.zeros(self.width, dtype=bool)
+        is_category[self.category_at] = True
+        self.row_bounds = list(
+            zip(self.low.tolist(), self.high.tolist(), self.nan_ok.tolist(), is_category.tolist(), strict=True)
+        )
 
 
 def plan_of(signature: Signature) -> Plan:
@@ -193,6 +201,8 @@ def matrix_errors(signature: Signature, plan: Plan, matrix: np.ndarray) -> list[
 
 def _clean(plan: Plan, matrix: np.ndarray) -> bool:
     """Whether every cell is valid, in as few numpy calls as a clean matrix allows (a served row pays per call)."""
+    if matrix.shape[0] == 1:
+        return _clean_row(plan, matrix[0].tolist())
     inside = (matrix >= plan.low) & (matrix <= plan.high)
     if not inside.all() and not (inside | (np.isnan(matrix) & plan.nan_ok)).all():
         return False
@@ -200,6 +210,16 @@ def _clean(plan: Plan, matrix: np.ndarray) -> bool:
         return True
     codes = matrix[:, plan.category_at]
     return bool((codes == np.floor(codes)).all())
+
+
+def _clean_row(plan: Plan, row: list[float]) -> bool:
+    for value, (low, high, nan_ok, is_category) in zip(row, plan.row_bounds, strict=True):
+        if low <= value <= high:
+            if is_category and not value.is_integer():
+                return False
+        elif not (nan_ok and value != value):  # NaN is the one value unequal to itself
+            return False
+    return True
 
 
 def convert_array(feature: Feature, plan: Plan, array: np.ndarray) -> tuple[Array, list[RowError]]:

@@ -327,8 +327,12 @@ class TreeModel:
         self._entry(matrix.ctypes.data, n, self._width, self._nudge, self._single, values.ctypes.data)
         if self._classes is None:
             return {"score": values[:, 0]}
-        # Binary models give P(second class) alone; multi-class ones a column per class.
-        proba = np.column_stack([1.0 - values[:, 0], values[:, 0]]) if self._outputs == 1 else values
+        if self._outputs > 1:
+            return classifier_result(values, self._classes)
+        # Binary models give P(second class) alone; the first is its complement, as the frameworks compute it.
+        proba = np.empty((n, 2), dtype=np.float64)
+        proba[:, 1] = values[:, 0]
+        np.subtract(1.0, values[:, 0], out=proba[:, 0])
         return classifier_result(proba, self._classes)
 
 
