@@ -157,16 +157,14 @@ def run(
 def _batch_predictor(compiled: Mapping[str, Any] | None, choice: str) -> str:
     """`auto` settled once, at job start, so every chunk (a resumed one too) is scored by the same predictor.
 
-    The compiled predictor when it passed its parity proof and was not slower in bulk than the
-    original when measured (an ONNX graph of a linear model can lose to scikit-learn's BLAS on
-    65k rows while winning by 6x on one); otherwise the original.
+    The compiled predictor whenever it passed its parity proof, as the server decides: batch
+    and real time must load the same predictor for their answers to stay identical, even where
+    the compiled one is the slower in bulk (an ONNX graph of a linear model against
+    scikit-learn's BLAS on 65k rows).
     """
     if choice != "auto":
         return choice
-    if not compiled or compiled.get("status") != "passed":
-        return "original"
-    bulk = ((compiled.get("speed") or {}).get("speedup") or {}).get("rows_per_second")
-    return "compiled" if bulk is None or bulk >= 1.0 else "original"
+    return "compiled" if compiled and compiled.get("status") == "passed" else "original"
 
 
 def resume(job_id: str, *, home: Path, engine: Engine | None = None, progress: Progress | None = None) -> BatchResult:
