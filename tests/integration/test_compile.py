@@ -259,6 +259,9 @@ def test_a_corrupted_library_is_rebuilt_never_loaded(
     library = library_of(registry, info)
     damaged = bytearray(library.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
+    # A new file in its place: this process still has the proven library mapped (the proof loaded it),
+    # and rewriting those pages in place would corrupt the running copy, not just the file.
+    library.unlink()
     library.write_bytes(bytes(damaged))
 
     with caplog.at_level(logging.WARNING, logger="foretell.compile"):
@@ -300,6 +303,7 @@ def test_a_damaged_validation_sample_is_replaced_on_rebuild(registry: SqliteRegi
     assert registry.compile(info.uri).used
     library = library_of(registry, info)
     (library.parent / "validation.npy").write_bytes(b"not numpy")
+    library.unlink()
     library.write_bytes(b"not an onnx graph")
     model = registry.load(info.uri)
     assert model.variant == "onnx"

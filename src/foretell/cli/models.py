@@ -11,9 +11,9 @@ import typer
 from rich.table import Table
 
 from foretell import api
-from foretell.cli.output import out, print_json
+from foretell.cli.output import err, out, print_json
 from foretell.core.model import ModelInfo
-from foretell.errors import InvalidSignature
+from foretell.errors import ForetellError, InvalidSignature
 
 app = typer.Typer(help="The model registry: versions, aliases, signatures.", no_args_is_help=True)
 
@@ -64,15 +64,23 @@ def register(
         flavor_options={"class": python_class} if python_class else None,
         description=description,
         aliases=alias or (),
-        compile=compile_,
+        compile=False,
     )
+    if not as_json:
+        aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
+        out.print(f"registered {info.uri} \\[{info.flavor}] sha256 {info.sha256[:12]}{aliases}", highlight=False)
+    if compile_:
+        try:
+            with err.status(f"compiling {info.uri} and proving it against the original ..."):
+                report = api.compile_model(info.uri, sample=str(sample) if sample else None)
+        except ForetellError as exc:  # registered all the same: it keeps its original predictor
+            err.print(f"warning: {info.uri} was registered but not compiled: {exc}", highlight=False, markup=False)
+        else:
+            info = api.show(info.uri)
+            if not as_json:
+                out.print("  " + compiled_summary(report.to_dict()), highlight=False)
     if as_json:
         print_json(info.to_dict())
-        return
-    aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
-    out.print(f"registered {info.uri} \\[{info.flavor}] sha256 {info.sha256[:12]}{aliases}", highlight=False)
-    if info.compiled is not None:
-        out.print("  " + compiled_summary(info.compiled), highlight=False)
 
 
 @app.command(
@@ -108,7 +116,8 @@ def compile_(
     label exactly, or the version keeps its original predictor. `foretell models show`
     prints the outcome, and `--predictor original` (predict, batch run, serve) bypasses it.
     """
-    report = api.compile_model(uri, sample=str(sample) if sample else None, tolerance=tolerance, rows=rows)
+    with err.status(f"compiling {uri} and proving it against the original ..."):
+        report = api.compile_model(uri, sample=str(sample) if sample else None, tolerance=tolerance, rows=rows)
     if as_json:
         print_json({"uri": api.show(uri).uri, **report.to_dict()})
         return

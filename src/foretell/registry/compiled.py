@@ -210,6 +210,8 @@ class CompiledVariants:
                 report = CompileReport("unsupported", reason=_reason(exc), seconds=time.perf_counter() - started)
                 self._save(info, report, "", "", "", {})
                 return report
+            # Hashed before it is ever loaded: what is recorded is what the proof ran.
+            file_sha256 = _sha256(folder / built.main_file)
             if validation is None:
                 validation = _validation_rows(info, sample, max(rows, MIN_ROWS), built.edges)
             frame = _frame(info, validation)
@@ -250,7 +252,7 @@ class CompiledVariants:
                 report,
                 folder_name,
                 built.main_file,
-                _sha256(folder / built.main_file),
+                file_sha256,
                 compilers.target_of(built.compiler),
             )
             keep = True

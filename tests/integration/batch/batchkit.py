@@ -112,7 +112,7 @@ def descendants(pid: int) -> set[int]:
             try:
                 with open(f"/proc/{current}/task/{task}/children") as handle:
                     children = [int(c) for c in handle.read().split()]
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError):
                 continue
             found.update(children)
             stack.extend(children)
@@ -123,5 +123,5 @@ def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as handle:
             return handle.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError, IndexError):  # gone between the open and the read
         return False
