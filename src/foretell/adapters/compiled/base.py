@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import platform
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
-from typing import Any
 
 from foretell.errors import ForetellError
 
-__all__ = ["COMPILERS", "Built", "NotCompilable", "captured_native_output", "package_version", "target_of"]
+__all__ = ["COMPILERS", "Built", "NotCompilable", "package_version", "target_of"]
 
 COMPILERS = ("treelite", "onnx")
 
@@ -99,45 +94,7 @@ def target_of(compiler: str) -> dict[str, str]:
     return {"compiler": compiler, "skl2onnx": package_version("skl2onnx"), "onnx": package_version("onnx")}
 
 
-@contextlib.contextmanager
-def captured_native_output() -> Iterator[list[str]]:
-    """Collect what a compiler library prints instead of showing it; yields the lines, filled on exit.
-
-    tl2cgen and treelite log from C++ to the process's file descriptors and through a
-    Python callback to `sys.stdout`; a CLI command should print its own summary, not
-    their progress lines. The lines are handed back so that a failed build can quote
-    them. Meant for builds, which run before serving: while it is open, output from
-    other threads goes to the same sink.
-    """
-    lines: list[str] = []
-    python_side = io.StringIO()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            with contextlib.redirect_stdout(python_side), contextlib.redirect_stderr(python_side):
-                yield lines
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            sink.seek(0)
-            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
-            lines.extend(python_side.getvalue().splitlines())
-
-
-def describe_exception(exc: BaseException, noise: list[str] | None = None) -> str:
+def describe_exception(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    tail = [line for line in (noise or []) if "error" in line.lower()][-3:]
-    return first + (" | " + " | ".join(tail) if tail else "")
+    return text.splitlines()[0] if text else type(exc).__name__
 
-
-def plain(values: Any) -> list[float]:
-    return [float(v) for v in values]

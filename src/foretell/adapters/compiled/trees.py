@@ -43,7 +43,6 @@ from foretell.adapters.compiled.base import (
     Built,
     NotCompilable,
     c_compiler,
-    captured_native_output,
     describe_exception,
     package_version,
 )
@@ -112,7 +111,7 @@ def tree_source(flavor: str, artifact: Path) -> tuple[Any, str] | None:
 
 def build_trees(model: Any, folder: Path, feature_names: list[str], inputs: str = "float64") -> Built:
     """Write the trees as C, compile them with foretell's entry point into `folder/predictor.so`."""
-    tl2cgen = import_framework("compile", "tl2cgen", "compile")
+    import_framework("compile", "tl2cgen", "compile")  # the extra's hint here, not a child's traceback
     found = c_compiler()
     if found is None:
         raise NotCompilable("no C compiler (gcc or clang) on PATH: tree ensembles are compiled with one")
@@ -122,14 +121,7 @@ def build_trees(model: Any, folder: Path, feature_names: list[str], inputs: str 
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="foretell-trees-") as scratch:
         sources = Path(scratch)
-        failure: Exception | None = None
-        with captured_native_output() as noise:
-            try:
-                tl2cgen.generate_c_code(model, dirpath=str(sources), params={"parallel_comp": cores, "quantize": 1})
-            except Exception as exc:
-                failure = exc
-        if failure is not None:
-            raise NotCompilable(f"tl2cgen could not write the trees as C: {describe_exception(failure, noise)}")
+        _write_c(model, sources, cores)
         (sources / "foretell_entry.c").write_text(_entry_point(str(model.input_type), str(model.output_type)))
         _compile(compiler, sources, folder / LIBRARY, cores)
     return Built(
@@ -139,6 +131,39 @@ def build_trees(model: Any, folder: Path, feature_names: list[str], inputs: str 
         edges=splits.edges(feature_names),
         settings={"nudge": nudge, "inputs": inputs},
     )
+
+
+# tl2cgen bundles an older treelite, which warns on stderr (from C++, past any Python redirect) that the
+# model comes from a newer one, and logs progress through print(). A child process keeps both out of
+# the user's terminal and out of a serving process's stderr; the parity proof vouches for the result.
+_WRITE_C = """
+import sys
+import tl2cgen
+import treelite
+
+model = treelite.Model.deserialize(sys.argv[1])
+tl2cgen.generate_c_code(model, dirpath=sys.argv[2], params={"parallel_comp": int(sys.argv[3]), "quantize": 1})
+"""
+
+
+def _write_c(model: Any, sources: Path, cores: int) -> None:
+    """tl2cgen's C for `model` into `sources` (main.c, its translation units, header.h)."""
+    checkpoint = sources / "model.treelite"
+    model.serialize(str(checkpoint))
+    try:
+        written = subprocess.run(
+            [sys.executable, "-c", _WRITE_C, str(checkpoint), str(sources), str(cores)],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise NotCompilable("tl2cgen took over 30 minutes to write the trees as C") from exc
+    finally:
+        checkpoint.unlink(missing_ok=True)
+    if written.returncode != 0:
+        last = (written.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise NotCompilable(f"tl2cgen could not write the trees as C: {last}")
 
 
 _C_TYPES = {"float64": "double", "float32": "float"}
