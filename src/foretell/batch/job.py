@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from foretell.batch.manifest import ChunkRecord, JobFolder
 from foretell.batch.scoring import ScoringSpec
 from foretell.batch.sinks import OutputFormat, combine, sweep_temp
 from foretell.batch.sources import InputFormat, open_source
+from foretell.core.model import ModelInfo
 from foretell.errors import ForetellError, InvalidInput
 from foretell.registry import open_registry
 from foretell.registry.compiled import check_predictor_choice
@@ -137,7 +138,7 @@ def run(
             "max_reject_ratio": max_reject_ratio,
             "single_file": single_file,
             "to_store": to_store,
-            "predictor": _batch_predictor(info.compiled, predictor),
+            "predictor": _batch_predictor(home, info, predictor),
         },
     }
     if to_store:
@@ -154,17 +155,23 @@ def run(
     return _execute(job, folder, home, engine, progress)
 
 
-def _batch_predictor(compiled: Mapping[str, Any] | None, choice: str) -> str:
-    """`auto` settled once, at job start, so every chunk (a resumed one too) is scored by the same predictor.
+def _batch_predictor(home: Path, info: ModelInfo, choice: str) -> str:
+    """`auto` settled once, in the job's own process, so every chunk (a resumed one too) uses one predictor.
 
-    The compiled predictor whenever it passed its parity proof, as the server decides: batch
-    and real time must load the same predictor for their answers to stay identical, even where
-    the compiled one is the slower in bulk (an ONNX graph of a linear model against
-    scikit-learn's BLAS on 65k rows).
+    The compiled predictor whenever it passed its parity proof and loads here, as the
+    server decides: batch and real time must load the same predictor for their answers to
+    stay identical, even where the compiled one is slower in bulk (an ONNX graph of a
+    linear model against scikit-learn's BLAS on 65k rows). Loading it here also rebuilds it
+    once, if this machine needs its own build, before any worker starts; and an explicit
+    `compiled` with none to use is refused here, in one line, not in every worker.
     """
-    if choice != "auto":
+    if choice == "original":
         return choice
-    return "compiled" if compiled and compiled.get("status") == "passed" else "original"
+    passed = bool(info.compiled) and (info.compiled or {}).get("status") == "passed"
+    if choice == "auto" and not passed:
+        return "original"
+    model = open_registry(home).load(info.uri, predictor=choice)
+    return "original" if model.variant == "original" else "compiled"
 
 
 def resume(job_id: str, *, home: Path, engine: Engine | None = None, progress: Progress | None = None) -> BatchResult:
@@ -205,7 +212,7 @@ def _execute(
             threads=max(1, default_workers() // max(1, options["workers"])),
             store_generation=job["store"]["generation"] if job.get("store") else None,
             store_url=job["store"].get("url") if job.get("store") else None,
-            predictor=options.get("predictor", "auto"),
+            predictor=options.get("predictor", "original"),  # a job recorded before compiling existed
         )
         total = source.count_rows()
         resumed = len(done)

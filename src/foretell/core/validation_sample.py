@@ -25,6 +25,7 @@ DEFAULT_ROWS = 16_384
 
 _MATRIX_DTYPES = frozenset({"float64", "float32", "int64", "int32", "bool", "category"})
 _MISSING_SHARE = 0.05
+_LARGEST = 1e300
 
 
 def matrix_reason(signature: Signature) -> str | None:
@@ -98,7 +99,8 @@ def _numbers(n: int, rng: np.random.Generator, seen: np.ndarray, edges: np.ndarr
     """A mix: the range (uniform), the edges and a hair either side, the real values, and extremes."""
     span = np.concatenate([seen, edges])
     if span.size:
-        low, high = float(span.min()), float(span.max())
+        # Bounded so that the padded range and its width stay finite next to float64's largest values.
+        low, high = max(float(span.min()), -_LARGEST), min(float(span.max()), _LARGEST)
     else:
         low, high = -3.0, 3.0
     pad = max(0.1 * (high - low), 1.0)

@@ -1,9 +1,10 @@
 """Compiled variants of registered versions: built, proven, recorded, verified on every load.
 
-A version's compiled predictor lives under `<home>/compiled/<sha256>/<build>/` (one
-folder per build, never rewritten, so a process still running an older build is never
-pulled from under) and is recorded in the registry's `compiled` table with the sha256
-of its file, the machine it was built for, and its parity proof and speed figures.
+A version's compiled predictor lives under `<home>/compiled/<sha256[:2]>/<sha256>/<build>/`
+(one folder per build, never rewritten, so a process still running an older build is never
+pulled from under; unreferenced folders go an hour later). It is recorded in the
+registry's `compiled` table with the sha256 of its file, the machine it was built for,
+and its parity proof and speed figures.
 
 It is used only when all of these hold, checked at every load:
 
@@ -12,20 +13,24 @@ It is used only when all of these hold, checked at every load:
   handed to the dynamic loader);
 - it was built for this machine: CPU, OS, C library, compiler, and tl2cgen/treelite
   versions. On another machine (a registry copied over, a shared FORETELL_HOME) it is
-  rebuilt and proven again on the same validation rows before use.
+  rebuilt and proven again on the same validation rows before use, one process at a
+  time; a rebuild that cannot pass there is not recorded, so it never takes the passing
+  build away from the machines that can use it.
 
 Otherwise the version's original predictor is used, and the reason is logged.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -75,6 +80,7 @@ COMPILED_SCHEMA = (
 
 _VALIDATION = "validation.npy"
 _SPEED_BUDGET_SECONDS = 0.25
+_SWEEP_AFTER_SECONDS = 3600.0
 
 
 def check_predictor_choice(choice: str) -> PredictorChoice:
@@ -189,12 +195,15 @@ class CompiledVariants:
         tolerance: float = DEFAULT_TOLERANCE,
         rows: int = DEFAULT_ROWS,
         validation: np.ndarray | None = None,
+        record_failures: bool = True,
     ) -> CompileReport:
         """Build a compiled variant of `info`, prove it against `original`, record the outcome.
 
         The validation rows are `validation` when given (a rebuild re-proves on the rows of
         the first proof), else `sample`'s valid rows topped up with generated ones to at
-        least `rows` (never fewer than 10,000).
+        least `rows` (never fewer than 10,000). With `record_failures=False` (a rebuild on
+        load) an outcome that is not a pass is returned but not recorded: a machine that
+        cannot build or prove it must not take the passing build away from the others.
         """
         if tolerance < 0 or not np.isfinite(tolerance):
             raise ForetellError(f"tolerance must be a finite number ≥ 0; got {tolerance!r}")
@@ -206,9 +215,11 @@ class CompiledVariants:
         try:
             try:
                 built = compilers.build(info.flavor, artifact, info.signature, info.flavor_options, folder)
-            except (NotCompilable, MissingExtra) as exc:
-                report = CompileReport("unsupported", reason=_reason(exc), seconds=time.perf_counter() - started)
-                self._save(info, report, "", "", "", {})
+            except Exception as exc:  # whatever a converter or compiler raises, the model keeps its original
+                reason = _reason(exc) if isinstance(exc, NotCompilable | MissingExtra) else _unexpected(exc)
+                report = CompileReport("unsupported", reason=reason, seconds=time.perf_counter() - started)
+                if record_failures:
+                    self._save(info, report, "", "", "", {})
                 return report
             # Hashed before it is ever loaded: what is recorded is what the proof ran.
             file_sha256 = _sha256(folder / built.main_file)
@@ -219,8 +230,9 @@ class CompiledVariants:
                 loaded = compilers.load(built.compiler, folder, built, info.signature)
                 candidate = Predictor(loaded, info.signature, name=f"{info.name} (compiled)")
                 parity = compare_predictions(original.predictor.predict(frame), candidate.predict(frame), tolerance)
-            except ForetellError as exc:
-                parity = ParityReport(frame.n_rows, tolerance, failures=(_reason(exc),))
+            except Exception as exc:  # a library that will not load or run fails its proof
+                reason = _reason(exc) if isinstance(exc, ForetellError) else _unexpected(exc)
+                parity = ParityReport(frame.n_rows, tolerance, failures=(reason,))
                 candidate = None
             speed = _speeds(original.predictor, candidate, frame) if candidate is not None and parity.passed else {}
             if not parity.passed:
@@ -234,7 +246,8 @@ class CompiledVariants:
                     built.toolchain,
                     time.perf_counter() - started,
                 )
-                self._save(info, report, "", "", "", {})
+                if record_failures:
+                    self._save(info, report, "", "", "", {})
                 return report
             np.save(folder / _VALIDATION, validation)
             report = CompileReport(
@@ -271,9 +284,6 @@ class CompiledVariants:
         target: Mapping[str, str],
     ) -> None:
         with self._db.write() as conn:
-            previous = conn.execute(
-                "SELECT folder FROM compiled WHERE name = ? AND version = ?", (info.name, info.version)
-            ).fetchone()
             conn.execute(
                 "INSERT OR REPLACE INTO compiled (name, version, status, compiler, reason, folder, main_file, "
                 "file_sha256, target, report, built_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -291,13 +301,26 @@ class CompiledVariants:
                     self._now(),
                 ),
             )
-            stale = previous[0] if previous is not None and previous[0] and previous[0] != folder else None
-            if stale is not None:
-                shared = conn.execute("SELECT 1 FROM compiled WHERE folder = ? LIMIT 1", (stale,)).fetchone()
-                stale = None if shared is not None else stale
-        if stale is not None:
-            # A process that loaded the old library keeps its mapping: Linux unlinks, it does not unmap.
-            shutil.rmtree(self.root / stale, ignore_errors=True)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Delete build folders no record points to, once they are an hour old.
+
+        Not at once: a process may be between checking a build and loading it, or be
+        about to load the one it just checked. An hour later, any process still using an
+        old library has it mapped, and Linux unlinks a mapped file without unmapping it.
+        """
+        with self._db.read() as conn:
+            kept = {row[0] for row in conn.execute("SELECT folder FROM compiled WHERE folder != ''")}
+        cutoff = time.time() - _SWEEP_AFTER_SECONDS
+        for build in self.root.glob("*/*/*"):
+            relative = build.relative_to(self.root).as_posix()
+            try:
+                old = build.is_dir() and build.stat().st_mtime < cutoff
+            except OSError:
+                continue
+            if old and relative not in kept:
+                shutil.rmtree(build, ignore_errors=True)
 
     def copy_to(self, info: ModelInfo, other: CompiledVariants, other_info: ModelInfo) -> bool:
         """Give `other_info` (the same artifact, in another registry) this registry's outcome for `info`.
@@ -327,29 +350,49 @@ class CompiledVariants:
         folder = self.root / record.folder
         problem = self._problem(record, folder)
         if problem is not None:
-            log.warning("%s: the compiled predictor %s; rebuilding it", info.uri, problem)
-            validation = _stored_validation(folder, len(info.signature.inputs))
-            report = self.compile(
-                info,
-                artifact,
-                original(),
-                tolerance=float(record.report.parity.get("tolerance", DEFAULT_TOLERANCE)),
-                validation=validation,
-            )
-            if not report.used:
-                log.warning("%s: the rebuilt compiled predictor is not used: %s", info.uri, report.reason)
-                return report.reason
-            record = self._record(info)
-            if record is None or record.status != "passed":
-                return "the rebuilt compiled predictor was replaced while loading; load again"
-            folder = self.root / record.folder
-            problem = self._problem(record, folder)
-            if problem is not None:
-                return f"the rebuilt compiled predictor {problem}"
+            # One rebuild at a time per artifact: the other processes (batch workers, server
+            # workers) wait for it and then find the new build instead of making their own.
+            with self._rebuild_lock(info.sha256):
+                record = self._record(info)
+                if record is None or record.status != "passed":
+                    return "its compiled predictor was replaced while loading; load again"
+                folder = self.root / record.folder
+                problem = self._problem(record, folder)
+                if problem is not None:
+                    log.warning("%s: the compiled predictor %s; rebuilding it", info.uri, problem)
+                    report = self.compile(
+                        info,
+                        artifact,
+                        original(),
+                        tolerance=float(record.report.parity.get("tolerance", DEFAULT_TOLERANCE)),
+                        validation=_stored_validation(folder, len(info.signature.inputs)),
+                        record_failures=False,
+                    )
+                    if not report.used:
+                        log.warning("%s: the rebuilt compiled predictor is not used here: %s", info.uri, report.reason)
+                        return report.reason
+                    record = self._record(info)
+                    if record is None or record.status != "passed":
+                        return "the rebuilt compiled predictor was replaced while loading; load again"
+                    folder = self.root / record.folder
+                    problem = self._problem(record, folder)
+                    if problem is not None:
+                        return f"the rebuilt compiled predictor {problem}"
         built = compilers.Built(
             record.compiler, record.main_file, record.report.toolchain, settings=record.report.settings
         )
         return LoadedVariant(compilers.load(record.compiler, folder, built, info.signature), record.compiler)
+
+    @contextlib.contextmanager
+    def _rebuild_lock(self, sha256: str) -> Iterator[None]:
+        lock_path = self.root / sha256[:2] / f"{sha256}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def _problem(self, record: _Record, folder: Path) -> str | None:
         """Why the recorded build must not be loaded here, or None when it may."""
@@ -373,6 +416,11 @@ def _reason(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
 
 
+def _unexpected(exc: BaseException) -> str:
+    log.debug("compiling failed unexpectedly", exc_info=exc)
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:
@@ -384,7 +432,7 @@ def _sha256(path: Path) -> str:
 def _stored_validation(folder: Path, width: int) -> np.ndarray | None:
     try:
         rows = np.asarray(np.load(folder / _VALIDATION, allow_pickle=False), dtype=np.float64)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):
         return None  # gone or damaged with the rest: a fresh sample is generated
     return rows if rows.ndim == 2 and rows.shape[1] == width and len(rows) >= MIN_ROWS else None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import platform
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,8 @@ from foretell.registry.sample import signature_with_sample
 from foretell.registry.uri import ModelRef, check_alias, check_model_name, check_version, parse_model_uri
 
 __all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
+
+log = logging.getLogger("foretell.compile")
 
 SCHEMA_VERSION = 2
 
@@ -302,7 +305,13 @@ class SqliteRegistry:
         info = self.get(uri)
         path = self.artifact_path(info, verify=True)
         if choice != "original":
-            variant = self.compiled.load(info, path, lambda: self._load_original(info, path))
+            try:
+                variant = self.compiled.load(info, path, lambda: self._load_original(info, path))
+            except Exception as exc:  # the compiled path must never cost a model that loads without it
+                if choice == "compiled":
+                    raise
+                log.warning("%s: the compiled predictor could not be loaded, using the original: %s", info.uri, exc)
+                variant = f"{type(exc).__name__}: {exc}"
             if not isinstance(variant, str):
                 return Model(info, Predictor(variant.loaded, info.signature, name=info.name), variant.compiler)
             if choice == "compiled":

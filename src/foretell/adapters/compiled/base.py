@@ -75,8 +75,8 @@ def target_of(compiler: str) -> dict[str, str]:
     """What a build for `compiler` depends on here: it is rebuilt wherever this differs.
 
     A shared library is only good for the CPU architecture, operating system, C library
-    and Python it was built for; an ONNX graph runs anywhere ONNX Runtime does, so only
-    the converter's version matters to it.
+    and compiler it was built for; an ONNX graph runs anywhere ONNX Runtime does, so it
+    is never rebuilt for another machine (a host without skl2onnx can run it).
     """
     if compiler == "treelite":
         found = c_compiler()
@@ -91,10 +91,9 @@ def target_of(compiler: str) -> dict[str, str]:
             "treelite": package_version("treelite"),
             "entry_point": str(ENTRY_VERSION),
         }
-    return {"compiler": compiler, "skl2onnx": package_version("skl2onnx"), "onnx": package_version("onnx")}
+    return {"compiler": compiler}
 
 
 def describe_exception(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
