@@ -251,6 +251,13 @@ def library_of(registry: SqliteRegistry, info: foretell.ModelInfo) -> Path:
     return registry.home / "compiled" / folder / main_file
 
 
+def built_elsewhere(registry: SqliteRegistry, **differences: str) -> None:
+    """Record the (only) build as made on another machine: what a registry copied from one looks like."""
+    with sqlite3.connect(registry.db_path) as conn:
+        target = json.loads(conn.execute("SELECT target FROM compiled").fetchone()[0])
+        conn.execute("UPDATE compiled SET target = ?", (json.dumps({**target, **differences}),))
+
+
 def test_a_corrupted_library_is_rebuilt_never_loaded(
     registry: SqliteRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -288,10 +295,7 @@ def test_a_library_built_for_another_machine_is_rebuilt_here(
     info = register(registry, tmp_path, "sklearn-hgb-regressor")
     assert registry.compile(info.uri).used
     library = library_of(registry, info)
-    with sqlite3.connect(registry.db_path) as conn:
-        target = json.loads(conn.execute("SELECT target FROM compiled").fetchone()[0])
-        target.update(machine="aarch64", c_compiler="clang 17.0.6")
-        conn.execute("UPDATE compiled SET target = ?", (json.dumps(target),))
+    built_elsewhere(registry, machine="aarch64", c_compiler="clang 17.0.6")
 
     with caplog.at_level(logging.WARNING, logger="foretell.compile"):
         model = registry.load(info.uri)
@@ -339,9 +343,7 @@ def test_a_rebuild_that_fails_here_keeps_the_passing_build_for_the_others(
     info = register(registry, tmp_path, "sklearn-gradient-boosting")
     assert registry.compile(info.uri).used
     library = library_of(registry, info)
-    with sqlite3.connect(registry.db_path) as conn:
-        target = json.loads(conn.execute("SELECT target FROM compiled").fetchone()[0])
-        conn.execute("UPDATE compiled SET target = ?", (json.dumps({**target, "machine": "aarch64"}),))
+    built_elsewhere(registry, machine="aarch64")
     monkeypatch.setenv("PATH", str(tmp_path / "no-compilers-here"))
     from foretell.adapters.compiled import base
 
