@@ -314,7 +314,19 @@ def app_from_env() -> Any:
 
     settings = json.loads(os.environ.get(SERVE_CONFIG_ENV, "{}"))
     home = settings.pop("home", None)
+    _show_serving_log()
     return create_server_app(home=home, config=ServeConfig.from_dict(settings, SERVE_CONFIG_ENV))
+
+
+def _show_serving_log() -> None:
+    """Which version each model serves, with which predictor, and every reload: one line each on stderr."""
+    serving = logging.getLogger("foretell.serving")
+    if not serving.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        serving.addHandler(handler)
+        serving.setLevel(logging.INFO)
+        serving.propagate = False
 
 
 def serve(
@@ -354,6 +366,7 @@ def serve(
             os.environ[SERVE_CONFIG_ENV] = json.dumps({**resolved.to_dict(), "home": str(_home(home))})
             uvicorn.run("foretell.api:app_from_env", factory=True, workers=resolved.workers, **common)
         else:
+            _show_serving_log()
             uvicorn.run(create_server_app(home=home, config=resolved), **common)
     finally:
         for sig, handler in previous.items():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from foretell.core.model import Model
+from foretell.core.model import Model, ModelInfo
 from foretell.errors import ModelNotFound, VersionNotFound
 from foretell.registry import SqliteRegistry, open_registry
 from foretell.serving.batcher import MicroBatcher
@@ -154,14 +154,16 @@ class Runtime:
             for slot in list(self.slots.values()):
                 try:
                     target = await asyncio.to_thread(self._resolve, slot.uri)
-                    if target != slot.version:
+                    # A new compile of the served version (`foretell models compile`, or a rebuild for
+                    # this machine) reloads it too, so the server uses what new batch jobs would.
+                    if target.version != slot.version or target.compiled != slot.model.info.compiled:
                         await self._swap(slot)
                 except Exception as exc:  # a reload must never take the serving version down
                     slot.reload_error = f"{type(exc).__name__}: {exc}"
                     log.warning("reloading %s failed, still serving version %s: %s", slot.uri, slot.version, exc)
 
-    def _resolve(self, uri: str) -> int:
-        return self._registry().get(uri).version
+    def _resolve(self, uri: str) -> ModelInfo:
+        return self._registry().get(uri)
 
     async def _swap(self, slot: ModelSlot) -> None:
         fresh = await self._load(slot.uri)
@@ -171,7 +173,8 @@ class Runtime:
         slot.loaded_at, slot.load_seconds, slot.reload_error = fresh.loaded_at, fresh.load_seconds, None
         await old.stop(drain=True)
         _settle_heap()
-        log.info("%s now serves version %s", slot.uri, slot.version)
+        predictor = "original predictor" if slot.model.variant == "original" else f"compiled with {slot.model.variant}"
+        log.info("%s now serves version %s, %s", slot.uri, slot.version, predictor)
 
 
 def _settle_heap() -> None:
