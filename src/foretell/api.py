@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from foretell.config import Settings
+from foretell.config import Settings, lines_on_stderr
 from foretell.core.model import Model, ModelInfo
 from foretell.core.schema import Signature
 from foretell.errors import ForetellError, InvalidInput
@@ -320,13 +320,7 @@ def app_from_env() -> Any:
 
 def _show_serving_log() -> None:
     """Which version each model serves, with which predictor, and every reload: one line each on stderr."""
-    serving = logging.getLogger("foretell.serving")
-    if not serving.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        serving.addHandler(handler)
-        serving.setLevel(logging.INFO)
-        serving.propagate = False
+    lines_on_stderr("foretell.serving")
 
 
 def serve(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,3 +55,20 @@ def parse_duration(value: str | float | int) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"a duration must be a finite number of seconds ≥ 0, got {value!r}")
     return seconds
+
+
+def lines_on_stderr(name: str) -> logging.Logger:
+    """The logger `name`, writing its INFO messages as bare lines on stderr unless it already has a handler.
+
+    For what a server says to its operator (which model answers, every request's access
+    line), not through the root logger, so that an application's own logging setup is
+    left alone.
+    """
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger

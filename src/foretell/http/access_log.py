@@ -10,13 +10,13 @@ when the client (or a proxy in front) sent one.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from datetime import UTC, datetime
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from foretell.config import lines_on_stderr
 from foretell.http.asgi import header
 
 __all__ = ["ACCESS_LOGGER", "with_access_log"]
@@ -27,12 +27,7 @@ log = logging.getLogger(ACCESS_LOGGER)
 
 def with_access_log(app: ASGIApp) -> ASGIApp:
     """`app`, writing one JSON line per HTTP request to `foretell.access` (stderr unless configured)."""
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    lines_on_stderr(ACCESS_LOGGER)
 
     async def logged(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
