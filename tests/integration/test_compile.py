@@ -390,3 +390,21 @@ def test_deleting_a_version_forgets_its_compiled_record(registry: SqliteRegistry
     registry.delete_version(info.name, info.version)
     with sqlite3.connect(registry.db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM compiled").fetchone()[0] == 0
+
+
+def test_ranges_seen_at_registration_shape_a_later_proof(registry: SqliteRegistry, tmp_path: Path) -> None:
+    import joblib
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(8)
+    big = rng.uniform(10_000, 90_000, size=(500, 2))
+    joblib.dump(LinearRegression().fit(big, big[:, 0] * 0.5), tmp_path / "lr.joblib")
+    pq.write_table(pa.table({"income": big[:, 0], "rent": big[:, 1]}), tmp_path / "sample.parquet")
+    info = registry.register("lr", tmp_path / "lr.joblib", sample=tmp_path / "sample.parquet")
+    recorded = info.metadata["observed_ranges"]
+    assert recorded["income"][0] >= 10_000 and recorded["income"][1] <= 90_000
+    assert registry.compile(info.uri).used  # no sample now: the recorded ranges stand in for it
+    validation = np.load(library_of(registry, info).parent / "validation.npy")
+    assert np.median(validation[:, 0]) > 5_000  # drawn across the real range, not around zero

@@ -47,13 +47,16 @@ def validation_matrix(
     seed: int = 0,
     observed: np.ndarray | None = None,
     edges: Mapping[str, Sequence[float]] | None = None,
+    ranges: Mapping[str, Sequence[float]] | None = None,
 ) -> np.ndarray:
     """`rows` rows (columns in signature order, float64): up to three quarters `observed`, then generated ones.
 
     `observed` holds real rows (already validated); their per-feature ranges bound the
     generated values, and a quarter of the rows at least are generated, so the edge
     cases are there however large the sample. `edges` maps a feature to values where
-    the model's answer can change (a tree ensemble's split thresholds).
+    the model's answer can change (a tree ensemble's split thresholds). `ranges` maps a
+    feature to the [min, max] real data was seen to span (recorded at registration), which
+    widens its generated range like observed rows would.
     """
     reason = matrix_reason(signature)
     if reason is not None:
@@ -64,16 +67,33 @@ def validation_matrix(
     missing = rows - len(real)
     rng = np.random.default_rng(seed)
     edges = edges or {}
+    ranges = ranges or {}
     columns = [
-        _generated_column(feature, missing, rng, real[:, i], np.asarray(edges.get(feature.name, ()), dtype=np.float64))
+        _generated_column(
+            feature,
+            missing,
+            rng,
+            real[:, i],
+            np.asarray(edges.get(feature.name, ()), dtype=np.float64),
+            _bounds(ranges.get(feature.name)),
+        )
         for i, feature in enumerate(signature.inputs)
     ]
     generated = np.column_stack(columns)
     return np.concatenate([real, generated]) if len(real) else generated
 
 
+def _bounds(recorded: Sequence[float] | None) -> np.ndarray:
+    """A recorded [min, max] as an array of its finite ends (empty when there is none)."""
+    try:
+        values = np.asarray(list(recorded or ()), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return np.empty(0)
+    return values[np.isfinite(values)]
+
+
 def _generated_column(
-    feature: Feature, n: int, rng: np.random.Generator, seen: np.ndarray, edges: np.ndarray
+    feature: Feature, n: int, rng: np.random.Generator, seen: np.ndarray, edges: np.ndarray, bounds: np.ndarray
 ) -> np.ndarray:
     if feature.dtype == "category":
         assert feature.categories is not None
@@ -82,7 +102,7 @@ def _generated_column(
     elif feature.dtype == "bool":
         values = rng.integers(0, 2, size=n).astype(np.float64)
     else:
-        values = _numbers(n, rng, seen[np.isfinite(seen)], edges[np.isfinite(edges)])
+        values = _numbers(n, rng, seen[np.isfinite(seen)], edges[np.isfinite(edges)], bounds)
         if feature.dtype in ("int64", "int32"):
             values = np.round(values)
             if feature.dtype == "int32":
@@ -95,9 +115,9 @@ def _generated_column(
     return values
 
 
-def _numbers(n: int, rng: np.random.Generator, seen: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def _numbers(n: int, rng: np.random.Generator, seen: np.ndarray, edges: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """A mix: the range (uniform), the edges and a hair either side, the real values, and extremes."""
-    span = np.concatenate([seen, edges])
+    span = np.concatenate([seen, edges, bounds])
     if span.size:
         # Bounded so that the padded range and its width stay finite next to float64's largest values.
         low, high = max(float(span.min()), -_LARGEST), min(float(span.max()), _LARGEST)

@@ -49,6 +49,7 @@ from foretell.errors import ForetellError, InvalidInput, MissingExtra
 
 __all__ = [
     "COMPILED_SCHEMA",
+    "OBSERVED_RANGES",
     "CompileReport",
     "CompiledVariants",
     "PredictorChoice",
@@ -79,6 +80,9 @@ COMPILED_SCHEMA = (
 )
 
 _VALIDATION = "validation.npy"
+
+#: Version metadata key: each numeric feature's [min, max] in the sample given at registration.
+OBSERVED_RANGES = "observed_ranges"
 _SPEED_BUDGET_SECONDS = 0.25
 _SWEEP_AFTER_SECONDS = 3600.0
 
@@ -442,7 +446,9 @@ def _validation_rows(info: ModelInfo, sample: object | None, rows: int, edges: M
     if sample is not None:
         columns = info.signature.coerce(_read_sample(sample), extra="ignore")
         observed = columns.frame.matrix(np.float64)
-    return validation_matrix(info.signature, rows=rows, observed=observed, edges=edges)
+    recorded = info.metadata.get(OBSERVED_RANGES)
+    ranges = recorded if isinstance(recorded, Mapping) else None
+    return validation_matrix(info.signature, rows=rows, observed=observed, edges=edges, ranges=ranges)
 
 
 def _read_sample(sample: object) -> object:

@@ -39,12 +39,13 @@ from foretell.registry.artifacts import ArtifactStore
 from foretell.registry.base import ModelSummary
 from foretell.registry.compiled import (
     COMPILED_SCHEMA,
+    OBSERVED_RANGES,
     CompiledVariants,
     CompileReport,
     PredictorChoice,
     check_predictor_choice,
 )
-from foretell.registry.sample import signature_with_sample
+from foretell.registry.sample import observed_ranges, signature_with_sample
 from foretell.registry.uri import ModelRef, check_alias, check_model_name, check_version, parse_model_uri
 
 __all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
@@ -151,11 +152,16 @@ class SqliteRegistry:
         options = dict(flavor_options or {})
         chosen = get_flavor(flavor) if flavor else detect_flavor(path)
         resolved = _signature_for(name, path, chosen, options, signature, sample)
+        recorded = dict(metadata or {})
+        if sample is not None and OBSERVED_RANGES not in recorded:
+            # Kept so that a compile without a sample (or a rebuild elsewhere) still draws its
+            # validation rows across the ranges the real data spans.
+            recorded[OBSERVED_RANGES] = observed_ranges(resolved, sample)
         record = {
             "flavor": chosen.name,
             "description": description,
             "signature": _to_json("signature", resolved.to_dict()),
-            "metadata": _to_json("metadata", dict(metadata or {})),
+            "metadata": _to_json("metadata", recorded),
             "flavor_options": _to_json("flavor_options", options),
             "framework_versions": _to_json(
                 "framework_versions", {**chosen.framework_versions(), "python": platform.python_version()}

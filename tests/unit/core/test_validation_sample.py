@@ -124,3 +124,12 @@ def test_any_edges_give_the_rows_asked_for(edges: list[float], rows: int, allow_
     assert np.isnan(matrix[:, 0]).any() == allow_missing
     y = matrix[:, 1]
     assert np.isfinite(y).all() and (np.abs(y) <= 2**31).all()
+
+
+def test_recorded_ranges_widen_the_generated_values_like_observed_rows() -> None:
+    sig = signature(Feature("spend", "float64"), Feature("age", "float64"))
+    rows = validation_matrix(sig, rows=MIN_ROWS, ranges={"spend": [1_000.0, 50_000.0], "age": [float("nan"), "x"]})
+    spend = rows[:, 0]
+    assert ((spend >= 1_000) & (spend <= 50_000)).mean() > 0.3  # most uniform draws fall in the real range
+    assert spend.max() > 50_000  # padded beyond it, a tenth of the width
+    assert np.isfinite(rows[:, 1]).all()  # an unusable range is ignored, not an error
