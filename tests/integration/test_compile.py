@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -279,8 +280,6 @@ def test_a_corrupted_library_is_rebuilt_never_loaded(
     assert rebuilt != library and rebuilt.is_file()
     # The damaged build's folder goes once it is an hour old (a process may still be about to load it).
     assert library.exists()
-    import os
-
     os.utime(library.parent, (1.0, 1.0))
     registry.compile(info.uri)  # any later build sweeps
     assert not library.parent.exists()

@@ -346,22 +346,18 @@ class CompiledVariants:
 
     def load(self, info: ModelInfo, artifact: Path, original: Callable[[], Model]) -> LoadedVariant | str:
         """The compiled predictor if one may be used here (rebuilt first if it must be), else why not."""
-        record = self._record(info)
-        if record is None:
-            return "it was never compiled (foretell models compile)"
-        if record.status != "passed":
-            return record.report.reason
-        folder = self.root / record.folder
-        problem = self._problem(record, folder)
+        found = self._current(info)
+        if isinstance(found, str):
+            return found
+        record, folder, problem = found
         if problem is not None:
             # One rebuild at a time per artifact: the other processes (batch workers, server
-            # workers) wait for it and then find the new build instead of making their own.
+            # workers) wait for it, then read the record again and find the new build.
             with self._rebuild_lock(info.sha256):
-                record = self._record(info)
-                if record is None or record.status != "passed":
-                    return "its compiled predictor was replaced while loading; load again"
-                folder = self.root / record.folder
-                problem = self._problem(record, folder)
+                found = self._current(info)
+                if isinstance(found, str):
+                    return found
+                record, folder, problem = found
                 if problem is not None:
                     log.warning("%s: the compiled predictor %s; rebuilding it", info.uri, problem)
                     report = self.compile(
@@ -375,17 +371,27 @@ class CompiledVariants:
                     if not report.used:
                         log.warning("%s: the rebuilt compiled predictor is not used here: %s", info.uri, report.reason)
                         return report.reason
-                    record = self._record(info)
-                    if record is None or record.status != "passed":
-                        return "the rebuilt compiled predictor was replaced while loading; load again"
-                    folder = self.root / record.folder
-                    problem = self._problem(record, folder)
+                    found = self._current(info)
+                    if isinstance(found, str):
+                        return found
+                    record, folder, problem = found
                     if problem is not None:
                         return f"the rebuilt compiled predictor {problem}"
         built = compilers.Built(
             record.compiler, record.main_file, record.report.toolchain, settings=record.report.settings
         )
         return LoadedVariant(compilers.load(record.compiler, folder, built, info.signature), record.compiler)
+
+    def _current(self, info: ModelInfo) -> tuple[_Record, Path, str | None] | str:
+        """The recorded passing build, its folder, and why it may not be loaded here (None: it may); or
+        why there is no passing build."""
+        record = self._record(info)
+        if record is None:
+            return "it was never compiled (foretell models compile)"
+        if record.status != "passed":
+            return record.report.reason
+        folder = self.root / record.folder
+        return record, folder, self._problem(record, folder)
 
     @contextlib.contextmanager
     def _rebuild_lock(self, sha256: str) -> Iterator[None]:
