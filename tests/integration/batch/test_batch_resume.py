@@ -96,7 +96,9 @@ def test_sigterm_stops_cleanly_and_resume_finishes(home, rows, tmp_path):
 
 def test_a_second_run_on_the_same_output_is_refused(home, rows, tmp_path):
     output = tmp_path / "out"
-    job = start(home, rows, output, "--workers", "1")
+    # Chunks of 30 rows: the job runs for seconds, so it still holds the output when the second CLI
+    # is up (with 30 chunks it could finish first on a quiet machine, and the second found it done).
+    job = start(home, rows, output, "--workers", "1", "--chunk-rows", "30")
     wait_until(lambda: journal_lines(output) >= 1, job)
     second = cli(home, *batch_args(rows, output, "--resume"))
     assert second.returncode == 1 and "another run is writing" in second.stderr
