@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from foretell import api
-from foretell.cli.output import err, out, print_json
+from foretell.cli.output import PredictorOption, err, out, print_json
 
 app = typer.Typer(
     help="Batch prediction: score whole files into published, exactly-once outputs.", no_args_is_help=True
@@ -51,12 +51,7 @@ def run(
         float, typer.Option(min=0.0, max=1.0, help="Fail, publishing nothing, above this share of bad rows.")
     ] = 0.01,
     resume: Annotated[bool, typer.Option(help="Finish the unfinished job found in --output.")] = False,
-    predictor: Annotated[
-        str,
-        typer.Option(
-            help="auto (compiled when it passed its parity proof), original (the framework's own) or compiled."
-        ),
-    ] = "auto",
+    predictor: PredictorOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")] = False,
 ) -> None:
     """Score every row of an input file set with a registered model."""

@@ -14,6 +14,7 @@ from foretell import api
 from foretell.cli.output import err, out, print_json
 from foretell.core.model import ModelInfo
 from foretell.errors import ForetellError, InvalidSignature
+from foretell.registry.compiled import describe_outcome
 
 app = typer.Typer(help="The model registry: versions, aliases, signatures.", no_args_is_help=True)
 
@@ -78,7 +79,7 @@ def register(
         else:
             info = api.show(info.uri)
             if not as_json:
-                out.print("  " + compiled_summary(report.to_dict()), highlight=False)
+                out.print("  " + describe_outcome(report.to_dict()), highlight=False)
     if as_json:
         print_json(info.to_dict())
 
@@ -121,26 +122,9 @@ def compile_(
     if as_json:
         print_json({"uri": api.show(uri).uri, **report.to_dict()})
         return
-    out.print(f"{api.show(uri).uri}: {compiled_summary(report.to_dict())}", highlight=False)
+    out.print(f"{api.show(uri).uri}: {describe_outcome(report.to_dict())}", highlight=False)
     if report.used:
         _print_speed(report.to_dict())
-
-
-def compiled_summary(compiled: Mapping[str, Any]) -> str:
-    """One line: which predictor a version uses, and the proof or the reason."""
-    status = compiled.get("status")
-    parity = compiled.get("parity") or {}
-    if status == "passed":
-        worst = max((parity.get("max_abs_diff") or {"-": 0.0}).values())
-        speedup = (compiled.get("speed") or {}).get("speedup") or {}
-        faster = f"; one row {speedup['single_row']:g}× faster" if "single_row" in speedup else ""
-        return (
-            f"compiled with {compiled.get('compiler')}: parity passed on {parity.get('rows', 0):,} rows "
-            f"(max abs diff {worst:.2g} ≤ {parity.get('tolerance', 0):g}, labels identical){faster}"
-        )
-    if status == "failed":
-        return f"keeps its original predictor: {compiled.get('reason')}"
-    return f"keeps its original predictor (not compilable): {compiled.get('reason')}"
 
 
 def _print_speed(compiled: Mapping[str, Any]) -> None:
@@ -233,7 +217,7 @@ def _print_info(info: ModelInfo) -> None:
     compiled = info.compiled
     out.print(
         "  predictor   "
-        + (compiled_summary(compiled) if compiled else "original (never compiled: foretell models compile)"),
+        + (describe_outcome(compiled) if compiled else "original (never compiled: foretell models compile)"),
         highlight=False,
     )
     if compiled:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+import typer
 from rich.console import Console
 
 #: Results go to stdout, so they can be piped; messages and errors go to stderr.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+#: `--predictor`, as `predict` and `batch run` take it (`serve` takes it through its config merge).
+PredictorOption = Annotated[
+    str,
+    typer.Option(help="auto (compiled when it passed its parity proof), original (the framework's own) or compiled."),
+]
 
 
 def print_json(data: Any) -> None:

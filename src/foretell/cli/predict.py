@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from foretell import api
-from foretell.cli.output import err, out, print_json
+from foretell.cli.output import PredictorOption, err, out, print_json
 from foretell.core.schema import ExtraPolicy
 
 EPILOG = (
@@ -32,12 +32,7 @@ def predict(
     extra: Annotated[str | None, typer.Option(help="Unknown input columns: reject (default) or ignore.")] = None,
     k: Annotated[int | None, typer.Option(min=1, help="Items per row, for top-k models.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows to show in the table (not with --json).")] = 20,
-    predictor: Annotated[
-        str,
-        typer.Option(
-            help="auto (compiled when it passed its parity proof), original (the framework's own) or compiled."
-        ),
-    ] = "auto",
+    predictor: PredictorOption = "auto",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list of rows; refused rows go to stderr as JSON lines.")
     ] = False,

@@ -30,6 +30,7 @@ from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_custo
 from foretell.demo.evaluation import churn_auc, evaluate_recommender, holdout_split
 from foretell.demo.movies import MovieRecommender, generate_movies, generate_ratings
 from foretell.registry.base import Registry
+from foretell.registry.compiled import describe_outcome
 
 __all__ = ["ALIAS", "DemoModel", "DemoSummary", "init"]
 
@@ -97,21 +98,8 @@ class DemoSummary:
             f"{movies.uri} is version {movies.info.version}: ALS recommender, trained in "
             f"{movies.train_seconds:.1f} s, hit rate@10 {movies.metrics['hit_rate@10']:.3f} "
             f"(popular films: {movies.metrics['popularity_hit_rate@10']:.3f}), RMSE {movies.metrics['rmse']:.3f}",
-            *([f"{churn.uri}: {_compiled_line(churn.compiled)}"] if churn.compiled else []),
+            *([f"{churn.uri}: {describe_outcome(churn.compiled)}"] if churn.compiled else []),
         ]
-
-
-def _compiled_line(compiled: Mapping[str, Any]) -> str:
-    if compiled.get("status") != "passed":
-        return f"keeps its original predictor: {compiled.get('reason')}"
-    parity = compiled.get("parity") or {}
-    worst = max((parity.get("max_abs_diff") or {"-": 0.0}).values())
-    speedup = ((compiled.get("speed") or {}).get("speedup") or {}).get("single_row")
-    faster = f", one row {speedup:g}x faster" if speedup else ""
-    return (
-        f"compiled with {compiled.get('compiler')} in {compiled.get('seconds', 0):.1f} s, parity proven on "
-        f"{parity.get('rows', 0):,} rows (max abs diff {worst:.1g}){faster}"
-    )
 
 
 def init(

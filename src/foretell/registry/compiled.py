@@ -54,6 +54,7 @@ __all__ = [
     "CompiledVariants",
     "PredictorChoice",
     "check_predictor_choice",
+    "describe_outcome",
 ]
 
 log = logging.getLogger("foretell.compile")
@@ -85,6 +86,23 @@ _VALIDATION = "validation.npy"
 OBSERVED_RANGES = "observed_ranges"
 _SPEED_BUDGET_SECONDS = 0.25
 _SWEEP_AFTER_SECONDS = 3600.0
+
+
+def describe_outcome(compiled: Mapping[str, Any]) -> str:
+    """One line from a `CompileReport`'s dict form: which predictor a version uses, and the proof or the reason."""
+    status = compiled.get("status")
+    parity = compiled.get("parity") or {}
+    if status == "passed":
+        worst = max((parity.get("max_abs_diff") or {"-": 0.0}).values())
+        speedup = (compiled.get("speed") or {}).get("speedup") or {}
+        faster = f"; one row {speedup['single_row']:g}× faster" if "single_row" in speedup else ""
+        return (
+            f"compiled with {compiled.get('compiler')}: parity passed on {parity.get('rows', 0):,} rows "
+            f"(max abs diff {worst:.2g} ≤ {parity.get('tolerance', 0):g}, labels identical){faster}"
+        )
+    if status == "failed":
+        return f"keeps its original predictor: {compiled.get('reason')}"
+    return f"keeps its original predictor (not compilable): {compiled.get('reason')}"
 
 
 def check_predictor_choice(choice: str) -> PredictorChoice:

@@ -35,6 +35,7 @@ from typing import Any
 
 from foretell.config import parse_duration
 from foretell.errors import ForetellError
+from foretell.registry.compiled import PREDICTOR_CHOICES
 from foretell.serving.policy import BatchPolicy
 
 __all__ = ["BATCH_KNOBS", "InvalidServeConfig", "ServeConfig", "load_serve_config"]
@@ -80,8 +81,8 @@ class ServeConfig:
             raise ValueError(f"max_body_bytes must be at least 1, got {self.max_body_bytes}")
         if self.reload_seconds < 0:
             raise ValueError(f"reload_seconds must be ≥ 0 (0: never), got {self.reload_seconds}")
-        if self.predictor not in ("auto", "original", "compiled"):
-            raise ValueError(f"predictor must be auto, original or compiled, got {self.predictor!r}")
+        if self.predictor not in PREDICTOR_CHOICES:
+            raise ValueError(f"predictor must be one of {', '.join(PREDICTOR_CHOICES)}, got {self.predictor!r}")
 
     def policy_for(self, name: str) -> BatchPolicy:
         knobs = self.model_knobs.get(name)

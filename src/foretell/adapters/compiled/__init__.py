@@ -20,7 +20,7 @@ from typing import Any
 
 from foretell.adapters.compiled.base import COMPILERS, Built, NotCompilable, target_of
 from foretell.adapters.compiled.sklearn_onnx import build_onnx, load_onnx
-from foretell.adapters.compiled.trees import build_trees, load_trees, tree_source
+from foretell.adapters.compiled.trees import build_trees, load_trees, tree_source, tree_source_sklearn
 from foretell.core.predictor import LoadedModel
 from foretell.core.schema import Signature
 from foretell.core.validation_sample import matrix_reason
@@ -40,13 +40,19 @@ def build(flavor: str, artifact: Path, signature: Signature, options: Mapping[st
     outputs = set(signature.output_names)
     if outputs not in ({"score"}, {"label", "proba"}, {"score", "label", "proba"}):
         raise NotCompilable(f"outputs {sorted(outputs)}: compiled predictors give a score or class probabilities")
-    source = tree_source(flavor, artifact)
-    if source is not None:
-        model, inputs = source
-        return build_trees(model, folder, signature.input_names, inputs)
-    if flavor != "sklearn":
-        raise NotCompilable(f"no compiler for this {flavor} model")
-    return build_onnx(artifact, signature, folder)
+    if flavor == "sklearn":
+        import joblib
+
+        estimator = joblib.load(artifact)  # once, for whichever compiler takes it
+        source = tree_source_sklearn(estimator)
+        if source is None:
+            return build_onnx(estimator, signature, folder)
+    else:
+        source = tree_source(flavor, artifact)
+        if source is None:
+            raise NotCompilable(f"no compiler for this {flavor} model")
+    model, inputs = source
+    return build_trees(model, folder, signature.input_names, inputs)
 
 
 def load(compiler: str, folder: Path, built: Built, signature: Signature) -> LoadedModel:

@@ -26,13 +26,11 @@ __all__ = ["build_onnx", "load_onnx"]
 GRAPH = "model.onnx"
 
 
-def build_onnx(artifact: Path, signature: Signature, folder: Path) -> Built:
-    import joblib
-
+def build_onnx(estimator: Any, signature: Signature, folder: Path) -> Built:
+    """A fitted scikit-learn estimator or pipeline as `folder/model.onnx`."""
     skl2onnx = import_framework("compile", "skl2onnx", "compile")
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
-    estimator = joblib.load(artifact)
     width = len(signature.inputs)
     from sklearn.base import is_classifier
 

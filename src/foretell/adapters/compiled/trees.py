@@ -52,7 +52,7 @@ from foretell.core.predictor import PredictOptions
 from foretell.core.schema import Signature
 from foretell.errors import ModelLoadError
 
-__all__ = ["TreeModel", "build_trees", "load_trees", "tree_source"]
+__all__ = ["TreeModel", "build_trees", "load_trees", "tree_source", "tree_source_sklearn"]
 
 LIBRARY = "predictor.so"
 
@@ -77,25 +77,24 @@ def _treelite() -> Any:
 _FLOAT32_INPUTS = frozenset(name for name in _SKLEARN_ENSEMBLES if not name.startswith("HistGradient"))
 
 
+def tree_source_sklearn(estimator: Any) -> tuple[Any, str] | None:
+    """A fitted scikit-learn ensemble as a treelite model and the precision it compares inputs in,
+    or None when it is not an ensemble treelite reads."""
+    if type(estimator).__name__ not in _SKLEARN_ENSEMBLES:
+        return None
+    _treelite()
+    try:
+        import treelite.sklearn
+
+        model = treelite.sklearn.import_model(estimator)
+    except Exception as exc:
+        raise NotCompilable(f"treelite cannot read this {type(estimator).__name__}: {describe_exception(exc)}") from exc
+    return model, "float32" if type(estimator).__name__ in _FLOAT32_INPUTS else "float64"
+
+
 def tree_source(flavor: str, artifact: Path) -> tuple[Any, str] | None:
-    """The artifact as a treelite model and the precision its framework compares inputs in, or None
-    when it is not a tree ensemble treelite reads."""
-    if flavor == "sklearn":
-        import joblib
-
-        estimator = joblib.load(artifact)
-        if type(estimator).__name__ not in _SKLEARN_ENSEMBLES:
-            return None
-        treelite = _treelite()
-        try:
-            import treelite.sklearn
-
-            model = treelite.sklearn.import_model(estimator)
-        except Exception as exc:
-            raise NotCompilable(
-                f"treelite cannot read this {type(estimator).__name__}: {describe_exception(exc)}"
-            ) from exc
-        return model, "float32" if type(estimator).__name__ in _FLOAT32_INPUTS else "float64"
+    """A LightGBM or XGBoost file as a treelite model and the precision its framework compares
+    inputs in, or None for any other flavor."""
     if flavor not in ("lightgbm", "xgboost"):
         return None
     treelite = _treelite()
