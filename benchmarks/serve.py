@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -29,6 +28,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
 from servekit import free_port
+
+from foretell.measure import run_wrk
 
 LUA = """
 wrk.method = "POST"
@@ -68,42 +69,7 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 def wrk(url: str, lua: Path, connections: int, seconds: int) -> dict[str, float]:
     """wrk on core 1 against `url` (the Lua script may set the method, body or path): req/s, p50, p99, errors."""
-    out = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            "1",
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(lua),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-
-    def latency(label: str) -> float:
-        match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not match:
-            return float("nan")
-        value, unit = float(match.group(1)), match.group(2)
-        return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = 0
-    for pattern in (
-        r"Non-2xx or 3xx responses: (\d+)",
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-    ):
-        match = re.search(pattern, out)
-        if match:
-            errors += sum(int(g) for g in match.groups())
-    return {"rps": rps, "p50_ms": latency("50%"), "p99_ms": latency("99%"), "errors": errors}
+    return run_wrk(url, lua, connections, seconds, cpus="1")
 
 
 def main() -> int:
