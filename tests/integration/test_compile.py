@@ -97,6 +97,12 @@ def random_forest() -> Any:
     return RandomForestClassifier(n_estimators=15, max_depth=6, random_state=0)
 
 
+def deep_random_forest() -> Any:
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(n_estimators=5, random_state=0)  # grown to purity: hundreds of leaves a tree
+
+
 def extra_trees() -> Any:
     from sklearn.ensemble import ExtraTreesRegressor
 
@@ -145,22 +151,28 @@ def xgboost_case(objective: str, target: np.ndarray) -> Callable[[Path], tuple[P
     return make
 
 
-CASES: dict[str, tuple[Callable[[Path], tuple[Path, str, Any]], str]] = {
-    "sklearn-hgb-classifier": (sklearn_case(hgb_classifier, BINARY, dense=False, categorical=True), "treelite"),
-    "sklearn-hgb-regressor": (sklearn_case(hgb_regressor, REAL, dense=False), "treelite"),
-    "sklearn-gradient-boosting": (sklearn_case(gradient_boosting, BINARY, dense=True), "treelite"),
-    "sklearn-random-forest-3-class": (sklearn_case(random_forest, MULTI, dense=True), "treelite"),
-    "sklearn-extra-trees-regressor": (sklearn_case(extra_trees, REAL, dense=True), "treelite"),
-    "lightgbm-binary": (lightgbm_case, "treelite"),
-    "xgboost-binary": (xgboost_case("binary:logistic", BINARY), "treelite"),
-    "xgboost-3-class": (xgboost_case("multi:softprob", MULTI), "treelite"),
-    "sklearn-logistic-pipeline": (sklearn_case(logistic_pipeline, BINARY, dense=True), "onnx"),
-    "sklearn-ridge-pipeline": (sklearn_case(ridge_pipeline, REAL, dense=True), "onnx"),
+#: case: (how to make it, the compiler that takes it, the tree evaluator that writes its C)
+CASES: dict[str, tuple[Callable[[Path], tuple[Path, str, Any]], str, str | None]] = {
+    "sklearn-hgb-classifier": (
+        sklearn_case(hgb_classifier, BINARY, dense=False, categorical=True),
+        "treelite",
+        "quickscorer",
+    ),
+    "sklearn-hgb-regressor": (sklearn_case(hgb_regressor, REAL, dense=False), "treelite", "quickscorer"),
+    "sklearn-gradient-boosting": (sklearn_case(gradient_boosting, BINARY, dense=True), "treelite", "quickscorer"),
+    "sklearn-random-forest-3-class": (sklearn_case(random_forest, MULTI, dense=True), "treelite", "quickscorer"),
+    "sklearn-random-forest-deep": (sklearn_case(deep_random_forest, REAL, dense=True), "treelite", "tl2cgen"),
+    "sklearn-extra-trees-regressor": (sklearn_case(extra_trees, REAL, dense=True), "treelite", "quickscorer"),
+    "lightgbm-binary": (lightgbm_case, "treelite", "quickscorer"),
+    "xgboost-binary": (xgboost_case("binary:logistic", BINARY), "treelite", "quickscorer"),
+    "xgboost-3-class": (xgboost_case("multi:softprob", MULTI), "treelite", "quickscorer"),
+    "sklearn-logistic-pipeline": (sklearn_case(logistic_pipeline, BINARY, dense=True), "onnx", None),
+    "sklearn-ridge-pipeline": (sklearn_case(ridge_pipeline, REAL, dense=True), "onnx", None),
 }
 
 
 def register(registry: SqliteRegistry, folder: Path, case: str) -> foretell.ModelInfo:
-    make, _ = CASES[case]
+    make, _, _ = CASES[case]
     path, flavor, signature = make(folder)
     return registry.register(case.replace("-3-class", "").replace("-", "_"), path, flavor=flavor, signature=signature)
 
@@ -178,6 +190,7 @@ def test_each_supported_family_compiles_and_passes_its_parity_proof(
     report = registry.compile(info.uri)
     assert report.status == "passed", report.reason
     assert report.compiler == CASES[case][1]
+    assert report.settings.get("evaluator") == CASES[case][2]
     assert report.parity["rows"] >= 10_000
     assert max(report.parity["max_abs_diff"].values()) <= 1e-6
     assert all(count == 0 for count in report.parity["mismatched_rows"].values())

@@ -65,10 +65,11 @@ def c_compiler() -> tuple[str, str] | None:
     return None
 
 
-#: The calling convention of the C entry point compiled into tree libraries (trees.py). A library
-#: built with another one is never called (the arguments would not line up): the version is part of
-#: a build's target, so such a library is rebuilt instead.
-ENTRY_VERSION = 2
+#: The calling convention of the C entry point compiled into tree libraries (trees.py), and the
+#: generation of the evaluators behind it. A library built with another one is never called (the
+#: arguments might not line up): the version is part of a build's target, so such a library is rebuilt
+#: instead, which also moves existing builds to a faster evaluator (3: bit-vector tables).
+ENTRY_VERSION = 3
 
 
 def target_of(compiler: str) -> dict[str, str]:
