@@ -23,7 +23,14 @@ pytest.importorskip("treelite")
 
 from foretell.adapters.compiled.base import c_compiler
 from foretell.adapters.compiled.quickscorer import quickscorer_tables
-from foretell.adapters.compiled.trees import LIBRARY, build_trees, declare_entry, tree_source, tree_source_sklearn
+from foretell.adapters.compiled.trees import (
+    LIBRARY,
+    build_trees,
+    declare_entry,
+    strided,
+    tree_source,
+    tree_source_sklearn,
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -50,9 +57,9 @@ class Compiled:
         self.outputs = outputs
 
     def __call__(self, rows: np.ndarray, single: bool) -> np.ndarray:
-        rows = np.ascontiguousarray(rows, dtype=np.float64)
+        rows, row_stride, col_stride = strided(rows)
         out = np.empty((len(rows), self.outputs))
-        self._entry(rows.ctypes.data, len(rows), rows.shape[1], 0, int(single), out.ctypes.data)
+        self._entry(rows.ctypes.data, len(rows), rows.shape[1], row_stride, col_stride, 0, int(single), out.ctypes.data)
         return out
 
 
@@ -142,5 +149,7 @@ def test_the_bit_vector_tables_answer_as_the_framework_does(family: Any, data: s
         # It takes no missing values, nor values beyond float32's range (it compares float32s).
         rows = np.clip(np.nan_to_num(rows, nan=0.0), -3e38, 3e38)
     want = reference(framework, rows)
+    if data.draw(st.booleans(), label="column-major"):
+        rows = np.asfortranarray(rows)
     got = compiled(rows, single=name == "sklearn-gradient-boosting")
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 if inputs == "float32" else 1e-12)

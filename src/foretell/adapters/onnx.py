@@ -84,6 +84,8 @@ class _Layout:
 class OnnxModel:
     """An onnxruntime session fed one batch per call, outputs renamed to the signature's."""
 
+    releases_gil = True  # InferenceSession.run lets go of it while the graph runs
+
     def __init__(self, session: Any, layout: _Layout, signature: Signature) -> None:
         self._session = session
         self._layout = layout

@@ -65,7 +65,7 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
         out["model_version"] = pa.array(np.full(n, model.info.version, dtype=np.int64))
         out["predicted_at"] = pa.array(np.full(n, _instant(spec.predicted_at)), pa.timestamp("us", tz="UTC"))
         part = part_name(number, spec.output_format)
-        commit_table(pa.table(out), Path(spec.staged), part, spec.output_format)
+        commit_table(pa.table(out), Path(spec.staged), part, spec.output_format, unique=(spec.id_column,))
         if spec.store_generation is not None:
             _to_store(model, spec, spec.store_generation, out[spec.id_column], predictions.to_records())
     reject_part = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -28,14 +29,20 @@ def part_name(number: int, fmt: OutputFormat) -> str:
     return f"part-{number:06d}.{suffix}"
 
 
-def commit_table(table: pa.Table, folder: Path, name: str, fmt: OutputFormat = "parquet") -> Path:
-    """Write `table` to `folder/name` atomically and durably; returns the final path."""
+def commit_table(
+    table: pa.Table, folder: Path, name: str, fmt: OutputFormat = "parquet", unique: Sequence[str] = ()
+) -> Path:
+    """Write `table` to `folder/name` atomically and durably; returns the final path.
+
+    `unique` names columns whose values hardly repeat (ids), which Parquet should not
+    try to dictionary-encode.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / name
     temp = folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
     try:
         with temp.open("wb") as handle:
-            _write(table, handle, fmt)
+            _write(table, handle, fmt, unique)
             handle.flush()
             os.fsync(handle.fileno())
         temp.replace(final)
@@ -45,9 +52,9 @@ def commit_table(table: pa.Table, folder: Path, name: str, fmt: OutputFormat = "
     return final
 
 
-def _write(table: pa.Table, handle: object, fmt: OutputFormat) -> None:
+def _write(table: pa.Table, handle: object, fmt: OutputFormat, unique: Sequence[str] = ()) -> None:
     if fmt == "parquet":
-        pq.write_table(table, handle)
+        pq.write_table(table, handle, use_dictionary=_repeating(table, unique))
     elif fmt == "csv":
         import pyarrow.csv as pacsv
 
@@ -57,6 +64,24 @@ def _write(table: pa.Table, handle: object, fmt: OutputFormat) -> None:
 
         for row in table.to_pylist():
             handle.write(orjson.dumps(row, default=str) + b"\n")  # type: ignore[attr-defined]
+
+
+def _repeating(table: pa.Table, unique: Sequence[str]) -> list[str]:
+    """Columns worth a Parquet dictionary: not ids, not floats (scores and probabilities rarely repeat).
+
+    Trying a dictionary on every column was 3/4 of the time to write a 65,536-row part of
+    the churn job (30 ms of 40) and made the file larger, not smaller.
+    """
+    chosen = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        kind = (
+            column.type.value_type
+            if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type)
+            else column.type
+        )
+        if name not in unique and not pa.types.is_floating(kind):
+            chosen.append(name)
+    return chosen
 
 
 def _flat(table: pa.Table) -> pa.Table:
@@ -99,7 +124,7 @@ def combine(parts: list[Path], target: Path, fmt: OutputFormat) -> Path:
             for part in parts:
                 table = pq.read_table(part)
                 if writer is None:
-                    writer = pq.ParquetWriter(temp, table.schema)
+                    writer = pq.ParquetWriter(temp, table.schema, use_dictionary=_repeating(table, ()))
                 writer.write_table(table)
             if writer is None:
                 raise ValueError("no parts to combine")

@@ -1,6 +1,8 @@
 """Where a batch job's rows come from: a file, a folder, a glob or an fsspec URL, read as a stream.
 
-Rows are read with pyarrow datasets in chunks of at most `chunk_rows`, never whole. Chunk
+Rows are read in chunks of at most `chunk_rows`, never whole: Parquet row group by row
+group, CSV and JSON lines through pyarrow datasets (imported only for them: pyarrow's
+dataset module imports pandas, a quarter of a second of every job's start). Chunk
 numbers follow the files in sorted order and the batches within each file, so the same
 input read with the same chunk size is cut the same way every time: that is what lets a
 resumed job skip exactly the chunks it already committed.
@@ -15,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from foretell.errors import InvalidInput
 
@@ -39,11 +40,10 @@ class Source:
     location: str
     files: tuple[str, ...]
     format: InputFormat
-    dataset: Any
-
-    @property
-    def schema(self) -> pa.Schema:
-        return self.dataset.schema
+    filesystem: Any
+    """A pyarrow filesystem for the files (local ones for plain paths)."""
+    schema: pa.Schema
+    """The first file's, as a dataset would take it."""
 
     @property
     def columns(self) -> list[str]:
@@ -53,7 +53,13 @@ class Source:
         """Rows in the input when the format says so cheaply (Parquet footers), else None."""
         if self.format != "parquet":
             return None
-        return int(self.dataset.count_rows())
+        import pyarrow.parquet as pq
+
+        total = 0
+        for path in self.files:
+            with self.filesystem.open_input_file(path) as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+        return total
 
     def require(self, columns: Sequence[str], what: str = "the model") -> None:
         """Fail before any work when the input lacks a column the job needs."""
@@ -89,13 +95,13 @@ class Source:
             import pyarrow.parquet as pq
 
             for path in self.files:
-                handle = self.dataset.filesystem.open_input_file(path)
+                handle = self.filesystem.open_input_file(path)
                 try:
                     yield pq.ParquetFile(handle).iter_batches(batch_size=chunk_rows, columns=columns)
                 finally:
                     handle.close()
             return
-        for fragment in self.dataset.get_fragments():
+        for fragment in _dataset(self.files, self.format, self.filesystem).get_fragments():
             yield fragment.to_batches(columns=columns, batch_size=chunk_rows, batch_readahead=2, fragment_readahead=1)
 
 
@@ -112,13 +118,31 @@ def open_source(location: str | Path, fmt: InputFormat | None = None) -> Source:
     fmt = fmt or _format_of(files)
     if fmt not in ("parquet", "csv", "jsonl"):
         raise InvalidInput(f"unknown input format {fmt!r}; use parquet, csv or jsonl")
-    file_format: Any = {"parquet": "parquet", "csv": "csv", "jsonl": ds.JsonFileFormat()}[fmt]
+    if filesystem is None:
+        from pyarrow.fs import LocalFileSystem
+
+        filesystem = LocalFileSystem()
     try:
-        dataset = ds.dataset(list(files), format=file_format, filesystem=filesystem)
-        dataset.schema  # noqa: B018 - reading the schema now surfaces unreadable files before any work
+        schema = _schema(files, fmt, filesystem)  # now: an unreadable first file fails before any work
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidInput(f"cannot read {text} as {fmt}: {exc}") from exc
-    return Source(text, tuple(files), fmt, dataset)
+    return Source(text, tuple(files), fmt, filesystem, schema)
+
+
+def _schema(files: Sequence[str], fmt: InputFormat, filesystem: Any) -> pa.Schema:
+    if fmt != "parquet":
+        return _dataset(files, fmt, filesystem).schema
+    import pyarrow.parquet as pq
+
+    with filesystem.open_input_file(files[0]) as handle:
+        return pq.ParquetFile(handle).schema_arrow
+
+
+def _dataset(files: Sequence[str], fmt: InputFormat, filesystem: Any) -> Any:
+    import pyarrow.dataset as ds
+
+    file_format: Any = {"parquet": "parquet", "csv": "csv", "jsonl": ds.JsonFileFormat()}[fmt]
+    return ds.dataset(list(files), format=file_format, filesystem=filesystem)
 
 
 def _resolve(text: str) -> tuple[list[str], Any]:

@@ -95,6 +95,15 @@ class Model:
     def signature(self) -> Signature:
         return self.info.signature
 
+    @property
+    def releases_gil(self) -> bool:
+        """Whether predicting runs in native code that lets other Python threads run meanwhile.
+
+        Then one process can score on several threads; otherwise only processes give
+        parallelism. Predictors opt in (`releases_gil = True` on the loaded model).
+        """
+        return bool(getattr(self.predictor.loaded, "releases_gil", False))
+
     def coerce(self, xs: object, *, extra: ExtraPolicy | None = None) -> Columns:
         """Validate a batch without predicting: the good rows as columns, the bad ones with reasons."""
         return self.signature.coerce(self._as_batch(xs), extra=extra)

@@ -354,14 +354,15 @@ static void apply(mask_t* v, const tree_t* trees, const mask_t* masks, int32_t b
 
 /* Scores up to BLOCK rows. Their bit vectors are kept side by side, so that each feature's
    thresholds are read once per block and the rows' sums run as independent chains. */
-static void score_block(const double* rows, int64_t n_cols, int32_t n_rows, int32_t single, leaf_t* result) {{
+static void score_block(const double* rows, int64_t row_stride, int64_t col_stride, int32_t n_rows, int32_t single,
+                        leaf_t* result) {{
   mask_t v[BLOCK][N_TREES];
   memset(v, 0xff, sizeof(mask_t) * N_TREES * (size_t)n_rows);
   for (int32_t f = 0; f < N_FEATURES; ++f) {{
     const int32_t begin = numeric_offsets[f], end = numeric_offsets[f + 1];
     for (int32_t r = 0; r < n_rows; ++r) {{
       mask_t* bits = v[r];
-      double x = rows[r * n_cols + f];
+      double x = rows[r * row_stride + f * col_stride];
       if (ROUND_INPUTS || single) x = (double)(float)x;
       if (isnan(x)) {{
         apply(bits, missing_tree, missing_mask, missing_offsets[f], missing_offsets[f + 1]);
@@ -408,15 +409,17 @@ EXPORT int32_t foretell_num_feature(void) {{ return N_FEATURES; }}
 EXPORT int32_t foretell_num_output(void) {{ return N_OUTPUTS; }}
 EXPORT int32_t foretell_value_bytes(void) {{ return (int32_t)sizeof(double); }}
 
-/* nudge is for tl2cgen's input union; these tables read plain doubles, so it is ignored.
+/* Row r's feature f is rows[r * row_stride + f * col_stride] (C or Fortran order, no copy).
+   nudge is for tl2cgen's input union; these tables read plain doubles, so it is ignored.
    single: round each value to float32 first, as the framework did before comparing it. */
-EXPORT void foretell_predict(const double* rows, int64_t n_rows, int64_t n_cols, int32_t nudge, int32_t single,
-                             double* out) {{
+EXPORT void foretell_predict(const double* rows, int64_t n_rows, int64_t n_cols, int64_t row_stride,
+                             int64_t col_stride, int32_t nudge, int32_t single, double* out) {{
   (void)nudge;
+  (void)n_cols;
   leaf_t result[N_OUTPUTS * BLOCK];
   for (int64_t r = 0; r < n_rows; r += BLOCK) {{
     const int32_t n = n_rows - r < BLOCK ? (int32_t)(n_rows - r) : BLOCK;
-    score_block(rows + r * n_cols, n_cols, n, single, result);
+    score_block(rows + r * row_stride, row_stride, col_stride, n, single, result);
     for (int32_t k = 0; k < N_OUTPUTS * n; ++k) out[r * N_OUTPUTS + k] = (double)result[k];
   }}
 }}

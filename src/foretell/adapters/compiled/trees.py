@@ -212,17 +212,18 @@ FORETELL_EXPORT int32_t foretell_num_feature(void) {{ return get_num_feature(); 
 FORETELL_EXPORT int32_t foretell_num_output(void) {{ return N_TARGET * MAX_N_CLASS; }}
 FORETELL_EXPORT int32_t foretell_value_bytes(void) {{ return (int32_t)sizeof({value}); }}
 
-/* nudge: +1 or -1 moves a value the union would read as missing one step that way; 0 never.
+/* Row r's feature c is rows[r * row_stride + c * col_stride] (C or Fortran order, no copy).
+   nudge: +1 or -1 moves a value the union would read as missing one step that way; 0 never.
    single: round each value to float32 first, as the framework did before comparing it. */
-FORETELL_EXPORT void foretell_predict(const double* rows, int64_t n_rows, int64_t n_cols, int32_t nudge,
-                                      int32_t single, double* out) {{
+FORETELL_EXPORT void foretell_predict(const double* rows, int64_t n_rows, int64_t n_cols, int64_t row_stride,
+                                      int64_t col_stride, int32_t nudge, int32_t single, double* out) {{
   const int64_t width = N_TARGET * MAX_N_CLASS;
   union Entry* entry = (union Entry*)malloc(sizeof(union Entry) * (size_t)n_cols);
   {leaf} result[N_TARGET * MAX_N_CLASS];
   for (int64_t r = 0; r < n_rows; ++r) {{
-    const double* row = rows + r * n_cols;
+    const double* row = rows + r * row_stride;
     for (int64_t c = 0; c < n_cols; ++c) {{
-      const double x = single ? (double)(float)row[c] : row[c];
+      const double x = single ? (double)(float)row[c * col_stride] : row[c * col_stride];
       if (isnan(x)) {{
         entry[c].missing = -1;
       }} else {{
@@ -331,14 +332,32 @@ def _misread(values: np.ndarray) -> np.ndarray:
 
 
 def declare_entry(entry: Any) -> Any:
-    """`foretell_predict(rows, n_rows, n_cols, nudge, single, out)` as ctypes should call it."""
+    """`foretell_predict(rows, n_rows, n_cols, row_stride, col_stride, nudge, single, out)` for ctypes."""
     entry.restype = None
-    entry.argtypes = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
+    entry.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_void_p,
+    )
     return entry
+
+
+def strided(matrix: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """`matrix` as float64 with its row and column strides in elements, copied only if it must be."""
+    if matrix.dtype != np.float64 or any(step % 8 for step in matrix.strides):
+        matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+    return matrix, matrix.strides[0] // 8, matrix.strides[1] // 8
 
 
 class TreeModel:
     """A compiled library called through `foretell_predict` once per batch, on the calling thread."""
+
+    releases_gil = True  # a ctypes.CDLL call drops the GIL for as long as the trees run
 
     def __init__(self, library: Path, signature: Signature, nudge: str = "none", inputs: str = "float64") -> None:
         try:
@@ -372,10 +391,13 @@ class TreeModel:
         self._single = int(inputs == "float32")
 
     def predict(self, frame: Frame, options: PredictOptions) -> dict[str, Array]:
-        matrix = np.ascontiguousarray(frame.matrix(np.float64))
+        # Coercion builds column-major matrices, a served row is row-major: the library reads either.
+        matrix, row_stride, col_stride = strided(frame.matrix(np.float64))
         n = frame.n_rows
         values = np.empty((n, self._outputs), dtype=np.float64)
-        self._entry(matrix.ctypes.data, n, self._width, self._nudge, self._single, values.ctypes.data)
+        self._entry(
+            matrix.ctypes.data, n, self._width, row_stride, col_stride, self._nudge, self._single, values.ctypes.data
+        )
         if self._classes is None:
             return {"score": values[:, 0]}
         if self._outputs > 1:

@@ -1,4 +1,4 @@
-"""Scoring on this machine's cores: worker processes, each loading the model once.
+"""Scoring on this machine's cores: worker processes, each loading the model once, or threads.
 
 The parent reads chunks and hands each to a worker as Arrow buffers; the worker writes
 its own part file, so predictions never travel back through the parent. At most two
@@ -6,6 +6,12 @@ chunks per worker are in flight, which bounds memory whatever the input's size.
 Native thread pools (OpenMP, BLAS) are capped per worker so workers × threads fits the
 cores: two OpenMP threads fighting another process for two cores made one
 gradient-boosting call ~10× slower here.
+
+A predictor that runs outside the GIL (a compiled library, ONNX Runtime) is scored on
+threads of the job's own process instead, sharing one loaded model: no fork server to
+start, no chunk copied between processes. Reading and writing Parquet leave the GIL
+too, so the threads keep the cores busy; for the compiled churn model this took a 1M-row
+job from 3.3 s to ~2 s here.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -43,25 +49,48 @@ class LocalEngine:
         if self.workers == 1:
             yield from _in_process(spec, chunks)
             return
+        model = _load(spec) if _may_release_gil(spec) else None
+        if model is not None and model.releases_gil:
+            with threadpool_limits(spec.threads), ThreadPoolExecutor(self.workers, "foretell-score") as threads:
+                yield from _bounded(threads, self.workers, chunks, lambda n, b: (score_chunk, model, spec, n, b))
+            return
         # Workers fork from a fork server started before any of our threads, which has
         # already imported the frameworks: fork's speed without forking a threaded parent.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["foretell.registry", "foretell.batch.scoring", *_frameworks(spec)])
         initargs = (spec, os.getpid())
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start, initargs=initargs) as pool:
-            pending: set[Future[ChunkRecord]] = set()
-            try:
-                for number, batch in chunks:
-                    pending.add(pool.submit(_score, number, _to_ipc(batch)))
-                    if len(pending) >= 2 * self.workers:
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        yield from (future.result() for future in done)
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    yield from (future.result() for future in done)
-            finally:
-                for future in pending:
-                    future.cancel()
+            yield from _bounded(pool, self.workers, chunks, lambda n, b: (_score, n, _to_ipc(b)))
+
+
+def _bounded(
+    executor: Executor,
+    workers: int,
+    chunks: Iterator[tuple[int, pa.RecordBatch]],
+    task: Callable[[int, pa.RecordBatch], tuple[Any, ...]],
+) -> Iterator[ChunkRecord]:
+    """Each chunk's record as it is committed, with at most two chunks per worker in flight."""
+    pending: set[Future[ChunkRecord]] = set()
+    try:
+        for number, batch in chunks:
+            pending.add(executor.submit(*task(number, batch)))
+            if len(pending) >= 2 * workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (future.result() for future in done)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in done)
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _may_release_gil(spec: ScoringSpec) -> bool:
+    """Whether the job may score with a compiled predictor (the only kind loaded to find out)."""
+    from foretell.registry import open_registry
+
+    compiled = open_registry(Path(spec.home)).get(spec.model_uri).compiled or {}
+    return spec.predictor != "original" and compiled.get("status") == "passed"
 
 
 #: What each way of predicting imports when it loads: worth importing once, in the fork server.
