@@ -41,7 +41,7 @@ def test_register_compiles_and_show_tells(tmp_path: Path, files: tuple[Path, Pat
     registered = run(tmp_path, "models", "register", "trees", str(model))
     assert registered.returncode == 0, registered.stderr
     assert "registered models:/trees/1 [sklearn]" in registered.stdout
-    assert "compiled with treelite: parity passed on 16,384 rows" in registered.stdout
+    assert "compiled with treelite (bit-vector tables): parity passed on 16,384 rows" in registered.stdout
     assert "tl2cgen" not in registered.stdout + registered.stderr  # the compiler's chatter is not the user's
 
     shown = run(tmp_path, "models", "show", "trees")
@@ -68,7 +68,7 @@ def test_no_compile_then_compile_with_a_sample_and_a_tolerance(tmp_path: Path, f
 
     proven = run(tmp_path, "models", "compile", "trees", "--sample", str(rows), "--rows", "12000")
     assert proven.returncode == 0, proven.stderr
-    assert "compiled with treelite: parity passed on 12,000 rows" in proven.stdout
+    assert "compiled with treelite (bit-vector tables): parity passed on 12,000 rows" in proven.stdout
     assert "measured while compiling" in proven.stdout
 
     out = run(tmp_path, "predict", "trees", "--input", str(rows), "--id-column", "id", "--json", "--limit", "3")

@@ -88,6 +88,9 @@ _SPEED_BUDGET_SECONDS = 0.25
 _SWEEP_AFTER_SECONDS = 3600.0
 
 
+_EVALUATORS = {"quickscorer": "bit-vector tables", "tl2cgen": "tl2cgen's branches"}
+
+
 def describe_outcome(compiled: Mapping[str, Any]) -> str:
     """One line from a `CompileReport`'s dict form: which predictor a version uses, and the proof or the reason."""
     status = compiled.get("status")
@@ -96,8 +99,10 @@ def describe_outcome(compiled: Mapping[str, Any]) -> str:
         worst = max((parity.get("max_abs_diff") or {"-": 0.0}).values())
         speedup = (compiled.get("speed") or {}).get("speedup") or {}
         faster = f"; one row {speedup['single_row']:g}× faster" if "single_row" in speedup else ""
+        evaluator = (compiled.get("settings") or {}).get("evaluator")
+        how = f" ({_EVALUATORS.get(evaluator, evaluator)})" if evaluator else ""
         return (
-            f"compiled with {compiled.get('compiler')}: parity passed on {parity.get('rows', 0):,} rows "
+            f"compiled with {compiled.get('compiler')}{how}: parity passed on {parity.get('rows', 0):,} rows "
             f"(max abs diff {worst:.2g} ≤ {parity.get('tolerance', 0):g}, labels identical){faster}"
         )
     if status == "failed":
