@@ -59,7 +59,10 @@ class Compiled:
     def __call__(self, rows: np.ndarray, single: bool) -> np.ndarray:
         rows, row_stride, col_stride = strided(rows)
         out = np.empty((len(rows), self.outputs))
-        self._entry(rows.ctypes.data, len(rows), rows.shape[1], row_stride, col_stride, 0, int(single), out.ctypes.data)
+        status = self._entry(
+            rows.ctypes.data, len(rows), rows.shape[1], row_stride, col_stride, 0, int(single), out.ctypes.data
+        )
+        assert status == 0
         return out
 
 

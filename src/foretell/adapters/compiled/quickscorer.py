@@ -310,6 +310,7 @@ def quickscorer_c(tables: Tables) -> str:
     return f"""
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define EXPORT __attribute__((visibility("default")))
@@ -355,8 +356,7 @@ static void apply(mask_t* v, const tree_t* trees, const mask_t* masks, int32_t b
 /* Scores up to BLOCK rows. Their bit vectors are kept side by side, so that each feature's
    thresholds are read once per block and the rows' sums run as independent chains. */
 static void score_block(const double* rows, int64_t row_stride, int64_t col_stride, int32_t n_rows, int32_t single,
-                        leaf_t* result) {{
-  mask_t v[BLOCK][N_TREES];
+                        mask_t (*v)[N_TREES], leaf_t* result) {{
   memset(v, 0xff, sizeof(mask_t) * N_TREES * (size_t)n_rows);
   for (int32_t f = 0; f < N_FEATURES; ++f) {{
     const int32_t begin = numeric_offsets[f], end = numeric_offsets[f + 1];
@@ -412,16 +412,26 @@ EXPORT int32_t foretell_value_bytes(void) {{ return (int32_t)sizeof(double); }}
 /* Row r's feature f is rows[r * row_stride + f * col_stride] (C or Fortran order, no copy).
    nudge is for tl2cgen's input union; these tables read plain doubles, so it is ignored.
    single: round each value to float32 first, as the framework did before comparing it. */
-EXPORT void foretell_predict(const double* rows, int64_t n_rows, int64_t n_cols, int64_t row_stride,
-                             int64_t col_stride, int32_t nudge, int32_t single, double* out) {{
+EXPORT int32_t foretell_predict(const double* rows, int64_t n_rows, int64_t n_cols, int64_t row_stride,
+                                int64_t col_stride, int32_t nudge, int32_t single, double* out) {{
   (void)nudge;
   (void)n_cols;
-  leaf_t result[N_OUTPUTS * BLOCK];
+  /* On the heap: a block's bit vectors for thousands of trees would not fit a thread's stack. */
+  mask_t (*v)[N_TREES] = malloc(sizeof(mask_t) * N_TREES * BLOCK);
+  leaf_t* result = malloc(sizeof(leaf_t) * N_OUTPUTS * BLOCK);
+  if (v == NULL || result == NULL) {{
+    free(v);
+    free(result);
+    return 1;  /* out of memory */
+  }}
   for (int64_t r = 0; r < n_rows; r += BLOCK) {{
     const int32_t n = n_rows - r < BLOCK ? (int32_t)(n_rows - r) : BLOCK;
-    score_block(rows + r * row_stride, row_stride, col_stride, n, single, result);
+    score_block(rows + r * row_stride, row_stride, col_stride, n, single, v, result);
     for (int32_t k = 0; k < N_OUTPUTS * n; ++k) out[r * N_OUTPUTS + k] = (double)result[k];
   }}
+  free(v);
+  free(result);
+  return 0;
 }}
 """
 

@@ -215,10 +215,11 @@ FORETELL_EXPORT int32_t foretell_value_bytes(void) {{ return (int32_t)sizeof({va
 /* Row r's feature c is rows[r * row_stride + c * col_stride] (C or Fortran order, no copy).
    nudge: +1 or -1 moves a value the union would read as missing one step that way; 0 never.
    single: round each value to float32 first, as the framework did before comparing it. */
-FORETELL_EXPORT void foretell_predict(const double* rows, int64_t n_rows, int64_t n_cols, int64_t row_stride,
-                                      int64_t col_stride, int32_t nudge, int32_t single, double* out) {{
+FORETELL_EXPORT int32_t foretell_predict(const double* rows, int64_t n_rows, int64_t n_cols, int64_t row_stride,
+                                         int64_t col_stride, int32_t nudge, int32_t single, double* out) {{
   const int64_t width = N_TARGET * MAX_N_CLASS;
   union Entry* entry = (union Entry*)malloc(sizeof(union Entry) * (size_t)n_cols);
+  if (entry == NULL) return 1;  /* out of memory */
   {leaf} result[N_TARGET * MAX_N_CLASS];
   for (int64_t r = 0; r < n_rows; ++r) {{
     const double* row = rows + r * row_stride;
@@ -238,6 +239,7 @@ FORETELL_EXPORT void foretell_predict(const double* rows, int64_t n_rows, int64_
     for (int64_t k = 0; k < width; ++k) out[r * width + k] = (double)result[k];
   }}
   free(entry);
+  return 0;
 }}
 """
 
@@ -332,8 +334,10 @@ def _misread(values: np.ndarray) -> np.ndarray:
 
 
 def declare_entry(entry: Any) -> Any:
-    """`foretell_predict(rows, n_rows, n_cols, row_stride, col_stride, nudge, single, out)` for ctypes."""
-    entry.restype = None
+    """`foretell_predict(rows, n_rows, n_cols, row_stride, col_stride, nudge, single, out)` for ctypes.
+
+    It returns 0, or 1 when it could not allocate its working memory (`out` is then not written)."""
+    entry.restype = ctypes.c_int32
     entry.argtypes = (
         ctypes.c_void_p,
         ctypes.c_int64,
@@ -395,9 +399,11 @@ class TreeModel:
         matrix, row_stride, col_stride = strided(frame.matrix(np.float64))
         n = frame.n_rows
         values = np.empty((n, self._outputs), dtype=np.float64)
-        self._entry(
+        failed = self._entry(
             matrix.ctypes.data, n, self._width, row_stride, col_stride, self._nudge, self._single, values.ctypes.data
         )
+        if failed:
+            raise MemoryError(f"the compiled trees could not allocate their working memory for {n} rows")
         if self._classes is None:
             return {"score": values[:, 0]}
         if self._outputs > 1:
