@@ -39,15 +39,18 @@ pytestmark = [
 
 N_FEATURES = 4
 CATEGORY = 3  # the column holding category codes 0..4
+#: Codes the models know, missing, and codes they never saw (past the last, negative, past float's integers).
+CODES = [0.0, 1.0, 2.0, 3.0, 4.0, np.nan, 5.0, 9.0, -1.0, 2.0**24 + 2]
 
 
-def training_data() -> tuple[np.ndarray, np.ndarray]:
+def training_data(classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(11)
     x = rng.normal(size=(2_000, N_FEATURES))
     x[:, CATEGORY] = rng.integers(0, 5, size=2_000)
     x[rng.random(2_000) < 0.1, 1] = np.nan
-    y = (x[:, 0] + np.nan_to_num(x[:, 1]) * 0.7 + (x[:, CATEGORY] == 3) > 0.2).astype(np.int64)
-    return x, y
+    signal = x[:, 0] + np.nan_to_num(x[:, 1]) * 0.7 + (x[:, CATEGORY] == 3)
+    cuts = [0.2] if classes == 2 else [-0.3, 0.7]
+    return x, np.digitize(signal, cuts).astype(np.int64)
 
 
 class Compiled:
@@ -80,9 +83,22 @@ def gradient_boosting(x: np.ndarray, y: np.ndarray, folder: Path) -> tuple[Any, 
     return model, *tree_source_sklearn(model)  # type: ignore[misc]
 
 
-def xgboost_model(x: np.ndarray, y: np.ndarray, folder: Path) -> tuple[Any, Any, str]:
+def random_forest(x: np.ndarray, y: np.ndarray, folder: Path) -> tuple[Any, Any, str]:
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0).fit(np.nan_to_num(x), y)
+    return model, *tree_source_sklearn(model)  # type: ignore[misc]
+
+
+def xgboost_softmax(x: np.ndarray, y: np.ndarray, folder: Path) -> tuple[Any, Any, str]:
+    return xgboost_model(x, y, folder, {"objective": "multi:softprob", "num_class": 3})
+
+
+def xgboost_model(
+    x: np.ndarray, y: np.ndarray, folder: Path, objective: dict[str, Any] | None = None
+) -> tuple[Any, Any, str]:
     xgboost = pytest.importorskip("xgboost")
-    params = {"objective": "binary:logistic", "max_depth": 4, "nthread": 1}
+    params = {"objective": "binary:logistic", "max_depth": 4, "nthread": 1, **(objective or {})}
     booster = xgboost.train(params, xgboost.DMatrix(x, label=y), num_boost_round=15)
     path = folder / "model.json"
     booster.save_model(str(path))
@@ -101,7 +117,8 @@ def lightgbm_model(x: np.ndarray, y: np.ndarray, folder: Path) -> tuple[Any, Any
 
 def reference(framework: Any, rows: np.ndarray) -> np.ndarray:
     if hasattr(framework, "predict_proba"):
-        return np.asarray(framework.predict_proba(rows))[:, 1:]
+        proba = np.asarray(framework.predict_proba(rows))
+        return proba[:, 1:] if proba.shape[1] == 2 else proba  # binary models give P(class 1) alone
     if hasattr(framework, "inplace_predict"):  # xgboost
         return np.asarray(framework.inplace_predict(rows)).reshape(len(rows), -1)
     if hasattr(framework, "predict") and type(framework).__module__.startswith("lightgbm"):
@@ -109,19 +126,25 @@ def reference(framework: Any, rows: np.ndarray) -> np.ndarray:
     return np.asarray(framework.predict(rows)).reshape(len(rows), -1)
 
 
-FAMILIES: dict[str, Callable[[np.ndarray, np.ndarray, Path], tuple[Any, Any, str]]] = {
-    "sklearn-hgb": hgb,
-    "sklearn-gradient-boosting": gradient_boosting,
-    "xgboost": xgboost_model,
-    "lightgbm": lightgbm_model,
+#: name: (how to train it, how many classes its target has)
+FAMILIES: dict[str, tuple[Callable[[np.ndarray, np.ndarray, Path], tuple[Any, Any, str]], int]] = {
+    "sklearn-hgb": (hgb, 2),
+    "sklearn-gradient-boosting": (gradient_boosting, 2),
+    "sklearn-random-forest-3-class": (random_forest, 3),  # leaf vectors, averaged
+    "xgboost": (xgboost_model, 2),
+    "xgboost-3-class": (xgboost_softmax, 3),  # a tree per class, softmax
+    "lightgbm": (lightgbm_model, 2),
 }
+#: Families whose framework compares float32-rounded inputs (and takes no missing values).
+FLOAT32_DENSE = {"sklearn-gradient-boosting", "sklearn-random-forest-3-class"}
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def family(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    x, y = training_data()
+    train, classes = FAMILIES[request.param]
+    x, y = training_data(classes)
     folder = tmp_path_factory.mktemp(request.param)
-    framework, model, inputs = FAMILIES[request.param](x, y, folder)
+    framework, model, inputs = train(x, y, folder)
     built = build_trees(model, folder, [f"f{i}" for i in range(N_FEATURES)], inputs)
     assert built.settings["evaluator"] == "quickscorer"
     tables = quickscorer_tables(model)
@@ -146,13 +169,13 @@ def test_the_bit_vector_tables_answer_as_the_framework_does(family: Any, data: s
     name, framework, compiled, inputs, edges = family
     n = data.draw(st.integers(1, 40), label="rows")  # blocks of 8 rows, and what is left over
     rows = data.draw(arrays(np.float64, (n, N_FEATURES), elements=values(edges)), label="rows")
-    codes = data.draw(arrays(np.float64, n, elements=st.sampled_from([0.0, 1.0, 2.0, 3.0, 4.0, np.nan])), label="codes")
+    codes = data.draw(arrays(np.float64, n, elements=st.sampled_from(CODES)), label="codes")
     rows[:, CATEGORY] = codes
-    if name == "sklearn-gradient-boosting":
+    if name in FLOAT32_DENSE:
         # It takes no missing values, nor values beyond float32's range (it compares float32s).
         rows = np.clip(np.nan_to_num(rows, nan=0.0), -3e38, 3e38)
     want = reference(framework, rows)
     if data.draw(st.booleans(), label="column-major"):
         rows = np.asfortranarray(rows)
-    got = compiled(rows, single=name == "sklearn-gradient-boosting")
+    got = compiled(rows, single=name in FLOAT32_DENSE)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 if inputs == "float32" else 1e-12)

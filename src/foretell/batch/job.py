@@ -281,7 +281,7 @@ def _finish_single_file(job: dict[str, Any], folder: JobFolder) -> None:
         return
     parts = sorted(folder.output.glob(f"part-*.{options['output_format']}"))
     if parts:
-        combine(parts, target, options["output_format"])
+        combine(parts, target, options["output_format"], unique=(options["id_column"],))
 
 
 def _counts(records: dict[int, ChunkRecord]) -> dict[str, int]:

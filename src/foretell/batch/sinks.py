@@ -74,13 +74,10 @@ def _repeating(table: pa.Table, unique: Sequence[str]) -> list[str]:
     """
     chosen = []
     for name, column in zip(table.column_names, table.columns, strict=True):
-        kind = (
-            column.type.value_type
-            if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type)
-            else column.type
-        )
+        listed = pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type)
+        kind = column.type.value_type if listed else column.type
         if name not in unique and not pa.types.is_floating(kind):
-            chosen.append(name)
+            chosen.append(f"{name}.list.element" if listed else name)  # how Parquet names a list's values
     return chosen
 
 
@@ -114,7 +111,7 @@ def sweep_temp(folder: Path) -> int:
     return len(orphans)
 
 
-def combine(parts: list[Path], target: Path, fmt: OutputFormat) -> Path:
+def combine(parts: list[Path], target: Path, fmt: OutputFormat, unique: Sequence[str] = ()) -> Path:
     """Stream part files into one file, committed the same way as a part (temp, fsync, rename)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{target.name}")
@@ -124,7 +121,7 @@ def combine(parts: list[Path], target: Path, fmt: OutputFormat) -> Path:
             for part in parts:
                 table = pq.read_table(part)
                 if writer is None:
-                    writer = pq.ParquetWriter(temp, table.schema, use_dictionary=_repeating(table, ()))
+                    writer = pq.ParquetWriter(temp, table.schema, use_dictionary=_repeating(table, unique))
                 writer.write_table(table)
             if writer is None:
                 raise ValueError("no parts to combine")

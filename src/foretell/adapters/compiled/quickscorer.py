@@ -275,6 +275,8 @@ class _Tree:
             raise NotCompilable("a split threshold is NaN")
         if operator == _LESS_OR_EQUAL:
             return float(threshold)
+        if operator == _LESS and threshold == -np.inf:
+            raise NotCompilable("a `< -inf` split (every value goes right, -inf too)")
         if operator == _LESS:  # x < t goes left: right from t itself, i.e. above the value just below t
             if threshold_type == "float32":
                 return float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))

@@ -7,9 +7,11 @@ Native thread pools (OpenMP, BLAS) are capped per worker so workers × threads f
 cores: two OpenMP threads fighting another process for two cores made one
 gradient-boosting call ~10× slower here.
 
-A predictor that runs outside the GIL (a compiled library, ONNX Runtime) is scored on
-threads of the job's own process instead, sharing one loaded model: no fork server to
-start, no chunk copied between processes. Reading and writing Parquet leave the GIL
+A predictor that runs outside the GIL (a compiled library, ONNX Runtime for a compiled
+graph or an ONNX model) is scored on threads of the job's own process instead, sharing
+one loaded model: no fork server to start, no chunk copied between processes. The
+price: a crash inside native code ends the job's process, not one worker (either way
+the job resumes from its committed chunks). Reading and writing Parquet leave the GIL
 too, so the threads keep the cores busy; for the compiled churn model this took a 1M-row
 job from 3.3 s to ~2 s here.
 """
@@ -51,9 +53,9 @@ class LocalEngine:
             return
         model = _load(spec) if _may_release_gil(spec) else None
         if model is not None and model.releases_gil:
-            with threadpool_limits(spec.threads), ThreadPoolExecutor(self.workers, "foretell-score") as threads:
-                yield from _bounded(threads, self.workers, chunks, lambda n, b: (score_chunk, model, spec, n, b))
+            yield from _on_threads(model, spec, self.workers, chunks)
             return
+        model = None  # `auto` fell back to the original: each worker loads its own, the parent keeps none
         # Workers fork from a fork server started before any of our threads, which has
         # already imported the frameworks: fork's speed without forking a threaded parent.
         context = multiprocessing.get_context("forkserver")
@@ -61,6 +63,13 @@ class LocalEngine:
         initargs = (spec, os.getpid())
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start, initargs=initargs) as pool:
             yield from _bounded(pool, self.workers, chunks, lambda n, b: (_score, n, _to_ipc(b)))
+
+
+def _on_threads(
+    model: Model, spec: ScoringSpec, workers: int, chunks: Iterator[tuple[int, pa.RecordBatch]]
+) -> Iterator[ChunkRecord]:
+    with threadpool_limits(spec.threads), ThreadPoolExecutor(workers, "foretell-score") as threads:
+        yield from _bounded(threads, workers, chunks, lambda n, b: (score_chunk, model, spec, n, b))
 
 
 def _bounded(
@@ -86,11 +95,13 @@ def _bounded(
 
 
 def _may_release_gil(spec: ScoringSpec) -> bool:
-    """Whether the job may score with a compiled predictor (the only kind loaded to find out)."""
+    """Whether the job may score with a predictor that runs outside the GIL: a compiled one, or an
+    ONNX model. Only those are loaded in the job's process to find out."""
     from foretell.registry import open_registry
 
-    compiled = open_registry(Path(spec.home)).get(spec.model_uri).compiled or {}
-    return spec.predictor != "original" and compiled.get("status") == "passed"
+    info = open_registry(Path(spec.home)).get(spec.model_uri)
+    compiled = info.compiled or {}
+    return info.flavor == "onnx" or (spec.predictor != "original" and compiled.get("status") == "passed")
 
 
 #: What each way of predicting imports when it loads: worth importing once, in the fork server.
