@@ -102,6 +102,17 @@ def test_moving_the_alias_swaps_the_version_under_load_with_no_failed_request(ho
         foretell.set_alias("clf", "production", first.version, home=home)
 
 
+def arrived(url: str, model: str) -> float:
+    """Requests for `model` the server is answering or has answered, from its own /metrics."""
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(
+            (f'foretell_in_flight_requests{{model="{model}"', f'foretell_requests_total{{model="{model}"')
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def test_sigterm_lets_in_flight_requests_finish(home):
     port = free_port()
     process = subprocess.Popen(
@@ -125,7 +136,12 @@ def test_sigterm_lets_in_flight_requests_finish(home):
             futures = [
                 pool.submit(httpx.post, f"{url}/v2/models/slow/infer", json=slow_body(i), timeout=60) for i in range(6)
             ]
-            time.sleep(0.25)  # all six are in (connected, queued or being answered); the first is done at 0.05 s
+            # SIGTERM only once all six have reached the server (being answered, or answered): one
+            # still connecting when the listener closes is refused, rightly, and that is not this test.
+            deadline = time.monotonic() + 30
+            while arrived(url, "slow") < 6:
+                assert time.monotonic() < deadline, "the six requests never reached the server"
+                time.sleep(0.01)
             process.send_signal(signal.SIGTERM)
             codes = [f.result().status_code for f in futures]
         assert codes == [200] * 6
