@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export FORETELL_HOME ?= $(CURDIR)/.foretell
 
-.PHONY: run test lint typecheck layers unit bench clean
+.PHONY: run test test-ray lint typecheck layers unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("foretell needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -60,6 +60,10 @@ layers: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The tests that run on Ray (a local Ray instance of 2 CPUs, started by the tests); `make test` runs them too.
+test-ray: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m ray
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/predict_overhead.py

@@ -138,9 +138,9 @@ class ModelLoadError(ForetellError):
 class MissingExtra(ForetellError, ImportError):
     """A flavor's framework is not installed; the message names the extra that brings it."""
 
-    def __init__(self, flavor: str, module: str, extra: str) -> None:
+    def __init__(self, flavor: str, module: str, extra: str, *, needed_by: str | None = None) -> None:
         super().__init__(
-            f"the {flavor} flavor needs the {module!r} package, which is not installed; "
+            f"{needed_by or f'the {flavor} flavor'} needs the {module!r} package, which is not installed; "
             f"install it with: pip install 'foretell[{extra}]'"
         )
         self.flavor = flavor

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from foretell.batch.engines import Engine, LocalEngine
+from foretell.batch.engines import Chunks, Engine, LocalEngine
 from foretell.batch.engines.local import default_workers
 from foretell.batch.history import JobHistory
 from foretell.batch.manifest import ChunkRecord, JobFolder
@@ -61,6 +61,8 @@ class BatchResult:
     resumed_chunks: int
     predictor: str = "original"
     """`compiled` or `original`: which predictor scored the rows (settled at job start)."""
+    engine: str = "local"
+    """`local` or `ray`: what ran the chunks."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +86,8 @@ def run(
     store_url: str | None = None,
     resume: bool = False,
     predictor: str = "auto",
-    engine: Engine | None = None,
+    engine: str | Engine = "local",
+    ray_address: str | None = None,
     progress: Progress | None = None,
 ) -> BatchResult:
     """Score every row of `input` with `model_uri` into `output`; see the module docstring for the guarantees.
@@ -95,8 +98,13 @@ def run(
     prediction store, published right after the output: lookups switch from the previous
     generation to this one in one step. `predictor` picks the compiled predictor when the
     version has one that passed its parity proof (`auto`), or forces `original`/`compiled`.
+    `engine` is `local` (this machine's cores) or `ray` (Ray Data on the cluster at
+    `ray_address`, or on one started here); a resumed job keeps the engine it started with.
     """
     check_predictor_choice(predictor)
+    engine_name = engine if isinstance(engine, str) else engine.name
+    if engine_name not in ENGINES:
+        raise InvalidInput(f"engine must be one of {', '.join(ENGINES)}; got {engine_name!r}")
     if chunk_rows < 1:
         raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
     if not 0 <= max_reject_ratio <= 1:
@@ -104,7 +112,7 @@ def run(
     folder = JobFolder(_job_folder(Path(output), single_file))
     previous = folder.read_job()
     if previous is not None and resume:
-        return _execute(previous, folder, home, engine, progress)
+        return _execute(previous, folder, home, None if isinstance(engine, str) else engine, progress)
     if folder.published:
         raise InvalidInput(f"{output} already holds a published output; choose another location or delete it")
     if previous is not None:
@@ -118,8 +126,11 @@ def run(
     id_column = id_column or next((c for c in source.columns if c not in features), source.columns[0])
     required = [f.name for f in info.signature.inputs if f.required]  # optional features may be left out
     source.require([*required, id_column, *passthrough])
+    if engine_name == "ray":
+        source.plan(chunk_rows)  # refuses an input the workers could not read where they run, before any work
     now = datetime.now(UTC)
-    workers = workers or default_workers()
+    if engine_name == "local":
+        workers = workers or default_workers()
     job = {
         "id": f"job-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
         "model_uri": model_uri,
@@ -139,6 +150,8 @@ def run(
             "single_file": single_file,
             "to_store": to_store,
             "predictor": _batch_predictor(home, info, predictor),
+            "engine": engine_name,
+            "ray_address": ray_address,
         },
     }
     if to_store:
@@ -152,7 +165,18 @@ def run(
     with folder.locked():
         folder.reset()
         folder.write_job(job)
-    return _execute(job, folder, home, engine, progress)
+    return _execute(job, folder, home, None if isinstance(engine, str) else engine, progress)
+
+
+ENGINES = ("local", "ray")
+
+
+def _engine_for(options: dict[str, Any]) -> Engine:
+    if options.get("engine", "local") == "ray":
+        from foretell.batch.engines.ray_data import RayEngine
+
+        return RayEngine(options.get("workers"), options.get("ray_address"))
+    return LocalEngine(options["workers"])
 
 
 def _batch_predictor(home: Path, info: ModelInfo, choice: str) -> str:
@@ -199,7 +223,7 @@ def _execute(
         done = folder.committed()
         history.start(job)
         started = time.perf_counter()
-        engine = engine or LocalEngine(options["workers"])
+        engine = engine or _engine_for(options)
         spec = ScoringSpec(
             model_uri=job["pinned_uri"],
             home=str(home),
@@ -209,7 +233,7 @@ def _execute(
             staged_rejects=str(folder.staged_rejects),
             output_format=options["output_format"],
             predicted_at=job["started_at"],
-            threads=max(1, default_workers() // max(1, options["workers"])),
+            threads=max(1, default_workers() // max(1, options["workers"] or 1)),
             store_generation=job["store"]["generation"] if job.get("store") else None,
             store_url=job["store"].get("url") if job.get("store") else None,
             predictor=options.get("predictor", "original"),  # a job recorded before compiling existed
@@ -217,7 +241,7 @@ def _execute(
         total = source.count_rows()
         resumed = len(done)
         rows_done = sum(r.rows for r in done.values())
-        todo = ((n, b) for n, b in source.chunks(options["chunk_rows"]) if n not in done)
+        todo = Chunks(source, options["chunk_rows"], frozenset(done))
         records = dict(done)
         try:
             for record in engine.run(spec, todo):
@@ -324,6 +348,7 @@ def _result(
         parts=sum(1 for r in records.values() if r.part),
         resumed_chunks=resumed,
         predictor=job["options"].get("predictor", "original"),
+        engine=job["options"].get("engine", "local"),
     )
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from foretell.errors import InvalidInput
 
-__all__ = ["InputFormat", "Source", "open_source"]
+__all__ = ["ChunkRef", "InputFormat", "Source", "open_source"]
 
 InputFormat = Literal["parquet", "csv", "jsonl"]
 _SUFFIXES: dict[str, InputFormat] = {
@@ -31,6 +31,19 @@ _SUFFIXES: dict[str, InputFormat] = {
     ".ndjson": "jsonl",
     ".json": "jsonl",
 }
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """Where chunk `number` lies: `rows` rows of `file` from its row `first_row` (Parquet only).
+
+    A distributed engine sends these instead of the rows, and each worker reads its own.
+    """
+
+    number: int
+    file: str
+    first_row: int
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,42 @@ class Source:
             if size:
                 yield number, _one_batch(pa.Table.from_batches(pending))
                 number += 1
+
+    def plan(self, chunk_rows: int) -> list[ChunkRef]:
+        """Every chunk `chunks` would yield, as references, numbered the same way (from the footers)."""
+        if self.format != "parquet":
+            raise InvalidInput(
+                f"{self.location} is {self.format}: chunks can be read where they are scored only from "
+                "Parquet, whose footers say where each row is (convert it, or score it with --engine local)"
+            )
+        import pyarrow.parquet as pq
+
+        refs: list[ChunkRef] = []
+        for path in self.files:
+            with self.filesystem.open_input_file(path) as handle:
+                rows = pq.ParquetFile(handle).metadata.num_rows
+            refs += [
+                ChunkRef(len(refs) + i, path, first, min(chunk_rows, rows - first))
+                for i, first in enumerate(range(0, rows, chunk_rows))
+            ]
+        return refs
+
+    def read(self, ref: ChunkRef, columns: Sequence[str] | None = None) -> pa.RecordBatch:
+        """The rows `ref` points to: the same rows, in the same order, as chunk `ref.number` of `chunks`."""
+        import pyarrow.parquet as pq
+
+        with self.filesystem.open_input_file(ref.file) as handle:
+            reader = pq.ParquetFile(handle, pre_buffer=False)
+            metadata = reader.metadata
+            groups, group_start, start = [], 0, None
+            for index in range(metadata.num_row_groups):
+                size = metadata.row_group(index).num_rows
+                if group_start + size > ref.first_row and group_start < ref.first_row + ref.rows:
+                    groups.append(index)
+                    start = group_start if start is None else start
+                group_start += size
+            table = reader.read_row_groups(groups, columns=list(columns) if columns else None)
+        return _one_batch(table.slice(ref.first_row - (start or 0), ref.rows))
 
     def _files(self, chunk_rows: int, columns: list[str] | None) -> Iterator[Iterator[pa.RecordBatch]]:
         """Each file's batches, in order. Parquet is read row group by row group: the dataset

@@ -24,7 +24,9 @@ RUN_EPILOG = (
     "  foretell batch run churn@production --input 'data/*.csv' --output scores.parquet --single-file "
     "--id-column customer_id --passthrough region\n\n"
     "  foretell batch run churn@production --input customers.parquet --output scores/ --to-store\n\n"
-    "  foretell batch run churn@production --input customers.parquet --output scores/ --resume"
+    "  foretell batch run churn@production --input customers.parquet --output scores/ --resume\n\n"
+    "  foretell batch run churn@production --input s3://bucket/customers/ --output /shared/scores/ "
+    "--engine ray --ray-address auto"
 )
 
 
@@ -40,7 +42,10 @@ def run(
         list[str] | None, typer.Option(help="Input column to copy to the output (repeatable).")
     ] = None,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per chunk (one part file each).")] = 65_536,
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: the number of cores).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Workers: processes or threads here, actors on Ray (default: one per core)."),
+    ] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Input format: parquet, csv or jsonl.")] = None,
     output_format: Annotated[str, typer.Option(help="parquet, csv or jsonl.")] = "parquet",
     single_file: Annotated[bool, typer.Option(help="Write one file instead of a folder of parts.")] = False,
@@ -52,11 +57,24 @@ def run(
     ] = 0.01,
     resume: Annotated[bool, typer.Option(help="Finish the unfinished job found in --output.")] = False,
     predictor: PredictorOption = "auto",
+    engine: Annotated[
+        str, typer.Option(help="local (this machine's cores) or ray (Ray Data on a cluster; Parquet input).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="The Ray cluster for --engine ray (host:6379, ray://host:10001 or auto); default: start one here."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")] = False,
 ) -> None:
     """Score every row of an input file set with a registered model."""
     if fmt not in (None, "parquet", "csv", "jsonl") or output_format not in ("parquet", "csv", "jsonl"):
         raise typer.BadParameter("formats are parquet, csv or jsonl")
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("--engine is local or ray")
+    if ray_address and engine != "ray":
+        raise typer.BadParameter("--ray-address goes with --engine ray")
     with _progress() as progress:
         result = api.run_batch(
             model_uri,
@@ -74,6 +92,8 @@ def run(
             max_reject_ratio=max_reject_ratio,
             resume=resume,
             predictor=predictor,
+            engine=engine,
+            ray_address=ray_address,
         )
     _summary(result.to_dict(), as_json)
 
@@ -138,7 +158,8 @@ def _summary(result: dict[str, Any], as_json: bool) -> None:
     out.print(
         f"{result['job_id']} {result['status']}: {result['rows']:,} rows read, {result['scored']:,} scored, "
         f"{result['rejected']:,} rejected in {result['seconds']:.1f} s ({result['rows_per_second']:,.0f} rows/s) "
-        f"with {result['model_uri']} ({result.get('predictor', 'original')} predictor) → {result['output']}",
+        f"with {result['model_uri']} ({result.get('predictor', 'original')} predictor"
+        f"{', on ray' if result.get('engine') == 'ray' else ''}) → {result['output']}",
         highlight=False,
     )
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 #: Results go to stdout, so they can be piped; messages and errors go to stderr.
 out = Console(soft_wrap=True)
@@ -27,4 +28,5 @@ def print_json(data: Any) -> None:
 
 
 def fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: a message is text, and "pip install 'foretell[ray]'" must not lose "[ray]" as markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)

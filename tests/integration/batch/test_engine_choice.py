@@ -16,8 +16,9 @@ import pyarrow.parquet as pq
 from batchkit import make_rows
 
 import foretell
-from foretell.batch.engines.local import LocalEngine
+from foretell.batch.engines import Chunks, LocalEngine
 from foretell.batch.scoring import ScoringSpec
+from foretell.batch.sources import open_source
 
 
 def spec_for(home: Path, out: Path, predictor: str) -> ScoringSpec:
@@ -36,8 +37,9 @@ def spec_for(home: Path, out: Path, predictor: str) -> ScoringSpec:
 
 
 def scored(home: Path, out: Path, predictor: str) -> tuple[list[int], set[str], list[int]]:
-    table = make_rows(4_000, seed=9, bad_every=7)
-    chunks = ((n, batch) for n, batch in enumerate(table.to_batches(max_chunksize=500)))
+    path = out.parent / f"rows-{predictor}.parquet"
+    pq.write_table(make_rows(4_000, seed=9, bad_every=7), path)
+    chunks = Chunks(open_source(path), chunk_rows=500)
     threads: set[str] = set()
     children: list[int] = []
     numbers = []

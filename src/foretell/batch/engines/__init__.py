@@ -1,6 +1,6 @@
 """Where chunks are scored. `local` uses this machine's cores; a distributed engine plugs in beside it."""
 
-from foretell.batch.engines.base import Engine
+from foretell.batch.engines.base import Chunks, Engine
 from foretell.batch.engines.local import LocalEngine
 
-__all__ = ["Engine", "LocalEngine"]
+__all__ = ["Chunks", "Engine", "LocalEngine"]

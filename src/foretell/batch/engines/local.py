@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
+from foretell.batch.engines.base import Chunks
 from foretell.batch.manifest import ChunkRecord
 from foretell.batch.scoring import ScoringSpec, score_chunk
 from foretell.core.model import Model
@@ -47,7 +48,8 @@ class LocalEngine:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers or default_workers())
 
-    def run(self, spec: ScoringSpec, chunks: Iterator[tuple[int, pa.RecordBatch]]) -> Iterator[ChunkRecord]:
+    def run(self, spec: ScoringSpec, work: Chunks) -> Iterator[ChunkRecord]:
+        chunks = work.batches()
         if self.workers == 1:
             yield from _in_process(spec, chunks)
             return

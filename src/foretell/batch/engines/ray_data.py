@@ -1,0 +1,129 @@
+"""Scoring on a Ray cluster: Ray Data runs the chunks through a pool of actors, one model each.
+
+The driver (the job's own process) plans the chunks from the Parquet footers and hands
+Ray Data one small reference per chunk (file, first row, rows), never the rows. Each
+actor loads the model once through foretell's own loader, reads its chunk where it runs,
+and scores it with `score_chunk`: the same validation, prediction, part file and
+rejects file as the local engine, so the job's guarantees are the local engine's.
+
+Ray Data's own readers and writers are not used for the rows. Its readers cut blocks by
+their own rules (parallelism, block size), so a chunk would not be the same rows in a
+re-run, and its writers name files with a random id per run: a resumed job would score
+twice and publish duplicates. Here chunk N is the same rows on every run, its part is
+`part-N`, committed atomically by the actor, and the driver journals each record as it
+comes back, exactly as with local workers. A chunk an actor finishes after its driver
+died is committed under the same name again on resume: replaced, never duplicated.
+
+On a cluster, every node must see the registry (FORETELL_HOME), the input and the
+output at the same paths (a shared filesystem), and have foretell installed
+(docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from foretell.batch.engines.base import Chunks
+from foretell.batch.manifest import ChunkRecord
+from foretell.batch.scoring import ScoringSpec, score_chunk
+from foretell.batch.sources import ChunkRef, InputFormat, open_source
+from foretell.errors import MissingExtra
+
+__all__ = ["RayEngine", "import_ray"]
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise MissingExtra("ray", "ray", "ray", needed_by="--engine ray") from exc
+    return ray
+
+
+class RayEngine:
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        self.workers = workers
+        """Actors in the pool (default: one per CPU of the cluster)."""
+        self.address = address
+        """A running cluster (`ray://host:10001`, `host:6379` or `auto`); None starts one on this machine."""
+
+    def run(self, spec: ScoringSpec, chunks: Chunks) -> Iterator[ChunkRecord]:
+        refs = chunks.refs()  # a non-Parquet input is refused here, before a cluster is started
+        if not refs:
+            return
+        ray = import_ray()
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notices would interleave with the job's lines
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(
+                address=self.address,
+                num_cpus=None if self.address else self.workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        try:
+            yield from self._score(ray, spec, chunks, refs)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _score(self, ray: Any, spec: ScoringSpec, chunks: Chunks, refs: list[ChunkRef]) -> Iterator[ChunkRecord]:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the job reports its own progress
+        context.execution_options.preserve_order = False  # records are journaled in whatever order they end
+        pool = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        items = [asdict(ref) for ref in refs]
+        scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            ChunkScorer,
+            fn_constructor_kwargs={"spec": spec, "location": chunks.source.location, "fmt": chunks.source.format},
+            batch_size=1,
+            batch_format="numpy",
+            concurrency=min(pool, len(items)),
+            num_cpus=1,
+        )
+        for row in scored.iter_rows():
+            yield ChunkRecord(
+                chunk=int(row["chunk"]),
+                rows=int(row["rows"]),
+                scored=int(row["scored"]),
+                rejected=int(row["rejected"]),
+                part=str(row["part"]) or None,
+                reject_part=str(row["reject_part"]) or None,
+            )
+
+
+class ChunkScorer:
+    """A Ray Data actor: the model loaded once, then one chunk reference in, its record out."""
+
+    def __init__(self, spec: ScoringSpec, location: str, fmt: InputFormat) -> None:
+        from threadpoolctl import threadpool_limits
+
+        from foretell.registry import open_registry
+
+        self.spec = spec
+        self.source = open_source(location, fmt)
+        self.model = open_registry(Path(spec.home)).load(spec.model_uri, predictor=spec.predictor)
+        self.limits = threadpool_limits(1)  # one CPU per actor: Ray gives the parallelism
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {k: [] for k in ("chunk", "rows", "scored", "rejected", "part", "reject_part")}
+        for i in range(len(batch["number"])):
+            ref = ChunkRef(
+                int(batch["number"][i]), str(batch["file"][i]), int(batch["first_row"][i]), int(batch["rows"][i])
+            )
+            record = score_chunk(self.model, self.spec, ref.number, self.source.read(ref))
+            out["chunk"].append(record.chunk)
+            out["rows"].append(record.rows)
+            out["scored"].append(record.scored)
+            out["rejected"].append(record.rejected)
+            out["part"].append(record.part or "")
+            out["reject_part"].append(record.reject_part or "")
+        return out

@@ -1,0 +1,129 @@
+"""The batch tests that matter, on Ray: a real local Ray instance (2 CPUs) started here.
+
+Jobs run as a user runs them, `foretell batch run ... --engine ray --ray-address ADDRESS`
+in their own process, against the instance this module starts (as they would against a
+cluster someone else runs). Every test compares with the local engine or with the
+guarantees the local engine's tests check: the same predictions to the byte, the same
+rejects and reasons, exactly-once output after a killed job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from batchkit import CHUNK, batch_args, cli, journal_lines, kill, make_rows, start, wait_until
+
+import foretell
+from foretell.batch.manifest import JobFolder
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def on_ray(address: str, *extra: str) -> list[str]:
+    return ["--engine", "ray", "--ray-address", address, *extra]
+
+
+def sorted_output(output: Path) -> object:
+    return pq.read_table(output).sort_by("id")
+
+
+def test_both_engines_write_the_same_predictions_and_rejects(home: Path, tmp_path: Path, ray_address: str) -> None:
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(make_rows(5_000, seed=3, bad_every=97), rows, row_group_size=1_700)  # chunks straddle groups
+    args = ["--chunk-rows", "1000", "--passthrough", "segment", "--max-reject-ratio", "0.05", "--json"]
+    local = cli(home, *batch_args(rows, tmp_path / "local", *args, model="linear@production"))
+    on = cli(home, *batch_args(rows, tmp_path / "ray", *on_ray(ray_address), *args, model="linear@production"))
+    assert local.returncode == 0, local.stderr
+    assert on.returncode == 0, on.stderr
+    summary = json.loads(on.stdout)
+    assert summary["engine"] == "ray" and summary["rows"] == 5_000 and summary["parts"] == 5
+
+    want, got = sorted_output(tmp_path / "local"), sorted_output(tmp_path / "ray")
+    for column in ("id", "segment", "score", "model_version"):  # not predicted_at: each job stamps its start
+        assert got.column(column).equals(want.column(column)), column  # byte-identical, not just close
+    assert sorted(p.name for p in (tmp_path / "ray").glob("part-*")) == [f"part-{n:06d}.parquet" for n in range(5)]
+
+    want_rejects = pq.read_table(tmp_path / "local" / "_rejects").sort_by("id")
+    got_rejects = pq.read_table(tmp_path / "ray" / "_rejects").sort_by("id")
+    assert got_rejects.num_rows == len(range(0, 5_000, 97))
+    assert got_rejects.select(["id", "reason", "values"]).equals(want_rejects.select(["id", "reason", "values"]))
+
+
+def test_too_many_rejects_publish_nothing_on_ray(home: Path, tmp_path: Path, ray_address: str) -> None:
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(make_rows(1_000, seed=4, bad_every=10), rows)
+    failed = cli(home, *batch_args(rows, tmp_path / "out", *on_ray(ray_address), model="linear@production"))
+    assert failed.returncode != 0
+    assert "were rejected, more than --max-reject-ratio" in failed.stderr
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_a_killed_ray_job_resumes_and_publishes_every_row_exactly_once(
+    home: Path, tmp_path: Path, ray_address: str
+) -> None:
+    n_rows = 3_000
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(make_rows(n_rows, seed=5), rows)
+    output = tmp_path / "out"
+    job = start(home, rows, output, *on_ray(ray_address))
+    wait_until(lambda: journal_lines(output) >= 5, job, timeout=120)
+    kill(job)
+    recorded = journal_lines(output)
+    assert 5 <= recorded < n_rows // CHUNK
+    job_id = json.loads(JobFolder(output).job_file.read_text())["id"]
+    resumed = cli(home, "batch", "resume", job_id, "--json")  # the job's own record says ray, and where
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["engine"] == "ray"
+    assert summary["resumed_chunks"] >= recorded
+    ids = pq.read_table(output).column("id").to_pylist()
+    assert sorted(ids) == [f"r{i:06d}" for i in range(n_rows)]  # every row once: none lost, none twice
+    assert not list(output.rglob(".tmp-*"))
+    assert foretell.batch_job(job_id, home=home)["status"] == "succeeded"
+
+
+def test_an_input_ray_workers_cannot_read_in_place_is_refused_before_any_work(home: Path, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.csv"
+    make_rows(100).to_pandas().to_csv(rows, index=False)
+    refused = cli(home, *batch_args(rows, tmp_path / "out", "--engine", "ray", model="linear@production"))
+    assert refused.returncode != 0
+    assert "Parquet" in refused.stderr and "--engine local" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_the_ray_extra_the_error_names_it(home: Path, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(make_rows(100), rows)
+    run_without_ray = (
+        "import runpy, sys; sys.modules['ray'] = None; sys.argv = ['foretell', *sys.argv[1:]]; "
+        "runpy.run_module('foretell', run_name='__main__')"
+    )
+    missing = subprocess.run(
+        [sys.executable, "-c", run_without_ray, *batch_args(rows, tmp_path / "out", "--engine", "ray", model="linear")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FORETELL_HOME": str(home)},
+        timeout=120,
+    )
+    assert missing.returncode != 0
+    assert "--engine ray needs the 'ray' package" in missing.stderr
+    assert "pip install 'foretell[ray]'" in missing.stderr
