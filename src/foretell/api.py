@@ -329,12 +329,18 @@ def serve(
     home: Path | str | None = None,
     config: ServeConfig | Path | str | None = None,
     log_level: str = "warning",
+    engine: str = "local",
+    replicas: int | None = None,
+    autoscale: str | None = None,
+    ray_address: str | None = None,
     **settings: Any,
 ) -> None:
     """Serve models over HTTP (Open Inference Protocol and MLflow scoring) until SIGTERM or Ctrl-C.
 
     Settings as for `create_server_app`, plus `host=`, `port=`, `workers=` and `access_log=`.
     After a SIGTERM or Ctrl-C, in-flight requests finish (up to 30 s) and `serve` returns.
+    With `engine="ray"` the same app runs as a Ray Serve application (`replicas=N` or
+    `autoscale="MIN:MAX"`, on the cluster at `ray_address` or one started here).
     """
     import os
     import signal
@@ -344,6 +350,23 @@ def serve(
     resolved = serve_config(config, uris, settings)
     if not resolved.models:
         resolved = resolved.with_flags(models=production_uris(home=home))
+    if engine == "ray":
+        from foretell.http.ray_serve import RayServeOptions, parse_autoscale, run_on_ray_serve
+
+        admitted = resolved.defaults.max_queue  # what a replica's own queues can hold (docs/scale-out.md)
+        options = RayServeOptions(
+            host=resolved.host,
+            port=resolved.port,
+            replicas=replicas,
+            autoscale=parse_autoscale(autoscale) if autoscale else None,
+            max_ongoing_requests=admitted,
+            max_queued_requests=admitted,
+            address=ray_address,
+        )
+        run_on_ray_serve(create_server_app, {"home": str(_home(home)), "config": resolved}, options)
+        return
+    if engine != "local":
+        raise InvalidInput(f"engine must be local or ray; got {engine!r}")
     common: dict[str, Any] = {
         "host": resolved.host,
         "port": resolved.port,

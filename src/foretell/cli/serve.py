@@ -15,6 +15,7 @@ EPILOG = (
     "  foretell serve                                   # every model with a production alias\n\n"
     "  foretell serve churn@production --port 8080 --max-batch-size 64\n\n"
     "  foretell serve --config serve.toml               # settings and per-model batching (docs/serving.md)\n\n"
+    "  foretell serve churn@production --engine ray --autoscale 1:4 --ray-address auto   # Ray Serve replicas\n\n"
     "  curl -s localhost:8000/v2/models/churn/infer -d @request.json"
 )
 
@@ -54,6 +55,14 @@ def serve(
         str | None,
         typer.Option(help="auto (compiled when it passed its parity proof), original or compiled (default: auto)."),
     ] = None,
+    engine: Annotated[str, typer.Option(help="local (uvicorn here) or ray (a Ray Serve application).")] = "local",
+    replicas: Annotated[int | None, typer.Option(min=1, help="--engine ray: replicas (default: 1).")] = None,
+    autoscale: Annotated[
+        str | None, typer.Option(help="--engine ray: MIN:MAX replicas, scaled by Ray Serve on load.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="--engine ray: the Ray cluster (host:6379 or auto); default: one started here.")
+    ] = None,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol (/v2), MLflow scoring (/invocations), /metrics."""
     settings = {
@@ -68,8 +77,19 @@ def serve(
         "access_log": access_log,
         "predictor": predictor,
     }
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("--engine is local or ray")
+    if engine != "ray" and (replicas or autoscale or ray_address):
+        raise typer.BadParameter("--replicas, --autoscale and --ray-address go with --engine ray")
+    if engine == "ray" and workers:
+        raise typer.BadParameter("on Ray, replicas replace worker processes: use --replicas N or --autoscale MIN:MAX")
+    if replicas and autoscale:
+        raise typer.BadParameter("give --replicas N or --autoscale MIN:MAX, not both")
     resolved = api.serve_config(config, uris or (), settings)
     shown = ", ".join(resolved.models) or ", ".join(api.production_uris()) or "nothing"
     err.print(f"serving {shown} on http://{resolved.host}:{resolved.port} (Ctrl-C to stop)", highlight=False)
-    api.serve(config=resolved)
+    if engine == "ray":
+        api.serve(config=resolved, engine="ray", replicas=replicas, autoscale=autoscale, ray_address=ray_address)
+    else:
+        api.serve(config=resolved)
     err.print("stopped: every in-flight request was answered", highlight=False)

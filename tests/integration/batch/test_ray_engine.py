@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,18 +22,9 @@ from batchkit import CHUNK, batch_args, cli, journal_lines, kill, make_rows, sta
 import foretell
 from foretell.batch.manifest import JobFolder
 
-ray = pytest.importorskip("ray")
+pytest.importorskip("ray")
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def ray_address() -> Iterator[str]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
 
 
 def on_ray(address: str, *extra: str) -> list[str]:

@@ -14,9 +14,17 @@ from servekit import FEATURES, rows, server
 import foretell
 
 
-@pytest.fixture(scope="module")
-def url(home):
-    with server(home, "clf@production") as base:
+@pytest.fixture(scope="module", params=["local", pytest.param("ray", marks=pytest.mark.ray)])
+def url(home, request):
+    """The same contract, served by uvicorn here and by two Ray Serve replicas."""
+    if request.param == "local":
+        with server(home, "clf@production") as base:
+            yield base
+        return
+    address = request.getfixturevalue("ray_address")
+    with server(
+        home, "clf@production", "--engine", "ray", "--replicas", "2", "--ray-address", address, timeout=180
+    ) as base:
         yield base
 
 
