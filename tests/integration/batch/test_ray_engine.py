@@ -117,3 +117,42 @@ def test_without_the_ray_extra_the_error_names_it(home: Path, tmp_path: Path) ->
     assert missing.returncode != 0
     assert "--engine ray needs the 'ray' package" in missing.stderr
     assert "pip install 'foretell[ray]'" in missing.stderr
+
+
+def test_the_demo_churn_job_gives_identical_columns_on_both_engines_and_fills_the_store(
+    tmp_path: Path, ray_address: str
+) -> None:
+    """The issue's own check, on the demo data: the compiled churn model, 20,000 customers, --to-store."""
+    import joblib
+
+    from foretell.demo.churn import CHURN_SIGNATURE, generate_customers, train_churn
+    from foretell.store import open_store
+
+    home = tmp_path / "home"
+    joblib.dump(train_churn(generate_customers(5_000, seed=1), seed=7), tmp_path / "churn.joblib")
+    info = foretell.register("churn", tmp_path / "churn.joblib", signature=CHURN_SIGNATURE, home=home)
+    assert info.compiled is not None and info.compiled["status"] == "passed", info.compiled
+    customers = tmp_path / "customers.parquet"
+    pq.write_table(generate_customers(20_000, seed=2), customers, row_group_size=7_000)
+    common = ["--id-column", "customer_id", "--chunk-rows", "4096", "--json"]
+    runs = {}
+    for engine, extra in (("local", []), ("ray", [*on_ray(ray_address), "--to-store"])):
+        done = cli(home, "batch", "run", "churn/1", "-i", str(customers), "-o", str(tmp_path / engine), *common, *extra)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["predictor"] == "compiled"
+        runs[engine] = pq.read_table(tmp_path / engine).sort_by("customer_id")
+    for column in ("customer_id", "score", "label", "proba"):
+        assert runs["ray"].column(column).equals(runs["local"].column(column)), column
+
+    store = open_store(home)
+    try:
+        sample = runs["ray"].slice(0, 100)
+        found = store.get_many("churn", sample.column("customer_id").to_pylist())
+        assert len(found) == 100
+        for key, score in zip(
+            sample.column("customer_id").to_pylist(), sample.column("score").to_pylist(), strict=True
+        ):
+            assert found[key].prediction["score"] == score
+        assert store.stats("churn")["rows"] == 20_000
+    finally:
+        store.close()
