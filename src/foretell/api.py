@@ -214,11 +214,16 @@ def run_batch(
     return batch.run(model_uri, input, output, home=_home(home), progress=progress, **options)
 
 
-def resume_batch(job_id: str, *, home: Path | str | None = None, progress: Progress | None = None) -> BatchResult:
-    """Finish an interrupted or killed batch job: committed chunks are kept, the rest are scored."""
+def resume_batch(
+    job_id: str, *, home: Path | str | None = None, progress: Progress | None = None, ray_address: str | None = None
+) -> BatchResult:
+    """Finish an interrupted or killed batch job: committed chunks are kept, the rest are scored.
+
+    A job on Ray resumes on its own cluster, or on `ray_address` when given.
+    """
     from foretell import batch
 
-    return batch.resume(job_id, home=_home(home), progress=progress)
+    return batch.resume(job_id, home=_home(home), progress=progress, ray_address=ray_address)
 
 
 def batch_jobs(*, home: Path | str | None = None, limit: int = 50) -> list[dict[str, Any]]:

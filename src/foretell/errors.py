@@ -148,5 +148,9 @@ class MissingExtra(ForetellError, ImportError):
         self.extra = extra
 
 
+class EngineUnavailable(ForetellError, RuntimeError):
+    """The engine a job runs on (a Ray cluster) could not be reached or started."""
+
+
 class PredictionError(ForetellError, RuntimeError):
     """The model itself failed, or broke its contract (N rows in, N rows out)."""

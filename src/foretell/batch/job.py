@@ -128,6 +128,9 @@ def run(
     source.require([*required, id_column, *passthrough])
     if engine_name == "ray":
         source.plan(chunk_rows)  # refuses an input the workers could not read where they run, before any work
+        from foretell.batch.engines.ray_data import import_ray
+
+        import_ray()  # a missing extra is said now, before a job is recorded
     now = datetime.now(UTC)
     if engine_name == "local":
         workers = workers or default_workers()
@@ -198,13 +201,29 @@ def _batch_predictor(home: Path, info: ModelInfo, choice: str) -> str:
     return "original" if model.variant == "original" else "compiled"
 
 
-def resume(job_id: str, *, home: Path, engine: Engine | None = None, progress: Progress | None = None) -> BatchResult:
-    """Finish an unfinished job: its recorded chunks are kept, the rest are scored, then it publishes."""
+def resume(
+    job_id: str,
+    *,
+    home: Path,
+    engine: Engine | None = None,
+    ray_address: str | None = None,
+    progress: Progress | None = None,
+) -> BatchResult:
+    """Finish an unfinished job: its recorded chunks are kept, the rest are scored, then it publishes.
+
+    A job on Ray resumes on the cluster it started on, or on `ray_address` when given.
+    """
     record = JobHistory(home).get(job_id)
     folder = JobFolder(_job_folder(Path(record["output"]), record["options"].get("single_file", False)))
     job = folder.read_job()
     if job is None or job["id"] != job_id:
         raise InvalidInput(f"{record['output']} no longer holds job {job_id}'s work")
+    if ray_address is not None:
+        if job["options"].get("engine") != "ray":
+            raise InvalidInput(f"job {job_id} runs on the {job['options'].get('engine', 'local')} engine, not on Ray")
+        job = {**job, "options": {**job["options"], "ray_address": ray_address}}
+        with folder.locked():
+            folder.write_job(job)
     return _execute(job, folder, home, engine, progress)
 
 

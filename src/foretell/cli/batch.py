@@ -101,11 +101,14 @@ def run(
 @app.command("resume", epilog="Example: foretell batch resume job-20261129-020000-1a2b3c")
 def resume(
     job_id: Annotated[str, typer.Argument(help="Job id, as `foretell batch list` shows it.")],
+    ray_address: Annotated[
+        str | None, typer.Option(help="A job on Ray: resume on this cluster instead of the one it started on.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")] = False,
 ) -> None:
     """Finish a killed or interrupted job: committed parts are kept, the rest are scored, then it publishes."""
     with _progress() as progress:
-        result = api.resume_batch(job_id, progress=progress)
+        result = api.resume_batch(job_id, progress=progress, ray_address=ray_address)
     _summary(result.to_dict(), as_json)
 
 

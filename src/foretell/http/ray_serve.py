@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from foretell.errors import InvalidInput, MissingExtra
+from foretell.errors import EngineUnavailable, InvalidInput, MissingExtra
 
 __all__ = ["RayServeOptions", "run_on_ray_serve"]
 
@@ -41,7 +41,7 @@ class RayServeOptions:
     max_ongoing_requests: int = 1024
     max_queued_requests: int = 1024
     address: str | None = None
-    """A running Ray cluster; None starts one on this machine."""
+    """A running Ray cluster; None starts one on this machine (and stops it at the end)."""
 
 
 def parse_autoscale(text: str) -> tuple[int, int]:
@@ -75,7 +75,14 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
         raise MissingExtra("ray", "ray", "ray", needed_by="--engine ray") from exc
 
     if not ray.is_initialized():
-        ray.init(address=options.address, include_dashboard=False, logging_level=logging.WARNING)
+        try:
+            ray.init(address=options.address or "local", include_dashboard=False, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = f"the Ray cluster at {options.address}" if options.address else "a local Ray instance"
+            raise EngineUnavailable(f"could not start on {where}: {exc}") from exc
+    # On a cluster someone else runs, only foretell's application is removed at the end: Ray Serve
+    # itself, and any other application on it, stay. A local instance started here goes entirely.
+    owned = options.address is None
     # foretell writes its own access log when asked (--access-log); Ray Serve's line per request in
     # the proxy and the replica would cost every request, as uvicorn's would on one machine.
     quiet = {"log_level": "WARNING", "enable_access_log": False}
@@ -110,5 +117,9 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        serve.delete(APP_NAME)  # replicas run the app's shutdown: in-flight requests are answered
-        serve.shutdown()  # type: ignore[no-untyped-call]
+        try:
+            serve.delete(APP_NAME)  # replicas run the app's shutdown: in-flight requests are answered
+        finally:
+            if owned:
+                serve.shutdown()  # type: ignore[no-untyped-call]
+                ray.shutdown()

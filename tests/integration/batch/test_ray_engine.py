@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,23 @@ def test_the_demo_churn_job_gives_identical_columns_on_both_engines_and_fills_th
         assert store.stats("churn")["rows"] == 20_000
     finally:
         store.close()
+
+
+def test_sigterm_stops_a_ray_job_between_chunks_and_resume_finishes(
+    home: Path, tmp_path: Path, ray_address: str
+) -> None:
+    n_rows = 3_000
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(make_rows(n_rows, seed=6), rows)
+    output = tmp_path / "out"
+    job = start(home, rows, output, *on_ray(ray_address))
+    wait_until(lambda: journal_lines(output) >= 3, job, timeout=120)
+    kill(job, signal.SIGTERM)
+    assert job.returncode != 0
+    assert "resume" in job.stderr.read()  # type: ignore[union-attr]
+    job_id = json.loads(JobFolder(output).job_file.read_text())["id"]
+    assert foretell.batch_job(job_id, home=home)["status"] == "interrupted"  # the job's handler, not Ray's
+    assert not (output / "_SUCCESS").exists()
+    resumed = cli(home, "batch", "resume", job_id, "--ray-address", ray_address, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(pq.read_table(output).column("id").to_pylist()) == [f"r{i:06d}" for i in range(n_rows)]

@@ -22,8 +22,10 @@ output at the same paths (a shared filesystem), and have foretell installed
 from __future__ import annotations
 
 import logging
+import signal
+import warnings
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from foretell.batch.engines.base import Chunks
 from foretell.batch.manifest import ChunkRecord
 from foretell.batch.scoring import ScoringSpec, score_chunk
 from foretell.batch.sources import ChunkRef, InputFormat, open_source
-from foretell.errors import MissingExtra
+from foretell.errors import EngineUnavailable, MissingExtra
 
 __all__ = ["RayEngine", "import_ray"]
 
@@ -52,7 +54,8 @@ class RayEngine:
         self.workers = workers
         """Actors in the pool (default: one per CPU of the cluster)."""
         self.address = address
-        """A running cluster (`ray://host:10001`, `host:6379` or `auto`); None starts one on this machine."""
+        """A running cluster (`ray://host:10001`, `host:6379` or `auto`); None starts one on this machine
+        for the job (never one that RAY_ADDRESS or `ray start` names: pass `auto` for that)."""
 
     def run(self, spec: ScoringSpec, chunks: Chunks) -> Iterator[ChunkRecord]:
         refs = chunks.refs()  # a non-Parquet input is refused here, before a cluster is started
@@ -62,15 +65,29 @@ class RayEngine:
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notices would interleave with the job's lines
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(
-                address=self.address,
-                num_cpus=None if self.address else self.workers,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-            )
+            # ray.init installs its own SIGTERM and SIGINT handlers (exit at once); the job's own,
+            # which stop it between chunks and record it as interrupted, are put back after it.
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                ray.init(
+                    address=self.address or "local",  # never a RAY_ADDRESS or `ray start` cluster by surprise
+                    num_cpus=None if self.address else self.workers,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+                raise EngineUnavailable(
+                    f"could not start on {where}: {exc}. Nothing was scored; resume the job when the cluster "
+                    "is up (`foretell batch resume JOB --ray-address ADDRESS` to point it elsewhere)"
+                ) from exc
+            finally:
+                for sig, handler in handlers.items():
+                    if handler is not None:
+                        signal.signal(sig, handler)
         try:
-            yield from self._score(ray, spec, chunks, refs)
+            yield from self._score(ray, _absolute(spec), chunks, refs)
         finally:
             if started_here:
                 ray.shutdown()
@@ -81,14 +98,23 @@ class RayEngine:
         context.execution_options.preserve_order = False  # records are journaled in whatever order they end
         pool = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         items = [asdict(ref) for ref in refs]
-        scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            ChunkScorer,
-            fn_constructor_kwargs={"spec": spec, "location": chunks.source.location, "fmt": chunks.source.format},
-            batch_size=1,
-            batch_format="numpy",
-            concurrency=min(pool, len(items)),
-            num_cpus=1,
-        )
+        location = chunks.source.location
+        if "://" not in location:
+            location = str(Path(location).absolute())  # actors may start elsewhere than the driver
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # Ray's: these go in named options, some day
+            scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                ChunkScorer,
+                fn_constructor_kwargs={"spec": spec, "location": location, "fmt": chunks.source.format},
+                batch_size=1,
+                batch_format="numpy",
+                concurrency=min(pool, len(items)),
+                num_cpus=1,
+                # An actor that crashes fails the job (resume finishes it): Ray Data's default is to
+                # restart it and retry its chunk forever, which a chunk that crashes it would loop on.
+                max_restarts=0,
+                max_task_retries=0,
+            )
         for row in scored.iter_rows():
             yield ChunkRecord(
                 chunk=int(row["chunk"]),
@@ -98,6 +124,16 @@ class RayEngine:
                 part=str(row["part"]) or None,
                 reject_part=str(row["reject_part"]) or None,
             )
+
+
+def _absolute(spec: ScoringSpec) -> ScoringSpec:
+    """The job's folders and registry as absolute paths: an actor's working directory is not the driver's."""
+    return replace(
+        spec,
+        home=str(Path(spec.home).absolute()),
+        staged=str(Path(spec.staged).absolute()),
+        staged_rejects=str(Path(spec.staged_rejects).absolute()),
+    )
 
 
 class ChunkScorer:
