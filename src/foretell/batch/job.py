@@ -127,7 +127,6 @@ def run(
     required = [f.name for f in info.signature.inputs if f.required]  # optional features may be left out
     source.require([*required, id_column, *passthrough])
     if engine_name == "ray":
-        source.plan(chunk_rows)  # refuses an input the workers could not read where they run, before any work
         from foretell.batch.engines.ray_data import import_ray
 
         import_ray()  # a missing extra is said now, before a job is recorded

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -114,6 +115,7 @@ class JobFolder:
             if folder.is_dir():
                 for path in folder.iterdir():
                     path.unlink()
+        shutil.rmtree(self.meta / "input", ignore_errors=True)  # chunks a Ray job staged from CSV or JSON
         self.journal.unlink(missing_ok=True)
 
     def publish(self, records: Mapping[int, ChunkRecord], manifest: Mapping[str, Any]) -> None:

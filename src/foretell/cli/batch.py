@@ -58,7 +58,7 @@ def run(
     resume: Annotated[bool, typer.Option(help="Finish the unfinished job found in --output.")] = False,
     predictor: PredictorOption = "auto",
     engine: Annotated[
-        str, typer.Option(help="local (this machine's cores) or ray (Ray Data on a cluster; Parquet input).")
+        str, typer.Option(help="local (this machine's cores) or ray (Ray Data on a Ray cluster).")
     ] = "local",
     ray_address: Annotated[
         str | None,

@@ -91,14 +91,20 @@ def test_a_killed_ray_job_resumes_and_publishes_every_row_exactly_once(
     assert foretell.batch_job(job_id, home=home)["status"] == "succeeded"
 
 
-def test_an_input_ray_workers_cannot_read_in_place_is_refused_before_any_work(home: Path, tmp_path: Path) -> None:
+def test_a_csv_input_is_staged_as_parquet_chunks_and_scored_the_same(
+    home: Path, tmp_path: Path, ray_address: str
+) -> None:
     rows = tmp_path / "rows.csv"
-    make_rows(100).to_pandas().to_csv(rows, index=False)
-    refused = cli(home, *batch_args(rows, tmp_path / "out", "--engine", "ray", model="linear@production"))
-    assert refused.returncode != 0
-    assert "Parquet" in refused.stderr and "--engine local" in refused.stderr
-    assert "Traceback" not in refused.stderr
-    assert not (tmp_path / "out").exists()
+    make_rows(2_500, seed=8, bad_every=40).to_pandas().to_csv(rows, index=False)
+    args = ["--chunk-rows", "1000", "--max-reject-ratio", "0.05", "--json"]
+    local = cli(home, *batch_args(rows, tmp_path / "local", *args, model="linear@production"))
+    on = cli(home, *batch_args(rows, tmp_path / "ray", *on_ray(ray_address), *args, model="linear@production"))
+    assert local.returncode == 0, local.stderr
+    assert on.returncode == 0, on.stderr
+    want, got = sorted_output(tmp_path / "local"), sorted_output(tmp_path / "ray")
+    assert got.column("score").equals(want.column("score")) and got.column("id").equals(want.column("id"))
+    assert json.loads(on.stdout)["rejected"] == len(range(0, 2_500, 40))
+    assert not (tmp_path / "ray" / "_foretell" / "input").exists()  # the staged copies go once scored
 
 
 def test_without_the_ray_extra_the_error_names_it(home: Path, tmp_path: Path) -> None:

@@ -14,6 +14,9 @@ twice and publish duplicates. Here chunk N is the same rows on every run, its pa
 comes back, exactly as with local workers. A chunk an actor finishes after its driver
 died is committed under the same name again on resume: replaced, never duplicated.
 
+A CSV or JSON-lines input has no footers to plan from: the driver cuts it into chunks and
+stages each as a Parquet file beside the job's parts, and the actors read those.
+
 On a cluster, every node must see the registry (FORETELL_HOME), the input and the
 output at the same paths (a shared filesystem), and have foretell installed
 (docs/scale-out.md).
@@ -22,12 +25,15 @@ output at the same paths (a shared filesystem), and have foretell installed
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from foretell.batch.engines.base import Chunks
 from foretell.batch.manifest import ChunkRecord
@@ -58,7 +64,11 @@ class RayEngine:
         for the job (never one that RAY_ADDRESS or `ray start` names: pass `auto` for that)."""
 
     def run(self, spec: ScoringSpec, chunks: Chunks) -> Iterator[ChunkRecord]:
-        refs = chunks.refs()  # a non-Parquet input is refused here, before a cluster is started
+        staging = Path(spec.staged).absolute().parent / "input"
+        if chunks.source.format == "parquet":
+            refs, location, fmt = chunks.refs(), chunks.source.location, chunks.source.format
+        else:
+            refs, location, fmt = _staged(chunks, staging), str(staging), "parquet"
         if not refs:
             return
         ray = import_ray()
@@ -87,25 +97,27 @@ class RayEngine:
                     if handler is not None:
                         signal.signal(sig, handler)
         try:
-            yield from self._score(ray, _absolute(spec), chunks, refs)
+            yield from self._score(ray, _absolute(spec), location, fmt, refs)
         finally:
             if started_here:
                 ray.shutdown()
+        shutil.rmtree(staging, ignore_errors=True)  # every chunk is scored: the copies are not needed
 
-    def _score(self, ray: Any, spec: ScoringSpec, chunks: Chunks, refs: list[ChunkRef]) -> Iterator[ChunkRecord]:
+    def _score(
+        self, ray: Any, spec: ScoringSpec, location: str, fmt: InputFormat, refs: list[ChunkRef]
+    ) -> Iterator[ChunkRecord]:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the job reports its own progress
         context.execution_options.preserve_order = False  # records are journaled in whatever order they end
         pool = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         items = [asdict(ref) for ref in refs]
-        location = chunks.source.location
         if "://" not in location:
             location = str(Path(location).absolute())  # actors may start elsewhere than the driver
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # Ray's: these go in named options, some day
             scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
                 ChunkScorer,
-                fn_constructor_kwargs={"spec": spec, "location": location, "fmt": chunks.source.format},
+                fn_constructor_kwargs={"spec": spec, "location": location, "fmt": fmt},
                 batch_size=1,
                 batch_format="numpy",
                 concurrency=min(pool, len(items)),
@@ -124,6 +136,26 @@ class RayEngine:
                 part=str(row["part"]) or None,
                 reject_part=str(row["reject_part"]) or None,
             )
+
+
+def _staged(chunks: Chunks, staging: Path) -> list[ChunkRef]:
+    """CSV or JSON lines cut into chunks here, each staged as a Parquet file beside the job's parts.
+
+    Only Parquet says where a row is, so these are read once, by the driver, and each chunk is
+    written where the actors can read it. A resumed job reuses the chunks already staged.
+    """
+    import pyarrow.parquet as pq
+
+    staging.mkdir(parents=True, exist_ok=True)
+    refs = []
+    for number, batch in chunks.batches():
+        path = staging / f"chunk-{number:06d}.parquet"
+        if not path.is_file():
+            temp = path.with_name(f".tmp-{path.name}")
+            pq.write_table(pa.Table.from_batches([batch]), temp)
+            temp.replace(path)  # whole or absent: a kill mid-write leaves no half chunk to reuse
+        refs.append(ChunkRef(number, str(path), 0, batch.num_rows))
+    return refs
 
 
 def _absolute(spec: ScoringSpec) -> ScoringSpec:
