@@ -66,6 +66,16 @@ class ForetellReplica:
         return self._build(**self._build_kwargs)
 
 
+def _serve_running(ray: Any) -> bool:
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return False
+    return True
+
+
 def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any], options: RayServeOptions) -> None:
     """Deploy and serve until SIGTERM or Ctrl-C, then shut the application down (replicas drain)."""
     try:
@@ -80,9 +90,11 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = f"the Ray cluster at {options.address}" if options.address else "a local Ray instance"
             raise EngineUnavailable(f"could not start on {where}: {exc}") from exc
-    # On a cluster someone else runs, only foretell's application is removed at the end: Ray Serve
-    # itself, and any other application on it, stay. A local instance started here goes entirely.
-    owned = options.address is None
+    # At the end, foretell's application is removed; Ray Serve itself only if it was started here
+    # (if it already ran, it and its other applications stay, on the HTTP port it already had); the
+    # Ray instance only if it was started here.
+    owned_ray = options.address is None
+    owned_serve = not _serve_running(ray)
     # foretell writes its own access log when asked (--access-log); Ray Serve's line per request in
     # the proxy and the replica would cost every request, as uvicorn's would on one machine.
     quiet = {"log_level": "WARNING", "enable_access_log": False}
@@ -120,6 +132,7 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
         try:
             serve.delete(APP_NAME)  # replicas run the app's shutdown: in-flight requests are answered
         finally:
-            if owned:
+            if owned_serve:
                 serve.shutdown()  # type: ignore[no-untyped-call]
+            if owned_ray:
                 ray.shutdown()
