@@ -150,6 +150,9 @@ def test_the_demo_churn_job_gives_identical_columns_on_both_engines_and_fills_th
         runs[engine] = pq.read_table(tmp_path / engine).sort_by("customer_id")
     for column in ("customer_id", "score", "label", "proba"):
         assert runs["ray"].column(column).equals(runs["local"].column(column)), column
+    table = pq.read_table(customers).sort_by("customer_id")
+    direct = foretell.load("churn/1", home=home).predict_batch(table, extra="ignore")  # the one prediction path
+    assert direct.column("score").tolist() == runs["ray"].column("score").to_pylist()
 
     store = open_store(home)
     try:
