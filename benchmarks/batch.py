@@ -205,6 +205,12 @@ def run_contender(name: str, *args: Any) -> tuple[float, int, str]:
 # -- the benchmark ----------------------------------------------------------------------------------------
 
 
+def foretell_batch(home: Path, source: Path, output: Path, *extra: str) -> tuple[float, int, str]:
+    """`foretell batch run churn/1` as a user runs it, measured (wall seconds, peak RSS, its JSON summary)."""
+    command = [sys.executable, "-m", "foretell", "batch", "run", "churn/1", "--input", str(source)]
+    return measured([*command, "--output", str(output), *extra, "--json"], env={"FORETELL_HOME": str(home)})
+
+
 def on_ray(results: list[dict[str, Any]], work: Path, home: Path) -> None:
     """foretell's Ray engine and a plain Ray Data job, each as its own driver, on one local Ray instance."""
     import ray
@@ -214,26 +220,7 @@ def on_ray(results: list[dict[str, Any]], work: Path, home: Path) -> None:
     try:
         for r in results:
             n, source = r["rows"], work / f"customers-{r['rows']}.parquet"
-            ray_s, _, out = measured(
-                [
-                    sys.executable,
-                    "-m",
-                    "foretell",
-                    "batch",
-                    "run",
-                    "churn/1",
-                    "--input",
-                    str(source),
-                    "--output",
-                    str(work / f"ray-{n}"),
-                    "--engine",
-                    "ray",
-                    "--ray-address",
-                    address,
-                    "--json",
-                ],
-                env={"FORETELL_HOME": str(home)},
-            )
+            ray_s, _, out = foretell_batch(home, source, work / f"ray-{n}", "--engine", "ray", "--ray-address", address)
             assert json.loads(out)["engine"] == "ray"
             plain_s, _, _ = run_contender("ray_data", address, home, source, work / f"ray-data-{n}")
             r.update(
@@ -289,24 +276,7 @@ def main() -> int:
             naive_seconds = naive["seconds"] / naive["rows"] * n
             runs = {}
             for predictor in ("auto", "original"):  # compiled (auto settles on it), then the framework's own
-                runs[predictor] = measured(
-                    [
-                        sys.executable,
-                        "-m",
-                        "foretell",
-                        "batch",
-                        "run",
-                        "churn/1",
-                        "--input",
-                        str(source),
-                        "--output",
-                        str(work / f"out-{n}-{predictor}"),
-                        "--predictor",
-                        predictor,
-                        "--json",
-                    ],
-                    env={"FORETELL_HOME": str(home)},
-                )
+                runs[predictor] = foretell_batch(home, source, work / f"out-{n}-{predictor}", "--predictor", predictor)
                 assert json.loads(runs[predictor][2])["predictor"] == (
                     "compiled" if predictor == "auto" else "original"
                 )

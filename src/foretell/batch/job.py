@@ -193,8 +193,7 @@ def _batch_predictor(home: Path, info: ModelInfo, choice: str) -> str:
     """
     if choice == "original":
         return choice
-    passed = bool(info.compiled) and (info.compiled or {}).get("status") == "passed"
-    if choice == "auto" and not passed:
+    if choice == "auto" and not info.compiled_passed:
         return "original"
     model = open_registry(home).load(info.uri, predictor=choice)
     return "original" if model.variant == "original" else "compiled"

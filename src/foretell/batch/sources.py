@@ -66,13 +66,7 @@ class Source:
         """Rows in the input when the format says so cheaply (Parquet footers), else None."""
         if self.format != "parquet":
             return None
-        import pyarrow.parquet as pq
-
-        total = 0
-        for path in self.files:
-            with self.filesystem.open_input_file(path) as handle:
-                total += pq.ParquetFile(handle).metadata.num_rows
-        return total
+        return sum(self._rows_in(path) for path in self.files)
 
     def require(self, columns: Sequence[str], what: str = "the model") -> None:
         """Fail before any work when the input lacks a column the job needs."""
@@ -105,20 +99,24 @@ class Source:
         """Every chunk `chunks` would yield, as references, numbered the same way (from the footers)."""
         if self.format != "parquet":
             raise InvalidInput(
-                f"{self.location} is {self.format}: chunks can be read where they are scored only from "
-                "Parquet, whose footers say where each row is (convert it, or score it with --engine local)"
+                f"{self.location} is {self.format}: chunks can be planned only from Parquet, whose footers "
+                "say where each row is (cut the rows with `chunks` instead)"
             )
-        import pyarrow.parquet as pq
-
         refs: list[ChunkRef] = []
         for path in self.files:
-            with self.filesystem.open_input_file(path) as handle:
-                rows = pq.ParquetFile(handle).metadata.num_rows
+            rows = self._rows_in(path)
             refs += [
                 ChunkRef(len(refs) + i, path, first, min(chunk_rows, rows - first))
                 for i, first in enumerate(range(0, rows, chunk_rows))
             ]
         return refs
+
+    def _rows_in(self, path: str) -> int:
+        """A Parquet file's rows, from its footer."""
+        import pyarrow.parquet as pq
+
+        with self.filesystem.open_input_file(path) as handle:
+            return int(pq.ParquetFile(handle).metadata.num_rows)
 
     def read(self, ref: ChunkRef, columns: Sequence[str] | None = None) -> pa.RecordBatch:
         """The rows `ref` points to: the same rows, in the same order, as chunk `ref.number` of `chunks`."""

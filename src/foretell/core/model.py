@@ -44,6 +44,11 @@ class ModelInfo:
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
 
+    @property
+    def compiled_passed(self) -> bool:
+        """Whether this version has a compiled predictor that passed its parity proof."""
+        return (self.compiled or {}).get("status") == "passed"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -32,6 +32,18 @@ def on_ray(address: str, *extra: str) -> list[str]:
     return ["--engine", "ray", "--ray-address", address, *extra]
 
 
+def started_on_ray(
+    home: Path, tmp_path: Path, address: str, n_rows: int, seed: int, after_chunks: int
+) -> tuple[Path, subprocess.Popen[str]]:
+    """A slow job on Ray over `n_rows` rows, returned once it has committed `after_chunks` chunks."""
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(make_rows(n_rows, seed=seed), rows)
+    output = tmp_path / "out"
+    job = start(home, rows, output, *on_ray(address))
+    wait_until(lambda: journal_lines(output) >= after_chunks, job, timeout=120)
+    return output, job
+
+
 def sorted_output(output: Path) -> object:
     return pq.read_table(output).sort_by("id")
 
@@ -71,11 +83,7 @@ def test_a_killed_ray_job_resumes_and_publishes_every_row_exactly_once(
     home: Path, tmp_path: Path, ray_address: str
 ) -> None:
     n_rows = 3_000
-    rows = tmp_path / "rows.parquet"
-    pq.write_table(make_rows(n_rows, seed=5), rows)
-    output = tmp_path / "out"
-    job = start(home, rows, output, *on_ray(ray_address))
-    wait_until(lambda: journal_lines(output) >= 5, job, timeout=120)
+    output, job = started_on_ray(home, tmp_path, ray_address, n_rows, seed=5, after_chunks=5)
     kill(job)
     recorded = journal_lines(output)
     assert 5 <= recorded < n_rows // CHUNK
@@ -172,11 +180,7 @@ def test_sigterm_stops_a_ray_job_between_chunks_and_resume_finishes(
     home: Path, tmp_path: Path, ray_address: str
 ) -> None:
     n_rows = 3_000
-    rows = tmp_path / "rows.parquet"
-    pq.write_table(make_rows(n_rows, seed=6), rows)
-    output = tmp_path / "out"
-    job = start(home, rows, output, *on_ray(ray_address))
-    wait_until(lambda: journal_lines(output) >= 3, job, timeout=120)
+    output, job = started_on_ray(home, tmp_path, ray_address, n_rows, seed=6, after_chunks=3)
     kill(job, signal.SIGTERM)
     assert job.returncode != 0
     assert "resume" in job.stderr.read()  # type: ignore[union-attr]

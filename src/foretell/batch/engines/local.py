@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from foretell.batch.engines.base import Chunks
 from foretell.batch.manifest import ChunkRecord
 from foretell.batch.scoring import ScoringSpec, score_chunk
-from foretell.core.model import Model
+from foretell.core.model import Model, ModelInfo
 
 __all__ = ["LocalEngine", "default_workers"]
 
@@ -53,7 +53,10 @@ class LocalEngine:
         if self.workers == 1:
             yield from _in_process(spec, chunks)
             return
-        model = _load(spec) if _may_release_gil(spec) else None
+        info = _info(spec)
+        may_compile = spec.predictor != "original" and info.compiled_passed
+        # Only a predictor that may run outside the GIL (a compiled one, an ONNX model) is loaded here to find out.
+        model = _load(spec) if may_compile or info.flavor == "onnx" else None
         if model is not None and model.releases_gil:
             yield from _on_threads(model, spec, self.workers, chunks)
             return
@@ -61,7 +64,7 @@ class LocalEngine:
         # Workers fork from a fork server started before any of our threads, which has
         # already imported the frameworks: fork's speed without forking a threaded parent.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["foretell.registry", "foretell.batch.scoring", *_frameworks(spec)])
+        context.set_forkserver_preload(["foretell.registry", "foretell.batch.scoring", *_frameworks(info, may_compile)])
         initargs = (spec, os.getpid())
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start, initargs=initargs) as pool:
             yield from _bounded(pool, self.workers, chunks, lambda n, b: (_score, n, _to_ipc(b)))
@@ -96,14 +99,10 @@ def _bounded(
             future.cancel()
 
 
-def _may_release_gil(spec: ScoringSpec) -> bool:
-    """Whether the job may score with a predictor that runs outside the GIL: a compiled one, or an
-    ONNX model. Only those are loaded in the job's process to find out."""
+def _info(spec: ScoringSpec) -> ModelInfo:
     from foretell.registry import open_registry
 
-    info = open_registry(Path(spec.home)).get(spec.model_uri)
-    compiled = info.compiled or {}
-    return info.flavor == "onnx" or (spec.predictor != "original" and compiled.get("status") == "passed")
+    return open_registry(Path(spec.home)).get(spec.model_uri)
 
 
 #: What each way of predicting imports when it loads: worth importing once, in the fork server.
@@ -116,18 +115,14 @@ _FRAMEWORKS = {
 }
 
 
-def _frameworks(spec: ScoringSpec) -> list[str]:
+def _frameworks(info: ModelInfo, compiled: bool) -> list[str]:
     """The framework the workers will load the model with: the compiled predictor's, or the flavor's.
 
     Importing scikit-learn takes over a second, which a job scoring with a compiled
     predictor would spend for nothing before its first chunk.
     """
-    from foretell.registry import open_registry
-
-    info = open_registry(Path(spec.home)).get(spec.model_uri)
-    compiled = info.compiled or {}
-    if spec.predictor != "original" and compiled.get("status") == "passed":
-        return [_FRAMEWORKS.get(str(compiled.get("compiler")), "")][:1]
+    if compiled:
+        return [_FRAMEWORKS.get(str((info.compiled or {}).get("compiler")), "")][:1]
     module = _FRAMEWORKS.get(info.flavor)
     return [module] if module else []
 
