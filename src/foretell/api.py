@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from foretell.config import Settings, lines_on_stderr
+from foretell.config import Settings
 from foretell.core.model import Model, ModelInfo
 from foretell.core.schema import Signature
 from foretell.errors import ForetellError, InvalidInput
@@ -253,8 +253,8 @@ def scheduler(*, home: Path | str | None = None, **options: Any) -> Scheduler:
     return Scheduler(_home(home), **options)
 
 
-SERVE_CONFIG_ENV = "FORETELL_SERVE_CONFIG"
 STORE_URL_ENV = "FORETELL_STORE_URL"
+API_KEY_ENV = "FORETELL_API_KEY"
 
 
 def production_uris(*, home: Path | str | None = None) -> list[str]:
@@ -275,57 +275,9 @@ def create_server_app(
     (`max_batch_size=`, `max_delay_ms=`, `max_queue=`, `reload_seconds=`, `max_body_bytes=`,
     `api_key=`, `overload_status=`), and a `[batching.NAME]` table in the file overrides both.
     """
-    import os
+    from foretell.http.server import build_app
 
-    from foretell.http import ServerOptions, create_app
-    from foretell.hybrid import HybridService
-    from foretell.serving.runtime import Runtime
-    from foretell.store import open_entity_store, open_store
-
-    resolved = serve_config(config, uris, settings)
-    uris = list(resolved.models) or production_uris(home=home)
-    if not uris:
-        raise InvalidInput("nothing to serve: name models, or give one a production alias (foretell models alias)")
-    runtime = Runtime(
-        _home(home),
-        uris,
-        policy=resolved.defaults,
-        policies=resolved.policies(),
-        reload_seconds=resolved.reload_seconds,
-        predictor=resolved.predictor,
-    )
-    options = ServerOptions(
-        api_key=resolved.api_key or os.environ.get("FORETELL_API_KEY") or None,
-        max_body_bytes=resolved.max_body_bytes,
-        overload_status=resolved.overload_status,
-        access_log=resolved.access_log,
-    )
-    store_url = resolved.store_url or _store_url()
-    hybrid = HybridService(
-        runtime,
-        open_store(_home(home), store_url),
-        open_entity_store(_home(home), store_url),
-        max_age=resolved.model_max_age,
-        default_max_age=resolved.max_age,
-    )
-    return create_app(runtime, options, hybrid)
-
-
-def app_from_env() -> Any:
-    """The app for `uvicorn --factory` workers: settings come as JSON in FORETELL_SERVE_CONFIG."""
-    import os
-
-    from foretell.serving.config import ServeConfig
-
-    settings = json.loads(os.environ.get(SERVE_CONFIG_ENV, "{}"))
-    home = settings.pop("home", None)
-    _show_serving_log()
-    return create_server_app(home=home, config=ServeConfig.from_dict(settings, SERVE_CONFIG_ENV))
-
-
-def _show_serving_log() -> None:
-    """Which version each model serves, with which predictor, and every reload: one line each on stderr."""
-    lines_on_stderr("foretell.serving")
+    return build_app(_home(home), _served(config, uris, settings, home))
 
 
 def serve(
@@ -347,52 +299,29 @@ def serve(
     With `engine="ray"` the same app runs as a Ray Serve application (`replicas=N` or
     `autoscale="MIN:MAX"`, on the cluster at `ray_address` or one started here).
     """
-    import os
-    import signal
+    from foretell.http.server import RayPlacement, run_server
 
-    import uvicorn
+    if engine not in ("local", "ray"):
+        raise InvalidInput(f"engine must be local or ray; got {engine!r}")
+    ray = RayPlacement(replicas, autoscale, ray_address) if engine == "ray" else None
+    run_server(_home(home), _served(config, uris, settings, home), log_level=log_level, ray=ray)
+
+
+def _served(
+    config: ServeConfig | Path | str | None,
+    uris: Sequence[str],
+    settings: Mapping[str, Any],
+    home: Path | str | None,
+) -> ServeConfig:
+    """The settings a server runs with: the config, the arguments, then the environment for what is still unset."""
+    import os
 
     resolved = serve_config(config, uris, settings)
-    if not resolved.models:
-        resolved = resolved.with_flags(models=production_uris(home=home))
-    if engine == "ray":
-        from foretell.http.ray_serve import RayServeOptions, parse_autoscale, run_on_ray_serve
-
-        admitted = resolved.defaults.max_queue  # what a replica's own queues can hold (docs/scale-out.md)
-        options = RayServeOptions(
-            host=resolved.host,
-            port=resolved.port,
-            replicas=replicas,
-            autoscale=parse_autoscale(autoscale) if autoscale else None,
-            max_ongoing_requests=admitted,
-            max_queued_requests=admitted,
-            address=ray_address,
-        )
-        run_on_ray_serve(create_server_app, {"home": str(_home(home)), "config": resolved}, options)
-        return
-    if engine != "local":
-        raise InvalidInput(f"engine must be local or ray; got {engine!r}")
-    common: dict[str, Any] = {
-        "host": resolved.host,
-        "port": resolved.port,
-        "log_level": log_level,
-        "access_log": False,  # foretell writes its own, structured (ServeConfig.access_log)
-        "timeout_graceful_shutdown": 30,
-    }
-    # uvicorn re-raises the signal that stopped it once it has drained; a graceful stop is a
-    # normal end, so that second delivery is ignored and `serve` returns.
-    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        if resolved.workers > 1:
-            # Each worker process builds its own app (and loads its own models) from the same settings.
-            os.environ[SERVE_CONFIG_ENV] = json.dumps({**resolved.to_dict(), "home": str(_home(home))})
-            uvicorn.run("foretell.api:app_from_env", factory=True, workers=resolved.workers, **common)
-        else:
-            _show_serving_log()
-            uvicorn.run(create_server_app(home=home, config=resolved), **common)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return resolved.with_flags(
+        models=None if resolved.models else production_uris(home=home),
+        api_key=resolved.api_key or os.environ.get(API_KEY_ENV) or None,
+        store_url=resolved.store_url or _store_url(),
+    )
 
 
 def _store_url() -> str | None:

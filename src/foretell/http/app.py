@@ -1,15 +1,15 @@
 """The ASGI application: Open Inference Protocol, MLflow scoring, probes, metrics, OpenAPI.
 
 Infer and `/invocations` are answered by `InferenceEndpoints` in plain ASGI (they carry the
-traffic); every other path is a Starlette route. Health, readiness and metrics answer
-without touching a model, parsing a body or asking for an API key, so an overloaded or
-locked server still says how it is.
+traffic); every other path is a Starlette route. Every route that names a model goes
+through `InferenceService.observed`, so all of them count and answer failures alike.
+Health, readiness and metrics answer without touching a model, parsing a body or asking
+for an API key, so an overloaded or locked server still says how it is.
 """
 
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version as package_version
@@ -24,14 +24,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from foretell.http.access_log import with_access_log
 from foretell.http.asgi import reply
-from foretell.http.errors import error_reply
+from foretell.http.errors import HttpAnswers, Reply
 from foretell.http.hybrid import hybrid_routes
 from foretell.http.inference import InferenceEndpoints, match
 from foretell.http.openapi import openapi_document
 from foretell.http.shutdown import not_ready_on_signal
 from foretell.hybrid import HybridService
 from foretell.protocols.oip import model_metadata, server_metadata
-from foretell.serving.runtime import ModelSlot, Runtime
+from foretell.serving.runtime import ModelSlot
+from foretell.serving.service import Call, InferenceService
 
 __all__ = ["ServerOptions", "create_app"]
 
@@ -56,37 +57,32 @@ class ServerOptions:
         self.retry_after_seconds = retry_after_seconds
 
 
-def create_app(runtime: Runtime, options: ServerOptions | None = None, hybrid: HybridService | None = None) -> ASGIApp:
+def create_app(
+    service: InferenceService, options: ServerOptions | None = None, hybrid: HybridService | None = None
+) -> ASGIApp:
     """The server's ASGI app; with `hybrid`, also the lookup-by-key and event routes (`/v1`)."""
     options = options or ServerOptions()
     version = package_version("foretell")
-    hot = InferenceEndpoints(
-        runtime,
-        max_body_bytes=options.max_body_bytes,
-        overload_status=options.overload_status,
-        retry_after_seconds=options.retry_after_seconds,
-    )
+    answers = HttpAnswers(overload_status=options.overload_status, retry_after_seconds=options.retry_after_seconds)
+    hot = InferenceEndpoints(service, answers, max_body_bytes=options.max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await runtime.start()
-        with not_ready_on_signal(runtime):
+        await service.start()
+        with not_ready_on_signal(service):
             yield
-        await runtime.stop(drain=True)
+        await service.stop(drain=True)
 
-    def observed(endpoint: str, handler: Callable[[ModelSlot], Awaitable[Response]]) -> Any:
+    def observed(endpoint: str, handler: Callable[[ModelSlot], Awaitable[Any]]) -> Any:
+        """A model's JSON route: resolve the model named in the path, answer through the service."""
+
         async def route(request: Request) -> Response:
-            started = time.perf_counter()
-            model = "-"  # a served name once known; never the client's text
-            try:
-                slot = runtime.get(request.path_params["name"], request.path_params.get("version"))
-                model = slot.name
-                response = await handler(slot)
-            except Exception as exc:  # every failure becomes a JSON error; nothing escapes as a bare 500
-                status, body, headers = error_reply(exc, overload_status=options.overload_status)
-                response = Response(body, status, headers, media_type="application/json")
-            runtime.metrics.answered(model, endpoint, response.status_code, time.perf_counter() - started)
-            return response
+            async def work(call: Call) -> Reply:
+                slot = service.resolve(call, request.path_params["name"], request.path_params.get("version"))
+                return 200, orjson.dumps(await handler(slot)), {}
+
+            status, body, headers = await service.observed(endpoint, work, answers)
+            return Response(body, status, headers, media_type="application/json")
 
         return route
 
@@ -96,30 +92,28 @@ def create_app(runtime: Runtime, options: ServerOptions | None = None, hybrid: H
         return JSONResponse({"live": True})
 
     async def ready(request: Request) -> Response:
-        return JSONResponse({"ready": runtime.ready}, 200 if runtime.ready else 503)
+        return JSONResponse({"ready": service.ready}, 200 if service.ready else 503)
 
     async def server(request: Request) -> Response:
         return JSONResponse(server_metadata(SERVER_NAME, version, ["binary_tensor_data", "model_repository"]))
 
-    async def metadata(slot: ModelSlot) -> Response:
-        body = model_metadata(
-            slot.name, [str(slot.version)], f"foretell_{slot.model.info.flavor}", slot.model.signature
-        )
-        return JSONResponse(body)
+    async def metadata(slot: ModelSlot) -> dict[str, Any]:
+        model = slot.model
+        return model_metadata(slot.name, [str(model.info.version)], f"foretell_{model.info.flavor}", model.signature)
 
-    async def model_ready(slot: ModelSlot) -> Response:
-        return JSONResponse({"name": slot.name, "ready": runtime.ready})
+    async def model_ready(slot: ModelSlot) -> dict[str, Any]:
+        return {"name": slot.name, "ready": service.ready}
 
     # -- MLflow scoring probes (/invocations is InferenceEndpoints') ------------------------------
 
     async def ping(request: Request) -> Response:
-        return Response(b"\n", 200 if runtime.ready else 503)
+        return Response(b"\n", 200 if service.ready else 503)
 
     async def mlflow_version(request: Request) -> Response:
         return Response(version, media_type="text/plain")
 
     async def metrics(request: Request) -> Response:
-        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document(version))
@@ -139,7 +133,7 @@ def create_app(runtime: Runtime, options: ServerOptions | None = None, hybrid: H
         Route("/openapi.json", openapi),
     ]
     if hybrid is not None:
-        routes += hybrid_routes(hybrid, options.max_body_bytes)
+        routes += hybrid_routes(hybrid, answers, options.max_body_bytes)
     rest = Starlette(routes=routes, lifespan=lifespan)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

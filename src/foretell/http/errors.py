@@ -1,8 +1,11 @@
-"""Domain errors → HTTP status and a JSON body, in one table. Nothing below this package knows about status codes."""
+"""Domain errors → HTTP status and a JSON body, in one table. Nothing below this package knows about status codes.
+
+`HttpAnswers` is the HTTP side of `InferenceService.observed`: the service runs every
+request through it once, so every route answers a failure the same way.
+"""
 
 from __future__ import annotations
 
-import logging
 import math
 
 import orjson
@@ -16,13 +19,16 @@ from foretell.errors import (
     NotFound,
     PredictionError,
 )
-from foretell.http.asgi import BodyTooLarge
+from foretell.http.asgi import BodyTooLarge, ClientDisconnected
 from foretell.protocols import UnsupportedMediaType
 from foretell.serving.batcher import BatcherClosed, DeadlineExceeded, Overloaded
 
-__all__ = ["error_reply", "status_for"]
+__all__ = ["CLIENT_CLOSED", "HttpAnswers", "Reply", "error_reply", "status_for"]
 
-log = logging.getLogger("foretell.http")
+Reply = tuple[int, bytes, dict[str, str]]
+"""(status, body, headers): a whole HTTP answer."""
+
+CLIENT_CLOSED = 499  # nginx's code for "the client went away first"; only ever a metrics label
 
 # Most specific first: the first matching class decides.
 _TABLE: tuple[tuple[type[BaseException], int], ...] = (
@@ -53,12 +59,11 @@ def error_reply(
 ) -> tuple[int, bytes, dict[str, str]]:
     """(status, `{"error": ...}` body, headers) for a failed request.
 
-    Our own errors say what went wrong; anything else is a bug, logged with its traceback
-    and answered without leaking its message. Refusals for load carry `Retry-After`.
+    Our own errors say what went wrong; anything else is a bug (the service logs it with
+    its traceback), answered without leaking its message. Refusals for load carry `Retry-After`.
     """
     status = overload_status if isinstance(error, Overloaded) else status_for(error)
     if status >= 500 and not isinstance(error, ForetellError):
-        log.error("unexpected error", exc_info=error)
         message = f"internal error: {type(error).__name__}"
     else:
         message = str(error)
@@ -67,3 +72,21 @@ def error_reply(
         retry = max(1, math.ceil(error.retry_after_s)) if isinstance(error, Overloaded) else retry_after_seconds
         headers["Retry-After"] = str(retry)
     return status, orjson.dumps({"error": message}), headers
+
+
+class HttpAnswers:
+    """How HTTP answers for `InferenceService.observed`: the status of a reply, and the reply for a failure."""
+
+    __slots__ = ("overload_status", "retry_after_seconds")
+
+    def __init__(self, *, overload_status: int = 503, retry_after_seconds: int = 1) -> None:
+        self.overload_status = overload_status
+        self.retry_after_seconds = retry_after_seconds
+
+    def status(self, answer: Reply) -> int:
+        return answer[0]
+
+    def failure(self, error: BaseException) -> Reply:
+        if isinstance(error, ClientDisconnected):
+            return CLIENT_CLOSED, b"", {}  # nobody is left to answer; counted, never sent
+        return error_reply(error, overload_status=self.overload_status, retry_after_seconds=self.retry_after_seconds)

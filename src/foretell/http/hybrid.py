@@ -1,8 +1,12 @@
-"""The hybrid routes: `GET /v1/models/{name}/predictions/{key}`, `POST .../predictions:batchGet`, `POST /v1/events`."""
+"""The hybrid routes: `GET /v1/models/{name}/predictions/{key}`, `POST .../predictions:batchGet`, `POST /v1/events`.
+
+Each decodes its request, asks the hybrid service (whose live predictions go through the
+inference service like every other request), and encodes the answer; failures and
+metrics are the inference service's `observed`, as for every route.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,8 +17,9 @@ from starlette.routing import Route
 
 from foretell.errors import InvalidInput
 from foretell.http.asgi import read_body
-from foretell.http.errors import error_reply
+from foretell.http.errors import HttpAnswers, Reply
 from foretell.hybrid import HybridService
+from foretell.serving.service import Call
 
 __all__ = ["hybrid_routes"]
 
@@ -22,30 +27,25 @@ _MAX_KEYS = 10_000
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
-def hybrid_routes(service: HybridService, max_body_bytes: int) -> list[Route]:
-    metrics = service.runtime.metrics
-
-    def observed(endpoint: str, handler: Callable[[Request], Awaitable[dict[str, Any]]]) -> Any:
+def hybrid_routes(service: HybridService, answers: HttpAnswers, max_body_bytes: int) -> list[Route]:
+    def observed(endpoint: str, handler: Callable[[Call, Request], Awaitable[dict[str, Any]]]) -> Any:
         async def route(request: Request) -> Response:
-            started = time.perf_counter()
-            name = request.path_params.get("name")
-            model = name if name in service.runtime.slots else "-"  # never the client's text as a label
-            headers: dict[str, str] = {}
-            try:
-                body, status = orjson.dumps(await handler(request)), 200
-            except Exception as exc:  # every failure becomes a JSON error; nothing escapes as a bare 500
-                status, body, headers = error_reply(exc)
-            metrics.answered(model, endpoint, status, time.perf_counter() - started)
+            async def work(call: Call) -> Reply:
+                return 200, orjson.dumps(await handler(call, request)), {}
+
+            status, body, headers = await service.inference.observed(endpoint, work, answers)
             return Response(body, status, headers, media_type="application/json")
 
         return route
 
-    async def lookup(request: Request) -> dict[str, Any]:
+    async def lookup(call: Call, request: Request) -> dict[str, Any]:
         fresh, k = _flag(request, "fresh"), _k(request.query_params.get("k"))
-        found = await service.lookup(request.path_params["name"], request.path_params["key"], fresh=fresh, k=k)
+        name, key = request.path_params["name"], request.path_params["key"]
+        found = await service.lookup(call, name, key, fresh=fresh, k=k)
         return found.to_dict()
 
-    async def batch_get(request: Request) -> dict[str, Any]:
+    async def batch_get(call: Call, request: Request) -> dict[str, Any]:
+        service.inference.resolve(call, request.path_params["name"])  # a bad body is still counted under the model
         document = _json_object(await _body(request, max_body_bytes))
         keys = document.get("keys")
         if not isinstance(keys, list) or not keys or len(keys) > _MAX_KEYS:
@@ -56,10 +56,10 @@ def hybrid_routes(service: HybridService, max_body_bytes: int) -> list[Route]:
         k = document.get("k")
         if k is not None and (isinstance(k, bool) or not isinstance(k, int)):
             raise InvalidInput(f"'k' must be a whole number, got {k!r}")
-        found, missing = await service.lookup_many(request.path_params["name"], keys, fresh=fresh, k=k)
+        found, missing = await service.lookup_many(call, request.path_params["name"], keys, fresh=fresh, k=k)
         return {"predictions": [f.to_dict() for f in found], "missing": missing}
 
-    async def events(request: Request) -> dict[str, Any]:
+    async def events(call: Call, request: Request) -> dict[str, Any]:
         return await service.apply(await _body(request, max_body_bytes))
 
     return [

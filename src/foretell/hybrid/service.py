@@ -32,18 +32,21 @@ from typing import Any, Literal
 
 import orjson
 
-from foretell.core.predictor import Predictions, PredictOptions
+from foretell.core.coerce import Columns
+from foretell.core.predictor import PredictOptions
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput, NotFound
 from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts, key_of, parse_event, resolve
 from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S, age_seconds
-from foretell.serving.runtime import ModelSlot, Runtime
+from foretell.serving.runtime import ModelSlot
+from foretell.serving.service import Call, InferenceService
 from foretell.store.base import PredictionStore, StoredPrediction
 from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
 
 __all__ = ["HybridService", "Lookup"]
 
 _TOPK_KINDS = ("topk_items", "topk_scores")
+_NO_OPTIONS = PredictOptions()
 _TABLES_TTL_S = 1.0  # entity tables change when someone runs `foretell entities load`; a second is soon enough
 
 
@@ -77,11 +80,11 @@ class Lookup:
 
 
 class HybridService:
-    """Lookups by key and events, over one server's `Runtime`, a prediction store and an entity store."""
+    """Lookups by key and events, over one server's inference service, a prediction store and an entity store."""
 
     def __init__(
         self,
-        runtime: Runtime,
+        inference: InferenceService,
         predictions: PredictionStore,
         entities: EntityStore,
         *,
@@ -89,7 +92,7 @@ class HybridService:
         default_max_age: float = DEFAULT_MAX_AGE_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.runtime = runtime
+        self.inference = inference
         self.predictions = predictions
         self.entities = entities
         self.max_age = dict(max_age or {})
@@ -100,19 +103,20 @@ class HybridService:
 
     # -- lookups -----------------------------------------------------------------------------------
 
-    async def lookup(self, name: str, key: str, *, fresh: bool = False, k: int | None = None) -> Lookup:
-        found, missing = await self.lookup_many(name, [key], fresh=fresh, k=k)
+    async def lookup(self, call: Call, name: str, key: str, *, fresh: bool = False, k: int | None = None) -> Lookup:
+        found, missing = await self.lookup_many(call, name, [key], fresh=fresh, k=k)
         if missing:
             raise NotFound(self._missing_reason(name, key))
         return found[0]
 
     async def lookup_many(
-        self, name: str, keys: Sequence[str], *, fresh: bool = False, k: int | None = None
+        self, call: Call, name: str, keys: Sequence[str], *, fresh: bool = False, k: int | None = None
     ) -> tuple[list[Lookup], list[str]]:
         """Answers for the keys that have one, in the order asked, and the keys that have none."""
-        slot = self.runtime.get(name)
+        slot = self.inference.resolve(call, name)
         wanted = list(dict.fromkeys(key_of(key, "key") for key in keys))
-        self._check_k(slot, k)
+        options = _NO_OPTIONS if k is None else PredictOptions(k=k)
+        self.inference.check_options(slot, options)
         now = self._clock()
         stored = {} if fresh else self.predictions.get_many(name, wanted)
         answers: dict[str, Lookup] = {}
@@ -127,7 +131,7 @@ class HybridService:
         if live_keys:
             table = self._table_for(name)
             if table is not None:
-                answers.update(await self._live(slot, table, live_keys, k))
+                answers.update(await self._live(slot, table, live_keys, options))
             for key in live_keys:
                 if key not in answers and key in stale:
                     answers[key] = stale[key]
@@ -148,7 +152,7 @@ class HybridService:
         else:
             key, item, value = interaction_parts(event, table)
             change = {"item": item, "value": value}
-        linked = [self.runtime.slots[m] for m in table.models if m in self.runtime.slots]
+        linked = [slot for m in table.models if (slot := self.inference.slot_if_served(m)) is not None]
         lock = self._locks.setdefault((table.name, key), asyncio.Lock())
         async with lock:
             current = self.entities.get(table.name, key) or Entity(table.name, key, {}, None)
@@ -178,7 +182,7 @@ class HybridService:
             refreshed: list[dict[str, Any]] = []
             if applied:
                 for slot in linked:
-                    for lookup in (await self._live(slot, table, [key], None)).values():
+                    for lookup in (await self._live(slot, table, [key], _NO_OPTIONS)).values():
                         refreshed.append(lookup.to_dict())
         return {
             "applied": applied,
@@ -191,31 +195,31 @@ class HybridService:
 
     # -- live predictions --------------------------------------------------------------------------
 
-    async def _live(self, slot: ModelSlot, table: EntityTable, keys: list[str], k: int | None) -> dict[str, Lookup]:
+    async def _live(
+        self, slot: ModelSlot, table: EntityTable, keys: list[str], options: PredictOptions
+    ) -> dict[str, Lookup]:
         """Predict `keys` from their entity rows (those that have one) and write the results back."""
         computed = self._clock()  # before the features are read: see the module docstring
         entities = self.entities.get_many(table.name, keys)
         order = [key for key in keys if key in entities]
         if not order:
             return {}
-        model, batcher = slot.model, slot.batcher  # one pair: a reload swaps both at once
-        columns = model.coerce([model_row(model.signature, table, entities[key]) for key in order])
-        if columns.errors:
-            raise InvalidInput(
+        signature = slot.model.signature
+        rows = [model_row(signature, table, entities[key]) for key in order]
+
+        def refused(columns: Columns) -> InvalidInput:
+            return InvalidInput(
                 f"the stored features of {table.name} do not suit model {slot.name!r}: "
                 + "; ".join(
                     f"key {order[e.row]!r}: {e.describe()}" if e.row is not None else e.describe()
                     for e in columns.errors
                 )
             )
-        predictions: Predictions
-        if k is None:
-            predictions = await batcher.submit(columns)
-        else:  # another k is another call shape: not one the batcher can join with others
-            predictions = await asyncio.to_thread(model.predictor.predict, columns.frame, PredictOptions(k=k))
-        stamp, version = _stamp(computed), model.info.version
+
+        inference = await self.inference.infer(slot, rows, options=options, refused=refused)
+        stamp, version = _stamp(computed), inference.version
         answers = {
-            key: Lookup(slot.name, key, "live", predictions[i], version, stamp, None, 0.0)
+            key: Lookup(slot.name, key, "live", inference.predictions[i], version, stamp, None, 0.0)
             for i, key in enumerate(order)
         }
         await asyncio.to_thread(self._write_back, slot.name, answers.values())
@@ -248,14 +252,6 @@ class HybridService:
             f"model {name!r} has no prediction stored for key {key!r}, and entity table {table.name!r} "
             f"has no row for it to predict one live"
         )
-
-    def _check_k(self, slot: ModelSlot, k: int | None) -> None:
-        if k is None:
-            return
-        if not any(o.kind in _TOPK_KINDS for o in slot.model.signature.outputs):
-            raise InvalidInput(f"model {slot.name!r} returns no top-k lists; 'k' is for recommenders")
-        if not 1 <= k <= 1000:
-            raise InvalidInput(f"k must be between 1 and 1000, got {k}")
 
 
 def model_row(signature: Signature, table: EntityTable, entity: Entity) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from typing import Literal
 
 from foretell.core.coerce import Columns
 from foretell.core.frame import Frame
-from foretell.core.predictor import Predictions
+from foretell.core.predictor import Predictions, PredictOptions
 from foretell.errors import ForetellError, PredictionError
 from foretell.serving.outcomes import BatcherClosed, BatchObserver, DeadlineExceeded, Overloaded, _NoObserver
 from foretell.serving.policy import BatchPolicy, Flush, Wait, admits, decide, retry_after
@@ -43,8 +43,10 @@ from foretell.serving.queue import Pending, RequestQueue
 
 __all__ = ["BatchObserver", "BatcherClosed", "DeadlineExceeded", "MicroBatcher", "Overloaded", "PredictFn"]
 
-PredictFn = Callable[[Frame], Predictions]
-"""Runs the model once on every row of a frame; usually a bound `Predictor.predict`."""
+PredictFn = Callable[[Frame, PredictOptions], Predictions]
+"""Runs the model once on every row of a frame, with one set of options; usually a bound `Predictor.predict`."""
+
+_NO_OPTIONS = PredictOptions()
 
 
 @dataclass(slots=True)
@@ -52,6 +54,7 @@ class _Batch:
     requests: list[Pending]
     rows: int
     started_at: float
+    options: PredictOptions
 
 
 _State = Literal["new", "running", "stopping", "stopped"]
@@ -195,10 +198,14 @@ class MicroBatcher:
 
     # -- requests --------------------------------------------------------------------------------
 
-    async def submit(self, columns: Columns, *, deadline: float | None = None) -> Predictions:
-        """Predict the valid rows of `columns`, batched with whatever else is waiting.
+    async def submit(
+        self, columns: Columns, *, deadline: float | None = None, options: PredictOptions = _NO_OPTIONS
+    ) -> Predictions:
+        """Predict the valid rows of `columns`, batched with whatever else is waiting with the same `options`.
 
         `deadline` is a time on this batcher's clock (`time.monotonic` unless injected).
+        Requests with other options (another top-k `k`) share the queue, its bound and the
+        model thread, but never a model call.
         Raises `Overloaded` when the queue is full, `DeadlineExceeded` when the deadline
         passes before the model runs the request, `PredictionError` when the model fails
         on the batch it was in, and `BatcherClosed` when the batcher is not running.
@@ -218,7 +225,7 @@ class MicroBatcher:
         if rows == 0:
             # Nothing to batch: a Predictor answers an empty frame without touching the model,
             # and a request holding no rows must not wait behind others (or count as queued).
-            return self._predict(frame)
+            return self._predict(frame, options)
         if not admits(self.policy, self._queue.rows, rows):
             self._observer.rejected("queue_full")
             wait = retry_after(self.policy, self._queue.rows, self._batch_seconds)
@@ -227,7 +234,7 @@ class MicroBatcher:
                 f"(limit {self.policy.max_queue}) and this request brings {rows}; retry after {wait:.0f} s",
                 retry_after_s=wait,
             )
-        pending = Pending(frame, rows, now, deadline, asyncio.get_running_loop().create_future())
+        pending = Pending(frame, rows, now, deadline, asyncio.get_running_loop().create_future(), options)
         self._queue.push(pending)
         self._wake.set()
         try:
@@ -305,11 +312,11 @@ class MicroBatcher:
         for pending in taken:
             self._observer.queue_wait(now - pending.enqueued_at)
         self._last_batch_requests = len(taken)
-        return _Batch(taken, sum(p.rows for p in taken), now)
+        return _Batch(taken, sum(p.rows for p in taken), now, taken[0].options)
 
     def _call(self, batch: _Batch) -> Predictions:
         # Runs in the model thread when there is one: the concat is the model's work too.
-        return self._predict(Frame.concat([p.frame for p in batch.requests]))
+        return self._predict(Frame.concat([p.frame for p in batch.requests]), batch.options)
 
     def _run_inline(self, batch: _Batch) -> None:
         self._running_batch = batch

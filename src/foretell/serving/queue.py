@@ -17,20 +17,22 @@ from collections import deque
 from dataclasses import dataclass
 
 from foretell.core.frame import Frame
-from foretell.core.predictor import Predictions
+from foretell.core.predictor import Predictions, PredictOptions
 
 __all__ = ["Pending", "RequestQueue"]
 
 
 @dataclass(slots=True, eq=False)
 class Pending:
-    """One submitted request: its rows, when it arrived, its deadline, and the future its caller awaits."""
+    """One submitted request: its rows, its predict options, when it arrived, its deadline, and the future its
+    caller awaits."""
 
     frame: Frame
     rows: int
     enqueued_at: float
     deadline: float | None
     future: asyncio.Future[Predictions]
+    options: PredictOptions
     queued: bool = True
     """False once taken into a batch, expired, failed or abandoned by its caller."""
 
@@ -80,18 +82,30 @@ class RequestQueue:
         return now - self._entries[0].enqueued_at if self._entries else 0.0
 
     def take(self, max_rows: int) -> list[Pending]:
-        """Whole requests in arrival order, up to `max_rows` rows; always at least one request if any waits."""
+        """Whole requests in arrival order, up to `max_rows` rows; always at least one request if any waits.
+
+        One model call has one set of predict options, so only requests asking for the oldest
+        request's options are taken; the others keep their places for a later call.
+        """
         taken: list[Pending] = []
+        passed: list[Pending] = []  # queued with other options: they stay, in their order
+        options: PredictOptions | None = None
         rows = 0
         while self._entries:
             pending = self._entries[0]
             if pending.queued:
+                if options is None:
+                    options = pending.options
+                elif pending.options is not options and pending.options != options:
+                    passed.append(self._entries.popleft())
+                    continue
                 if taken and rows + pending.rows > max_rows:
                     break
                 self.leave(pending)
                 taken.append(pending)
                 rows += pending.rows
             self._entries.popleft()
+        self._entries.extendleft(reversed(passed))
         return taken
 
     def expire(self, now: float) -> list[Pending]:

@@ -27,7 +27,7 @@ from foretell.serving.batcher import MicroBatcher
 from foretell.serving.metrics import ServingMetrics
 from foretell.serving.policy import BatchPolicy, runs_in_thread
 
-__all__ = ["ModelSlot", "Runtime"]
+__all__ = ["InFlight", "ModelSlot", "Runtime"]
 
 log = logging.getLogger("foretell.serving")
 
@@ -35,6 +35,19 @@ log = logging.getLogger("foretell.serving")
 #: flight (it saves the thread hop, ~0.3 ms). The loop reads nothing while it runs, so this is
 #: kept to the GIL's switch interval: a model thread holding the GIL stalls the loop as long.
 INLINE_ALONE_MAX_S = 0.005
+
+
+class InFlight:
+    """How many requests the server is answering now, every model together.
+
+    A lone one-row request may run on the event loop's own thread only while nothing else
+    is in flight: any other request in flight needs the loop (to be read or answered).
+    """
+
+    __slots__ = ("requests",)
+
+    def __init__(self) -> None:
+        self.requests = 0
 
 
 @dataclass
@@ -80,8 +93,8 @@ class Runtime:
         self.reload_seconds = reload_seconds
         self.slots: dict[str, ModelSlot] = {}
         self.ready = False
-        self.requests_in_flight = 0
-        """Requests being answered by the infer endpoints, every model together (the HTTP layer counts)."""
+        self.in_flight = InFlight()
+        """Requests being answered, every model together; `InferenceService.observed` counts them."""
         self._watcher: asyncio.Task[None] | None = None
 
     def _registry(self) -> SqliteRegistry:
@@ -97,6 +110,7 @@ class Runtime:
         self.ready = True
 
     async def stop(self, *, drain: bool = True) -> None:
+        """Turn readiness off and stop every model's batcher; with `drain`, queued requests are answered first."""
         self.ready = False
         if self._watcher is not None:
             self._watcher.cancel()
@@ -133,7 +147,7 @@ class Runtime:
             # Native thread-pool limits are per thread: set them in the model's own thread, or
             # OpenMP fights the event loop for the core (9-18x slower, docs/serving-batching.md).
             thread_setup=lambda: threadpool_limits(self.threads_per_model),
-            alone_inline=(lambda: self.requests_in_flight <= 1) if one_row <= INLINE_ALONE_MAX_S else None,
+            alone_inline=(lambda: self.in_flight.requests <= 1) if one_row <= INLINE_ALONE_MAX_S else None,
             observer=self.metrics.observer(name),
             name=f"{name}/{model.info.version}",
         )

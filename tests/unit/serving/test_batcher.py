@@ -35,6 +35,7 @@ class CountingSum(SumModel):
     def __init__(self, *, poison: float | None = None) -> None:
         super().__init__(NAMES)
         self.batches: list[int] = []
+        self.options: list[PredictOptions] = []
         self.threads: set[int] = set()
         self.gate = threading.Event()
         self.gate.set()
@@ -43,6 +44,7 @@ class CountingSum(SumModel):
 
     def predict(self, frame: Frame, options: PredictOptions) -> dict[str, Any]:
         self.batches.append(frame.n_rows)
+        self.options.append(options)
         self.threads.add(threading.get_ident())
         self.entered.set()
         assert self.gate.wait(timeout=10), "a test forgot to open the gate"
@@ -115,6 +117,37 @@ async def started(batcher: MicroBatcher) -> MicroBatcher:
 
 
 # -- coalescing ------------------------------------------------------------------------------------
+
+
+def test_requests_with_other_predict_options_share_the_queue_but_never_a_model_call():
+    """A top-k request with its own `k` waits in the same bounded queue, and is run with its own options."""
+    model = CountingSum()
+    policy = BatchPolicy(max_queue=9)
+
+    async def scenario() -> None:
+        batcher = await started(MicroBatcher(predictor_of(model).predict, policy=policy, run_in_thread=True))
+        model.hold()
+        first = asyncio.create_task(batcher.submit(request(0, 1)))
+        await until(model.entered.is_set)
+        asks = [None, 3, None, 5, 3, 3, None, 5]
+        queued = [
+            asyncio.create_task(batcher.submit(request(i + 1, 1), options=PredictOptions(k=k)))
+            for i, k in enumerate(asks)
+        ]
+        await until(lambda: batcher.queued_rows == len(asks))
+        with pytest.raises(Overloaded, match="limit 9"):  # every option counts against one bound
+            await batcher.submit(request(99, 2), options=PredictOptions(k=7))
+        model.gate.set()
+        answers = await asyncio.gather(first, *queued)
+        for i, answer in enumerate(answers):
+            assert scores(answer) == expected(i, 1)
+        calls = list(zip(model.batches, model.options, strict=True))
+        assert calls[0] == (1, PredictOptions())
+        assert sorted((o.k or 0, n) for n, o in calls[1:]) == [(0, 3), (3, 3), (5, 2)]  # one call per option, whole
+        await batcher.stop()
+
+    run(scenario)
+
 
 
 @BOTH_MODES
@@ -414,8 +447,8 @@ def test_a_model_that_always_raises_fails_each_batch_with_the_model_named(in_thr
 def test_a_predict_function_that_breaks_n_rows_in_n_rows_out_fails_the_batch():
     predictor = predictor_of(CountingSum())
 
-    def short(frame: Frame) -> Predictions:
-        return predictor.predict(frame)[:-1]
+    def short(frame: Frame, options: PredictOptions) -> Predictions:
+        return predictor.predict(frame, options)[:-1]
 
     async def scenario() -> None:
         batcher = await started(MicroBatcher(short))

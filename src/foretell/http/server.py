@@ -1,0 +1,133 @@
+"""Assembling a server from its settings, and running it: uvicorn on this machine, or Ray Serve.
+
+The one place where the serving pieces are put together: the runtime (served models and
+their batchers), the inference service over it, the hybrid service over that with its
+stores, and the ASGI app. Every process that serves (the only one, each `--workers`
+process, each Ray Serve replica) builds the same thing from the same `ServeConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.types import ASGIApp
+
+from foretell.config import lines_on_stderr
+from foretell.errors import InvalidInput
+from foretell.http.app import ServerOptions, create_app
+from foretell.hybrid import HybridService
+from foretell.serving.config import ServeConfig
+from foretell.serving.runtime import Runtime
+from foretell.serving.service import InferenceService
+from foretell.store import open_entity_store, open_store
+
+__all__ = ["SERVE_CONFIG_ENV", "RayPlacement", "app_from_env", "build_app", "run_server"]
+
+SERVE_CONFIG_ENV = "FORETELL_SERVE_CONFIG"
+"""How `--workers` processes get their settings: the parent's `ServeConfig` as JSON, plus `home`."""
+
+GRACEFUL_SHUTDOWN_S = 30
+
+
+@dataclass(frozen=True)
+class RayPlacement:
+    """Where a Ray Serve deployment runs: a fixed number of replicas, or `MIN:MAX` autoscaling, on a cluster."""
+
+    replicas: int | None = None
+    autoscale: str | None = None
+    address: str | None = None
+
+
+def build_app(home: Path, config: ServeConfig) -> ASGIApp:
+    """The ASGI app serving `config.models` from the registry in `home`, with hybrid lookups and events."""
+    if not config.models:
+        raise InvalidInput("nothing to serve: name models, or give one a production alias (foretell models alias)")
+    runtime = Runtime(
+        home,
+        list(config.models),
+        policy=config.defaults,
+        policies=config.policies(),
+        reload_seconds=config.reload_seconds,
+        predictor=config.predictor,
+    )
+    inference = InferenceService(runtime)
+    hybrid = HybridService(
+        inference,
+        open_store(home, config.store_url),
+        open_entity_store(home, config.store_url),
+        max_age=config.model_max_age,
+        default_max_age=config.max_age,
+    )
+    options = ServerOptions(
+        api_key=config.api_key,
+        max_body_bytes=config.max_body_bytes,
+        overload_status=config.overload_status,
+        access_log=config.access_log,
+    )
+    return create_app(inference, options, hybrid)
+
+
+def app_from_env() -> ASGIApp:
+    """The app for `uvicorn --factory` worker processes: settings come as JSON in FORETELL_SERVE_CONFIG."""
+    settings = json.loads(os.environ.get(SERVE_CONFIG_ENV, "{}"))
+    home = Path(settings.pop("home"))
+    _show_serving_log()
+    return build_app(home, ServeConfig.from_dict(settings, SERVE_CONFIG_ENV))
+
+
+def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", ray: RayPlacement | None = None) -> None:
+    """Serve until SIGTERM or Ctrl-C; in-flight requests finish (up to 30 s), then this returns."""
+    if not config.models:
+        raise InvalidInput("nothing to serve: name models, or give one a production alias (foretell models alias)")
+    if ray is not None:
+        _run_on_ray(home, config, ray)
+        return
+    import uvicorn
+
+    common: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "log_level": log_level,
+        "access_log": False,  # foretell writes its own, structured (ServeConfig.access_log)
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+    }
+    # uvicorn re-raises the signal that stopped it once it has drained; a graceful stop is a
+    # normal end, so that second delivery is ignored and `run_server` returns.
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if config.workers > 1:
+            # Each worker process builds its own app (and loads its own models) from the same settings.
+            os.environ[SERVE_CONFIG_ENV] = json.dumps({**config.to_dict(), "home": str(home)})
+            uvicorn.run("foretell.http.server:app_from_env", factory=True, workers=config.workers, **common)
+        else:
+            _show_serving_log()
+            uvicorn.run(build_app(home, config), **common)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_on_ray(home: Path, config: ServeConfig, placement: RayPlacement) -> None:
+    from foretell.http.ray_serve import RayServeOptions, parse_autoscale, run_on_ray_serve
+
+    admitted = config.defaults.max_queue  # what a replica's own queues can hold (docs/scale-out.md)
+    options = RayServeOptions(
+        host=config.host,
+        port=config.port,
+        replicas=placement.replicas,
+        autoscale=parse_autoscale(placement.autoscale) if placement.autoscale else None,
+        max_ongoing_requests=admitted,
+        max_queued_requests=admitted,
+        address=placement.address,
+    )
+    run_on_ray_serve(build_app, {"home": home, "config": config}, options)
+
+
+def _show_serving_log() -> None:
+    """Which version each model serves, with which predictor, and every reload: one line each on stderr."""
+    lines_on_stderr("foretell.serving")
