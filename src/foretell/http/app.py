@@ -31,8 +31,7 @@ from foretell.http.openapi import openapi_document
 from foretell.http.shutdown import not_ready_on_signal
 from foretell.hybrid import HybridService
 from foretell.protocols.oip import model_metadata, server_metadata
-from foretell.serving.runtime import ModelSlot
-from foretell.serving.service import Call, InferenceService
+from foretell.serving.service import Call, InferenceService, ModelSlot
 
 __all__ = ["ServerOptions", "create_app"]
 

@@ -21,7 +21,7 @@ from foretell.errors import (
 )
 from foretell.http.asgi import BodyTooLarge, ClientDisconnected
 from foretell.protocols import UnsupportedMediaType
-from foretell.serving.batcher import BatcherClosed, DeadlineExceeded, Overloaded
+from foretell.serving.outcomes import BatcherClosed, DeadlineExceeded, Overloaded
 
 __all__ = ["CLIENT_CLOSED", "HttpAnswers", "Reply", "error_reply", "status_for"]
 

@@ -38,8 +38,7 @@ from foretell.core.schema import Signature
 from foretell.errors import InvalidInput, NotFound
 from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts, key_of, parse_event, resolve
 from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S, age_seconds
-from foretell.serving.runtime import ModelSlot
-from foretell.serving.service import Call, InferenceService
+from foretell.serving.service import Call, InferenceService, ModelSlot
 from foretell.store.base import PredictionStore, StoredPrediction
 from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
 

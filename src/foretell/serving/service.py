@@ -28,7 +28,7 @@ from foretell.serving.metrics import ServingMetrics
 from foretell.serving.outcomes import DeadlineExceeded
 from foretell.serving.runtime import ModelSlot, Runtime
 
-__all__ = ["Call", "Inference", "InferenceService", "Transport", "deadline_after"]
+__all__ = ["Call", "Inference", "InferenceService", "ModelSlot", "Transport", "deadline_after"]
 
 log = logging.getLogger("foretell.serving")
 
