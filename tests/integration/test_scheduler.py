@@ -246,7 +246,8 @@ def test_two_scheduler_processes_start_a_slot_once(home):
     add_backdated(home, "m", "@hourly", ["models", "list", "--json"])
     both = [spawn(home, "scheduler", "--once") for _ in range(2)]
     for p in both:
-        assert p.wait(timeout=120) == 0
+        p.communicate(timeout=120)
+        assert p.returncode == 0
     (run,) = runs(home, "m")
     assert (run["status"], run["exit_code"]) == ("succeeded", 0)
     assert json.loads(str(run["output_tail"]))[0]["name"] == "clf"

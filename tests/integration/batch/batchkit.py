@@ -93,9 +93,19 @@ def journal_lines(output: Path) -> int:
     return len(journal.read_text().splitlines()) if journal.is_file() else 0
 
 
-def kill(job: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:
+def kill(job: subprocess.Popen[str], sig: int = signal.SIGKILL) -> str:
+    """Signal the job, wait for it to end, and return what it wrote on stderr (its pipes are closed then).
+
+    After a SIGKILL its workers may still hold the pipes open for a moment: stderr is read
+    only after a signal the job handles, when everything it started has ended with it.
+    """
     job.send_signal(sig)
     job.wait(timeout=30)
+    assert job.stdout is not None and job.stderr is not None
+    stderr = "" if sig == signal.SIGKILL else job.stderr.read()
+    job.stdout.close()
+    job.stderr.close()
+    return stderr
 
 
 def descendants(pid: int) -> set[int]:

@@ -84,9 +84,9 @@ def test_sigterm_stops_cleanly_and_resume_finishes(home, rows, tmp_path):
     output = tmp_path / "out"
     job = start(home, rows, output, "--workers", "1")
     wait_until(lambda: journal_lines(output) >= 3, job)
-    kill(job, signal.SIGTERM)
+    stderr = kill(job, signal.SIGTERM)
     assert job.returncode != 0
-    assert "resume" in job.stderr.read()  # type: ignore[union-attr]
+    assert "resume" in stderr
     job_id = json.loads(JobFolder(output).job_file.read_text())["id"]
     assert foretell.batch_job(job_id, home=home)["status"] == "interrupted"
     assert not (output / "_SUCCESS").exists()
@@ -102,5 +102,6 @@ def test_a_second_run_on_the_same_output_is_refused(home, rows, tmp_path):
     wait_until(lambda: journal_lines(output) >= 1, job)
     second = cli(home, *batch_args(rows, output, "--resume"))
     assert second.returncode == 1 and "another run is writing" in second.stderr
-    assert job.wait(timeout=120) == 0
+    job.communicate(timeout=120)
+    assert job.returncode == 0
     assert_exactly_once(output)

@@ -181,9 +181,9 @@ def test_sigterm_stops_a_ray_job_between_chunks_and_resume_finishes(
 ) -> None:
     n_rows = 3_000
     output, job = started_on_ray(home, tmp_path, ray_address, n_rows, seed=6, after_chunks=3)
-    kill(job, signal.SIGTERM)
+    stderr = kill(job, signal.SIGTERM)
     assert job.returncode != 0
-    assert "resume" in job.stderr.read()  # type: ignore[union-attr]
+    assert "resume" in stderr
     job_id = json.loads(JobFolder(output).job_file.read_text())["id"]
     assert foretell.batch_job(job_id, home=home)["status"] == "interrupted"  # the job's handler, not Ray's
     assert not (output / "_SUCCESS").exists()

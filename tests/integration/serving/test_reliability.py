@@ -145,8 +145,9 @@ def test_sigterm_lets_in_flight_requests_finish(home):
             process.send_signal(signal.SIGTERM)
             codes = [f.result().status_code for f in futures]
         assert codes == [200] * 6
-        assert process.wait(timeout=30) == 0  # a graceful stop is a normal end
-        assert b"every in-flight request was answered" in process.stderr.read()
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0  # a graceful stop is a normal end
+        assert b"every in-flight request was answered" in stderr
     finally:
         if process.poll() is None:
             process.kill()
