@@ -128,7 +128,8 @@ class InferenceEndpoints:
     async def _invocations(self, slot: ModelSlot, scope: Scope, receive: Receive) -> tuple[bytes, dict[str, str]]:
         headers = scope["headers"]
         body = await read_body(receive, header(headers, b"content-length"), self.max_body_bytes)
-        rows = decode_invocations(body, header(headers, b"content-type") or "")
+        # CSV cells are text until typed: the signature says which columns stay text ("02139").
+        rows = decode_invocations(body, header(headers, b"content-type") or "", signature=slot.model.signature)
         predictions = await _predict(slot, rows, _deadline(header(headers, b"x-request-timeout"), None))
         return encode_predictions(predictions), {}
 

@@ -11,6 +11,9 @@ infinity become `null`, since JSON has neither.
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,17 +203,17 @@ def _inputs(value: Any) -> list[Any]:
 
 def _read_csv(body: bytes, signature: Signature | None) -> Any:
     """CSV with a header row → a pyarrow Table (typed by the signature when there is one)."""
-    types = {}
+    dtypes = {}
     if signature is not None:
-        types = {f.name: _CSV_TYPES[f.dtype] for f in signature.inputs if not f.shape}
+        dtypes = {f.name: f.dtype for f in signature.inputs if not f.shape}
     try:
         table = pa_csv.read_csv(
             pa.py_buffer(body),
             read_options=pa_csv.ReadOptions(use_threads=len(body) >= _CSV_THREADS_FROM),
-            convert_options=pa_csv.ConvertOptions(column_types=types),
+            convert_options=pa_csv.ConvertOptions(column_types={n: _CSV_TYPES[d] for n, d in dtypes.items()}),
         )
     except (pa.ArrowException, ValueError) as exc:
-        raise ProtocolError(f"the CSV body could not be read: {exc}") from None
+        raise ProtocolError(f"the CSV body could not be read: {_conversion_error(str(exc), body, dtypes)}") from None
     # Arrow keeps a column (or header) that is not UTF-8 as raw bytes; the body promised UTF-8 text.
     try:
         names = table.schema.names
@@ -220,6 +223,34 @@ def _read_csv(body: bytes, signature: Signature | None) -> Any:
         if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
             raise ProtocolError(f"the CSV body could not be read: column {name!r} is not UTF-8 text")
     return table
+
+
+# Arrow names a cell it cannot convert by position ("In CSV column #0: Row #3: CSV conversion error
+# to double: invalid value 'x'"); a client needs the feature's name and rule, as coerce says them.
+_CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to \w+: invalid value '(.*)'$")
+_CSV_RULES = {
+    "float64": "expected a number (float64)",
+    "float32": "expected a number (float32)",
+    "int64": "expected a whole number (int64)",
+    "int32": "expected a whole number (int32)",
+    "bool": "expected true or false (bool)",
+}
+
+
+def _conversion_error(message: str, body: bytes, dtypes: dict[str, str]) -> str:
+    found = _CONVERSION.search(message)
+    if found is None:
+        return message
+    column, row, value = found.groups()
+    try:
+        header = next(csv.reader(io.StringIO(body.decode("utf-8", errors="replace"))))
+        name = header[int(column)]
+    except (StopIteration, IndexError, csv.Error):
+        return message
+    # Arrow counts the header as row 1 and may not know the row when it reads in parallel.
+    where = f"row {int(row) - 2}, " if row is not None and int(row) >= 2 else ""
+    rule = _CSV_RULES.get(dtypes.get(name, ""), "expected a value of the feature's type")
+    return f"{where}field {name!r}: {rule}; got {value!r}"
 
 
 # -- the answer ------------------------------------------------------------------------------------

@@ -215,6 +215,23 @@ def test_malformed_csv_says_what_is_wrong(body, fragment):
     assert fragment in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b"tenure,plan,calls,active,age\n1,basic,3,true,1\nx,basic,3,true,1\n",
+            "the CSV body could not be read: row 1, field 'tenure': expected a number (float64); got 'x'",
+        ),
+        (b"calls,plan\n1.5,basic\n", "row 0, field 'calls': expected a whole number (int64); got '1.5'"),
+        (b'"active"\nmaybe\n', "row 0, field 'active': expected true or false (bool); got 'maybe'"),
+    ],
+)
+def test_a_csv_cell_its_feature_type_refuses_is_named_by_row_field_and_value(body, message):
+    with pytest.raises(ProtocolError) as caught:
+        decode_invocations(body, "text/csv", signature=SIG)
+    assert message in str(caught.value)
+
+
 # -- the answer ------------------------------------------------------------------------------------------------
 
 
