@@ -5,7 +5,8 @@ A request body is JSON with exactly one of `dataframe_split`, `dataframe_records
 into a form `Signature.coerce` reads, keeping rows whole so a bad row is reported as that
 row: a list of row dicts (column → value), a list of value lists in signature order
 (`instances` / `inputs` as rows, `dataframe_split` without `columns`), or, for CSV, a
-pyarrow Table. The answer is `{"predictions": [...]}`, as MLflow writes it; NaN and
+pyarrow Table. JSON may hold bare `NaN` (a missing value) and `±Infinity`, as MLflow's
+server reads them. The answer is `{"predictions": [...]}`, as MLflow writes it; NaN and
 infinity become `null`, since JSON has neither.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,7 +85,7 @@ def parse_invocations(body: bytes, content_type: str, *, signature: Signature | 
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"the request body is not valid JSON: {exc}") from None
+        document = _loads_with_constants(body, exc)
     if not isinstance(document, dict):
         raise ProtocolError(
             f"the JSON body must be an object with one of the keys {', '.join(FORMATS)}, got {_kind(document)} "
@@ -124,6 +127,34 @@ def _media_type(content_type: str) -> str:
                 f"unsupported content type {content_type[:80]!r}: the only parameter accepted is charset=utf-8"
             )
     return media
+
+
+# -- NaN and Infinity ------------------------------------------------------------------------------
+
+# pandas writes a DataFrame's missing values as bare NaN (and infinities as Infinity), so MLflow's
+# own client sends them, and MLflow's server (the stdlib json module) reads them. orjson refuses
+# them, so a body orjson refuses is read again here, and only then: the usual path stays orjson's.
+_CONSTANTS = {"NaN": None, "Infinity": math.inf, "-Infinity": -math.inf}
+_INT64_MIN, _UINT64_END = -(2**63), 2**64
+
+
+def _json_int(text: str) -> int | float:
+    # As orjson reads them: an integer beyond 64 bits becomes a float, so both paths give one value.
+    number = int(text)
+    return number if _INT64_MIN <= number < _UINT64_END else float(number)
+
+
+def _loads_with_constants(body: bytes, orjson_error: orjson.JSONDecodeError) -> Any:
+    """JSON that may hold NaN (read as missing) and ±Infinity (left for the signature to refuse)."""
+    refusal = ProtocolError(f"the request body is not valid JSON: {orjson_error}")
+    try:
+        document = json.loads(body.decode("utf-8"), parse_constant=_CONSTANTS.__getitem__, parse_int=_json_int)
+        # The stdlib reads what orjson refuses besides these tokens (lone surrogates, e.g.); what
+        # orjson cannot write back is refused as it would have been.
+        orjson.dumps(document)
+    except (ValueError, TypeError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise refusal from None
+    return document
 
 
 # -- the four JSON formats -------------------------------------------------------------------------

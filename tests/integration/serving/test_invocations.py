@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+from mlflow.utils.proto_json_utils import dump_input_data
 from servekit import server
 
 import foretell
@@ -55,3 +62,34 @@ def test_csv_columns_take_the_signature_types_so_numeric_looking_text_stays_text
         assert refused.json() == {
             "error": "the CSV body could not be read: row 0, field 'n': expected a number (float64); got 'x'"
         }
+
+
+def test_mlflow_own_client_scores_the_demo_customers_with_their_missing_values(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    made = subprocess.run(
+        [sys.executable, "-m", "foretell", "demo", "init", "--customers", "2000", "--users", "100", "--movies", "100"],
+        env={**os.environ, "FORETELL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr
+    customers = pq.read_table(home / "demo" / "customers.parquet").slice(0, 200).to_pandas()
+    features = customers.drop(columns=["customer_id", "churned"])
+    assert features.isna().any(axis=None)  # the demo's customers have gaps, as real ones do
+    expected = foretell.load("churn@production", home=home).predict_batch(features).to_records()
+
+    with server(home, "churn@production") as url:
+        host, port = url.removeprefix("http://").split(":")
+        client = ScoringServerClient(host, int(port))
+        assert client.invoke(features)["predictions"] == expected
+
+        # MLflow writes an infinity as a bare Infinity too: refused by the signature's rule, row and field named.
+        features.loc[3, "tenure_months"] = np.inf
+        refused = httpx.post(
+            f"{url}/invocations",
+            content=dump_input_data(features.head(5)),
+            headers={"content-type": "application/json"},
+        )
+        assert refused.status_code == 400
+        assert "row 3, field 'tenure_months': expected a finite number (float64); got float inf" in refused.text
