@@ -52,7 +52,9 @@ def load(
         print_json(table.to_dict())
         return
     seconds = time.perf_counter() - started
-    err.print(f"loaded {table.rows:,} keys into entity table {table.name!r} in {seconds:.1f} s", highlight=False)
+    err.print(
+        f"loaded {table.rows:,} keys into entity table {table.name!r} in {seconds:.1f} s", highlight=False, markup=False
+    )
 
 
 @app.command("list", epilog="Example:\n\n  foretell entities list --json")
@@ -65,7 +67,9 @@ def list_tables(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
     view = Table("table", "key", "keys", "kind", "models", "loaded at")
     for t in tables:
         kind = "features" if t.interactions is None else f"interactions ({t.interactions.column})"
-        view.add_row(t.name, t.key_column, f"{t.rows:,}", kind, ", ".join(t.models) or "-", t.loaded_at)
+        view.add_row(
+            escape(t.name), escape(t.key_column), f"{t.rows:,}", escape(kind), ", ".join(t.models) or "-", t.loaded_at
+        )
     out.print(view)
 
 
