@@ -28,14 +28,6 @@ class Settings:
         home = env.get("FORETELL_HOME") or str(DEFAULT_HOME)
         return cls(home=Path(home).expanduser())
 
-    @property
-    def registry_path(self) -> Path:
-        return self.home / "registry.db"
-
-    @property
-    def artifacts_dir(self) -> Path:
-        return self.home / "artifacts"
-
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

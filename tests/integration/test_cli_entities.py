@@ -55,12 +55,37 @@ def test_load_list_and_get_features_and_interactions(tmp_path):
     ]
     assert "interactions (ratings)" in run(home, "list").stdout
 
-    one = json.loads(run(home, "get", "customers", "C-2").stdout)
+    one = json.loads(run(home, "get", "customers", "C-2", "--json").stdout)
     assert one["features"] == {"customer_id": "C-2", "calls": 3 - 3, "plan": None}
-    assert json.loads(run(home, "get", "users", "7").stdout)["features"] == {
+    assert json.loads(run(home, "get", "users", "7", "--json").stdout)["features"] == {
         "user_id": 7,
         "ratings": {"1": 5.0, "2": 3.0},
     }
+
+
+def test_get_prints_a_table_for_a_person_and_json_when_asked(tmp_path):
+    home = tmp_path / "home"
+    customers = tmp_path / "customers.parquet"
+    pq.write_table(
+        pa.table({"customer_id": ["C-1"], "calls": [3], "plan": [None], "note": ["[vip] call first"]}), customers
+    )
+    ratings = tmp_path / "ratings.parquet"
+    pq.write_table(pa.table({"user_id": [7] * 12, "movie_id": list(range(1, 13)), "rating": [4.5] * 12}), ratings)
+    assert run(home, "load", "customers", str(customers), "--key", "customer_id").returncode == 0
+    interactions = ("--interactions", "ratings", "--item", "movie_id", "--value", "rating")
+    assert run(home, "load", "users", str(ratings), "--key", "user_id", *interactions).returncode == 0
+
+    shown = run(home, "get", "customers", "C-1")
+    assert shown.returncode == 0, shown.stderr
+    lines = [line.strip("│ ").split() for line in shown.stdout.splitlines()]
+    assert lines[0][:2] == ["customers", "C-1"] and "updated" in shown.stdout.splitlines()[0]
+    assert ["calls", "│", "3"] in lines and ["plan", "│", "missing"] in lines
+    assert ["note", "│", "[vip]", "call", "first"] in lines  # text, not rich markup
+    as_json = json.loads(run(home, "get", "customers", "C-1", "--json").stdout)
+    assert as_json["features"] == {"customer_id": "C-1", "calls": 3, "plan": None, "note": "[vip] call first"}
+
+    user = run(home, "get", "users", "7").stdout
+    assert "12 items: 1 → 4.5, 10 → 4.5, 11 → 4.5" in user and "(and 2 more)" in user  # as the map is stored
 
 
 def test_mistakes_are_one_line_errors(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -78,12 +79,13 @@ def advise(
         f"measuring {uri} on this machine: about {api.advise_seconds(quick=quick):.0f} s "
         "(a batch job, a server, the store; nothing in FORETELL_HOME changes)",
         highlight=False,
+        markup=False,
     )
     with _Steps() as step:
         advice = api.advise(uri, chosen, quick=quick, sample=sample, progress=step)
     if report is not None:
         report.write_text(api.advice_report(advice), encoding="utf-8")
-        err.print(f"report: {report}", highlight=False)
+        err.print(f"report: {report}", highlight=False, markup=False)
     if as_json:
         print_json(advice.to_dict())
         return
@@ -104,9 +106,9 @@ class _Steps:
 
     def update(self, step: str, done: float) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, completed=done, description=step)
+            self._bar.update(self._task, completed=done, description=escape(step))
         else:
-            err.print(f"[{time.monotonic() - self._started:5.1f} s] {step}", highlight=False)
+            err.print(f"[{time.monotonic() - self._started:5.1f} s] {step}", highlight=False, markup=False)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
@@ -115,7 +117,7 @@ class _Steps:
 
 def _show(advice: Advice) -> None:
     w, m = advice.workload, advice.measurements
-    out.print(f"[bold]{w.name}[/]: {w.description or 'custom workload'}", highlight=False)
+    out.print(f"[bold]{escape(w.name)}[/]: {escape(w.description or 'custom workload')}", highlight=False)
     measured = Table("measured on this machine", "value", title=None)
     measured.add_row("batch", f"{m.batch_rows_per_s:,.0f} rows/s per core ({m.cores} cores)")
     measured.add_row("one request alone", f"p50 {m.single_p50_ms:.2f} ms, p99 {m.single_p99_ms:.2f} ms")
@@ -144,10 +146,10 @@ def _show(advice: Advice) -> None:
     out.print(table)
     out.print(f"[bold]Use {advice.recommendation}.[/]", highlight=False)
     for reason in advice.reasons:
-        out.print(f"  • {reason}", highlight=False)
+        out.print(f"  • {reason}", highlight=False, markup=False)
     for name, cost in advice.modes.items():
         if not cost.feasible and cost.why_not:
-            out.print(f"  • not {name}: {cost.why_not}", highlight=False)
+            out.print(f"  • not {name}: {cost.why_not}", highlight=False, markup=False)
     requests, population = advice.crossover["requests_per_day"], advice.crossover["population"]
     if requests is not None:
         out.print(

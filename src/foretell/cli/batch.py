@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -135,7 +136,7 @@ def list_(
             f"{job['rejected']:,}",
             f"{job['seconds']:.1f}" if job["seconds"] is not None else "-",
             job["started_at"][:19],
-            job["output"],
+            escape(job["output"]),
         )
     out.print(table)
 
@@ -151,7 +152,7 @@ def show(
         print_json(job)
         return
     for key, value in job.items():
-        out.print(f"  {key:<14} {value}", highlight=False)
+        out.print(f"  {key:<14} {value}", highlight=False, markup=False)
 
 
 def _summary(result: dict[str, Any], as_json: bool) -> None:
@@ -164,6 +165,7 @@ def _summary(result: dict[str, Any], as_json: bool) -> None:
         f"with {result['model_uri']} ({result.get('predictor', 'original')} predictor"
         f"{', on ray' if result.get('engine') == 'ray' else ''}) → {result['output']}",
         highlight=False,
+        markup=False,
     )
 
 

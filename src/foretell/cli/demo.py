@@ -30,4 +30,4 @@ def init(
         print_json(summary.to_dict())
         return
     for line in summary.describe():
-        out.print(line, highlight=False)
+        out.print(line, highlight=False, markup=False)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from foretell import api
@@ -51,7 +52,9 @@ def load(
         print_json(table.to_dict())
         return
     seconds = time.perf_counter() - started
-    err.print(f"loaded {table.rows:,} keys into entity table {table.name!r} in {seconds:.1f} s", highlight=False)
+    err.print(
+        f"loaded {table.rows:,} keys into entity table {table.name!r} in {seconds:.1f} s", highlight=False, markup=False
+    )
 
 
 @app.command("list", epilog="Example:\n\n  foretell entities list --json")
@@ -64,15 +67,43 @@ def list_tables(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
     view = Table("table", "key", "keys", "kind", "models", "loaded at")
     for t in tables:
         kind = "features" if t.interactions is None else f"interactions ({t.interactions.column})"
-        view.add_row(t.name, t.key_column, f"{t.rows:,}", kind, ", ".join(t.models) or "-", t.loaded_at)
+        view.add_row(
+            escape(t.name), escape(t.key_column), f"{t.rows:,}", escape(kind), ", ".join(t.models) or "-", t.loaded_at
+        )
     out.print(view)
 
 
-@app.command("get", epilog="Example:\n\n  foretell entities get customers C-0000042")
+@app.command(
+    "get", epilog="Examples:\n\n  foretell entities get customers C-0000042\n\n  foretell entities get users 7 --json"
+)
 def get(
     name: Annotated[str, typer.Argument(help="Entity table name.")],
     key: Annotated[str, typer.Argument(help="The entity's key.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """One entity's features now, as JSON."""
+    """One entity's features now."""
     entity = api.get_entity(name, key)
-    print_json({"table": entity.table, "key": entity.key, "features": entity.features, "updated_at": entity.updated_at})
+    if as_json:
+        print_json(
+            {"table": entity.table, "key": entity.key, "features": entity.features, "updated_at": entity.updated_at}
+        )
+        return
+    updated = f"  (updated {entity.updated_at})" if entity.updated_at else ""
+    out.print(f"[bold]{escape(entity.table)} {escape(entity.key)}[/]{escape(updated)}", highlight=False)
+    view = Table("feature", "value")
+    for feature, value in entity.features.items():
+        view.add_row(escape(feature), _value(value))
+    out.print(view)
+
+
+_SHOWN_ITEMS = 10  # an interactions map can hold thousands of items; a person reads the first few
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "[dim]missing[/]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{item} → {v}" for item, v in list(value.items())[:_SHOWN_ITEMS])
+        more = f" (and {len(value) - _SHOWN_ITEMS} more)" if len(value) > _SHOWN_ITEMS else ""
+        return escape(f"{len(value)} items: {items}{more}")
+    return escape(str(value))

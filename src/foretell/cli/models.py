@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from foretell import api
@@ -72,14 +73,14 @@ def register(
         out.print(f"registered {info.uri} \\[{info.flavor}] sha256 {info.sha256[:12]}{aliases}", highlight=False)
     if compile_:
         try:
-            with err.status(f"compiling {info.uri} and proving it against the original ..."):
+            with err.status(f"compiling {escape(info.uri)} and proving it against the original ..."):
                 report = api.compile_model(info.uri, sample=str(sample) if sample else None)
         except ForetellError as exc:  # registered all the same: it keeps its original predictor
             err.print(f"warning: {info.uri} was registered but not compiled: {exc}", highlight=False, markup=False)
         else:
             info = api.show(info.uri)
             if not as_json:
-                out.print("  " + describe_outcome(report.to_dict()), highlight=False)
+                out.print("  " + describe_outcome(report.to_dict()), highlight=False, markup=False)
     if as_json:
         print_json(info.to_dict())
 
@@ -117,12 +118,12 @@ def compile_(
     label exactly, or the version keeps its original predictor. `foretell models show`
     prints the outcome, and `--predictor original` (predict, batch run, serve) bypasses it.
     """
-    with err.status(f"compiling {uri} and proving it against the original ..."):
+    with err.status(f"compiling {escape(uri)} and proving it against the original ..."):
         report = api.compile_model(uri, sample=str(sample) if sample else None, tolerance=tolerance, rows=rows)
     if as_json:
         print_json({"uri": api.show(uri).uri, **report.to_dict()})
         return
-    out.print(f"{api.show(uri).uri}: {describe_outcome(report.to_dict())}", highlight=False)
+    out.print(f"{api.show(uri).uri}: {describe_outcome(report.to_dict())}", highlight=False, markup=False)
     if report.used:
         _print_speed(report.to_dict())
 
@@ -172,7 +173,7 @@ def list_(
         table = Table("name", "versions", "latest", "aliases", "description", title="registered models")
         for m in models:
             aliases = ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items()))
-            table.add_row(m.name, str(m.version_count), str(m.latest_version), aliases, m.description)
+            table.add_row(m.name, str(m.version_count), str(m.latest_version), aliases, escape(m.description))
         out.print(table)
         return
     versions = api.list_versions(name)
@@ -202,7 +203,7 @@ def show(
 
 
 def _print_info(info: ModelInfo) -> None:
-    out.print(f"[bold]{info.uri}[/]  {info.description}", highlight=False)
+    out.print(f"[bold]{info.uri}[/]  {escape(info.description)}", highlight=False)
     rows = [
         ("flavor", info.flavor),
         ("aliases", ", ".join(info.aliases) or "-"),
@@ -213,24 +214,25 @@ def _print_info(info: ModelInfo) -> None:
     ]
     rows += [(key, str(value)) for key, value in info.flavor_options.items()]
     for key, value in rows:
-        out.print(f"  {key:<11} {value}", highlight=False)
+        out.print(f"  {key:<11} {value}", highlight=False, markup=False)
     compiled = info.compiled
     out.print(
         "  predictor   "
         + (describe_outcome(compiled) if compiled else "original (never compiled: foretell models compile)"),
         highlight=False,
+        markup=False,
     )
     if compiled:
         _print_speed(compiled)
     inputs = Table("input", "dtype", "missing ok", "details", title="signature")
     for f in info.signature.inputs:
         details = ", ".join(f.categories) if f.categories else (f"shape {list(f.shape)}" if f.shape else "")
-        inputs.add_row(f.name, f.dtype, "yes" if f.allow_missing else "no", details)
+        inputs.add_row(f.name, f.dtype, "yes" if f.allow_missing else "no", escape(details))
     out.print(inputs)
     outputs = Table("output", "kind", "dtype", "details")
     for o in info.signature.outputs:
         details = f"classes {list(o.classes)}" if o.classes else (f"shape {list(o.shape)}" if o.shape else "")
-        outputs.add_row(o.name, o.kind, o.dtype, details)
+        outputs.add_row(o.name, o.kind, o.dtype, escape(details))
     out.print(outputs)
 
 

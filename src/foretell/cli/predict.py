@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from foretell import api
@@ -65,7 +66,7 @@ def predict(
             }
             err.file.write(orjson.dumps(reason).decode() + "\n")
         else:
-            err.print(f"[yellow]refused[/] {error.describe()}", highlight=False)
+            err.print(f"[yellow]refused[/] {escape(error.describe())}", highlight=False)
     if columns.errors:
         raise typer.Exit(EXIT_ROWS_REJECTED)
 
@@ -93,7 +94,7 @@ def _table(uri: str, records: list[dict[str, Any]], limit: int) -> None:
         *names, title=f"{uri}: {len(records)} predictions" + (f" (first {limit})" if len(records) > limit else "")
     )
     for record in records[:limit]:
-        table.add_row(*(_cell(record[n]) for n in names))
+        table.add_row(*(escape(_cell(record[n])) for n in names))
     out.print(table)
 
 

@@ -10,6 +10,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -68,6 +69,7 @@ def add(
         f"scheduled {schedule.name} ({schedule.cron}): foretell {shlex.join(schedule.argv)}; "
         f"next run {_when(schedule.next_fire())}",
         highlight=False,
+        markup=False,
     )
 
 
@@ -94,7 +96,8 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     table = Table("name", "cron (UTC)", "command", "next run", "last run", title="schedules")
     for s, last in schedules:
         due = " (due)" if s.next_fire() <= datetime.now(UTC) else ""
-        table.add_row(s.name, s.cron, shlex.join(["foretell", *s.argv]), _when(s.next_fire()) + due, _last(last))
+        command = escape(shlex.join(["foretell", *s.argv]))
+        table.add_row(s.name, s.cron, command, _when(s.next_fire()) + due, escape(_last(last)))
     out.print(table)
 
 
@@ -133,7 +136,7 @@ def runs(
             _when(r.started_at),
             _when(r.finished_at) if r.finished_at else "-",
             r.job_id or "-",
-            lines[-1] if lines else "",
+            escape(lines[-1]) if lines else "",
         )
     out.print(table)
 

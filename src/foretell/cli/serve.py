@@ -87,7 +87,9 @@ def serve(
         raise typer.BadParameter("give --replicas N or --autoscale MIN:MAX, not both")
     resolved = api.serve_config(config, uris or (), settings)
     shown = ", ".join(resolved.models) or ", ".join(api.production_uris()) or "nothing"
-    err.print(f"serving {shown} on http://{resolved.host}:{resolved.port} (Ctrl-C to stop)", highlight=False)
+    err.print(
+        f"serving {shown} on http://{resolved.host}:{resolved.port} (Ctrl-C to stop)", highlight=False, markup=False
+    )
     if engine == "ray":
         api.serve(config=resolved, engine="ray", replicas=replicas, autoscale=autoscale, ray_address=ray_address)
     else:

@@ -59,10 +59,6 @@ class Columns:
     def ok(self) -> bool:
         return not self.errors
 
-    @property
-    def rejected_rows(self) -> list[int]:
-        return sorted({e.row for e in self.errors if e.row is not None})
-
     def raise_for_errors(self) -> None:
         if self.errors:
             raise InvalidInput.from_rows(self.errors, self.n_input)

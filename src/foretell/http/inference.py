@@ -103,7 +103,8 @@ class InferenceEndpoints:
         )
         headers = scope["headers"]
         body = await read_body(receive, header(headers, b"content-length"), self.max_body_bytes)
-        rows = decode_invocations(body, header(headers, b"content-type") or "")
+        # CSV cells are text until typed: the signature says which columns stay text ("02139").
+        rows = decode_invocations(body, header(headers, b"content-type") or "", signature=slot.model.signature)
         deadline = request_deadline(header(headers, b"x-request-timeout"), None)
         inference = await self.service.infer(slot, rows, deadline=deadline)
         return 200, encode_predictions(inference.predictions), {}

@@ -5,12 +5,18 @@ A request body is JSON with exactly one of `dataframe_split`, `dataframe_records
 into a form `Signature.coerce` reads, keeping rows whole so a bad row is reported as that
 row: a list of row dicts (column → value), a list of value lists in signature order
 (`instances` / `inputs` as rows, `dataframe_split` without `columns`), or, for CSV, a
-pyarrow Table. The answer is `{"predictions": [...]}`, as MLflow writes it; NaN and
+pyarrow Table. JSON may hold bare `NaN` (a missing value) and `±Infinity`, as MLflow's
+server reads them. The answer is `{"predictions": [...]}`, as MLflow writes it; NaN and
 infinity become `null`, since JSON has neither.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +85,7 @@ def parse_invocations(body: bytes, content_type: str, *, signature: Signature | 
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"the request body is not valid JSON: {exc}") from None
+        document = _loads_with_constants(body, exc)
     if not isinstance(document, dict):
         raise ProtocolError(
             f"the JSON body must be an object with one of the keys {', '.join(FORMATS)}, got {_kind(document)} "
@@ -121,6 +127,34 @@ def _media_type(content_type: str) -> str:
                 f"unsupported content type {content_type[:80]!r}: the only parameter accepted is charset=utf-8"
             )
     return media
+
+
+# -- NaN and Infinity ------------------------------------------------------------------------------
+
+# pandas writes a DataFrame's missing values as bare NaN (and infinities as Infinity), so MLflow's
+# own client sends them, and MLflow's server (the stdlib json module) reads them. orjson refuses
+# them, so a body orjson refuses is read again here, and only then: the usual path stays orjson's.
+_CONSTANTS = {"NaN": None, "Infinity": math.inf, "-Infinity": -math.inf}
+_INT64_MIN, _UINT64_END = -(2**63), 2**64
+
+
+def _json_int(text: str) -> int | float:
+    # As orjson reads them: an integer beyond 64 bits becomes a float, so both paths give one value.
+    number = int(text)
+    return number if _INT64_MIN <= number < _UINT64_END else float(number)
+
+
+def _loads_with_constants(body: bytes, orjson_error: orjson.JSONDecodeError) -> Any:
+    """JSON that may hold NaN (read as missing) and ±Infinity (left for the signature to refuse)."""
+    refusal = ProtocolError(f"the request body is not valid JSON: {orjson_error}")
+    try:
+        document = json.loads(body.decode("utf-8"), parse_constant=_CONSTANTS.__getitem__, parse_int=_json_int)
+        # The stdlib reads what orjson refuses besides these tokens (lone surrogates, e.g.); what
+        # orjson cannot write back is refused as it would have been.
+        orjson.dumps(document)
+    except (ValueError, TypeError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise refusal from None
+    return document
 
 
 # -- the four JSON formats -------------------------------------------------------------------------
@@ -200,17 +234,17 @@ def _inputs(value: Any) -> list[Any]:
 
 def _read_csv(body: bytes, signature: Signature | None) -> Any:
     """CSV with a header row → a pyarrow Table (typed by the signature when there is one)."""
-    types = {}
+    dtypes = {}
     if signature is not None:
-        types = {f.name: _CSV_TYPES[f.dtype] for f in signature.inputs if not f.shape}
+        dtypes = {f.name: f.dtype for f in signature.inputs if not f.shape}
     try:
         table = pa_csv.read_csv(
             pa.py_buffer(body),
             read_options=pa_csv.ReadOptions(use_threads=len(body) >= _CSV_THREADS_FROM),
-            convert_options=pa_csv.ConvertOptions(column_types=types),
+            convert_options=pa_csv.ConvertOptions(column_types={n: _CSV_TYPES[d] for n, d in dtypes.items()}),
         )
     except (pa.ArrowException, ValueError) as exc:
-        raise ProtocolError(f"the CSV body could not be read: {exc}") from None
+        raise ProtocolError(f"the CSV body could not be read: {_conversion_error(str(exc), body, dtypes)}") from None
     # Arrow keeps a column (or header) that is not UTF-8 as raw bytes; the body promised UTF-8 text.
     try:
         names = table.schema.names
@@ -220,6 +254,34 @@ def _read_csv(body: bytes, signature: Signature | None) -> Any:
         if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
             raise ProtocolError(f"the CSV body could not be read: column {name!r} is not UTF-8 text")
     return table
+
+
+# Arrow names a cell it cannot convert by position ("In CSV column #0: Row #3: CSV conversion error
+# to double: invalid value 'x'"); a client needs the feature's name and rule, as coerce says them.
+_CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to \w+: invalid value '(.*)'$")
+_CSV_RULES = {
+    "float64": "expected a number (float64)",
+    "float32": "expected a number (float32)",
+    "int64": "expected a whole number (int64)",
+    "int32": "expected a whole number (int32)",
+    "bool": "expected true or false (bool)",
+}
+
+
+def _conversion_error(message: str, body: bytes, dtypes: dict[str, str]) -> str:
+    found = _CONVERSION.search(message)
+    if found is None:
+        return message
+    column, row, value = found.groups()
+    try:
+        header = next(csv.reader(io.StringIO(body.decode("utf-8", errors="replace"))))
+        name = header[int(column)]
+    except (StopIteration, IndexError, csv.Error):
+        return message
+    # Arrow counts the header as row 1 and may not know the row when it reads in parallel.
+    where = f"row {int(row) - 2}, " if row is not None and int(row) >= 2 else ""
+    rule = _CSV_RULES.get(dtypes.get(name, ""), "expected a value of the feature's type")
+    return f"{where}field {name!r}: {rule}; got {value!r}"
 
 
 # -- the answer ------------------------------------------------------------------------------------

@@ -93,9 +93,6 @@ class ServeConfig:
         except ValueError as exc:
             raise InvalidServeConfig(f"[batching.{name}]: {exc}") from None
 
-    def max_age_for(self, name: str) -> float:
-        return self.model_max_age.get(name, self.max_age)
-
     def policies(self) -> dict[str, BatchPolicy]:
         return {name: self.policy_for(name) for name in self.model_knobs}
 

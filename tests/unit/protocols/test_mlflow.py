@@ -215,6 +215,65 @@ def test_malformed_csv_says_what_is_wrong(body, fragment):
     assert fragment in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b"tenure,plan,calls,active,age\n1,basic,3,true,1\nx,basic,3,true,1\n",
+            "the CSV body could not be read: row 1, field 'tenure': expected a number (float64); got 'x'",
+        ),
+        (b"calls,plan\n1.5,basic\n", "row 0, field 'calls': expected a whole number (int64); got '1.5'"),
+        (b'"active"\nmaybe\n', "row 0, field 'active': expected true or false (bool); got 'maybe'"),
+    ],
+)
+def test_a_csv_cell_its_feature_type_refuses_is_named_by_row_field_and_value(body, message):
+    with pytest.raises(ProtocolError) as caught:
+        decode_invocations(body, "text/csv", signature=SIG)
+    assert message in str(caught.value)
+
+
+# -- NaN and Infinity, as pandas and MLflow's client write them ------------------------------------------------
+
+
+def test_bare_nan_tokens_are_missing_values_and_infinity_is_left_for_the_signature_to_refuse():
+    body = (
+        b'{"dataframe_split": {"index": [0, 1], "columns": ["tenure", "plan", "calls", "active", "age"], '
+        b'"data": [[12.5, "basic", 3, true, NaN], [Infinity, NaN, 0, false, -Infinity]]}}'
+    )
+    rows = decode_invocations(body, JSON)
+    assert rows[0] == {**ROWS[0], "age": None}
+    assert rows[1]["plan"] is None
+    assert rows[1]["tenure"] == math.inf and rows[1]["age"] == -math.inf
+    columns = SIG.coerce(rows)
+    assert [(e.row, e.field) for e in columns.errors] == [(1, "tenure"), (1, "plan"), (1, "age")]
+    assert columns.errors[0].describe() == "row 1, field 'tenure': expected a finite number (float64); got float inf"
+    assert SIG.coerce(decode_invocations(body.replace(b"Infinity", b"1"), JSON)).errors[0].field == "plan"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"instances": [NaN',  # truncated
+        b'{"instances": ["\\ud800", NaN]}',  # a lone surrogate is not text orjson accepts, NaN or not
+        b'{"instances": [nan]}',
+        b'{"instances": [-NaN]}',
+        b'{"instances": [NaN]}\xff',
+        b"[" * 100_000 + b"NaN" + b"]" * 100_000,  # deeper than any parser's stack
+    ],
+)
+def test_nan_does_not_open_a_door_to_other_invalid_json(body):
+    with pytest.raises(ProtocolError) as caught:
+        decode_invocations(body, JSON)
+    assert "the request body is not valid JSON" in str(caught.value)
+
+
+def test_integers_beyond_64_bits_read_the_same_with_or_without_nan():
+    big = 2**64
+    plain = decode_invocations(b'{"instances": [%d]}' % big, JSON)
+    with_nan = decode_invocations(b'{"instances": [%d, NaN]}' % big, JSON)
+    assert plain == with_nan[:1] and type(plain[0]) is type(with_nan[0])
+
+
 # -- the answer ------------------------------------------------------------------------------------------------
 
 
