@@ -1,0 +1,18 @@
+"""A registry home with the served test models (tests/unit/servedmodels.py), registered once per session.
+
+This file also puts tests/unit on the import path, where the registry loader finds `servedmodels`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from servedmodels import register_models
+
+
+@pytest.fixture(scope="session")
+def models_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("unit-home")
+    register_models(home, tmp_path_factory.mktemp("unit-models"))
+    return home
