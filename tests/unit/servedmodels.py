@@ -14,6 +14,7 @@ gives an httpx client that drives the app in process.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -25,6 +26,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pyarrow as pa
 
 import foretell
 from foretell.core.schema import Feature, Output, Signature
@@ -34,6 +36,7 @@ from foretell.serving.policy import BatchPolicy
 from foretell.serving.runtime import Runtime
 from foretell.serving.service import InferenceService
 from foretell.store import SqliteStore
+from foretell.store.entities import Interactions
 from foretell.store.entities_sqlite import SqliteEntityStore
 
 POISON = -1.0
@@ -262,3 +265,51 @@ async def started(service: InferenceService) -> AsyncIterator[InferenceService]:
         yield service
     finally:
         await service.stop(drain=True)
+
+
+# -- hybrid: entity tables and stored predictions --------------------------------------------------------
+
+MINUTE = 60.0
+THINGS = pa.table(
+    {
+        "id": [f"T-{i}" for i in range(5)],
+        "a": [0.0, 1.0, 2.0, 3.0, None],
+        "b": [0.0, 10.0, 20.0, 30.0, 40.0],
+        "tier": ["basic", "pro", "basic", "pro", "basic"],
+    }
+)
+"""Features of things, read by `sums` and `tiers`; T-4's `a` is missing, which neither model accepts."""
+RATINGS = pa.table({"user_id": [1, 1, 2], "movie_id": [101, 102, 201], "rating": [5.0, 3.0, 4.0]})
+"""Users' ratings, read by `topk`."""
+
+
+def load_tables(path: Path) -> Path:
+    """An entity store at `path` with `things` (feeding sums and tiers) and `users` (feeding topk)."""
+    entities, loaded = SqliteEntityStore(path), Clock().ago(hours=1)
+    entities.load_features("things", "id", THINGS, models=["sums", "tiers"], at=loaded)
+    entities.load_interactions(
+        "users", "user_id", RATINGS, Interactions("ratings", "movie_id", "rating"), models=["topk"], at=loaded
+    )
+    return path
+
+
+def hybrid_stack(
+    models_home: Path,
+    folder: Path,
+    tables: Path,
+    models: tuple[str, ...] = ("sums", "tiers", "topk"),
+    *,
+    policy: BatchPolicy | None = None,
+) -> Stack:
+    """A stack whose entity store is a copy of `tables`; `sums` may be 30 minutes old, the others an hour."""
+    with sqlite3.connect(tables) as source, sqlite3.connect(folder / "entities.db") as copy:
+        source.backup(copy)  # a consistent copy, whatever the journal holds
+    return Stack(models_home, folder, models, policy=policy, max_age={"sums": 30 * MINUTE}, default_max_age=60 * MINUTE)
+
+
+def publish(stack: Stack, model: str, rows: list[tuple[str, dict[str, Any], float]]) -> None:
+    """Publish one generation of `model` in the stack's store: (key, prediction, minutes ago computed)."""
+    generation = stack.predictions.begin_generation(model)
+    batch = [(key, prediction, 1, stack.clock.ago(minutes=minutes)) for key, prediction, minutes in rows]
+    stack.predictions.write_batch(model, generation, batch)
+    stack.predictions.publish(model, generation)

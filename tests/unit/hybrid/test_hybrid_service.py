@@ -6,56 +6,13 @@ not a sleep. Whether the model ran is read from the server's own batch metrics.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
-from pathlib import Path
 
-import pyarrow as pa
 import pytest
-from servedmodels import Clock, Stack, run, stamp, started
+from servedmodels import Stack, hybrid_stack, publish, run, stamp, started
 
 from foretell.errors import InvalidInput, NotFound
 from foretell.serving.service import Call
-from foretell.store.entities import Interactions
-from foretell.store.entities_sqlite import SqliteEntityStore
-
-MINUTE = 60.0
-THINGS = pa.table(
-    {
-        "id": [f"T-{i}" for i in range(5)],
-        "a": [0.0, 1.0, 2.0, 3.0, None],
-        "b": [0.0, 10.0, 20.0, 30.0, 40.0],
-        "tier": ["basic", "pro", "basic", "pro", "basic"],
-    }
-)
-RATINGS = pa.table({"user_id": [1, 1, 2], "movie_id": [101, 102, 201], "rating": [5.0, 3.0, 4.0]})
-
-
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An entity store with `things` (feeding sums and tiers) and `users` (feeding topk), loaded once."""
-    path = tmp_path_factory.mktemp("hybrid-tables") / "entities.db"
-    entities, loaded = SqliteEntityStore(path), Clock().ago(hours=1)
-    entities.load_features("things", "id", THINGS, models=["sums", "tiers"], at=loaded)
-    entities.load_interactions(
-        "users", "user_id", RATINGS, Interactions("ratings", "movie_id", "rating"), models=["topk"], at=loaded
-    )
-    return path
-
-
-def hybrid_stack(models_home: Path, folder: Path, tables: Path, models=("sums", "tiers", "topk")) -> Stack:
-    """A stack whose entity store is a copy of `tables`; `sums` may be 30 minutes old, the others an hour."""
-    with sqlite3.connect(tables) as source, sqlite3.connect(folder / "entities.db") as copy:
-        source.backup(copy)  # a consistent copy, whatever the journal holds
-    return Stack(models_home, folder, models, max_age={"sums": 30 * MINUTE}, default_max_age=60 * MINUTE)
-
-
-def store(stack: Stack, model: str, rows: list[tuple[str, dict, float]]) -> None:
-    """Publish one generation of `model`: (key, prediction, minutes ago computed)."""
-    generation = stack.predictions.begin_generation(model)
-    batch = [(key, prediction, 1, stack.clock.ago(minutes=minutes)) for key, prediction, minutes in rows]
-    stack.predictions.write_batch(model, generation, batch)
-    stack.predictions.publish(model, generation)
 
 
 def model_calls(stack: Stack, model: str) -> float:
@@ -64,6 +21,7 @@ def model_calls(stack: Stack, model: str) -> float:
 
 @pytest.fixture
 def stack(models_home, tmp_path, tables) -> Stack:
+    """`things` feeds sums and tiers, `users` topk; sums may be 30 minutes old, the others an hour."""
     return hybrid_stack(models_home, tmp_path, tables)
 
 
@@ -71,7 +29,7 @@ def stack(models_home, tmp_path, tables) -> Stack:
 
 
 def test_a_fresh_precomputed_prediction_is_returned_as_stored_without_running_the_model(stack):
-    store(stack, "sums", [("T-1", {"score": 99.0}, 10)])
+    publish(stack, "sums", [("T-1", {"score": 99.0}, 10)])
 
     async def scenario() -> None:
         async with started(stack.inference):
@@ -93,7 +51,7 @@ def test_a_fresh_precomputed_prediction_is_returned_as_stored_without_running_th
 
 
 def test_a_stale_prediction_is_replaced_by_a_live_one_and_written_back(stack):
-    store(stack, "sums", [("T-2", {"score": 99.0}, 31)])  # sums may be 30 minutes old
+    publish(stack, "sums", [("T-2", {"score": 99.0}, 31)])  # sums may be 30 minutes old
 
     async def scenario() -> None:
         async with started(stack.inference):
@@ -122,8 +80,8 @@ def test_a_stale_prediction_is_replaced_by_a_live_one_and_written_back(stack):
 
 
 def test_each_model_has_its_own_max_age(stack):
-    store(stack, "sums", [("T-1", {"score": 99.0}, 45)])
-    store(stack, "tiers", [("T-1", {"score": 99.0}, 45)])
+    publish(stack, "sums", [("T-1", {"score": 99.0}, 45)])
+    publish(stack, "tiers", [("T-1", {"score": 99.0}, 45)])
 
     async def scenario() -> None:
         async with started(stack.inference):
@@ -136,7 +94,7 @@ def test_each_model_has_its_own_max_age(stack):
 
 
 def test_a_stale_prediction_with_no_features_to_replace_it_is_returned_marked_stale(stack):
-    store(stack, "sums", [("T-404", {"score": 7.0}, 90)])
+    publish(stack, "sums", [("T-404", {"score": 7.0}, 90)])
 
     async def scenario() -> None:
         async with started(stack.inference):
@@ -152,7 +110,7 @@ def test_a_stale_prediction_with_no_features_to_replace_it_is_returned_marked_st
 
 
 def test_fresh_true_predicts_live_whatever_is_stored(stack):
-    store(stack, "sums", [("T-3", {"score": 99.0}, 1)])
+    publish(stack, "sums", [("T-3", {"score": 99.0}, 1)])
 
     async def scenario() -> None:
         async with started(stack.inference):
@@ -204,7 +162,7 @@ def test_stored_features_a_model_refuses_are_reported_by_key(stack):
 
 
 def test_many_keys_are_answered_in_the_order_asked_once_each_with_the_misses_in_one_model_call(stack):
-    store(stack, "sums", [("T-1", {"score": 99.0}, 1), ("T-2", {"score": 99.0}, 90)])
+    publish(stack, "sums", [("T-1", {"score": 99.0}, 1), ("T-2", {"score": 99.0}, 90)])
 
     async def scenario() -> None:
         async with started(stack.inference):
@@ -237,7 +195,7 @@ def test_a_key_that_is_not_an_id_is_refused(stack):
 
 
 def test_k_cuts_a_stored_top_k_without_running_the_model(stack):
-    store(stack, "topk", [("1", {"items": [7, 8, 9], "scores": [0.9, 0.8, 0.7]}, 5)])
+    publish(stack, "topk", [("1", {"items": [7, 8, 9], "scores": [0.9, 0.8, 0.7]}, 5)])
 
     async def scenario() -> None:
         async with started(stack.inference):
@@ -249,7 +207,7 @@ def test_k_cuts_a_stored_top_k_without_running_the_model(stack):
 
 
 def test_k_larger_than_what_is_stored_asks_the_model_for_k_items(stack):
-    store(stack, "topk", [("1", {"items": [7, 8, 9], "scores": [0.9, 0.8, 0.7]}, 5)])
+    publish(stack, "topk", [("1", {"items": [7, 8, 9], "scores": [0.9, 0.8, 0.7]}, 5)])
 
     async def scenario() -> None:
         async with started(stack.inference):
@@ -304,7 +262,7 @@ def test_a_features_event_changes_the_entity_and_refreshes_every_linked_model_be
 
 
 def test_an_event_any_linked_model_refuses_changes_nothing(stack):
-    store(stack, "tiers", [("T-1", {"score": 99.0}, 1)])
+    publish(stack, "tiers", [("T-1", {"score": 99.0}, 1)])
     before = stack.entities.get("things", "T-1")
 
     async def scenario() -> None:
