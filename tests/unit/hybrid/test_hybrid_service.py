@@ -6,12 +6,16 @@ not a sleep. Whether the model ran is read from the server's own batch metrics.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import pyarrow as pa
 import pytest
-from servedmodels import Stack, hybrid_stack, publish, run, stamp, started
+from servedmodels import Gate, Stack, hybrid_stack, publish, run, stamp, started, until
 
 from foretell.errors import InvalidInput, NotFound
+from foretell.serving import Overloaded
+from foretell.serving.policy import BatchPolicy
 from foretell.serving.service import Call
 
 
@@ -293,7 +297,7 @@ def test_only_served_models_are_checked_and_refreshed(models_home, tmp_path, tab
     run(scenario)
 
 
-def test_an_event_delivered_twice_is_applied_once(stack):
+def test_an_event_delivered_twice_is_applied_once_and_refreshes_from_the_features_it_left(stack):
     first = b'{"type": "features", "key": "T-2", "values": {"b": 1.0}, "event_id": "e-1"}'
     again = b'{"type": "features", "key": "T-2", "values": {"b": 500.0}, "event_id": "e-1"}'
 
@@ -301,14 +305,17 @@ def test_an_event_delivered_twice_is_applied_once(stack):
         async with started(stack.inference):
             assert (await stack.hybrid.apply(first))["applied"]
             answer = await stack.hybrid.apply(again)
-            assert (answer["applied"], answer["duplicate"], answer["refreshed"]) == (False, True, [])
+            assert (answer["applied"], answer["duplicate"]) == (False, True)
+            assert [(r["model"], r["prediction"]) for r in answer["refreshed"]] == [
+                ("sums", {"score": 3.0}),  # a = 2 and the first delivery's b = 1, not the second's 500
+                ("tiers", {"score": 2.0}),
+            ]
 
     run(scenario)
     entity = stack.entities.get("things", "T-2")
     assert entity is not None and entity.features["b"] == 1.0
     written = stack.predictions.get("sums", "T-2")
     assert written is not None and written.prediction == {"score": 3.0}
-    assert model_calls(stack, "sums") == 1.0  # the duplicate refreshed nothing
 
 
 def test_an_interaction_event_sets_one_item_and_refreshes_the_recommendations(stack):
@@ -331,5 +338,43 @@ def test_a_parsed_event_is_applied_as_its_body_would_be(stack):
             event = parse_event(b'{"type": "features", "key": "T-3", "values": {"b": 0.5}}')
             answer = await stack.hybrid.apply(event)
             assert [r["prediction"]["score"] for r in answer["refreshed"]] == [3.5, 30.0]
+
+    run(scenario)
+
+
+def test_an_event_retried_after_its_refresh_was_refused_for_load_refreshes_the_prediction(
+    models_home, tmp_path, tables
+):
+    """A 503 (or 429) tells the client to retry; the retry is a duplicate, and must still refresh the prediction.
+
+    The first delivery changed the entity before its refresh met the full queue. Had the
+    duplicate refreshed nothing, lookups would serve the prediction from the old features
+    until it aged out (a day, by default).
+    """
+    stack = hybrid_stack(models_home, tmp_path, tables, ("gated",), policy=BatchPolicy(max_queue=1))
+    rows = pa.table({"id": ["G-1", "G-2", "G-3"], "a": [1.0, 2.0, 3.0], "b": [0.0, 0.0, 0.0]})
+    stack.entities.load_features("gthings", "id", rows, models=["gated"], at=stack.clock.ago(hours=1))
+    publish(stack, "gated", [("G-3", {"score": 3.0}, 5)])
+    event = b'{"type": "features", "key": "G-3", "values": {"a": 9}, "entity": "gthings", "event_id": "e-9"}'
+
+    async def scenario() -> None:
+        async with started(stack.inference) as service:
+            slot = service.resolve(Call("lookup"), "gated")
+            Gate.hold()
+            try:
+                running = asyncio.create_task(stack.hybrid.lookup(Call("lookup"), "gated", "G-1", fresh=True))
+                await until(Gate.entered.is_set)
+                queued = asyncio.create_task(stack.hybrid.lookup(Call("lookup"), "gated", "G-2", fresh=True))
+                await until(lambda: slot.batcher.queued_rows == 1)
+                with pytest.raises(Overloaded):
+                    await stack.hybrid.apply(event)
+            finally:
+                Gate.release()
+            await asyncio.gather(running, queued)
+            retried = await stack.hybrid.apply(event)
+            assert (retried["applied"], retried["duplicate"]) == (False, True)
+            assert [r["prediction"] for r in retried["refreshed"]] == [{"score": 9.0}]
+            found = await stack.hybrid.lookup(Call("lookup"), "gated", "G-3")
+            assert (found.source, found.prediction) == ("live", {"score": 9.0})
 
     run(scenario)
