@@ -17,8 +17,8 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -313,3 +313,18 @@ def publish(stack: Stack, model: str, rows: list[tuple[str, dict[str, Any], floa
     batch = [(key, prediction, 1, stack.clock.ago(minutes=minutes)) for key, prediction, minutes in rows]
     stack.predictions.write_batch(model, generation, batch)
     stack.predictions.publish(model, generation)
+
+
+@contextmanager
+def running_app(app: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]]:
+    """The app started on an event loop of its own, kept across many requests (hypothesis examples)."""
+    loop = asyncio.new_event_loop()
+    lifespan = Lifespan(app)
+    loop.run_until_complete(lifespan.__aenter__())
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    try:
+        yield loop, client
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.run_until_complete(lifespan.__aexit__(None, None, None))
+        loop.close()

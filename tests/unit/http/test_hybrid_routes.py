@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from urllib.parse import quote
 
+import httpx
 import pyarrow as pa
 import pytest
-from servedmodels import Gate, Stack, hybrid_stack, publish, run, serving, until
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from servedmodels import Gate, Stack, hybrid_stack, publish, run, running_app, serving, until
 
 from foretell.http.app import ServerOptions
 from foretell.serving.policy import BatchPolicy
@@ -64,6 +69,7 @@ def test_fresh_takes_true_or_false_in_the_usual_spellings(stack, flag, source):
     [
         ({"fresh": "maybe"}, "?fresh= takes true or false, got 'maybe'"),
         ({"k": "abc"}, "?k= takes a whole number, got 'abc'"),
+        ({"k": "²"}, "?k= takes a whole number, got '²'"),  # a digit to str.isdigit, not to int()
         ({"k": "-1"}, "?k= takes a whole number, got '-1'"),
         ({"k": "2.5"}, "?k= takes a whole number, got '2.5'"),
         ({"k": "0"}, "k must be between 1 and 1000, got 0"),
@@ -109,6 +115,28 @@ def test_a_key_with_nothing_to_answer_is_404_under_its_model(stack):
 
     run(scenario)
     assert answered(stack, "sums", "lookup", 404) == 1.0
+
+
+@pytest.fixture(scope="module")
+def client(models_home, tables, tmp_path_factory) -> Iterator[tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]]:
+    stack = hybrid_stack(models_home, tmp_path_factory.mktemp("routes"), tables)
+    with running_app(stack.app()) as running:
+        yield running
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    k=st.none() | st.text(st.sampled_from("019²٣½ -+.eE"), max_size=4) | st.text(max_size=5),  # digits of all kinds
+    fresh=st.none() | st.sampled_from(["true", "FALSE", "1", "no"]) | st.text(max_size=6),
+    key=st.text(st.characters(blacklist_characters="/.", blacklist_categories=["Cs"]), min_size=1, max_size=6),
+)
+def test_no_query_string_gets_a_5xx(client, k, fresh, key):
+    loop, http = client
+    params = {name: value for name, value in (("k", k), ("fresh", fresh)) if value is not None}
+    response = loop.run_until_complete(http.get(f"/v1/models/topk/predictions/{quote(key, safe='')}", params=params))
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert set(response.json()) == {"error"}
 
 
 # -- batchGet --------------------------------------------------------------------------------------------------
