@@ -75,7 +75,7 @@ def test_a_declared_length_over_the_limit_is_refused_before_any_of_the_body_is_r
     assert receive.asked == 0
 
 
-@pytest.mark.parametrize("declared", ["", "-5", "12abc", "0x10", " 3"])
+@pytest.mark.parametrize("declared", ["", "-5", "12abc", "0x10", " 3", "²"])  # '²': a digit to str.isdigit only
 def test_a_content_length_that_is_not_digits_is_ignored_and_the_body_read_as_it_comes(declared):
     assert read(Messages.chunked([b"abc", b"def"]), declared, 10) == b"abcdef"
 
