@@ -295,3 +295,35 @@ def test_no_access_log_unless_asked(stack, access_lines):
 
     run(scenario)
     assert access_lines.entries == []
+
+
+# -- paths and methods no route takes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/nope", "/v2/models/sums/explain", "/v1/models/sums/predictions/"])
+def test_a_path_no_route_serves_is_a_json_404(stack, path):
+    async def scenario() -> None:
+        async with serving(stack.app()) as client:
+            response = await client.get(path)
+            assert (response.status_code, response.headers["content-type"]) == (404, "application/json")
+            assert response.json() == {"error": "Not Found"}
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/v1/events", "POST"),
+        ("POST", "/v2/health/ready", "GET, HEAD"),
+        ("DELETE", "/v2/models/sums", "GET, HEAD"),
+    ],
+)
+def test_a_method_a_route_does_not_take_is_a_json_405_with_allow(stack, method, path, allow):
+    async def scenario() -> None:
+        async with serving(stack.app()) as client:
+            response = await client.request(method, path)
+            assert (response.status_code, set(response.headers["allow"].split(", "))) == (405, set(allow.split(", ")))
+            assert response.json() == {"error": "Method Not Allowed"}
+
+    run(scenario)
