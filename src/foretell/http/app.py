@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -133,7 +134,7 @@ def create_app(
     ]
     if hybrid is not None:
         routes += hybrid_routes(hybrid, answers, options.max_body_bytes)
-    rest = Starlette(routes=routes, lifespan=lifespan)
+    rest = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _json_error})
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -145,6 +146,12 @@ def create_app(
 
     served: ASGIApp = _with_api_key(app, options.api_key) if options.api_key else app
     return with_access_log(served) if options.access_log else served
+
+
+async def _json_error(request: Request, exc: Exception) -> Response:
+    """A path no route serves (404) or a method it does not take (405, with `Allow`), as JSON like every error."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, exc.status_code, exc.headers)
 
 
 def _with_api_key(app: ASGIApp, key: str) -> ASGIApp:

@@ -37,7 +37,8 @@ def header(headers: RawHeaders, name: bytes) -> str | None:
 
 async def read_body(receive: Receive, declared_length: str | None, limit: int) -> bytes:
     """The whole request body, refusing one over `limit` bytes as soon as that is known."""
-    if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
+    # ASCII digits only: str.isdigit alone takes '²', which int() refuses.
+    if declared_length and declared_length.isascii() and declared_length.isdigit() and int(declared_length) > limit:
         raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0

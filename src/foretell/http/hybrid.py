@@ -95,6 +95,6 @@ def _flag(request: Request, name: str) -> bool:
 def _k(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # str.isdigit alone takes '²', which int() refuses
         raise InvalidInput(f"?k= takes a whole number, got {value!r}")
     return int(value)

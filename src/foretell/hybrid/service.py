@@ -179,10 +179,11 @@ class HybridService:
                     event_id=event.event_id,
                 )
             refreshed: list[dict[str, Any]] = []
-            if applied:
-                for slot in linked:
-                    for lookup in (await self._live(slot, table, [key], _NO_OPTIONS)).values():
-                        refreshed.append(lookup.to_dict())
+            # A duplicate refreshes too: it is usually the retry a 503 asked for, after the first
+            # delivery changed the entity but could not queue its refresh.
+            for slot in linked:
+                for lookup in (await self._live(slot, table, [key], _NO_OPTIONS)).values():
+                    refreshed.append(lookup.to_dict())
         return {
             "applied": applied,
             "duplicate": not applied,

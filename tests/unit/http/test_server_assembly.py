@@ -1,0 +1,109 @@
+"""A server put together from its settings: `build_app`, `app_from_env` for worker processes, `--autoscale`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servedmodels import Sums, run, serving
+
+import foretell
+from foretell.errors import InvalidInput
+from foretell.http.ray_serve import parse_autoscale
+from foretell.http.server import SERVE_CONFIG_ENV, app_from_env, build_app
+from foretell.serving.config import ServeConfig
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home of its own: a built app keeps its prediction store and entity tables there."""
+    home = tmp_path_factory.mktemp("assembly-home")
+    folder = tmp_path_factory.mktemp("assembly-model")
+    (folder / "README").write_text("nothing on disk\n")
+    foretell.register(
+        "sums",
+        folder,
+        flavor="python",
+        signature=Sums.signature,
+        flavor_options={"class": "servedmodels:Sums"},
+        compile=False,
+        home=home,
+    )
+    return home
+
+
+@pytest.fixture
+def serving_log() -> Iterator[None]:
+    """`app_from_env` gives `foretell.serving` a stderr handler of its own, as a server process should; undone here."""
+    logger = logging.getLogger("foretell.serving")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
+BODY = {"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 2], "data": [1.5, 2]}]}
+
+
+def test_an_app_with_nothing_to_serve_is_refused_saying_how_to_name_models(home):
+    with pytest.raises(InvalidInput) as caught:
+        build_app(home, ServeConfig())
+    assert str(caught.value) == (
+        "nothing to serve: name models, or give one a production alias (foretell models alias)"
+    )
+
+
+def test_the_built_app_serves_the_configured_models_with_the_configured_limits(home):
+    config = ServeConfig(models=("sums",), reload_seconds=0, max_body_bytes=40, api_key="k")
+    app = build_app(home, config)
+
+    async def scenario() -> None:
+        async with serving(app) as client:
+            too_big = await client.post("/v2/models/sums/infer", json=BODY, headers={"X-API-Key": "k"})
+            assert too_big.status_code == 413
+            assert (await client.post("/v2/models/sums/infer", json=BODY)).status_code == 401
+            assert (await client.get("/v2/health/ready")).status_code == 200
+            missing = await client.get("/v1/models/sums/predictions/C-1", headers={"X-API-Key": "k"})
+            assert missing.status_code == 404  # the hybrid routes are there, over the stores in the home
+
+    run(scenario)
+    assert (home / "store.db").is_file() and (home / "entities.db").is_file()
+
+
+def test_a_worker_process_builds_its_app_from_the_settings_in_the_environment(home, monkeypatch, serving_log):
+    settings = {**ServeConfig(models=("sums",), reload_seconds=0).to_dict(), "home": str(home)}
+    monkeypatch.setenv(SERVE_CONFIG_ENV, json.dumps(settings))
+    app = app_from_env()
+
+    async def scenario() -> None:
+        async with serving(app) as client:
+            response = await client.post("/v2/models/sums/infer", json=BODY)
+            assert response.json()["outputs"][0]["data"] == [3.5]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(("text", "replicas"), [("1:4", (1, 4)), ("0:1", (0, 1)), ("3:3", (3, 3))])
+def test_autoscale_is_min_and_max_replicas(text, replicas):
+    assert parse_autoscale(text) == replicas
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("4", "--autoscale takes MIN:MAX replicas, like 1:4; got '4'"),
+        ("a:b", "--autoscale takes MIN:MAX replicas, like 1:4; got 'a:b'"),
+        ("1:2:3", "--autoscale takes MIN:MAX replicas, like 1:4; got '1:2:3'"),
+        ("4:1", "--autoscale needs 0 ≤ MIN ≤ MAX and MAX ≥ 1; got '4:1'"),
+        ("0:0", "--autoscale needs 0 ≤ MIN ≤ MAX and MAX ≥ 1; got '0:0'"),
+        ("-1:2", "--autoscale needs 0 ≤ MIN ≤ MAX and MAX ≥ 1; got '-1:2'"),
+    ],
+)
+def test_autoscale_that_is_not_min_max_replicas_is_refused(text, message):
+    with pytest.raises(InvalidInput) as caught:
+        parse_autoscale(text)
+    assert str(caught.value) == message
