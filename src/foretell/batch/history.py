@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from foretell.errors import ForetellError
+from foretell.errors import JobNotFound
 
-__all__ = ["JobHistory", "JobNotFound"]
+__all__ = ["JobHistory"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -32,10 +32,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 )
 """
 STATUSES = ("running", "succeeded", "failed", "interrupted")
-
-
-class JobNotFound(ForetellError, LookupError):
-    """No job with that id in this FORETELL_HOME."""
 
 
 class JobHistory:

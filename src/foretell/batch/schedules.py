@@ -27,17 +27,14 @@ from typing import Any
 
 from croniter import croniter  # type: ignore[import-untyped]  # croniter ships no type information
 
-from foretell.errors import ForetellError
+from foretell.errors import InvalidSchedule, ScheduleExists, ScheduleNotFound
 
 __all__ = [
     "Clock",
     "Due",
-    "InvalidSchedule",
     "Run",
     "Schedule",
     "ScheduleBook",
-    "ScheduleExists",
-    "ScheduleNotFound",
     "pid_alive",
     "utc_now",
 ]
@@ -76,18 +73,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS runs_one_per_slot ON runs (schedule, fire_time
 #: running → succeeded | failed (exit code known) or abandoned (its processes died unrecorded);
 #: skipped: the slot came while an earlier run was still in progress, so it was not started.
 STATUSES = ("running", "succeeded", "failed", "abandoned", "skipped")
-
-
-class InvalidSchedule(ForetellError, ValueError):
-    """A schedule name, cron expression or command that cannot be scheduled."""
-
-
-class ScheduleExists(ForetellError, ValueError):
-    """A schedule by that name already exists."""
-
-
-class ScheduleNotFound(ForetellError, LookupError):
-    """No schedule by that name in this FORETELL_HOME."""
 
 
 def utc_now() -> datetime:

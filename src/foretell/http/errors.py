@@ -9,16 +9,18 @@ import orjson
 
 from foretell.errors import (
     ArtifactIntegrityError,
+    BatcherClosed,
+    BodyTooLarge,
+    DeadlineExceeded,
     ForetellError,
     InvalidInput,
     ModelLoadError,
     ModelNotFound,
     NotFound,
+    Overloaded,
     PredictionError,
+    UnsupportedMediaType,
 )
-from foretell.http.asgi import BodyTooLarge
-from foretell.protocols import UnsupportedMediaType
-from foretell.serving.batcher import BatcherClosed, DeadlineExceeded, Overloaded
 
 __all__ = ["error_reply", "status_for"]
 

@@ -17,8 +17,8 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from foretell.core.predictor import Predictions
-from foretell.errors import InvalidInput
-from foretell.http.asgi import ClientDisconnected, header, read_body, reply
+from foretell.errors import ClientDisconnected, InvalidInput
+from foretell.http.asgi import header, read_body, reply
 from foretell.http.errors import error_reply
 from foretell.http.tensors import inputs_from_tensors, tensors_from_predictions
 from foretell.protocols import decode_infer_request, decode_invocations, encode_infer_response, encode_predictions

@@ -13,14 +13,8 @@ from pathlib import Path
 import pytest
 
 from foretell.batch.scheduler import EXIT_NOT_STARTED, OnExit, Scheduler, expand
-from foretell.batch.schedules import (
-    InvalidSchedule,
-    ScheduleBook,
-    ScheduleExists,
-    ScheduleNotFound,
-    pid_alive,
-)
-from foretell.errors import ForetellError
+from foretell.batch.schedules import ScheduleBook, pid_alive
+from foretell.errors import ForetellError, InvalidSchedule, ScheduleExists, ScheduleNotFound
 
 START = datetime(2026, 11, 29, 1, 30, tzinfo=UTC)
 

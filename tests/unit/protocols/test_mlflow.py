@@ -14,15 +14,8 @@ from hypothesis import strategies as st
 
 from foretell.core.predictor import Predictions
 from foretell.core.schema import Feature, Output, Signature
-from foretell.errors import InvalidInput
-from foretell.protocols.mlflow import (
-    FORMATS,
-    UnsupportedMediaType,
-    decode_invocations,
-    encode_predictions,
-    parse_invocations,
-)
-from foretell.protocols.oip import ProtocolError
+from foretell.errors import InvalidInput, ProtocolError, UnsupportedMediaType
+from foretell.protocols.mlflow import FORMATS, decode_invocations, encode_predictions, parse_invocations
 
 SIG = Signature(
     (

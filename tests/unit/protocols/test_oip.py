@@ -21,12 +21,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from foretell.core.schema import Feature, Output, Signature
-from foretell.errors import InvalidInput
+from foretell.errors import InvalidInput, ProtocolError
 from foretell.protocols.oip import (
     BINARY_HEADER,
     DATATYPES,
     InferRequest,
-    ProtocolError,
     RequestedOutput,
     Tensor,
     datatype_of,

@@ -20,8 +20,8 @@ import pytest
 from foretell.core.coerce import Columns
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions, Predictor
-from foretell.errors import ForetellError, PredictionError
-from foretell.serving import BatcherClosed, BatchPolicy, DeadlineExceeded, MicroBatcher, Overloaded
+from foretell.errors import BatcherClosed, DeadlineExceeded, ForetellError, Overloaded, PredictionError
+from foretell.serving import BatchPolicy, MicroBatcher
 from foretell.testing.models import FailingModel, SumModel, model_of, sum_signature
 
 NAMES = ("a", "b", "c")
