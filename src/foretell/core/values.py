@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from foretell.core.feature import Feature
 from foretell.core.frame import Array
-from foretell.core.schema import Feature
 
 MISSING: Any = object()
 """Stands for a key absent from a row, which is not the same as a value of None."""

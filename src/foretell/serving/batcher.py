@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from foretell.core.coerce import Columns
+from foretell.core.columns import Columns
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions
 from foretell.errors import BatcherClosed, DeadlineExceeded, ForetellError, Overloaded, PredictionError

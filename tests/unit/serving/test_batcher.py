@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from foretell.core.coerce import Columns
+from foretell.core.columns import Columns
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions, Predictor
 from foretell.errors import BatcherClosed, DeadlineExceeded, ForetellError, Overloaded, PredictionError
