@@ -28,6 +28,7 @@ __all__ = [
     "InvalidSchedule",
     "InvalidServeConfig",
     "InvalidSignature",
+    "JobHistoryError",
     "JobInterrupted",
     "JobNotFound",
     "MissingExtra",
@@ -41,6 +42,7 @@ __all__ = [
     "ProtocolError",
     "RegistryError",
     "RowError",
+    "ScheduleBookError",
     "ScheduleExists",
     "ScheduleNotFound",
     "StoreError",
@@ -270,6 +272,14 @@ class JobNotFound(ForetellError, LookupError):
     """No batch job with that id in this FORETELL_HOME's job history."""
 
 
+class JobHistoryError(ForetellError, RuntimeError):
+    """The job history (`jobs.db`) could not be read or written.
+
+    It stayed locked by another process past the busy timeout, is damaged, or was written
+    by a newer foretell; the message names the file.
+    """
+
+
 class OutputLocked(ForetellError, RuntimeError):
     """A batch job's output folder is locked by another run that is writing it."""
 
@@ -288,3 +298,11 @@ class ScheduleExists(ForetellError, ValueError):
 
 class ScheduleNotFound(ForetellError, LookupError):
     """No schedule (or no waiting run of one) by that name in this FORETELL_HOME."""
+
+
+class ScheduleBookError(ForetellError, RuntimeError):
+    """The schedule book (`schedules.db`) could not be read or written.
+
+    It stayed locked by another process past the busy timeout, is damaged, or was written
+    by a newer foretell; the message names the file.
+    """
