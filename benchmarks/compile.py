@@ -35,7 +35,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import foretell
-from foretell.core.schema import Feature, Signature
+from foretell.core.feature import Feature
+from foretell.core.schema import Signature
 from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
 
 

@@ -1,4 +1,4 @@
-"""The SQLite conventions every embedded foretell file shares (registry, prediction store).
+"""The SQLite conventions every embedded foretell file shares: registry, stores, job history, schedule book.
 
 One short-lived connection per operation, so an object is safe to share between threads
 and across `fork`; write-ahead logging, so readers never wait for a writer; writes that

@@ -4,6 +4,9 @@ Each error inherits the builtin a Python user would reach for (`ModelNotFound` i
 `LookupError`, `InvalidInput` a `ValueError`), so `except ValueError` keeps working for
 code that never heard of foretell. No HTTP status lives here: the transport maps
 these classes to codes in one table of its own.
+
+The classes are grouped by where they come from; within a group, a subclass follows
+its parent.
 """
 
 from __future__ import annotations
@@ -13,17 +16,37 @@ from typing import Any
 __all__ = [
     "AliasNotFound",
     "ArtifactIntegrityError",
+    "BatchJobFailed",
+    "BatcherClosed",
+    "BodyTooLarge",
+    "ClientDisconnected",
+    "DeadlineExceeded",
+    "EngineUnavailable",
     "ForetellError",
     "InvalidInput",
     "InvalidModelURI",
+    "InvalidSchedule",
+    "InvalidServeConfig",
     "InvalidSignature",
+    "JobHistoryError",
+    "JobInterrupted",
+    "JobNotFound",
     "MissingExtra",
     "ModelLoadError",
     "ModelNotFound",
+    "NotCompilable",
     "NotFound",
+    "OutputLocked",
+    "Overloaded",
     "PredictionError",
+    "ProtocolError",
     "RegistryError",
     "RowError",
+    "ScheduleBookError",
+    "ScheduleExists",
+    "ScheduleNotFound",
+    "StoreError",
+    "UnsupportedMediaType",
     "UnsupportedModel",
     "VersionNotFound",
 ]
@@ -31,6 +54,9 @@ __all__ = [
 
 class ForetellError(Exception):
     """Root of every error foretell raises on purpose."""
+
+
+# -- input: rows, signatures, model references, request bodies -------------------------------------
 
 
 class RowError:
@@ -95,12 +121,27 @@ class InvalidInput(ForetellError, ValueError):
         return cls(f"{len(errors)} of {total_rows} input {noun} invalid: {shown}{more}", errors)
 
 
+class ProtocolError(InvalidInput):
+    """A request body that does not follow the Open Inference Protocol or MLflow's scoring format.
+
+    Raised while decoding, before any row is coerced: a tensor whose data does not fill
+    its shape, an unknown datatype, JSON that is not the expected document.
+    """
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A `/invocations` body in a content type MLflow's scoring format does not define (not JSON or CSV)."""
+
+
 class InvalidSignature(ForetellError, ValueError):
     """A signature that cannot describe a model (duplicate names, unknown dtype, ...)."""
 
 
 class InvalidModelURI(ForetellError, ValueError):
     """A model URI that is not `models:/name/3`, `models:/name@alias`, `name/3` or `name@alias`."""
+
+
+# -- the registry and the models in it -------------------------------------------------------------
 
 
 class ModelNotFound(ForetellError, LookupError):
@@ -119,19 +160,27 @@ class NotFound(ForetellError, LookupError):
     """Something a request names does not exist: an entity table, a key with no prediction and no features."""
 
 
-class RegistryError(ForetellError):
-    """The registry refused an operation (a name clash, a bad alias name, a broken home folder)."""
+class RegistryError(ForetellError, ValueError):
+    """The registry refused an operation it was asked for.
+
+    A bad model or alias name, a path that is not a registrable file or folder, metadata
+    that is not JSON, a FORETELL_HOME that is a file, or an artifact that other processes
+    kept deleting while it was being registered.
+    """
 
 
-class ArtifactIntegrityError(ForetellError):
-    """A stored artifact's bytes no longer match the sha256 recorded when it was registered."""
+class ArtifactIntegrityError(ForetellError, RuntimeError):
+    """A stored artifact is missing, or its bytes no longer match the sha256 recorded when it was registered.
+
+    Raised before the artifact is loaded: loading a pickle runs its code.
+    """
 
 
 class UnsupportedModel(ForetellError, TypeError):
     """A file or object that no flavor knows how to load or describe."""
 
 
-class ModelLoadError(ForetellError):
+class ModelLoadError(ForetellError, RuntimeError):
     """A flavor recognised the artifact but the framework failed to load it."""
 
 
@@ -148,9 +197,112 @@ class MissingExtra(ForetellError, ImportError):
         self.extra = extra
 
 
-class EngineUnavailable(ForetellError, RuntimeError):
-    """The engine a job runs on (a Ray cluster) could not be reached or started."""
+class NotCompilable(ForetellError, RuntimeError):
+    """A compiler could not build this model, so it keeps its original predictor; the message says why.
+
+    Raised by the compilers (a kind of tree or pipeline they do not handle, no C compiler,
+    a build that failed) and caught where a compile is recorded.
+    """
+
+
+# -- predicting and serving ------------------------------------------------------------------------
 
 
 class PredictionError(ForetellError, RuntimeError):
     """The model itself failed, or broke its contract (N rows in, N rows out)."""
+
+
+class Overloaded(ForetellError, RuntimeError):
+    """A model's request queue is full, so the request was refused without running.
+
+    `retry_after_s` says when trying again is likely to succeed.
+    """
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(ForetellError, TimeoutError):
+    """A request's deadline passed before the model ran it; it was not run."""
+
+
+class BatcherClosed(ForetellError, RuntimeError):
+    """A request came to a model's micro-batcher that is not taking requests: not started yet, stopping, or stopped."""
+
+
+class InvalidServeConfig(ForetellError, ValueError):
+    """A serve config file (or flag) that cannot be used as written: an unknown key, a knob out of range."""
+
+
+class BodyTooLarge(ForetellError, ValueError):
+    """A request body over the server's size limit, refused as soon as its size is known (before the rest is read)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is larger than the server's limit of {limit:,} bytes")
+
+
+class ClientDisconnected(ForetellError, ConnectionError):
+    """The client hung up before its request body arrived: nobody is left to answer."""
+
+
+# -- the online store ------------------------------------------------------------------------------
+
+
+class StoreError(ForetellError, RuntimeError):
+    """The prediction or entity store refused an operation.
+
+    A generation that is not open, an empty publish, a load overtaken by a later one, a
+    store URL that is not one, a Redis server that cannot be reached, a broken database.
+    """
+
+
+# -- batch jobs and schedules ----------------------------------------------------------------------
+
+
+class BatchJobFailed(ForetellError, RuntimeError):
+    """A batch job ran but must not publish its output (more rejected rows than the job allows)."""
+
+
+class JobInterrupted(ForetellError, RuntimeError):
+    """SIGTERM or SIGINT stopped a batch job between chunks; `foretell batch resume` finishes it."""
+
+
+class JobNotFound(ForetellError, LookupError):
+    """No batch job with that id in this FORETELL_HOME's job history."""
+
+
+class JobHistoryError(ForetellError, RuntimeError):
+    """The job history (`jobs.db`) could not be read or written.
+
+    It stayed locked by another process past the busy timeout, is damaged, or was written
+    by a newer foretell; the message names the file.
+    """
+
+
+class OutputLocked(ForetellError, RuntimeError):
+    """A batch job's output folder is locked by another run that is writing it."""
+
+
+class EngineUnavailable(ForetellError, RuntimeError):
+    """The engine a job or server runs on (a Ray cluster) could not be reached or started."""
+
+
+class InvalidSchedule(ForetellError, ValueError):
+    """A schedule name, cron expression or command that cannot be scheduled."""
+
+
+class ScheduleExists(ForetellError, ValueError):
+    """A schedule was added under a name that another schedule already has."""
+
+
+class ScheduleNotFound(ForetellError, LookupError):
+    """No schedule (or no waiting run of one) by that name in this FORETELL_HOME."""
+
+
+class ScheduleBookError(ForetellError, RuntimeError):
+    """The schedule book (`schedules.db`) could not be read or written.
+
+    It stayed locked by another process past the busy timeout, is damaged, or was written
+    by a newer foretell; the message names the file.
+    """

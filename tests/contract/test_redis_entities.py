@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 import redis_server
 
-from foretell.errors import MissingExtra
-from foretell.store import StoreError, open_entity_store
+from foretell.errors import MissingExtra, StoreError
+from foretell.store import open_entity_store
 from foretell.store.entities import Interactions, json_arrays
 from foretell.store.entities_redis import RedisEntityStore
 from foretell.store.entities_sqlite import SqliteEntityStore

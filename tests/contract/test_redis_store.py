@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import redis_server
 
-from foretell.errors import MissingExtra
-from foretell.store import SqliteStore, StoreError, open_store
+from foretell.errors import MissingExtra, StoreError
+from foretell.store import SqliteStore, open_store
 from foretell.store import redis as redis_backend
 from foretell.store.redis import RedisStore
 

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from foretell.core.schema import Feature, Output, Signature
+from foretell.core.feature import Feature
+from foretell.core.schema import Output, Signature
 from foretell.errors import (
     AliasNotFound,
     ArtifactIntegrityError,

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import redis_server
 
-from foretell.errors import InvalidInput
-from foretell.store import PredictionStore, SqliteStore, StoredPrediction, StoreError
+from foretell.errors import InvalidInput, StoreError
+from foretell.store import PredictionStore, SqliteStore, StoredPrediction
 from foretell.store.redis import RedisStore
 
 T0 = "2024-05-01T02:00:00Z"  # a nightly job's start: every batch row carries it

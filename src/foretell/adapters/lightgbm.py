@@ -27,9 +27,10 @@ import numpy as np
 
 from foretell.adapters.base import FlavorOptions, import_framework
 from foretell.adapters.outputs import classifier_outputs, classifier_result, regressor_outputs
+from foretell.core.feature import Feature
 from foretell.core.frame import Array, Frame
 from foretell.core.predictor import PredictOptions
-from foretell.core.schema import Feature, Signature
+from foretell.core.schema import Signature
 from foretell.errors import ModelLoadError, UnsupportedModel
 
 SUFFIXES = (".txt", ".lgb", ".model")

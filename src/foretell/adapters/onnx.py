@@ -37,9 +37,10 @@ import numpy as np
 
 from foretell.adapters.base import FlavorOptions, import_framework
 from foretell.adapters.outputs import classifier_outputs, classifier_result, regressor_outputs
+from foretell.core.feature import Feature
 from foretell.core.frame import Array, Frame
 from foretell.core.predictor import PredictOptions
-from foretell.core.schema import Feature, Label, Signature, default_feature_names
+from foretell.core.schema import Label, Signature, default_feature_names
 from foretell.errors import ModelLoadError, UnsupportedModel
 
 #: ONNX tensor type → (numpy dtype fed to the session, signature feature dtype).

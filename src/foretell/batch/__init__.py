@@ -4,6 +4,6 @@ import foretell.batch
 result = foretell.batch.run("churn@production", "customers.parquet", "scores/", home=Path(".foretell"))
 """
 
-from foretell.batch.job import BatchJobFailed, BatchResult, JobInterrupted, resume, run
+from foretell.batch.job import BatchResult, resume, run
 
-__all__ = ["BatchJobFailed", "BatchResult", "JobInterrupted", "resume", "run"]
+__all__ = ["BatchResult", "resume", "run"]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from foretell.errors import ForetellError
+from foretell.database import Database
+from foretell.errors import JobHistoryError, JobNotFound
 
-__all__ = ["JobHistory", "JobNotFound"]
+__all__ = ["JobHistory"]
 
+SCHEMA_VERSION = 1
+# IF NOT EXISTS: a jobs.db from before the schema was versioned (user_version 0) already
+# holds this table, and is brought to version 1 as it is.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -34,29 +37,24 @@ CREATE TABLE IF NOT EXISTS jobs (
 STATUSES = ("running", "succeeded", "failed", "interrupted")
 
 
-class JobNotFound(ForetellError, LookupError):
-    """No job with that id in this FORETELL_HOME."""
-
-
 class JobHistory:
+    """Every batch job under `home/jobs.db`; safe to share between threads and processes."""
+
     def __init__(self, home: Path) -> None:
         home.mkdir(parents=True, exist_ok=True)
         self.path = home / "jobs.db"
-        with self._connect() as conn:
-            conn.execute(_SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            yield conn
-        finally:
-            conn.close()
+        self._db = Database(
+            self.path,
+            what="job history",
+            error=JobHistoryError,
+            schema=(_SCHEMA,),
+            version=SCHEMA_VERSION,
+            rows_as_mappings=True,
+        )
+        self._db.create_schema()
 
     def start(self, job: Mapping[str, Any]) -> None:
-        with self._connect() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "INSERT INTO jobs (id, model_uri, model_version, input, output, status, options, started_at) "
                 "VALUES (?, ?, ?, ?, ?, 'running', ?, ?) "
@@ -81,7 +79,7 @@ class JobHistory:
         seconds: float,
         message: str | None = None,
     ) -> None:
-        with self._connect() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "UPDATE jobs SET status = ?, rows = ?, scored = ?, rejected = ?, finished_at = ?, seconds = ?, "
                 "message = ? WHERE id = ?",
@@ -89,14 +87,14 @@ class JobHistory:
             )
 
     def get(self, job_id: str) -> dict[str, Any]:
-        with self._connect() as conn:
+        with self._db.read() as conn:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(f"no batch job {job_id!r} in {self.path.parent}; `foretell batch list` shows them")
         return _plain(row)
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
-        with self._connect() as conn:
+        with self._db.read() as conn:
             rows = conn.execute("SELECT * FROM jobs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
         return [_plain(row) for row in rows]
 

@@ -27,21 +27,13 @@ from foretell.batch.scoring import ScoringSpec
 from foretell.batch.sinks import OutputFormat, combine, sweep_temp
 from foretell.batch.sources import InputFormat, open_source
 from foretell.core.model import ModelInfo
-from foretell.errors import ForetellError, InvalidInput
+from foretell.errors import BatchJobFailed, InvalidInput, JobInterrupted
 from foretell.registry import open_registry
 from foretell.registry.compiled import check_predictor_choice
 
-__all__ = ["BatchJobFailed", "BatchResult", "JobInterrupted", "resume", "run"]
+__all__ = ["BatchResult", "resume", "run"]
 
 Progress = Callable[[int, int | None], None]
-
-
-class BatchJobFailed(ForetellError, RuntimeError):
-    """The job ran but must not publish (too many rejected rows)."""
-
-
-class JobInterrupted(ForetellError, RuntimeError):
-    """SIGTERM or SIGINT stopped the job between chunks; resume finishes it."""
 
 
 @dataclass(frozen=True)

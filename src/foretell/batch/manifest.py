@@ -27,17 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from foretell.batch.sinks import fsync_dir
-from foretell.errors import ForetellError
+from foretell.errors import ForetellError, OutputLocked
 
-__all__ = ["ChunkRecord", "JobFolder", "OutputLocked"]
+__all__ = ["ChunkRecord", "JobFolder"]
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"
 REJECTS = "_rejects"
-
-
-class OutputLocked(ForetellError, RuntimeError):
-    """Another run is writing this output."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from foretell.batch.schedules import Clock, Run, ScheduleBook, ScheduleNotFound, utc_now
+from foretell.batch.schedules import Clock, Run, ScheduleBook, utc_now
+from foretell.errors import ScheduleNotFound
 
 __all__ = ["Launcher", "OnExit", "Scheduler", "SubprocessLauncher", "expand"]
 

@@ -18,8 +18,7 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,17 +26,15 @@ from typing import Any
 
 from croniter import croniter  # type: ignore[import-untyped]  # croniter ships no type information
 
-from foretell.errors import ForetellError
+from foretell.database import Database
+from foretell.errors import InvalidSchedule, ScheduleBookError, ScheduleExists, ScheduleNotFound
 
 __all__ = [
     "Clock",
     "Due",
-    "InvalidSchedule",
     "Run",
     "Schedule",
     "ScheduleBook",
-    "ScheduleExists",
-    "ScheduleNotFound",
     "pid_alive",
     "utc_now",
 ]
@@ -51,14 +48,17 @@ _NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnigh
 _REFUSED_COMMANDS = ("schedule", "scheduler")
 _JOB_ID = re.compile(r"job-\d{8}-\d{6}-[0-9a-f]{6}")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schedules (
+SCHEMA_VERSION = 1
+# IF NOT EXISTS: a schedules.db from before the schema was versioned (user_version 0)
+# already holds these, and is brought to version 1 as it is.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS schedules (
     name TEXT PRIMARY KEY,
     cron TEXT NOT NULL,
     argv TEXT NOT NULL,
     created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
+)""",
+    """CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     schedule TEXT NOT NULL,
     fire_time TEXT NOT NULL,
@@ -70,24 +70,12 @@ CREATE TABLE IF NOT EXISTS runs (
     exit_code INTEGER,
     job_id TEXT,
     output_tail TEXT NOT NULL DEFAULT ''
-);
-CREATE UNIQUE INDEX IF NOT EXISTS runs_one_per_slot ON runs (schedule, fire_time);
-"""
+)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS runs_one_per_slot ON runs (schedule, fire_time)",
+)
 #: running → succeeded | failed (exit code known) or abandoned (its processes died unrecorded);
 #: skipped: the slot came while an earlier run was still in progress, so it was not started.
 STATUSES = ("running", "succeeded", "failed", "abandoned", "skipped")
-
-
-class InvalidSchedule(ForetellError, ValueError):
-    """A schedule name, cron expression or command that cannot be scheduled."""
-
-
-class ScheduleExists(ForetellError, ValueError):
-    """A schedule by that name already exists."""
-
-
-class ScheduleNotFound(ForetellError, LookupError):
-    """No schedule by that name in this FORETELL_HOME."""
 
 
 def utc_now() -> datetime:
@@ -174,19 +162,15 @@ class ScheduleBook:
         self.path = home / "schedules.db"
         self._clock = clock
         self._is_alive = is_alive
-        with self._connect() as conn:
-            conn.executescript(_SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # Autocommit mode, so the BEGIN IMMEDIATE in claim() is the only transaction there is.
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            yield conn
-        finally:
-            conn.close()
+        self._db = Database(
+            self.path,
+            what="schedule book",
+            error=ScheduleBookError,
+            schema=_SCHEMA,
+            version=SCHEMA_VERSION,
+            rows_as_mappings=True,
+        )
+        self._db.create_schema()
 
     def _now(self) -> datetime:
         return _utc(self._clock())
@@ -196,7 +180,7 @@ class ScheduleBook:
         _check_name(name)
         cron = _check_cron(cron)
         argv = _check_argv(argv)
-        with self._connect() as conn:
+        with self._db.write() as conn:
             try:
                 conn.execute(_REPLACE if replace else _INSERT, (name, cron, json.dumps(argv), _iso(self._now())))
             except sqlite3.IntegrityError:
@@ -209,20 +193,20 @@ class ScheduleBook:
         return self.get(name)
 
     def get(self, name: str) -> Schedule:
-        with self._connect() as conn:
+        with self._db.read() as conn:
             schedule = self._get(conn, name)
         if schedule is None:
             raise ScheduleNotFound(f"no schedule {name!r} in {self.path.parent}; `foretell schedule list` shows them")
         return schedule
 
     def list(self) -> list[Schedule]:
-        with self._connect() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(f"{_SELECT_SCHEDULES} ORDER BY s.name").fetchall()
         return [_schedule(row) for row in rows]
 
     def remove(self, name: str) -> None:
         """Forget a schedule and its run history. A run in progress is left to finish on its own."""
-        with self._connect() as conn:
+        with self._db.write() as conn:
             if conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount == 0:
                 raise ScheduleNotFound(f"no schedule {name!r} in {self.path.parent}")
             conn.execute("DELETE FROM runs WHERE schedule = ? AND status != 'running'", (name,))
@@ -248,25 +232,18 @@ class ScheduleBook:
         """
         fire = _iso(fire_time)
         now = _iso(self._now())
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self._get(conn, name) is None:
-                    raise ScheduleNotFound(f"no schedule {name!r} in {self.path.parent}")
-                last = conn.execute("SELECT max(fire_time) FROM runs WHERE schedule = ?", (name,)).fetchone()[0]
-                if last is not None and last >= fire:
-                    conn.execute("ROLLBACK")
-                    return None
-                status = "skipped" if self._settle_running(conn, name, now) else "running"
-                cursor = conn.execute(
-                    "INSERT INTO runs (schedule, fire_time, status, started_at, owner_pid, output_tail) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, fire, status, now, owner_pid or os.getpid(), _SKIPPED if status == "skipped" else ""),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._db.write() as conn:  # BEGIN IMMEDIATE: of two claims for one slot, one waits and sees the other
+            if self._get(conn, name) is None:
+                raise ScheduleNotFound(f"no schedule {name!r} in {self.path.parent}")
+            last = conn.execute("SELECT max(fire_time) FROM runs WHERE schedule = ?", (name,)).fetchone()[0]
+            if last is not None and last >= fire:
+                return None
+            status = "skipped" if self._settle_running(conn, name, now) else "running"
+            cursor = conn.execute(
+                "INSERT INTO runs (schedule, fire_time, status, started_at, owner_pid, output_tail) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (name, fire, status, now, owner_pid or os.getpid(), _SKIPPED if status == "skipped" else ""),
+            )
         return self._run(int(cursor.lastrowid or 0))
 
     def _settle_running(self, conn: sqlite3.Connection, name: str, now: str) -> bool:
@@ -288,13 +265,13 @@ class ScheduleBook:
 
     def attach(self, run_id: int, pid: int) -> None:
         """Record the pid of the process a claimed run launched."""
-        with self._connect() as conn:
+        with self._db.write() as conn:
             conn.execute("UPDATE runs SET pid = ? WHERE id = ? AND status = 'running'", (pid, run_id))
 
     def finish(self, name: str, run_id: int, exit_code: int, output_tail: str) -> Run:
         """Record how a run ended; the batch job id in its output links it to `foretell batch show`."""
         job_ids = _JOB_ID.findall(output_tail)
-        with self._connect() as conn:
+        with self._db.write() as conn:
             updated = conn.execute(
                 "UPDATE runs SET status = ?, exit_code = ?, finished_at = ?, output_tail = ?, job_id = ? "
                 "WHERE id = ? AND schedule = ? AND status IN ('running', 'abandoned')",
@@ -315,7 +292,7 @@ class ScheduleBook:
     def runs(self, name: str, limit: int = 20) -> builtins.list[Run]:
         """The latest runs of a schedule, newest first."""
         self.get(name)
-        with self._connect() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(
                 "SELECT * FROM runs WHERE schedule = ? ORDER BY fire_time DESC LIMIT ?", (name, limit)
             ).fetchall()
@@ -326,7 +303,7 @@ class ScheduleBook:
         return _schedule(row) if row is not None else None
 
     def _run(self, run_id: int) -> Run:
-        with self._connect() as conn:
+        with self._db.read() as conn:
             return _as_run(conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
 
 

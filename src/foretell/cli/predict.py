@@ -11,7 +11,7 @@ from rich.table import Table
 
 from foretell import api
 from foretell.cli.output import PredictorOption, err, out, print_json
-from foretell.core.schema import ExtraPolicy
+from foretell.core.coerce import ExtraPolicy
 
 EPILOG = (
     "Examples:\n\n"

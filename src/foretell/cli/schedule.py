@@ -15,8 +15,9 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from foretell import api
-from foretell.batch.schedules import InvalidSchedule, Run, Schedule, ScheduleBook
+from foretell.batch.schedules import Run, Schedule, ScheduleBook
 from foretell.cli.output import err, out, print_json
+from foretell.errors import InvalidSchedule
 
 app = typer.Typer(
     help="Run foretell commands on a cron schedule (UTC); `foretell scheduler` runs them.", no_args_is_help=True

@@ -1,10 +1,11 @@
 """Pure domain: the batch type, signatures, coercion and the prediction contract. No I/O here."""
 
-from foretell.core.coerce import Columns
+from foretell.core.columns import Columns
+from foretell.core.feature import Feature
 from foretell.core.frame import Frame
 from foretell.core.model import Model, ModelInfo
 from foretell.core.predictor import LoadedModel, Predictions, PredictOptions, Predictor
-from foretell.core.schema import Feature, Output, Signature
+from foretell.core.schema import Output, Signature
 
 __all__ = [
     "Columns",

@@ -11,13 +11,14 @@ columns that fail a vectorized check are walked value by value to say which rows
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from foretell.core.columns import (
+    Columns,
     Plan,
     arrow_codes,
     codes_or_errors,
@@ -26,15 +27,17 @@ from foretell.core.columns import (
     float_column,
     is_arrow_text,
     matrix_errors,
-    plan_of,
     shown,
 )
+from foretell.core.feature import Feature
 from foretell.core.frame import Array, Frame
-from foretell.core.schema import ExtraPolicy, Feature, Signature
 from foretell.core.values import BOOL_TYPES, MISSING, NUMBER_TYPES, Refused, convert_scalar
 from foretell.errors import InvalidInput, RowError
 
-__all__ = ["Columns", "coerce_input", "describe_input"]
+__all__ = ["ExtraPolicy", "HasInputs", "coerce_input", "describe_input", "plan_of"]
+
+ExtraPolicy = Literal["reject", "ignore"]
+"""What coercion does with a field that is not one of the model's features: refuse its row, or drop it."""
 
 _ACCEPTED = (
     "a dict (one input), a list of dicts or of value lists, a pandas DataFrame, "
@@ -42,26 +45,33 @@ _ACCEPTED = (
 )
 
 
-@dataclass(slots=True)
-class Columns:
-    """The outcome of coercing one input: the rows that passed, and why the others did not."""
+class HasInputs(Protocol):
+    """What coercion reads of a `Signature`: its input features, in order.
 
-    frame: Frame
-    """Valid rows only, one column per feature in signature order."""
-    rows: np.ndarray
-    """Position in the input of each row of `frame`."""
-    errors: list[RowError]
-    """Every problem found, ordered by row."""
-    n_input: int
-    """Rows in the input, valid or not."""
+    A protocol rather than the class, because `schema` imports this module (for
+    `Signature.coerce`) and `core` has no import cycle.
+    """
 
     @property
-    def ok(self) -> bool:
-        return not self.errors
+    def inputs(self) -> tuple[Feature, ...]: ...
 
-    def raise_for_errors(self) -> None:
-        if self.errors:
-            raise InvalidInput.from_rows(self.errors, self.n_input)
+
+# Plans by the identity of their signature, dropped when the signature is. Not keyed by the
+# signature's value: hashing a frozen dataclass hashes every feature's fields, on every
+# request, which would cost more than the rest of coercing a one-row request.
+_plans: dict[int, Plan] = {}
+
+
+def plan_of(signature: HasInputs) -> Plan:
+    """The signature's coercion plan: worked out on its first use, kept while the signature lives."""
+    key = id(signature)
+    plan = _plans.get(key)
+    if plan is None:
+        # Two threads may both miss and build one each; either plan is right, and the
+        # second finalizer finds nothing left to drop.
+        plan = _plans[key] = Plan(signature.inputs)
+        weakref.finalize(signature, _plans.pop, key, None).atexit = False
+    return plan
 
 
 def describe_input(data: object) -> str:
@@ -77,14 +87,15 @@ def describe_input(data: object) -> str:
     return f"{kind} {text[:40] + '...' if len(text) > 40 else text}"
 
 
-def coerce_input(signature: Signature, data: object, extra: ExtraPolicy) -> Columns:
+def coerce_input(signature: HasInputs, data: object, extra: ExtraPolicy) -> Columns:
+    """`Signature.coerce`: what it says, for the signature's own plan (worked out on its first input)."""
     plan = plan_of(signature)
     kind = type(data)
     module = kind.__module__
     if module.startswith("pandas") and kind.__name__ == "DataFrame":
-        return _from_dataframe(signature, plan, data, extra)
+        return _from_dataframe(plan, data, extra)
     if module.startswith("pyarrow") and kind.__name__ in ("Table", "RecordBatch"):
-        return _from_arrow(signature, plan, data, extra)
+        return _from_arrow(plan, data, extra)
     if isinstance(data, np.ndarray):
         if isinstance(data, np.ma.MaskedArray):
             raise InvalidInput(
@@ -97,32 +108,32 @@ def coerce_input(signature: Signature, data: object, extra: ExtraPolicy) -> Colu
                 "pass a DataFrame (pandas.DataFrame(x)) or one dict per row"
             )
         if data.ndim == 2:
-            return _from_matrix(signature, plan, data)
+            return _from_matrix(plan, data)
         if data.ndim in (0, 1):
-            return _from_rows(signature, plan, [data], extra)
+            return _from_rows(plan, [data], extra)
         raise InvalidInput(f"a numpy input must be 1-D (one row) or 2-D (rows × features); got {data.ndim}-D")
     if isinstance(data, Mapping):
-        return _from_rows(signature, plan, [data], extra)
+        return _from_rows(plan, [data], extra)
     if isinstance(data, list | tuple):
-        return _from_rows(signature, plan, data, extra)
+        return _from_rows(plan, data, extra)
     if type(data) in NUMBER_TYPES or type(data) in BOOL_TYPES or isinstance(data, str) or data is None:
-        return _from_rows(signature, plan, [data], extra)
+        return _from_rows(plan, [data], extra)
     raise InvalidInput(f"cannot read {describe_input(data)} as model input; accepted: {_ACCEPTED}")
 
 
 # -- row-wise forms: dicts, value lists, scalars ---------------------------------------------------
 
 
-def _from_rows(signature: Signature, plan: Plan, rows: Sequence[Any], extra: ExtraPolicy) -> Columns:
+def _from_rows(plan: Plan, rows: Sequence[Any], extra: ExtraPolicy) -> Columns:
     if len(rows) == 1 and plan.float_matrix and isinstance(rows[0], Mapping):
-        return _one_float_row(signature, plan, rows[0], extra)
-    return _rows_to_columns(signature, plan, rows, extra)
+        return _one_float_row(plan, rows[0], extra)
+    return _rows_to_columns(plan, rows, extra)
 
 
 _NOT_A_FEATURE = "not a feature of this model (pass extra='ignore' to drop unknown fields)"
 
 
-def _rows_to_columns(signature: Signature, plan: Plan, rows: Sequence[Any], extra: ExtraPolicy) -> Columns:
+def _rows_to_columns(plan: Plan, rows: Sequence[Any], extra: ExtraPolicy) -> Columns:
     """Rows (dicts, value lists, or scalars for a one-feature model) → per-feature value lists → columns."""
     shapeless: list[RowError] = []  # rows that are not a dict or a list of the right length
     kept: list[int] = []
@@ -149,7 +160,7 @@ def _rows_to_columns(signature: Signature, plan: Plan, rows: Sequence[Any], extr
             shapeless.append(RowError(r, None, f"expected a dict of features or a list of {plan.width} values", row))
             continue
         kept.append(r)
-    checked = _build(signature, plan, values, len(kept), unknown)
+    checked = _build(plan, values, len(kept), unknown)
     if not shapeless:
         return checked
     # Rows of the wrong shape are refused once, as a whole; the others were checked value by
@@ -161,7 +172,7 @@ def _rows_to_columns(signature: Signature, plan: Plan, rows: Sequence[Any], extr
     return Columns(checked.frame, positions[checked.rows], errors, len(rows))
 
 
-def _one_float_row(signature: Signature, plan: Plan, row: Mapping[Any, Any], extra: ExtraPolicy) -> Columns:
+def _one_float_row(plan: Plan, row: Mapping[Any, Any], extra: ExtraPolicy) -> Columns:
     """The real-time hot path: one dict into one float64 row, with no per-column arrays.
 
     Values that are plainly right (a number for a float, a known name for a category) take
@@ -199,7 +210,7 @@ def _one_float_row(signature: Signature, plan: Plan, row: Mapping[Any, Any], ext
     try:
         matrix = np.array([values], dtype=np.float64)
     except OverflowError:  # an int beyond float range: let the full rules say which
-        return _rows_to_columns(signature, plan, [row], extra)
+        return _rows_to_columns(plan, [row], extra)
     return Columns(Frame.from_matrix(matrix, plan.names, plan.index), _ROW_ZERO, errors, 1)
 
 
@@ -219,13 +230,13 @@ def _extra_keys(plan: Plan, row: Mapping[Any, Any], errors: list[RowError]) -> N
 # -- columnar forms: DataFrame, Arrow, 2-D arrays --------------------------------------------------
 
 
-def _from_dataframe(signature: Signature, plan: Plan, frame: Any, extra: ExtraPolicy) -> Columns:
+def _from_dataframe(plan: Plan, frame: Any, extra: ExtraPolicy) -> Columns:
     # Column labels may be ints (a DataFrame made from a bare array): match them by their text.
     labels = {str(c): c for c in frame.columns}
-    _check_column_names(signature, plan, [str(c) for c in frame.columns], extra, "DataFrame")
+    _check_column_names(plan, [str(c) for c in frame.columns], extra, "DataFrame")
     raw: dict[str, Any] = {}
     errors: list[RowError] = []
-    for feature in signature.inputs:
+    for feature in plan.features:
         if feature.name not in labels:  # an optional feature left out
             raw[feature.name] = [None] * len(frame)
             continue
@@ -238,7 +249,7 @@ def _from_dataframe(signature: Signature, plan: Plan, frame: Any, extra: ExtraPo
             raw[feature.name] = series.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             raw[feature.name] = series.to_numpy(dtype=object)
-    return _build(signature, plan, raw, len(frame), errors)
+    return _build(plan, raw, len(frame), errors)
 
 
 def _pandas_codes(feature: Feature, plan: Plan, series: Any, errors: list[RowError]) -> Array:
@@ -257,12 +268,12 @@ def _pandas_codes(feature: Feature, plan: Plan, series: Any, errors: list[RowErr
     return codes_or_errors(feature, plan, codes, series.array, errors)
 
 
-def _from_arrow(signature: Signature, plan: Plan, table: Any, extra: ExtraPolicy) -> Columns:
-    _check_column_names(signature, plan, list(table.schema.names), extra, "Arrow table")
+def _from_arrow(plan: Plan, table: Any, extra: ExtraPolicy) -> Columns:
+    _check_column_names(plan, list(table.schema.names), extra, "Arrow table")
     raw: dict[str, Any] = {}
     errors: list[RowError] = []
     names = set(table.schema.names)
-    for feature in signature.inputs:
+    for feature in plan.features:
         if feature.name not in names:  # an optional feature left out
             raw[feature.name] = [None] * table.num_rows
             continue
@@ -273,10 +284,10 @@ def _from_arrow(signature: Signature, plan: Plan, table: Any, extra: ExtraPolicy
             raw[feature.name] = arrow_codes(feature, plan, column, errors)
         else:
             raw[feature.name] = column.to_numpy(zero_copy_only=False)
-    return _build(signature, plan, raw, table.num_rows, errors)
+    return _build(plan, raw, table.num_rows, errors)
 
 
-def _check_column_names(signature: Signature, plan: Plan, names: list[str], extra: ExtraPolicy, form: str) -> None:
+def _check_column_names(plan: Plan, names: list[str], extra: ExtraPolicy, form: str) -> None:
     present = set(names)
     if len(present) != len(names):
         repeated = sorted({n for n in names if names.count(n) > 1})
@@ -298,7 +309,7 @@ def _check_column_names(signature: Signature, plan: Plan, names: list[str], extr
         raise InvalidInput(f"{form} does not match the signature: {'; '.join(parts)}", problems)
 
 
-def _from_matrix(signature: Signature, plan: Plan, matrix: np.ndarray) -> Columns:
+def _from_matrix(plan: Plan, matrix: np.ndarray) -> Columns:
     n, width = matrix.shape
     if width != plan.width:
         raise InvalidInput(
@@ -308,29 +319,25 @@ def _from_matrix(signature: Signature, plan: Plan, matrix: np.ndarray) -> Column
         )
     if plan.float_matrix and matrix.dtype.kind in "iuf":
         values = np.ascontiguousarray(matrix, dtype=np.float64)
-        return _assemble_frame(
-            Frame.from_matrix(values, plan.names, plan.index), n, matrix_errors(signature, plan, values)
-        )
-    return _build(signature, plan, {name: matrix[:, i] for i, name in enumerate(plan.names)}, n, [])
+        return _assemble_frame(Frame.from_matrix(values, plan.names, plan.index), n, matrix_errors(plan, values))
+    return _build(plan, {name: matrix[:, i] for i, name in enumerate(plan.names)}, n, [])
 
 
-def _build(
-    signature: Signature, plan: Plan, raw: Mapping[str, Sequence[Any] | np.ndarray], n: int, errors: list[RowError]
-) -> Columns:
+def _build(plan: Plan, raw: Mapping[str, Sequence[Any] | np.ndarray], n: int, errors: list[RowError]) -> Columns:
     """Raw per-feature values (lists or arrays) → checked columns; `errors` holds problems found so far."""
     if plan.float_matrix:
         # Filled column by column into (features × rows) and used transposed: each write is
         # contiguous, several times faster than strided writes into a row-major matrix.
         by_feature = np.empty((plan.width, n), dtype=np.float64)
-        for i, feature in enumerate(signature.inputs):
+        for i, feature in enumerate(plan.features):
             column, column_errors = float_column(feature, plan, raw[feature.name])
             by_feature[i] = column
             errors.extend(column_errors)
         matrix = by_feature.T
-        errors.extend(matrix_errors(signature, plan, matrix))
+        errors.extend(matrix_errors(plan, matrix))
         return _assemble_frame(Frame.from_matrix(matrix, plan.names, plan.index), n, errors)
     columns: dict[str, Array] = {}
-    for feature in signature.inputs:
+    for feature in plan.features:
         values = raw[feature.name]
         if isinstance(values, np.ndarray):
             column, column_errors = convert_array(feature, plan, values)

@@ -1,20 +1,46 @@
-"""Whole columns into a feature's dtype: vectorized checks first, value by value only where they fail."""
+"""Whole columns into a feature's dtype: vectorized checks first, value by value only where they fail.
+
+`Columns` is what a coercion gives back; `Plan` is what it works out once per signature.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from foretell.core.frame import Array
-from foretell.core.schema import Feature, Signature
+from foretell.core.feature import Feature, fits_float_matrix
+from foretell.core.frame import Array, Frame
 from foretell.core.values import INT_BOUNDS, MISSING, NUMBER_TYPES, Refused, convert_scalar
-from foretell.errors import RowError
+from foretell.errors import InvalidInput, RowError
+
+
+@dataclass(slots=True)
+class Columns:
+    """The outcome of coercing one input: the rows that passed, and why the others did not."""
+
+    frame: Frame
+    """Valid rows only, one column per feature in signature order."""
+    rows: np.ndarray
+    """Position in the input of each row of `frame`."""
+    errors: list[RowError]
+    """Every problem found, ordered by row."""
+    n_input: int
+    """Rows in the input, valid or not."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_for_errors(self) -> None:
+        if self.errors:
+            raise InvalidInput.from_rows(self.errors, self.n_input)
 
 
 class Plan:
-    """What coercion needs to know about a signature, worked out once."""
+    """What coercion needs to know about a signature's input features, worked out once."""
 
     __slots__ = (
         "absent",
@@ -22,6 +48,7 @@ class Plan:
         "category_sizes",
         "codes",
         "dtypes",
+        "features",
         "float_matrix",
         "high",
         "index",
@@ -35,24 +62,25 @@ class Plan:
         "width",
     )
 
-    def __init__(self, signature: Signature) -> None:
-        self.names = signature.input_names
+    def __init__(self, features: tuple[Feature, ...]) -> None:
+        self.features = features
+        self.names = [f.name for f in features]
         # What a row that leaves a feature out holds for it: missing for an optional
         # feature, MISSING (refused, "the model needs this feature") for a required one.
-        self.absent: dict[str, Any] = {f.name: MISSING if f.required else None for f in signature.inputs}
+        self.absent: dict[str, Any] = {f.name: MISSING if f.required else None for f in features}
         # A bare value as a row (`17`, not `{"user_id": 17}`) is the model's one required feature.
-        required = [f.name for f in signature.inputs if f.required]
+        required = [f.name for f in features if f.required]
         self.scalar_feature = required[0] if len(required) == 1 else None
         self.index = {name: i for i, name in enumerate(self.names)}
         self.width = len(self.names)
-        self.float_matrix = signature.is_float_matrix
-        self.codes = {f.name: {c: i for i, c in enumerate(f.categories or ())} for f in signature.inputs}
-        self.dtypes = {f.name: _column_dtype(f) for f in signature.inputs}
+        self.float_matrix = fits_float_matrix(features)
+        self.codes = {f.name: {c: i for i, c in enumerate(f.categories or ())} for f in features}
+        self.dtypes = {f.name: _column_dtype(f) for f in features}
         # For float-matrix signatures, validity is checked on the whole matrix at once: a few
         # numpy calls per batch instead of a few per column, which is what one row costs.
-        self.missing_ok = np.array([f.allow_missing for f in signature.inputs], dtype=bool)
-        self.category_at = np.array([i for i, f in enumerate(signature.inputs) if f.dtype == "category"], dtype=np.intp)
-        self.category_sizes = np.array([len(signature.inputs[i].categories or ()) for i in self.category_at])
+        self.missing_ok = np.array([f.allow_missing for f in features], dtype=bool)
+        self.category_at = np.array([i for i, f in enumerate(features) if f.dtype == "category"], dtype=np.intp)
+        self.category_sizes = np.array([len(features[i].categories or ()) for i in self.category_at])
         # The bounds every valid cell lies within: finite floats, or a category's code range.
         # NaN and ±inf fall outside any bounds, so one pair of comparisons clears a clean matrix.
         finite = np.finfo(np.float64).max
@@ -62,7 +90,7 @@ class Plan:
         self.high[self.category_at] = self.category_sizes - 1.0
         self.nan_ok = self.missing_ok.copy()
         self.nan_ok[self.category_at] = False  # a code must be a whole number: NaN is never one
-        self.row_rules = [(f, self.codes[f.name] if f.dtype == "category" else None) for f in signature.inputs]
+        self.row_rules = [(f, self.codes[f.name] if f.dtype == "category" else None) for f in features]
         # The same bounds as plain floats, per column: one served row is checked faster in Python
         # than by a dozen numpy calls on a 1-row matrix (each ~0.5 µs of fixed cost).
         is_category = np.zeros(self.width, dtype=bool)
@@ -70,14 +98,6 @@ class Plan:
         self.row_bounds = list(
             zip(self.low.tolist(), self.high.tolist(), self.nan_ok.tolist(), is_category.tolist(), strict=True)
         )
-
-
-def plan_of(signature: Signature) -> Plan:
-    plan = signature._plan
-    if plan is None:
-        plan = Plan(signature)
-        object.__setattr__(signature, "_plan", plan)
-    return plan  # type: ignore[no-any-return]
 
 
 def _column_dtype(feature: Feature) -> np.dtype[Any]:
@@ -178,7 +198,7 @@ def float_column(feature: Feature, plan: Plan, values: Sequence[Any] | np.ndarra
     return column, errors
 
 
-def matrix_errors(signature: Signature, plan: Plan, matrix: np.ndarray) -> list[RowError]:
+def matrix_errors(plan: Plan, matrix: np.ndarray) -> list[RowError]:
     """Non-finite values where a feature takes none, and category codes out of range, across a whole matrix."""
     if _clean(plan, matrix):
         return []
@@ -196,7 +216,7 @@ def matrix_errors(signature: Signature, plan: Plan, matrix: np.ndarray) -> list[
         if wrong.any():
             rows, at = np.nonzero(wrong)
             cells += zip(rows.tolist(), plan.category_at[at].tolist(), strict=True)
-    return [value_error(signature.inputs[c], plan, r, matrix[r, c]) for r, c in sorted(set(cells))]
+    return [value_error(plan.features[c], plan, r, matrix[r, c]) for r, c in sorted(set(cells))]
 
 
 def _clean(plan: Plan, matrix: np.ndarray) -> bool:

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from foretell.core.coerce import Columns, describe_input
+from foretell.core.coerce import ExtraPolicy, describe_input
+from foretell.core.columns import Columns
 from foretell.core.predictor import Predictions, PredictOptions, Predictor
-from foretell.core.schema import ExtraPolicy, Signature
+from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
 
 __all__ = ["Model", "ModelInfo"]

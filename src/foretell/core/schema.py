@@ -8,20 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from foretell.errors import InvalidSignature
-
-if TYPE_CHECKING:
-    from foretell.core.coerce import Columns
-
-ExtraPolicy = Literal["reject", "ignore"]
-
-#: Feature dtypes. `category` takes one of a fixed list of strings (or its integer
-#: code) and reaches the model as a float code, which is how tree ensembles take
-#: categorical splits.
-FEATURE_DTYPES = ("float64", "float32", "int64", "int32", "bool", "string", "category")
-NUMERIC_DTYPES = frozenset({"float64", "float32", "int64", "int32"})
+from foretell.core.coerce import ExtraPolicy, coerce_input
+from foretell.core.columns import Columns
+from foretell.core.feature import Feature, check_keys, fits_float_matrix
+from foretell.errors import InvalidInput, InvalidSignature
 
 #: Output kinds: one float per row (`score`), one class per row (`label`), one
 #: probability per class (`proba`), or the k best items with their scores (`topk_*`).
@@ -29,76 +21,6 @@ OUTPUT_KINDS = ("score", "label", "proba", "topk_items", "topk_scores", "value")
 OUTPUT_DTYPES = ("float64", "float32", "int64", "int32", "bool", "string")
 
 Label = str | int | float | bool
-
-
-@dataclass(frozen=True, slots=True)
-class Feature:
-    """One named model input.
-
-    `shape` is the shape of one row's value: `()` for a scalar, `(k,)` for a vector.
-    `allow_missing` says the model accepts NaN/None for this feature (tree ensembles
-    do; a logistic regression does not). `required=False` (which needs `allow_missing`)
-    lets an input leave the feature out altogether, a column or key or tensor that is
-    simply not there, and every row then has it missing: for context a model can use when
-    it has it (a user's latest ratings), never for a feature whose absence is a mistake.
-    """
-
-    name: str
-    dtype: str = "float64"
-    allow_missing: bool = False
-    categories: tuple[str, ...] | None = None
-    shape: tuple[int, ...] = ()
-    required: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.name or not isinstance(self.name, str):
-            raise InvalidSignature(f"a feature needs a non-empty string name, got {self.name!r}")
-        if self.dtype not in FEATURE_DTYPES:
-            raise InvalidSignature(
-                f"feature {self.name!r}: dtype must be one of {', '.join(FEATURE_DTYPES)}; got {self.dtype!r}"
-            )
-        if self.dtype == "category":
-            if not self.categories:
-                raise InvalidSignature(f"feature {self.name!r}: a category feature needs its categories")
-            if len(set(self.categories)) != len(self.categories):
-                raise InvalidSignature(f"feature {self.name!r}: categories repeat: {list(self.categories)}")
-        elif self.categories is not None:
-            raise InvalidSignature(f"feature {self.name!r}: categories are only for dtype 'category'")
-        if self.allow_missing and self.dtype in ("int64", "int32", "bool"):
-            raise InvalidSignature(f"feature {self.name!r}: dtype {self.dtype} cannot hold missing values; use float64")
-        if any(not isinstance(d, int) or d < 1 for d in self.shape):
-            raise InvalidSignature(f"feature {self.name!r}: shape must be positive integers, got {self.shape}")
-        if self.shape and self.dtype not in NUMERIC_DTYPES:
-            raise InvalidSignature(f"feature {self.name!r}: only numeric features can have a shape")
-        if not self.required and not self.allow_missing:
-            raise InvalidSignature(
-                f"feature {self.name!r}: an optional feature (required=false) must allow missing values"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "dtype": self.dtype}
-        if self.allow_missing:
-            out["allow_missing"] = True
-        if self.categories is not None:
-            out["categories"] = list(self.categories)
-        if self.shape:
-            out["shape"] = list(self.shape)
-        if not self.required:
-            out["required"] = False
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Feature:
-        _check_keys("feature", data, {"name", "dtype", "allow_missing", "categories", "shape", "required"})
-        categories = data.get("categories")
-        return cls(
-            name=data.get("name", ""),
-            dtype=data.get("dtype", "float64"),
-            allow_missing=bool(data.get("allow_missing", False)),
-            categories=tuple(categories) if categories is not None else None,
-            shape=tuple(data.get("shape", ())),
-            required=bool(data.get("required", True)),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +55,7 @@ class Output:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Output:
-        _check_keys("output", data, {"name", "kind", "dtype", "shape", "classes"})
+        check_keys("output", data, {"name", "kind", "dtype", "shape", "classes"})
         classes = data.get("classes")
         return cls(
             name=data.get("name", ""),
@@ -152,8 +74,6 @@ class Signature:
     outputs: tuple[Output, ...]
     extra: ExtraPolicy = "reject"
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
-    #: Compiled by `foretell.core.coerce` on first use: per-feature converters and lookups.
-    _plan: Any = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -182,7 +102,7 @@ class Signature:
     @property
     def is_float_matrix(self) -> bool:
         """True when every feature becomes one float64 per row, so rows fit one 2-D float array."""
-        return all(not f.shape and f.dtype in ("float64", "category") for f in self.inputs)
+        return fits_float_matrix(self.inputs)
 
     def feature(self, name: str) -> Feature:
         return self.inputs[self._index[name]]
@@ -202,11 +122,7 @@ class Signature:
         column, a 2-D array of the wrong width) raise `InvalidInput`; problems with
         individual values are returned per row, so a batch can keep its good rows.
         """
-        from foretell.core.coerce import coerce_input
-
         if extra is not None and extra not in ("reject", "ignore"):
-            from foretell.errors import InvalidInput
-
             raise InvalidInput(f"extra must be 'reject' or 'ignore'; got {extra!r}")
         return coerce_input(self, data, extra or self.extra)
 
@@ -224,7 +140,7 @@ class Signature:
     def from_dict(cls, data: Mapping[str, Any]) -> Signature:
         if not isinstance(data, Mapping):
             raise InvalidSignature(f"a signature is a JSON object, got {type(data).__name__}")
-        _check_keys("signature", data, {"inputs", "outputs", "extra"})
+        check_keys("signature", data, {"inputs", "outputs", "extra"})
         inputs = data.get("inputs")
         outputs = data.get("outputs")
         if not isinstance(inputs, list) or not isinstance(outputs, list):
@@ -234,14 +150,6 @@ class Signature:
             outputs=tuple(Output.from_dict(o) for o in outputs),
             extra=data.get("extra", "reject"),
         )
-
-
-def _check_keys(what: str, data: Mapping[str, Any], allowed: set[str]) -> None:
-    if not isinstance(data, Mapping):
-        raise InvalidSignature(f"a {what} is a JSON object, got {type(data).__name__}")
-    unknown = set(data) - allowed
-    if unknown:
-        raise InvalidSignature(f"unknown {what} keys {sorted(unknown)}; allowed: {sorted(allowed)}")
 
 
 def numeric_features(names: Sequence[str], *, allow_missing: bool = False) -> tuple[Feature, ...]:

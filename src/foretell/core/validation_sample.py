@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from foretell.core.schema import Feature, Signature
+from foretell.core.feature import Feature
+from foretell.core.schema import Signature
 
 __all__ = ["DEFAULT_ROWS", "MIN_ROWS", "matrix_reason", "validation_matrix"]
 

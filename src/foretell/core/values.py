@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from foretell.core.feature import Feature
 from foretell.core.frame import Array
-from foretell.core.schema import Feature
 
 MISSING: Any = object()
 """Stands for a key absent from a row, which is not the same as a value of None."""
@@ -26,6 +26,10 @@ BOOL_TYPES = frozenset({bool, np.bool_})
 INT_BOUNDS = {"int64": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31 - 1)}
 
 
+# Not part of foretell.errors, on purpose: `Refused` is a control-flow signal between
+# `convert_scalar` and its callers in `core` (columns, coerce), which catch it at once and
+# turn it into a `RowError` that names the row and the field. It never leaves `core`, so
+# nobody outside has a reason to catch it; what users see is `InvalidInput`.
 class Refused(Exception):
     """One value broke its feature's rule; `reason` says which rule."""
 

@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from foretell.adapters.outputs import classifier_outputs
-from foretell.core.schema import Feature, Signature
+from foretell.core.feature import Feature
+from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
 
 __all__ = [

@@ -30,7 +30,8 @@ import numpy.typing as npt
 import orjson
 import pyarrow as pa
 
-from foretell.core.schema import Feature, Output, Signature
+from foretell.core.feature import Feature
+from foretell.core.schema import Output, Signature
 from foretell.demo.als import Factors, solve_rows, train_als
 from foretell.demo.movies_data import generate_movies, generate_ratings
 from foretell.demo.users import KnownUsers, lookup

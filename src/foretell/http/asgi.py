@@ -9,22 +9,11 @@ from collections.abc import Iterable
 
 from starlette.types import Receive, Send
 
-from foretell.errors import ForetellError
+from foretell.errors import BodyTooLarge, ClientDisconnected
 
-__all__ = ["BodyTooLarge", "ClientDisconnected", "header", "read_body", "reply"]
+__all__ = ["header", "read_body", "reply"]
 
 RawHeaders = Iterable[tuple[bytes, bytes]]
-
-
-class BodyTooLarge(ForetellError):
-    """The body is over the server's limit; answered with 413 before the rest is read."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body is larger than the server's limit of {limit:,} bytes")
-
-
-class ClientDisconnected(ForetellError):
-    """The client hung up before its request body arrived: nobody is left to answer."""
 
 
 def header(headers: RawHeaders, name: bytes) -> str | None:

@@ -12,16 +12,19 @@ import orjson
 
 from foretell.errors import (
     ArtifactIntegrityError,
+    BatcherClosed,
+    BodyTooLarge,
+    ClientDisconnected,
+    DeadlineExceeded,
     ForetellError,
     InvalidInput,
     ModelLoadError,
     ModelNotFound,
     NotFound,
+    Overloaded,
     PredictionError,
+    UnsupportedMediaType,
 )
-from foretell.http.asgi import BodyTooLarge, ClientDisconnected
-from foretell.protocols import UnsupportedMediaType
-from foretell.serving.outcomes import BatcherClosed, DeadlineExceeded, Overloaded
 
 __all__ = ["CLIENT_CLOSED", "HttpAnswers", "Reply", "error_reply", "status_for"]
 

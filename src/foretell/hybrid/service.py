@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import orjson
 
-from foretell.core.coerce import Columns
+from foretell.core.columns import Columns
 from foretell.core.predictor import PredictOptions
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput, NotFound

@@ -6,7 +6,6 @@ HTTP layer stays a thin "decode → service → encode" and these codecs are tes
 
 from foretell.protocols.mlflow import (
     Invocation,
-    UnsupportedMediaType,
     decode_invocations,
     encode_predictions,
     parse_invocations,
@@ -15,7 +14,6 @@ from foretell.protocols.oip import (
     BINARY_HEADER,
     DATATYPES,
     InferRequest,
-    ProtocolError,
     RequestedOutput,
     Tensor,
     datatype_of,
@@ -32,10 +30,8 @@ __all__ = [
     "DATATYPES",
     "InferRequest",
     "Invocation",
-    "ProtocolError",
     "RequestedOutput",
     "Tensor",
-    "UnsupportedMediaType",
     "datatype_of",
     "decode_infer_request",
     "decode_invocations",

@@ -27,14 +27,12 @@ import pyarrow.csv as pa_csv
 
 from foretell.core.predictor import Predictions
 from foretell.core.schema import Signature
-from foretell.errors import InvalidInput
-from foretell.protocols.oip import ProtocolError
+from foretell.errors import ProtocolError, UnsupportedMediaType
 
 __all__ = [
     "CONTENT_TYPES",
     "FORMATS",
     "Invocation",
-    "UnsupportedMediaType",
     "decode_invocations",
     "encode_predictions",
     "parse_invocations",
@@ -56,10 +54,6 @@ _CSV_TYPES = {
     "string": pa.string(),
     "category": pa.string(),
 }
-
-
-class UnsupportedMediaType(InvalidInput):
-    """A body whose content type `/invocations` does not read (answered with 415, as MLflow does)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,14 +38,13 @@ from typing import Any, Literal
 import numpy as np
 
 from foretell.adapters import compiled as compilers
-from foretell.adapters.compiled.base import NotCompilable
 from foretell.core.frame import Frame
 from foretell.core.model import Model, ModelInfo
 from foretell.core.parity import DEFAULT_TOLERANCE, ParityReport, compare_predictions
 from foretell.core.predictor import LoadedModel, Predictor
 from foretell.core.validation_sample import DEFAULT_ROWS, MIN_ROWS, validation_matrix
 from foretell.database import Database
-from foretell.errors import ForetellError, InvalidInput, MissingExtra
+from foretell.errors import ForetellError, InvalidInput, MissingExtra, NotCompilable
 
 __all__ = [
     "COMPILED_SCHEMA",

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from foretell.core.schema import NUMERIC_DTYPES, Feature, Signature, default_feature_names
+from foretell.core.feature import NUMERIC_DTYPES, Feature
+from foretell.core.schema import Signature, default_feature_names
 from foretell.errors import InvalidSignature
 
 __all__ = ["observed_ranges", "signature_with_sample"]

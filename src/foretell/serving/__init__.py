@@ -1,6 +1,6 @@
-"""The online path, transport-agnostic: micro-batching now; model slots and the data plane join it later."""
+"""The online path, transport-agnostic: the inference service, the served models and their micro-batchers."""
 
-from foretell.serving.batcher import BatcherClosed, BatchObserver, DeadlineExceeded, MicroBatcher, Overloaded
+from foretell.serving.batcher import BatchObserver, MicroBatcher
 from foretell.serving.policy import BatchPolicy
 
-__all__ = ["BatchObserver", "BatchPolicy", "BatcherClosed", "DeadlineExceeded", "MicroBatcher", "Overloaded"]
+__all__ = ["BatchObserver", "BatchPolicy", "MicroBatcher"]

@@ -33,15 +33,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from foretell.core.coerce import Columns
+from foretell.core.columns import Columns
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions
-from foretell.errors import ForetellError, PredictionError
-from foretell.serving.outcomes import BatcherClosed, BatchObserver, DeadlineExceeded, Overloaded, _NoObserver
+from foretell.errors import BatcherClosed, DeadlineExceeded, ForetellError, Overloaded, PredictionError
+from foretell.serving.outcomes import BatchObserver, _NoObserver
 from foretell.serving.policy import BatchPolicy, Flush, Wait, admits, decide, retry_after
 from foretell.serving.queue import Pending, RequestQueue
 
-__all__ = ["BatchObserver", "BatcherClosed", "DeadlineExceeded", "MicroBatcher", "Overloaded", "PredictFn"]
+__all__ = ["BatchObserver", "MicroBatcher", "PredictFn"]
 
 PredictFn = Callable[[Frame, PredictOptions], Predictions]
 """Runs the model once on every row of a frame, with one set of options; usually a bound `Predictor.predict`."""

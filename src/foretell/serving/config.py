@@ -34,17 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from foretell.config import parse_duration
-from foretell.errors import ForetellError
+from foretell.errors import InvalidServeConfig
 from foretell.registry.compiled import PREDICTOR_CHOICES
 from foretell.serving.policy import BatchPolicy
 
-__all__ = ["BATCH_KNOBS", "InvalidServeConfig", "ServeConfig", "load_serve_config"]
+__all__ = ["BATCH_KNOBS", "ServeConfig", "load_serve_config"]
 
 BATCH_KNOBS = ("max_batch_size", "max_delay_ms", "max_queue")
-
-
-class InvalidServeConfig(ForetellError):
-    """A serve config file (or flag) that cannot be used as written."""
 
 
 @dataclass(frozen=True)

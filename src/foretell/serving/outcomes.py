@@ -1,32 +1,14 @@
-"""How a batched request can end without predictions, and where the batcher reports what happened.
+"""`BatchObserver`: where the batcher reports what happened to the requests it was given, for metrics.
 
-The errors a caller of `MicroBatcher.submit` may get besides `PredictionError` (`Overloaded`,
-`DeadlineExceeded`, `BatcherClosed`), and `BatchObserver`, the hook metrics hang on.
+The errors a caller of `MicroBatcher.submit` may get (`Overloaded`, `DeadlineExceeded`,
+`BatcherClosed`, `PredictionError`) live in `foretell.errors` with every other.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from foretell.errors import ForetellError
-
-__all__ = ["BatchObserver", "BatcherClosed", "DeadlineExceeded", "Overloaded"]
-
-
-class Overloaded(ForetellError):
-    """The model's queue is full; `retry_after_s` says when trying again is likely to succeed."""
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class DeadlineExceeded(ForetellError, TimeoutError):
-    """A request's deadline passed before the model ran it; it was not run."""
-
-
-class BatcherClosed(ForetellError, RuntimeError):
-    """The model's batcher is not taking requests: not started yet, stopping, or stopped."""
+__all__ = ["BatchObserver"]
 
 
 class BatchObserver(Protocol):

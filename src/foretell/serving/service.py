@@ -20,12 +20,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from foretell.core.coerce import Columns
+from foretell.core.columns import Columns
 from foretell.core.model import Model
 from foretell.core.predictor import Predictions, PredictOptions
-from foretell.errors import ForetellError, InvalidInput
+from foretell.errors import DeadlineExceeded, ForetellError, InvalidInput
 from foretell.serving.metrics import ServingMetrics
-from foretell.serving.outcomes import DeadlineExceeded
 from foretell.serving.runtime import ModelSlot, Runtime
 
 __all__ = ["Call", "Inference", "InferenceService", "ModelSlot", "Transport", "deadline_after"]

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import overload
 from urllib.parse import urlsplit
 
-from foretell.store.base import BatchRow, PredictionStore, StoredPrediction, StoreError
+from foretell.errors import StoreError
+from foretell.store.base import BatchRow, PredictionStore, StoredPrediction
 from foretell.store.entities import EntityStore
 from foretell.store.entities_sqlite import SqliteEntityStore
 from foretell.store.sqlite import SqliteStore
@@ -15,7 +16,6 @@ __all__ = [
     "BatchRow",
     "PredictionStore",
     "SqliteStore",
-    "StoreError",
     "StoredPrediction",
     "open_entity_store",
     "open_store",

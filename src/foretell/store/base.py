@@ -39,14 +39,13 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from foretell.errors import ForetellError, InvalidInput
+from foretell.errors import InvalidInput, StoreError
 
 __all__ = [
     "BatchRow",
     "EncodedRows",
     "PredictionStore",
     "Source",
-    "StoreError",
     "StoredPrediction",
     "StoredRow",
     "check_begun",
@@ -74,10 +73,6 @@ BatchRow = tuple[str, Mapping[str, Any], int, str]
 """(key, prediction, model_version, computed_at), as `write_batch` takes them."""
 StoredRow = tuple[str, bytes, int, str]
 """(key, prediction JSON, model_version, computed_at), as a backend reads a row back."""
-
-
-class StoreError(ForetellError):
-    """The store refused an operation: a generation that is not open, an empty publish, a broken database."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
-from foretell.errors import InvalidInput
-from foretell.store.base import StoreError, check_key, utc_timestamp
+from foretell.errors import InvalidInput, StoreError
+from foretell.store.base import check_key, utc_timestamp
 from foretell.store.entities import (
     Entity,
     EntityTable,

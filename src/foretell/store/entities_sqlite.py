@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from foretell.database import Database
-from foretell.errors import InvalidInput
-from foretell.store.base import StoreError, check_key, utc_timestamp
+from foretell.errors import InvalidInput, StoreError
+from foretell.store.base import check_key, utc_timestamp
 from foretell.store.entities import (
     Entity,
     EntityTable,

@@ -42,12 +42,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from foretell.errors import StoreError
 from foretell.store.base import (
     BatchRow,
     EncodedRows,
     StoredPrediction,
     StoredRow,
-    StoreError,
     check_begun,
     check_generation,
     check_key,

@@ -13,8 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from foretell.errors import MissingExtra
-from foretell.store.base import StoreError
+from foretell.errors import MissingExtra, StoreError
 
 if TYPE_CHECKING:
     from types import ModuleType

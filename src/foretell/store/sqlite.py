@@ -31,12 +31,12 @@ from typing import Any
 import orjson
 
 from foretell.database import Database
+from foretell.errors import StoreError
 from foretell.store.base import (
     BatchRow,
     EncodedRows,
     StoredPrediction,
     StoredRow,
-    StoreError,
     check_begun,
     check_generation,
     check_key,

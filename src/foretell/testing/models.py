@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from foretell.core.feature import Feature
 from foretell.core.frame import Array, Frame
 from foretell.core.model import Model, ModelInfo
 from foretell.core.predictor import PredictOptions, Predictor
-from foretell.core.schema import Feature, Output, Signature
+from foretell.core.schema import Output, Signature
 
 __all__ = ["FailingModel", "SumModel", "model_of"]
 

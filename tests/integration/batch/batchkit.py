@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 
 from foretell.batch.manifest import JobFolder
-from foretell.core.schema import Feature, Output, Signature
+from foretell.core.feature import Feature
+from foretell.core.schema import Output, Signature
 
 FEATURES = ["a", "b", "c", "d"]
 SIGNATURE = Signature(tuple(Feature(n) for n in FEATURES), (Output("score", "score"),))

@@ -13,8 +13,7 @@ import pytest
 from batchkit import FEATURES, cli, make_rows
 
 import foretell
-from foretell.batch import BatchJobFailed
-from foretell.errors import InvalidInput
+from foretell.errors import BatchJobFailed, InvalidInput
 
 
 def published(output: Path) -> pa.Table:

@@ -10,8 +10,8 @@ import pytest
 from batchkit import cli, journal_lines, kill, make_rows, start, wait_until
 
 import foretell
-from foretell.batch import BatchJobFailed
 from foretell.batch.manifest import JobFolder
+from foretell.errors import BatchJobFailed
 from foretell.store import open_store
 
 

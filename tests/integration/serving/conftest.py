@@ -11,7 +11,8 @@ from sklearn.linear_model import LogisticRegression
 
 import foretell
 from foretell.adapters.outputs import classifier_outputs
-from foretell.core.schema import Feature, Output, Signature
+from foretell.core.feature import Feature
+from foretell.core.schema import Output, Signature
 
 SLOW_MODEL = """
 import time

@@ -15,7 +15,8 @@ from sklearn.linear_model import LogisticRegression
 
 import foretell
 from foretell.adapters.outputs import classifier_outputs
-from foretell.core.schema import Feature, Signature
+from foretell.core.feature import Feature
+from foretell.core.schema import Signature
 from foretell.demo.movies import MovieRecommender, generate_movies, generate_ratings
 from foretell.store import SqliteStore
 from foretell.store.entities import Interactions

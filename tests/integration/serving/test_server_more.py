@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from servekit import FEATURES, Lifespan, rows, server
 
 import foretell
-from foretell.core.schema import Feature, Output, Signature
+from foretell.core.feature import Feature
+from foretell.core.schema import Output, Signature
 
 FAILING_MODEL = """
 import numpy as np

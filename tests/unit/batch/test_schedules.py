@@ -13,14 +13,8 @@ from pathlib import Path
 import pytest
 
 from foretell.batch.scheduler import EXIT_NOT_STARTED, OnExit, Scheduler, expand
-from foretell.batch.schedules import (
-    InvalidSchedule,
-    ScheduleBook,
-    ScheduleExists,
-    ScheduleNotFound,
-    pid_alive,
-)
-from foretell.errors import ForetellError
+from foretell.batch.schedules import ScheduleBook, pid_alive
+from foretell.errors import ForetellError, InvalidSchedule, ScheduleExists, ScheduleNotFound
 
 START = datetime(2026, 11, 29, 1, 30, tzinfo=UTC)
 
@@ -412,3 +406,41 @@ def test_expand_replaces_only_the_two_tokens():
         '{"a": 1}',
         "{x}",
     ]
+
+
+# --- the file ---------------------------------------------------------------------------
+
+
+def test_the_book_uses_write_ahead_logging_and_a_versioned_schema(book):
+    import sqlite3
+
+    from foretell.batch.schedules import SCHEMA_VERSION
+
+    with sqlite3.connect(book.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_schedules_db_from_before_the_schema_was_versioned_keeps_its_schedules(tmp_path, clock):
+    import sqlite3
+
+    from foretell.batch.schedules import _SCHEMA
+
+    conn = sqlite3.connect(tmp_path / "schedules.db")  # as foretell wrote it: the same tables, user_version 0
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO schedules (name, cron, argv, created_at) VALUES ('old', '0 2 * * *', '[\"models\", \"list\"]', ?)",
+        (START.isoformat(),),
+    )
+    conn.commit()
+    conn.close()
+    assert ScheduleBook(tmp_path, clock=clock).get("old").argv == ("models", "list")
+
+
+def test_a_damaged_schedules_db_is_a_foretell_error_naming_the_file(tmp_path):
+    from foretell.errors import ScheduleBookError
+
+    (tmp_path / "schedules.db").write_bytes(b"not a database, " * 64)
+    with pytest.raises(ScheduleBookError, match=r"schedules\.db"):
+        ScheduleBook(tmp_path)

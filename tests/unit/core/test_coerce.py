@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from foretell.core.schema import Feature, Output, Signature
+from foretell.core.feature import Feature
+from foretell.core.schema import Output, Signature
 from foretell.errors import InvalidInput
 
 SIG = Signature(
@@ -387,3 +388,20 @@ def test_an_optional_feature_must_allow_missing_values_and_survives_the_round_tr
         Feature("x", required=False)
     assert Signature.from_dict(OPTIONAL.to_dict()) == OPTIONAL
     assert OPTIONAL.to_dict()["inputs"][1]["required"] is False
+
+
+def test_a_signature_plan_is_worked_out_once_kept_in_coerce_and_dropped_with_the_signature():
+    import gc
+
+    from foretell.core import coerce
+
+    signature = Signature(SIG.inputs, SIG.outputs)
+    assert coerce.plan_of(signature) is coerce.plan_of(signature)
+    # An equal signature is another object with a plan of its own: the cache goes by identity.
+    assert coerce.plan_of(SIG) is not coerce.plan_of(signature)
+    assert not hasattr(signature, "_plan")  # nothing is written onto the frozen signature
+    key = id(signature)
+    assert key in coerce._plans
+    del signature
+    gc.collect()
+    assert key not in coerce._plans

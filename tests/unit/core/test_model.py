@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from foretell.core.feature import Feature
 from foretell.core.frame import Frame
 from foretell.core.predictor import PredictOptions, Predictor
-from foretell.core.schema import Feature, Output, Signature
+from foretell.core.schema import Output, Signature
 from foretell.errors import InvalidInput, PredictionError
 from foretell.testing.models import FailingModel, SumModel, model_of, sum_signature
 

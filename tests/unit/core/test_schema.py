@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from foretell.core.schema import FEATURE_DTYPES, Feature, Output, Signature
+from foretell.core.feature import FEATURE_DTYPES, Feature
+from foretell.core.schema import Output, Signature
 from foretell.errors import InvalidSignature
 
 

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from foretell.http.asgi import BodyTooLarge, ClientDisconnected, header, read_body, reply
+from foretell.errors import BodyTooLarge, ClientDisconnected
+from foretell.http.asgi import header, read_body, reply
 
 
 class Messages:

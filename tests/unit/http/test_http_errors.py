@@ -10,19 +10,22 @@ from hypothesis import strategies as st
 from foretell.errors import (
     AliasNotFound,
     ArtifactIntegrityError,
+    BatcherClosed,
+    BodyTooLarge,
+    ClientDisconnected,
+    DeadlineExceeded,
     ForetellError,
     InvalidInput,
     ModelLoadError,
     ModelNotFound,
     NotFound,
+    Overloaded,
     PredictionError,
+    StoreError,
+    UnsupportedMediaType,
     VersionNotFound,
 )
-from foretell.http.asgi import BodyTooLarge, ClientDisconnected
 from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, error_reply, status_for
-from foretell.protocols import UnsupportedMediaType
-from foretell.serving import BatcherClosed, DeadlineExceeded, Overloaded
-from foretell.store import StoreError
 
 DOMAIN_ERRORS = [
     (UnsupportedMediaType("content type 'text/xml' is not read here"), 415),

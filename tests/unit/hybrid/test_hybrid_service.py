@@ -13,8 +13,7 @@ import pyarrow as pa
 import pytest
 from servedmodels import Gate, Stack, hybrid_stack, publish, run, stamp, started, until
 
-from foretell.errors import InvalidInput, NotFound
-from foretell.serving import Overloaded
+from foretell.errors import InvalidInput, NotFound, Overloaded
 from foretell.serving.policy import BatchPolicy
 from foretell.serving.service import Call
 

@@ -12,17 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from foretell.core.feature import Feature
 from foretell.core.predictor import Predictions
-from foretell.core.schema import Feature, Output, Signature
-from foretell.errors import InvalidInput
-from foretell.protocols.mlflow import (
-    FORMATS,
-    UnsupportedMediaType,
-    decode_invocations,
-    encode_predictions,
-    parse_invocations,
-)
-from foretell.protocols.oip import ProtocolError
+from foretell.core.schema import Output, Signature
+from foretell.errors import InvalidInput, ProtocolError, UnsupportedMediaType
+from foretell.protocols.mlflow import FORMATS, decode_invocations, encode_predictions, parse_invocations
 
 SIG = Signature(
     (

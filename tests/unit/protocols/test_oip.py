@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from foretell.core.schema import Feature, Output, Signature
-from foretell.errors import InvalidInput
+from foretell.core.feature import Feature
+from foretell.core.schema import Output, Signature
+from foretell.errors import InvalidInput, ProtocolError
 from foretell.protocols.oip import (
     BINARY_HEADER,
     DATATYPES,
     InferRequest,
-    ProtocolError,
     RequestedOutput,
     Tensor,
     datatype_of,

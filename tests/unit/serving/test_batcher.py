@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from foretell.core.coerce import Columns
+from foretell.core.columns import Columns
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions, Predictor
-from foretell.errors import ForetellError, PredictionError
-from foretell.serving import BatcherClosed, BatchPolicy, DeadlineExceeded, MicroBatcher, Overloaded
+from foretell.errors import BatcherClosed, DeadlineExceeded, ForetellError, Overloaded, PredictionError
+from foretell.serving import BatchPolicy, MicroBatcher
 from foretell.testing.models import FailingModel, SumModel, model_of, sum_signature
 
 NAMES = ("a", "b", "c")

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from foretell.serving.config import InvalidServeConfig, ServeConfig, load_serve_config
+from foretell.errors import InvalidServeConfig
+from foretell.serving.config import ServeConfig, load_serve_config
 from foretell.serving.policy import BatchPolicy
 
 FILE = """

@@ -22,9 +22,16 @@ from servedmodels import POISON, Gate, Stack, run, started, until
 
 from foretell.core.coerce import Columns
 from foretell.core.predictor import PredictOptions
-from foretell.errors import ForetellError, InvalidInput, ModelNotFound, PredictionError, VersionNotFound
+from foretell.errors import (
+    DeadlineExceeded,
+    ForetellError,
+    InvalidInput,
+    ModelNotFound,
+    Overloaded,
+    PredictionError,
+    VersionNotFound,
+)
 from foretell.http.errors import HttpAnswers, Reply
-from foretell.serving import DeadlineExceeded, Overloaded
 from foretell.serving.policy import BatchPolicy
 from foretell.serving.service import MAX_K, Call, deadline_after
 

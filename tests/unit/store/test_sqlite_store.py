@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from foretell.store import SqliteStore, StoreError, open_store
+from foretell.errors import StoreError
+from foretell.store import SqliteStore, open_store
 from foretell.store.sqlite import SCHEMA_VERSION
 
 T0 = "2024-05-01T02:00:00Z"

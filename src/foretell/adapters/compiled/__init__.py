@@ -18,14 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from foretell.adapters.compiled.base import COMPILERS, Built, NotCompilable, target_of
+from foretell.adapters.compiled.base import COMPILERS, Built, target_of
 from foretell.adapters.compiled.sklearn_onnx import build_onnx, load_onnx
 from foretell.adapters.compiled.trees import build_trees, load_trees, tree_source, tree_source_sklearn
 from foretell.core.predictor import LoadedModel
 from foretell.core.schema import Signature
 from foretell.core.validation_sample import matrix_reason
+from foretell.errors import NotCompilable
 
-__all__ = ["COMPILERS", "Built", "NotCompilable", "build", "load", "target_of"]
+__all__ = ["COMPILERS", "Built", "build", "load", "target_of"]
 
 
 def build(flavor: str, artifact: Path, signature: Signature, options: Mapping[str, Any], folder: Path) -> Built:

@@ -11,15 +11,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
 
-from foretell.errors import ForetellError
-
-__all__ = ["COMPILERS", "Built", "NotCompilable", "package_version", "target_of"]
+__all__ = ["COMPILERS", "Built", "package_version", "target_of"]
 
 COMPILERS = ("treelite", "onnx")
-
-
-class NotCompilable(ForetellError):
-    """This model keeps its original predictor; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from foretell.adapters.compiled.base import ENTRY_VERSION, NotCompilable
+from foretell.adapters.compiled.base import ENTRY_VERSION
+from foretell.errors import NotCompilable
 
 __all__ = ["MAX_LEAVES", "Tables", "quickscorer_c", "quickscorer_tables"]
 

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from foretell.adapters.base import import_framework
-from foretell.adapters.compiled.base import Built, NotCompilable, describe_exception, package_version
+from foretell.adapters.compiled.base import Built, describe_exception, package_version
 from foretell.adapters.onnx import OnnxFlavor, OnnxModel
 from foretell.core.schema import Signature
+from foretell.errors import NotCompilable
 
 __all__ = ["build_onnx", "load_onnx"]
 

@@ -43,20 +43,13 @@ from typing import Any
 import numpy as np
 
 from foretell.adapters.base import import_framework
-from foretell.adapters.compiled.base import (
-    ENTRY_VERSION,
-    Built,
-    NotCompilable,
-    c_compiler,
-    describe_exception,
-    package_version,
-)
+from foretell.adapters.compiled.base import ENTRY_VERSION, Built, c_compiler, describe_exception, package_version
 from foretell.adapters.compiled.quickscorer import quickscorer_c, quickscorer_tables
 from foretell.adapters.outputs import classifier_result
 from foretell.core.frame import Array, Frame
 from foretell.core.predictor import PredictOptions
 from foretell.core.schema import Signature
-from foretell.errors import ModelLoadError
+from foretell.errors import ModelLoadError, NotCompilable
 
 __all__ = ["TreeModel", "build_trees", "load_trees", "tree_source", "tree_source_sklearn"]
 

@@ -4,7 +4,7 @@ Every way a body can be wrong becomes one `ProtocolError` whose message names th
 the field and what was expected. Nothing in this package knows about HTTP frameworks or the
 model; the HTTP layer passes bytes and headers in, and gets bytes and headers back.
 
-- `tensors`: the datatypes, `ProtocolError`, `Tensor` and `RequestedOutput`, numpy → `Tensor`.
+- `tensors`: the datatypes, `Tensor` and `RequestedOutput`, numpy → `Tensor`.
 - `request`: an infer request's bytes (JSON, optionally with binary tensor data) → `InferRequest`.
 - `response`: output tensors → an infer response's bytes and headers.
 - `metadata`: the server and model metadata documents.
@@ -16,7 +16,6 @@ from foretell.protocols.oip.response import encode_infer_response
 from foretell.protocols.oip.tensors import (
     BINARY_HEADER,
     DATATYPES,
-    ProtocolError,
     RequestedOutput,
     Tensor,
     datatype_of,
@@ -27,7 +26,6 @@ __all__ = [
     "BINARY_HEADER",
     "DATATYPES",
     "InferRequest",
-    "ProtocolError",
     "RequestedOutput",
     "Tensor",
     "datatype_of",

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from foretell.errors import ProtocolError
 from foretell.protocols.oip.tensors import (
     _LENGTH_PREFIX,
     BINARY_HEADER,
     DATATYPES,
-    ProtocolError,
     RequestedOutput,
     Tensor,
     _kind,

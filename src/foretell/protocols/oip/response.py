@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from foretell.protocols.oip.tensors import _LENGTH_PREFIX, BINARY_HEADER, DATATYPES, ProtocolError, Tensor, _bad_utf8
+from foretell.errors import ProtocolError
+from foretell.protocols.oip.tensors import _LENGTH_PREFIX, BINARY_HEADER, DATATYPES, Tensor, _bad_utf8
 
 
 def encode_infer_response(

@@ -1,4 +1,4 @@
-"""What the other OIP modules share: the datatypes table, `ProtocolError` and the tensor shapes.
+"""What the other OIP modules share: the datatypes table and the tensor shapes.
 
 Holds the OIP datatype ↔ numpy dtype mapping, the binary tensor extension's constants, the
 decoded `Tensor` and `RequestedOutput`, the numpy → `Tensor` conversion, and the small
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from foretell.errors import InvalidInput
+from foretell.errors import ProtocolError
 
 #: The header that carries the JSON part's length when binary tensor data follows it.
 BINARY_HEADER = "Inference-Header-Content-Length"
@@ -36,10 +36,6 @@ DATATYPES: dict[str, np.dtype[Any]] = {
 }
 _NAME_OF_DTYPE = {dtype: name for name, dtype in DATATYPES.items() if name != "BYTES"}
 _LENGTH_PREFIX = struct.Struct("<I")
-
-
-class ProtocolError(InvalidInput):
-    """A request body that does not follow the Open Inference Protocol (or MLflow's scoring format)."""
 
 
 @dataclass(slots=True)
