@@ -87,6 +87,7 @@ PIPELINE_ARGS = 200_000
 SWEEP_KEYS = 2_000
 """Keys deleted by one clean-up script: a few milliseconds of the server's time each."""
 
+
 class RedisEntityStore:
     """Entity tables on a Redis server: `RedisEntityStore("redis://host:6379/0")`; safe to share between threads."""
 

@@ -149,7 +149,6 @@ def test_requests_with_other_predict_options_share_the_queue_but_never_a_model_c
     run(scenario)
 
 
-
 @BOTH_MODES
 def test_concurrent_requests_are_coalesced_and_each_gets_exactly_its_own_rows(in_thread):
     model = CountingSum()
