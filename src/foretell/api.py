@@ -6,8 +6,6 @@ down; the layers below never look at the environment.
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -444,89 +442,14 @@ def advise(
 
 
 def read_input(source: str | Path, fmt: InputFormat = "auto") -> Any:
-    """Rows from a JSON / JSON Lines / CSV / Parquet file, or `-` for stdin.
+    """Rows from a Parquet / CSV / JSON / JSON Lines file, or `-` for stdin (see `foretell.formats`).
 
     Parquet and CSV come back as a pyarrow Table, JSON as a list of dicts: both are model inputs.
-
-    JSON input may be one object (one row) or a list of objects.
+    A `.json` file is one document, an object (one row) or a list of objects; `.jsonl` is JSON Lines.
     """
-    import pyarrow as pa
+    from foretell import formats
 
     if str(source) == "-":
         data = sys.stdin.buffer.read()
-        fmt = fmt if fmt != "auto" else _sniff(data)
-        return _parse(data, fmt, "standard input")
-    path = Path(source)
-    if path.is_dir():
-        raise InvalidInput(f"input {str(path)!r} is a folder; give one file (folders of parts are for batch jobs)")
-    if not path.is_file():
-        raise InvalidInput(f"input file {str(path)!r} does not exist")
-    if fmt == "auto":
-        fmt = _format_from_suffix(path)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table: pa.Table = pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InvalidInput(f"{path.name} is not a readable Parquet file: {exc}") from exc
-        return table
-    return _parse(path.read_bytes(), fmt, path.name)
-
-
-def _format_from_suffix(path: Path) -> InputFormat:
-    suffix = path.suffix.lower()
-    formats: dict[str, InputFormat] = {
-        ".parquet": "parquet",
-        ".pq": "parquet",
-        ".csv": "csv",
-        ".json": "json",
-        ".jsonl": "jsonl",
-        ".ndjson": "jsonl",
-    }
-    if suffix not in formats:
-        raise InvalidInput(f"cannot tell the format of {path.name}; pass --format (json, jsonl, csv or parquet)")
-    return formats[suffix]
-
-
-def _sniff(data: bytes) -> InputFormat:
-    """JSON when the whole input parses as one document (pretty-printed or not), else JSON Lines or CSV."""
-    text = data.lstrip()
-    if not text.startswith((b"[", b"{")):
-        return "csv"
-    try:
-        json.loads(data)
-    except ValueError:
-        return "jsonl" if text.startswith(b"{") else "json"
-    return "json"
-
-
-def _parse(data: bytes, fmt: InputFormat, where: str) -> Any:
-    import pyarrow as pa
-
-    if fmt == "csv":
-        import pyarrow.csv as pacsv
-
-        try:
-            return pacsv.read_csv(io.BytesIO(data))
-        except pa.ArrowInvalid as exc:
-            raise InvalidInput(f"{where} is not valid CSV: {exc}") from exc
-    if fmt == "jsonl":
-        rows = []
-        for number, line in enumerate(data.splitlines(), start=1):
-            if line.strip():
-                rows.append(_json(line, f"{where} line {number}"))
-    else:
-        parsed = _json(data, where)
-        rows = parsed if isinstance(parsed, list) else [parsed]
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise InvalidInput(f"{where}: row {i} is {type(row).__name__}, expected a JSON object of features")
-    return rows
-
-
-def _json(data: bytes, where: str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
-        raise InvalidInput(f"{where} is not valid JSON: {exc}") from exc
+        return formats.read_rows(data, formats.sniff(data) if fmt == "auto" else fmt, "standard input")
+    return formats.read_file(Path(source), None if fmt == "auto" else fmt)

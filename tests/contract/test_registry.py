@@ -399,7 +399,7 @@ def test_a_sample_that_does_not_fit_the_model_is_refused(registry: Registry, clf
     with pytest.raises(InvalidSignature, match="sample= takes a pandas DataFrame"):
         registry.register("churn", clf_v1, sample=[[1.0, 2.0, 3.0]])
     (tmp_path / "sample.txt").write_text("a,b,c\n")
-    with pytest.raises(InvalidSignature, match=r"expected a \.parquet, \.pq or \.csv file"):
+    with pytest.raises(InvalidSignature, match=r"expected a \.parquet, \.pq, \.csv, \.json, \.jsonl, \.ndjson file"):
         registry.register("churn", clf_v1, sample=tmp_path / "sample.txt")
     assert registry.list_models() == []
 

@@ -1,8 +1,9 @@
 """Where a batch job's rows come from: a file, a folder, a glob or an fsspec URL, read as a stream.
 
 Rows are read in chunks of at most `chunk_rows`, never whole: Parquet row group by row
-group, CSV and JSON lines through pyarrow datasets (imported only for them: pyarrow's
-dataset module imports pandas, a quarter of a second of every job's start). Chunk
+group, CSV and JSON Lines through pyarrow datasets (imported only for them: pyarrow's
+dataset module imports pandas, a quarter of a second of every job's start). A `.json`
+file is one JSON document (`foretell.formats`), read whole and then cut into chunks. Chunk
 numbers follow the files in sorted order and the batches within each file, so the same
 input read with the same chunk size is cut the same way every time: that is what lets a
 resumed job skip exactly the chunks it already committed.
@@ -14,23 +15,14 @@ import glob
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 
 from foretell.errors import InvalidInput
+from foretell.formats import SUFFIXES, InputFormat, check_format, json_document_rows, rows_table
 
 __all__ = ["ChunkRef", "InputFormat", "Source", "open_source"]
-
-InputFormat = Literal["parquet", "csv", "jsonl"]
-_SUFFIXES: dict[str, InputFormat] = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
 
 
 @dataclass(frozen=True)
@@ -152,6 +144,10 @@ class Source:
                 finally:
                     handle.close()
             return
+        if self.format == "json":  # one document per file: read whole, then cut like any other
+            for path in self.files:
+                yield iter(_json_table(path, self.filesystem).to_batches(max_chunksize=chunk_rows))
+            return
         for fragment in _dataset(self.files, self.format, self.filesystem).get_fragments():
             yield fragment.to_batches(columns=columns, batch_size=chunk_rows, batch_readahead=2, fragment_readahead=1)
 
@@ -166,9 +162,7 @@ def open_source(location: str | Path, fmt: InputFormat | None = None) -> Source:
     files, filesystem = _resolve(text)
     if not files:
         raise InvalidInput(f"no input files match {text!r}")
-    fmt = fmt or _format_of(files)
-    if fmt not in ("parquet", "csv", "jsonl"):
-        raise InvalidInput(f"unknown input format {fmt!r}; use parquet, csv or jsonl")
+    fmt = check_format(fmt) if fmt else _format_of(files)
     if filesystem is None:
         from pyarrow.fs import LocalFileSystem
 
@@ -181,6 +175,8 @@ def open_source(location: str | Path, fmt: InputFormat | None = None) -> Source:
 
 
 def _schema(files: Sequence[str], fmt: InputFormat, filesystem: Any) -> pa.Schema:
+    if fmt == "json":
+        return _json_table(files[0], filesystem).schema
     if fmt != "parquet":
         return _dataset(files, fmt, filesystem).schema
     import pyarrow.parquet as pq
@@ -233,8 +229,14 @@ def _resolve_fsspec(url: str) -> tuple[list[str], Any]:
     return files, PyFileSystem(FSSpecHandler(filesystem))
 
 
+def _json_table(path: str, filesystem: Any) -> pa.Table:
+    with filesystem.open_input_stream(path) as handle:
+        data = handle.read()
+    return rows_table(json_document_rows(data, Path(path).name), Path(path).name)
+
+
 def _format_of(files: Sequence[str]) -> InputFormat:
-    kinds = {_SUFFIXES.get(Path(f).suffix.lower()) for f in files}
+    kinds = {SUFFIXES.get(Path(f).suffix.lower()) for f in files}
     if len(kinds) == 1 and None not in kinds:
         return kinds.pop()  # type: ignore[return-value]
     raise InvalidInput(f"cannot tell the input format from {sorted({Path(f).suffix for f in files})}; pass --format")

@@ -47,7 +47,12 @@ def run(
         int | None,
         typer.Option(min=1, help="Workers: processes or threads here, actors on Ray (default: one per core)."),
     ] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="Input format: parquet, csv or jsonl.")] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="Input format: parquet, csv, json (one document) or jsonl (default: from the suffix)."
+        ),
+    ] = None,
     output_format: Annotated[str, typer.Option(help="parquet, csv or jsonl.")] = "parquet",
     single_file: Annotated[bool, typer.Option(help="Write one file instead of a folder of parts.")] = False,
     to_store: Annotated[
@@ -70,8 +75,14 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")] = False,
 ) -> None:
     """Score every row of an input file set with a registered model."""
-    if fmt not in (None, "parquet", "csv", "jsonl") or output_format not in ("parquet", "csv", "jsonl"):
-        raise typer.BadParameter("formats are parquet, csv or jsonl")
+    if fmt not in (None, "parquet", "csv", "json", "jsonl"):
+        raise typer.BadParameter(
+            f"unknown input format {fmt!r}; use parquet, csv, json or jsonl", param_hint="--format"
+        )
+    if output_format not in ("parquet", "csv", "jsonl"):
+        raise typer.BadParameter(
+            f"unknown output format {output_format!r}; use parquet, csv or jsonl", param_hint="--output-format"
+        )
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine is local or ray")
     if ray_address and engine != "ray":

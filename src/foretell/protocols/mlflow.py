@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 
 from foretell.core.predictor import Predictions
 from foretell.core.schema import Signature
-from foretell.errors import ProtocolError, UnsupportedMediaType
+from foretell.errors import InvalidInput, ProtocolError, UnsupportedMediaType
+from foretell.formats import csv_column_types, read_csv
 
 __all__ = [
     "CONTENT_TYPES",
@@ -41,19 +41,6 @@ __all__ = [
 #: The JSON keys MLflow accepts, one per request (MLflow's SUPPORTED_FORMATS).
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 CONTENT_TYPES = ("application/json", "text/csv")
-_CSV_THREADS_FROM = 1 << 20  # Arrow's thread pool only pays off on bodies of a megabyte or more
-
-# CSV cells are text: with a signature, each column is read as its feature's type, as MLflow
-# reads CSV with the model's schema, so "007" stays a string where the model wants one.
-_CSV_TYPES = {
-    "float64": pa.float64(),
-    "float32": pa.float64(),
-    "int64": pa.int64(),
-    "int32": pa.int64(),
-    "bool": pa.bool_(),
-    "string": pa.string(),
-    "category": pa.string(),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,13 +219,10 @@ def _read_csv(body: bytes, signature: Signature | None) -> Any:
     if signature is not None:
         dtypes = {f.name: f.dtype for f in signature.inputs if not f.shape}
     try:
-        table = pa_csv.read_csv(
-            pa.py_buffer(body),
-            read_options=pa_csv.ReadOptions(use_threads=len(body) >= _CSV_THREADS_FROM),
-            convert_options=pa_csv.ConvertOptions(column_types={n: _CSV_TYPES[d] for n, d in dtypes.items()}),
-        )
-    except (pa.ArrowException, ValueError) as exc:
-        raise ProtocolError(f"the CSV body could not be read: {_conversion_error(str(exc), body, dtypes)}") from None
+        table = read_csv(body, "the CSV body", csv_column_types(dtypes))
+    except InvalidInput as exc:
+        arrow = str(exc.__cause__ or exc)
+        raise ProtocolError(f"the CSV body could not be read: {_conversion_error(arrow, body, dtypes)}") from None
     # Arrow keeps a column (or header) that is not UTF-8 as raw bytes; the body promised UTF-8 text.
     try:
         names = table.schema.names

@@ -12,7 +12,7 @@ from typing import Any
 
 from foretell.core.feature import NUMERIC_DTYPES, Feature
 from foretell.core.schema import Signature, default_feature_names
-from foretell.errors import InvalidSignature
+from foretell.errors import InvalidInput, InvalidSignature
 
 __all__ = ["observed_ranges", "signature_with_sample"]
 
@@ -92,22 +92,27 @@ def _sample_schema(sample: object) -> Any:
     if isinstance(sample, str | Path):
         return _file_schema(Path(sample))
     raise InvalidSignature(
-        f"sample= takes a pandas DataFrame, a pyarrow Table, or the path of a Parquet or CSV file; got {kind.__name__}"
+        "sample= takes a pandas DataFrame, a pyarrow Table, or the path of a Parquet, CSV, JSON or JSON Lines "
+        f"file; got {kind.__name__}"
     )
 
 
 def _file_schema(path: Path) -> Any:
     import pyarrow as pa
 
-    suffix = path.suffix.lower()
+    from foretell import formats
+
     if not path.is_file():
         raise InvalidSignature(f"sample file {path} does not exist")
+    fmt = formats.SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidSignature(f"sample file {path.name}: expected a {', '.join(formats.SUFFIXES)} file")
     try:
-        if suffix in _PARQUET_SUFFIXES:
+        if fmt == "parquet":
             import pyarrow.parquet as pq
 
             return pq.read_schema(path)  # the footer only: no rows are read
-        if suffix in _CSV_SUFFIXES:
+        if fmt == "csv":
             import pyarrow.csv as pv
 
             # The streaming reader infers types from its first block, so a big file is not read whole.
@@ -116,9 +121,10 @@ def _file_schema(path: Path) -> Any:
                 return reader.schema
             finally:
                 reader.close()
-    except (pa.ArrowInvalid, OSError) as exc:
+        rows = formats.read_file(path, fmt)
+        return rows.schema if isinstance(rows, pa.Table) else formats.rows_table(rows, path.name).schema
+    except (pa.ArrowInvalid, OSError, InvalidInput) as exc:
         raise InvalidSignature(f"cannot read the sample file {path}: {exc}") from exc
-    raise InvalidSignature(f"sample file {path.name}: expected a .parquet, .pq or .csv file")
 
 
 def observed_ranges(signature: Signature, sample: object, *, rows: int = 1_000_000) -> dict[str, list[float]]:
