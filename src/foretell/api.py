@@ -14,12 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from foretell.compile import CompileReport
 from foretell.config import Settings, lines_on_stderr
 from foretell.core.model import Model, ModelInfo
 from foretell.core.schema import Signature
 from foretell.errors import ForetellError, InvalidInput
 from foretell.registry import ModelSummary, SqliteRegistry, open_registry
-from foretell.registry.compiled import CompileReport
 
 if TYPE_CHECKING:
     from foretell.advisor import Advice, Workload

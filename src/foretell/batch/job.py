@@ -26,10 +26,9 @@ from foretell.batch.manifest import ChunkRecord, JobFolder
 from foretell.batch.scoring import ScoringSpec
 from foretell.batch.sinks import OutputFormat, combine, sweep_temp
 from foretell.batch.sources import InputFormat, open_source
-from foretell.core.model import ModelInfo
+from foretell.core.model import ModelInfo, check_predictor_choice
 from foretell.errors import ForetellError, InvalidInput
 from foretell.registry import open_registry
-from foretell.registry.compiled import check_predictor_choice
 
 __all__ = ["BatchJobFailed", "BatchResult", "JobInterrupted", "resume", "run"]
 

@@ -25,12 +25,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from foretell.compile import describe_outcome
 from foretell.core.model import ModelInfo
 from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
 from foretell.demo.evaluation import churn_auc, evaluate_recommender, holdout_split
 from foretell.demo.movies import MovieRecommender, generate_movies, generate_ratings
 from foretell.registry.base import Registry
-from foretell.registry.compiled import describe_outcome
 
 __all__ = ["ALIAS", "DemoModel", "DemoSummary", "init"]
 

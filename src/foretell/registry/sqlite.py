@@ -23,7 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from foretell.adapters import Flavor, detect_flavor, get_flavor
-from foretell.core.model import Model, ModelInfo
+from foretell.compile import (
+    COMPILED_SCHEMA,
+    DEFAULT_ROWS,
+    DEFAULT_TOLERANCE,
+    OBSERVED_RANGES,
+    BuildStore,
+    CompileReport,
+    compile_version,
+    load_build,
+    observed_ranges,
+)
+from foretell.core.model import Model, ModelInfo, PredictorChoice, check_predictor_choice
 from foretell.core.predictor import Predictor
 from foretell.core.schema import Signature
 from foretell.database import Database
@@ -37,15 +48,7 @@ from foretell.errors import (
 )
 from foretell.registry.artifacts import ArtifactStore
 from foretell.registry.base import ModelSummary
-from foretell.registry.compiled import (
-    COMPILED_SCHEMA,
-    OBSERVED_RANGES,
-    CompiledVariants,
-    CompileReport,
-    PredictorChoice,
-    check_predictor_choice,
-)
-from foretell.registry.sample import observed_ranges, signature_with_sample
+from foretell.registry.sample import signature_with_sample
 from foretell.registry.uri import ModelRef, check_alias, check_model_name, check_version, parse_model_uri
 
 __all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
@@ -116,7 +119,7 @@ class SqliteRegistry:
             rows_as_mappings=True,
         )
         self._db.create_schema()
-        self.compiled = CompiledVariants(self.home / "compiled", self._db, self._now)
+        self.compiled = BuildStore(self.home / "compiled", self._db, self._now)
 
     def __repr__(self) -> str:
         return f"SqliteRegistry({str(self.home)!r})"
@@ -312,7 +315,7 @@ class SqliteRegistry:
         path = self.artifact_path(info, verify=True)
         if choice != "original":
             try:
-                variant = self.compiled.load(info, path, lambda: self._load_original(info, path))
+                variant = load_build(self.compiled, info, path, lambda: self._load_original(info, path))
             except Exception as exc:  # the compiled path must never cost a model that loads without it
                 if choice == "compiled":
                     raise
@@ -333,12 +336,10 @@ class SqliteRegistry:
         rows: int | None = None,
     ) -> CompileReport:
         """Compile a version, prove it against the original on a validation sample, and record the outcome."""
-        from foretell.core.parity import DEFAULT_TOLERANCE
-        from foretell.core.validation_sample import DEFAULT_ROWS
-
         info = self.get(uri)
         path = self.artifact_path(info, verify=True)
-        return self.compiled.compile(
+        return compile_version(
+            self.compiled,
             info,
             path,
             self._load_original(info, path),

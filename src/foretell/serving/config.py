@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from foretell.config import parse_duration
+from foretell.core.model import PREDICTOR_CHOICES
 from foretell.errors import ForetellError
-from foretell.registry.compiled import PREDICTOR_CHOICES
 from foretell.serving.policy import BatchPolicy
 
 __all__ = ["BATCH_KNOBS", "InvalidServeConfig", "ServeConfig", "load_serve_config"]

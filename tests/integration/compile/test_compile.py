@@ -357,7 +357,7 @@ def test_a_rebuild_that_fails_here_keeps_the_passing_build_for_the_others(
     library = library_of(registry, info)
     built_elsewhere(registry, machine="aarch64")
     monkeypatch.setenv("PATH", str(tmp_path / "no-compilers-here"))
-    from foretell.adapters.compiled import base
+    from foretell.compile.compilers import base
 
     base.c_compiler.cache_clear()
     try:
