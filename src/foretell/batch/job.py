@@ -28,7 +28,7 @@ from foretell.batch.sinks import OutputFormat, combine, sweep_temp
 from foretell.batch.sources import InputFormat, open_source
 from foretell.core.model import ModelInfo, check_predictor_choice
 from foretell.errors import ForetellError, InvalidInput
-from foretell.registry import open_registry
+from foretell.registry import load_model, open_registry
 
 __all__ = ["BatchJobFailed", "BatchResult", "JobInterrupted", "resume", "run"]
 
@@ -194,7 +194,7 @@ def _batch_predictor(home: Path, info: ModelInfo, choice: str) -> str:
         return choice
     if choice == "auto" and not info.compiled_passed:
         return "original"
-    model = open_registry(home).load(info.uri, predictor=choice)
+    model = load_model(open_registry(home), info.uri, predictor=check_predictor_choice(choice))
     return "original" if model.variant == "original" else "compiled"
 
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from foretell.batch.manifest import ChunkRecord
 from foretell.batch.sinks import OutputFormat, commit_table, part_name
-from foretell.core.model import Model
+from foretell.core.model import Model, PredictorChoice
 from foretell.errors import RowError
 
 __all__ = ["ScoringSpec", "score_chunk"]
@@ -43,7 +43,7 @@ class ScoringSpec:
     """With `--to-store`: the unpublished store generation this job fills (published with the output)."""
     store_url: str | None = None
     """With `--to-store`: the prediction store (None: SQLite under `home`)."""
-    predictor: str = "auto"
+    predictor: PredictorChoice = "auto"
     """`auto` (compiled when it passed its parity proof), `original` or `compiled`."""
 
 

@@ -2,7 +2,7 @@
 
 from foretell.core.coerce import Columns
 from foretell.core.frame import Frame
-from foretell.core.model import Model, ModelInfo
+from foretell.core.model import Model, ModelInfo, PredictorChoice
 from foretell.core.predictor import LoadedModel, Predictions, PredictOptions, Predictor
 from foretell.core.schema import Feature, Output, Signature
 
@@ -17,5 +17,6 @@ __all__ = [
     "PredictOptions",
     "Predictions",
     "Predictor",
+    "PredictorChoice",
     "Signature",
 ]

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from foretell.config import parse_duration
-from foretell.core.model import PREDICTOR_CHOICES
+from foretell.core.model import PREDICTOR_CHOICES, PredictorChoice
 from foretell.errors import ForetellError
 from foretell.serving.policy import BatchPolicy
 
@@ -67,7 +67,7 @@ class ServeConfig:
     model_max_age: Mapping[str, float] = field(default_factory=dict)
     store_url: str | None = None
     """Where predictions and entity tables live: None for SQLite under FORETELL_HOME, or redis://..."""
-    predictor: str = "auto"
+    predictor: PredictorChoice = "auto"
     """`auto` (compiled when it passed its parity proof), `original` (the framework's own), or `compiled`."""
 
     def __post_init__(self) -> None:

@@ -181,6 +181,6 @@ def _score(number: int, payload: bytes) -> ChunkRecord:
 
 
 def _load(spec: ScoringSpec) -> Model:
-    from foretell.registry import open_registry
+    from foretell.registry import load_model, open_registry
 
-    return open_registry(Path(spec.home)).load(spec.model_uri, predictor=spec.predictor)
+    return load_model(open_registry(Path(spec.home)), spec.model_uri, predictor=spec.predictor)

@@ -174,11 +174,11 @@ class ChunkScorer:
     def __init__(self, spec: ScoringSpec, location: str, fmt: InputFormat) -> None:
         from threadpoolctl import threadpool_limits
 
-        from foretell.registry import open_registry
+        from foretell.registry import load_model, open_registry
 
         self.spec = spec
         self.source = open_source(location, fmt)
-        self.model = open_registry(Path(spec.home)).load(spec.model_uri, predictor=spec.predictor)
+        self.model = load_model(open_registry(Path(spec.home)), spec.model_uri, predictor=spec.predictor)
         self.limits = threadpool_limits(1)  # one CPU per actor: Ray gives the parallelism
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
