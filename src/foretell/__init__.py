@@ -26,7 +26,17 @@ from foretell.api import (
     set_alias,
     show,
 )
-from foretell.core import Columns, Feature, Frame, Model, ModelInfo, Output, Predictions, Signature
+from foretell.core import (
+    Columns,
+    Feature,
+    Frame,
+    Model,
+    ModelInfo,
+    Output,
+    Predictions,
+    PredictorChoice,
+    Signature,
+)
 from foretell.errors import (
     ArtifactIntegrityError,
     ForetellError,
@@ -57,6 +67,7 @@ __all__ = [
     "Output",
     "PredictionError",
     "Predictions",
+    "PredictorChoice",
     "Signature",
     "__version__",
     "batch_job",

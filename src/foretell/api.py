@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from foretell.compile import CompileReport
 from foretell.config import Settings
-from foretell.core.model import Model, ModelInfo
+from foretell.core.model import Model, ModelInfo, PredictorChoice
 from foretell.core.schema import Signature
 from foretell.errors import ForetellError, InvalidInput
-from foretell.registry import ModelSummary, SqliteRegistry, open_registry
-from foretell.registry.compiled import CompileReport
+from foretell.registry import ModelSummary, SqliteRegistry, loader, open_registry
 
 if TYPE_CHECKING:
     from foretell.advisor import Advice, Workload
@@ -72,14 +72,14 @@ def get_registry(home: Path | str | None = None) -> SqliteRegistry:
     return open_registry(settings.home)
 
 
-def load(uri: str, *, predictor: str = "auto", home: Path | str | None = None) -> Model:
+def load(uri: str, *, predictor: PredictorChoice = "auto", home: Path | str | None = None) -> Model:
     """Load a registered model: `foretell.load("churn@production")`, `foretell.load("models:/churn/3")`.
 
     The artifact's sha256 is checked against the registry before the file is opened.
     The compiled predictor answers when the version has one that passed its parity proof
     (`Model.variant` says which); `predictor="original"` loads the framework's own.
     """
-    return get_registry(home).load(uri, predictor=predictor)
+    return loader.load_model(get_registry(home), uri, predictor=predictor)
 
 
 def compile_model(
@@ -97,7 +97,7 @@ def compile_model(
     is used from then on only if every output is within `tolerance` (default 1e-6) and
     every label is identical; the report says what was measured either way.
     """
-    return get_registry(home).compile(uri, sample=sample, tolerance=tolerance, rows=rows)
+    return loader.compile_model(get_registry(home), uri, sample=sample, tolerance=tolerance, rows=rows)
 
 
 def register(
@@ -138,7 +138,7 @@ def register(
     if not compile:
         return info
     try:
-        registry.compile(info.uri, sample=sample)
+        loader.compile_model(registry, info.uri, sample=sample)
     except ForetellError as exc:
         # The version is registered either way; it keeps its original predictor, and says why.
         log.warning("%s was registered but not compiled: %s", info.uri, exc)

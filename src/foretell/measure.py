@@ -41,7 +41,7 @@ import pyarrow as pa
 from foretell.advisor import Measurements
 from foretell.core.model import Model
 from foretell.core.schema import Signature
-from foretell.registry import open_registry
+from foretell.registry import load_model, open_registry
 
 __all__ = ["MeasurePlan", "measure", "sample_rows"]
 
@@ -122,7 +122,7 @@ def measure(
             report("batch throughput", 0.05)
             batch, startup = _batch_rows_per_s(copy.uri, keyed, key, work, plan)
             report("store bulk write", 0.35)
-            model = registry.load(copy.uri)  # once, for the store's rows and the requests' bodies
+            model = load_model(registry, copy.uri)  # once, for the store's rows and the requests' bodies
             write_rate, prediction_bytes = _store_write(model, keyed, key, work, plan)
             report("serving: single requests", 0.45)
             url = server.url()

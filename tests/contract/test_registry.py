@@ -32,7 +32,7 @@ from foretell.errors import (
     RegistryError,
     VersionNotFound,
 )
-from foretell.registry import ModelRef, Registry, SqliteRegistry, open_registry
+from foretell.registry import ModelRef, Registry, SqliteRegistry, load_model, open_registry
 
 
 class SteppingClock:
@@ -102,7 +102,7 @@ def test_registered_model_predicts_like_the_original(registry: Registry, clf_v1:
     registry.register("churn", clf_v1)
     original = joblib.load(clf_v1)
     rows = np.random.default_rng(9).normal(size=(7, 3))
-    predicted = registry.load("churn").predict_batch(rows)
+    predicted = load_model(registry, "churn").predict_batch(rows)
     np.testing.assert_allclose(predicted.column("proba"), original.predict_proba(rows))
     assert predicted[0]["label"] == original.predict(rows[:1])[0]
 
@@ -112,7 +112,7 @@ def test_state_survives_reopening_the_home(tmp_path: Path, clf_v1: Path) -> None
     open_registry(home).register("churn", clf_v1, aliases=["production"])
     reopened = open_registry(home)
     assert reopened.get("churn@production").version == 1
-    assert reopened.load("models:/churn@production").info.name == "churn"
+    assert load_model(reopened, "models:/churn@production").info.name == "churn"
 
 
 def test_the_database_uses_write_ahead_logging(tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_every_uri_form_resolves(registry: Registry, clf_v1: Path, clf_v2: Path,
     registry.register("churn", clf_v1, aliases=["production"])
     registry.register("churn", clf_v2, aliases=["staging"])
     assert registry.get(uri).version == version
-    assert registry.load(uri).info.version == version
+    assert load_model(registry, uri).info.version == version
 
 
 def test_get_accepts_a_model_ref(registry: Registry, clf_v1: Path) -> None:
@@ -251,7 +251,7 @@ def test_a_shared_artifact_stays_until_its_last_version_goes(registry: Registry,
     assert len(_stored_files(registry)) == 1
 
     registry.delete_version("churn", 1)
-    assert registry.load("fraud/1").info.sha256 == first.sha256
+    assert load_model(registry, "fraud/1").info.sha256 == first.sha256
     registry.delete_version("fraud", 1)
     assert _stored_files(registry) == []
     assert registry.list_models() == []
@@ -277,7 +277,7 @@ def test_unknown_model_lists_what_is_registered(registry: Registry, clf_v1: Path
     with pytest.raises(ModelNotFound, match=r"no model named 'chrn'.*did you mean 'churn'.*registered models: churn"):
         registry.get("chrn")
     with pytest.raises(LookupError):
-        registry.load("fraud@production")
+        load_model(registry, "fraud@production")
 
 
 def test_unknown_version_lists_the_versions(registry: Registry, clf_v1: Path, clf_v2: Path) -> None:
@@ -319,7 +319,7 @@ def test_tampered_artifact_is_refused_before_loading(registry: Registry, clf_v1:
     stored.write_bytes(tampered)
 
     with pytest.raises(ArtifactIntegrityError) as caught:
-        registry.load("churn@production")
+        load_model(registry, "churn@production")
     message = str(caught.value)
     assert "churn/1" in message
     assert info.sha256 in message
@@ -331,14 +331,14 @@ def test_a_deleted_artifact_is_reported_as_missing(registry: Registry, clf_v1: P
     info = registry.register("churn", clf_v1)
     registry.artifact_path(info).unlink()
     with pytest.raises(ArtifactIntegrityError, match="missing"):
-        registry.load("churn")
+        load_model(registry, "churn")
 
 
 def test_registering_the_same_file_again_repairs_a_tampered_copy(registry: Registry, clf_v1: Path) -> None:
     info = registry.register("churn", clf_v1)
     registry.artifact_path(info, verify=False).write_bytes(b"junk")
     registry.register("churn", clf_v1)
-    assert registry.load("churn/1").info.sha256 == info.sha256
+    assert load_model(registry, "churn/1").info.sha256 == info.sha256
 
 
 # -- signatures ---------------------------------------------------------------------------
@@ -354,7 +354,7 @@ def test_signature_inputs_from_a_dataframe_sample(registry: Registry, clf_v1: Pa
     assert info.signature.input_names == ["tenure", "spend", "visits"]
     assert {f.dtype for f in info.signature.inputs} == {"float64"}
     assert info.signature.output_names == ["score", "label", "proba"]
-    prediction = registry.load("churn").predict({"tenure": 1.0, "spend": 0.5, "visits": -1.0})
+    prediction = load_model(registry, "churn").predict({"tenure": 1.0, "spend": 0.5, "visits": -1.0})
     assert set(prediction) == {"score", "label", "proba"}
 
 
@@ -390,7 +390,7 @@ def test_string_sample_columns_become_string_features(registry: Registry, tmp_pa
 
     info = registry.register("plans", tmp_path / "pipe.joblib", sample=frame)
     assert [(f.name, f.dtype) for f in info.signature.inputs] == [("plan", "string"), ("spend", "float64")]
-    assert registry.load("plans").predict({"plan": "b", "spend": 30.0})["label"] == 1
+    assert load_model(registry, "plans").predict({"plan": "b", "spend": 30.0})["label"] == 1
 
 
 def test_a_sample_that_does_not_fit_the_model_is_refused(registry: Registry, clf_v1: Path, tmp_path: Path) -> None:
@@ -453,11 +453,11 @@ def test_a_folder_registers_and_loads(registry: Registry, tmp_path: Path) -> Non
     assert dict(info.flavor_options) == {"class": "model.py:Doubler"}
     assert info.size_bytes == sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert registry.artifact_path(info).name == "doubler"
-    assert registry.load("doubler").predict({"x": 2.5}) == {"y": 5.0}
+    assert load_model(registry, "doubler").predict({"x": 2.5}) == {"y": 5.0}
 
     (registry.artifact_path(info) / "model.py").write_text(MODEL_PY.replace("* 2", "* 3"))
     with pytest.raises(ArtifactIntegrityError):
-        registry.load("doubler")
+        load_model(registry, "doubler")
 
 
 def test_no_signature_anywhere_says_what_to_pass(registry: Registry, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from foretell import demo
 from foretell.demo.churn import CHURN_SIGNATURE
 from foretell.demo.movies import MovieRecommender
-from foretell.registry import SqliteRegistry
+from foretell.registry import SqliteRegistry, load_model
 
 SIZES = {"customers": 3_000, "users": 600, "movies": 300}
 
@@ -80,7 +80,7 @@ def test_both_models_are_registered_with_their_signatures(summary: demo.DemoSumm
 def test_churn_model_loads_and_scores_customers(
     summary: demo.DemoSummary, registry: SqliteRegistry, home: Path
 ) -> None:
-    model = registry.load("churn@production")
+    model = load_model(registry, "churn@production")
     customers = pq.read_table(home / "demo" / "customers.parquet")
     predictions = model.predict_batch(customers.slice(0, 200), extra="ignore")
     scores = predictions.column("score")
@@ -94,7 +94,7 @@ def test_churn_model_loads_and_scores_customers(
 
 
 def test_movies_model_loads_and_recommends(summary: demo.DemoSummary, registry: SqliteRegistry, home: Path) -> None:
-    model = registry.load("movies@production")
+    model = load_model(registry, "movies@production")
     predictions = model.predict_batch([1, 2, 10**9], k=5)
     items = predictions.column("items")
     assert items.shape == (3, 5) and items.dtype == np.int64

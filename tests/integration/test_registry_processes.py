@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from foretell.registry import open_registry
+from foretell.registry import load_model, open_registry
 from foretell.registry.artifacts import hash_tree
 
 PROCESSES = 4
@@ -101,6 +101,6 @@ def test_concurrent_processes_get_distinct_contiguous_versions(tmp_path: Path) -
     assert set(claimed.values()) == {hash_tree(folder) for folder in [shared, *own]}
     for info in versions:
         registry.artifact_path(info, verify=True)  # every stored copy is whole, whoever wrote it
-    factors = {registry.load(f"scaler/{v.version}").predict({"x": 1.0})["y"] for v in versions}
+    factors = {load_model(registry, f"scaler/{v.version}").predict({"x": 1.0})["y"] for v in versions}
     assert factors == {1.0, *(float(i + 2) for i in range(PROCESSES))}
     assert not [p for p in (home / "artifacts").iterdir() if p.name.startswith(".incoming-")]

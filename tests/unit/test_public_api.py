@@ -20,6 +20,7 @@ def test_public_names_are_pinned_and_sorted():
         "Output",
         "PredictionError",
         "Predictions",
+        "PredictorChoice",
         "Signature",
         "__version__",
         "batch_job",

@@ -13,7 +13,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -26,10 +26,10 @@ from foretell.batch.manifest import ChunkRecord, JobFolder
 from foretell.batch.scoring import ScoringSpec
 from foretell.batch.sinks import OutputFormat, combine, sweep_temp
 from foretell.batch.sources import InputFormat, open_source
-from foretell.core.model import ModelInfo
+from foretell.batch.spec import EngineName, JobSpec, StoreTarget, check_engine
+from foretell.core.model import PredictorChoice, check_predictor_choice
 from foretell.errors import BatchJobFailed, InvalidInput, JobInterrupted
-from foretell.registry import open_registry
-from foretell.registry.compiled import check_predictor_choice
+from foretell.registry import ModelSource, model_source, open_registry
 
 __all__ = ["BatchResult", "resume", "run"]
 
@@ -51,9 +51,9 @@ class BatchResult:
     rows_per_second: float
     parts: int
     resumed_chunks: int
-    predictor: str = "original"
+    predictor: PredictorChoice = "original"
     """`compiled` or `original`: which predictor scored the rows (settled at job start)."""
-    engine: str = "local"
+    engine: EngineName = "local"
     """`local` or `ray`: what ran the chunks."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def run(
     to_store: bool = False,
     store_url: str | None = None,
     resume: bool = False,
-    predictor: str = "auto",
+    predictor: PredictorChoice = "auto",
     engine: str | Engine = "local",
     ray_address: str | None = None,
     progress: Progress | None = None,
@@ -94,9 +94,7 @@ def run(
     `ray_address`, or on one started here); a resumed job keeps the engine it started with.
     """
     check_predictor_choice(predictor)
-    engine_name = engine if isinstance(engine, str) else engine.name
-    if engine_name not in ENGINES:
-        raise InvalidInput(f"engine must be one of {', '.join(ENGINES)}; got {engine_name!r}")
+    engine_name = check_engine(engine if isinstance(engine, str) else engine.name)
     if chunk_rows < 1:
         raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
     if not 0 <= max_reject_ratio <= 1:
@@ -104,7 +102,7 @@ def run(
     folder = JobFolder(_job_folder(Path(output), single_file))
     previous = folder.read_job()
     if previous is not None and resume:
-        return _execute(previous, folder, home, None if isinstance(engine, str) else engine, progress)
+        return _execute(JobSpec.from_record(previous, home), folder, home, _given(engine), progress)
     if folder.published:
         raise InvalidInput(f"{output} already holds a published output; choose another location or delete it")
     if previous is not None:
@@ -112,7 +110,8 @@ def run(
             f"{output} holds unfinished job {previous['id']}: finish it with --resume "
             f"(or `foretell batch resume {previous['id']}`), or delete the folder"
         )
-    info = open_registry(home).get(model_uri)
+    model = model_source(open_registry(home), model_uri, predictor=predictor)
+    info = model.info
     source = open_source(input, input_format)
     features = info.signature.input_names
     id_column = id_column or next((c for c in source.columns if c not in features), source.columns[0])
@@ -125,55 +124,55 @@ def run(
     now = datetime.now(UTC)
     if engine_name == "local":
         workers = workers or default_workers()
-    job = {
-        "id": f"job-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
-        "model_uri": model_uri,
-        "model_version": info.version,
-        "pinned_uri": info.uri,
-        "input": str(input),
-        "output": str(output),
-        "started_at": now.isoformat(),
-        "options": {
-            "id_column": id_column,
-            "passthrough": list(passthrough),
-            "chunk_rows": chunk_rows,
-            "workers": workers,
-            "input_format": source.format,
-            "output_format": output_format,
-            "max_reject_ratio": max_reject_ratio,
-            "single_file": single_file,
-            "to_store": to_store,
-            "predictor": _batch_predictor(home, info, predictor),
-            "engine": engine_name,
-            "ray_address": ray_address,
-        },
-    }
+    model = replace(model, predictor=_settled_predictor(model))
+    store = None
     if to_store:
         from foretell.store import open_store
 
-        store = open_store(home, store_url)
+        opened = open_store(home, store_url)
         try:
-            job["store"] = {"model": info.name, "generation": store.begin_generation(info.name), "url": store_url}
+            store = StoreTarget(info.name, opened.begin_generation(info.name), store_url, Path(home).absolute())
         finally:
-            store.close()
+            opened.close()
+    job = JobSpec(
+        id=f"job-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+        model_uri=model_uri,
+        model=model,
+        input=str(input),
+        output=str(output),
+        started_at=now.isoformat(),
+        id_column=id_column,
+        passthrough=tuple(passthrough),
+        chunk_rows=chunk_rows,
+        workers=workers,
+        input_format=source.format,
+        output_format=output_format,
+        max_reject_ratio=max_reject_ratio,
+        single_file=single_file,
+        engine=engine_name,
+        ray_address=ray_address,
+        store=store,
+    )
     with folder.locked():
         folder.reset()
-        folder.write_job(job)
-    return _execute(job, folder, home, None if isinstance(engine, str) else engine, progress)
+        folder.write_job(job.to_record())
+    return _execute(job, folder, home, _given(engine), progress)
 
 
-ENGINES = ("local", "ray")
+def _given(engine: str | Engine) -> Engine | None:
+    """An engine object passed in runs the job; a name is left to the job's spec (`_engine_for`)."""
+    return None if isinstance(engine, str) else engine
 
 
-def _engine_for(options: dict[str, Any]) -> Engine:
-    if options.get("engine", "local") == "ray":
+def _engine_for(job: JobSpec) -> Engine:
+    if job.engine == "ray":
         from foretell.batch.engines.ray_data import RayEngine
 
-        return RayEngine(options.get("workers"), options.get("ray_address"))
-    return LocalEngine(options["workers"])
+        return RayEngine(job.workers, job.ray_address)
+    return LocalEngine(job.workers)
 
 
-def _batch_predictor(home: Path, info: ModelInfo, choice: str) -> str:
+def _settled_predictor(model: ModelSource) -> PredictorChoice:
     """`auto` settled once, in the job's own process, so every chunk (a resumed one too) uses one predictor.
 
     The compiled predictor whenever it passed its parity proof and loads here, as the
@@ -183,12 +182,11 @@ def _batch_predictor(home: Path, info: ModelInfo, choice: str) -> str:
     once, if this machine needs its own build, before any worker starts; and an explicit
     `compiled` with none to use is refused here, in one line, not in every worker.
     """
-    if choice == "original":
-        return choice
-    if choice == "auto" and not info.compiled_passed:
+    if model.predictor == "original":
         return "original"
-    model = open_registry(home).load(info.uri, predictor=choice)
-    return "original" if model.variant == "original" else "compiled"
+    if model.predictor == "auto" and not model.info.compiled_passed:
+        return "original"
+    return "original" if model.load().variant == "original" else "compiled"
 
 
 def resume(
@@ -205,52 +203,49 @@ def resume(
     """
     record = JobHistory(home).get(job_id)
     folder = JobFolder(_job_folder(Path(record["output"]), record["options"].get("single_file", False)))
-    job = folder.read_job()
-    if job is None or job["id"] != job_id:
+    recorded = folder.read_job()
+    if recorded is None or recorded.get("id") != job_id:
         raise InvalidInput(f"{record['output']} no longer holds job {job_id}'s work")
+    job = JobSpec.from_record(recorded, home)
     if ray_address is not None:
-        if job["options"].get("engine") != "ray":
-            raise InvalidInput(f"job {job_id} runs on the {job['options'].get('engine', 'local')} engine, not on Ray")
-        job = {**job, "options": {**job["options"], "ray_address": ray_address}}
+        if job.engine != "ray":
+            raise InvalidInput(f"job {job_id} runs on the {job.engine} engine, not on Ray")
+        job = replace(job, ray_address=ray_address)
         with folder.locked():
-            folder.write_job(job)
+            folder.write_job(job.to_record())
     return _execute(job, folder, home, engine, progress)
 
 
 def _execute(
-    job: dict[str, Any], folder: JobFolder, home: Path, engine: Engine | None, progress: Progress | None
+    job: JobSpec, folder: JobFolder, home: Path, engine: Engine | None, progress: Progress | None
 ) -> BatchResult:
-    options = job["options"]
     history = JobHistory(home)
     with folder.locked(), _stop_on_signals():
         if folder.published:  # killed after publishing the output: finish the steps that follow it
             _finish_single_file(job, folder)
-            _store_step(job, home, "publish")
+            _store_step(job, "publish")
             return _result(job, "succeeded", folder.committed(), 0.0, 0)
         sweep_temp(folder.output)
-        source = open_source(job["input"], options["input_format"])
+        source = open_source(job.input, job.input_format)
         done = folder.committed()
-        history.start(job)
+        history.start(job.to_record())
         started = time.perf_counter()
-        engine = engine or _engine_for(options)
+        engine = engine or _engine_for(job)
         spec = ScoringSpec(
-            model_uri=job["pinned_uri"],
-            home=str(home),
-            id_column=options["id_column"],
-            passthrough=tuple(options["passthrough"]),
+            model=job.model,
+            id_column=job.id_column,
+            passthrough=job.passthrough,
             staged=str(folder.staged),
             staged_rejects=str(folder.staged_rejects),
-            output_format=options["output_format"],
-            predicted_at=job["started_at"],
-            threads=max(1, default_workers() // max(1, options["workers"] or 1)),
-            store_generation=job["store"]["generation"] if job.get("store") else None,
-            store_url=job["store"].get("url") if job.get("store") else None,
-            predictor=options.get("predictor", "original"),  # a job recorded before compiling existed
+            output_format=job.output_format,
+            predicted_at=job.started_at,
+            threads=max(1, default_workers() // max(1, job.workers or 1)),
+            store=job.store,
         )
         total = source.count_rows()
         resumed = len(done)
         rows_done = sum(r.rows for r in done.values())
-        todo = Chunks(source, options["chunk_rows"], frozenset(done))
+        todo = Chunks(source, job.chunk_rows, frozenset(done))
         records = dict(done)
         try:
             for record in engine.run(spec, todo):
@@ -261,39 +256,38 @@ def _execute(
                     progress(rows_done, total)
         except (JobInterrupted, KeyboardInterrupt):
             _finish(history, job, "interrupted", records, started, "stopped by a signal; resume to finish")
-            raise JobInterrupted(f"job {job['id']} stopped; `foretell batch resume {job['id']}` finishes it") from None
+            raise JobInterrupted(f"job {job.id} stopped; `foretell batch resume {job.id}` finishes it") from None
         except Exception as exc:
             _finish(history, job, "failed", records, started, str(exc))
             raise
         counts = _counts(records)
         ratio = counts["rejected"] / counts["rows"] if counts["rows"] else 0.0
-        if ratio > options["max_reject_ratio"]:
+        if ratio > job.max_reject_ratio:
             message = (
                 f"{counts['rejected']} of {counts['rows']} rows ({ratio:.2%}) were rejected, more than "
-                f"--max-reject-ratio {options['max_reject_ratio']:.2%}; nothing was published. "
+                f"--max-reject-ratio {job.max_reject_ratio:.2%}; nothing was published. "
                 f"The reasons are in {folder.staged_rejects}"
             )
             _finish(history, job, "failed", records, started, message)
-            _store_step(job, home, "abandon")
+            _store_step(job, "abandon")
             raise BatchJobFailed(message)
         seconds = time.perf_counter() - started
         parts = sorted(r.part for r in records.values() if r.part)
-        folder.publish(records, {**job, "status": "succeeded", "counts": counts, "seconds": seconds, "parts": parts})
+        manifest = {**job.to_record(), "status": "succeeded", "counts": counts, "seconds": seconds, "parts": parts}
+        folder.publish(records, manifest)
         _finish_single_file(job, folder)
-        _store_step(job, home, "publish")
+        _store_step(job, "publish")
         _finish(history, job, "succeeded", records, started)
         return _result(job, "succeeded", records, seconds, resumed)
 
 
-def _store_step(job: dict[str, Any], home: Path, step: str) -> None:
+def _store_step(job: JobSpec, step: str) -> None:
     """Publish (or abandon) the job's store generation; publishing twice is harmless on resume."""
-    if not job.get("store"):
+    if job.store is None:
         return
-    from foretell.store import open_store
-
-    store = open_store(home, job["store"].get("url"))
+    store = job.store.open()
     try:
-        model, generation = job["store"]["model"], job["store"]["generation"]
+        model, generation = job.store.model, job.store.generation
         if step == "abandon":
             store.abandon(model, generation)
         elif store.current_generation(model) != generation:
@@ -306,15 +300,14 @@ def _job_folder(output: Path, single_file: bool) -> Path:
     return output.with_name(output.name + ".foretell") if single_file else output
 
 
-def _finish_single_file(job: dict[str, Any], folder: JobFolder) -> None:
+def _finish_single_file(job: JobSpec, folder: JobFolder) -> None:
     """Join the published parts into the one file asked for (again, if a kill came in between)."""
-    options = job["options"]
-    target = Path(job["output"])
-    if not options.get("single_file") or target.is_file():
+    target = Path(job.output)
+    if not job.single_file or target.is_file():
         return
-    parts = sorted(folder.output.glob(f"part-*.{options['output_format']}"))
+    parts = sorted(folder.output.glob(f"part-*.{job.output_format}"))
     if parts:
-        combine(parts, target, options["output_format"], unique=(options["id_column"],))
+        combine(parts, target, job.output_format, unique=(job.id_column,))
 
 
 def _counts(records: dict[int, ChunkRecord]) -> dict[str, int]:
@@ -327,28 +320,26 @@ def _counts(records: dict[int, ChunkRecord]) -> dict[str, int]:
 
 def _finish(
     history: JobHistory,
-    job: dict[str, Any],
+    job: JobSpec,
     status: str,
     records: dict[int, ChunkRecord],
     started: float,
     message: str | None = None,
 ) -> None:
     history.finish(
-        job["id"], status, _counts(records), datetime.now(UTC).isoformat(), time.perf_counter() - started, message
+        job.id, status, _counts(records), datetime.now(UTC).isoformat(), time.perf_counter() - started, message
     )
 
 
-def _result(
-    job: dict[str, Any], status: str, records: dict[int, ChunkRecord], seconds: float, resumed: int
-) -> BatchResult:
+def _result(job: JobSpec, status: str, records: dict[int, ChunkRecord], seconds: float, resumed: int) -> BatchResult:
     counts = _counts(records)
     return BatchResult(
-        job_id=job["id"],
+        job_id=job.id,
         status=status,
-        model_uri=job["pinned_uri"],
-        model_version=job["model_version"],
-        input=job["input"],
-        output=job["output"],
+        model_uri=job.model.uri,
+        model_version=job.model.info.version,
+        input=job.input,
+        output=job.output,
         rows=counts["rows"],
         scored=counts["scored"],
         rejected=counts["rejected"],
@@ -356,8 +347,8 @@ def _result(
         rows_per_second=counts["rows"] / seconds if seconds else 0.0,
         parts=sum(1 for r in records.values() if r.part),
         resumed_chunks=resumed,
-        predictor=job["options"].get("predictor", "original"),
-        engine=job["options"].get("engine", "local"),
+        predictor=job.model.predictor,
+        engine=job.engine,
     )
 
 

@@ -19,8 +19,10 @@ import pyarrow as pa
 
 from foretell.batch.manifest import ChunkRecord
 from foretell.batch.sinks import OutputFormat, commit_table, part_name
+from foretell.batch.spec import StoreTarget
 from foretell.core.model import Model
 from foretell.errors import RowError
+from foretell.registry import ModelSource
 
 __all__ = ["ScoringSpec", "score_chunk"]
 
@@ -29,9 +31,8 @@ __all__ = ["ScoringSpec", "score_chunk"]
 class ScoringSpec:
     """Everything a worker needs, small enough to send to another process."""
 
-    model_uri: str
-    """Pinned at job start (`models:/name/3`), so moving an alias mid-job changes nothing."""
-    home: str
+    model: ModelSource
+    """The version pinned at job start (so moving an alias mid-job changes nothing), and its predictor."""
     id_column: str
     passthrough: tuple[str, ...]
     staged: str
@@ -39,12 +40,8 @@ class ScoringSpec:
     output_format: OutputFormat
     predicted_at: str
     threads: int
-    store_generation: int | None = None
-    """With `--to-store`: the unpublished store generation this job fills (published with the output)."""
-    store_url: str | None = None
-    """With `--to-store`: the prediction store (None: SQLite under `home`)."""
-    predictor: str = "auto"
-    """`auto` (compiled when it passed its parity proof), `original` or `compiled`."""
+    store: StoreTarget | None = None
+    """With `--to-store`: the store and its unpublished generation this job fills (published with the output)."""
 
 
 def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBatch) -> ChunkRecord:
@@ -66,8 +63,8 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
         out["predicted_at"] = pa.array(np.full(n, _instant(spec.predicted_at)), pa.timestamp("us", tz="UTC"))
         part = part_name(number, spec.output_format)
         commit_table(pa.table(out), Path(spec.staged), part, spec.output_format, unique=(spec.id_column,))
-        if spec.store_generation is not None:
-            _to_store(model, spec, spec.store_generation, out[spec.id_column], predictions.to_records())
+        if spec.store is not None:
+            _to_store(model, spec.store, spec.predicted_at, out[spec.id_column], predictions.to_records())
     reject_part = None
     if columns.errors:
         reject_part = part_name(number, "parquet")
@@ -83,18 +80,14 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
 
 
 def _to_store(
-    model: Model, spec: ScoringSpec, generation: int, ids: pa.Array | pa.ChunkedArray, records: list[dict[str, Any]]
+    model: Model, target: StoreTarget, predicted_at: str, ids: pa.Array | pa.ChunkedArray, records: list[dict[str, Any]]
 ) -> None:
     """Each id's prediction into the job's store generation; a re-scored chunk overwrites its own keys."""
-    from foretell.store import open_store
-
-    store = open_store(Path(spec.home), spec.store_url)
+    store = target.open()
     try:
         version = model.info.version
-        rows = (
-            (str(key), record, version, spec.predicted_at) for key, record in zip(ids.to_pylist(), records, strict=True)
-        )
-        store.write_batch(model.info.name, generation, rows)
+        rows = ((str(key), record, version, predicted_at) for key, record in zip(ids.to_pylist(), records, strict=True))
+        store.write_batch(model.info.name, target.generation, rows)
     finally:
         store.close()
 

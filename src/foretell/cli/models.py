@@ -13,9 +13,9 @@ from rich.table import Table
 
 from foretell import api
 from foretell.cli.output import err, out, print_json
+from foretell.compile import describe_outcome
 from foretell.core.model import ModelInfo
 from foretell.errors import ForetellError, InvalidSignature
-from foretell.registry.compiled import describe_outcome
 
 app = typer.Typer(help="The model registry: versions, aliases, signatures.", no_args_is_help=True)
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from foretell import api
 from foretell.cli.output import PredictorOption, err, out, print_json
 from foretell.core.coerce import ExtraPolicy
+from foretell.core.model import check_predictor_choice
 
 EPILOG = (
     "Examples:\n\n"
@@ -43,7 +44,7 @@ def predict(
         raise typer.BadParameter(f"unknown format {fmt!r}; use json, jsonl, csv or parquet", param_hint="--format")
     if extra not in (None, "reject", "ignore"):
         raise typer.BadParameter("use reject or ignore", param_hint="--extra")
-    model = api.load(uri, predictor=predictor)
+    model = api.load(uri, predictor=check_predictor_choice(predictor))
     rows = api.read_input(input, fmt)  # type: ignore[arg-type]
     ids, rows = _split_ids(rows, id_column)
     policy: ExtraPolicy | None = extra  # type: ignore[assignment]

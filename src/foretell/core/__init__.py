@@ -3,7 +3,7 @@
 from foretell.core.columns import Columns
 from foretell.core.feature import Feature
 from foretell.core.frame import Frame
-from foretell.core.model import Model, ModelInfo
+from foretell.core.model import Model, ModelInfo, PredictorChoice
 from foretell.core.predictor import LoadedModel, Predictions, PredictOptions, Predictor
 from foretell.core.schema import Output, Signature
 
@@ -18,5 +18,6 @@ __all__ = [
     "PredictOptions",
     "Predictions",
     "Predictor",
+    "PredictorChoice",
     "Signature",
 ]

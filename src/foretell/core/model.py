@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -19,7 +19,22 @@ from foretell.core.predictor import Predictions, PredictOptions, Predictor
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
 
-__all__ = ["Model", "ModelInfo"]
+__all__ = ["PREDICTOR_CHOICES", "Model", "ModelInfo", "PredictorChoice", "check_predictor_choice"]
+
+PredictorChoice = Literal["auto", "original", "compiled"]
+"""Which predictor answers for a version: `auto` (the compiled one when it passed its parity
+proof, else the framework's own), `original` (the framework's own, always), or `compiled`
+(the compiled one, or an error saying why there is none)."""
+
+PREDICTOR_CHOICES: tuple[PredictorChoice, ...] = ("auto", "original", "compiled")
+
+
+def check_predictor_choice(choice: str) -> PredictorChoice:
+    """`choice` as a `PredictorChoice`; a text from the edge (a flag, a file) that is none of them is refused."""
+    for known in PREDICTOR_CHOICES:
+        if choice == known:
+            return known
+    raise InvalidInput(f"predictor must be one of {', '.join(PREDICTOR_CHOICES)}; got {choice!r}")
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from foretell.compile import describe_outcome
 from foretell.core.model import ModelInfo
 from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
 from foretell.demo.evaluation import churn_auc, evaluate_recommender, holdout_split
 from foretell.demo.movies import MovieRecommender, generate_movies, generate_ratings
 from foretell.registry.base import Registry
-from foretell.registry.compiled import describe_outcome
+from foretell.registry.loader import compile_model
 
 __all__ = ["ALIAS", "DemoModel", "DemoSummary", "init"]
 
@@ -172,7 +173,7 @@ def _churn(registry: Registry, customers: pa.Table, scratch: Path, seed: int) ->
     )
     # As `foretell models register` does: compiled to native code, proven on real holdout rows
     # topped up with generated edge cases; batch jobs and servers then load the compiled one.
-    compiled = registry.compile(info.uri, sample=holdout.drop(["customer_id", "churned"]))
+    compiled = compile_model(registry, info.uri, sample=holdout.drop(["customer_id", "churned"]))
     return DemoModel(info, seconds, metrics, compiled.to_dict())
 
 

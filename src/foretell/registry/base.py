@@ -1,7 +1,9 @@
 """The registry contract: named models, numbered versions, movable aliases, verified artifacts.
 
-`sqlite.py` is the embedded implementation; any other backend must pass the same
-contract tests (tests/contract/test_registry.py).
+Metadata only: what is registered, where its artifact lives, and the records kept beside
+it (compiled builds). Turning a record into a `Model` is loader.py's. `sqlite.py` is the
+embedded implementation; any other backend must pass the same contract tests
+(tests/contract/test_registry.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from foretell.core.model import Model, ModelInfo
+from foretell.compile import BuildStore
+from foretell.core.model import ModelInfo
 from foretell.core.schema import Signature
 
 __all__ = ["ModelSummary", "Registry"]
@@ -41,6 +44,8 @@ class ModelSummary:
 
 class Registry(Protocol):
     home: Path
+    compiled: BuildStore
+    """Each version's compiled build and its report, recorded beside the versions (foretell.compile)."""
 
     def register(
         self,
@@ -78,14 +83,4 @@ class Registry(Protocol):
 
     def artifact_path(self, info: ModelInfo, *, verify: bool = True) -> Path:
         """Where the artifact lives, after checking its bytes still hash to `info.sha256`."""
-        ...
-
-    def load(self, uri: str, *, predictor: str = "auto") -> Model:
-        """Resolve, verify, and load: the compiled predictor when it passed its parity proof, else the flavor's."""
-        ...
-
-    def compile(
-        self, uri: str, *, sample: object | None = None, tolerance: float | None = None, rows: int | None = None
-    ) -> Any:
-        """Compile a version, prove it against the original, and record the outcome (a `CompileReport`)."""
         ...

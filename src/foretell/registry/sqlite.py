@@ -8,13 +8,15 @@ Version numbers are allocated inside `BEGIN IMMEDIATE`, which takes SQLite's sin
 write lock before reading the counter, so two processes registering the same name at
 once get distinct versions. Numbers are never reused, even after a delete, so a job
 pinned to `churn/3` can never silently get a different model.
+
+It stores and finds; loading a version is loader.py's, and its compiled builds are
+recorded through foretell.compile's `BuildStore` in this same database.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import logging
 import platform
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -23,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from foretell.adapters import Flavor, detect_flavor, get_flavor
-from foretell.core.model import Model, ModelInfo
-from foretell.core.predictor import Predictor
+from foretell.compile import COMPILED_SCHEMA, OBSERVED_RANGES, BuildStore, observed_ranges
+from foretell.core.model import ModelInfo
 from foretell.core.schema import Signature
 from foretell.database import Database
 from foretell.errors import (
@@ -32,25 +34,14 @@ from foretell.errors import (
     InvalidSignature,
     ModelNotFound,
     RegistryError,
-    UnsupportedModel,
     VersionNotFound,
 )
 from foretell.registry.artifacts import ArtifactStore
 from foretell.registry.base import ModelSummary
-from foretell.registry.compiled import (
-    COMPILED_SCHEMA,
-    OBSERVED_RANGES,
-    CompiledVariants,
-    CompileReport,
-    PredictorChoice,
-    check_predictor_choice,
-)
-from foretell.registry.sample import observed_ranges, signature_with_sample
+from foretell.registry.sample import signature_with_sample
 from foretell.registry.uri import ModelRef, check_alias, check_model_name, check_version, parse_model_uri
 
 __all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
-
-log = logging.getLogger("foretell.compile")
 
 SCHEMA_VERSION = 2
 
@@ -116,7 +107,7 @@ class SqliteRegistry:
             rows_as_mappings=True,
         )
         self._db.create_schema()
-        self.compiled = CompiledVariants(self.home / "compiled", self._db, self._now)
+        self.compiled = BuildStore(self.home / "compiled", self._db, self._now)
 
     def __repr__(self) -> str:
         return f"SqliteRegistry({str(self.home)!r})"
@@ -300,56 +291,6 @@ class SqliteRegistry:
         if verify:
             self.artifacts.verify(path, info.sha256, label=f"{info.name}/{info.version} ({path.name})")
         return path
-
-    def load(self, uri: str | ModelRef, *, predictor: PredictorChoice | str = "auto") -> Model:
-        """Resolve, verify, and load: the compiled predictor when it passed its parity proof, else the flavor's.
-
-        `predictor="original"` always loads the flavor's own (for debugging a difference);
-        `"compiled"` insists on the compiled one and says why when there is none.
-        """
-        choice = check_predictor_choice(predictor)
-        info = self.get(uri)
-        path = self.artifact_path(info, verify=True)
-        if choice != "original":
-            try:
-                variant = self.compiled.load(info, path, lambda: self._load_original(info, path))
-            except Exception as exc:  # the compiled path must never cost a model that loads without it
-                if choice == "compiled":
-                    raise
-                log.warning("%s: the compiled predictor could not be loaded, using the original: %s", info.uri, exc)
-                variant = f"{type(exc).__name__}: {exc}"
-            if not isinstance(variant, str):
-                return Model(info, Predictor(variant.loaded, info.signature, name=info.name), variant.compiler)
-            if choice == "compiled":
-                raise UnsupportedModel(f"{info.uri} has no compiled predictor to use: {variant}")
-        return self._load_original(info, path)
-
-    def compile(
-        self,
-        uri: str | ModelRef,
-        *,
-        sample: object | None = None,
-        tolerance: float | None = None,
-        rows: int | None = None,
-    ) -> CompileReport:
-        """Compile a version, prove it against the original on a validation sample, and record the outcome."""
-        from foretell.core.parity import DEFAULT_TOLERANCE
-        from foretell.core.validation_sample import DEFAULT_ROWS
-
-        info = self.get(uri)
-        path = self.artifact_path(info, verify=True)
-        return self.compiled.compile(
-            info,
-            path,
-            self._load_original(info, path),
-            sample=sample,
-            tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
-            rows=DEFAULT_ROWS if rows is None else rows,
-        )
-
-    def _load_original(self, info: ModelInfo, path: Path) -> Model:
-        loaded = get_flavor(info.flavor).load(path, info.signature, info.flavor_options)
-        return Model(info, Predictor(loaded, info.signature, name=info.name))
 
     # -- plumbing ------------------------------------------------------------------------
 

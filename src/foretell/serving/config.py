@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from foretell.config import parse_duration
+from foretell.core.model import PREDICTOR_CHOICES, PredictorChoice
 from foretell.errors import InvalidServeConfig
-from foretell.registry.compiled import PREDICTOR_CHOICES
 from foretell.serving.policy import BatchPolicy
 
 __all__ = ["BATCH_KNOBS", "ServeConfig", "load_serve_config"]
@@ -63,7 +63,7 @@ class ServeConfig:
     model_max_age: Mapping[str, float] = field(default_factory=dict)
     store_url: str | None = None
     """Where predictions and entity tables live: None for SQLite under FORETELL_HOME, or redis://..."""
-    predictor: str = "auto"
+    predictor: PredictorChoice = "auto"
     """`auto` (compiled when it passed its parity proof), `original` (the framework's own), or `compiled`."""
 
     def __post_init__(self) -> None:

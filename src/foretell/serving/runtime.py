@@ -20,9 +20,9 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from foretell.core.model import Model, ModelInfo
+from foretell.core.model import Model, ModelInfo, PredictorChoice
 from foretell.errors import ModelNotFound, VersionNotFound
-from foretell.registry import SqliteRegistry, open_registry
+from foretell.registry import SqliteRegistry, model_source, open_registry
 from foretell.serving.batcher import MicroBatcher
 from foretell.serving.metrics import ServingMetrics
 from foretell.serving.policy import BatchPolicy, runs_in_thread
@@ -79,7 +79,7 @@ class Runtime:
         metrics: ServingMetrics | None = None,
         reload_seconds: float = 1.0,
         threads_per_model: int = 1,
-        predictor: str = "auto",
+        predictor: PredictorChoice = "auto",
     ) -> None:
         self.home = home
         self.predictor = predictor
@@ -158,7 +158,7 @@ class Runtime:
         return ModelSlot(name, uri, model, batcher, time.time(), seconds)
 
     def _load_and_warm(self, uri: str) -> Model:
-        model = self._registry().load(uri, predictor=self.predictor)
+        model = model_source(self._registry(), uri, predictor=self.predictor).load()
         _warm(model)
         return model
 

@@ -12,7 +12,9 @@ import pytest
 from batchkit import CHUNK, alive, batch_args, cli, descendants, journal_lines, kill, make_rows, start, wait_until
 
 import foretell
+from foretell.batch.history import JobHistory
 from foretell.batch.manifest import JobFolder
+from foretell.errors import InvalidInput
 
 N_ROWS = 3_000
 
@@ -105,3 +107,45 @@ def test_a_second_run_on_the_same_output_is_refused(home, rows, tmp_path):
     job.communicate(timeout=120)
     assert job.returncode == 0
     assert_exactly_once(output)
+
+
+def test_a_job_recorded_by_the_first_batch_version_resumes(home, rows, tmp_path):
+    """job.json as foretell's first batch jobs wrote it (no predictor, engine or store): resume finishes it."""
+    output = tmp_path / "out"
+    record = {
+        "id": "job-20261101-000000-abcdef",
+        "model_uri": "linear@production",
+        "model_version": 1,
+        "pinned_uri": "models:/linear/1",
+        "input": str(rows),
+        "output": str(output),
+        "started_at": "2026-11-01T00:00:00+00:00",
+        "options": {
+            "id_column": "id",
+            "passthrough": [],
+            "chunk_rows": 1_000,
+            "workers": 1,
+            "input_format": "parquet",
+            "output_format": "parquet",
+            "max_reject_ratio": 0.01,
+            "single_file": False,
+        },
+    }
+    folder = JobFolder(output)
+    folder.meta.mkdir(parents=True)
+    folder.write_job(record)
+    JobHistory(home).start(record)
+    result = foretell.resume_batch(record["id"], home=home)
+    assert (result.status, result.rows, result.model_uri) == ("succeeded", N_ROWS, "models:/linear/1")
+    assert (result.predictor, result.engine) == ("original", "local")  # what such a job scored with
+    assert_exactly_once(output)
+    assert foretell.batch_job(record["id"], home=home)["status"] == "succeeded"
+
+
+def test_a_job_record_that_cannot_be_read_is_refused_with_what_to_do(home, rows, tmp_path):
+    output = tmp_path / "out"
+    folder = JobFolder(output)
+    folder.meta.mkdir(parents=True)
+    folder.write_job({"id": "job-20261101-000000-abcdef", "pinned_uri": "models:/linear/1", "options": {}})
+    with pytest.raises(InvalidInput, match=r"cannot read the record of job .*delete its output folder"):
+        foretell.run_batch("linear/1", rows, output, home=home, resume=True)

@@ -19,12 +19,13 @@ import foretell
 from foretell.batch.engines import Chunks, LocalEngine
 from foretell.batch.scoring import ScoringSpec
 from foretell.batch.sources import open_source
+from foretell.core.model import PredictorChoice
+from foretell.registry import model_source, open_registry
 
 
-def spec_for(home: Path, out: Path, predictor: str) -> ScoringSpec:
+def spec_for(home: Path, out: Path, predictor: PredictorChoice) -> ScoringSpec:
     return ScoringSpec(
-        model_uri="models:/linear/1",
-        home=str(home),
+        model=model_source(open_registry(home), "models:/linear/1", predictor=predictor),
         id_column="id",
         passthrough=("segment",),
         staged=str(out / "parts"),
@@ -32,11 +33,10 @@ def spec_for(home: Path, out: Path, predictor: str) -> ScoringSpec:
         output_format="parquet",
         predicted_at="2026-11-29T00:00:00+00:00",
         threads=1,
-        predictor=predictor,
     )
 
 
-def scored(home: Path, out: Path, predictor: str) -> tuple[list[int], set[str], list[int]]:
+def scored(home: Path, out: Path, predictor: PredictorChoice) -> tuple[list[int], set[str], list[int]]:
     path = out.parent / f"rows-{predictor}.parquet"
     pq.write_table(make_rows(4_000, seed=9, bad_every=7), path)
     chunks = Chunks(open_source(path), chunk_rows=500)

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from foretell.batch.scoring import ScoringSpec, score_chunk
 from foretell.batch.sinks import TEMP_PREFIX, combine, commit_table, part_name, sweep_temp
+from foretell.registry import ModelSource
 from foretell.testing.models import SumModel, model_of, sum_signature
 
 # -- looking into the folder in the middle of a write ---------------------------------------------------------
@@ -211,8 +212,7 @@ def test_combining_no_parts_fails_and_leaves_nothing(tmp_path):
 def test_refused_rows_go_to_a_rejects_part_with_their_id_raw_values_and_reasons(tmp_path):
     model = model_of(SumModel(["a", "b"]), sum_signature(["a", "b"]), "sums")
     spec = ScoringSpec(
-        model_uri="models:/sums/1",
-        home=str(tmp_path),
+        model=ModelSource(model.info, tmp_path),  # score_chunk is handed the loaded model itself
         id_column="id",
         passthrough=(),
         staged=str(tmp_path / "parts"),
@@ -247,8 +247,7 @@ def test_refused_rows_go_to_a_rejects_part_with_their_id_raw_values_and_reasons(
 def test_a_chunk_with_no_refused_rows_writes_no_rejects_file(tmp_path):
     model = model_of(SumModel(["a"]), sum_signature(["a"]), "sums")
     spec = ScoringSpec(
-        "models:/sums/1",
-        str(tmp_path),
+        ModelSource(model.info, tmp_path),
         "id",
         (),
         str(tmp_path / "p"),

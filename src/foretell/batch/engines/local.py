@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -53,10 +52,10 @@ class LocalEngine:
         if self.workers == 1:
             yield from _in_process(spec, chunks)
             return
-        info = _info(spec)
-        may_compile = spec.predictor != "original" and info.compiled_passed
+        info = spec.model.info
+        may_compile = spec.model.predictor != "original" and info.compiled_passed
         # Only a predictor that may run outside the GIL (a compiled one, an ONNX model) is loaded here to find out.
-        model = _load(spec) if may_compile or info.flavor == "onnx" else None
+        model = spec.model.load() if may_compile or info.flavor == "onnx" else None
         if model is not None and model.releases_gil:
             yield from _on_threads(model, spec, self.workers, chunks)
             return
@@ -99,12 +98,6 @@ def _bounded(
             future.cancel()
 
 
-def _info(spec: ScoringSpec) -> ModelInfo:
-    from foretell.registry import open_registry
-
-    return open_registry(Path(spec.home)).get(spec.model_uri)
-
-
 #: What each way of predicting imports when it loads: worth importing once, in the fork server.
 _FRAMEWORKS = {
     "sklearn": "sklearn.ensemble",
@@ -128,7 +121,7 @@ def _frameworks(info: ModelInfo, compiled: bool) -> list[str]:
 
 
 def _in_process(spec: ScoringSpec, chunks: Iterator[tuple[int, pa.RecordBatch]]) -> Iterator[ChunkRecord]:
-    model = _load(spec)
+    model = spec.model.load()
     with threadpool_limits(spec.threads):
         for number, batch in chunks:
             yield score_chunk(model, spec, number, batch)
@@ -139,7 +132,7 @@ _worker: dict[str, Any] = {}
 
 def _start(spec: ScoringSpec, job_pid: int) -> None:
     _worker["spec"] = spec
-    _worker["model"] = _load(spec)
+    _worker["model"] = spec.model.load()
     _worker["limits"] = threadpool_limits(spec.threads)  # held for the worker's life
     threading.Thread(target=_exit_with, args=(job_pid,), name="foretell-job-watch", daemon=True).start()
 
@@ -178,9 +171,3 @@ def _to_ipc(batch: pa.RecordBatch) -> bytes:
 def _score(number: int, payload: bytes) -> ChunkRecord:
     batch = pa.ipc.open_stream(payload).read_next_batch()
     return score_chunk(_worker["model"], _worker["spec"], number, batch)
-
-
-def _load(spec: ScoringSpec) -> Model:
-    from foretell.registry import open_registry
-
-    return open_registry(Path(spec.home)).load(spec.model_uri, predictor=spec.predictor)

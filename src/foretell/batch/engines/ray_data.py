@@ -159,12 +159,13 @@ def _staged(chunks: Chunks, staging: Path) -> list[ChunkRef]:
 
 
 def _absolute(spec: ScoringSpec) -> ScoringSpec:
-    """The job's folders and registry as absolute paths: an actor's working directory is not the driver's."""
+    """The job's folders, registry and store as absolute paths: an actor's working directory is not the driver's."""
     return replace(
         spec,
-        home=str(Path(spec.home).absolute()),
+        model=replace(spec.model, home=spec.model.home.absolute()),
         staged=str(Path(spec.staged).absolute()),
         staged_rejects=str(Path(spec.staged_rejects).absolute()),
+        store=None if spec.store is None else replace(spec.store, home=spec.store.home.absolute()),
     )
 
 
@@ -174,11 +175,9 @@ class ChunkScorer:
     def __init__(self, spec: ScoringSpec, location: str, fmt: InputFormat) -> None:
         from threadpoolctl import threadpool_limits
 
-        from foretell.registry import open_registry
-
         self.spec = spec
         self.source = open_source(location, fmt)
-        self.model = open_registry(Path(spec.home)).load(spec.model_uri, predictor=spec.predictor)
+        self.model = spec.model.load()
         self.limits = threadpool_limits(1)  # one CPU per actor: Ray gives the parallelism
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:

@@ -8,18 +8,33 @@ mix values across each feature's range (observed in the sample, or spanned by th
 model's own thresholds) with those edge values, the extremes, and NaN wherever the
 signature accepts it. Everything is drawn from a fixed seed: the same model gets the
 same proof.
+
+`validation_rows` is what a compilation proves on: the rows of the user's sample that
+the signature accepts, then generated ones, within the ranges recorded at registration.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from foretell.compile.ranges import OBSERVED_RANGES
 from foretell.core.feature import Feature
+from foretell.core.frame import Frame
+from foretell.core.model import ModelInfo
 from foretell.core.schema import Signature
+from foretell.errors import ForetellError
 
-__all__ = ["DEFAULT_ROWS", "MIN_ROWS", "matrix_reason", "validation_matrix"]
+__all__ = [
+    "DEFAULT_ROWS",
+    "MIN_ROWS",
+    "matrix_reason",
+    "validation_frame",
+    "validation_matrix",
+    "validation_rows",
+]
 
 MIN_ROWS = 10_000
 DEFAULT_ROWS = 16_384
@@ -82,6 +97,52 @@ def validation_matrix(
     ]
     generated = np.column_stack(columns)
     return np.concatenate([real, generated]) if len(real) else generated
+
+
+def validation_rows(
+    info: ModelInfo, sample: object | None, rows: int, edges: Mapping[str, Sequence[float]]
+) -> np.ndarray:
+    """`rows` rows to prove `info`'s compiled predictor on: `sample`'s valid rows, topped up with generated ones.
+
+    `sample` is a Parquet or CSV path, a DataFrame or an Arrow table (or None); the ranges
+    recorded at registration (`OBSERVED_RANGES`) widen the generated values like real rows would.
+    """
+    observed = None
+    if sample is not None:
+        columns = info.signature.coerce(_read_sample(sample), extra="ignore")
+        observed = columns.frame.matrix(np.float64)
+    recorded = info.metadata.get(OBSERVED_RANGES)
+    ranges = recorded if isinstance(recorded, Mapping) else None
+    return validation_matrix(info.signature, rows=rows, observed=observed, edges=edges, ranges=ranges)
+
+
+def validation_frame(info: ModelInfo, matrix: np.ndarray) -> Frame:
+    """The rows as the model receives them after coercion: category codes, NaN for missing values.
+
+    Not coerced again: a missing category is NaN in a coerced frame (it came as None or
+    null), but a matrix input may not send NaN as a category code, and those rows matter.
+    """
+    if matrix.ndim != 2 or matrix.shape[1] != len(info.signature.inputs):
+        raise ForetellError(f"validation rows of shape {list(matrix.shape)} do not fit {info.uri}'s signature")
+    return Frame.from_matrix(np.ascontiguousarray(matrix, dtype=np.float64), info.signature.input_names)
+
+
+def _read_sample(sample: object) -> object:
+    if isinstance(sample, str | Path):
+        path = Path(sample)
+        if not path.is_file():
+            raise ForetellError(f"the validation sample {path} does not exist")
+        if path.suffix.lower() == ".csv":
+            import pyarrow.csv as pv
+
+            return pv.read_csv(path)
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path)
+        except Exception as exc:
+            raise ForetellError(f"cannot read the validation sample {path} as Parquet (or give a .csv): {exc}") from exc
+    return sample
 
 
 def _bounds(recorded: Sequence[float] | None) -> np.ndarray:

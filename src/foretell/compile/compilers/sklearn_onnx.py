@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from foretell.adapters.base import import_framework
-from foretell.adapters.compiled.base import Built, describe_exception, package_version
 from foretell.adapters.onnx import OnnxFlavor, OnnxModel
+from foretell.compile.compilers.base import Built, describe_exception, package_version
 from foretell.core.schema import Signature
 from foretell.errors import NotCompilable
 

@@ -21,9 +21,9 @@ from hypothesis.extra.numpy import arrays
 
 pytest.importorskip("treelite")
 
-from foretell.adapters.compiled.base import c_compiler
-from foretell.adapters.compiled.quickscorer import quickscorer_tables
-from foretell.adapters.compiled.trees import (
+from foretell.compile.compilers.base import c_compiler
+from foretell.compile.compilers.quickscorer import quickscorer_tables
+from foretell.compile.compilers.trees import (
     LIBRARY,
     build_trees,
     declare_entry,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from foretell.compile.validation_sample import MIN_ROWS, matrix_reason, validation_matrix
 from foretell.core import Feature, Frame, Output, Signature
-from foretell.core.validation_sample import MIN_ROWS, matrix_reason, validation_matrix
 
 OUT = (Output("score", "score"),)
 

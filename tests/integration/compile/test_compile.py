@@ -22,7 +22,7 @@ import pytest
 import foretell
 from foretell.core import Feature, Signature
 from foretell.errors import InvalidInput, UnsupportedModel
-from foretell.registry import SqliteRegistry
+from foretell.registry import SqliteRegistry, compile_model, load_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -187,7 +187,7 @@ def test_each_supported_family_compiles_and_passes_its_parity_proof(
     registry: SqliteRegistry, tmp_path: Path, case: str
 ) -> None:
     info = register(registry, tmp_path, case)
-    report = registry.compile(info.uri)
+    report = compile_model(registry, info.uri)
     assert report.status == "passed", report.reason
     assert report.compiler == CASES[case][1]
     assert report.settings.get("evaluator") == CASES[case][2]
@@ -196,8 +196,8 @@ def test_each_supported_family_compiles_and_passes_its_parity_proof(
     assert all(count == 0 for count in report.parity["mismatched_rows"].values())
     assert report.speed["speedup"]["single_row"] > 1  # measured, not assumed
 
-    compiled = registry.load(info.uri)
-    original = registry.load(info.uri, predictor="original")
+    compiled = load_model(registry, info.uri)
+    original = load_model(registry, info.uri, predictor="original")
     assert compiled.variant == CASES[case][1]
     assert original.variant == "original"
     rows = X if all(f.allow_missing for f in info.signature.inputs) else DENSE
@@ -213,13 +213,13 @@ def test_each_supported_family_compiles_and_passes_its_parity_proof(
 
 def test_a_zero_tolerance_keeps_the_original_predictor(registry: SqliteRegistry, tmp_path: Path) -> None:
     info = register(registry, tmp_path, "sklearn-hgb-classifier")
-    report = registry.compile(info.uri, tolerance=0.0)
+    report = compile_model(registry, info.uri, tolerance=0.0)
     # The compiled trees sum their leaves in another order: equal to ~1e-16, not to the bit.
     assert report.status == "failed"
     assert "parity proof failed" in report.reason and "> tolerance 0" in report.reason
-    assert registry.load(info.uri).variant == "original"
+    assert load_model(registry, info.uri).variant == "original"
     with pytest.raises(UnsupportedModel, match="parity proof failed"):
-        registry.load(info.uri, predictor="compiled")
+        load_model(registry, info.uri, predictor="compiled")
     assert registry.get(info.uri).compiled["status"] == "failed"  # type: ignore[index]
 
 
@@ -239,10 +239,10 @@ def test_a_model_that_cannot_be_compiled_keeps_its_original_with_a_reason(
         signature=MovieRecommender.signature,
         flavor_options={"class": "foretell.demo.movies:MovieRecommender"},
     )
-    report = registry.compile(info.uri)
+    report = compile_model(registry, info.uri)
     assert report.status == "unsupported"
     assert "user code" in report.reason
-    assert registry.load(info.uri).variant == "original"
+    assert load_model(registry, info.uri).variant == "original"
 
     strings = Signature(
         (Feature("plan", "string"), Feature("x", "float64")), signature_of(logistic_pipeline(), False).outputs[:1]
@@ -252,7 +252,7 @@ def test_a_model_that_cannot_be_compiled_keeps_its_original_with_a_reason(
 
     joblib.dump(LinearRegression().fit(DENSE[:, :2], REAL), tmp_path / "lr.joblib")
     info = registry.register("lr", tmp_path / "lr.joblib", signature=strings)
-    report = registry.compile(info.uri)
+    report = compile_model(registry, info.uri)
     assert report.status == "unsupported"
     assert "feature 'plan' is a string" in report.reason
 
@@ -276,7 +276,7 @@ def test_a_corrupted_library_is_rebuilt_never_loaded(
     registry: SqliteRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     info = register(registry, tmp_path, "sklearn-gradient-boosting")
-    assert registry.compile(info.uri).used
+    assert compile_model(registry, info.uri).used
     library = library_of(registry, info)
     damaged = bytearray(library.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
@@ -286,7 +286,7 @@ def test_a_corrupted_library_is_rebuilt_never_loaded(
     library.write_bytes(bytes(damaged))
 
     with caplog.at_level(logging.WARNING, logger="foretell.compile"):
-        model = registry.load(info.uri)
+        model = load_model(registry, info.uri)
     assert "no longer has the sha256 recorded" in caplog.text and "rebuilding" in caplog.text
     assert model.variant == "treelite"
     rebuilt = library_of(registry, info)
@@ -294,10 +294,10 @@ def test_a_corrupted_library_is_rebuilt_never_loaded(
     # The damaged build's folder goes once it is an hour old (a process may still be about to load it).
     assert library.exists()
     os.utime(library.parent, (1.0, 1.0))
-    registry.compile(info.uri)  # any later build sweeps
+    compile_model(registry, info.uri)  # any later build sweeps
     assert not library.parent.exists()
     assert library_of(registry, info).is_file()
-    want = registry.load(info.uri, predictor="original").predict_batch(DENSE[:200])
+    want = load_model(registry, info.uri, predictor="original").predict_batch(DENSE[:200])
     np.testing.assert_allclose(model.predict_batch(DENSE[:200]).column("score"), want.column("score"), atol=1e-6)
 
 
@@ -305,33 +305,33 @@ def test_a_library_built_for_another_machine_is_rebuilt_here(
     registry: SqliteRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     info = register(registry, tmp_path, "sklearn-hgb-regressor")
-    assert registry.compile(info.uri).used
+    assert compile_model(registry, info.uri).used
     library = library_of(registry, info)
     built_elsewhere(registry, machine="aarch64", c_compiler="clang 17.0.6")
 
     with caplog.at_level(logging.WARNING, logger="foretell.compile"):
-        model = registry.load(info.uri)
+        model = load_model(registry, info.uri)
     assert "built for another machine or toolchain" in caplog.text
     assert "machine: 'aarch64' there" in caplog.text
     assert model.variant == "treelite"
     assert library_of(registry, info) != library
     # The rebuild was proven on the first proof's rows, and recorded for this machine.
     assert registry.get(info.uri).compiled["parity"]["rows"] == 16_384  # type: ignore[index]
-    assert registry.load(info.uri).variant == "treelite"  # no second rebuild
+    assert load_model(registry, info.uri).variant == "treelite"  # no second rebuild
     assert caplog.text.count("rebuilding") == 1
 
 
 def test_a_damaged_validation_sample_is_replaced_on_rebuild(registry: SqliteRegistry, tmp_path: Path) -> None:
     info = register(registry, tmp_path, "sklearn-logistic-pipeline")
-    assert registry.compile(info.uri).used
+    assert compile_model(registry, info.uri).used
     library = library_of(registry, info)
     (library.parent / "validation.npy").write_bytes(b"not numpy")
     library.unlink()
     library.write_bytes(b"not an onnx graph")
-    model = registry.load(info.uri)
+    model = load_model(registry, info.uri)
     assert model.variant == "onnx"
     assert model.predict_batch(DENSE[:3]).column("label").tolist() == (
-        registry.load(info.uri, predictor="original").predict_batch(DENSE[:3]).column("label").tolist()
+        load_model(registry, info.uri, predictor="original").predict_batch(DENSE[:3]).column("label").tolist()
     )
 
 
@@ -342,10 +342,10 @@ def test_a_sample_gives_real_rows_to_the_proof(registry: SqliteRegistry, tmp_pat
     info = register(registry, tmp_path, "sklearn-hgb-regressor")
     table = pa.table({f"f{i}": X[:, i] for i in range(5)} | {"id": np.arange(N_ROWS)})
     pq.write_table(table, tmp_path / "sample.parquet")
-    report = registry.compile(info.uri, sample=tmp_path / "sample.parquet", rows=12_000)
+    report = compile_model(registry, info.uri, sample=tmp_path / "sample.parquet", rows=12_000)
     assert report.used and report.parity["rows"] == 12_000
     with pytest.raises(foretell.ForetellError, match="does not exist"):
-        registry.compile(info.uri, sample=tmp_path / "missing.parquet")
+        compile_model(registry, info.uri, sample=tmp_path / "missing.parquet")
 
 
 def test_a_rebuild_that_fails_here_keeps_the_passing_build_for_the_others(
@@ -353,16 +353,16 @@ def test_a_rebuild_that_fails_here_keeps_the_passing_build_for_the_others(
 ) -> None:
     """A host without a C compiler must not take the build away from the machines that have one."""
     info = register(registry, tmp_path, "sklearn-gradient-boosting")
-    assert registry.compile(info.uri).used
+    assert compile_model(registry, info.uri).used
     library = library_of(registry, info)
     built_elsewhere(registry, machine="aarch64")
     monkeypatch.setenv("PATH", str(tmp_path / "no-compilers-here"))
-    from foretell.adapters.compiled import base
+    from foretell.compile.compilers import base
 
     base.c_compiler.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="foretell.compile"):
-            model = registry.load(info.uri)
+            model = load_model(registry, info.uri)
     finally:
         base.c_compiler.cache_clear()
     assert model.variant == "original"  # answers all the same
@@ -375,9 +375,9 @@ def test_a_rebuild_that_fails_here_keeps_the_passing_build_for_the_others(
 def test_predictor_choice_is_checked(registry: SqliteRegistry, tmp_path: Path) -> None:
     info = register(registry, tmp_path, "sklearn-ridge-pipeline")
     with pytest.raises(InvalidInput, match="predictor must be one of auto, original, compiled"):
-        registry.load(info.uri, predictor="fast")
+        load_model(registry, info.uri, predictor="fast")
     with pytest.raises(UnsupportedModel, match="never compiled"):
-        registry.load(info.uri, predictor="compiled")
+        load_model(registry, info.uri, predictor="compiled")
 
 
 def test_a_version_1_registry_gains_the_compiled_table(tmp_path: Path) -> None:
@@ -391,14 +391,14 @@ def test_a_version_1_registry_gains_the_compiled_table(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version = 1")
     registry = SqliteRegistry(home)
     info = register(registry, tmp_path, "sklearn-ridge-pipeline")
-    assert registry.compile(info.uri).used
+    assert compile_model(registry, info.uri).used
     with sqlite3.connect(home / "registry.db") as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == registry_sqlite.SCHEMA_VERSION
 
 
 def test_deleting_a_version_forgets_its_compiled_record(registry: SqliteRegistry, tmp_path: Path) -> None:
     info = register(registry, tmp_path, "sklearn-ridge-pipeline")
-    assert registry.compile(info.uri).used
+    assert compile_model(registry, info.uri).used
     registry.delete_version(info.name, info.version)
     with sqlite3.connect(registry.db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM compiled").fetchone()[0] == 0
@@ -417,6 +417,6 @@ def test_ranges_seen_at_registration_shape_a_later_proof(registry: SqliteRegistr
     info = registry.register("lr", tmp_path / "lr.joblib", sample=tmp_path / "sample.parquet")
     recorded = info.metadata["observed_ranges"]
     assert recorded["income"][0] >= 10_000 and recorded["income"][1] <= 90_000
-    assert registry.compile(info.uri).used  # no sample now: the recorded ranges stand in for it
+    assert compile_model(registry, info.uri).used  # no sample now: the recorded ranges stand in for it
     validation = np.load(library_of(registry, info).parent / "validation.npy")
     assert np.median(validation[:, 0]) > 5_000  # drawn across the real range, not around zero

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from foretell.compile.parity import compare_predictions
 from foretell.core import Predictions
-from foretell.core.parity import compare_predictions
 from foretell.core.schema import Output
 
 OUTPUTS = (

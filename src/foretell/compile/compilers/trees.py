@@ -4,8 +4,8 @@ The library scores every tree with no interpreter and no framework dispatch in b
 one row costs microseconds where scikit-learn's `predict_proba` costs milliseconds of
 per-call overhead. Two evaluators write the C:
 
-- bit-vector tables (quickscorer.py) for trees of at most 64 leaves, the boosted
-  models' usual sizes: ~2× tl2cgen's speed in bulk;
+- bit-vector tables (quickscorer.py, written out by quickscorer_c.py) for trees of at
+  most 64 leaves, the boosted models' usual sizes: ~2× tl2cgen's speed in bulk;
 - tl2cgen's nested branches for deeper trees. Thresholds are quantized (`quantize=1`:
   each value becomes the index of its threshold interval once per row, so every split
   compares integers); that changes no answer, and the parity proof checks it did not.
@@ -43,9 +43,16 @@ from typing import Any
 import numpy as np
 
 from foretell.adapters.base import import_framework
-from foretell.adapters.compiled.base import ENTRY_VERSION, Built, c_compiler, describe_exception, package_version
-from foretell.adapters.compiled.quickscorer import quickscorer_c, quickscorer_tables
 from foretell.adapters.outputs import classifier_result
+from foretell.compile.compilers.base import (
+    ENTRY_VERSION,
+    Built,
+    c_compiler,
+    describe_exception,
+    package_version,
+)
+from foretell.compile.compilers.quickscorer import quickscorer_tables
+from foretell.compile.compilers.quickscorer_c import quickscorer_c
 from foretell.core.frame import Array, Frame
 from foretell.core.predictor import PredictOptions
 from foretell.core.schema import Signature

@@ -2,7 +2,7 @@
 
 `build` turns an artifact into files in a folder, or raises `NotCompilable` saying why;
 `load` turns those files back into a `LoadedModel` that answers exactly as the flavor's
-own would (the registry proves that before it ever uses one). Which compiler fits:
+own would (compilation.py proves that before one is ever used). Which compiler fits:
 
 - tree ensembles (scikit-learn gradient boosting, histogram gradient boosting, random
   forests, extra trees; LightGBM; XGBoost): treelite reads the trees, tl2cgen writes
@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from foretell.adapters.compiled.base import COMPILERS, Built, target_of
-from foretell.adapters.compiled.sklearn_onnx import build_onnx, load_onnx
-from foretell.adapters.compiled.trees import build_trees, load_trees, tree_source, tree_source_sklearn
+from foretell.compile.compilers.base import COMPILERS, Built, target_of
+from foretell.compile.compilers.sklearn_onnx import build_onnx, load_onnx
+from foretell.compile.compilers.trees import build_trees, load_trees, tree_source, tree_source_sklearn
+from foretell.compile.validation_sample import matrix_reason
 from foretell.core.predictor import LoadedModel
 from foretell.core.schema import Signature
-from foretell.core.validation_sample import matrix_reason
 from foretell.errors import NotCompilable
 
 __all__ = ["COMPILERS", "Built", "build", "load", "target_of"]
