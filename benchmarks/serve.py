@@ -30,7 +30,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
 from servekit import free_port
 
-from foretell.measure import run_wrk
+from foretell.advisor.measure import run_wrk
 
 LUA = """
 wrk.method = "POST"

@@ -408,7 +408,7 @@ def advice_report(advice: Advice) -> str:
 
 def advise_seconds(*, quick: bool = False) -> float:
     """About how long `advise` measures for."""
-    from foretell.measure import MeasurePlan
+    from foretell.advisor.measure import MeasurePlan
 
     return (MeasurePlan.quick() if quick else MeasurePlan.full()).estimated_seconds
 
@@ -430,14 +430,19 @@ def advise(
     import pyarrow as pa
 
     from foretell.advisor import advise as price
-    from foretell.measure import MeasurePlan, measure
+    from foretell.advisor.measure import MeasurePlan, measure
+    from foretell.batch import run
 
     rows = None
     if sample is not None:
         found = read_input(sample)
         rows = found if isinstance(found, pa.Table) else pa.Table.from_pylist(found)
     plan = MeasurePlan.quick() if quick else MeasurePlan.full()
-    measured = measure(uri, home=_home(home), plan=plan, sample=rows, progress=progress)
+
+    def score_file(model_uri: str, rows_file: Path, output: Path, scratch_home: Path, id_column: str) -> object:
+        return run(model_uri, rows_file, output, home=scratch_home, id_column=id_column)
+
+    measured = measure(uri, home=_home(home), plan=plan, score_file=score_file, sample=rows, progress=progress)
     return price(workload, measured)
 
 

@@ -21,8 +21,8 @@ from servekit import free_port
 
 import foretell
 from foretell.advisor import PRESETS
+from foretell.advisor.measure import _infer_bodies, run_wrk
 from foretell.demo.churn import CHURN_SIGNATURE, generate_customers, train_churn
-from foretell.measure import _infer_bodies, run_wrk
 
 pytestmark = pytest.mark.slow
 

@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from foretell.advisor import Measurements
+from foretell.advisor.cost import Measurements
 from foretell.core.model import Model
 from foretell.core.schema import Signature
 from foretell.registry import load_model, open_registry
@@ -47,6 +47,10 @@ __all__ = ["MeasurePlan", "measure", "sample_rows"]
 
 Progress = Callable[[str, float], None]
 """Called with the step being measured and the share of the whole plan done (0 to 1)."""
+
+ScoreFile = Callable[[str, Path, Path, Path, str], object]
+"""Runs the real batch job: (model URI, input file, output folder, FORETELL_HOME, id column). Passed in
+by the caller (`foretell.api` hands it `foretell.batch.run`): the advisor does not reach into batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +105,13 @@ def sample_rows(signature: Signature, n: int, *, seed: int = 7, sample: pa.Table
 
 
 def measure(
-    uri: str, *, home: Path, plan: MeasurePlan, sample: pa.Table | None = None, progress: Progress | None = None
+    uri: str,
+    *,
+    home: Path,
+    plan: MeasurePlan,
+    score_file: ScoreFile,
+    sample: pa.Table | None = None,
+    progress: Progress | None = None,
 ) -> Measurements:
     """Measure `uri` on this machine (see the module docstring)."""
     report = progress or (lambda step, done: None)
@@ -120,7 +130,7 @@ def measure(
         keyed = rows.append_column(key, pa.array([f"k{i}" for i in range(rows.num_rows)]))
         with _Server(work / "home", copy.uri) as server:
             report("batch throughput", 0.05)
-            batch, startup = _batch_rows_per_s(copy.uri, keyed, key, work, plan)
+            batch, startup = _batch_rows_per_s(score_file, copy.uri, keyed, key, work, plan)
             report("store bulk write", 0.35)
             model = load_model(registry, copy.uri)  # once, for the store's rows and the requests' bodies
             write_rate, prediction_bytes = _store_write(model, keyed, key, work, plan)
@@ -180,10 +190,10 @@ def _key_column(rows: pa.Table) -> str:
     return name
 
 
-def _batch_rows_per_s(uri: str, rows: pa.Table, key: str, work: Path, plan: MeasurePlan) -> tuple[float, float]:
+def _batch_rows_per_s(
+    score_file: ScoreFile, uri: str, rows: pa.Table, key: str, work: Path, plan: MeasurePlan
+) -> tuple[float, float]:
     import pyarrow.parquet as pq
-
-    from foretell.batch import run
 
     timings = []
     for n in (2_000, plan.batch_rows // 2, plan.batch_rows):  # the first run only starts the worker pool's server
@@ -193,7 +203,7 @@ def _batch_rows_per_s(uri: str, rows: pa.Table, key: str, work: Path, plan: Meas
         for attempt in range(plan.repeats if n > 2_000 else 1):
             # The fastest of a few runs: on a shared machine the slower ones measure the neighbours.
             started = time.perf_counter()
-            run(uri, path, work / f"out-{n}-{attempt}", home=work / "home", id_column=key)
+            score_file(uri, path, work / f"out-{n}-{attempt}", work / "home", key)
             best = min(best, time.perf_counter() - started)
         timings.append((n, best))
     (n1, t1), (n2, t2) = timings[1:]
