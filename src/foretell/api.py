@@ -6,7 +6,6 @@ down; the layers below never look at the environment.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from foretell.compile import CompileReport
 from foretell.config import Settings
 from foretell.core.model import Model, ModelInfo, PredictorChoice
 from foretell.core.schema import Signature
-from foretell.errors import ForetellError, InvalidInput
+from foretell.errors import InvalidInput
 from foretell.registry import ModelSummary, SqliteRegistry, loader, open_registry
 
 if TYPE_CHECKING:
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from foretell.demo import DemoSummary
     from foretell.serving.config import ServeConfig
     from foretell.store.entities import Entity, EntityTable
-
-log = logging.getLogger("foretell")
 
 __all__ = [
     "InputFormat",
@@ -135,14 +132,7 @@ def register(
         metadata=metadata,
         aliases=aliases,
     )
-    if not compile:
-        return info
-    try:
-        loader.compile_model(registry, info.uri, sample=sample)
-    except ForetellError as exc:
-        # The version is registered either way; it keeps its original predictor, and says why.
-        log.warning("%s was registered but not compiled: %s", info.uri, exc)
-    return registry.get(info.uri)
+    return loader.compile_registered(registry, info, sample=sample) if compile else info
 
 
 def show(uri: str, *, home: Path | str | None = None) -> ModelInfo:
@@ -333,13 +323,9 @@ def serve_config(
     config: ServeConfig | Path | str | None, uris: Sequence[str] = (), settings: Mapping[str, Any] | None = None
 ) -> ServeConfig:
     """A config file (or `ServeConfig`) with the given URIs and settings on top; None settings are "not given"."""
-    from foretell.serving.config import ServeConfig, load_serve_config
+    from foretell.serving.config import settings_over
 
-    if config is None:
-        config = ServeConfig()
-    elif not isinstance(config, ServeConfig):
-        config = load_serve_config(config)
-    return config.with_flags(models=list(uris) or None, **(settings or {}))
+    return settings_over(config, uris, settings or {})
 
 
 def load_entities(

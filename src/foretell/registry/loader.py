@@ -26,11 +26,19 @@ from foretell.adapters import get_flavor
 from foretell.compile import DEFAULT_ROWS, DEFAULT_TOLERANCE, CompileReport, compile_version, load_build
 from foretell.core.model import Model, ModelInfo, PredictorChoice, check_predictor_choice
 from foretell.core.predictor import Predictor
-from foretell.errors import UnsupportedModel
+from foretell.errors import ForetellError, UnsupportedModel
 from foretell.registry.base import Registry
 from foretell.registry.sqlite import SqliteRegistry
 
-__all__ = ["ModelSource", "compile_model", "load_model", "load_original", "load_version", "model_source"]
+__all__ = [
+    "ModelSource",
+    "compile_model",
+    "compile_registered",
+    "load_model",
+    "load_original",
+    "load_version",
+    "model_source",
+]
 
 log = logging.getLogger("foretell.compile")
 
@@ -116,3 +124,13 @@ def compile_model(
         tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
         rows=DEFAULT_ROWS if rows is None else rows,
     )
+
+
+def compile_registered(registry: Registry, info: ModelInfo, *, sample: object | None = None) -> ModelInfo:
+    """Compile a version just registered, and its record after. It stays registered either way: one that
+    does not compile keeps its original predictor, and its record (`ModelInfo.compiled`) says why."""
+    try:
+        compile_model(registry, info.uri, sample=sample)
+    except ForetellError as exc:
+        log.warning("%s was registered but not compiled: %s", info.uri, exc)
+    return registry.get(info.uri)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from foretell.core.model import PREDICTOR_CHOICES, PredictorChoice
 from foretell.errors import InvalidServeConfig
 from foretell.serving.policy import BatchPolicy
 
-__all__ = ["BATCH_KNOBS", "ServeConfig", "load_serve_config"]
+__all__ = ["BATCH_KNOBS", "ServeConfig", "load_serve_config", "settings_over"]
 
 BATCH_KNOBS = ("max_batch_size", "max_delay_ms", "max_queue")
 
@@ -208,3 +208,14 @@ def _checked(key: str, value: Any, where: str) -> Any:
         wanted = " or ".join("a number" if k is float else f"{k.__name__}" for k in kinds)
         raise InvalidServeConfig(f"{where}: {key} must be {wanted}, got {value!r}")
     return value
+
+
+def settings_over(
+    config: ServeConfig | Path | str | None, uris: Sequence[str], settings: Mapping[str, Any]
+) -> ServeConfig:
+    """A config file (or `ServeConfig`, or the defaults) with the given URIs and settings on top (None: not given)."""
+    if config is None:
+        config = ServeConfig()
+    elif not isinstance(config, ServeConfig):
+        config = load_serve_config(config)
+    return config.with_flags(models=list(uris) or None, **settings)
