@@ -53,8 +53,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 
+# src/ strictly (pyproject.toml), then tests/ (tests/mypy.ini) one folder at a time: test folders are not
+# packages, and each has its own conftest.py. About 5 s with a warm cache, 30 s cold.
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	@for dir in $$(find tests -name '*.py' | sed 's|/[^/]*$$||' | sort -u); do \
+		$(BIN)/mypy --config-file tests/mypy.ini --no-error-summary $$dir/*.py \
+			|| { echo "typecheck: mypy found errors in $$dir/ (settings: tests/mypy.ini)"; exit 1; }; \
+	done
 
 layers: $(STAMP)
 	$(BIN)/lint-imports

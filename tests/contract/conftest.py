@@ -164,7 +164,7 @@ def _onnx(folder: Path, task: str) -> Artifact:
 def _lightgbm(folder: Path, task: str) -> Artifact:
     import lightgbm
 
-    params = {"n_estimators": 8, "num_leaves": 4, "min_child_samples": 3, "n_jobs": 1, "verbose": -1}
+    params: dict[str, Any] = {"n_estimators": 8, "num_leaves": 4, "min_child_samples": 3, "n_jobs": 1, "verbose": -1}
     if task == "regression":
         estimator = lightgbm.LGBMRegressor(**params).fit(DATA.x, DATA.regression)
         expected = regressor_expected(estimator)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -140,7 +140,9 @@ def test_onnx_float32_stays_close_to_scikit_learn(task: str, bound: float, build
     sklearn = build(f"sklearn-{task}").expected(data.x)
     for name in sklearn:
         if name != "label":
-            np.testing.assert_allclose(onnx[name], sklearn[name], rtol=0, atol=bound, err_msg=name)
+            np.testing.assert_allclose(
+                np.asarray(onnx[name], dtype=float), sklearn[name], rtol=0, atol=bound, err_msg=name
+            )
 
 
 def test_onnx_takes_one_input_per_feature(tmp_path: Path, data: Data, as_model: AsModel) -> None:
@@ -235,7 +237,13 @@ def test_lightgbm_reads_pandas_categories(tmp_path: Path, as_model: AsModel) -> 
     colour = pd.Categorical(rng.choice(["red", "green", "blue"], size=60), categories=["blue", "green", "red"])
     frame = pd.DataFrame({"size": rng.normal(size=60), "colour": colour})
     target = ((frame["size"] > 0) ^ (frame["colour"] == "green")).astype(int)
-    params = {"n_estimators": 8, "num_leaves": 4, "min_child_samples": 3, "min_data_per_group": 3, "verbose": -1}
+    params: dict[str, Any] = {
+        "n_estimators": 8,
+        "num_leaves": 4,
+        "min_child_samples": 3,
+        "min_data_per_group": 3,
+        "verbose": -1,
+    }
     estimator = lightgbm.LGBMClassifier(**params).fit(frame, target)
     path = tmp_path / "model.txt"
     estimator.booster_.save_model(path)
@@ -244,7 +252,9 @@ def test_lightgbm_reads_pandas_categories(tmp_path: Path, as_model: AsModel) -> 
     assert model.signature.feature("colour") == Feature("colour", "category", True, ("blue", "green", "red"))
     rows = frame.assign(colour=frame["colour"].astype(str)).to_dict("records")
     whole = check_model(model, rows)
-    np.testing.assert_allclose(whole.column("proba"), estimator.predict_proba(frame), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(whole.column("proba"), dtype=float), estimator.predict_proba(frame), rtol=0, atol=1e-12
+    )
 
 
 def test_xgboost_softmax_gives_probabilities(tmp_path: Path, data: Data, as_model: AsModel) -> None:

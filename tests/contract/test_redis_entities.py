@@ -18,7 +18,7 @@ import redis_server
 
 from foretell.errors import MissingExtra, StoreError
 from foretell.store import open_entity_store
-from foretell.store.entities import Interactions, json_arrays
+from foretell.store.entities import EntityTable, Interactions, json_arrays
 from foretell.store.entities_redis import RedisEntityStore
 from foretell.store.entities_sqlite import SqliteEntityStore
 
@@ -136,7 +136,7 @@ def test_an_event_checked_against_a_table_that_is_reloaded_meanwhile_applies_to_
 ) -> None:
     store.load_features("customers", "customer_id", customers(), at=T0)
     find = store._find
-    reloads = []
+    reloads: list[EntityTable] = []
 
     def reload_after(name: str) -> Any:
         found = find(name)
@@ -147,7 +147,9 @@ def test_an_event_checked_against_a_table_that_is_reloaded_meanwhile_applies_to_
     monkeypatch.setattr(store, "_find", reload_after)
     assert store.set_features("customers", "C-1", {"tenure": 9.0}, at=T1, event_id="e-1")
     assert reloads
-    assert store.get("customers", "C-1").features == {"customer_id": "C-1", "plan": None, "tenure": 9.0}
+    entity = store.get("customers", "C-1")
+    assert entity is not None
+    assert entity.features == {"customer_id": "C-1", "plan": None, "tenure": 9.0}
 
 
 # -- readers against a reloading thread ----------------------------------------------------
@@ -171,8 +173,13 @@ def test_readers_see_the_old_rows_or_the_new_while_another_client_reloads(store:
     seen: dict[str, list[int]] = {name: [] for name in load_of}
     load_race(store, 1)
     reloader = RedisEntityStore(store.url, prefix=store.prefix)
+
+    def reload_all() -> None:
+        for n in range(2, RACE_LOADS + 1):
+            load_race(reloader, n)
+
     with ThreadPoolExecutor(1) as pool:
-        reloading = pool.submit(lambda: [load_race(reloader, n) for n in range(2, RACE_LOADS + 1)])
+        reloading = pool.submit(reload_all)
         deadline = time.monotonic() + 60
         while not reloading.done() and time.monotonic() < deadline:
             for name, load in load_of.items():

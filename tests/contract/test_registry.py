@@ -103,7 +103,7 @@ def test_registered_model_predicts_like_the_original(registry: Registry, clf_v1:
     original = joblib.load(clf_v1)
     rows = np.random.default_rng(9).normal(size=(7, 3))
     predicted = load_model(registry, "churn").predict_batch(rows)
-    np.testing.assert_allclose(predicted.column("proba"), original.predict_proba(rows))
+    np.testing.assert_allclose(np.asarray(predicted.column("proba"), dtype=float), original.predict_proba(rows))
     assert predicted[0]["label"] == original.predict(rows[:1])[0]
 
 

@@ -83,7 +83,7 @@ def test_churn_model_loads_and_scores_customers(
     model = load_model(registry, "churn@production")
     customers = pq.read_table(home / "demo" / "customers.parquet")
     predictions = model.predict_batch(customers.slice(0, 200), extra="ignore")
-    scores = predictions.column("score")
+    scores = np.asarray(predictions.column("score"), dtype=float)
     assert scores.shape == (200,) and np.all((scores >= 0) & (scores <= 1))
     assert set(np.unique(predictions.column("label"))) <= {0, 1}
     one = customers.slice(0, 1).to_pylist()[0]

@@ -139,8 +139,8 @@ def test_every_foretell_error_is_defined_in_errors():
     assert elsewhere == [], "define these in foretell.errors (and add them to its __all__)"
 
 
-def _subclasses(cls: type) -> set[type]:
-    found = set()
+def _subclasses(cls: type[object]) -> set[type[object]]:
+    found: set[type[object]] = set()
     for sub in cls.__subclasses__():
         found |= {sub} | _subclasses(sub)
     return found

@@ -9,7 +9,7 @@ import numpy as np
 from foretell.core.feature import Feature
 from foretell.core.frame import Array, Frame
 from foretell.core.model import Model, ModelInfo
-from foretell.core.predictor import PredictOptions, Predictor
+from foretell.core.predictor import LoadedModel, PredictOptions, Predictor
 from foretell.core.schema import Output, Signature
 
 __all__ = ["FailingModel", "SumModel", "model_of"]
@@ -37,7 +37,7 @@ class FailingModel:
         raise ZeroDivisionError("the model divided by zero")
 
 
-def model_of(loaded: SumModel | FailingModel, signature: Signature, name: str = "test") -> Model:
+def model_of(loaded: LoadedModel, signature: Signature, name: str = "test") -> Model:
     """Wrap a loaded model as a registered `Model` (version 1) without touching a registry."""
     info = ModelInfo(name, 1, "python", signature, sha256="0" * 64, size_bytes=0, created_at="1970-01-01T00:00:00Z")
     return Model(info, Predictor(loaded, signature, name))

@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -112,7 +113,7 @@ def test_a_second_run_on_the_same_output_is_refused(home, rows, tmp_path):
 def test_a_job_recorded_by_the_first_batch_version_resumes(home, rows, tmp_path):
     """job.json as foretell's first batch jobs wrote it (no predictor, engine or store): resume finishes it."""
     output = tmp_path / "out"
-    record = {
+    record: dict[str, Any] = {
         "id": "job-20261101-000000-abcdef",
         "model_uri": "linear@production",
         "model_version": 1,

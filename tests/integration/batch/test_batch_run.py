@@ -112,7 +112,7 @@ def test_alias_moved_mid_job_does_not_mix_versions(home, rows_file, tmp_path):
     v1 = reg.get("linear@production")
     artifact = reg.artifact_path(v1)
     v2 = foretell.register("linear", artifact, signature=v1.signature, home=home)
-    moved = []
+    moved: list[int] = []
 
     def move_alias(rows, total):
         if not moved:

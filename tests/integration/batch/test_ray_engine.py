@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from batchkit import CHUNK, batch_args, cli, journal_lines, kill, make_rows, start, wait_until
@@ -44,7 +45,7 @@ def started_on_ray(
     return output, job
 
 
-def sorted_output(output: Path) -> object:
+def sorted_output(output: Path) -> pa.Table:
     return pq.read_table(output).sort_by("id")
 
 

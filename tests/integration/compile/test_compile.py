@@ -206,7 +206,13 @@ def test_each_supported_family_compiles_and_passes_its_parity_proof(
         if name == "label":
             assert got.column(name).tolist() == want.column(name).tolist()
         else:
-            np.testing.assert_allclose(got.column(name), want.column(name), rtol=0, atol=1e-6, err_msg=name)
+            np.testing.assert_allclose(
+                np.asarray(got.column(name), dtype=float),
+                np.asarray(want.column(name), dtype=float),
+                rtol=0,
+                atol=1e-6,
+                err_msg=name,
+            )
     shown = registry.get(info.uri).compiled
     assert shown is not None and shown["status"] == "passed"
 
@@ -298,7 +304,8 @@ def test_a_corrupted_library_is_rebuilt_never_loaded(
     assert not library.parent.exists()
     assert library_of(registry, info).is_file()
     want = load_model(registry, info.uri, predictor="original").predict_batch(DENSE[:200])
-    np.testing.assert_allclose(model.predict_batch(DENSE[:200]).column("score"), want.column("score"), atol=1e-6)
+    got = model.predict_batch(DENSE[:200]).column("score")
+    np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(want.column("score"), dtype=float), atol=1e-6)
 
 
 def test_a_library_built_for_another_machine_is_rebuilt_here(
@@ -375,7 +382,7 @@ def test_a_rebuild_that_fails_here_keeps_the_passing_build_for_the_others(
 def test_predictor_choice_is_checked(registry: SqliteRegistry, tmp_path: Path) -> None:
     info = register(registry, tmp_path, "sklearn-ridge-pipeline")
     with pytest.raises(InvalidInput, match="predictor must be one of auto, original, compiled"):
-        load_model(registry, info.uri, predictor="fast")
+        load_model(registry, info.uri, predictor="fast")  # type: ignore[arg-type]  # a wrong value on purpose
     with pytest.raises(UnsupportedModel, match="never compiled"):
         load_model(registry, info.uri, predictor="compiled")
 

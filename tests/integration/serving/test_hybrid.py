@@ -214,7 +214,9 @@ def test_two_concurrent_events_on_one_user_are_both_applied(url, hybrid_home):
             )
         )
     assert codes == [200, 200]
-    ratings = SqliteEntityStore(hybrid_home / "entities.db").get("users", "21").features["ratings"]
+    user = SqliteEntityStore(hybrid_home / "entities.db").get("users", "21")
+    assert user is not None
+    ratings = user.features["ratings"]
     assert {str(m) for m in movies} <= set(ratings)
     items = get(url, "movies", "21", k="40").json()["prediction"]["items"]
     assert not set(movies) & set(items)  # the last refresh saw both ratings

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from foretell.batch.history import _SCHEMA, SCHEMA_VERSION, JobHistory
 from foretell.errors import JobHistoryError, JobNotFound
 
-JOB = {
+JOB: dict[str, Any] = {
     "id": "job-20261129-013000-abcdef",
     "model_uri": "models:/churn/3",
     "model_version": 3,

@@ -82,6 +82,9 @@ def test_a_perturbation_passes_exactly_when_it_is_within_tolerance(
     before, after = predictions(np.asarray(scores)), predictions(np.asarray(scores) + shift)
     report = compare_predictions(before, after, tolerance)
     # proba holds 1 - score too, whose rounding can move the difference by an ulp either way
-    worst = {name: float(np.max(np.abs(after.column(name) - before.column(name)))) for name in ("score", "proba")}
+    worst = {
+        name: float(np.max(np.abs(np.asarray(after.column(name), dtype=float) - before.column(name))))
+        for name in ("score", "proba")
+    }
     assert report.passed == (max(worst.values()) <= tolerance)
     assert report.max_abs_diff == worst

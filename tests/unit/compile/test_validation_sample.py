@@ -128,7 +128,8 @@ def test_any_edges_give_the_rows_asked_for(edges: list[float], rows: int, allow_
 
 def test_recorded_ranges_widen_the_generated_values_like_observed_rows() -> None:
     sig = signature(Feature("spend", "float64"), Feature("age", "float64"))
-    rows = validation_matrix(sig, rows=MIN_ROWS, ranges={"spend": [1_000.0, 50_000.0], "age": [float("nan"), "x"]})
+    # The range of "age" is unusable on purpose: a NaN and a string where two floats belong.
+    rows = validation_matrix(sig, rows=MIN_ROWS, ranges={"spend": [1_000.0, 50_000.0], "age": [float("nan"), "x"]})  # type: ignore[list-item]
     spend = rows[:, 0]
     assert ((spend >= 1_000) & (spend <= 50_000)).mean() > 0.3  # most uniform draws fall in the real range
     assert spend.max() > 50_000  # padded beyond it, a tenth of the width

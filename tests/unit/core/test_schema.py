@@ -29,7 +29,7 @@ def test_round_trip_through_dict():
         (lambda: Signature((Feature("a"), Feature("a")), (Output("s", "score"),)), "input names repeat"),
         (lambda: Signature((), (Output("s", "score"),)), "at least one input"),
         (lambda: Signature.from_dict({"inputs": [], "outputs": [], "colour": 1}), "unknown signature keys"),
-        (lambda: Signature.from_dict([]), "JSON object"),
+        (lambda: Signature.from_dict([]), "JSON object"),  # type: ignore[arg-type]  # not a mapping, on purpose
     ],
 )
 def test_bad_signatures_are_refused_with_a_reason(make, message):

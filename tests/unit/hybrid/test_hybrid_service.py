@@ -188,7 +188,7 @@ def test_a_key_that_is_not_an_id_is_refused(stack):
     async def scenario() -> None:
         async with started(stack.inference):
             with pytest.raises(InvalidInput) as caught:
-                await stack.hybrid.lookup_many(Call("batchGet"), "sums", ["T-1", None])  # type: ignore[list-item]
+                await stack.hybrid.lookup_many(Call("batchGet"), "sums", ["T-1", None])
             assert str(caught.value) == "'key' must be an id (a non-empty string or a whole number), got None"
 
     run(scenario)

@@ -48,7 +48,8 @@ BODIES = {
 CSV = b"tenure,plan,calls,active,age\n12.5,basic,3,true,40\n0,premium,0,false,\n"
 
 
-def rows_of(data: object) -> list[dict]:
+def rows_of(data: object) -> object:
+    """What a decoded body holds, rows as dicts whether it came back as rows or as a table (CSV)."""
     return data.to_pylist() if isinstance(data, pa.Table) else data
 
 
@@ -80,8 +81,11 @@ def test_all_forms_coerce_to_the_same_columns():
 def test_csv_with_a_signature_keeps_text_as_text():
     signature = Signature((Feature("zip", "string"), Feature("n", "float64")), (Output("s", "score"),))
     table = decode_invocations(b"zip,n\n007,1\n", "text/csv", signature=signature)
+    assert isinstance(table, pa.Table)
     assert table.to_pylist() == [{"zip": "007", "n": 1.0}]
-    assert decode_invocations(b"zip,n\n007,1\n", "text/csv").to_pylist() == [{"zip": 7, "n": 1}]
+    inferred = decode_invocations(b"zip,n\n007,1\n", "text/csv")
+    assert isinstance(inferred, pa.Table)
+    assert inferred.to_pylist() == [{"zip": 7, "n": 1}]
 
 
 def test_value_rows_stay_value_rows_in_signature_order():
@@ -235,6 +239,7 @@ def test_bare_nan_tokens_are_missing_values_and_infinity_is_left_for_the_signatu
         b'"data": [[12.5, "basic", 3, true, NaN], [Infinity, NaN, 0, false, -Infinity]]}}'
     )
     rows = decode_invocations(body, JSON)
+    assert isinstance(rows, list)
     assert rows[0] == {**ROWS[0], "age": None}
     assert rows[1]["plan"] is None
     assert rows[1]["tenure"] == math.inf and rows[1]["age"] == -math.inf
@@ -265,6 +270,7 @@ def test_integers_beyond_64_bits_read_the_same_with_or_without_nan():
     big = 2**64
     plain = decode_invocations(b'{"instances": [%d]}' % big, JSON)
     with_nan = decode_invocations(b'{"instances": [%d, NaN]}' % big, JSON)
+    assert isinstance(plain, list) and isinstance(with_nan, list)
     assert plain == with_nan[:1] and type(plain[0]) is type(with_nan[0])
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 import struct
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import orjson
@@ -39,6 +41,7 @@ from foretell.protocols.oip import (
 )
 
 NUMERIC = [name for name in DATATYPES if name != "BYTES"]
+FLOAT_WIDTHS: dict[int, Literal[16, 32, 64]] = {2: 16, 4: 32, 8: 64}  # bits of a float, by its size in bytes
 
 SAMPLES: dict[str, np.ndarray] = {
     "BOOL": np.array([[True, False, True], [False, False, True]]),
@@ -66,11 +69,12 @@ def triton_body(arrays: dict[str, tuple[np.ndarray, str]], binary: bool, **kwarg
     return triton.InferenceServerClient.generate_request_body(inputs, **kwargs)
 
 
-def request_json(inputs: list[dict], **extra) -> bytes:
+def request_json(inputs: Sequence[object], **extra) -> bytes:
     return orjson.dumps({"inputs": inputs, **extra})
 
 
-def one_input(datatype: str, shape: list[int], data: object, **fields) -> bytes:
+def one_input(datatype: object, shape: object, data: object, **fields) -> bytes:
+    """One tensor named x; any field may be malformed, as the refusal tests need."""
     return request_json([{"name": "x", "datatype": datatype, "shape": shape, "data": data, **fields}])
 
 
@@ -544,7 +548,7 @@ def numeric_arrays(draw: st.DrawFn) -> tuple[np.ndarray, str]:
     dtype = DATATYPES[datatype]
     elements = None
     if dtype.kind == "f":  # JSON cannot carry NaN or infinity: those are tested on their own
-        elements = st.floats(allow_nan=False, allow_infinity=False, width=dtype.itemsize * 8)
+        elements = st.floats(allow_nan=False, allow_infinity=False, width=FLOAT_WIDTHS[dtype.itemsize])
     return draw(hnp.arrays(dtype, _SHAPES, elements=elements)), datatype
 
 

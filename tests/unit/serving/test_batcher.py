@@ -412,6 +412,7 @@ def test_a_model_that_raises_fails_every_request_of_its_batch_and_the_next_batch
         outcomes = await asyncio.gather(*doomed, return_exceptions=True)
         assert all(isinstance(o, PredictionError) for o in outcomes)
         assert len({id(o) for o in outcomes}) == 3  # one error per caller, not one shared instance
+        assert isinstance(outcomes[0], PredictionError)  # as all are; it narrows the type for the lines below
         assert str(outcomes[0]) == (
             "model 'churn/3' failed on a batch of 6 rows from 3 requests (every request in the batch failed): "
             "ValueError: cannot score a = -1.0"
