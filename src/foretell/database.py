@@ -108,9 +108,10 @@ class Database:
     def quick_read(self) -> Iterator[sqlite3.Connection]:
         """`read` on a connection this thread keeps open: for lookups on a request's path.
 
-        Opening a connection costs ~0.3 ms, a keyed read ~20 µs. The kept connection is the
-        calling thread's own (sqlite3 connections are not for sharing between threads) and
-        is reopened in a forked child, which must not use its parent's. Between reads it
+        Opening a connection costs many keyed reads' worth of time (docs/hybrid.md,
+        "Backends"), so a lookup must not pay for one. The kept connection is the calling
+        thread's own (sqlite3 connections are not for sharing between threads) and is
+        reopened in a forked child, which must not use its parent's. Between reads it
         holds no transaction, so it never keeps a writer's checkpoint from finishing.
         """
         kept: tuple[int, sqlite3.Connection] | None = getattr(self._local, "conn", None)

@@ -69,8 +69,9 @@ def _write(table: pa.Table, handle: object, fmt: OutputFormat, unique: Sequence[
 def _repeating(table: pa.Table, unique: Sequence[str]) -> list[str]:
     """Columns worth a Parquet dictionary: not ids, not floats (scores and probabilities rarely repeat).
 
-    Trying a dictionary on every column was 3/4 of the time to write a 65,536-row part of
-    the churn job (30 ms of 40) and made the file larger, not smaller.
+    Trying a dictionary on every column was most of the time a part took to write, and made
+    the file larger, not smaller (docs/benchmarks.md, "compile: compiled predictors against
+    the originals", Batch).
     """
     chosen = []
     for name, column in zip(table.column_names, table.columns, strict=True):

@@ -128,17 +128,17 @@ class Source:
         return _one_batch(table.slice(ref.first_row - (start or 0), ref.rows))
 
     def _files(self, chunk_rows: int, columns: list[str] | None) -> Iterator[Iterator[pa.RecordBatch]]:
-        """Each file's batches, in order. Parquet is read row group by row group: the dataset
-        scanner's read-ahead held ~1 GB for a 3M-row file, `ParquetFile.iter_batches` ~275 MB,
-        and without pre-buffering a few MB whatever the file's size."""
+        """Each file's batches, in order. Parquet is read row group by row group, without
+        pre-buffering: the dataset scanner's read-ahead, and pre-buffering, hold memory that
+        grows with the file (docs/benchmarks.md, "batch: scoring a population from Parquet")."""
         if self.format == "parquet":
             import pyarrow.parquet as pq
 
             for path in self.files:
                 handle = self.filesystem.open_input_file(path)
                 try:
-                    # pre_buffer keeps every column chunk it fetched until the reader closes: 173 MB
-                    # held by the end of a 5M-row file, and reading was slower with it (1.6 s against 0.9).
+                    # pre_buffer keeps every column chunk it fetched until the reader closes, and
+                    # reading was slower with it, not faster.
                     reader = pq.ParquetFile(handle, pre_buffer=False)
                     yield reader.iter_batches(batch_size=chunk_rows, columns=columns)
                 finally:

@@ -92,7 +92,8 @@ class Plan:
         self.nan_ok[self.category_at] = False  # a code must be a whole number: NaN is never one
         self.row_rules = [(f, self.codes[f.name] if f.dtype == "category" else None) for f in features]
         # The same bounds as plain floats, per column: one served row is checked faster in Python
-        # than by a dozen numpy calls on a 1-row matrix (each ~0.5 µs of fixed cost).
+        # than by a dozen numpy calls on a 1-row matrix, each with its fixed cost (docs/benchmarks.md,
+        # "predict_overhead").
         is_category = np.zeros(self.width, dtype=bool)
         is_category[self.category_at] = True
         self.row_bounds = list(

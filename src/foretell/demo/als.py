@@ -84,7 +84,8 @@ def train_als(ratings: pa.Table, n_factors: int = 32, reg: float = 0.1, iters: i
     user_blocks = _blocks(user_rows, movie_rows, centred, len(user_ids))
     movie_blocks = _blocks(movie_rows, user_rows, centred, len(movie_ids))
     # Thousands of tiny matmuls and solves: a multi-threaded BLAS spends more time waking its
-    # threads than computing (three times slower on a busy two-core machine), so use one.
+    # threads than computing, the more so on a busy machine, so use one (docs/serving-batching.md,
+    # "The same trap in training").
     with threadpool_limits(limits=1, user_api="blas"):
         for _ in range(iters):
             _half_step(user_blocks, movie_factors, movie_bias, reg, user_factors, user_bias)

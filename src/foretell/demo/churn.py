@@ -283,7 +283,8 @@ def train_churn(table: pa.Table, seed: int = 7) -> Any:
         random_state=seed,
     )
     # One OpenMP thread: HistGradientBoosting meets at a thread barrier thousands of times per
-    # fit, and when another process holds a core each barrier waits out a scheduler slice;
-    # on a busy two-core machine that turned a 0.5 s fit into 97 s. One thread takes ~0.7 s.
+    # fit, and when another process holds a core each barrier waits out a scheduler slice, which
+    # can make a fit many times longer (docs/serving-batching.md, "The same trap in training").
+    # One thread costs little.
     with threadpool_limits(limits=1, user_api="openmp"):
         return model.fit(features_matrix(table), table.column("churned").to_numpy())

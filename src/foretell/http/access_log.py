@@ -1,10 +1,10 @@
 """Structured access logs: one JSON object per request, on the `foretell.access` logger.
 
-Off by default: measured on one core at 64 clients it cost 19-27 % of throughput
-(docs/benchmarks.md, `benchmarks/serve.py`). When on, each line is plain JSON a log shipper can parse without a
-pattern: `{"ts": ..., "client": ..., "method": ..., "path": ..., "status": ...,
-"bytes": ..., "ms": ..., "request_id": ...}`. `request_id` is the `X-Request-ID` header,
-when the client (or a proxy in front) sent one.
+Off by default: writing a line per request costs the hot path a large share of its
+throughput (docs/serving.md, "Access logs"). When on, each line is plain JSON a log
+shipper can parse without a pattern: `{"ts": ..., "client": ..., "method": ...,
+"path": ..., "status": ..., "bytes": ..., "ms": ..., "request_id": ...}`. `request_id` is
+the `X-Request-ID` header, when the client (or a proxy in front) sent one.
 """
 
 from __future__ import annotations

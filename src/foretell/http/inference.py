@@ -1,9 +1,9 @@
 """The two endpoints that carry the traffic, infer and `/invocations`, as plain ASGI.
 
 Everything else (probes, metadata, metrics, OpenAPI) is a Starlette route. These two are
-not: measured on one core, Starlette's middleware, router and request/response objects
-cost each request about as much as the whole of foretell's own work on it
-(docs/serving-batching.md), so the server answers them before Starlette sees the request.
+not: Starlette's middleware, router and request/response objects are a large part of what
+a served request costs (docs/serving.md, "Why the server is built the way it is"), so the
+server answers them before Starlette sees the request.
 Either way a request is decoded here, answered by `InferenceService`, and encoded here:
 the same error table, the same JSON errors, the same metrics.
 """

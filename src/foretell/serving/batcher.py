@@ -60,8 +60,8 @@ class _Batch:
 _State = Literal["new", "running", "stopping", "stopped"]
 _EWMA = 0.2  # weight of the newest batch in the running mean of batch time (for retry hints)
 #: Longest an idle model under load waits for its last batch's clients to come back, in model
-#: calls. Measured on the demo churn model at 64 clients on one core (docs/serving-batching.md):
-#: 0.25 call → 32-row batches, 4,270 req/s; 1 → 5,170-5,660; 2 → 6,000-6,100 and a lower p99.
+#: calls: long enough to fill its batches, short enough to keep the p99 down (docs/serving-batching.md,
+#: "Under load: wait for the clients just answered").
 PATIENCE_CALLS = 2.0
 
 
@@ -77,13 +77,13 @@ class MicroBatcher:
     - `observer` hears batch sizes, queue waits and rejections, for metrics.
     - `alone_inline`, with `run_in_thread`: asked before a batch of one request; when it
       returns True (nothing else is waiting on the event loop), that batch runs inline,
-      which saves the thread hop (0.3-0.5 ms) exactly when nobody else could use the loop.
+      which saves the thread hop exactly when nobody else could use the loop.
       Whatever runs inline needs the same per-thread settings on the loop's thread.
     - `thread_setup` runs once in the model thread before any batch (ignored inline). Use
       it for per-thread settings such as `lambda: threadpool_limits(1)`: OpenMP and BLAS
       thread limits belong to the thread that sets them, so limits set on the event
-      loop's thread never reach the model thread (docs/serving-batching.md measured a
-      scikit-learn model serving 9-18× fewer requests from exactly that).
+      loop's thread never reach the model thread (docs/serving-batching.md, "Thread limits
+      are per thread").
     """
 
     def __init__(
@@ -290,11 +290,11 @@ class MicroBatcher:
         Only under load, when the last batch coalesced several requests: the clients it
         answered are about to send again, and the event loop is busy reading and checking
         their requests, so waiting costs no CPU while a model call has a large fixed cost
-        (2.5 ms for one row of the demo churn model, 3 ms for 64). The model waits until
-        the rows it just answered are back on top of those that were queued then (at most
-        `max_batch_size`), or until `PATIENCE_CALLS` calls' worth of time (at most
-        `max_delay_ms`) has passed since it went idle. A lone client never waits, and when
-        load falls the smaller batch that follows lowers the next wait's target.
+        (docs/serving-batching.md, "Under load: wait for the clients just answered"). The
+        model waits until the rows it just answered are back on top of those that were queued
+        then (at most `max_batch_size`), or until `PATIENCE_CALLS` calls' worth of time (at
+        most `max_delay_ms`) has passed since it went idle. A lone client never waits, and
+        when load falls the smaller batch that follows lowers the next wait's target.
         """
         if self._last_batch_requests < 2 or self._state != "running" or self._running is not None:
             return 0.0

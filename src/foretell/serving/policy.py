@@ -37,12 +37,11 @@ __all__ = [
     "runs_in_thread",
 ]
 
-#: One-row predict time from which a model runs off the event loop. Measured on a 2-core
-#: machine (docs/serving-batching.md): a hop through a one-thread executor costs ~0.12 ms
-#: empty and 0.3-0.7 ms around a GIL-bound scikit-learn call, while running inline stalls
-#: the loop (every model, probe and deadline it serves) for back-to-back batches. Below ~1 ms
-#: the hop would cost a third or more of each call and the stalls stay short; above it the hop
-#: is a shrinking share and the loop keeps answering within the GIL's switch interval.
+#: One-row predict time from which a model runs off the event loop. The hop to a one-thread
+#: executor is a fixed cost per call, while running inline stalls the loop (every model, probe
+#: and deadline it serves) for back-to-back batches. Below this the hop would be a large share
+#: of each call and the stalls stay short; above it the hop is a shrinking share and the loop
+#: keeps answering within the GIL's switch interval (docs/serving-batching.md, "Inline or in a thread").
 THREAD_THRESHOLD_S = 1e-3
 
 

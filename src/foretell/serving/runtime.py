@@ -32,8 +32,9 @@ __all__ = ["InFlight", "ModelSlot", "Runtime"]
 log = logging.getLogger("foretell.serving")
 
 #: Longest one-row call that may run on the event loop when its request is the only one in
-#: flight (it saves the thread hop, ~0.3 ms). The loop reads nothing while it runs, so this is
-#: kept to the GIL's switch interval: a model thread holding the GIL stalls the loop as long.
+#: flight (it saves the thread hop; docs/serving.md, "Why the server is built the way it is").
+#: The loop reads nothing while it runs, so this is kept to the GIL's switch interval: a model
+#: thread holding the GIL stalls the loop as long.
 INLINE_ALONE_MAX_S = 0.005
 
 
@@ -135,8 +136,9 @@ class Runtime:
         seconds = time.perf_counter() - started
         # Lone requests run on the loop's own thread (`alone_inline`), so it gets the model threads'
         # limits too. Set after loading: threadpoolctl limits only the native libraries already
-        # loaded, and the model's OpenMP arrives with the model. Without it a lone request took
-        # 16 ms instead of 2.5 (OpenMP's spinning team on a core the loop needs).
+        # loaded, and the model's OpenMP arrives with the model. Without it a lone request runs
+        # several times slower: OpenMP's spinning team takes a core the loop needs
+        # (docs/benchmarks.md, "serve: real-time serving on one core").
         threadpool_limits(self.threads_per_model)
         name = model.info.name
         one_row = _one_row_seconds(model)
@@ -145,7 +147,8 @@ class Runtime:
             policy=self.policies.get(name, self.policy),
             run_in_thread=runs_in_thread(one_row),
             # Native thread-pool limits are per thread: set them in the model's own thread, or
-            # OpenMP fights the event loop for the core (9-18x slower, docs/serving-batching.md).
+            # OpenMP fights the event loop for the core (docs/serving-batching.md, "Thread limits
+            # are per thread").
             thread_setup=lambda: threadpool_limits(self.threads_per_model),
             alone_inline=(lambda: self.in_flight.requests <= 1) if one_row <= INLINE_ALONE_MAX_S else None,
             observer=self.metrics.observer(name),
@@ -195,8 +198,8 @@ def _settle_heap() -> None:
     """Exempt what is loaded now (frameworks, models) from every later garbage collection.
 
     A full collection walks every tracked object, and a process that imported scikit-learn,
-    pandas and pyarrow holds hundreds of thousands: each one stalled all requests for tens
-    of milliseconds, the whole of the p99 at 64 concurrent clients (docs/serving-batching.md).
+    pandas and pyarrow holds a great many: each one stalled all requests, and under load those
+    stalls were the p99 (docs/serving.md, "Why the server is built the way it is").
     Requests allocate only short-lived objects, freed by reference counting, so the frozen
     heap is the one collections never needed to scan. What a replaced version leaves behind
     in cycles stays frozen: a reload costs some memory, not pauses.

@@ -192,10 +192,10 @@ def key_column_text(rows: pa.Table, key_column: str) -> pa.ChunkedArray:
 def json_arrays(rows: pa.Table) -> pa.ChunkedArray:
     """Each row as the JSON array of its values, in column order, computed column by column in Arrow.
 
-    Per-row Python (a dict, then orjson) took 8 s for a million 33-column rows; this takes
-    about one. Floats are written in their shortest exact form, as Arrow casts them to text,
-    so a value read back is the value the batch job read from the file; NaN, infinities and
-    nulls are JSON null (a missing value).
+    Not per-row Python (a dict, then orjson), which was most of a large load's time
+    (docs/hybrid.md, "Entity tables"). Floats are written in their shortest exact form, as
+    Arrow casts them to text, so a value read back is the value the batch job read from the
+    file; NaN, infinities and nulls are JSON null (a missing value).
     """
     parts = [_json_text(rows.column(i)) for i in range(rows.num_columns)]
     return pc.binary_join_element_wise("[", pc.binary_join_element_wise(*parts, ","), "]", "")

@@ -336,7 +336,8 @@ def _event_args(base: str, storage: str, key: str, stamp: str, event_id: str | N
 
 
 def _as_bytes(column: pa.ChunkedArray) -> list[bytes]:
-    # Bytes, because redis-py sends them untouched: encoding a million str arguments is a second of a load.
+    # Bytes, because redis-py sends them untouched; str arguments it encodes one by one, a
+    # noticeable share of a large load (docs/hybrid.md, "Entity tables").
     return column.cast(pa.binary()).to_pylist()  # type: ignore[no-any-return]
 
 

@@ -28,9 +28,8 @@ A writer watches the generation's `meta` key (WATCH) and sends its rows in one M
 HSETs of a thousand rows each: all or none, and none if a publish or abandon changed the
 generation meanwhile. Writers of one generation do not touch `meta` (the running earliest
 timestamp has its own key), so concurrent writers never invalidate each other's WATCH.
-The server runs a transaction at once, about a microsecond a row: a 50,000-row call holds
-readers of the same server for some 50 ms, so a job loading beside live traffic writes
-smaller calls.
+The server runs a transaction at once, and every reader of the same server waits until it
+ends, so a job loading beside live traffic writes smaller calls (docs/hybrid.md, "Backends").
 
 Needs Redis 5 or later (UNLINK, scripts whose writes replicate as effects). The client's
 connection pool reconnects after `fork`, so a store object can be shared as the SQLite one.

@@ -4,7 +4,7 @@ A table per generation, because of what bulk writes cost. Rows are appended in
 arrival order to a table with no index, so writing a million rows costs little more
 than encoding them; the key index is built once, by sorting, when the generation is
 published. (Inserting shuffled keys into one keyed table rewrote most of its b-tree
-on every commit: about 2.5× slower for a million rows, and worse as tables grow.)
+on every commit, slower the larger the table: docs/hybrid.md, "Backends".)
 Dropping an old generation is one DROP TABLE. A key written twice into one
 generation (a resumed chunk) is stored twice; reads take the later row.
 
@@ -334,13 +334,14 @@ class SqliteStore:
         """One snapshot for the pointer and the rows it points at (a seam the tests use to interleave).
 
         On a connection the calling thread keeps: lookups are on a request's path, and opening a
-        connection costs ten times the read.
+        connection costs far more than the read.
         """
         return self._db.quick_read()
 
     def _write(self, *, durable: bool = True) -> AbstractContextManager[sqlite3.Connection]:
         # A big generation's index is sorted in memory rather than in temp files; and the
-        # WAL, which a million-row write grows past 100 MB, is cut back after checkpoints.
+        # WAL, which a bulk write grows large, is cut back after checkpoints (docs/hybrid.md,
+        # "Backends").
         return self._db.write(
             f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}",
             "PRAGMA cache_size = -65536",

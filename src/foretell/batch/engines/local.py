@@ -4,16 +4,16 @@ The parent reads chunks and hands each to a worker as Arrow buffers; the worker 
 its own part file, so predictions never travel back through the parent. At most two
 chunks per worker are in flight, which bounds memory whatever the input's size.
 Native thread pools (OpenMP, BLAS) are capped per worker so workers × threads fits the
-cores: two OpenMP threads fighting another process for two cores made one
-gradient-boosting call ~10× slower here.
+cores: OpenMP threads fighting another process for the cores make every model call wait
+on its thread barriers (docs/benchmarks.md, "batch: scoring a population from Parquet").
 
 A predictor that runs outside the GIL (a compiled library, ONNX Runtime for a compiled
 graph or an ONNX model) is scored on threads of the job's own process instead, sharing
 one loaded model: no fork server to start, no chunk copied between processes. The
 price: a crash inside native code ends the job's process, not one worker (either way
 the job resumes from its committed chunks). Reading and writing Parquet leave the GIL
-too, so the threads keep the cores busy; for the compiled churn model this took a 1M-row
-job from 3.3 s to ~2 s here.
+too, so the threads keep the cores busy (docs/benchmarks.md, "compile: compiled predictors
+against the originals", Batch).
 """
 
 from __future__ import annotations
@@ -158,9 +158,9 @@ def _to_ipc(batch: pa.RecordBatch) -> bytes:
     """The chunk as Arrow IPC bytes.
 
     A chunk is often a slice of a larger decoded block, and pickling a slice sends the
-    whole block it points into (measured: 1M rows in 16 chunks moved ~16× the input
-    through the pipes and ran 4× slower on two workers than on one). IPC writes only
-    the slice's own bytes.
+    whole block it points into, so each chunk would pipe most of the input to its worker
+    (docs/benchmarks.md, "batch: scoring a population from Parquet"). IPC writes only the
+    slice's own bytes.
     """
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as writer:

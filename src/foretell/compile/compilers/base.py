@@ -62,8 +62,8 @@ def c_compiler() -> tuple[str, str] | None:
 #: The calling convention of the C entry point compiled into tree libraries (trees.py), and the
 #: generation of the evaluators behind it. A library built with another one is never called (the
 #: arguments might not line up): the version is part of a build's target, so such a library is rebuilt
-#: instead, which also moves existing builds to a faster evaluator (3: bit-vector tables; 4: strided
-#: input; 5: a status returned).
+#: instead, which is also how existing builds move to a new evaluator. Raise it whenever either
+#: changes (docs/compile.md, "Where it is kept, and when it is rebuilt", lists the versions).
 ENTRY_VERSION = 5
 
 

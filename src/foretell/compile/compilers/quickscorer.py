@@ -1,9 +1,9 @@
 """Tree ensembles scored by bit vectors (QuickScorer), as C that gcc compiles.
 
 tl2cgen writes each tree as nested `if`s. A row walks every tree down one branch after
-another, and on real data about half of those branches are mispredicted: 150 trees of
-15 leaves cost ~2.5 µs a row here, ~50 cycles a tree, almost all of it waiting on the
-branch predictor.
+another, and on real data many of those branches are mispredicted, so the walk spends
+most of its time waiting on the branch predictor (docs/compile.md, "How the trees are
+scored").
 
 QuickScorer (Lucchese et al., SIGIR 2015) turns the walk inside out. Number each
 tree's leaves left to right and give the tree a bit vector with every leaf set. A

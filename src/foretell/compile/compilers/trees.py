@@ -5,15 +5,17 @@ one row costs microseconds where scikit-learn's `predict_proba` costs millisecon
 per-call overhead. Two evaluators write the C:
 
 - bit-vector tables (quickscorer.py, written out by quickscorer_c.py) for trees of at
-  most 64 leaves, the boosted models' usual sizes: ~2× tl2cgen's speed in bulk;
+  most 64 leaves, the boosted models' usual sizes: faster than tl2cgen's in bulk, with
+  no branch to mispredict (docs/compile.md, "How the trees are scored");
 - tl2cgen's nested branches for deeper trees. Thresholds are quantized (`quantize=1`:
   each value becomes the index of its threshold interval once per row, so every split
   compares integers); that changes no answer, and the parity proof checks it did not.
 
-tl2cgen's own runtime is not used to call it: its `DMatrix` and `Predictor` cost ~20 µs
-of Python per call, more than the trees themselves. foretell compiles a small C entry
-point of its own into the library (`foretell_predict`: a row-major matrix in, one row of
-outputs per input row), called once per batch through ctypes.
+tl2cgen's own runtime is not used to call it: its `DMatrix` and `Predictor` cost more
+Python per call than the trees themselves take (docs/compile.md, "How the trees are
+scored"). foretell compiles a small C entry point of its own into the library
+(`foretell_predict`: a row-major matrix in, one row of outputs per input row), called
+once per batch through ctypes.
 
 For tl2cgen's code, that entry point also settles a quirk: each input cell is a
 C union of the value and an int that is -1 for a missing value, so a float64 whose low
@@ -119,8 +121,8 @@ def tree_source(flavor: str, artifact: Path) -> tuple[Any, str] | None:
 def build_trees(model: Any, folder: Path, feature_names: list[str], inputs: str = "float64") -> Built:
     """Compile the trees with foretell's entry point into `folder/predictor.so`.
 
-    Bit-vector tables (quickscorer.py) when every tree fits them, ~2× faster than
-    tl2cgen's nested branches; tl2cgen's C otherwise (trees of over 64 leaves).
+    Bit-vector tables (quickscorer.py) when every tree fits them, faster than tl2cgen's
+    nested branches; tl2cgen's C otherwise (trees of over 64 leaves).
     """
     found = c_compiler()
     if found is None:

@@ -205,7 +205,7 @@ def _json_values(name: str, datatype: str, shape: tuple[int, ...], data: Any) ->
     expected = math.prod(shape)
     if len(leaves) != expected:
         raise ProtocolError(f"input {name!r}: shape {list(shape)} needs {expected} values, got {len(leaves)}")
-    kinds = set(map(type, leaves))  # one pass, so a 31-value row costs about a microsecond
+    kinds = set(map(type, leaves))  # one pass over the values: a served row's check stays cheap
     if list in kinds:
         raise ProtocolError(f"input {name!r}: nested 'data' does not match shape {list(shape)}")
     dtype = DATATYPES[datatype]
