@@ -32,6 +32,7 @@ import foretell
 from foretell.core.schema import Feature, Output, Signature
 from foretell.http.app import ServerOptions, create_app
 from foretell.hybrid import HybridService
+from foretell.registry import open_registry
 from foretell.serving.policy import BatchPolicy
 from foretell.serving.runtime import Runtime
 from foretell.serving.service import InferenceService
@@ -180,7 +181,7 @@ class Stack:
         default_max_age: float = 3600.0,
     ) -> None:
         self.folder = folder
-        self.runtime = Runtime(home, list(models), policy=policy, reload_seconds=0)
+        self.runtime = Runtime(open_registry(home), list(models), policy=policy, reload_seconds=0)
         self.inference = InferenceService(self.runtime)
         self.clock = Clock()
         self.max_age = max_age

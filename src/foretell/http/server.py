@@ -21,6 +21,7 @@ from foretell.config import lines_on_stderr
 from foretell.errors import InvalidInput
 from foretell.http.app import ServerOptions, create_app
 from foretell.hybrid import HybridService
+from foretell.registry import open_registry
 from foretell.serving.config import ServeConfig
 from foretell.serving.runtime import Runtime
 from foretell.serving.service import InferenceService
@@ -48,7 +49,7 @@ def build_app(home: Path, config: ServeConfig) -> ASGIApp:
     if not config.models:
         raise InvalidInput("nothing to serve: name models, or give one a production alias (foretell models alias)")
     runtime = Runtime(
-        home,
+        open_registry(home),
         list(config.models),
         policy=config.defaults,
         policies=config.policies(),

@@ -16,13 +16,12 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
 from foretell.core.model import Model, ModelInfo, PredictorChoice
 from foretell.errors import ModelNotFound, VersionNotFound
-from foretell.registry import SqliteRegistry, model_source, open_registry
+from foretell.registry import Registry, model_source
 from foretell.serving.batcher import MicroBatcher
 from foretell.serving.metrics import ServingMetrics
 from foretell.serving.policy import BatchPolicy, runs_in_thread
@@ -72,7 +71,7 @@ class Runtime:
 
     def __init__(
         self,
-        home: Path,
+        registry: Registry,
         uris: Sequence[str],
         *,
         policy: BatchPolicy | None = None,
@@ -82,7 +81,8 @@ class Runtime:
         threads_per_model: int = 1,
         predictor: PredictorChoice = "auto",
     ) -> None:
-        self.home = home
+        self.registry = registry
+        """Where the served URIs are resolved, again whenever the watcher looks for moved aliases."""
         self.predictor = predictor
         """`auto`: a version's compiled predictor when it passed its parity proof; `original`; `compiled`."""
         self.threads_per_model = threads_per_model
@@ -97,9 +97,6 @@ class Runtime:
         self.in_flight = InFlight()
         """Requests being answered, every model together; `InferenceService.observed` counts them."""
         self._watcher: asyncio.Task[None] | None = None
-
-    def _registry(self) -> SqliteRegistry:
-        return open_registry(self.home)
 
     async def start(self) -> None:
         for uri in self.uris:
@@ -161,7 +158,7 @@ class Runtime:
         return ModelSlot(name, uri, model, batcher, time.time(), seconds)
 
     def _load_and_warm(self, uri: str) -> Model:
-        model = model_source(self._registry(), uri, predictor=self.predictor).load()
+        model = model_source(self.registry, uri, predictor=self.predictor).load()
         _warm(model)
         return model
 
@@ -180,7 +177,7 @@ class Runtime:
                     log.warning("reloading %s failed, still serving version %s: %s", slot.uri, slot.version, exc)
 
     def _resolve(self, uri: str) -> ModelInfo:
-        return self._registry().get(uri)
+        return self.registry.get(uri)
 
     async def _swap(self, slot: ModelSlot) -> None:
         fresh = await self._load(slot.uri)
