@@ -19,6 +19,7 @@ from foretell.batch.sinks import OutputFormat
 from foretell.batch.sources import InputFormat
 from foretell.core.model import check_predictor_choice
 from foretell.errors import InvalidInput
+from foretell.formats import check_format
 from foretell.registry import ModelSource, model_source, open_registry
 
 if TYPE_CHECKING:
@@ -129,8 +130,8 @@ class JobSpec:
                 "passthrough": tuple(options["passthrough"]),
                 "chunk_rows": int(options["chunk_rows"]),
                 "workers": None if options["workers"] is None else int(options["workers"]),
-                "input_format": _format(options["input_format"]),
-                "output_format": _format(options["output_format"]),
+                "input_format": check_format(options["input_format"]),
+                "output_format": _output_format(options["output_format"]),
                 "max_reject_ratio": float(options["max_reject_ratio"]),
                 "single_file": bool(options.get("single_file", False)),
                 "engine": check_engine(options.get("engine", "local")),
@@ -151,7 +152,7 @@ class JobSpec:
         return cls(model=model, **fields)
 
 
-def _format(value: object) -> Literal["parquet", "csv", "jsonl"]:
+def _output_format(value: object) -> Literal["parquet", "csv", "jsonl"]:
     for known in _FORMATS:
         if value == known:
             return known

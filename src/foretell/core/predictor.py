@@ -18,7 +18,10 @@ from foretell.core.frame import Array, Frame
 from foretell.core.schema import Output, Signature
 from foretell.errors import ForetellError, PredictionError
 
-__all__ = ["LoadedModel", "PredictOptions", "Predictions", "Predictor"]
+__all__ = ["NO_OPTIONS", "TOPK_KINDS", "LoadedModel", "PredictOptions", "Predictions", "Predictor"]
+
+TOPK_KINDS = ("topk_items", "topk_scores")
+"""Output kinds whose rows are lists of length `k` (a recommender's items and their scores)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,10 @@ class PredictOptions:
     """Per-call knobs a model may honour. `k` is the number of items a top-k model returns."""
 
     k: int | None = None
+
+
+NO_OPTIONS = PredictOptions()
+"""The options of a plain prediction: one shared object, so code on the request path compares by identity."""
 
 
 class LoadedModel(Protocol):
@@ -150,7 +157,7 @@ class Predictor:
             got = "a scalar" if array.ndim == 0 else f"{len(array)} rows"
             raise PredictionError(f"model {self.name!r}: {n} rows in, {got} out for output {output.name!r}")
         per_row = array.shape[1:]
-        topk = output.kind in ("topk_items", "topk_scores")
+        topk = output.kind in TOPK_KINDS
         if (topk and len(per_row) != 1) or (not topk and per_row != output.shape):
             raise PredictionError(
                 f"model {self.name!r}: output {output.name!r} has per-row shape {list(per_row)}, "
@@ -165,7 +172,7 @@ class Predictor:
         columns = {}
         for output in self.signature.outputs:
             shape = output.shape
-            if output.kind in ("topk_items", "topk_scores"):
+            if output.kind in TOPK_KINDS:
                 shape = (options.k or (output.shape[0] if output.shape else 0),)
             columns[output.name] = np.empty((0, *shape), dtype=object if output.dtype == "string" else output.dtype)
         return Predictions(columns, self.signature.outputs, 0)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import orjson
 
 from foretell.core.columns import Columns
-from foretell.core.predictor import PredictOptions
+from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, PredictOptions
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput, NotFound
 from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts, key_of, parse_event, resolve
@@ -44,8 +44,6 @@ from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
 
 __all__ = ["HybridService", "Lookup"]
 
-_TOPK_KINDS = ("topk_items", "topk_scores")
-_NO_OPTIONS = PredictOptions()
 _TABLES_TTL_S = 1.0  # entity tables change when someone runs `foretell entities load`; a second is soon enough
 
 
@@ -114,7 +112,7 @@ class HybridService:
         """Answers for the keys that have one, in the order asked, and the keys that have none."""
         slot = self.inference.resolve(call, name)
         wanted = list(dict.fromkeys(key_of(key, "key") for key in keys))
-        options = _NO_OPTIONS if k is None else PredictOptions(k=k)
+        options = NO_OPTIONS if k is None else PredictOptions(k=k)
         self.inference.check_options(slot, options)
         now = self._clock()
         stored = {} if fresh else self.predictions.get_many(name, wanted)
@@ -182,7 +180,7 @@ class HybridService:
             # A duplicate refreshes too: it is usually the retry a 503 asked for, after the first
             # delivery changed the entity but could not queue its refresh.
             for slot in linked:
-                for lookup in (await self._live(slot, table, [key], _NO_OPTIONS)).values():
+                for lookup in (await self._live(slot, table, [key], NO_OPTIONS)).values():
                     refreshed.append(lookup.to_dict())
         return {
             "applied": applied,
@@ -299,7 +297,7 @@ def _sliced(lookup: Lookup, signature: Signature, k: int | None) -> Lookup | Non
         return lookup
     prediction = dict(lookup.prediction)
     for output in signature.outputs:
-        if output.kind in _TOPK_KINDS:
+        if output.kind in TOPK_KINDS:
             values = prediction.get(output.name)
             if not isinstance(values, list) or len(values) < k:
                 return None

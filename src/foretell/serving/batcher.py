@@ -35,7 +35,7 @@ from typing import Literal
 
 from foretell.core.columns import Columns
 from foretell.core.frame import Frame
-from foretell.core.predictor import Predictions, PredictOptions
+from foretell.core.predictor import NO_OPTIONS, Predictions, PredictOptions
 from foretell.errors import BatcherClosed, DeadlineExceeded, ForetellError, Overloaded, PredictionError
 from foretell.serving.outcomes import BatchObserver, _NoObserver
 from foretell.serving.policy import BatchPolicy, Flush, Wait, admits, decide, retry_after
@@ -45,8 +45,6 @@ __all__ = ["BatchObserver", "MicroBatcher", "PredictFn"]
 
 PredictFn = Callable[[Frame, PredictOptions], Predictions]
 """Runs the model once on every row of a frame, with one set of options; usually a bound `Predictor.predict`."""
-
-_NO_OPTIONS = PredictOptions()
 
 
 @dataclass(slots=True)
@@ -199,7 +197,7 @@ class MicroBatcher:
     # -- requests --------------------------------------------------------------------------------
 
     async def submit(
-        self, columns: Columns, *, deadline: float | None = None, options: PredictOptions = _NO_OPTIONS
+        self, columns: Columns, *, deadline: float | None = None, options: PredictOptions = NO_OPTIONS
     ) -> Predictions:
         """Predict the valid rows of `columns`, batched with whatever else is waiting with the same `options`.
 

@@ -92,6 +92,8 @@ class RequestQueue:
         options: PredictOptions | None = None
         rows = 0
         while self._entries:
+            if taken and rows >= max_rows:
+                break  # full: what waits with other options stays where it is, unread
             pending = self._entries[0]
             if pending.queued:
                 if options is None:

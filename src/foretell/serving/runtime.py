@@ -15,13 +15,13 @@ import gc
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from threadpoolctl import threadpool_limits
 
 from foretell.core.model import Model, ModelInfo, PredictorChoice
 from foretell.errors import ModelNotFound, VersionNotFound
-from foretell.registry import Registry, model_source
+from foretell.registry import Registry, load_model
 from foretell.serving.batcher import MicroBatcher
 from foretell.serving.metrics import ServingMetrics
 from foretell.serving.policy import BatchPolicy, runs_in_thread
@@ -59,7 +59,6 @@ class ModelSlot:
     loaded_at: float
     load_seconds: float
     reload_error: str | None = None
-    previous: list[MicroBatcher] = field(default_factory=list)
 
     @property
     def version(self) -> int:
@@ -158,7 +157,7 @@ class Runtime:
         return ModelSlot(name, uri, model, batcher, time.time(), seconds)
 
     def _load_and_warm(self, uri: str) -> Model:
-        model = model_source(self.registry, uri, predictor=self.predictor).load()
+        model = load_model(self.registry, uri, predictor=self.predictor)
         _warm(model)
         return model
 

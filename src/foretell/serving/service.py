@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from foretell.core.columns import Columns
 from foretell.core.model import Model
-from foretell.core.predictor import Predictions, PredictOptions
+from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, Predictions, PredictOptions
 from foretell.errors import DeadlineExceeded, ForetellError, InvalidInput
 from foretell.serving.metrics import ServingMetrics
 from foretell.serving.runtime import ModelSlot, Runtime
@@ -33,8 +33,6 @@ log = logging.getLogger("foretell.serving")
 
 Answer = TypeVar("Answer")
 
-_NO_OPTIONS = PredictOptions()
-_TOPK_KINDS = ("topk_items", "topk_scores")
 MAX_K = 1000
 
 
@@ -144,7 +142,7 @@ class InferenceService:
         k = options.k
         if k is None:
             return
-        if not any(o.kind in _TOPK_KINDS for o in slot.model.signature.outputs):
+        if not any(o.kind in TOPK_KINDS for o in slot.model.signature.outputs):
             raise InvalidInput(f"model {slot.name!r} returns no top-k lists; 'k' is for recommenders")
         if not 1 <= k <= MAX_K:
             raise InvalidInput(f"k must be between 1 and {MAX_K}, got {k}")
@@ -155,7 +153,7 @@ class InferenceService:
         rows: Any,
         *,
         deadline: float | None = None,
-        options: PredictOptions = _NO_OPTIONS,
+        options: PredictOptions = NO_OPTIONS,
         refused: Callable[[Columns], ForetellError] | None = None,
     ) -> Inference:
         """Predict `rows` (any input form `Signature.coerce` takes) with the version `slot` serves now.
@@ -166,10 +164,11 @@ class InferenceService:
         hybrid path names entity keys instead of row numbers).
         """
         if deadline is not None and (late := time.monotonic() - deadline) >= 0:
+            self.metrics.rejected.labels(slot.name, "deadline").inc()  # as the batcher counts the ones it drops
             raise DeadlineExceeded(
                 f"the request for model {slot.name!r} arrived {late * 1000:.1f} ms past its deadline; it was not run"
             )
-        if options is not _NO_OPTIONS:
+        if options is not NO_OPTIONS:
             self.check_options(slot, options)
         model, batcher = slot.model, slot.batcher  # one pair: a reload swaps both at once
         columns = model.coerce(rows)

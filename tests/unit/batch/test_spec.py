@@ -53,6 +53,12 @@ def test_a_spec_reads_back_from_its_record(home: Path) -> None:
         assert JobSpec.from_record(job.to_record(), home) == job
 
 
+@pytest.mark.parametrize("input_format", ["parquet", "csv", "json", "jsonl"])
+def test_every_input_format_a_job_may_read_reads_back(home: Path, input_format: str) -> None:
+    job = spec(home, input_format=input_format)  # a job on a .json document must resume like any other
+    assert JobSpec.from_record(job.to_record(), home) == job
+
+
 def test_the_record_keeps_the_keys_earlier_versions_wrote(home: Path) -> None:
     record = spec(home).to_record()
     assert (record["model_uri"], record["pinned_uri"], record["model_version"]) == (
