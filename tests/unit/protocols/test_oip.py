@@ -122,7 +122,8 @@ def test_mixed_binary_and_json_inputs_in_one_body():
     request = decode_infer_request(body, length)
     assert request.id == "r-1"
     assert [t.name for t in request.inputs] == ["a", "c", "b"]
-    for tensor, expected in zip(request.inputs, (a, c, b), strict=True):
+    expected_arrays: tuple[np.ndarray, ...] = (a, c, b)
+    for tensor, expected in zip(request.inputs, expected_arrays, strict=True):
         assert_same(tensor.data, expected)
 
 
