@@ -15,13 +15,23 @@ In one run, on this machine (one server worker pinned to core 0, wrk on core 1):
 Targets (issue 5): precomputed ≥ 2× live requests/s; event → updated lookup p99 < 20 ms for
 the demo recommender; bulk load ≥ 200,000 rows/s into SQLite. Needs wrk, taskset and
 redis-server (Debian packages wrk, util-linux, redis-server).
+
+    .venv/bin/python benchmarks/hybrid.py --by-key [--seconds 8] [--customers 1000000]
+
+Lookups by key against infer, on one server (issue 15): the demo churn model's predictions
+for `--customers` customers written into the SQLite store (`write_batch` in 65,536-row
+chunks, then `publish`), then, in alternating rounds, `GET /v1/models/churn/predictions/{key}`
+over random keys at c=1 and c=64 and one `[1, n]` tensor's infer at c=64. Target: lookups
+≥ 1.0× infer req/s at c=64, p99 < 15 ms, max < 50 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -78,12 +88,154 @@ def bulk_load(store: object, rows: list[tuple[str, dict[str, object], int, str]]
     return len(rows) / (time.perf_counter() - started)
 
 
+INFER_LUA = """
+wrk.method = "POST"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def wrk_with_max(url: str, lua: Path, connections: int, seconds: int) -> dict[str, float]:
+    """wrk on core 1, as `serve.wrk`, plus the slowest request (wrk's latency `Max`), in ms."""
+    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua),
+               url]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    ms = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+    def latency(pattern: str) -> float:
+        found = re.search(pattern, out, re.M)
+        return float(found.group(1)) * ms[found.group(2)] if found else float("nan")
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rate is None:
+        raise RuntimeError(f"wrk printed no request rate:\n{out}")
+    errors = sum(
+        int(g)
+        for pattern in (
+            r"Non-2xx or 3xx responses: (\d+)",
+            r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+        )
+        if (found := re.search(pattern, out))
+        for g in found.groups()
+    )  # fmt: skip
+    return {
+        "rps": float(rate.group(1)),
+        "p50_ms": latency(r"^\s*50%\s+([\d.]+)(us|ms|s)\s*$"),
+        "p99_ms": latency(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$"),
+        "max_ms": latency(r"^\s*Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)"),
+        "errors": errors,
+    }
+
+
+def by_key(seconds: int, customers: int, rounds: int) -> int:
+    """Lookups by key beside infer, on one server: see the module docstring."""
+    import joblib
+    import numpy as np
+
+    import foretell
+    from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
+    from foretell.store import open_store
+
+    with tempfile.TemporaryDirectory(prefix="foretell-bykey-bench-") as scratch:
+        home = Path(scratch) / "home"
+        model_path = Path(scratch) / "churn.joblib"
+        joblib.dump(train_churn(generate_customers(20_000, seed=1), seed=7), model_path)
+        info = foretell.register("churn", model_path, flavor="sklearn", signature=CHURN_SIGNATURE, home=home)
+        assert info.compiled is not None, "registration did not compile"
+        assert info.compiled["status"] == "passed", info.compiled
+        model = foretell.load("churn/1", home=home)
+
+        started = time.perf_counter()
+        table = generate_customers(customers, seed=7)
+        predictions = model.predict_batch(table.select(CHURN_SIGNATURE.input_names))
+        keys = table.column("customer_id").to_pylist()
+        records = predictions.to_records()
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        rows = [(key, record, 1, stamp) for key, record in zip(keys, records, strict=True)]
+        prepared = time.perf_counter() - started
+        store = open_store(home)
+        started = time.perf_counter()
+        generation = store.begin_generation("churn")
+        for at in range(0, len(rows), 65_536):
+            store.write_batch("churn", generation, rows[at : at + 65_536])
+        store.publish("churn", generation)
+        loaded = time.perf_counter() - started
+        del rows, records, predictions
+
+        matrix = features_matrix(table.slice(0, 1000).select(CHURN_SIGNATURE.input_names))
+        row = next(row for row in matrix if not np.isnan(row).any())  # JSON has no NaN
+        tensor = {"name": "input", "datatype": "FP64", "shape": [1, len(row)], "data": row.tolist()}
+        infer_lua = Path(scratch) / "infer.lua"
+        infer_lua.write_text(INFER_LUA.replace("{body}", json.dumps({"inputs": [tensor]})))
+        lookup_lua = Path(scratch) / "lookup.lua"
+        lookup_lua.write_text(
+            LOOKUP_LUA.replace("{path}", "/v1/models/churn/predictions/")
+            .replace("{width}", str(len(keys[0]) - 2))
+            .replace("{n}", str(customers))
+            .replace("{query}", "")
+        )
+        port = free_port()
+        command = ["taskset", "-c", "0", sys.executable, "-m", "foretell", "serve", "churn/1", "--port", str(port),
+                   "--reload-seconds", "0"]  # fmt: skip
+        env = {**os.environ, "FORETELL_HOME": str(home)}
+        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url)
+            answer = httpx.get(f"{url}/v1/models/churn/predictions/{keys[-1]}").json()
+            assert answer["source"] == "precomputed", answer
+            infer_url, lookup_url = f"{url}/v2/models/churn/infer", f"{url}/v1/models/churn/predictions/"
+            inferred = httpx.post(infer_url, json={"inputs": [tensor]})
+            assert inferred.status_code == 200, inferred.text
+            wrk_with_max(infer_url, infer_lua, 64, 2)  # warm up both paths
+            wrk_with_max(lookup_url, lookup_lua, 64, 2)
+            measured: dict[str, list[dict[str, float]]] = {"infer c=64": [], "lookup c=64": [], "lookup c=1": []}
+            for _ in range(rounds):  # alternating, so drift on a shared machine falls on both sides
+                measured["infer c=64"].append(wrk_with_max(infer_url, infer_lua, 64, seconds))
+                measured["lookup c=64"].append(wrk_with_max(lookup_url, lookup_lua, 64, seconds))
+                measured["lookup c=1"].append(wrk_with_max(lookup_url, lookup_lua, 1, seconds))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    print(f"# lookups by key: demo churn, {customers:,} customers in SQLite, 1 server worker on core 0, wrk on "
+          f"core 1, {rounds} alternating rounds of {seconds} s; median round")  # fmt: skip
+    print(f"predictions prepared in {prepared:.1f} s; store load (write_batch x 65,536, publish) {loaded:.1f} s "
+          f"({customers / loaded:,.0f} rows/s)")  # fmt: skip
+    print(f"{'path':<13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
+    median = {}
+    for name, runs in measured.items():
+        r = median[name] = sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
+        print(f"{name:<13} {r['rps']:>9,.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.1f} "
+              f"{r['errors']:>7.0f}")  # fmt: skip
+    ratios = [
+        run["rps"] / infer["rps"] for run, infer in zip(measured["lookup c=64"], measured["infer c=64"], strict=True)
+    ]
+    ratio = statistics.median(ratios)
+    lookup = median["lookup c=64"]
+    worst_max = max(run["max_ms"] for run in measured["lookup c=64"])
+    print(f"lookup / infer req/s at c=64, per round: {', '.join(f'{r:.2f}' for r in ratios)}")
+    verdicts = [
+        (f"lookups ≥ 1.0× infer req/s at c=64: {ratio:.2f}×", ratio >= 1.0),
+        (f"lookup p99 < 15 ms at c=64: {lookup['p99_ms']:.1f} ms", lookup["p99_ms"] < 15),
+        (f"lookup max < 50 ms at c=64 (worst round): {worst_max:.1f} ms", worst_max < 50),
+    ]
+    for text, ok in verdicts:
+        print(f"target {text} -> {'met' if ok else 'MISSED'}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--customers", type=int, default=None, help="default 100,000; 1,000,000 with --by-key")
     parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--by-key", action="store_true", help="only lookups by key beside infer (issue 15)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --by-key: alternating rounds")
     args = parser.parse_args()
+    if args.by_key:
+        return by_key(args.seconds, args.customers or 1_000_000, args.rounds)
+    args.customers = args.customers or 100_000
     for tool in ("wrk", "taskset", "redis-server"):
         if not shutil.which(tool):
             sys.exit(f"benchmarks/hybrid.py needs {tool} (apt-get install wrk util-linux redis-server)")
