@@ -1,7 +1,8 @@
 """The ASGI application: Open Inference Protocol, MLflow scoring, probes, metrics, OpenAPI.
 
-Infer and `/invocations` are answered by `InferenceEndpoints` in plain ASGI (they carry the
-traffic); every other path is a Starlette route. Every route that names a model goes
+Infer and `/invocations` are answered by `InferenceEndpoints`, and the hybrid lookups, batchGet
+and events by `HybridEndpoints`, in plain ASGI (they carry the traffic); every other path is a
+Starlette route. Every route that names a model goes
 through `InferenceService.observed`, so all of them count and answer failures alike.
 Health, readiness and metrics answer without touching a model, parsing a body or asking
 for an API key, so an overloaded or locked server still says how it is.
@@ -26,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from foretell.http.access_log import with_access_log
 from foretell.http.asgi import reply
 from foretell.http.errors import HttpAnswers, Reply
-from foretell.http.hybrid import hybrid_routes
+from foretell.http.hybrid import HybridEndpoints, match_hybrid
 from foretell.http.inference import InferenceEndpoints, match
 from foretell.http.openapi import openapi_document
 from foretell.http.shutdown import not_ready_on_signal
@@ -65,6 +66,7 @@ def create_app(
     version = package_version("foretell")
     answers = HttpAnswers(overload_status=options.overload_status, retry_after_seconds=options.retry_after_seconds)
     hot = InferenceEndpoints(service, answers, max_body_bytes=options.max_body_bytes)
+    by_key = None if hybrid is None else HybridEndpoints(hybrid, answers, max_body_bytes=options.max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -72,6 +74,8 @@ def create_app(
         with not_ready_on_signal(service):
             yield
         await service.stop(drain=True)
+        if hybrid is not None:
+            hybrid.close()
 
     def observed(endpoint: str, handler: Callable[[ModelSlot], Awaitable[Any]]) -> Any:
         """A model's JSON route: resolve the model named in the path, answer through the service."""
@@ -132,8 +136,6 @@ def create_app(
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
     ]
-    if hybrid is not None:
-        routes += hybrid_routes(hybrid, answers, options.max_body_bytes)
     rest = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _json_error})
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,6 +143,9 @@ def create_app(
             target = match(scope["path"])
             if target is not None:
                 await hot(scope, receive, send, target)
+                return
+            if by_key is not None and (hybrid_target := match_hybrid(scope["path"])) is not None:
+                await by_key(scope, receive, send, hybrid_target)
                 return
         await rest(scope, receive, send)
 

@@ -1,52 +1,107 @@
-"""The hybrid routes: `GET /v1/models/{name}/predictions/{key}`, `POST .../predictions:batchGet`, `POST /v1/events`.
+"""The hybrid endpoints, in plain ASGI: `GET /v1/models/{name}/predictions/{key}`, `POST .../predictions:batchGet`,
+`POST /v1/events`.
 
-Each decodes its request, asks the hybrid service (whose live predictions go through the
-inference service like every other request), and encodes the answer; failures and
-metrics are the inference service's `observed`, as for every route.
+Lookups by key carry traffic as infer does, so they are answered the same way
+(`http.inference`): before Starlette sees the request, with no router, middleware or
+request object in the way. Each decodes its request, asks the hybrid service (whose live
+predictions go through the inference service like every other request, and whose store
+reads never run on the event loop), and encodes the answer; failures and metrics are the
+inference service's `observed`, as for every route.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from foretell.errors import InvalidInput
-from foretell.http.asgi import read_body
-from foretell.http.errors import HttpAnswers, Reply
+from foretell.http.asgi import header, read_body, reply
+from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply
 from foretell.hybrid import HybridService
 from foretell.serving.service import Call
 
-__all__ = ["hybrid_routes"]
+__all__ = ["HybridEndpoints", "HybridTarget", "match_hybrid"]
 
 _MAX_KEYS = 10_000
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+_MODELS = "/v1/models/"
+_LOOKUP_METHODS, _POST = ("GET", "HEAD"), ("POST",)
+# As Starlette answered a method a route does not take, when these were Starlette routes.
+_NOT_ALLOWED = orjson.dumps({"error": "Method Not Allowed"})
 
 
-def hybrid_routes(service: HybridService, answers: HttpAnswers, max_body_bytes: int) -> list[Route]:
-    def observed(endpoint: str, handler: Callable[[Call, Request], Awaitable[dict[str, Any]]]) -> Any:
-        async def route(request: Request) -> Response:
+@dataclass(frozen=True, slots=True)
+class HybridTarget:
+    """Which hybrid endpoint a path names."""
+
+    endpoint: str
+    """"lookup", "batchGet" or "events" (the metrics label)."""
+    methods: tuple[str, ...]
+    name: str = ""
+    key: str = ""
+
+
+_EVENTS = HybridTarget("events", _POST)
+
+
+def match_hybrid(path: str) -> HybridTarget | None:
+    """`/v1/models/{name}/predictions/{key}`, `/v1/models/{name}/predictions:batchGet` or `/v1/events`; else None."""
+    if path == "/v1/events":
+        return _EVENTS
+    if not path.startswith(_MODELS):
+        return None
+    parts = path[len(_MODELS) :].split("/")
+    if len(parts) == 3 and parts[1] == "predictions" and parts[0] and parts[2]:
+        return HybridTarget("lookup", _LOOKUP_METHODS, parts[0], parts[2])
+    if len(parts) == 2 and parts[1] == "predictions:batchGet" and parts[0]:
+        return HybridTarget("batchGet", _POST, parts[0])
+    return None
+
+
+class HybridEndpoints:
+    """Answers lookups, batchGet and events through the hybrid service."""
+
+    def __init__(self, service: HybridService, answers: HttpAnswers, *, max_body_bytes: int) -> None:
+        self.service = service
+        self.answers = answers
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, target: HybridTarget) -> None:
+        if scope["method"] not in target.methods:
+            await reply(send, 405, _NOT_ALLOWED, {"Allow": ", ".join(target.methods)})
+            return
+        if target.endpoint == "lookup":
+
             async def work(call: Call) -> Reply:
-                return 200, orjson.dumps(await handler(call, request)), {}
+                return 200, orjson.dumps(await self._lookup(call, target, scope)), {}
 
-            status, body, headers = await service.inference.observed(endpoint, work, answers)
-            return Response(body, status, headers, media_type="application/json")
+        elif target.endpoint == "batchGet":
 
-        return route
+            async def work(call: Call) -> Reply:
+                return 200, orjson.dumps(await self._batch_get(call, target, scope, receive)), {}
 
-    async def lookup(call: Call, request: Request) -> dict[str, Any]:
-        fresh, k = _flag(request, "fresh"), _k(request.query_params.get("k"))
-        name, key = request.path_params["name"], request.path_params["key"]
-        found = await service.lookup(call, name, key, fresh=fresh, k=k)
+        else:
+
+            async def work(call: Call) -> Reply:
+                return 200, orjson.dumps(await self.service.apply(await self._body(scope, receive))), {}
+
+        status, body, headers = await self.service.inference.observed(target.endpoint, work, self.answers)
+        if status != CLIENT_CLOSED:
+            await reply(send, status, body, headers)
+
+    async def _lookup(self, call: Call, target: HybridTarget, scope: Scope) -> dict[str, Any]:
+        query = _query(scope["query_string"])
+        fresh, k = _flag(query, "fresh"), _k(query.get("k"))
+        found = await self.service.lookup(call, target.name, target.key, fresh=fresh, k=k)
         return found.to_dict()
 
-    async def batch_get(call: Call, request: Request) -> dict[str, Any]:
-        service.inference.resolve(call, request.path_params["name"])  # a bad body is still counted under the model
-        document = _json_object(await _body(request, max_body_bytes))
+    async def _batch_get(self, call: Call, target: HybridTarget, scope: Scope, receive: Receive) -> dict[str, Any]:
+        self.service.inference.resolve(call, target.name)  # a bad body is still counted under the model
+        document = _json_object(await self._body(scope, receive))
         keys = document.get("keys")
         if not isinstance(keys, list) or not keys or len(keys) > _MAX_KEYS:
             raise InvalidInput(f"'keys' must be a list of 1 to {_MAX_KEYS:,} ids")
@@ -56,21 +111,16 @@ def hybrid_routes(service: HybridService, answers: HttpAnswers, max_body_bytes: 
         k = document.get("k")
         if k is not None and (isinstance(k, bool) or not isinstance(k, int)):
             raise InvalidInput(f"'k' must be a whole number, got {k!r}")
-        found, missing = await service.lookup_many(call, request.path_params["name"], keys, fresh=fresh, k=k)
+        found, missing = await self.service.lookup_many(call, target.name, keys, fresh=fresh, k=k)
         return {"predictions": [f.to_dict() for f in found], "missing": missing}
 
-    async def events(call: Call, request: Request) -> dict[str, Any]:
-        return await service.apply(await _body(request, max_body_bytes))
-
-    return [
-        Route("/v1/models/{name}/predictions:batchGet", observed("batchGet", batch_get), methods=["POST"]),
-        Route("/v1/models/{name}/predictions/{key}", observed("lookup", lookup), methods=["GET"]),
-        Route("/v1/events", observed("events", events), methods=["POST"]),
-    ]
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        return await read_body(receive, header(scope["headers"], b"content-length"), self.max_body_bytes)
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    return await read_body(request.receive, request.headers.get("content-length"), limit)
+def _query(raw: bytes) -> dict[str, str]:
+    """The query string's parameters, the last value of each, decoded as Starlette's `QueryParams` does."""
+    return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -83,8 +133,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return document
 
 
-def _flag(request: Request, name: str) -> bool:
-    value = request.query_params.get(name)
+def _flag(query: dict[str, str], name: str) -> bool:
+    value = query.get(name)
     if value is None or value.lower() in _FALSE:
         return False
     if value.lower() in _TRUE:

@@ -18,6 +18,9 @@ An event is checked against every model the entity table feeds before anything c
 its new features must pass each model's validation. Then it is applied, and each model's
 prediction for that key is recomputed and written back before the answer goes out, so the
 next lookup already sees it.
+
+No store call runs on the event loop: reads go through `CoalescedReads` (one thread hop
+carries the keys of every request that arrived meanwhile), writes through a worker thread.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import asyncio
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -38,6 +42,7 @@ from foretell.core.schema import Signature
 from foretell.errors import InvalidInput, NotFound
 from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts, key_of, parse_event, resolve
 from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S, age_seconds
+from foretell.hybrid.reads import CoalescedReads
 from foretell.serving.service import Call, InferenceService, ModelSlot
 from foretell.store.base import PredictionStore, StoredPrediction
 from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
@@ -97,13 +102,22 @@ class HybridService:
         self._clock = clock
         self._tables: tuple[float, list[EntityTable]] = (-1.0, [])
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+        # One thread for every read: one hop is in flight at a time per store, and a SQLite
+        # store keeps its read connection in the thread that reads (docs/hybrid.md, "Backends").
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="foretell-store-read")
+        self._stored: CoalescedReads[StoredPrediction] = CoalescedReads(predictions.get_many, self._reader)
+        self._entity_rows: CoalescedReads[Entity] = CoalescedReads(entities.get_many, self._reader)
+
+    def close(self) -> None:
+        """Let the read thread go; the server calls this once it has stopped taking requests."""
+        self._reader.shutdown(wait=False, cancel_futures=True)
 
     # -- lookups -----------------------------------------------------------------------------------
 
     async def lookup(self, call: Call, name: str, key: str, *, fresh: bool = False, k: int | None = None) -> Lookup:
         found, missing = await self.lookup_many(call, name, [key], fresh=fresh, k=k)
         if missing:
-            raise NotFound(self._missing_reason(name, key))
+            raise NotFound(await self._missing_reason(name, key))
         return found[0]
 
     async def lookup_many(
@@ -115,7 +129,7 @@ class HybridService:
         options = NO_OPTIONS if k is None else PredictOptions(k=k)
         self.inference.check_options(slot, options)
         now = self._clock()
-        stored = {} if fresh else self.predictions.get_many(name, wanted)
+        stored = {} if fresh else await self._stored.get_many(name, wanted)
         answers: dict[str, Lookup] = {}
         stale: dict[str, Lookup] = {}
         for key, found in stored.items():
@@ -126,7 +140,7 @@ class HybridService:
                 stale[key] = replace(lookup, stale=True)
         live_keys = [key for key in wanted if key not in answers]
         if live_keys:
-            table = self._table_for(name)
+            table = await self._table_for(name)
             if table is not None:
                 answers.update(await self._live(slot, table, live_keys, options))
             for key in live_keys:
@@ -142,7 +156,7 @@ class HybridService:
         started = time.perf_counter()
         if isinstance(event, bytes):
             event = parse_event(event)
-        table = resolve(event, self._entity_tables(refresh=True))
+        table = resolve(event, await self._entity_tables(refresh=True))
         change: dict[str, Any]
         if isinstance(event, FeaturesEvent):
             key, change = event.key, {"features": event.values}
@@ -152,7 +166,9 @@ class HybridService:
         linked = [slot for m in table.models if (slot := self.inference.slot_if_served(m)) is not None]
         lock = self._locks.setdefault((table.name, key), asyncio.Lock())
         async with lock:
-            current = self.entities.get(table.name, key) or Entity(table.name, key, {}, None)
+            current = (await self._entity_rows.get_many(table.name, [key])).get(key) or Entity(
+                table.name, key, {}, None
+            )
             candidate = _changed(current, table, change)
             for slot in linked:  # before anything changes: the new features must suit every model they feed
                 columns = slot.model.coerce([model_row(slot.model.signature, table, candidate)])
@@ -198,7 +214,7 @@ class HybridService:
     ) -> dict[str, Lookup]:
         """Predict `keys` from their entity rows (those that have one) and write the results back."""
         computed = self._clock()  # before the features are read: see the module docstring
-        entities = self.entities.get_many(table.name, keys)
+        entities = await self._entity_rows.get_many(table.name, keys)
         order = [key for key in keys if key in entities]
         if not order:
             return {}
@@ -229,18 +245,18 @@ class HybridService:
 
     # -- plumbing ----------------------------------------------------------------------------------
 
-    def _entity_tables(self, *, refresh: bool = False) -> list[EntityTable]:
+    async def _entity_tables(self, *, refresh: bool = False) -> list[EntityTable]:
         read_at, tables = self._tables
         if refresh or time.monotonic() - read_at > _TABLES_TTL_S:
-            tables = self.entities.tables()
+            tables = await asyncio.get_running_loop().run_in_executor(self._reader, self.entities.tables)
             self._tables = (time.monotonic(), tables)
         return tables
 
-    def _table_for(self, model: str) -> EntityTable | None:
-        return next((t for t in self._entity_tables() if model in t.models), None)
+    async def _table_for(self, model: str) -> EntityTable | None:
+        return next((t for t in await self._entity_tables() if model in t.models), None)
 
-    def _missing_reason(self, name: str, key: str) -> str:
-        table = self._table_for(name)
+    async def _missing_reason(self, name: str, key: str) -> str:
+        table = await self._table_for(name)
         if table is None:
             return (
                 f"model {name!r} has no prediction stored for key {key!r}, and no entity table feeds it to predict "
