@@ -226,3 +226,40 @@ def test_lookups_are_counted_in_metrics(url):
     get(url, "clf", "T-1")
     text = httpx.get(f"{url}/metrics").text
     assert 'foretell_requests_total{endpoint="lookup",model="clf",status="200"}' in text
+
+
+def test_concurrent_lookups_and_batch_gets_each_get_their_own_keys(url, hybrid_home):
+    """64 clients at once: the reads that share a thread hop hand every request exactly its keys."""
+    store = SqliteStore(hybrid_home / "store.db")
+    keys = [f"T-{i}" for i in range(50)]  # fresh precomputed predictions: no live fallback in the way
+    expected = {key: found.prediction for key, found in store.get_many("clf", keys).items()}
+
+    def client(seed: int) -> list[tuple[str, object]]:
+        answers: list[tuple[str, object]] = []
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for i in range(12):
+                key = keys[(seed * 7 + i * 13) % len(keys)]
+                if i % 3:
+                    answer = http.get(f"/v1/models/clf/predictions/{key}").json()
+                    answers.append((key, (answer["key"], answer["prediction"])))
+                else:
+                    asked = [key, "T-999", keys[(seed + i) % len(keys)]]
+                    body = http.post("/v1/models/clf/predictions:batchGet", json={"keys": asked}).json()
+                    answers.append((",".join(asked), ([p["key"] for p in body["predictions"]], body["missing"])))
+                    answers.extend((p["key"], (p["key"], p["prediction"])) for p in body["predictions"])
+        return answers
+
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        every = [answer for answers in pool.map(client, range(64)) for answer in answers]
+    for asked, got in every:
+        if "," in asked:
+            first, missing, last = asked.split(",")
+            assert got == (list(dict.fromkeys([first, last])), [missing])
+        else:
+            assert got == (asked, expected[asked])
+
+
+def test_a_lookup_answers_head_as_get_without_the_body(url):
+    response = httpx.head(f"{url}/v1/models/clf/predictions/T-1", timeout=30)
+    assert (response.status_code, response.content) == (200, b"")
+    assert response.headers["content-type"] == "application/json"
