@@ -77,8 +77,14 @@ class CoalescedReads(Generic[Value]):
         wanted: dict[str, dict[str, None]] = {}
         for read in reads:
             wanted.setdefault(read.name, {}).update(dict.fromkeys(read.keys))
+        try:
+            hop = loop.run_in_executor(self._executor, self._read_all, {n: list(k) for n, k in wanted.items()})
+        except RuntimeError as error:  # the executor was shut down: the server is stopping
+            for read in reads:
+                if not read.answer.done():
+                    read.answer.set_exception(error)
+            return
         self._hop_in_flight = True
-        hop = loop.run_in_executor(self._executor, self._read_all, {n: list(k) for n, k in wanted.items()})
         hop.add_done_callback(lambda done: self._landed(loop, reads, done))
 
     def _read_all(self, wanted: dict[str, list[str]]) -> dict[str, Mapping[str, Value] | BaseException]:

@@ -161,3 +161,16 @@ def test_a_cancelled_request_leaves_the_others_of_its_hop_answered(store, execut
         return scores(await kept)
 
     assert asyncio.run(scenario()) == {"K-3": 3.0}
+
+
+def test_reads_after_the_executor_shut_down_fail_at_once_rather_than_wait(store):
+    pool = ThreadPoolExecutor(max_workers=1)
+    reads = CoalescedReads(store.get_many, pool)
+    pool.shutdown()
+
+    async def scenario() -> None:
+        for _ in range(2):  # the first failure leaves no hop marked as in flight
+            with pytest.raises(RuntimeError, match="shutdown"):
+                await asyncio.wait_for(reads.get_many("a", ["K-1"]), 5)
+
+    asyncio.run(scenario())
