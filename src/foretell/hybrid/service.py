@@ -128,8 +128,8 @@ class HybridService:
         wanted = list(dict.fromkeys(key_of(key, "key") for key in keys))
         options = NO_OPTIONS if k is None else PredictOptions(k=k)
         self.inference.check_options(slot, options)
-        now = self._clock()
         stored = {} if fresh else await self._stored.get_many(name, wanted)
+        now = self._clock()  # after the read, which may have waited for a hop: ages as of the answer
         answers: dict[str, Lookup] = {}
         stale: dict[str, Lookup] = {}
         for key, found in stored.items():
@@ -166,9 +166,8 @@ class HybridService:
         linked = [slot for m in table.models if (slot := self.inference.slot_if_served(m)) is not None]
         lock = self._locks.setdefault((table.name, key), asyncio.Lock())
         async with lock:
-            current = (await self._entity_rows.get_many(table.name, [key])).get(key) or Entity(
-                table.name, key, {}, None
-            )
+            found = await self._entity_rows.get_many(table.name, [key])
+            current = found.get(key) or Entity(table.name, key, {}, None)
             candidate = _changed(current, table, change)
             for slot in linked:  # before anything changes: the new features must suit every model they feed
                 columns = slot.model.coerce([model_row(slot.model.signature, table, candidate)])
