@@ -18,9 +18,10 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -146,6 +147,11 @@ def create_app(
                 return
             if by_key is not None and (hybrid_target := match_hybrid(scope["path"])) is not None:
                 await by_key(scope, receive, send, hybrid_target)
+                return
+            if by_key is not None and scope["path"].endswith("/") and match_hybrid(scope["path"].rstrip("/")):
+                # As Starlette's router answers a route's path with a trailing slash, as when these were routes.
+                redirect = URL(scope={**scope, "path": scope["path"].rstrip("/")})
+                await RedirectResponse(str(redirect))(scope, receive, send)
                 return
         await rest(scope, receive, send)
 

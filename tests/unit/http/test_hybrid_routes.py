@@ -255,17 +255,20 @@ def test_a_bad_event_is_400_and_changes_nothing(stack, body, message):
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "allow"),
     [
-        ("GET", "/v1/events"),
-        ("POST", "/v1/models/sums/predictions/T-1"),
-        ("GET", "/v1/models/sums/predictions:batchGet"),
+        ("GET", "/v1/events", "POST"),
+        ("POST", "/v1/models/sums/predictions/T-1", "GET, HEAD"),
+        ("DELETE", "/v1/models/sums/predictions/T-1", "GET, HEAD"),
+        ("GET", "/v1/models/sums/predictions:batchGet", "POST"),
     ],
 )
-def test_a_hybrid_route_answers_only_its_own_method(stack, method, path):
+def test_a_hybrid_route_answers_only_its_own_method(stack, method, path, allow):
     async def scenario() -> None:
         async with serving(stack.app()) as client:
-            assert (await client.request(method, path)).status_code == 405
+            response = await client.request(method, path)
+            assert (response.status_code, response.json()) == (405, {"error": "Method Not Allowed"})
+            assert set(response.headers["allow"].split(", ")) == set(allow.split(", "))
 
     run(scenario)
 
@@ -307,3 +310,21 @@ def test_a_live_lookup_refused_by_a_full_queue_answers_the_configured_status(
     run(scenario)
     assert answered(stack, "gated", "batchGet", status) == 1.0
     assert answered(stack, "-", "events", status) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/events/"),
+        ("GET", "/v1/models/sums/predictions/T-1/"),
+        ("POST", "/v1/models/sums/predictions:batchGet//"),
+    ],
+)
+def test_a_hybrid_path_with_a_trailing_slash_redirects_to_the_path_without(stack, method, path):
+    async def scenario() -> None:
+        async with serving(stack.app()) as client:
+            response = await client.request(method, f"{path}?k=1", follow_redirects=False)
+            assert response.status_code == 307
+            assert response.headers["location"] == f"http://t{path.rstrip('/')}?k=1"
+
+    run(scenario)
