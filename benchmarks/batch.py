@@ -283,15 +283,16 @@ def run_contender(name: str, *args: Any, env: dict[str, str] | None = None) -> t
     return measured([sys.executable, __file__, "--contender", name, *map(str, args)], env)
 
 
-def bytecode_env(work: Path) -> dict[str, str]:
-    """Python's bytecode cached for every contender's process, as an installed package has it.
+def bytecode_env() -> dict[str, str]:
+    """Python's bytecode written and reused by every contender's process, as an installed package has it.
 
     With PYTHONDONTWRITEBYTECODE set (as in this project's shells), each run compiled foretell's
-    modules from source again (~65 ms of every `foretell` start here); pandas' and pyarrow's
-    installed bytecode was used all along.
+    modules from source again (~65 ms of every `foretell` start here), while pandas and the
+    other installed packages had their bytecode all along. (Not PYTHONPYCACHEPREFIX: with it,
+    Python ignores the installed packages' own bytecode.)
     """
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    return {"PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    return {}
 
 
 # -- the benchmark ----------------------------------------------------------------------------------------
@@ -377,7 +378,7 @@ def _compiled_batch_at(work: Path, home: Path, model_path: Path, n: int, repeat:
     source = work / f"rows-{n}.parquet"
     pq.write_table(hgb_rows(n, seed=1), source, row_group_size=131_072)
 
-    env = bytecode_env(work)
+    env = bytecode_env()
 
     def fore(i: int | str) -> tuple[float, int, str]:
         command = [sys.executable, "-m", "foretell", "batch", "run", "hgb32/1", "--input", str(source)]
