@@ -299,14 +299,14 @@ def arrow_numbers(column: Any) -> Array:
 
     kind = column.type
     floating = pa.types.is_floating(kind)
-    if not (floating or pa.types.is_integer(kind)):
+    buffers = column.buffers()
+    if len(buffers) != 2 or buffers[1] is None or not (floating or pa.types.is_integer(kind)):
         return np.asarray(column.to_numpy(zero_copy_only=False))
     letter = "f" if floating else "i" if pa.types.is_signed_integer(kind) else "u"
     n, offset = len(column), column.offset
-    validity, data = column.buffers()[:2]
-    values = np.frombuffer(data, dtype=np.dtype(f"{letter}{kind.bit_width // 8}"), count=offset + n)[offset:]
+    values = np.frombuffer(buffers[1], dtype=np.dtype(f"{letter}{kind.bit_width // 8}"), count=offset + n)[offset:]
     if column.null_count:
-        bits = np.unpackbits(np.frombuffer(validity, np.uint8), count=offset + n, bitorder="little")[offset:]
+        bits = np.unpackbits(np.frombuffer(buffers[0], np.uint8), count=offset + n, bitorder="little")[offset:]
         values = values.astype(values.dtype if floating else np.float64)
         values[bits == 0] = np.nan
     return values
