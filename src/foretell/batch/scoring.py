@@ -45,22 +45,22 @@ class ScoringSpec:
 
 
 def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBatch) -> ChunkRecord:
-    table = pa.Table.from_batches([batch])
-    names = [name for name in model.signature.input_names if name in table.column_names]  # optional ones may be absent
-    columns = model.coerce(table.select(names))
+    names = [name for name in model.signature.input_names if name in batch.schema.names]  # optional ones may be absent
+    columns = model.coerce(batch.select(names))
     predictions = model.predict_columns(columns)
-    kept = pa.array(columns.rows)
+    n = len(columns.rows)
+    # Every row valid (the usual case): the input's own columns go out as they came, with no take.
+    kept = None if n == batch.num_rows else arrow_array(columns.rows.astype(np.int64))
     part = None
-    if len(columns.rows):
-        out: dict[str, pa.Array | pa.ChunkedArray] = {spec.id_column: table.column(spec.id_column).take(kept)}
+    if n:
+        out: dict[str, pa.Array] = {spec.id_column: _rows(batch.column(spec.id_column), kept)}
         for name in spec.passthrough:
-            out[name] = table.column(name).take(kept)
-        scored = predictions.to_arrow()
-        for name, column in zip(scored.column_names, scored.columns, strict=True):
-            out[name] = column
-        n = len(columns.rows)
-        out["model_version"] = pa.array(np.full(n, model.info.version, dtype=np.int64))
-        out["predicted_at"] = pa.array(np.full(n, _instant(spec.predicted_at)), pa.timestamp("us", tz="UTC"))
+            out[name] = _rows(batch.column(name), kept)
+        for name, column in predictions.columns.items():
+            out[name] = arrow_array(column)
+        out["model_version"] = arrow_array(np.full(n, model.info.version, dtype=np.int64))
+        instant = np.full(n, _instant(spec.predicted_at).astype(np.int64))
+        out["predicted_at"] = arrow_array(instant, pa.timestamp("us", tz="UTC"))
         part = part_name(number, spec.output_format)
         commit_table(pa.table(out), Path(spec.staged), part, spec.output_format, unique=(spec.id_column,))
         if spec.store is not None:
@@ -68,19 +68,49 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
     reject_part = None
     if columns.errors:
         reject_part = part_name(number, "parquet")
+        table = pa.Table.from_batches([batch])
         commit_table(_rejects(table, spec.id_column, number, columns.errors), Path(spec.staged_rejects), reject_part)
     return ChunkRecord(
         chunk=number,
-        rows=table.num_rows,
-        scored=len(columns.rows),
-        rejected=table.num_rows - len(columns.rows),
+        rows=batch.num_rows,
+        scored=n,
+        rejected=batch.num_rows - n,
         part=part,
         reject_part=reject_part,
     )
 
 
+def _rows(column: pa.Array, kept: pa.Array | None) -> pa.Array:
+    return column if kept is None else column.take(kept)
+
+
+#: numpy dtypes whose arrays Arrow can take over as they are (one value per row, fixed width).
+_ARROW_TYPES = {
+    np.dtype(np.float64): pa.float64(),
+    np.dtype(np.float32): pa.float32(),
+    np.dtype(np.int64): pa.int64(),
+    np.dtype(np.int32): pa.int32(),
+}
+
+
+def arrow_array(values: np.ndarray, kind: pa.DataType | None = None) -> pa.Array:
+    """A prediction column as Arrow over the same memory; a 2-D one as fixed-size lists, one per row.
+
+    The same arrays `Predictions.to_arrow` makes, without `pa.array`, which imports pandas on
+    its first call (a third of a second of every job, under the import lock); other dtypes
+    (strings, booleans) still go through it.
+    """
+    if values.ndim == 2:
+        return pa.FixedSizeListArray.from_arrays(arrow_array(np.ascontiguousarray(values).reshape(-1)), values.shape[1])
+    kind = kind or _ARROW_TYPES.get(values.dtype)
+    if kind is None or values.ndim != 1:
+        return pa.array(values)
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+
+
 def _to_store(
-    model: Model, target: StoreTarget, predicted_at: str, ids: pa.Array | pa.ChunkedArray, records: list[dict[str, Any]]
+    model: Model, target: StoreTarget, predicted_at: str, ids: pa.Array, records: list[dict[str, Any]]
 ) -> None:
     """Each id's prediction into the job's store generation; a re-scored chunk overwrites its own keys."""
     store = target.open()

@@ -41,10 +41,16 @@ def commit_table(
     final = folder / name
     temp = folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
     try:
-        with temp.open("wb") as handle:
-            _write(table, handle, fmt, unique)
-            handle.flush()
-            os.fsync(handle.fileno())
+        if fmt == "parquet":
+            # To the path, through pyarrow's own file: a Python file object takes the GIL for every
+            # page written, from threads that are scoring the other chunks.
+            pq.write_table(table, str(temp), use_dictionary=_repeating(table, unique))
+            _fsync_file(temp)
+        else:
+            with temp.open("wb") as handle:
+                _write_text(table, handle, fmt)
+                handle.flush()
+                os.fsync(handle.fileno())
         temp.replace(final)
     finally:
         temp.unlink(missing_ok=True)
@@ -52,10 +58,9 @@ def commit_table(
     return final
 
 
-def _write(table: pa.Table, handle: object, fmt: OutputFormat, unique: Sequence[str] = ()) -> None:
-    if fmt == "parquet":
-        pq.write_table(table, handle, use_dictionary=_repeating(table, unique))
-    elif fmt == "csv":
+def _write_text(table: pa.Table, handle: object, fmt: OutputFormat) -> None:
+    """CSV or JSON Lines into an open file (Parquet is written to its path, in `commit_table`)."""
+    if fmt == "csv":
         import pyarrow.csv as pacsv
 
         pacsv.write_csv(_flat(table), handle)
@@ -92,6 +97,14 @@ def _flat(table: pa.Table) -> pa.Table:
             column = pa.array([orjson.dumps(v).decode() for v in column.to_pylist()], pa.string())
         columns.append(column)
     return pa.table(columns, names=table.column_names)
+
+
+def _fsync_file(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def fsync_dir(folder: Path) -> None:
