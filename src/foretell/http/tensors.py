@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
+from foretell.core.coerce import plan_of
+from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
@@ -21,16 +22,46 @@ __all__ = ["inputs_from_tensors", "tensors_from_predictions"]
 
 
 def inputs_from_tensors(signature: Signature, tensors: list[Tensor]) -> Any:
-    """Something `Signature.coerce` accepts, built from the request's tensors."""
-    names = signature.input_names
+    """Something `Signature.coerce` accepts, built from the request's tensors.
+
+    One 2-D tensor is the 2-D array it holds. Tensors per feature become a `Frame` of their
+    buffers as they are (no table, no copy), which coercion checks and stacks like the
+    columns of any other bulk input; BYTES become text, which coercion looks up in a
+    category's names once per column.
+    """
+    plan = plan_of(signature)
     if not tensors:
-        raise InvalidInput(f"the request has no inputs; the model takes {names}")
-    if len(tensors) == 1 and len(tensors[0].shape) == 2 and tensors[0].name not in names:
+        raise InvalidInput(f"the request has no inputs; the model takes {plan.names}")
+    if len(tensors) == 1 and len(tensors[0].shape) == 2 and tensors[0].name not in plan.index:
         data = tensors[0].data
         if data.dtype == object:
             data = np.vectorize(_text, otypes=[object])(data)
         return data
     by_name = {t.name: t for t in tensors}
+    if by_name.keys() != plan.index.keys():
+        _check_names(signature, plan.names, by_name)
+    columns = {}
+    rows = None
+    for name in plan.names:
+        tensor = by_name.get(name)
+        if tensor is None:  # an optional feature left out
+            continue
+        shape = tensor.shape
+        if len(shape) == 1:
+            data = tensor.data
+        elif len(shape) == 2 and shape[1] == 1:
+            data = tensor.data.reshape(-1)
+        else:
+            raise InvalidInput(f"input {name!r}: shape {list(shape)} is not [n] or [n, 1]")
+        if rows is not None and len(data) != rows:
+            raise InvalidInput(f"input {name!r} has {len(data)} rows, the other inputs have {rows}")
+        rows = len(data)
+        columns[name] = _texts(data) if data.dtype == object else data
+    return Frame(columns, n_rows=rows)
+
+
+def _check_names(signature: Signature, names: list[str], by_name: dict[str, Tensor]) -> None:
+    """Refuse tensors that are not the features (optional ones may be left out), saying which."""
     unknown = sorted(set(by_name) - set(names))
     missing = [f.name for f in signature.inputs if f.name not in by_name and f.required]
     if unknown or missing:
@@ -41,25 +72,17 @@ def inputs_from_tensors(signature: Signature, tensors: list[Tensor]) -> Any:
                 p for p in (f"missing {missing}" if missing else "", f"unknown {unknown}" if unknown else "") if p
             )
         )
-    columns = {}
-    rows = None
-    for name in (n for n in names if n in by_name):  # optional features may be left out
-        tensor = by_name[name]
-        if len(tensor.shape) == 2 and tensor.shape[1] == 1:
-            data = tensor.data.reshape(-1)
-        elif len(tensor.shape) == 1:
-            data = tensor.data
-        else:
-            raise InvalidInput(f"input {name!r}: shape {list(tensor.shape)} is not [n] or [n, 1]")
-        if rows is not None and len(data) != rows:
-            raise InvalidInput(f"input {name!r} has {len(data)} rows, the other inputs have {rows}")
-        rows = len(data)
-        columns[name] = pa.array([_text(v) for v in data] if data.dtype == object else data)
-    return pa.table(columns)
 
 
 def _text(value: Any) -> Any:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
+def _texts(data: np.ndarray) -> np.ndarray:
+    """A BYTES column as text; bytes that are not UTF-8 keep their readable part, so a refusal can show it."""
+    out = np.empty(len(data), dtype=object)
+    out[:] = [v.decode("utf-8", errors="replace") if type(v) is bytes else _text(v) for v in data.tolist()]
+    return out
 
 
 def tensors_from_predictions(predictions: Predictions, names: list[str] | None = None) -> list[Tensor]:
