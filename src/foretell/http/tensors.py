@@ -12,13 +12,75 @@ from typing import Any
 import numpy as np
 
 from foretell.core.coerce import plan_of
+from foretell.core.columns import Plan
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
-from foretell.protocols.oip import Tensor, tensor_from_array
+from foretell.protocols.oip import DATATYPES, InferRequest, Tensor, TensorBlock, tensor_from_array
 
-__all__ = ["inputs_from_tensors", "tensors_from_predictions"]
+__all__ = ["inputs_from_request", "inputs_from_tensors", "tensors_from_predictions"]
+
+_NUMBERS = frozenset(DATATYPES) - {"BYTES", "BOOL"}
+
+
+def inputs_from_request(signature: Signature, request: InferRequest) -> Any:
+    """What `inputs_from_tensors` gives for the request's inputs; from its blocks, when they hold the model's matrix.
+
+    A float-matrix model sent one tensor per feature gets the rows × features matrix of
+    its features, in signature order, built with a few numpy calls from the blocks the
+    decoder made (category names become codes here): coercion then checks it as the
+    2-D array it is, as fast as one [n, features] tensor. Anything else goes tensor by
+    tensor; so does anything these blocks cannot hold without a closer look (a name that
+    is not a feature, a missing feature, an unknown category, a shape other than [n] or
+    [n, 1], BOOL or text for a number), and there coercion says what is wrong.
+    """
+    if request.blocks is not None:
+        matrix = _float_matrix(plan_of(signature), request.blocks)
+        if matrix is not None:
+            return matrix
+    return inputs_from_tensors(signature, request.inputs)
+
+
+def _float_matrix(plan: Plan, blocks: list[TensorBlock]) -> np.ndarray | None:
+    shape = blocks[0].shape
+    if not plan.float_matrix or not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        return None
+    first = blocks[0]
+    if len(blocks) == 1 and first.datatype in _NUMBERS and list(first.names) == plan.names:
+        return first.data.T  # already in signature order: the columns are its rows
+    by_feature = np.empty((plan.width, shape[0]), dtype=np.float64)
+    found = 0
+    for block in blocks:
+        try:
+            at = [plan.index[name] for name in block.names]
+        except KeyError:
+            return None
+        found += len(at)
+        if block.datatype in _NUMBERS:
+            by_feature[at] = block.data
+        elif block.datatype == "BYTES":
+            codes = _category_codes(plan, at, block.data)
+            if codes is None:
+                return None
+            by_feature[at] = codes
+        else:
+            return None
+    return by_feature.T if found == plan.width else None  # the decoder refuses repeated names
+
+
+def _category_codes(plan: Plan, at: list[int], data: np.ndarray) -> list[list[int]] | None:
+    """Category names (UTF-8 bytes) → their codes, feature by feature; None if any is not a known name."""
+    codes = []
+    for position, names in zip(at, data.tolist(), strict=True):
+        lookup = plan.codes[plan.names[position]]
+        if not lookup:  # not a category: text for a number is refused tensor by tensor
+            return None
+        try:
+            codes.append([lookup[name.decode()] for name in names])
+        except (KeyError, UnicodeDecodeError):
+            return None
+    return codes
 
 
 def inputs_from_tensors(signature: Signature, tensors: list[Tensor]) -> Any:

@@ -19,8 +19,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
@@ -35,6 +34,7 @@ from foretell.protocols.oip.tensors import (
     DATATYPES,
     RequestedOutput,
     Tensor,
+    TensorBlock,
     _kind,
     _short,
 )
@@ -43,15 +43,33 @@ _INTEGERS = frozenset({"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "
 _MAX_DIMS = 32  # numpy allows 64; no tabular model needs more than a handful
 
 
-@dataclass(slots=True)
 class InferRequest:
     """A decoded infer request: its id (echoed in the response), input tensors, outputs asked for."""
 
-    id: str | None
-    inputs: list[Tensor]
-    outputs: list[RequestedOutput] | None
-    """None when the client named no outputs: every output is returned."""
-    parameters: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("_inputs", "blocks", "id", "outputs", "parameters")
+
+    def __init__(
+        self,
+        id: str | None,  # noqa: A002 (the protocol's name for it)
+        inputs: list[Tensor] | Callable[[], list[Tensor]],
+        outputs: list[RequestedOutput] | None,
+        parameters: dict[str, Any] | None = None,
+        blocks: list[TensorBlock] | None = None,
+    ) -> None:
+        self.id = id
+        self._inputs = inputs
+        self.outputs = outputs
+        """None when the client named no outputs: every output is returned."""
+        self.parameters = {} if parameters is None else parameters
+        self.blocks = blocks
+        """The inputs again as one block per datatype, when they were decoded in bulk: all of one shape."""
+
+    @property
+    def inputs(self) -> list[Tensor]:
+        """The input tensors, in request order (made on first use when the blocks were decoded in bulk)."""
+        if callable(self._inputs):
+            self._inputs = self._inputs()
+        return self._inputs
 
     @property
     def timeout_seconds(self) -> float | None:
@@ -119,13 +137,20 @@ def decode_infer_request(body: bytes, json_length: int | None = None) -> InferRe
     raw_inputs = document.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError(f"request 'inputs' must be a non-empty list of tensors, got {_kind(raw_inputs)}")
-    inputs = _plain_inputs(raw_inputs, binary)
-    if inputs is None:
-        inputs = [_decode_input(i, raw, binary) for i, raw in enumerate(raw_inputs)]
+    bulk = _plain_inputs(raw_inputs, binary) if len(raw_inputs) > 1 else None
+    if bulk is None:
+        inputs: list[Tensor] | Callable[[], list[Tensor]] = [
+            _decode_input(i, raw, binary) for i, raw in enumerate(raw_inputs)
+        ]
+        blocks = None
+        names = [t.name for t in inputs]
+    else:
+        inputs, blocks = bulk
+        names = [name for block in blocks for name in block.names]
     binary.finish()
-    _no_repeats([t.name for t in inputs], "input")
+    _no_repeats(names, "input")
     outputs = _decode_outputs(document.get("outputs"), parameters.get("binary_data_output") is True)
-    return InferRequest(request_id, inputs, outputs, parameters)
+    return InferRequest(request_id, inputs, outputs, parameters, blocks)
 
 
 def _check_request_parameters(parameters: dict[str, Any]) -> None:
@@ -191,7 +216,9 @@ _PLAIN_BINARY = itemgetter("name", "datatype", "shape", "parameters")
 _BINARY_SIZE = itemgetter("binary_data_size")
 
 
-def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> list[Tensor] | None:
+def _plain_inputs(
+    raws: list[Any], binary: _BinaryPart
+) -> tuple[Callable[[], list[Tensor]], list[TensorBlock]] | None:
     """The common form (one tensor per feature) decoded in bulk; None for anything else.
 
     A `tritonclient` row with named features is dozens of tensors of one shape, each an
@@ -219,12 +246,14 @@ def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> list[Tensor] | None:
     size = math.prod(dims) if len(dims) <= _MAX_DIMS and _all_sizes(dims) else 0
     if not size:
         return None  # empty tensors too: numpy's limits on their dimensions are checked one by one
-    rows: list[Any] = [None] * len(names)
+    blocks: list[TensorBlock] = []
+    placed: list[tuple[Sequence[int], np.ndarray]] = []  # which inputs each block's rows are
     if fields is _PLAIN_BINARY:
         block = _binary_block(datatypes[0] if len(kinds) == 1 else "", payloads, size, binary)
         if block is None:
             return None
-        rows = list(block)
+        blocks.append(TensorBlock(names, datatypes[0], dims, block))
+        placed.append((range(len(names)), block))
     else:
         if set(map(type, payloads)) != _LISTS or set(map(len, payloads)) != {size}:
             return None
@@ -233,12 +262,18 @@ def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> list[Tensor] | None:
             block = _plain_block(datatype, [payloads[i] for i in at])
             if block is None:
                 return None
+            blocks.append(TensorBlock(names if len(kinds) == 1 else tuple(names[i] for i in at), datatype, dims, block))
+            placed.append((at, block))
+
+    def tensors() -> list[Tensor]:  # made only if asked for: a model fed from the blocks never is
+        rows: list[Any] = [None] * len(names)
+        for at, block in placed:
             for i, row in zip(at, block, strict=True):
-                rows[i] = row
-    if len(dims) != 1:
-        rows = [row.reshape(dims) for row in rows]
-    parameters = payloads if fields is _PLAIN_BINARY else [{} for _ in names]
-    return list(map(Tensor, names, datatypes, repeat(dims), rows, parameters))
+                rows[i] = row if len(dims) == 1 else row.reshape(dims)
+        parameters = payloads if fields is _PLAIN_BINARY else [{} for _ in names]
+        return list(map(Tensor, names, datatypes, repeat(dims), rows, parameters))
+
+    return tensors, blocks
 
 
 def _binary_block(datatype: str, parameters: tuple[Any, ...], size: int, binary: _BinaryPart) -> np.ndarray | None:
