@@ -53,7 +53,7 @@ def _float_matrix(plan: Plan, blocks: list[TensorBlock]) -> np.ndarray | None:
     found = 0
     for block in blocks:
         try:
-            at = [plan.index[name] for name in block.names]
+            at = list(map(plan.index.__getitem__, block.names))
         except KeyError:
             return None
         found += len(at)

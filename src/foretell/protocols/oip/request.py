@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -146,7 +146,7 @@ def decode_infer_request(body: bytes, json_length: int | None = None) -> InferRe
         names = [t.name for t in inputs]
     else:
         inputs, blocks = bulk
-        names = [name for block in blocks for name in block.names]
+        names = list(blocks[0].names) if len(blocks) == 1 else [name for block in blocks for name in block.names]
     binary.finish()
     _no_repeats(names, "input")
     outputs = _decode_outputs(document.get("outputs"), parameters.get("binary_data_output") is True)
@@ -258,11 +258,17 @@ def _plain_inputs(
         if set(map(type, payloads)) != _LISTS or set(map(len, payloads)) != {size}:
             return None
         for datatype in kinds:
-            at = range(len(names)) if len(kinds) == 1 else [i for i, d in enumerate(datatypes) if d == datatype]
-            block = _plain_block(datatype, [payloads[i] for i in at])
+            if len(kinds) == 1:
+                at: Sequence[int] = range(len(names))
+                block = _plain_block(datatype, payloads)
+                of = names
+            else:  # the positions of this datatype's inputs, picked out in C
+                at = list(compress(range(len(names)), map(datatype.__eq__, datatypes)))
+                block = _plain_block(datatype, list(map(payloads.__getitem__, at)))
+                of = tuple(map(names.__getitem__, at))
             if block is None:
                 return None
-            blocks.append(TensorBlock(names if len(kinds) == 1 else tuple(names[i] for i in at), datatype, dims, block))
+            blocks.append(TensorBlock(of, datatype, dims, block))
             placed.append((at, block))
 
     def tensors() -> list[Tensor]:  # made only if asked for: a model fed from the blocks never is
@@ -294,7 +300,7 @@ def _binary_block(datatype: str, parameters: tuple[Any, ...], size: int, binary:
     return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(len(parameters), size)
 
 
-def _plain_block(datatype: str, datas: list[list[Any]]) -> np.ndarray | None:
+def _plain_block(datatype: str, datas: Sequence[list[Any]]) -> np.ndarray | None:
     """Equally long flat data of one datatype → one array, a row per tensor; None if any value needs a closer look."""
     kinds = set(map(type, chain.from_iterable(datas)))
     if datatype == "BYTES":
