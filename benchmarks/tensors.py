@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
 sys.path.insert(0, str(Path(__file__).parent))
 from servekit import free_port
+
 from serve import wait_ready, wrk
 
 TARGET = 0.8
@@ -99,7 +100,8 @@ def main() -> int:
             "churn", work / "churn.joblib", flavor="sklearn", signature=CHURN_SIGNATURE, home=home
         )
         for info in (hgb, churn):
-            assert info.compiled is not None and info.compiled["status"] == "passed", info.compiled
+            assert info.compiled is not None, "registration did not compile"
+            assert info.compiled["status"] == "passed", info.compiled
 
         bodies: dict[tuple[str, str], tuple[bytes, int | None]] = {}
         hgb_names = foretell.load("hgb32/1", home=home).signature.input_names

@@ -97,7 +97,7 @@ def coerce_input(signature: HasInputs, data: object, extra: ExtraPolicy) -> Colu
         return _from_dataframe(plan, data, extra)
     if module.startswith("pyarrow") and kind.__name__ in ("Table", "RecordBatch"):
         return _from_arrow(plan, data, extra)
-    if kind is Frame:  # before Mapping, which a frame also is: its columns, not one row
+    if isinstance(data, Frame):  # before Mapping, which a frame also is: its columns, not one row
         return _from_frame(plan, data, extra)
     if isinstance(data, np.ndarray):
         if isinstance(data, np.ma.MaskedArray):

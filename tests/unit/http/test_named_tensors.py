@@ -131,9 +131,9 @@ def requests(draw: st.DrawFn, signature: Signature) -> tuple[list[dict[str, Any]
         if datatype == "BYTES" and feature is not None and feature.categories and draw(st.integers(0, 3)):
             pool: list[Any] = list(feature.categories)  # mostly known names: the bulk path's own ground
         elif datatype == "BYTES":
-            pool = TEXT + [NOT_UTF8] if binary else TEXT
+            pool = [*TEXT, NOT_UTF8] if binary else TEXT
         elif datatype in ("FP64", "FP32", "FP16"):
-            pool = NUMBERS + [math.inf] if binary else NUMBERS
+            pool = [*NUMBERS, math.inf] if binary else NUMBERS
         elif datatype == "BOOL":
             pool = [True, False]
         else:

@@ -50,7 +50,7 @@ class InferRequest:
 
     def __init__(
         self,
-        id: str | None,  # noqa: A002 (the protocol's name for it)
+        id: str | None,
         inputs: list[Tensor] | Callable[[], list[Tensor]],
         outputs: list[RequestedOutput] | None,
         parameters: dict[str, Any] | None = None,
@@ -138,12 +138,10 @@ def decode_infer_request(body: bytes, json_length: int | None = None) -> InferRe
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError(f"request 'inputs' must be a non-empty list of tensors, got {_kind(raw_inputs)}")
     bulk = _plain_inputs(raw_inputs, binary) if len(raw_inputs) > 1 else None
+    inputs: list[Tensor] | Callable[[], list[Tensor]]
     if bulk is None:
-        inputs: list[Tensor] | Callable[[], list[Tensor]] = [
-            _decode_input(i, raw, binary) for i, raw in enumerate(raw_inputs)
-        ]
-        blocks = None
-        names = [t.name for t in inputs]
+        decoded = [_decode_input(i, raw, binary) for i, raw in enumerate(raw_inputs)]
+        inputs, blocks, names = decoded, None, [t.name for t in decoded]
     else:
         inputs, blocks = bulk
         names = list(blocks[0].names) if len(blocks) == 1 else [name for block in blocks for name in block.names]
@@ -216,9 +214,7 @@ _PLAIN_BINARY = itemgetter("name", "datatype", "shape", "parameters")
 _BINARY_SIZE = itemgetter("binary_data_size")
 
 
-def _plain_inputs(
-    raws: list[Any], binary: _BinaryPart
-) -> tuple[Callable[[], list[Tensor]], list[TensorBlock]] | None:
+def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> tuple[Callable[[], list[Tensor]], list[TensorBlock]] | None:
     """The common form (one tensor per feature) decoded in bulk; None for anything else.
 
     A `tritonclient` row with named features is dozens of tensors of one shape, each an
