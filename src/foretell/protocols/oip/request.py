@@ -267,12 +267,15 @@ def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> tuple[Callable[[], li
             blocks.append(TensorBlock(of, datatype, dims, block))
             placed.append((at, block))
 
+    # Binary inputs keep their parameters; JSON data is not held while the request waits on the model.
+    sent = payloads if fields is _PLAIN_BINARY else None
+
     def tensors() -> list[Tensor]:  # made only if asked for: a model fed from the blocks never is
         rows: list[Any] = [None] * len(names)
         for at, block in placed:
             for i, row in zip(at, block, strict=True):
                 rows[i] = row if len(dims) == 1 else row.reshape(dims)
-        parameters = payloads if fields is _PLAIN_BINARY else [{} for _ in names]
+        parameters = sent if sent is not None else [{} for _ in names]
         return list(map(Tensor, names, datatypes, repeat(dims), rows, parameters))
 
     return tensors, blocks
