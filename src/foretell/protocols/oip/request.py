@@ -232,13 +232,15 @@ def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> tuple[Callable[[], li
         names, datatypes, shapes, payloads = zip(*map(fields, raws), strict=True)
         if set(map(type, names)) != _TEXT or "" in names or set(map(type, shapes)) != _LISTS:
             return None
-        distinct = set(map(tuple, shapes))
+        distinct = set(map(tuple, shapes))  # 1.0 and True hash as 1 does: the types are checked next
         kinds = set(datatypes)
     except (KeyError, TypeError):  # not objects, other keys, unhashable values
         return None
     if len(distinct) != 1 or not kinds <= DATATYPES.keys():
         return None
     (dims,) = distinct
+    if not set(map(type, chain.from_iterable(shapes))) <= _INTS:
+        return None
     size = math.prod(dims) if len(dims) <= _MAX_DIMS and _all_sizes(dims) else 0
     if not size:
         return None  # empty tensors too: numpy's limits on their dimensions are checked one by one
