@@ -124,7 +124,7 @@ def requests(draw: st.DrawFn, signature: Signature) -> tuple[list[dict[str, Any]
         feature = next((f for f in signature.inputs if f.name == name), None)
         datatype = _usual_datatype(feature) if draw(st.integers(0, 5)) else draw(st.sampled_from([*FORMATS, "BYTES"]))
         rows = n + 1 if odd == 1 and i == 0 else n
-        shape = [rows] if draw(st.booleans()) else [rows, 1]
+        shape: list[Any] = [rows] if draw(st.booleans()) else [rows, 1]
         if odd == 2 and i == 0:
             shape = [1, rows + 1] if rows else [2, 2]
         if odd == 3 and i == len(names) - 1:
