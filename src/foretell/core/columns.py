@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -152,6 +153,24 @@ def arrow_codes(feature: Feature, plan: Plan, column: Any, errors: list[RowError
         column = column.cast(column.type.value_type)
     codes = pc.index_in(column, value_set=pa.array(feature.categories, type=column.type))
     return codes_or_errors(feature, plan, codes.fill_null(-1).to_numpy(zero_copy_only=False), column, errors)
+
+
+def text_codes(feature: Feature, plan: Plan, column: np.ndarray, errors: list[RowError]) -> Array:
+    """A column of category names (objects or numpy text) → codes as floats, by one dict lookup per value in C.
+
+    Only the values not found (unknown names, missing values, other types) are judged one by one.
+    """
+    lookup = plan.codes[feature.name]
+    values = column.tolist()
+    try:
+        codes = list(map(lookup.get, values, repeat(-1)))
+    except TypeError:  # unhashable cells (lists, dicts): the one-value rules say which rows
+        converted, column_errors = convert_objects(feature, plan, values)
+        errors += column_errors
+        return converted
+    if -1 not in codes:
+        return np.array(codes, dtype=np.float64)
+    return codes_or_errors(feature, plan, np.array(codes, dtype=np.intp), values, errors)
 
 
 def is_arrow_text(kind: Any) -> bool:

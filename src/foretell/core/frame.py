@@ -8,7 +8,7 @@ per row (shape `(n,)`) or a fixed-size vector per row (shape `(n, k)`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, ValuesView
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +61,11 @@ class Frame(Mapping[str, Array]):
 
     def __len__(self) -> int:
         return len(self._columns if self._columns is not None else self._index or ())
+
+    def values(self) -> ValuesView[Array]:
+        if self._columns is not None:  # the dict's own view: Mapping's would look up each name
+            return self._columns.values()
+        return super().values()
 
     def __repr__(self) -> str:
         return f"Frame({self.n_rows} rows × {list(self)})"

@@ -15,6 +15,7 @@ import numpy as np
 
 from foretell.core.coerce import ExtraPolicy, describe_input
 from foretell.core.columns import Columns
+from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions, Predictor
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
@@ -94,6 +95,8 @@ def _is_batch(xs: object) -> bool:
         return True
     if isinstance(xs, np.ndarray):
         return xs.ndim == 2
+    if kind is Frame:
+        return True
     return kind.__module__.startswith(("pandas", "pyarrow")) and kind.__name__ in ("DataFrame", "Table", "RecordBatch")
 
 

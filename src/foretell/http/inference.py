@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from foretell.errors import InvalidInput
 from foretell.http.asgi import header, read_body, reply
 from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply
-from foretell.http.tensors import inputs_from_tensors, tensors_from_predictions
+from foretell.http.tensors import inputs_from_request, tensors_from_predictions
 from foretell.protocols import decode_infer_request, decode_invocations, encode_infer_response, encode_predictions
 from foretell.protocols.oip import parse_header_length
 from foretell.serving.service import Call, InferenceService, deadline_after
@@ -90,7 +90,7 @@ class InferenceEndpoints:
         body = await read_body(receive, header(headers, b"content-length"), self.max_body_bytes)
         request = decode_infer_request(body, json_length)
         deadline = request_deadline(header(headers, b"x-request-timeout"), request.timeout_seconds)
-        rows = inputs_from_tensors(slot.model.signature, request.inputs)
+        rows = inputs_from_request(slot.model.signature, request)
         inference = await self.service.infer(slot, rows, deadline=deadline)
         names, binary = request.select_outputs(o.name for o in inference.predictions.outputs)
         tensors = tensors_from_predictions(inference.predictions, names)

@@ -10,27 +10,120 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
+from foretell.core.coerce import plan_of
+from foretell.core.columns import Plan
+from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
-from foretell.protocols.oip import Tensor, tensor_from_array
+from foretell.protocols.oip import DATATYPES, InferRequest, Tensor, TensorBlock, tensor_from_array
 
-__all__ = ["inputs_from_tensors", "tensors_from_predictions"]
+__all__ = ["inputs_from_request", "inputs_from_tensors", "tensors_from_predictions"]
+
+_NUMBERS = frozenset(DATATYPES) - {"BYTES", "BOOL"}
+
+
+def inputs_from_request(signature: Signature, request: InferRequest) -> Any:
+    """What `inputs_from_tensors` gives for the request's inputs; from its blocks, when they hold the model's matrix.
+
+    A float-matrix model sent one tensor per feature gets the rows × features matrix of
+    its features, in signature order, built with a few numpy calls from the blocks the
+    decoder made (category names become codes here): coercion then checks it as the
+    2-D array it is, as fast as one [n, features] tensor. Anything else goes tensor by
+    tensor; so does anything these blocks cannot hold without a closer look (a name that
+    is not a feature, a missing feature, an unknown category, a shape other than [n] or
+    [n, 1], BOOL or text for a number), and there coercion says what is wrong.
+    """
+    if request.blocks is not None:
+        matrix = _float_matrix(plan_of(signature), request.blocks)
+        if matrix is not None:
+            return matrix
+    return inputs_from_tensors(signature, request.inputs)
+
+
+def _float_matrix(plan: Plan, blocks: list[TensorBlock]) -> np.ndarray | None:
+    shape = blocks[0].shape
+    if not plan.float_matrix or not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        return None
+    first = blocks[0]
+    if len(blocks) == 1 and first.datatype in _NUMBERS and list(first.names) == plan.names:
+        return first.data.T  # already in signature order: the columns are its rows
+    by_feature = np.empty((plan.width, shape[0]), dtype=np.float64)
+    found = 0
+    for block in blocks:
+        try:
+            at = list(map(plan.index.__getitem__, block.names))
+        except KeyError:
+            return None
+        found += len(at)
+        if block.datatype in _NUMBERS:
+            by_feature[at] = block.data
+        elif block.datatype == "BYTES":
+            codes = _category_codes(plan, at, block.data)
+            if codes is None:
+                return None
+            by_feature[at] = codes
+        else:
+            return None
+    return by_feature.T if found == plan.width else None  # the decoder refuses repeated names
+
+
+def _category_codes(plan: Plan, at: list[int], data: np.ndarray) -> list[list[int]] | None:
+    """Category names (UTF-8 bytes) → their codes, feature by feature; None if any is not a known name."""
+    codes = []
+    for position, names in zip(at, data.tolist(), strict=True):
+        lookup = plan.codes[plan.names[position]]
+        if not lookup:  # not a category: text for a number is refused tensor by tensor
+            return None
+        try:
+            codes.append([lookup[name.decode()] for name in names])
+        except (KeyError, UnicodeDecodeError):
+            return None
+    return codes
 
 
 def inputs_from_tensors(signature: Signature, tensors: list[Tensor]) -> Any:
-    """Something `Signature.coerce` accepts, built from the request's tensors."""
-    names = signature.input_names
+    """Something `Signature.coerce` accepts, built from the request's tensors.
+
+    One 2-D tensor is the 2-D array it holds. Tensors per feature become a `Frame` of their
+    buffers as they are (no table, no copy), which coercion checks and stacks like the
+    columns of any other bulk input; BYTES become text, which coercion looks up in a
+    category's names once per column.
+    """
+    plan = plan_of(signature)
     if not tensors:
-        raise InvalidInput(f"the request has no inputs; the model takes {names}")
-    if len(tensors) == 1 and len(tensors[0].shape) == 2 and tensors[0].name not in names:
+        raise InvalidInput(f"the request has no inputs; the model takes {plan.names}")
+    if len(tensors) == 1 and len(tensors[0].shape) == 2 and tensors[0].name not in plan.index:
         data = tensors[0].data
         if data.dtype == object:
             data = np.vectorize(_text, otypes=[object])(data)
         return data
     by_name = {t.name: t for t in tensors}
+    if by_name.keys() != plan.index.keys():
+        _check_names(signature, plan.names, by_name)
+    columns = {}
+    rows = None
+    for name in plan.names:
+        tensor = by_name.get(name)
+        if tensor is None:  # an optional feature left out
+            continue
+        shape = tensor.shape
+        if len(shape) == 1:
+            data = tensor.data
+        elif len(shape) == 2 and shape[1] == 1:
+            data = tensor.data.reshape(-1)
+        else:
+            raise InvalidInput(f"input {name!r}: shape {list(shape)} is not [n] or [n, 1]")
+        if rows is not None and len(data) != rows:
+            raise InvalidInput(f"input {name!r} has {len(data)} rows, the other inputs have {rows}")
+        rows = len(data)
+        columns[name] = _texts(data) if data.dtype == object else data
+    return Frame(columns, n_rows=rows)
+
+
+def _check_names(signature: Signature, names: list[str], by_name: dict[str, Tensor]) -> None:
+    """Refuse tensors that are not the features (optional ones may be left out), saying which."""
     unknown = sorted(set(by_name) - set(names))
     missing = [f.name for f in signature.inputs if f.name not in by_name and f.required]
     if unknown or missing:
@@ -41,25 +134,17 @@ def inputs_from_tensors(signature: Signature, tensors: list[Tensor]) -> Any:
                 p for p in (f"missing {missing}" if missing else "", f"unknown {unknown}" if unknown else "") if p
             )
         )
-    columns = {}
-    rows = None
-    for name in (n for n in names if n in by_name):  # optional features may be left out
-        tensor = by_name[name]
-        if len(tensor.shape) == 2 and tensor.shape[1] == 1:
-            data = tensor.data.reshape(-1)
-        elif len(tensor.shape) == 1:
-            data = tensor.data
-        else:
-            raise InvalidInput(f"input {name!r}: shape {list(tensor.shape)} is not [n] or [n, 1]")
-        if rows is not None and len(data) != rows:
-            raise InvalidInput(f"input {name!r} has {len(data)} rows, the other inputs have {rows}")
-        rows = len(data)
-        columns[name] = pa.array([_text(v) for v in data] if data.dtype == object else data)
-    return pa.table(columns)
 
 
 def _text(value: Any) -> Any:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
+def _texts(data: np.ndarray) -> np.ndarray:
+    """A BYTES column as text; bytes that are not UTF-8 keep their readable part, so a refusal can show it."""
+    out = np.empty(len(data), dtype=object)
+    out[:] = [v.decode("utf-8", errors="replace") if type(v) is bytes else _text(v) for v in data.tolist()]
+    return out
 
 
 def tensors_from_predictions(predictions: Predictions, names: list[str] | None = None) -> list[Tensor]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from servedmodels import Sums, Tiers, TopK
 
 from foretell.adapters.python import PythonModel
+from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions, Predictor
 from foretell.core.schema import Feature, Output, Signature
 from foretell.errors import InvalidInput
@@ -42,15 +42,20 @@ def test_a_2d_bytes_tensor_reaches_the_model_as_text():
     assert signature.coerce(rows).errors == []
 
 
-def test_one_tensor_per_feature_in_any_order_becomes_a_table_in_signature_order():
+def test_one_tensor_per_feature_in_any_order_becomes_columns_in_signature_order():
     rows = inputs_from_tensors(TIERS, [tensor("tier", [b"pro", b"basic"], None, "BYTES"), tensor("a", [1, 2], (2, 1))])
-    assert isinstance(rows, pa.Table)
-    assert rows.to_pydict() == {"a": [1.0, 2.0], "tier": ["pro", "basic"]}
+    assert isinstance(rows, Frame)
+    assert {name: column.tolist() for name, column in rows.items()} == {"a": [1.0, 2.0], "tier": ["pro", "basic"]}
+    assert TIERS.coerce(rows).frame["tier"].tolist() == [1.0, 0.0]
 
 
 def test_an_optional_feature_may_be_left_out():
     signature = Signature((Feature("a"), Feature("c", allow_missing=True, required=False)), (Output("score", "score"),))
-    assert inputs_from_tensors(signature, [tensor("a", [1.0])]).to_pydict() == {"a": [1.0]}
+    rows = inputs_from_tensors(signature, [tensor("a", [1.0])])
+    assert list(rows) == ["a"]
+    frame = signature.coerce(rows).frame
+    assert frame["a"].tolist() == [1.0]
+    assert np.isnan(frame["c"]).all()
 
 
 @pytest.mark.parametrize(

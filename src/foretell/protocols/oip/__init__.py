@@ -18,6 +18,7 @@ from foretell.protocols.oip.tensors import (
     DATATYPES,
     RequestedOutput,
     Tensor,
+    TensorBlock,
     datatype_of,
     tensor_from_array,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "InferRequest",
     "RequestedOutput",
     "Tensor",
+    "TensorBlock",
     "datatype_of",
     "decode_infer_request",
     "encode_infer_response",

@@ -62,6 +62,20 @@ class Tensor:
 
 
 @dataclass(frozen=True, slots=True)
+class TensorBlock:
+    """Inputs of one datatype and one shape decoded together: `data[i]` holds input `names[i]`'s elements, flat.
+
+    What a decoder keeps of one tensor per feature besides the tensors themselves, so that
+    a model's matrix is built from a few arrays instead of from dozens of tensors.
+    """
+
+    names: tuple[str, ...]
+    datatype: str
+    shape: tuple[int, ...]
+    data: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
 class RequestedOutput:
     """An output the client asked for by name, and whether it wants it as binary data."""
 
