@@ -115,13 +115,13 @@ def test_a_load_overtaken_by_a_later_one_is_refused_and_leaves_nothing(
     store: RedisEntityStore, server: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     later = RedisEntityStore(store.url, prefix=prefix)
-    send = store._send
+    send = store._send_packed
 
     def load_meanwhile(commands: Any) -> None:
         later.load_features("customers", "customer_id", customers().slice(1), at=T1)  # begun second, switched first
         send(commands)
 
-    monkeypatch.setattr(store, "_send", load_meanwhile)
+    monkeypatch.setattr(store, "_send_packed", load_meanwhile)
     with pytest.raises(StoreError, match=r"'customers' was loaded again, by a load begun after this one \(load 1\)"):
         store.load_features("customers", "customer_id", customers(), at=T0)
     later.close()

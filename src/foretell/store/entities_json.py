@@ -38,7 +38,6 @@ _OPEN = ord("[")
 _CONTROL, _ESCAPED = "[\\x00-\\x1f]", '[\\x00-\\x1f"\\\\]'
 
 
-
 def json_arrays(rows: pa.Table) -> pa.ChunkedArray:
     """Each row as the JSON array of its values, in column order, as UTF-8 text (`[1,"a",2.5,null]`)."""
     slices = [_encoded(rows.slice(start, SLICE_ROWS)) for start in range(0, rows.num_rows, SLICE_ROWS)]
