@@ -36,6 +36,12 @@ columns it names inside the row's JSON array and copies the other columns' text 
 Lua's `cjson`: decoding and encoding the row again would turn 3.0 into 3 (an int for a model
 that was trained on floats) and keep 14 significant digits of every other value.
 
+A features load frames its HSETs in Arrow (`redis_connection.hset_commands`): the rows' JSON
+(`entities_json`), their keys and the protocol's length prefixes are joined column-wise into
+one buffer, sent on one pooled connection in windows of `PIPELINE_BYTES` with the replies read
+after each; redis-py would encode each of the two million arguments in Python. Connections,
+hiredis and how scripts are called (EVALSHA, reloaded on NOSCRIPT): `store/redis.py`.
+
 Needs Redis 5 or later (UNLINK, scripts whose writes replicate as effects), as the prediction store does.
 """
 
