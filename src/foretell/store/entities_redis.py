@@ -68,6 +68,7 @@ from foretell.store.entities import (
     loaded_table,
     unknown_table,
 )
+from foretell.store.entities_json import SLICE_ROWS
 from foretell.store.entities_redis_scripts import (
     BEGIN,
     DROP,
@@ -124,12 +125,19 @@ class RedisEntityStore:
         self, name: str, key_column: str, rows: pa.Table, *, models: Iterable[str] = (), at: str
     ) -> EntityTable:
         base, stamp = self._base(check_table_name(name)), utc_timestamp(at)
-        keys, texts = key_column_text(rows, key_column), json_arrays(rows)
+        keys = key_column_text(rows, key_column)  # refuses a missing key before anything is written
         storage = self._begin_storage(base)
         target = f"{base}rows:{storage}"
+
+        def commands() -> Iterator[list[pa.Buffer | bytes]]:
+            # A slice at a time, lazily: the server stores one while the next is encoded.
+            for start in range(0, rows.num_rows, SLICE_ROWS):
+                part = rows.slice(start, SLICE_ROWS)
+                yield from hset_commands(target, keys.slice(start, SLICE_ROWS), json_arrays(part), HSET_ROWS)
+
         with self._talking():
             # In file order: of a key given twice, the later HSET (the last row) stays.
-            self._send_packed(hset_commands(target, keys, texts, HSET_ROWS))
+            self._send_packed(commands())
             count = int(self._client.hlen(target))
         return self._publish(base, storage, loaded_table(name, key_column, rows, None, count, models, stamp))
 

@@ -93,14 +93,17 @@ class RedisConnection:
         pool = self.client.connection_pool
         connection = pool.get_connection()
         try:
-            pending, sent = 0, 0
+            # The replies of a window are read after the next window is sent (and, when
+            # `commands` encodes lazily, encoded): the server works on one while this
+            # process prepares the other. Two windows at most are unanswered.
+            pending, unread, sent = 0, 0, 0
             for command in commands:
                 connection.send_packed_command(command, check_health=False)  # type: ignore[no-untyped-call]
                 pending, sent = pending + 1, sent + sum(len(part) for part in command)
                 if sent >= window_bytes:
-                    _replies(connection, pending)
-                    pending, sent = 0, 0
-            _replies(connection, pending)
+                    _replies(connection, unread)
+                    pending, unread, sent = 0, pending, 0
+            _replies(connection, unread + pending)
         except BaseException:
             connection.disconnect()  # type: ignore[no-untyped-call]  # replies may still be on their way: not a connection to reuse
             raise
