@@ -249,3 +249,29 @@ def test_any_file_values_read_back_as_the_file_held_them(store, rows):
                 assert got[name] is None  # JSON has no NaN or infinity: a missing value
             else:
                 assert got[name] == value and type(got[name]) is type(value), (name, value, got[name])
+
+
+def test_a_large_load_reads_back_typed_across_its_slices(store: EntityStore) -> None:
+    n = 70_000  # more than one 65,536-row slice of the encoder, and many HSETs
+    rows = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "whole": pa.array([float(i % 5) if i % 7 else None for i in range(n)], pa.float64()),
+            "count": pa.array([i if i % 11 else None for i in range(n)], pa.int64()),
+            "share": pa.array([i / 3 for i in range(n)], pa.float32()),
+            "plan": pa.array([("basic", 'say "hi"', None)[i % 3] for i in range(n)]),
+        }
+    )
+    table = store.load_features("big", "id", rows, at=T0)
+    assert table.rows == n
+    found = store.get_many("big", ["0", "7", "11", "65536", str(n - 1)])
+    assert found["7"].features == {
+        "id": 7,
+        "whole": None,
+        "count": 7,
+        "share": pytest.approx(7 / 3),
+        "plan": 'say "hi"',
+    }
+    assert found["65536"].features["whole"] == 1.0 and isinstance(found["65536"].features["whole"], float)
+    assert found["11"].features["count"] is None and found["11"].features["plan"] is None
+    assert type(found[str(n - 1)].features["count"]) is int

@@ -115,13 +115,13 @@ def test_a_load_overtaken_by_a_later_one_is_refused_and_leaves_nothing(
     store: RedisEntityStore, server: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     later = RedisEntityStore(store.url, prefix=prefix)
-    send = store._send
+    send = store._send_packed
 
     def load_meanwhile(commands: Any) -> None:
         later.load_features("customers", "customer_id", customers().slice(1), at=T1)  # begun second, switched first
         send(commands)
 
-    monkeypatch.setattr(store, "_send", load_meanwhile)
+    monkeypatch.setattr(store, "_send_packed", load_meanwhile)
     with pytest.raises(StoreError, match=r"'customers' was loaded again, by a load begun after this one \(load 1\)"):
         store.load_features("customers", "customer_id", customers(), at=T0)
     later.close()
@@ -242,3 +242,34 @@ def test_open_entity_store_opens_redis_for_a_redis_url_and_sqlite_otherwise(
     opened = [open_entity_store(tmp_path, url) for url in (None, "store.db", store.url)]
     assert [type(s) for s in opened] == [SqliteEntityStore, SqliteEntityStore, RedisEntityStore]
     opened[2].close()
+
+
+def test_scripts_flushed_from_the_server_are_loaded_again(store: RedisEntityStore, server: Any) -> None:
+    store.load_features("customers", "customer_id", customers(), at=T0)
+    server.script_flush()  # as a restart or a failover to a replica that never saw them does
+    assert store.get("customers", "C-1") is not None
+    server.script_flush()
+    assert store.set_features("customers", "C-1", {"tenure": 9.5}, at=T0)
+    server.script_flush()
+    store.load_features("customers", "customer_id", customers(), at=T0)
+    assert store.get_many("customers", ["C-1", "C-2"]).keys() == {"C-1", "C-2"}
+
+
+def test_threads_share_the_pool_and_each_reads_its_own_keys(store: RedisEntityStore, server: Any) -> None:
+    n = 2_000
+    rows = pa.table({"id": [f"K-{i}" for i in range(n)], "value": [i + 0.5 for i in range(n)]})
+    store.load_features("many", "id", rows, at=T0)
+    clients = len(server.client_list())
+
+    def read(thread: int) -> int:
+        wrong = 0
+        for i in range(thread, n, 8):
+            found = store.get_many("many", [f"K-{i}", f"K-{(i + 1) % n}"])
+            wrong += found[f"K-{i}"].features["value"] != i + 0.5
+            wrong += found[f"K-{(i + 1) % n}"].features["value"] != (i + 1) % n + 0.5
+        return wrong
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(read, range(8))) == 0
+    # One pool of connections: a few per thread at most, not one per call.
+    assert len(server.client_list()) <= clients + 8

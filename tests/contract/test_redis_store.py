@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,34 @@ def test_an_unknown_store_url_scheme_is_refused_not_taken_for_sqlite(tmp_path: P
     for opener in (open_store, open_entity_store):
         with pytest.raises(StoreError, match="unknown store URL 'postgres://db/1'"):
             opener(tmp_path, "postgres://db/1")
+
+
+def test_scripts_flushed_from_the_server_are_loaded_again(store: RedisStore, server: Any) -> None:
+    publish(store, {"a": 0.5})
+    server.script_flush()  # as a restart or a failover to a replica that never saw them does
+    assert store.get("churn", "a") is not None
+    server.script_flush()
+    store.put_live("churn", "b", {"score": 0.25}, 1, T1)
+    server.script_flush()
+    publish(store, {"a": 0.75, "c": 0.1}, T1)
+    found = store.get_many("churn", ["a", "b", "c"])
+    assert found["a"].prediction == {"score": 0.75} and set(found) == {"a", "b", "c"}
+
+
+def test_threads_share_the_pool_and_each_reads_its_own_keys(store: RedisStore, server: Any) -> None:
+    n = 2_000
+    publish(store, {f"k{i}": i / 4 for i in range(n)})
+    clients = len(server.client_list())
+
+    def read(thread: int) -> int:
+        wrong = 0
+        for i in range(thread, n, 8):
+            found = store.get_many("churn", [f"k{i}", f"k{(i + 7) % n}"])
+            wrong += found[f"k{i}"].prediction != {"score": i / 4}
+            wrong += found[f"k{(i + 7) % n}"].prediction != {"score": (i + 7) % n / 4}
+        return wrong
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(read, range(8))) == 0
+    # One pool of connections: a few per thread at most, not one per call.
+    assert len(server.client_list()) <= clients + 8

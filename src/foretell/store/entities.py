@@ -30,11 +30,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from foretell.errors import InvalidInput, NotFound
+from foretell.store.entities_json import json_arrays
 
 __all__ = [
     "Entity",
@@ -187,42 +187,6 @@ def key_column_text(rows: pa.Table, key_column: str) -> pa.ChunkedArray:
             raise InvalidInput(f"the key column {key_column!r} holds fractional numbers; keys are ids")
         column = pc.cast(column, pa.int64())
     return pc.cast(column, pa.string())
-
-
-def json_arrays(rows: pa.Table) -> pa.ChunkedArray:
-    """Each row as the JSON array of its values, in column order, computed column by column in Arrow.
-
-    Not per-row Python (a dict, then orjson), which was most of a large load's time
-    (docs/hybrid.md, "Entity tables"). Floats are written in their shortest exact form, as
-    Arrow casts them to text, so a value read back is the value the batch job read from the
-    file; NaN, infinities and nulls are JSON null (a missing value).
-    """
-    parts = [_json_text(rows.column(i)) for i in range(rows.num_columns)]
-    return pc.binary_join_element_wise("[", pc.binary_join_element_wise(*parts, ","), "]", "")
-
-
-_CONTROL = "[\\x00-\\x1f]"
-
-
-def _json_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    kind = column.type
-    if pa.types.is_dictionary(kind):
-        column, kind = column.cast(kind.value_type), kind.value_type
-    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
-        text = pc.cast(column, pa.string())
-    elif pa.types.is_floating(kind):
-        text = pc.cast(column, pa.string())
-        # Arrow writes 3.0 as "3": JSON would read that back as an integer, so floats keep a ".0".
-        text = pc.if_else(pc.match_substring_regex(text, "[.eEn]"), text, pc.binary_join_element_wise(text, ".0", ""))
-        text = pc.if_else(pc.is_finite(column), text, "null")
-    elif (pa.types.is_string(kind) or pa.types.is_large_string(kind)) and not pc.any(
-        pc.match_substring_regex(column, _CONTROL)
-    ).as_py():
-        escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
-        text = pc.binary_join_element_wise('"', escaped, '"', "")
-    else:  # dates, times, text with control characters, nested values: rare, so one by one
-        text = pa.chunked_array([pa.array([orjson.dumps(v).decode() for v in column.to_pylist()], pa.string())])
-    return pc.fill_null(pc.cast(text, pa.string()), "null")
 
 
 def interaction_rows(

@@ -36,6 +36,12 @@ columns it names inside the row's JSON array and copies the other columns' text 
 Lua's `cjson`: decoding and encoding the row again would turn 3.0 into 3 (an int for a model
 that was trained on floats) and keep 14 significant digits of every other value.
 
+A features load frames its HSETs in Arrow (`redis_connection.hset_commands`): the rows' JSON
+(`entities_json`), their keys and the protocol's length prefixes are joined column-wise into
+one buffer, sent on one pooled connection in windows of `PIPELINE_BYTES` with the replies read
+after each; redis-py would encode each of the two million arguments in Python. Connections,
+hiredis and how scripts are called (EVALSHA, reloaded on NOSCRIPT): `store/redis.py`.
+
 Needs Redis 5 or later (UNLINK, scripts whose writes replicate as effects), as the prediction store does.
 """
 
@@ -62,6 +68,7 @@ from foretell.store.entities import (
     loaded_table,
     unknown_table,
 )
+from foretell.store.entities_json import SLICE_ROWS
 from foretell.store.entities_redis_scripts import (
     BEGIN,
     DROP,
@@ -71,7 +78,7 @@ from foretell.store.entities_redis_scripts import (
     SWEEP,
     SWITCH,
 )
-from foretell.store.redis_connection import RedisConnection
+from foretell.store.redis_connection import RedisConnection, hset_commands
 
 if TYPE_CHECKING:
     import redis
@@ -84,6 +91,9 @@ HSET_ROWS = 2_000
 PIPELINE_ARGS = 200_000
 """Arguments sent before waiting for the replies: some 30 MB of customer rows, so a load's buffers stay small."""
 
+PIPELINE_BYTES = 32 * 2**20
+"""Bytes of a features load sent before waiting for the replies, as `PIPELINE_ARGS`."""
+
 SWEEP_KEYS = 2_000
 """Keys deleted by one clean-up script: a few milliseconds of the server's time each."""
 
@@ -94,7 +104,7 @@ class RedisEntityStore:
     def __init__(self, url: str, *, prefix: str = "foretell") -> None:
         self.url = url
         self.prefix = prefix
-        connection = RedisConnection(url, "entity store")
+        connection = self._connection = RedisConnection(url, "entity store")
         self._where, self._talking = connection.where, connection.talking
         self._client: redis.Redis = connection.client
         register = self._client.register_script
@@ -115,16 +125,19 @@ class RedisEntityStore:
         self, name: str, key_column: str, rows: pa.Table, *, models: Iterable[str] = (), at: str
     ) -> EntityTable:
         base, stamp = self._base(check_table_name(name)), utc_timestamp(at)
-        keys = _as_bytes(key_column_text(rows, key_column))
-        texts = _as_bytes(json_arrays(rows))
-        flat: list[bytes] = [b""] * (2 * len(keys))
-        flat[0::2], flat[1::2] = keys, texts
+        keys = key_column_text(rows, key_column)  # refuses a missing key before anything is written
         storage = self._begin_storage(base)
         target = f"{base}rows:{storage}"
+
+        def commands() -> Iterator[list[pa.Buffer | bytes]]:
+            # A slice at a time, lazily: the server stores one while the next is encoded.
+            for start in range(0, rows.num_rows, SLICE_ROWS):
+                part = rows.slice(start, SLICE_ROWS)
+                yield from hset_commands(target, keys.slice(start, SLICE_ROWS), json_arrays(part), HSET_ROWS)
+
         with self._talking():
             # In file order: of a key given twice, the later HSET (the last row) stays.
-            step = 2 * HSET_ROWS
-            self._send(("HSET", target, *flat[i : i + step]) for i in range(0, len(flat), step))
+            self._send_packed(commands())
             count = int(self._client.hlen(target))
         return self._publish(base, storage, loaded_table(name, key_column, rows, None, count, models, stamp))
 
@@ -268,6 +281,10 @@ class RedisEntityStore:
                     pending = 0
             pipe.execute()
 
+    def _send_packed(self, commands: Iterator[list[pa.Buffer | bytes]]) -> None:
+        """Commands framed in Arrow (`hset_commands`), replies read every `PIPELINE_BYTES`."""
+        self._connection.send_packed(commands, PIPELINE_BYTES)
+
     def _publish(self, base: str, storage: int, table: EntityTable) -> EntityTable:
         kind = "features" if table.interactions is None else "interactions"
         description = orjson.dumps(table.to_dict())
@@ -333,12 +350,6 @@ def _column_texts(table: EntityTable, values: Mapping[str, Any]) -> dict[int, st
 
 def _event_args(base: str, storage: str, key: str, stamp: str, event_id: str | None) -> list[str]:
     return [base, storage, key, stamp, "0" if event_id is None else "1", event_id or ""]
-
-
-def _as_bytes(column: pa.ChunkedArray) -> list[bytes]:
-    # Bytes, because redis-py sends them untouched; str arguments it encodes one by one, a
-    # noticeable share of a large load (docs/hybrid.md, "Entity tables").
-    return column.cast(pa.binary()).to_pylist()  # type: ignore[no-any-return]
 
 
 def _text(value: bytes | str) -> str:

@@ -31,8 +31,18 @@ timestamp has its own key), so concurrent writers never invalidate each other's 
 The server runs a transaction at once, and every reader of the same server waits until it
 ends, so a job loading beside live traffic writes smaller calls (docs/hybrid.md, "Backends").
 
-Needs Redis 5 or later (UNLINK, scripts whose writes replicate as effects). The client's
-connection pool reconnects after `fork`, so a store object can be shared as the SQLite one.
+Connections and scripts (`redis_connection.py`): one pool per store object, shared by every
+thread that calls it (the server reads the store from worker threads, a call at a time per
+thread, so a few sockets serve them all; a thread waits for a free connection when
+`MAX_CONNECTIONS` are busy). The pool reconnects after `fork`, so a store object can be shared
+as the SQLite one. redis-py parses replies and frames commands with `hiredis` when it is
+installed (the `redis` extra brings it): a lookup's round trip is then mostly the network and
+the server. Each script is registered once per store, by its SHA1, and called with EVALSHA;
+a server that does not know it (restarted, flushed with SCRIPT FLUSH, a replica promoted)
+answers NOSCRIPT, and the script is loaded and the call sent again. A lookup, or a batchGet of
+many keys, is one EVALSHA: one round trip, whatever the number of keys.
+
+Needs Redis 5 or later (UNLINK, scripts whose writes replicate as effects).
 """
 
 from __future__ import annotations
