@@ -44,8 +44,8 @@ INGRESS_PATHS = ("direct", "proxy")
 DIRECT_INGRESS_ENV = {
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
     # The app runs on the replica's own event loop, the one its HTTP server answers on, rather
-    # than on a second loop in another thread: no hand-over between threads per request
-    # (about 1.4x the requests/s of one replica here, benchmarks.md#ray-serve).
+    # than on a second loop in another thread: no hand-over between threads per request (as in
+    # Ray's own RAY_SERVE_THROUGHPUT_OPTIMIZED preset).
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
 }
 """What the Serve controller and the replicas are started with for direct ingress (read by Ray at import)."""
