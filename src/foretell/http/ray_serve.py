@@ -50,8 +50,8 @@ DIRECT_INGRESS_ENV = {
 }
 """What the Serve controller and the replicas are started with for direct ingress (read by Ray at import)."""
 
-FORWARDED_PREFIX = "RAY_SERVE_DIRECT_INGRESS_"
-"""Ray's direct-ingress settings (port range, draining period) set for `foretell serve` reach Serve too."""
+FORWARDED_PREFIX = "RAY_SERVE_"
+"""Ray Serve's settings (direct-ingress port range, draining period, ...) set for `foretell serve` reach Serve too."""
 
 REPLICA_TARGET = "SERVE_REPLICA::"
 """How Ray names a target that is a replica's own port (a proxy's target is named otherwise)."""
@@ -95,6 +95,26 @@ def check_ingress(text: str) -> str:
     return text
 
 
+class WithoutDisconnectWatch:
+    """Tells a replica's own HTTP server not to watch each request for a client that went away.
+
+    Ray Serve otherwise starts a task per request to cancel it on a disconnect, and a second
+    one to run it: on one core, most of what direct ingress costs beyond the app. foretell's
+    requests are short and, as on the local server, one whose client left is answered into
+    the void rather than cancelled.
+    """
+
+    HEADER = (b"x-request-disconnect-disabled", b"?1")
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope["headers"] = [*scope["headers"], self.HEADER]
+        await self.app(scope, receive, send)
+
+
 class ForetellReplica:
     """One replica: the settings in, the app built in the replica by `__serve_build_asgi_app__`."""
 
@@ -128,6 +148,13 @@ def _has_direct_ingress(serve: Any) -> bool:
 def direct_ingress_env() -> dict[str, str]:
     forwarded = {name: value for name, value in os.environ.items() if name.startswith(FORWARDED_PREFIX)}
     return {**forwarded, **DIRECT_INGRESS_ENV}
+
+
+def http_middlewares() -> list[Any]:
+    """What Ray Serve wraps its HTTP servers in (RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH), each replica's own too."""
+    from starlette.middleware import Middleware
+
+    return [Middleware(WithoutDisconnectWatch)]
 
 
 def replica_addresses(serve_details: Mapping[str, Any]) -> list[str] | None:
@@ -203,7 +230,11 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
         if _has_direct_ingress(serve):
             env = direct_ingress_env()
             start_options["controller_options"] = {"runtime_env": {"env_vars": env}}
-            deployment_options["ray_actor_options"]["runtime_env"] = {"env_vars": env}
+            # Only the replicas import foretell: Ray's proxy keeps its own middlewares.
+            middlewares = f"{__name__}:{http_middlewares.__name__}"
+            replica_env = {**env, "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": middlewares}
+            deployment_options["ray_actor_options"]["runtime_env"] = {"env_vars": replica_env}
+
         else:
             log.warning("Ray %s has no direct ingress (2.60 and later): requests go through its proxy", ray.__version__)
     deployment: Any = serve.deployment(serve.ingress()(ForetellReplica), **deployment_options)
@@ -240,9 +271,8 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
         if addresses is not None:
             log.warning(
                 "stopping: replicas answer on their own ports for %.0f s more, so a load balancer can take them "
-                "out (%sMIN_DRAINING_PERIOD_S), then drain",
+                "out (RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S), then drain",
                 _draining_period_s(),
-                FORWARDED_PREFIX,
             )
         try:
             serve.delete(APP_NAME)  # replicas run the app's shutdown: in-flight requests are answered
