@@ -295,7 +295,7 @@ def _wait_for_addresses(stop: threading.Event) -> list[str] | None:
         if addresses is None:
             return None
         running = _running_replicas(details)
-        if len(addresses) >= running > 0 or time.monotonic() > deadline or stop.wait(0.2):
+        if len(addresses) >= running or time.monotonic() > deadline or stop.wait(0.2):
             return addresses
 
 
