@@ -94,6 +94,8 @@ def test_flags_that_mean_nothing_on_ray_are_refused(tmp_path: Path) -> None:
         (["--engine", "ray", "--workers", "2"], "use --replicas N or --autoscale MIN:MAX"),
         (["--replicas", "2"], "go with --engine ray"),
         (["--engine", "ray", "--replicas", "2", "--autoscale", "1:3"], "not both"),
+        (["--ray-ingress", "proxy"], "go with --engine ray"),
+        (["--engine", "ray", "--ray-ingress", "haproxy"], "--ray-ingress is direct or proxy"),
     ):
         refused = subprocess.run(
             [sys.executable, "-m", "foretell", "serve", "clf@production", *flags],
