@@ -278,6 +278,7 @@ def serve(
     replicas: int | None = None,
     autoscale: str | None = None,
     ray_address: str | None = None,
+    ray_ingress: str = "direct",
     **settings: Any,
 ) -> None:
     """Serve models over HTTP (Open Inference Protocol and MLflow scoring) until SIGTERM or Ctrl-C.
@@ -285,13 +286,14 @@ def serve(
     Settings as for `create_server_app`, plus `host=`, `port=`, `workers=` and `access_log=`.
     After a SIGTERM or Ctrl-C, in-flight requests finish (up to 30 s) and `serve` returns.
     With `engine="ray"` the same app runs as a Ray Serve application (`replicas=N` or
-    `autoscale="MIN:MAX"`, on the cluster at `ray_address` or one started here).
+    `autoscale="MIN:MAX"`, on the cluster at `ray_address` or one started here); `ray_ingress="direct"`
+    (where Ray has it) lets each replica answer on its own port, `"proxy"` only through Ray Serve's proxy.
     """
     from foretell.http.server import RayPlacement, run_server
 
     if engine not in ("local", "ray"):
         raise InvalidInput(f"engine must be local or ray; got {engine!r}")
-    ray = RayPlacement(replicas, autoscale, ray_address) if engine == "ray" else None
+    ray = RayPlacement(replicas, autoscale, ray_address, ray_ingress) if engine == "ray" else None
     run_server(_home(home), _served(config, uris, settings, home), log_level=log_level, ray=ray)
 
 

@@ -16,6 +16,7 @@ EPILOG = (
     "  foretell serve churn@production --port 8080 --max-batch-size 64\n\n"
     "  foretell serve --config serve.toml               # settings and per-model batching (docs/serving.md)\n\n"
     "  foretell serve churn@production --engine ray --autoscale 1:4 --ray-address auto   # Ray Serve replicas\n\n"
+    "  foretell serve churn@production --engine ray --ray-ingress proxy   # only through Ray Serve's proxy\n\n"
     "  curl -s localhost:8000/v2/models/churn/infer -d @request.json"
 )
 
@@ -63,6 +64,13 @@ def serve(
     ray_address: Annotated[
         str | None, typer.Option(help="--engine ray: the Ray cluster (host:6379 or auto); default: one started here.")
     ] = None,
+    ray_ingress: Annotated[
+        str | None,
+        typer.Option(
+            help="--engine ray: direct (each replica also answers on its own port, logged at start; Ray 2.60+) "
+            "or proxy (only through Ray Serve's proxy) (default: direct)."
+        ),
+    ] = None,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol (/v2), MLflow scoring (/invocations), /metrics."""
     settings = {
@@ -79,8 +87,10 @@ def serve(
     }
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine is local or ray")
-    if engine != "ray" and (replicas or autoscale or ray_address):
-        raise typer.BadParameter("--replicas, --autoscale and --ray-address go with --engine ray")
+    if engine != "ray" and (replicas or autoscale or ray_address or ray_ingress):
+        raise typer.BadParameter("--replicas, --autoscale, --ray-address and --ray-ingress go with --engine ray")
+    if ray_ingress not in (None, "direct", "proxy"):
+        raise typer.BadParameter("--ray-ingress is direct or proxy")
     if engine == "ray" and workers:
         raise typer.BadParameter("on Ray, replicas replace worker processes: use --replicas N or --autoscale MIN:MAX")
     if replicas and autoscale:
@@ -91,7 +101,14 @@ def serve(
         f"serving {shown} on http://{resolved.host}:{resolved.port} (Ctrl-C to stop)", highlight=False, markup=False
     )
     if engine == "ray":
-        api.serve(config=resolved, engine="ray", replicas=replicas, autoscale=autoscale, ray_address=ray_address)
+        api.serve(
+            config=resolved,
+            engine="ray",
+            replicas=replicas,
+            autoscale=autoscale,
+            ray_address=ray_address,
+            ray_ingress=ray_ingress or "direct",
+        )
     else:
         api.serve(config=resolved)
     err.print("stopped: every in-flight request was answered", highlight=False)

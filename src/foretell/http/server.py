@@ -42,6 +42,8 @@ class RayPlacement:
     replicas: int | None = None
     autoscale: str | None = None
     address: str | None = None
+    ingress: str = "direct"
+    """direct: each replica also answers on its own port (where Ray has it); proxy: only through Ray Serve's proxy."""
 
 
 def build_app(home: Path, config: ServeConfig) -> ASGIApp:
@@ -114,7 +116,7 @@ def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", r
 
 
 def _run_on_ray(home: Path, config: ServeConfig, placement: RayPlacement) -> None:
-    from foretell.http.ray_serve import RayServeOptions, parse_autoscale, run_on_ray_serve
+    from foretell.http.ray_serve import RayServeOptions, check_ingress, parse_autoscale, run_on_ray_serve
 
     admitted = config.defaults.max_queue  # what a replica's own queues can hold (docs/scale-out.md)
     options = RayServeOptions(
@@ -125,6 +127,7 @@ def _run_on_ray(home: Path, config: ServeConfig, placement: RayPlacement) -> Non
         max_ongoing_requests=admitted,
         max_queued_requests=admitted,
         address=placement.address,
+        ingress=check_ingress(placement.ingress),
     )
     run_on_ray_serve(build_app, {"home": home, "config": config}, options)
 

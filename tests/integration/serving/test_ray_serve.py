@@ -1,13 +1,15 @@
 """`foretell serve --engine ray`: what is particular to replicas on Ray Serve.
 
 The serving contract itself (probes, tritonclient, MLflow payloads, error codes, parity)
-runs against both engines in test_server.py. Here: an alias move reaches every replica,
-and the CLI refuses flags that mean nothing on Ray.
+runs against both engines in test_server.py. Here: a replica answers on its own port
+(direct ingress), an alias move reaches every replica, and the CLI refuses flags that mean
+nothing on Ray.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -31,6 +33,37 @@ pytestmark = pytest.mark.ray
 
 def body(x: np.ndarray) -> dict[str, object]:
     return {"inputs": [{"name": "input", "datatype": "FP64", "shape": list(x.shape), "data": x.ravel().tolist()}]}
+
+
+def test_a_replica_answers_on_its_own_port_with_direct_ingress(tmp_path: Path, ray_address: str) -> None:
+    home = tmp_path / "home"
+    signature = Signature(tuple(Feature(n) for n in FEATURES), classifier_outputs([0, 1]))
+    x = rows(300, seed=2)
+    path = tmp_path / "clf.joblib"
+    fitted = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    joblib.dump(fitted, path)
+    foretell.register("clf", path, signature=signature, aliases=["production"], home=home)
+    log = tmp_path / "serve.log"
+    on_ray = ("--engine", "ray", "--replicas", "1", "--ray-address", ray_address, "--reload-seconds", "0")
+    with server(home, "clf@production", *on_ray, timeout=180, log=log) as proxy:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"replicas at (\S+)", log.read_text())):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        replica = found.group(1)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", replica), replica  # loopback, as --host says
+        assert replica != proxy
+        probe = rows(3, seed=9)
+        with httpx.Client(timeout=30) as client:
+            assert client.get(f"{replica}/v2/health/ready").status_code == 200
+            answer = client.post(f"{replica}/v2/models/clf/infer", json=body(probe))
+            assert answer.status_code == 200, answer.text
+            score = next(o for o in answer.json()["outputs"] if o["name"] == "score")
+            np.testing.assert_allclose(score["data"], fitted.predict_proba(probe)[:, 1], rtol=1e-9)
+            refused = client.post(f"{replica}/v2/models/clf/infer", json={"inputs": []})
+            assert refused.status_code == 400 and refused.json()["error"], refused.text  # foretell's JSON, not Ray's
+            via_proxy = client.post(f"{proxy}/v2/models/clf/infer", json=body(probe)).json()
+            assert via_proxy["outputs"] == answer.json()["outputs"]  # the proxy still reaches the same replica
 
 
 def test_an_alias_move_reaches_every_replica(tmp_path: Path, ray_address: str) -> None:
@@ -61,6 +94,8 @@ def test_flags_that_mean_nothing_on_ray_are_refused(tmp_path: Path) -> None:
         (["--engine", "ray", "--workers", "2"], "use --replicas N or --autoscale MIN:MAX"),
         (["--replicas", "2"], "go with --engine ray"),
         (["--engine", "ray", "--replicas", "2", "--autoscale", "1:3"], "not both"),
+        (["--ray-ingress", "proxy"], "go with --engine ray"),
+        (["--engine", "ray", "--ray-ingress", "haproxy"], "--ray-ingress is direct or proxy"),
     ):
         refused = subprocess.run(
             [sys.executable, "-m", "foretell", "serve", "clf@production", *flags],

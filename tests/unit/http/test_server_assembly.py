@@ -1,4 +1,5 @@
-"""A server put together from its settings: `build_app`, `app_from_env` for worker processes, `--autoscale`."""
+"""A server put together from its settings: `build_app`, `app_from_env` for worker processes, `--autoscale`, and
+where Ray Serve's replicas answer with direct ingress."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from servedmodels import Sums, run, serving
 
 import foretell
 from foretell.errors import InvalidInput
-from foretell.http.ray_serve import parse_autoscale
+from foretell.http.ray_serve import check_ingress, parse_autoscale, replica_addresses
 from foretell.http.server import SERVE_CONFIG_ENV, app_from_env, build_app
 from foretell.serving.config import ServeConfig
 
@@ -107,3 +108,48 @@ def test_autoscale_that_is_not_min_max_replicas_is_refused(text, message):
     with pytest.raises(InvalidInput) as caught:
         parse_autoscale(text)
     assert str(caught.value) == message
+
+
+def details(host: str, *groups: tuple[str, list[tuple[str, int, str]]]) -> dict[str, object]:
+    """Ray Serve's instance details, as much of them as `replica_addresses` reads (target groups, HTTP host)."""
+    return {
+        "http_options": {"host": host},
+        "target_groups": [
+            {
+                "app_name": app,
+                "protocol": "HTTP",
+                "route_prefix": "/",
+                "targets": [{"ip": ip, "port": port, "instance_id": "", "name": name} for ip, port, name in targets],
+            }
+            for app, targets in groups
+        ],
+    }
+
+
+def test_replicas_are_reached_on_serves_host_or_their_nodes_ip_when_it_is_every_interface():
+    replicas = [
+        ("192.0.2.2", 30001, "SERVE_REPLICA::foretell#ForetellReplica#b"),
+        ("192.0.2.7", 30000, "SERVE_REPLICA::foretell#ForetellReplica#a"),
+    ]
+    assert replica_addresses(details("127.0.0.1", ("foretell", replicas))) == [
+        "http://127.0.0.1:30000",
+        "http://127.0.0.1:30001",
+    ]
+    assert replica_addresses(details("0.0.0.0", ("foretell", replicas))) == [
+        "http://192.0.2.2:30001",
+        "http://192.0.2.7:30000",
+    ]
+
+
+def test_without_direct_ingress_there_are_no_replica_addresses():
+    proxies = [("192.0.2.2", 8000, "SERVE_PROXY_ACTOR-node")]
+    assert replica_addresses(details("127.0.0.1", ("", proxies))) is None  # the proxies' group only
+    # direct ingress, no replica with its port yet: Ray points the app's group at the proxies meanwhile
+    assert replica_addresses(details("127.0.0.1", ("", proxies), ("foretell", proxies))) == []
+
+
+def test_ray_ingress_is_direct_or_proxy():
+    assert check_ingress("direct") == "direct" and check_ingress("proxy") == "proxy"
+    with pytest.raises(InvalidInput) as caught:
+        check_ingress("haproxy")
+    assert str(caught.value) == "--ray-ingress is direct or proxy; got 'haproxy'"
