@@ -21,6 +21,7 @@ from foretell.core.columns import (
     Columns,
     Plan,
     arrow_codes,
+    arrow_numbers,
     codes_or_errors,
     convert_array,
     convert_objects,
@@ -288,31 +289,6 @@ def _from_arrow(plan: Plan, table: Any, extra: ExtraPolicy) -> Columns:
         else:
             raw[feature.name] = arrow_numbers(column)
     return _build(plan, raw, table.num_rows, errors)
-
-
-def arrow_numbers(column: Any) -> Array:
-    """An Arrow column as numpy, as `to_numpy(zero_copy_only=False)` gives it, without pandas for numbers.
-
-    pyarrow's conversion imports pandas on its first call (a third of a second, under the
-    import lock, so a batch job's scoring threads all waited on it); an integer or float
-    column is a view of its values buffer instead. Nulls become NaN, in a float64 copy for
-    integers, as pyarrow's conversion makes them. Anything else goes through pyarrow.
-    """
-    import pyarrow as pa
-
-    kind = column.type
-    floating = pa.types.is_floating(kind)
-    buffers = column.buffers()
-    if len(buffers) != 2 or buffers[1] is None or not (floating or pa.types.is_integer(kind)):
-        return np.asarray(column.to_numpy(zero_copy_only=False))
-    letter = "f" if floating else "i" if pa.types.is_signed_integer(kind) else "u"
-    n, offset = len(column), column.offset
-    values = np.frombuffer(buffers[1], dtype=np.dtype(f"{letter}{kind.bit_width // 8}"), count=offset + n)[offset:]
-    if column.null_count:
-        bits = np.unpackbits(np.frombuffer(buffers[0], np.uint8), count=offset + n, bitorder="little")[offset:]
-        values = values.astype(values.dtype if floating else np.float64)
-        values[bits == 0] = np.nan
-    return values
 
 
 def _from_frame(plan: Plan, frame: Frame, extra: ExtraPolicy) -> Columns:

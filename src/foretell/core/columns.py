@@ -151,8 +151,55 @@ def arrow_codes(feature: Feature, plan: Plan, column: Any, errors: list[RowError
 
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    codes = pc.index_in(column, value_set=pa.array(feature.categories, type=column.type))
-    return codes_or_errors(feature, plan, codes.fill_null(-1).to_numpy(zero_copy_only=False), column, errors)
+    found = pc.index_in(column, value_set=_arrow_names(feature.categories or (), column.type))
+    if hasattr(found, "num_chunks"):
+        found = found.combine_chunks()
+    codes = arrow_numbers(found)  # not `fill_null(-1)`: making the -1 an Arrow scalar imports pandas
+    if found.null_count:
+        codes[np.isnan(codes)] = -1
+    return codes_or_errors(feature, plan, codes, column, errors)
+
+
+def _arrow_names(names: Sequence[str], kind: Any) -> Any:
+    """A category's names as an Arrow array of `kind`, built from its buffers.
+
+    `pa.array(names)` imports pandas on its first call (pyarrow checks whether the list is a
+    pandas object), a third of a second under the import lock where a batch job's threads
+    score their first chunk.
+    """
+    import pyarrow as pa
+
+    encoded = [name.encode() for name in names]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum(list(map(len, encoded)), out=offsets[1:])
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    array = pa.Array.from_buffers(pa.string(), len(encoded), buffers)
+    return array if kind == pa.string() else array.cast(kind)
+
+
+def arrow_numbers(column: Any) -> Array:
+    """An Arrow column as numpy, as `to_numpy(zero_copy_only=False)` gives it, without pandas for numbers.
+
+    pyarrow's conversion imports pandas on its first call (a third of a second, under the
+    import lock, so a batch job's scoring threads all waited on it); an integer or float
+    column is a view of its values buffer instead. Nulls become NaN, in a float64 copy for
+    integers, as pyarrow's conversion makes them. Anything else goes through pyarrow.
+    """
+    import pyarrow as pa
+
+    kind = column.type
+    floating = pa.types.is_floating(kind)
+    buffers = column.buffers()
+    if len(buffers) != 2 or buffers[1] is None or not (floating or pa.types.is_integer(kind)):
+        return np.asarray(column.to_numpy(zero_copy_only=False))
+    letter = "f" if floating else "i" if pa.types.is_signed_integer(kind) else "u"
+    n, offset = len(column), column.offset
+    values = np.frombuffer(buffers[1], dtype=np.dtype(f"{letter}{kind.bit_width // 8}"), count=offset + n)[offset:]
+    if column.null_count:
+        bits = np.unpackbits(np.frombuffer(buffers[0], np.uint8), count=offset + n, bitorder="little")[offset:]
+        values = values.astype(values.dtype if floating else np.float64)
+        values[bits == 0] = np.nan
+    return values
 
 
 def text_codes(feature: Feature, plan: Plan, column: np.ndarray, errors: list[RowError]) -> Array:

@@ -70,3 +70,36 @@ print("pandas" in sys.modules)
             [sys.executable, "-c", program, f"{folder}/x.parquet"], capture_output=True, text=True, check=True
         )
     assert ran.stdout.strip() == "False", ran.stderr
+
+
+def test_looking_up_arrow_categories_does_not_import_pandas() -> None:
+    """A Parquet column of category names becomes codes without pandas (pyarrow's `pa.array(list)` imports it)."""
+    program = """
+import sys
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from foretell.core.feature import Feature
+from foretell.core.schema import Output, Signature
+signature = Signature(
+    (Feature("plan", "category", categories=("basic", "prémium")), Feature("x")), (Output("score", "score"),)
+)
+text = "prémiumbasicbasic".encode()
+offsets = pa.py_buffer(np.array([0, 8, 13, 18], dtype=np.int32))
+plans = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(text)])
+xs = pa.Array.from_buffers(pa.float64(), 3, [None, pa.py_buffer(np.arange(3, dtype=np.float64))])
+pq.write_table(pa.Table.from_arrays([plans, xs], ["plan", "x"]), sys.argv[1])
+table = pq.ParquetFile(sys.argv[1]).read()
+columns = signature.coerce(table)
+assert not columns.errors, columns.errors
+assert columns.frame["plan"].tolist() == [1.0, 0.0, 0.0], columns.frame["plan"]
+print("pandas" in sys.modules)
+"""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        ran = subprocess.run(
+            [sys.executable, "-c", program, f"{folder}/x.parquet"], capture_output=True, text=True, check=False
+        )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "False", ran.stderr

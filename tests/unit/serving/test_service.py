@@ -8,6 +8,7 @@ transport (gRPC, later) implements the same two methods.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ from foretell.errors import (
 )
 from foretell.http.errors import HttpAnswers, Reply
 from foretell.serving.policy import BatchPolicy
+from foretell.serving.runtime import GC_THRESHOLDS
 from foretell.serving.service import MAX_K, Call, deadline_after
 
 ANSWERS = HttpAnswers()
@@ -286,6 +288,22 @@ def test_the_service_reports_what_it_serves_and_readiness_is_the_runtimes(stack)
         assert not service.ready
 
     run(scenario)
+
+
+def test_once_the_models_are_loaded_the_heap_is_frozen_and_young_collections_are_rarer(stack):
+    service = stack.inference
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # Python's default, whatever an earlier test left
+
+    async def scenario() -> None:
+        async with started(service):
+            assert gc.get_threshold() == GC_THRESHOLDS
+            assert gc.get_freeze_count() > 0
+
+    try:
+        run(scenario)
+    finally:
+        gc.set_threshold(*before)
 
 
 # -- predict options ---------------------------------------------------------------------------------

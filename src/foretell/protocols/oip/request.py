@@ -232,15 +232,15 @@ def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> tuple[Callable[[], li
         names, datatypes, shapes, payloads = zip(*map(fields, raws), strict=True)
         if set(map(type, names)) != _TEXT or "" in names or set(map(type, shapes)) != _LISTS:
             return None
-        distinct = set(map(tuple, shapes))  # 1.0 and True hash as 1 does: the types are checked next
         kinds = set(datatypes)
     except (KeyError, TypeError):  # not objects, other keys, unhashable values
         return None
-    if len(distinct) != 1 or not kinds <= DATATYPES.keys():
+    # One shape for all (1.0 and True equal 1 here: the types are checked next).
+    if shapes.count(shapes[0]) != len(shapes) or not kinds <= DATATYPES.keys():
         return None
-    (dims,) = distinct
     if not set(map(type, chain.from_iterable(shapes))) <= _INTS:
         return None
+    dims = tuple(shapes[0])
     size = math.prod(dims) if len(dims) <= _MAX_DIMS and _all_sizes(dims) else 0
     if not size:
         return None  # empty tensors too: numpy's limits on their dimensions are checked one by one
@@ -261,9 +261,10 @@ def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> tuple[Callable[[], li
                 block = _plain_block(datatype, payloads)
                 of = names
             else:  # the positions of this datatype's inputs, picked out in C
-                at = list(compress(range(len(names)), map(datatype.__eq__, datatypes)))
-                block = _plain_block(datatype, list(map(payloads.__getitem__, at)))
-                of = tuple(map(names.__getitem__, at))
+                mine = list(map(datatype.__eq__, datatypes))
+                at = list(compress(range(len(names)), mine))
+                block = _plain_block(datatype, list(compress(payloads, mine)))
+                of = tuple(compress(names, mine))
             if block is None:
                 return None
             blocks.append(TensorBlock(of, datatype, dims, block))
@@ -303,12 +304,13 @@ def _binary_block(datatype: str, parameters: tuple[Any, ...], size: int, binary:
 
 def _plain_block(datatype: str, datas: Sequence[list[Any]]) -> np.ndarray | None:
     """Equally long flat data of one datatype → one array, a row per tensor; None if any value needs a closer look."""
-    kinds = set(map(type, chain.from_iterable(datas)))
+    flat = list(chain.from_iterable(datas))  # numpy reads a flat list faster than nested ones
+    kinds = set(map(type, flat))
     if datatype == "BYTES":
         if not kinds <= _TEXT:
             return None
         try:
-            encoded = [s.encode() for s in chain.from_iterable(datas)]
+            encoded = [s.encode() for s in flat]
         except UnicodeEncodeError:
             return None
         block = np.empty(len(encoded), dtype=object)
@@ -326,7 +328,7 @@ def _plain_block(datatype: str, datas: Sequence[list[Any]]) -> np.ndarray | None
     if not kinds <= _NUMBERS:
         return None
     try:
-        wide = np.array(datas, dtype=np.float64)
+        wide = np.array(flat, dtype=np.float64).reshape(len(datas), -1)
     except OverflowError:
         return None
     if datatype == "FP64":
