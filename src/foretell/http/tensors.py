@@ -52,35 +52,59 @@ def _float_matrix(plan: Plan, blocks: list[TensorBlock]) -> np.ndarray | None:
     by_feature = np.empty((plan.width, shape[0]), dtype=np.float64)
     found = 0
     for block in blocks:
-        try:
-            at = list(map(plan.index.__getitem__, block.names))
-        except KeyError:
+        place = _place(plan, block.names, block.datatype)
+        if place is None:
             return None
+        at, lookups = place
         found += len(at)
-        if block.datatype in _NUMBERS:
+        if lookups is None:
             by_feature[at] = block.data
-        elif block.datatype == "BYTES":
-            codes = _category_codes(plan, at, block.data)
+        else:
+            codes = _category_codes(lookups, block.data)
             if codes is None:
                 return None
             by_feature[at] = codes
-        else:
-            return None
     return by_feature.T if found == plan.width else None  # the decoder refuses repeated names
 
 
-def _category_codes(plan: Plan, at: list[int], data: np.ndarray) -> list[list[int]] | None:
+_Place = tuple[np.ndarray, list[dict[str, int]] | None]
+
+# Where a block's inputs go in a model's matrix, by plan and names: the decoder hands out the
+# same names for each request of a structure it has seen, so this is worked out once per structure.
+_PLACES: dict[tuple[Plan, tuple[str, ...], str], _Place | None] = {}
+_MAX_PLACES = 256
+
+
+def _place(plan: Plan, names: tuple[str, ...], datatype: str) -> _Place | None:
+    """A block's rows in signature order, and each one's category codes for BYTES; None if they do not fit."""
+    key = (plan, names, datatype)
+    try:
+        return _PLACES[key]
+    except KeyError:
+        pass
+    place: _Place | None = None
+    try:
+        at = list(map(plan.index.__getitem__, names))
+    except KeyError:
+        at = None
+    if at is not None and datatype in _NUMBERS:
+        place = np.array(at, dtype=np.intp), None
+    elif at is not None and datatype == "BYTES":
+        lookups = [plan.codes[plan.names[position]] for position in at]
+        if all(lookups):  # not a category: text for a number is refused tensor by tensor
+            place = np.array(at, dtype=np.intp), lookups
+    if len(_PLACES) >= _MAX_PLACES:
+        _PLACES.clear()
+    _PLACES[key] = place
+    return place
+
+
+def _category_codes(lookups: list[dict[str, int]], data: np.ndarray) -> list[list[int]] | None:
     """Category names (UTF-8 bytes) → their codes, feature by feature; None if any is not a known name."""
-    codes = []
-    for position, names in zip(at, data.tolist(), strict=True):
-        lookup = plan.codes[plan.names[position]]
-        if not lookup:  # not a category: text for a number is refused tensor by tensor
-            return None
-        try:
-            codes.append([lookup[name.decode()] for name in names])
-        except (KeyError, UnicodeDecodeError):
-            return None
-    return codes
+    try:
+        return [[lookup[name.decode()] for name in names] for lookup, names in zip(lookups, data.tolist(), strict=True)]
+    except (KeyError, UnicodeDecodeError):
+        return None
 
 
 def inputs_from_tensors(signature: Signature, tensors: list[Tensor]) -> Any:

@@ -20,14 +20,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from foretell.core.columns import Columns
 from foretell.core.schema import Feature, Output, Signature
 from foretell.errors import InvalidInput
+from foretell.http import tensors as http_tensors
 from foretell.http.tensors import inputs_from_request
 from foretell.protocols.oip import Tensor, decode_infer_request
+from foretell.protocols.oip import request as oip_request
 
 FLOATS = Signature(
     (
@@ -277,3 +280,122 @@ def test_numbers_give_the_rows_one_2d_tensor_gives(n, datatype, binary, data):
         return FLOATS.coerce(inputs_from_request(FLOATS, decode_infer_request(body, length)))
 
     assert outcome(lambda: served(named)) == outcome(lambda: served(one))
+
+
+# -- remembered structures ---------------------------------------------------------------------------
+# The bulk decoder remembers what a JSON request's structure (its inputs' names and datatypes,
+# in order) decides, and the server where those inputs go in a model's matrix; only the shapes
+# and the data are then checked per request. Each case is decoded and served with nothing
+# remembered, then after a request of the same names and datatypes with good data: both give
+# the same outcome, for bad data too, for a shape equal in Python but not in JSON ([1.0], [true]
+# against [1]), and for an extra key.
+
+GOOD = {"BYTES": "a", "BOOL": True, "FP64": 1.5, "FP32": 1.5, "FP16": 1.5}
+
+
+def forget() -> None:
+    oip_request._LAYOUTS.clear()
+    http_tensors._PLACES.clear()
+
+
+def both(signature: Signature, body: bytes, length: int | None = None) -> tuple[Any, Any]:
+    """The decoded tensors and the served columns (or the errors each raises)."""
+
+    def served() -> Columns:
+        return signature.coerce(inputs_from_request(signature, decode_infer_request(body, length)))
+
+    return outcome(lambda: decoded(body, length)), outcome(served)
+
+
+def fresh(signature: Signature, body: bytes, length: int | None = None) -> tuple[Any, Any]:
+    forget()
+    try:
+        decoded_fresh = outcome(lambda: decoded(body, length))
+        forget()
+        return decoded_fresh, both(signature, body, length)[1]
+    finally:
+        forget()
+
+
+def prime(signature: Signature, inputs: list[dict[str, Any]]) -> bool:
+    """Decode and serve a request of these names and datatypes with good data; whether its structure is remembered."""
+    shape = inputs[0]["shape"]
+    shape = shape if all(type(d) is int for d in shape) else [1]
+    size = 1
+    for dim in shape:
+        size *= dim
+    good = [
+        {"name": i["name"], "datatype": i["datatype"], "shape": shape, "data": [GOOD.get(i["datatype"], 1)] * size}
+        for i in inputs
+    ]
+    both(signature, json.dumps({"inputs": good}).encode())
+    names = tuple(i["name"] for i in inputs)
+    return (names, tuple(i["datatype"] for i in inputs)) in oip_request._LAYOUTS
+
+
+@SETTINGS
+@given(st.sampled_from([FLOATS, MIXED]).flatmap(lambda s: st.tuples(st.just(s), requests(s))))
+def test_a_remembered_structure_gives_what_a_fresh_decoder_gives(case):
+    signature, (inputs, binary) = case
+    assume(not binary)  # structures are remembered for JSON requests
+    body, _ = body_of(inputs, binary=False, one_by_one=False)
+    expected = fresh(signature, body)
+    remembered = prime(signature, inputs)
+    if len({i["name"] for i in inputs}) == len(inputs) and len(inputs) > 1:
+        assert remembered  # the good request's structure is remembered: the next decode takes that path
+    assert both(signature, body) == expected
+    assert both(signature, body) == expected  # and again, with this request's own structure remembered if valid
+    forget()
+
+
+def churnish(**changes: Any) -> list[dict[str, Any]]:
+    inputs = [
+        {"name": "plan", "datatype": "BYTES", "shape": [1], "data": ["pro"]},
+        {"name": "tier", "datatype": "BYTES", "shape": [1], "data": ["gold"]},
+        {"name": "x", "datatype": "FP64", "shape": [1], "data": [1.5]},
+        {"name": "y", "datatype": "FP64", "shape": [1], "data": [2.5]},
+    ]
+    for name, change in changes.items():
+        next(i for i in inputs if i["name"] == name).update(change)
+    return inputs
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        churnish(x={"data": ["1.5"]}),  # text for a number
+        churnish(y={"data": [None]}),  # missing where the model needs it
+        churnish(tier={"data": ["platinum"]}),  # not a known category
+        churnish(plan={"data": [7]}),  # a number for BYTES
+        churnish(x={"data": [1.5, 2.5]}),  # more values than the shape holds
+        churnish(x={"data": 1.5}),  # not a list
+        churnish(x={"shape": [1.0]}),  # equal to [1] in Python, not in JSON
+        churnish(y={"shape": [True]}),
+        churnish(x={"shape": [1, 1]}),  # its own shape
+        churnish(x={"parameters": {}}),  # an extra key
+        churnish(y={"parameters": {"binary_data_size": 8}}),
+        churnish(plan={"extra": 1}),
+        [*churnish(), {"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}],  # repeated
+    ],
+)
+def test_bad_data_and_near_structures_after_a_remembered_one(inputs):
+    body = json.dumps({"inputs": inputs}).encode()
+    expected = fresh(FLOATS, body)
+    assert prime(FLOATS, churnish())
+    assert both(FLOATS, body) == expected
+    forget()
+
+
+def test_a_remembered_structure_is_used_and_the_memory_is_bounded():
+    forget()
+    body = json.dumps({"inputs": churnish()}).encode()
+    expected = fresh(FLOATS, body)
+    assert expected[1][0] == "ok"
+    for _ in range(3):
+        assert both(FLOATS, body) == expected
+    assert len(oip_request._LAYOUTS) == 1
+    for n in range(oip_request._MAX_LAYOUTS + 10):
+        inputs = [{"name": f"f{n}_{i}", "datatype": "FP64", "shape": [1], "data": [1.0]} for i in range(2)]
+        decode_infer_request(json.dumps({"inputs": inputs}).encode())
+    assert len(oip_request._LAYOUTS) == oip_request._MAX_LAYOUTS
+    forget()

@@ -19,7 +19,9 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import Any
@@ -139,14 +141,15 @@ def decode_infer_request(body: bytes, json_length: int | None = None) -> InferRe
         raise ProtocolError(f"request 'inputs' must be a non-empty list of tensors, got {_kind(raw_inputs)}")
     bulk = _plain_inputs(raw_inputs, binary) if len(raw_inputs) > 1 else None
     inputs: list[Tensor] | Callable[[], list[Tensor]]
+    names: list[str] | None
     if bulk is None:
         decoded = [_decode_input(i, raw, binary) for i, raw in enumerate(raw_inputs)]
         inputs, blocks, names = decoded, None, [t.name for t in decoded]
     else:
-        inputs, blocks = bulk
-        names = list(blocks[0].names) if len(blocks) == 1 else [name for block in blocks for name in block.names]
+        inputs, blocks, names = bulk
     binary.finish()
-    _no_repeats(names, "input")
+    if names is not None:  # None: a remembered structure, whose names were found distinct when it was first seen
+        _no_repeats(names, "input")
     outputs = _decode_outputs(document.get("outputs"), parameters.get("binary_data_output") is True)
     return InferRequest(request_id, inputs, outputs, parameters, blocks)
 
@@ -214,7 +217,42 @@ _PLAIN_BINARY = itemgetter("name", "datatype", "shape", "parameters")
 _BINARY_SIZE = itemgetter("binary_data_size")
 
 
-def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> tuple[Callable[[], list[Tensor]], list[TensorBlock]] | None:
+class _Layout:
+    """What a JSON request's structure (its inputs' names and datatypes, in order) decides, worked out once.
+
+    Clients send the same structure again and again with other data; a request whose names
+    and datatypes equal a remembered structure's skips the checks that depend only on
+    them. Equal tuples of strings hold only strings (a str never equals anything else), so
+    equal names and datatypes passed the same checks; the shapes are still compared and
+    their elements' types checked per request (1.0 and True equal 1).
+    """
+
+    __slots__ = ("blocks", "dims", "shape", "size")
+
+    def __init__(self, shape: list[int], blocks: list[tuple[str, tuple[str, ...], Sequence[int]]]) -> None:
+        self.shape = shape
+        self.dims = tuple(shape)
+        self.size = math.prod(self.dims)
+        # Each datatype's names and positions, and how its data are picked out of all inputs' data.
+        self.blocks = [(datatype, of, at, _picker(at)) for datatype, of, at in blocks]
+
+
+def _picker(at: Sequence[int]) -> Callable[[tuple[Any, ...]], Sequence[Any]] | None:
+    if isinstance(at, range):
+        return None  # every input
+    if len(at) == 1:
+        (only,) = at
+        return lambda payloads: (payloads[only],)
+    return itemgetter(*at)
+
+
+_LAYOUTS: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], _Layout] = OrderedDict()
+_MAX_LAYOUTS = 64  # a server sees a handful of structures; a client that varies them only misses
+
+
+def _plain_inputs(
+    raws: list[Any], binary: _BinaryPart
+) -> tuple[Callable[[], list[Tensor]], list[TensorBlock], list[str] | None] | None:
     """The common form (one tensor per feature) decoded in bulk; None for anything else.
 
     A `tritonclient` row with named features is dozens of tensors of one shape, each an
@@ -224,16 +262,25 @@ def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> tuple[Callable[[], li
     than the rest of serving the row. Anything off that form, valid or not, returns None
     and goes through `_decode_input`, which decodes it or says what is wrong; so this path
     accepts a subset of what that one accepts, and gives the same tensors.
+
+    Besides the tensors and blocks, the input names for the caller's check that none
+    repeats, or None when they come from a remembered `_Layout` (distinct already).
     """
     try:
         if set(map(len, raws)) != {4}:
             return None
         fields = _PLAIN_JSON if "data" in raws[0] else _PLAIN_BINARY
         names, datatypes, shapes, payloads = zip(*map(fields, raws), strict=True)
+        layout = _LAYOUTS.get((names, datatypes)) if fields is _PLAIN_JSON else None
+    except (KeyError, TypeError):  # not objects, other keys, unhashable values
+        return None
+    if layout is not None:
+        return _remembered(layout, names, datatypes, shapes, payloads)
+    try:
         if set(map(type, names)) != _TEXT or "" in names or set(map(type, shapes)) != _LISTS:
             return None
         kinds = set(datatypes)
-    except (KeyError, TypeError):  # not objects, other keys, unhashable values
+    except TypeError:  # unhashable datatypes
         return None
     # One shape for all (1.0 and True equal 1 here: the types are checked next).
     if shapes.count(shapes[0]) != len(shapes) or not kinds <= DATATYPES.keys():
@@ -269,10 +316,54 @@ def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> tuple[Callable[[], li
                 return None
             blocks.append(TensorBlock(of, datatype, dims, block))
             placed.append((at, block))
-
+        if len(set(names)) == len(names):  # repeated names are refused by the caller, every time
+            _remember(
+                (names, datatypes),
+                _Layout(list(dims), [(b.datatype, b.names, at) for b, (at, _) in zip(blocks, placed, strict=True)]),
+            )
     # Binary inputs keep their parameters; JSON data is not held while the request waits on the model.
     sent = payloads if fields is _PLAIN_BINARY else None
+    return _tensors(names, datatypes, dims, placed, sent), blocks, list(names)
 
+
+def _remembered(
+    layout: _Layout,
+    names: tuple[str, ...],
+    datatypes: tuple[str, ...],
+    shapes: tuple[Any, ...],
+    payloads: tuple[Any, ...],
+) -> tuple[Callable[[], list[Tensor]], list[TensorBlock], None] | None:
+    """`_plain_inputs` for a remembered structure: only the shapes and the data are checked."""
+    if shapes.count(layout.shape) != len(shapes) or not set(map(type, chain.from_iterable(shapes))) <= _INTS:
+        return None
+    if set(map(type, payloads)) != _LISTS or set(map(len, payloads)) != {layout.size}:
+        return None
+    blocks: list[TensorBlock] = []
+    placed: list[tuple[Sequence[int], np.ndarray]] = []
+    for datatype, of, at, pick in layout.blocks:
+        block = _plain_block(datatype, payloads if pick is None else pick(payloads))
+        if block is None:
+            return None
+        blocks.append(TensorBlock(of, datatype, layout.dims, block))
+        placed.append((at, block))
+    with suppress(KeyError):  # another thread may have let it go meanwhile
+        _LAYOUTS.move_to_end((names, datatypes))
+    return _tensors(names, datatypes, layout.dims, placed, None), blocks, None
+
+
+def _remember(key: tuple[tuple[str, ...], tuple[str, ...]], layout: _Layout) -> None:
+    _LAYOUTS[key] = layout
+    while len(_LAYOUTS) > _MAX_LAYOUTS:
+        _LAYOUTS.popitem(last=False)
+
+
+def _tensors(
+    names: tuple[str, ...],
+    datatypes: tuple[str, ...],
+    dims: tuple[int, ...],
+    placed: list[tuple[Sequence[int], np.ndarray]],
+    sent: tuple[Any, ...] | None,
+) -> Callable[[], list[Tensor]]:
     def tensors() -> list[Tensor]:  # made only if asked for: a model fed from the blocks never is
         rows: list[Any] = [None] * len(names)
         for at, block in placed:
@@ -281,7 +372,7 @@ def _plain_inputs(raws: list[Any], binary: _BinaryPart) -> tuple[Callable[[], li
         parameters = sent if sent is not None else [{} for _ in names]
         return list(map(Tensor, names, datatypes, repeat(dims), rows, parameters))
 
-    return tensors, blocks
+    return tensors
 
 
 def _binary_block(datatype: str, parameters: tuple[Any, ...], size: int, binary: _BinaryPart) -> np.ndarray | None:
