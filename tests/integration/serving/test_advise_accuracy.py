@@ -39,17 +39,14 @@ def test_advise_predicts_batch_throughput_and_single_latency_within_a_quarter(tm
     sample = tmp_path / "sample.parquet"
     pq.write_table(customers.slice(0, 50_000), sample)
 
-    advice = foretell.api.advise("churn@production", PRESETS["nightly-churn"], sample=sample, home=home)
-    predicted_rows_per_s = customers.num_rows / advice.measurements.batch_seconds(customers.num_rows)
-
-    took = []
-    for attempt in range(2):  # the fastest of two, as the advisor takes the fastest of its runs
-        started = time.perf_counter()
-        foretell.api.run_batch(
-            "churn@production", data, tmp_path / f"out-{attempt}", home=home, id_column="customer_id"
-        )
-        took.append(time.perf_counter() - started)
-    actual_rows_per_s = customers.num_rows / min(took)
+    # Both sides are timings on a shared machine: a neighbour's burst during one of them can move the ratio by
+    # a third. So one retry, of both sides, when the first comparison is off; an advisor that is off says so twice.
+    for _ in range(2):
+        advice = foretell.api.advise("churn@production", PRESETS["nightly-churn"], sample=sample, home=home)
+        predicted_rows_per_s = customers.num_rows / advice.measurements.batch_seconds(customers.num_rows)
+        actual_rows_per_s = _batch_rows_per_s(home, data, tmp_path, customers.num_rows)
+        if 0.75 <= predicted_rows_per_s / actual_rows_per_s <= 1.25:
+            break
 
     port = free_port()
     server = subprocess.Popen(
@@ -81,6 +78,18 @@ def test_advise_predicts_batch_throughput_and_single_latency_within_a_quarter(tm
     print(report)
     assert 0.75 <= batch_ratio <= 1.25, report
     assert 0.75 <= latency_ratio <= 1.25, report
+
+
+def _batch_rows_per_s(home: Path, data: Path, work: Path, rows: int) -> float:
+    """A real `foretell batch run` over `data`: the fastest of two, as the advisor takes the fastest of its runs."""
+    took = []
+    for _ in range(2):
+        output = work / f"out-{time.monotonic_ns()}"
+        started = time.perf_counter()
+        foretell.api.run_batch("churn@production", data, output, home=home, id_column="customer_id")
+        took.append(time.perf_counter() - started)
+        shutil.rmtree(output)
+    return rows / min(took)
 
 
 def _wait_ready(url: str) -> None:
