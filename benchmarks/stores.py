@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
 from servekit import free_port
 
+from hybrid import start_redis
 from serve import wait_ready, wrk
 
 LOOKUP_LUA = """
@@ -44,27 +45,6 @@ request = function()
   return wrk.format("GET", "/v1/models/churn/predictions/C-" .. string.format("%07d", math.random(1, {n})))
 end
 """
-
-
-def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-         str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
-    client = redis.Redis.from_url(url)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    return process, url
 
 
 def timed(call: Any) -> float:
