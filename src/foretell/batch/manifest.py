@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from foretell.batch.sinks import fsync_dir
+from foretell.batch.sinks import fsync_path
 from foretell.errors import ForetellError, OutputLocked
 
 __all__ = ["ChunkRecord", "JobFolder"]
@@ -123,10 +123,10 @@ class JobFolder:
             if record.reject_part:
                 rejects.mkdir(exist_ok=True)
                 _move(self.staged_rejects / record.reject_part, rejects / record.reject_part)
-        fsync_dir(self.output)
+        fsync_path(self.output)
         _atomic_json(self.output / MANIFEST, manifest)
         (self.output / SUCCESS).write_text("")
-        fsync_dir(self.output)
+        fsync_path(self.output)
 
 
 def _move(source: Path, target: Path) -> None:
@@ -143,4 +143,4 @@ def _atomic_json(path: Path, data: Mapping[str, Any]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     temp.replace(path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)

@@ -18,7 +18,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["TEMP_PREFIX", "OutputFormat", "commit_table", "fsync_dir", "part_name", "sweep_temp"]
+__all__ = ["TEMP_PREFIX", "OutputFormat", "commit_table", "fsync_path", "part_name", "sweep_temp"]
 
 OutputFormat = Literal["parquet", "csv", "jsonl"]
 TEMP_PREFIX = ".tmp-"
@@ -45,7 +45,7 @@ def commit_table(
             # To the path, through pyarrow's own file: a Python file object takes the GIL for every
             # page written, from threads that are scoring the other chunks.
             pq.write_table(table, str(temp), use_dictionary=_repeating(table, unique))
-            _fsync_file(temp)
+            fsync_path(temp)
         else:
             with temp.open("wb") as handle:
                 _write_text(table, handle, fmt)
@@ -54,7 +54,7 @@ def commit_table(
         temp.replace(final)
     finally:
         temp.unlink(missing_ok=True)
-    fsync_dir(folder)
+    fsync_path(folder)
     return final
 
 
@@ -99,16 +99,9 @@ def _flat(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """A file's data, or a folder's entries (a rename into it), on disk: both are opened read-only to fsync."""
     descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:
@@ -152,5 +145,5 @@ def combine(parts: list[Path], target: Path, fmt: OutputFormat, unique: Sequence
         temp.replace(target)
     finally:
         temp.unlink(missing_ok=True)
-    fsync_dir(target.parent)
+    fsync_path(target.parent)
     return target
