@@ -42,6 +42,9 @@ run: $(STAMP)
 	$(BIN)/python examples/show_output.py $(DEMO)/nightly/movies 3
 	$(BIN)/python examples/hybrid_tour.py
 	@echo
+	@echo "== the ledger: every prediction for customer C-0000042, whichever way it was made (foretell ledger show)"
+	$(BIN)/foretell ledger show churn --key C-0000042
+	@echo
 	@echo "== when to use which: measured on this machine (about a minute; --quick for ten seconds):"
 	@echo "   $(BIN)/foretell advise churn@production --preset nightly-churn --report advice.html"
 	@$(BIN)/python examples/serve_examples.py $(PORT)

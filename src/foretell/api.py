@@ -243,6 +243,8 @@ def scheduler(*, home: Path | str | None = None, **options: Any) -> Scheduler:
 
 STORE_URL_ENV = "FORETELL_STORE_URL"
 API_KEY_ENV = "FORETELL_API_KEY"
+LEDGER_ENV = "FORETELL_LEDGER"
+"""Where the prediction ledger is (a folder or an fsspec URL), when not FORETELL_HOME/ledger."""
 
 
 def production_uris(*, home: Path | str | None = None) -> list[str]:
@@ -311,6 +313,7 @@ def _served(
         models=None if resolved.models else production_uris(home=home),
         api_key=resolved.api_key or os.environ.get(API_KEY_ENV) or None,
         store_url=resolved.store_url or _store_url(),
+        ledger_location=resolved.ledger.location or os.environ.get(LEDGER_ENV) or None,
     )
 
 

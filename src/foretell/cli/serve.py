@@ -17,6 +17,7 @@ EPILOG = (
     "  foretell serve --config serve.toml               # settings and per-model batching (docs/serving.md)\n\n"
     "  foretell serve churn@production --engine ray --autoscale 1:4 --ray-address auto   # Ray Serve replicas\n\n"
     "  foretell serve churn@production --engine ray --ray-ingress proxy   # only through Ray Serve's proxy\n\n"
+    "  foretell serve --no-ledger                       # record no predictions (foretell ledger show)\n\n"
     "  curl -s localhost:8000/v2/models/churn/infer -d @request.json"
 )
 
@@ -56,6 +57,16 @@ def serve(
         str | None,
         typer.Option(help="auto (compiled when it passed its parity proof), original or compiled (default: auto)."),
     ] = None,
+    ledger: Annotated[
+        bool | None,
+        typer.Option(
+            "--ledger/--no-ledger", help="Record every prediction in the ledger (foretell ledger show) (default: on)."
+        ),
+    ] = None,
+    ledger_location: Annotated[
+        str | None,
+        typer.Option(help="Where the ledger is: a folder or an fsspec URL (default: FORETELL_LEDGER, else HOME/ledger)."),
+    ] = None,
     engine: Annotated[str, typer.Option(help="local (uvicorn here) or ray (a Ray Serve application).")] = "local",
     replicas: Annotated[int | None, typer.Option(min=1, help="--engine ray: replicas (default: 1).")] = None,
     autoscale: Annotated[
@@ -84,6 +95,8 @@ def serve(
         "max_body_bytes": max_body_bytes,
         "access_log": access_log,
         "predictor": predictor,
+        "ledger_enabled": ledger,
+        "ledger_location": ledger_location,
     }
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine is local or ray")

@@ -30,6 +30,7 @@ from foretell.http.asgi import reply
 from foretell.http.errors import HttpAnswers, Reply
 from foretell.http.hybrid import HybridEndpoints, match_hybrid
 from foretell.http.inference import InferenceEndpoints, match
+from foretell.http.labels import LABELS_PATH, LabelEndpoint
 from foretell.http.openapi import openapi_document
 from foretell.http.shutdown import not_ready_on_signal
 from foretell.hybrid import HybridService
@@ -60,14 +61,22 @@ class ServerOptions:
 
 
 def create_app(
-    service: InferenceService, options: ServerOptions | None = None, hybrid: HybridService | None = None
+    service: InferenceService,
+    options: ServerOptions | None = None,
+    hybrid: HybridService | None = None,
+    *,
+    labels_at: str | None = None,
 ) -> ASGIApp:
-    """The server's ASGI app; with `hybrid`, also the lookup-by-key and event routes (`/v1`)."""
+    """The server's ASGI app; with `hybrid`, also the lookup-by-key and event routes (`/v1`); with
+    `labels_at` (a ledger's location), `POST /v1/labels`."""
     options = options or ServerOptions()
     version = package_version("foretell")
     answers = HttpAnswers(overload_status=options.overload_status, retry_after_seconds=options.retry_after_seconds)
     hot = InferenceEndpoints(service, answers, max_body_bytes=options.max_body_bytes)
     by_key = None if hybrid is None else HybridEndpoints(hybrid, answers, max_body_bytes=options.max_body_bytes)
+    labels = (
+        None if labels_at is None else LabelEndpoint(service, answers, labels_at, max_body_bytes=options.max_body_bytes)
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -144,6 +153,9 @@ def create_app(
             target = match(scope["path"])
             if target is not None:
                 await hot(scope, receive, send, target)
+                return
+            if labels is not None and scope["path"] == LABELS_PATH:
+                await labels(scope, receive, send)
                 return
             if by_key is not None and (hybrid_target := match_hybrid(scope["path"])) is not None:
                 await by_key(scope, receive, send, hybrid_target)

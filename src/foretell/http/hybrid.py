@@ -77,7 +77,8 @@ class HybridEndpoints:
         if target.endpoint == "lookup":
 
             async def work(call: Call) -> Reply:
-                return 200, orjson.dumps(await self._lookup(call, target, scope)), {}
+                body = orjson.dumps(await self._lookup(call, target, scope))
+                return 200, body, _prediction_header(call)
 
         elif target.endpoint == "batchGet":
 
@@ -87,19 +88,23 @@ class HybridEndpoints:
         else:
 
             async def work(call: Call) -> Reply:
-                return 200, orjson.dumps(await self.service.apply(await self._body(scope, receive))), {}
+                call.request_id = header(scope["headers"], b"x-request-id")
+                applied = await self.service.apply(await self._body(scope, receive), call)
+                return 200, orjson.dumps(applied), _prediction_header(call)
 
         status, body, headers = await self.service.inference.observed(target.endpoint, work, self.answers)
         if status != CLIENT_CLOSED:
             await reply(send, status, body, headers)
 
     async def _lookup(self, call: Call, target: HybridTarget, scope: Scope) -> dict[str, Any]:
+        call.request_id = header(scope["headers"], b"x-request-id")
         query = _query(scope["query_string"])
         fresh, k = _flag(query, "fresh"), _k(query.get("k"))
         found = await self.service.lookup(call, target.name, target.key, fresh=fresh, k=k)
         return found.to_dict()
 
     async def _batch_get(self, call: Call, target: HybridTarget, scope: Scope, receive: Receive) -> dict[str, Any]:
+        call.request_id = header(scope["headers"], b"x-request-id")
         self.service.inference.resolve(call, target.name)  # a bad body is still counted under the model
         document = _json_object(await self._body(scope, receive))
         keys = document.get("keys")
@@ -116,6 +121,11 @@ class HybridEndpoints:
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         return await read_body(receive, header(scope["headers"], b"content-length"), self.max_body_bytes)
+
+
+def _prediction_header(call: Call) -> dict[str, str]:
+    """`X-Prediction-Id`: the ledger's (first) id for the request's predictions, when it keeps one."""
+    return {"X-Prediction-Id": call.prediction_id} if call.prediction_id is not None else {}
 
 
 def _query(raw: bytes) -> dict[str, str]:

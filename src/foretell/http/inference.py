@@ -89,13 +89,15 @@ class InferenceEndpoints:
         json_length = parse_header_length(header(headers, b"inference-header-content-length"))
         body = await read_body(receive, header(headers, b"content-length"), self.max_body_bytes)
         request = decode_infer_request(body, json_length)
+        call.request_id = request.id or header(headers, b"x-request-id")
         deadline = request_deadline(header(headers, b"x-request-timeout"), request.timeout_seconds)
         rows = inputs_from_request(slot.model.signature, request)
-        inference = await self.service.infer(slot, rows, deadline=deadline)
+        inference = await self.service.infer(slot, rows, deadline=deadline, call=call, keys=request.keys)
         names, binary = request.select_outputs(o.name for o in inference.predictions.outputs)
         tensors = tensors_from_predictions(inference.predictions, names)
-        body, extra = encode_infer_response(slot.name, str(inference.version), request.id, tensors, binary)
-        return 200, body, extra
+        parameters = {"prediction_id": call.prediction_id} if call.prediction_id else None
+        body, extra = encode_infer_response(slot.name, str(inference.version), request.id, tensors, binary, parameters)
+        return 200, body, _with_prediction_id(extra, call)
 
     async def _invocations(self, call: Call, scope: Scope, receive: Receive) -> Reply:
         slot = self.service.only_model(
@@ -105,9 +107,17 @@ class InferenceEndpoints:
         body = await read_body(receive, header(headers, b"content-length"), self.max_body_bytes)
         # CSV cells are text until typed: the signature says which columns stay text ("02139").
         rows = decode_invocations(body, header(headers, b"content-type") or "", signature=slot.model.signature)
+        call.request_id = header(headers, b"x-request-id")
         deadline = request_deadline(header(headers, b"x-request-timeout"), None)
-        inference = await self.service.infer(slot, rows, deadline=deadline)
-        return 200, encode_predictions(inference.predictions), {}
+        inference = await self.service.infer(slot, rows, deadline=deadline, call=call)
+        return 200, encode_predictions(inference.predictions, call.prediction_id), _with_prediction_id({}, call)
+
+
+def _with_prediction_id(headers: dict[str, str], call: Call) -> dict[str, str]:
+    """`X-Prediction-Id`: the ledger's id for the request, which labels may name later."""
+    if call.prediction_id is not None:
+        headers["X-Prediction-Id"] = call.prediction_id
+    return headers
 
 
 def request_deadline(header_value: str | None, timeout_seconds: float | None) -> float | None:

@@ -21,6 +21,7 @@ from foretell.config import lines_on_stderr
 from foretell.errors import InvalidInput
 from foretell.http.app import ServerOptions, create_app
 from foretell.hybrid import HybridService
+from foretell.ledger.writer import LedgerWriter
 from foretell.registry import open_registry
 from foretell.serving.config import ServeConfig
 from foretell.serving.runtime import Runtime
@@ -58,7 +59,7 @@ def build_app(home: Path, config: ServeConfig) -> ASGIApp:
         reload_seconds=config.reload_seconds,
         predictor=config.predictor,
     )
-    inference = InferenceService(runtime)
+    inference = InferenceService(runtime, _ledger_writer(home, config))
     hybrid = HybridService(
         inference,
         open_store(home, config.store_url),
@@ -72,7 +73,19 @@ def build_app(home: Path, config: ServeConfig) -> ASGIApp:
         overload_status=config.overload_status,
         access_log=config.access_log,
     )
-    return create_app(inference, options, hybrid)
+    return create_app(inference, options, hybrid, labels_at=ledger_location(home, config))
+
+
+def ledger_location(home: Path, config: ServeConfig) -> str:
+    """Where this server's ledger is: the config's location, else `FORETELL_HOME/ledger`."""
+    return config.ledger.location or str(Path(home).absolute() / "ledger")
+
+
+def _ledger_writer(home: Path, config: ServeConfig) -> LedgerWriter | None:
+    """This process's ledger writer (each `--workers` process and Ray replica has its own); None when off."""
+    if not config.ledger.enabled:
+        return None
+    return LedgerWriter(ledger_location(home, config), config.ledger)
 
 
 def app_from_env() -> ASGIApp:

@@ -43,7 +43,8 @@ from foretell.errors import InvalidInput, NotFound
 from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts, key_of, parse_event, resolve
 from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S, age_seconds
 from foretell.hybrid.reads import CoalescedReads
-from foretell.serving.service import Call, InferenceService, ModelSlot
+from foretell.ledger.record import Source
+from foretell.serving.service import Call, InferenceService, ModelSlot, Stored
 from foretell.store.base import PredictionStore, StoredPrediction
 from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
 
@@ -66,9 +67,11 @@ class Lookup:
     age_seconds: float
     stale: bool = False
     """True when the stored prediction was too old but nothing could replace it (no features)."""
+    prediction_id: str | None = None
+    """The ledger's id for this answer (None when the server keeps no ledger)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        shown = {
             "model": self.model,
             "key": self.key,
             "source": self.source,
@@ -79,6 +82,9 @@ class Lookup:
             "age_seconds": round(self.age_seconds, 3),
             "stale": self.stale,
         }
+        if self.prediction_id is not None:
+            shown["prediction_id"] = self.prediction_id
+        return shown
 
 
 class HybridService:
@@ -139,20 +145,38 @@ class HybridService:
             elif lookup is not None:
                 stale[key] = replace(lookup, stale=True)
         live_keys = [key for key in wanted if key not in answers]
+        computed: dict[str, Lookup] = {}
         if live_keys:
             table = await self._table_for(name)
             if table is not None:
-                answers.update(await self._live(slot, table, live_keys, options))
+                computed = await self._live(slot, table, live_keys, options, call, "live-fallback")
+                answers.update(computed)
             for key in live_keys:
                 if key not in answers and key in stale:
                     answers[key] = stale[key]
         found_list = [answers[key] for key in wanted if key in answers]
+        if self.inference.ledger is not None:
+            found_list = self._recorded(call, slot, found_list, computed)
         return found_list, [key for key in wanted if key not in answers]
+
+    def _recorded(
+        self, call: Call, slot: ModelSlot, answers: list[Lookup], computed: Mapping[str, Lookup]
+    ) -> list[Lookup]:
+        """The answers with their ledger ids; those taken from the store are recorded now (`precomputed`)."""
+        from_store = [a for a in answers if a.key not in computed]
+        ids = self.inference.record_stored(
+            call, slot, [Stored(a.key, a.prediction, a.model_version) for a in from_store]
+        )
+        named = {a.key: replace(a, prediction_id=i) for a, i in zip(from_store, ids, strict=True)}
+        return [named.get(a.key, a) for a in answers]
 
     # -- events ------------------------------------------------------------------------------------
 
-    async def apply(self, event: bytes | Event) -> dict[str, Any]:
-        """Apply one event and refresh the predictions it changes; see the module docstring."""
+    async def apply(self, event: bytes | Event, call: Call | None = None) -> dict[str, Any]:
+        """Apply one event and refresh the predictions it changes; see the module docstring.
+
+        With `call`, each refreshed prediction is recorded in the ledger (`event-refresh`).
+        """
         started = time.perf_counter()
         if isinstance(event, bytes):
             event = parse_event(event)
@@ -195,7 +219,7 @@ class HybridService:
             # A duplicate refreshes too: it is usually the retry a 503 asked for, after the first
             # delivery changed the entity but could not queue its refresh.
             for slot in linked:
-                for lookup in (await self._live(slot, table, [key], NO_OPTIONS)).values():
+                for lookup in (await self._live(slot, table, [key], NO_OPTIONS, call, "event-refresh")).values():
                     refreshed.append(lookup.to_dict())
         return {
             "applied": applied,
@@ -209,9 +233,18 @@ class HybridService:
     # -- live predictions --------------------------------------------------------------------------
 
     async def _live(
-        self, slot: ModelSlot, table: EntityTable, keys: list[str], options: PredictOptions
+        self,
+        slot: ModelSlot,
+        table: EntityTable,
+        keys: list[str],
+        options: PredictOptions,
+        call: Call | None,
+        source: Source,
     ) -> dict[str, Lookup]:
-        """Predict `keys` from their entity rows (those that have one) and write the results back."""
+        """Predict `keys` from their entity rows (those that have one) and write the results back.
+
+        With `call`, each key's prediction is recorded in the ledger under `source`.
+        """
         computed = self._clock()  # before the features are read: see the module docstring
         entities = await self._entity_rows.get_many(table.name, keys)
         order = [key for key in keys if key in entities]
@@ -229,10 +262,15 @@ class HybridService:
                 )
             )
 
-        inference = await self.inference.infer(slot, rows, options=options, refused=refused)
+        inference = await self.inference.infer(
+            slot, rows, options=options, refused=refused, call=call, source=source, keys=order, per_key=True
+        )
         stamp, version = _stamp(computed), inference.version
+        ids = inference.prediction_ids or (None,) * len(order)
         answers = {
-            key: Lookup(slot.name, key, "live", inference.predictions[i], version, stamp, None, 0.0)
+            key: Lookup(
+                slot.name, key, "live", inference.predictions[i], version, stamp, None, 0.0, prediction_id=ids[i]
+            )
             for i, key in enumerate(order)
         }
         await asyncio.to_thread(self._write_back, slot.name, answers.values())

@@ -265,15 +265,21 @@ def _conversion_error(message: str, body: bytes, dtypes: dict[str, str]) -> str:
 # -- the answer ------------------------------------------------------------------------------------
 
 
-def encode_predictions(predictions: Predictions) -> bytes:
-    """`{"predictions": [...]}`: a list of values for one output, a list of row objects for several."""
+def encode_predictions(predictions: Predictions, prediction_id: str | None = None) -> bytes:
+    """`{"predictions": [...]}`: a list of values for one output, a list of row objects for several.
+
+    With `prediction_id` (the ledger's id for the request), also `"prediction_id": "..."`.
+    """
     columns = {name: _jsonable(column) for name, column in predictions.columns.items()}
     if len(columns) == 1:
         (payload,) = columns.values()
     else:
         n = len(predictions)
         payload = [{name: column[i] for name, column in columns.items()} for i in range(n)]
-    return orjson.dumps({"predictions": payload}, option=orjson.OPT_SERIALIZE_NUMPY)
+    document: dict[str, Any] = {"predictions": payload}
+    if prediction_id is not None:
+        document["prediction_id"] = prediction_id
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _jsonable(column: np.ndarray) -> Any:

@@ -39,7 +39,7 @@ from foretell.core.predictor import NO_OPTIONS, Predictions, PredictOptions
 from foretell.errors import BatcherClosed, DeadlineExceeded, ForetellError, Overloaded, PredictionError
 from foretell.serving.outcomes import BatchObserver, _NoObserver
 from foretell.serving.policy import BatchPolicy, Flush, Wait, admits, decide, retry_after
-from foretell.serving.queue import Pending, RequestQueue
+from foretell.serving.queue import BatchNote, Pending, RequestQueue
 
 __all__ = ["BatchObserver", "MicroBatcher", "PredictFn"]
 
@@ -197,7 +197,12 @@ class MicroBatcher:
     # -- requests --------------------------------------------------------------------------------
 
     async def submit(
-        self, columns: Columns, *, deadline: float | None = None, options: PredictOptions = NO_OPTIONS
+        self,
+        columns: Columns,
+        *,
+        deadline: float | None = None,
+        options: PredictOptions = NO_OPTIONS,
+        note: BatchNote | None = None,
     ) -> Predictions:
         """Predict the valid rows of `columns`, batched with whatever else is waiting with the same `options`.
 
@@ -207,6 +212,7 @@ class MicroBatcher:
         Raises `Overloaded` when the queue is full, `DeadlineExceeded` when the deadline
         passes before the model runs the request, `PredictionError` when the model fails
         on the batch it was in, and `BatcherClosed` when the batcher is not running.
+        `note.batch_rows`, when given, is set to the rows of the model call that answered.
         """
         if self._state != "running":
             self._observer.rejected("closed")
@@ -232,7 +238,7 @@ class MicroBatcher:
                 f"(limit {self.policy.max_queue}) and this request brings {rows}; retry after {wait:.0f} s",
                 retry_after_s=wait,
             )
-        pending = Pending(frame, rows, now, deadline, asyncio.get_running_loop().create_future(), options)
+        pending = Pending(frame, rows, now, deadline, asyncio.get_running_loop().create_future(), options, note=note)
         self._queue.push(pending)
         self._wake.set()
         try:
@@ -356,6 +362,8 @@ class MicroBatcher:
             part = predictions[offset : offset + pending.rows]
             offset += pending.rows
             if not pending.future.done():  # its caller may have given up meanwhile
+                if pending.note is not None:
+                    pending.note.batch_rows = batch.rows
                 pending.future.set_result(part)
 
     def _fail_batch(self, batch: _Batch, failure: BaseException) -> None:

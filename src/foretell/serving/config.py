@@ -16,6 +16,11 @@ predictor = "auto"         # compiled when it passed its parity proof; "original
 max_age = "26h"            # hybrid lookups: how old a stored prediction may be ...
 [hybrid.movies]            # ... and one model's own
 max_age = "15m"
+
+[ledger]                   # the prediction ledger (docs/ledger.md): on by default, under FORETELL_HOME/ledger
+inputs = "all"             # or "none", or a list of input names; redact, sample, retention_days, ...
+[ledger.models.churn]      # ... and one model's own policy
+redact = ["postcode"]
 ```
 
 Most specific wins: a `[batching.NAME]` table, then command-line flags, then the file's
@@ -36,6 +41,7 @@ from typing import Any
 from foretell.config import parse_duration
 from foretell.core.model import PREDICTOR_CHOICES, PredictorChoice
 from foretell.errors import InvalidServeConfig
+from foretell.ledger.settings import LedgerSettings
 from foretell.serving.policy import BatchPolicy
 
 __all__ = ["BATCH_KNOBS", "ServeConfig", "load_serve_config", "settings_over"]
@@ -65,6 +71,8 @@ class ServeConfig:
     """Where predictions and entity tables live: None for SQLite under FORETELL_HOME, or redis://..."""
     predictor: PredictorChoice = "auto"
     """`auto` (compiled when it passed its parity proof), `original` (the framework's own), or `compiled`."""
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    """Whether and where every prediction is recorded, and each model's policy (the `[ledger]` table)."""
 
     def __post_init__(self) -> None:
         if self.overload_status not in (429, 503):
@@ -96,6 +104,9 @@ class ServeConfig:
         """This config with the command-line flags that were given (None means "not given")."""
         given = {k: v for k, v in flags.items() if v is not None}
         batching = {k: given.pop(k) for k in BATCH_KNOBS if k in given}
+        ledger = {name: given.pop(flag) for flag, name in _LEDGER_FLAGS.items() if flag in given}
+        if ledger:
+            given["ledger"] = dataclasses.replace(self.ledger, **ledger)
         if "models" in given:
             given["models"] = tuple(given["models"])
         unknown = set(given) - {f.name for f in dataclasses.fields(self)}
@@ -112,6 +123,7 @@ class ServeConfig:
         del plain["defaults"], plain["model_knobs"], plain["model_max_age"]
         return {
             **plain,
+            "ledger": self.ledger.to_mapping(),
             "hybrid": {name: {"max_age": seconds} for name, seconds in self.model_max_age.items()},
             "models": list(self.models),
             "batching": {name: dict(knobs) for name, knobs in self.model_knobs.items()},
@@ -133,6 +145,9 @@ def load_serve_config(path: Path | str) -> ServeConfig:
         raise InvalidServeConfig(f"{path.name} is not valid TOML: {exc}") from None
     return _parse(data, path.name)
 
+
+#: Command-line flags that set the ledger's settings: flag → `LedgerSettings` field.
+_LEDGER_FLAGS = {"ledger_enabled": "enabled", "ledger_location": "location"}
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "host": (str,),
@@ -172,11 +187,20 @@ def _parse(data: dict[str, Any], where: str) -> ServeConfig:
             ages[str(name)] = _duration(table["max_age"], f"{where} [hybrid.{name}] max_age")
     if "max_age" in data:
         data["max_age"] = _duration(data["max_age"], f"{where} max_age")
+    ledger_table = data.pop("ledger", {})
+    if not isinstance(ledger_table, Mapping):
+        raise InvalidServeConfig(f"{where}: 'ledger' is a table of settings, e.g. [ledger] inputs = \"none\"")
+    ledger = LedgerSettings.from_mapping(ledger_table, f"{where} [ledger]")
     values = {key: _checked(key, value, where) for key, value in data.items() if value is not None}
     defaults = {key: values.pop(key) for key in BATCH_KNOBS if key in values}
     try:
         config = ServeConfig(
-            models=tuple(models), defaults=BatchPolicy(**defaults), model_knobs=knobs, model_max_age=ages, **values
+            models=tuple(models),
+            defaults=BatchPolicy(**defaults),
+            model_knobs=knobs,
+            model_max_age=ages,
+            ledger=ledger,
+            **values,
         )
     except ValueError as exc:
         raise InvalidServeConfig(f"{where}: {exc}") from None
@@ -203,7 +227,9 @@ def _duration(value: Any, where: str) -> float:
 def _checked(key: str, value: Any, where: str) -> Any:
     kinds = _TYPES.get(key)
     if kinds is None:
-        raise InvalidServeConfig(f"{where}: unknown key {key!r}; known: models, batching, hybrid, {', '.join(_TYPES)}")
+        raise InvalidServeConfig(
+            f"{where}: unknown key {key!r}; known: models, batching, hybrid, ledger, {', '.join(_TYPES)}"
+        )
     if type(value) not in kinds or (isinstance(value, float) and not math.isfinite(value)):
         wanted = " or ".join("a number" if k is float else f"{k.__name__}" for k in kinds)
         raise InvalidServeConfig(f"{where}: {key} must be {wanted}, got {value!r}")

@@ -6,9 +6,12 @@ process, or a reload, from double-registering, and lets /metrics show exactly th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = ["BatchObserver", "ServingMetrics"]
 
@@ -83,6 +86,10 @@ class ServingMetrics:
             gauge = self._in_flight[model] = self.in_flight.labels(model)
         return gauge
 
+    def watch_ledger(self, counts: Callable[[], dict[str, int]]) -> None:
+        """Export the ledger writer's counts (read at each scrape): records, drops, segments, queue."""
+        self.registry.register(_LedgerCollector(counts))
+
     def observer(self, model: str) -> BatchObserver:
         return BatchObserver(self, model)
 
@@ -107,3 +114,32 @@ class BatchObserver:
 
     def rejected(self, reason: str) -> None:
         self._rejected.labels(self._model, reason).inc()
+
+
+class _LedgerCollector(Collector):
+    """The prediction ledger's own counts, as `foretell_ledger_*` metrics."""
+
+    _COUNTERS = (
+        ("records", "foretell_ledger_records", "Prediction rows written to the ledger."),
+        (
+            "dropped",
+            "foretell_ledger_dropped",
+            "Prediction rows dropped: the ledger's queue was full or a write failed.",
+        ),
+        ("segments", "foretell_ledger_segments", "Ledger segment files published."),
+        ("bytes", "foretell_ledger_bytes", "Bytes of ledger segments published."),
+    )
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self._counts = counts
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())  # the families are the same at every scrape; nothing to check at registration
+
+    def collect(self) -> Iterator[Any]:
+        counts = self._counts()
+        for key, name, text in self._COUNTERS:
+            yield CounterMetricFamily(name, text, value=counts.get(key, 0))
+        yield GaugeMetricFamily(
+            "foretell_ledger_pending_rows", "Prediction rows queued for the ledger.", value=counts.get("pending", 0)
+        )

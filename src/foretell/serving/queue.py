@@ -15,11 +15,12 @@ import asyncio
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions
 
-__all__ = ["Pending", "RequestQueue"]
+__all__ = ["BatchNote", "Pending", "RequestQueue"]
 
 
 @dataclass(slots=True, eq=False)
@@ -35,6 +36,14 @@ class Pending:
     options: PredictOptions
     queued: bool = True
     """False once taken into a batch, expired, failed or abandoned by its caller."""
+    note: BatchNote | None = None
+    """Told how many rows the model call that answered this request had (for the prediction ledger)."""
+
+
+class BatchNote(Protocol):
+    """Anything with a `batch_rows` the batcher fills in when it answers a request."""
+
+    batch_rows: int
 
 
 class RequestQueue:

@@ -10,13 +10,20 @@ in here, never in a transport.
 Status codes are a transport's business: `observed` takes the transport's own mapping
 from an outcome (or an error) to its answer and status label, applies it in one place,
 and records the metrics with that label.
+
+The ledger: every prediction answered here, and every failed prediction request, is
+handed to the ledger (`foretell.ledger`) as one `Entry` per request (per key for
+lookups), by reference: the writer's thread turns it into rows off the response path, and
+a full queue drops it (counted) rather than slow the answer. The request's prediction id
+is on its `Call`, for the transport to return.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -24,16 +31,43 @@ from foretell.core.columns import Columns
 from foretell.core.model import Model
 from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, Predictions, PredictOptions
 from foretell.errors import DeadlineExceeded, ForetellError, InvalidInput
+from foretell.ledger.record import Entry, Source, new_prediction_id
+from foretell.ledger.segments import UNRESOLVED_MODEL
 from foretell.serving.metrics import ServingMetrics
 from foretell.serving.runtime import ModelSlot, Runtime
 
-__all__ = ["Call", "Inference", "InferenceService", "ModelSlot", "Transport", "deadline_after"]
+__all__ = ["Call", "Inference", "InferenceService", "Ledger", "ModelSlot", "Stored", "Transport", "deadline_after"]
 
 log = logging.getLogger("foretell.serving")
 
 Answer = TypeVar("Answer")
 
 MAX_K = 1000
+
+#: The endpoints whose requests are predictions (and so are in the ledger, failures too), and the
+#: source a failed one is recorded under.
+PREDICTING: dict[str, Source] = {
+    "infer": "live",
+    "invocations": "live",
+    "lookup": "precomputed",
+    "batchGet": "precomputed",
+    "events": "event-refresh",
+}
+
+
+class Ledger(Protocol):
+    """Where the service hands what it predicted (`foretell.ledger.LedgerWriter`)."""
+
+    def record(self, entry: Entry) -> bool:
+        """Queue `entry` without blocking; False when it was dropped (the queue was full)."""
+        ...
+
+    def start(self) -> None: ...
+
+    def close(self, timeout: float = ...) -> None: ...
+
+    @property
+    def counts(self) -> dict[str, int]: ...
 
 
 class Transport(Protocol[Answer]):
@@ -51,13 +85,30 @@ class Transport(Protocol[Answer]):
 class Call:
     """One request as the service sees it: which endpoint, which served model once resolved, since when."""
 
-    __slots__ = ("endpoint", "model", "started")
+    __slots__ = ("batch_rows", "endpoint", "model", "prediction_id", "recorded", "request_id", "started", "transport")
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, transport: str = "http") -> None:
         self.endpoint = endpoint
+        self.transport = transport
         self.model = "-"
         """A served model's name once resolved; never the client's text (see `ServingMetrics.answered`)."""
         self.started = time.perf_counter()
+        self.request_id: str | None = None
+        """The client's id for the request (OIP `id`, `X-Request-Id`), recorded in the ledger."""
+        self.prediction_id: str | None = None
+        """The first prediction id the ledger recorded for this request (`X-Prediction-Id`)."""
+        self.recorded = False
+        self.batch_rows = 0
+        """Rows in the model call that answered the last prediction (the batcher fills it in)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A prediction a lookup answered from the store rather than a model call, for the ledger."""
+
+    key: str
+    prediction: dict[str, Any]
+    version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +117,8 @@ class Inference:
 
     model: Model
     predictions: Predictions
+    prediction_ids: tuple[str, ...] = ()
+    """The ledger's ids: one for the request, or one per key (`per_key`); none when nothing is recorded."""
 
     @property
     def version(self) -> int:
@@ -84,16 +137,25 @@ def deadline_after(timeout_seconds: float | None) -> float | None:
 class InferenceService:
     """Resolve → coerce → deadline → micro-batcher → outcome, with metrics and readiness, for every transport."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, ledger: Ledger | None = None) -> None:
         self.runtime = runtime
+        self.ledger = ledger
+        """Where predictions are recorded; None: nowhere (`serve --no-ledger`)."""
+        self._digests: dict[tuple[str, int], str | None] = {}
+        if ledger is not None:
+            self.metrics.watch_ledger(lambda: ledger.counts)
 
     # -- lifecycle and health ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.ledger is not None:
+            self.ledger.start()
         await self.runtime.start()
 
     async def stop(self, *, drain: bool = True) -> None:
         await self.runtime.stop(drain=drain)
+        if self.ledger is not None:  # after the drain: what the last requests predicted is recorded too
+            await asyncio.to_thread(self.ledger.close)
 
     @property
     def ready(self) -> bool:
@@ -132,6 +194,15 @@ class InferenceService:
             raise InvalidInput(f"{refusal}; this one serves {self.served}")
         return self.resolve(call, next(iter(self.runtime.slots)))
 
+    def knows_model(self, name: str) -> bool:
+        """Whether `name` is served here or registered (labels may come for a model only batch jobs use)."""
+        if name in self.runtime.slots:
+            return True
+        try:
+            return bool(self.runtime.registry.list_versions(name))
+        except ForetellError:
+            return False
+
     def slot_if_served(self, name: str) -> ModelSlot | None:
         return self.runtime.slots.get(name)
 
@@ -155,6 +226,10 @@ class InferenceService:
         deadline: float | None = None,
         options: PredictOptions = NO_OPTIONS,
         refused: Callable[[Columns], ForetellError] | None = None,
+        call: Call | None = None,
+        source: Source = "live",
+        keys: Sequence[str] | None = None,
+        per_key: bool = False,
     ) -> Inference:
         """Predict `rows` (any input form `Signature.coerce` takes) with the version `slot` serves now.
 
@@ -162,6 +237,10 @@ class InferenceService:
         its queue bound, deadlines and thread apply whatever the transport. `refused`
         words the error for invalid rows when the caller knows better names for them (the
         hybrid path names entity keys instead of row numbers).
+
+        With `call`, the predictions are recorded in the ledger under `source`, with an
+        entity key per row when `keys` are given: as one entry for the request, or with
+        `per_key` one per row (a lookup's answers are each their own prediction).
         """
         if deadline is not None and (late := time.monotonic() - deadline) >= 0:
             self.metrics.rejected.labels(slot.name, "deadline").inc()  # as the batcher counts the ones it drops
@@ -176,8 +255,130 @@ class InferenceService:
             if refused is not None:
                 raise refused(columns)
             columns.raise_for_errors()
-        predictions = await batcher.submit(columns, deadline=deadline, options=options)
-        return Inference(model, predictions)
+        if keys is not None and len(keys) != columns.n_input:
+            raise InvalidInput(f"parameters.key gives {len(keys)} keys for {columns.n_input} rows; give one per row")
+        if call is None or self.ledger is None:
+            return Inference(model, await batcher.submit(columns, deadline=deadline, options=options))
+        predictions = await batcher.submit(columns, deadline=deadline, options=options, note=call)
+        ids = self._record_predictions(call, model, source, columns, predictions, keys, per_key)
+        return Inference(model, predictions, ids)
+
+    # -- the ledger --------------------------------------------------------------------------------
+
+    def _record_predictions(
+        self,
+        call: Call,
+        model: Model,
+        source: Source,
+        columns: Columns,
+        predictions: Predictions,
+        keys: Sequence[str] | None,
+        per_key: bool,
+    ) -> tuple[str, ...]:
+        assert self.ledger is not None
+        info, frame = model.info, columns.frame
+        latency_ms = (time.perf_counter() - call.started) * 1000
+        shared = {
+            "source": source,
+            "endpoint": call.endpoint,
+            "transport": call.transport,
+            "version": info.version,
+            "sha256": info.sha256,
+            "predictor": model.variant,
+            "signature": info.signature,
+            "request_id": call.request_id,
+            "latency_ms": latency_ms,
+            "batch_size": call.batch_rows,
+        }
+        if per_key and keys is not None and len(predictions) > 1:
+            ids = tuple(new_prediction_id() for _ in keys)
+            for i, (prediction_id, key) in enumerate(zip(ids, keys, strict=True)):
+                one = slice(i, i + 1)
+                self.ledger.record(
+                    Entry(
+                        prediction_id,
+                        info.name,
+                        frame=frame.take(one),
+                        predictions=predictions[one],
+                        keys=(key,),
+                        **shared,  # type: ignore[arg-type]
+                    )
+                )
+        else:
+            ids = (new_prediction_id(),)
+            entry = Entry(ids[0], info.name, frame=frame, predictions=predictions, keys=keys, **shared)  # type: ignore[arg-type]
+            self.ledger.record(entry)
+        self._answered_with(call, ids[0])
+        return ids
+
+    def record_stored(self, call: Call, slot: ModelSlot, answers: Sequence[Stored]) -> list[str]:
+        """Record answers a lookup took from the store (source `precomputed`), one entry per key; their ids."""
+        if self.ledger is None or not answers:
+            return []
+        latency_ms = (time.perf_counter() - call.started) * 1000
+        ids = []
+        for answer in answers:
+            prediction_id = new_prediction_id()
+            self.ledger.record(
+                Entry(
+                    prediction_id,
+                    slot.name,
+                    source="precomputed",
+                    endpoint=call.endpoint,
+                    transport=call.transport,
+                    version=answer.version,
+                    sha256=self._digest(slot, answer.version),
+                    outputs=(answer.prediction,),
+                    keys=(answer.key,),
+                    request_id=call.request_id,
+                    latency_ms=latency_ms,
+                )
+            )
+            ids.append(prediction_id)
+        self._answered_with(call, ids[0])
+        return ids
+
+    def _answered_with(self, call: Call, prediction_id: str) -> None:
+        call.recorded = True
+        if call.prediction_id is None:
+            call.prediction_id = prediction_id
+
+    def _record_failure(self, call: Call, error: BaseException, source: Source) -> None:
+        """A prediction request that failed: one row, its reason as the client was told."""
+        assert self.ledger is not None
+        slot = self.runtime.slots.get(call.model)
+        reason = str(error) if isinstance(error, ForetellError) else "internal error (see the server's log)"
+        prediction_id = new_prediction_id()
+        self.ledger.record(
+            Entry(
+                prediction_id,
+                call.model if slot is not None else UNRESOLVED_MODEL,
+                source=source,
+                endpoint=call.endpoint,
+                transport=call.transport,
+                version=slot.version if slot is not None else None,
+                sha256=slot.model.info.sha256 if slot is not None else None,
+                predictor=slot.model.variant if slot is not None else None,
+                request_id=call.request_id,
+                latency_ms=(time.perf_counter() - call.started) * 1000,
+                status="error",
+                error=reason,
+            )
+        )
+        self._answered_with(call, prediction_id)
+
+    def _digest(self, slot: ModelSlot, version: int) -> str | None:
+        """A stored prediction's version's artifact digest: the served one's, else the registry's (remembered)."""
+        if version == slot.version:
+            return slot.model.info.sha256
+        found = self._digests.get((slot.name, version), "")
+        if found == "":
+            try:
+                found = self.runtime.registry.get(f"{slot.name}/{version}").sha256
+            except ForetellError:  # a version deleted since the batch job wrote it
+                found = None
+            self._digests[(slot.name, version)] = found
+        return found
 
     # -- one wrapper for every request -------------------------------------------------------------
 
@@ -200,6 +401,9 @@ class InferenceService:
             if not isinstance(error, ForetellError):
                 log.error("unexpected error answering %s", endpoint, exc_info=error)
             answer = transport.failure(error)
+            source = PREDICTING.get(endpoint)
+            if source is not None and self.ledger is not None and not call.recorded:
+                self._record_failure(call, error, source)
         finally:
             in_flight.requests -= 1
             if call.model != "-":

@@ -43,6 +43,7 @@ from foretell.protocols.oip.tensors import (
 
 _INTEGERS = frozenset({"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"})
 _MAX_DIMS = 32  # numpy allows 64; no tabular model needs more than a handful
+_MAX_KEY = 200  # characters of an entity id in parameters.key, as for event ids
 
 
 class InferRequest:
@@ -83,6 +84,14 @@ class InferRequest:
     def binary_output_default(self) -> bool:
         """`parameters.binary_data_output`: tritonclient sets it when it names no outputs."""
         return self.parameters.get("binary_data_output") is True
+
+    @property
+    def keys(self) -> list[str] | None:
+        """`parameters.key`: the entity each row is about (one id for a one-row request), as text; None if not given."""
+        key = self.parameters.get("key")
+        if key is None:
+            return None
+        return [str(k) for k in key] if type(key) is list else [str(key)]
 
     def select_outputs(self, available: Iterable[str]) -> tuple[list[str], set[str]]:
         """The output names to return, in order, and those to send as binary data.
@@ -163,6 +172,16 @@ def _check_request_parameters(parameters: dict[str, Any]) -> None:
     flag = parameters.get("binary_data_output")
     if flag is not None and type(flag) is not bool:
         raise ProtocolError(f"request parameter 'binary_data_output' must be true or false, got {_short(flag)}")
+    key = parameters.get("key")
+    if key is not None and not (_is_key(key) or (type(key) is list and key and all(_is_key(k) for k in key))):
+        raise ProtocolError(
+            "request parameter 'key' must be an entity id (a non-empty string or a whole number), "
+            f"or a list of one per row, got {_short(key)}"
+        )
+
+
+def _is_key(value: Any) -> bool:
+    return (type(value) is str and value != "" and len(value) <= _MAX_KEY) or type(value) is int
 
 
 def _decode_input(position: int, raw: Any, binary: _BinaryPart) -> Tensor:

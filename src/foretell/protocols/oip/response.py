@@ -18,9 +18,18 @@ from foretell.protocols.oip.tensors import _LENGTH_PREFIX, BINARY_HEADER, DATATY
 
 
 def encode_infer_response(
-    model_name: str, model_version: str, request_id: str | None, outputs: list[Tensor], binary: set[str]
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: list[Tensor],
+    binary: set[str],
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """Output tensors → (body, headers). Outputs named in `binary` go as raw bytes after the JSON."""
+    """Output tensors → (body, headers). Outputs named in `binary` go as raw bytes after the JSON.
+
+    `parameters` are the response's own (OIP's response-level `parameters` object), such as
+    the ledger's `prediction_id`.
+    """
     described: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for tensor in outputs:
@@ -42,6 +51,8 @@ def encode_infer_response(
     document: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
         document["id"] = request_id
+    if parameters:
+        document["parameters"] = parameters
     document["outputs"] = described
     header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
