@@ -24,6 +24,7 @@ written with fsync, so a published segment survives a crash of the machine too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -224,3 +225,46 @@ class LedgerLocation:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+    # -- helpers for the writer's upkeep -----------------------------------------------------------
+
+    def remove_folder(self, folder: str) -> None:
+        """Remove `folder` if it is empty (a date partition retention emptied); anything else leaves it."""
+        try:
+            if self.local:
+                Path(folder).rmdir()
+            elif not self.filesystem.ls(folder, detail=False):
+                self.filesystem.rmdir(folder)
+        except (FileNotFoundError, OSError):
+            pass
+
+    def publish_new(self, path: str, data: bytes, *, private: bool = False) -> bytes:
+        """Write `data` at `path` unless a file is there already; returns what `path` holds after.
+
+        Locally the file appears whole and only once (a hard link of a finished temporary
+        file, which fails when the name exists), so writers racing to create it all read
+        back the winner's bytes; `private` makes it readable by its owner only. On an
+        object store the first write that lands wins, as close as such stores allow.
+        """
+        existing = self.read_bytes(path)
+        if existing is not None:
+            return existing
+        folder, name = path.rsplit("/", 1)
+        if not self.local:
+            self.filesystem.makedirs(folder, exist_ok=True)
+            if not self.filesystem.exists(path):
+                self.publish_bytes(path, data)
+            return self.read_bytes(path) or data
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        temp = f"{folder}/{_TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
+        try:
+            descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # another writer made it first: theirs is the key
+                os.link(temp, path)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+        return Path(path).read_bytes()

@@ -1,0 +1,308 @@
+"""Entries → Arrow: the rows one flush writes for one (model, date) partition.
+
+Entries are grouped by how they carry their data (a frame and predictions of one
+signature, stored output dicts, or nothing: errors), and each group becomes Arrow columns
+in a few numpy/pyarrow calls: frames and predictions are concatenated once per group,
+category codes turn back into names with one `take`, NaN into null with one mask. Python
+walks entries (a few attribute reads each), never cells, except for redacted inputs
+(one keyed hash per distinct value) and stored output dicts (which pyarrow converts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from foretell.core.feature import Feature
+from foretell.core.frame import Frame
+from foretell.core.predictor import Predictions
+from foretell.core.schema import Signature
+from foretell.ledger.record import SEGMENT_COLUMNS, Entry
+from foretell.ledger.settings import LedgerPolicy
+
+__all__ = ["Redactor", "entries_table", "keep_mask"]
+
+Redactor = Callable[[bytes], str]
+"""A keyed hash of one value's text (`redactor(key)`), as 32 hex digits."""
+
+_SCALAR_TYPES: dict[str, pa.DataType] = {
+    "prediction_id": pa.string(),
+    "row": pa.int32(),
+    "predicted_at": pa.timestamp("us", tz="UTC"),
+    "model": pa.string(),
+    "version": pa.int64(),
+    "sha256": pa.string(),
+    "predictor": pa.string(),
+    "source": pa.string(),
+    "transport": pa.string(),
+    "endpoint": pa.string(),
+    "key": pa.string(),
+    "request_id": pa.string(),
+    "latency_ms": pa.float64(),
+    "batch_size": pa.int32(),
+    "status": pa.string(),
+    "error": pa.string(),
+}
+assert tuple(_SCALAR_TYPES) == SEGMENT_COLUMNS
+
+Fields = dict[str, pa.Array]
+
+
+def redactor(key: bytes) -> Redactor:
+    def digest(value: bytes) -> str:
+        return hmac.new(key, value, hashlib.sha256).hexdigest()[:32]
+
+    return digest
+
+
+def entries_table(entries: Sequence[Entry], policy: LedgerPolicy, redact: Redactor | None) -> pa.Table:
+    """One table of every row of `entries` (all of one model), in entry order within each group."""
+    groups: dict[tuple[Any, ...], list[Entry]] = {}
+    for entry in entries:
+        if entry.predictions is not None:
+            kind: tuple[Any, ...] = ("predicted", id(entry.signature), entry.frame is not None)
+        elif entry.outputs is not None:
+            kind = ("stored",)
+        else:
+            kind = ("bare",)
+        groups.setdefault(kind, []).append(entry)
+    parts: list[tuple[list[Entry], Fields | None, Fields | None]] = []
+    for kind, members in groups.items():
+        if kind[0] == "predicted":
+            parts.extend(_predicted_parts(members, policy, redact))
+        elif kind[0] == "stored":
+            parts.append((members, None, _stored_outputs(members)))
+        else:
+            parts.append((members, None, None))
+    ordered = [e for members, _, _ in parts for e in members]
+    columns = _scalar_columns(ordered)
+    sizes = [sum(e.rows for e in members) for members, _, _ in parts]
+    columns["inputs"] = _struct_column([p[1] for p in parts], sizes)
+    columns["outputs"] = _struct_column([p[2] for p in parts], sizes)
+    return pa.table(columns)
+
+
+def keep_mask(table: pa.Table, fraction: float) -> np.ndarray:
+    """Rows a sample of `fraction` keeps: a stable hash of the key (or the prediction id) into 10,000 buckets."""
+    import zlib
+
+    keys = table.column("key").to_pylist()
+    ids = table.column("prediction_id").to_pylist()
+    threshold = fraction * 10_000
+    buckets = [zlib.crc32((k if k is not None else i).encode()) % 10_000 for k, i in zip(keys, ids, strict=True)]
+    return np.array(buckets) < threshold
+
+
+# -- the columns every row has ---------------------------------------------------------------------
+
+
+def _scalar_columns(entries: Sequence[Entry]) -> dict[str, pa.Array]:
+    counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
+    total = int(counts.sum())
+    per_row = np.repeat(np.arange(len(entries)), counts)
+
+    def repeated(values: list[Any], kind: pa.DataType) -> pa.Array:
+        array = pa.array(values, type=kind)
+        return array if total == len(entries) and counts.all() else array.take(per_row)
+
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    times = np.array([e.predicted_at for e in entries], dtype=np.float64)
+    columns: dict[str, pa.Array] = {
+        "prediction_id": repeated([e.prediction_id for e in entries], pa.string()),
+        "row": pa.array((np.arange(total) - starts).astype(np.int32)),
+        "predicted_at": pa.array(np.repeat((times * 1e6).astype(np.int64), counts), type=_SCALAR_TYPES["predicted_at"]),
+    }
+    for name in ("model", "version", "sha256", "predictor", "source", "transport", "endpoint"):
+        columns[name] = repeated([getattr(e, name) for e in entries], _SCALAR_TYPES[name])
+    columns["key"] = _keys(entries, counts, total)
+    columns["request_id"] = repeated([e.request_id for e in entries], pa.string())
+    columns["latency_ms"] = repeated([float(e.latency_ms) for e in entries], pa.float64())
+    columns["batch_size"] = repeated([int(e.batch_size) for e in entries], pa.int32())
+    columns["status"] = repeated([e.status for e in entries], pa.string())
+    columns["error"] = repeated([e.error for e in entries], pa.string())
+    return columns
+
+
+def _keys(entries: Sequence[Entry], counts: np.ndarray, total: int) -> pa.Array:
+    if all(e.keys is None for e in entries):
+        return pa.nulls(total, pa.string())
+    keys: list[str | None] = []
+    for entry, count in zip(entries, counts.tolist(), strict=True):
+        given = entry.keys
+        if given is None or len(given) != count:  # a key list that does not match its rows is not trusted
+            keys.extend([None] * count)
+        else:
+            keys.extend(None if k is None else str(k) for k in given)
+    return pa.array(keys, type=pa.string())
+
+
+# -- inputs and outputs ----------------------------------------------------------------------------
+
+
+def _predicted_parts(
+    members: list[Entry], policy: LedgerPolicy, redact: Redactor | None
+) -> list[tuple[list[Entry], Fields | None, Fields | None]]:
+    """One part for the group, or one per entry when they will not concatenate (top-k of different k)."""
+    try:
+        return [_predicted_part(members, policy, redact)]
+    except (ValueError, KeyError, pa.ArrowException):
+        if len(members) == 1:
+            raise
+        return [_predicted_part([e], policy, redact) for e in members]
+
+
+def _predicted_part(
+    members: list[Entry], policy: LedgerPolicy, redact: Redactor | None
+) -> tuple[list[Entry], Fields | None, Fields | None]:
+    predictions = Predictions.concat([e.predictions for e in members if e.predictions is not None])
+    outputs = {name: _output_array(column) for name, column in predictions.columns.items()}
+    signature = members[0].signature
+    inputs: Fields | None = None
+    if members[0].frame is not None and signature is not None and policy.inputs != "none":
+        frame = Frame.concat([e.frame for e in members if e.frame is not None])
+        inputs = _input_fields(frame, signature, policy, redact)
+    return members, inputs, outputs
+
+
+def _input_fields(frame: Frame, signature: Signature, policy: LedgerPolicy, redact: Redactor | None) -> Fields:
+    recorded = [f for f in signature.inputs if policy.records(f.name) and f.name in frame]
+    by_row: np.ndarray | None = None
+    if signature.is_float_matrix and len(recorded) > 1:
+        # One transposed copy: each feature's values then lie side by side, as pyarrow needs them.
+        by_row = np.ascontiguousarray(frame.matrix().T)
+        position = {name: i for i, name in enumerate(frame)}
+    fields: Fields = {}
+    for feature in recorded:
+        column = by_row[position[feature.name]] if by_row is not None else frame[feature.name]
+        array = _input_array(feature, column)
+        if feature.name in policy.redact and redact is not None:
+            array = _redacted(array, redact)
+        fields[feature.name] = array
+    return fields
+
+
+def _input_array(feature: Feature, column: np.ndarray) -> pa.Array:
+    if feature.dtype == "category":
+        codes = np.asarray(column, dtype=np.float64)
+        missing = np.isnan(codes)
+        indices = pa.array(np.where(missing, 0, codes).astype(np.int32), mask=missing if missing.any() else None)
+        return pa.array(feature.categories or (), type=pa.string()).take(indices)
+    if feature.shape:
+        flat = np.ascontiguousarray(column, dtype=np.float64).reshape(-1)
+        width = int(np.prod(feature.shape))
+        offsets = pa.array(np.arange(0, len(flat) + 1, width, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, pa.array(flat))
+    if feature.dtype == "string":
+        return pa.array(column, type=pa.string())
+    if column.dtype.kind == "f":
+        values = np.ascontiguousarray(column, dtype=np.float64)
+        missing = np.isnan(values)
+        return pa.array(values, mask=missing if missing.any() else None)
+    if feature.dtype == "bool":
+        return pa.array(np.asarray(column, dtype=bool))
+    return pa.array(np.asarray(column, dtype=np.int64))
+
+
+def _redacted(array: pa.Array, redact: Redactor) -> pa.Array:
+    """Each distinct value's text, hashed once; null stays null."""
+    values = array.to_pylist()
+    digests: dict[Any, str] = {}
+    out: list[str | None] = []
+    for value in values:
+        if value is None:
+            out.append(None)
+            continue
+        marker = (type(value).__name__, value if not isinstance(value, list) else tuple(value))
+        found = digests.get(marker)
+        if found is None:
+            found = digests[marker] = redact(_text(value).encode())
+        out.append(found)
+    return pa.array(out, type=pa.string())
+
+
+def _text(value: Any) -> str:
+    """A value as text for hashing: the same value hashes the same from any writer."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_text(v) for v in value) + "]"
+    return str(value)
+
+
+def _output_array(column: np.ndarray) -> pa.Array:
+    if column.ndim > 1:
+        width = int(np.prod(column.shape[1:]))
+        flat = np.ascontiguousarray(column).reshape(-1)
+        offsets = pa.array(np.arange(0, len(flat) + 1, width, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, _flat_array(flat))
+    return _flat_array(column)
+
+
+def _flat_array(values: np.ndarray) -> pa.Array:
+    if values.dtype.kind == "O":
+        return pa.array(values.tolist())
+    if values.dtype.kind == "U":
+        return pa.array(values.tolist(), type=pa.string())
+    return pa.array(np.ascontiguousarray(values))
+
+
+def _stored_outputs(members: list[Entry]) -> Fields | None:
+    """Stored answers (plain dicts, one per row) as fields; pyarrow infers the types."""
+    rows = [row for e in members if e.outputs is not None for row in e.outputs]
+    struct = pa.array(rows)
+    if not pa.types.is_struct(struct.type) or struct.type.num_fields == 0:
+        return None
+    return {struct.type.field(i).name: struct.field(i) for i in range(struct.type.num_fields)}
+
+
+def _struct_column(parts: list[Fields | None], sizes: list[int]) -> pa.Array:
+    """One struct column over every part: fields unified by name, null rows for parts without fields."""
+    kinds: dict[str, list[pa.DataType]] = {}
+    for fields in parts:
+        for name, array in (fields or {}).items():
+            kinds.setdefault(name, []).append(array.type)
+    total = sum(sizes)
+    if not kinds:
+        return pa.nulls(total, pa.null())  # Parquet has no struct without fields
+    types = {name: _common_type(found) for name, found in kinds.items()}
+    struct_type = pa.struct([pa.field(name, kind) for name, kind in types.items()])
+    chunks = []
+    for fields, size in zip(parts, sizes, strict=True):
+        if size == 0:
+            continue
+        if fields is None:
+            chunks.append(pa.nulls(size, struct_type))
+            continue
+        arrays = [_cast(fields[name], kind) if name in fields else pa.nulls(size, kind) for name, kind in types.items()]
+        chunks.append(pa.StructArray.from_arrays(arrays, fields=list(struct_type)))
+    if not chunks:
+        return pa.nulls(0, struct_type)
+    return pa.concat_arrays(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def _common_type(found: list[pa.DataType]) -> pa.DataType:
+    first = found[0]
+    if all(kind == first for kind in found):
+        return first
+    known = [kind for kind in found if not pa.types.is_null(kind)]
+    if known and all(kind == known[0] for kind in known):
+        return known[0]
+    if known and all(pa.types.is_integer(k) or pa.types.is_floating(k) for k in known):
+        return pa.float64()
+    return pa.string()
+
+
+def _cast(array: pa.Array, kind: pa.DataType) -> pa.Array:
+    if array.type == kind:
+        return array
+    try:
+        return array.cast(kind)
+    except (pa.ArrowException, NotImplementedError):
+        return pa.array([None if v is None else str(v) for v in array.to_pylist()], type=kind)

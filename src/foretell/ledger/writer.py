@@ -1,0 +1,244 @@
+"""`LedgerWriter`: the serving path hands it entries; a background thread writes them as Parquet segments.
+
+`record` is on the hot path of every request, so it only appends a reference to a queue
+bounded by pending rows (past the bound, the entry is dropped and counted: the ledger
+never slows or fails a response). The writer's thread wakes every `flush_seconds`,
+converts what is queued a group at a time (`rows.entries_table`), and publishes one
+segment per (model, date) atomically; a process killed between flushes loses at most
+that interval, and a reader never sees part of a file. The same thread compacts its own
+small files and applies each model's retention.
+
+Nothing raised in that thread reaches serving: a failed write logs one warning per
+distinct error, counts its rows as dropped, and the next flush carries on.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from foretell.ledger.compaction import compact
+from foretell.ledger.record import Entry, writer_id
+from foretell.ledger.retention import apply_retention
+from foretell.ledger.rows import Redactor, entries_table, keep_mask, redactor
+from foretell.ledger.segments import LedgerLocation, segment_name
+from foretell.ledger.settings import LedgerSettings
+
+__all__ = ["COMPACT_AT", "RETENTION_SECONDS", "LedgerWriter"]
+
+log = logging.getLogger(__name__)
+
+COMPACT_AT = 32
+"""A writer's own uncompacted files in one partition that make it merge them."""
+RETENTION_SECONDS = 60.0
+"""How often the writer applies retention (and once at start)."""
+
+_COUNTS = ("records", "dropped", "segments", "bytes", "retention_deleted_segments", "retention_deleted_bytes")
+
+
+class LedgerWriter:
+    def __init__(self, location: LedgerLocation | str | Path, settings: LedgerSettings, *, writer: str | None = None):
+        self.location = location if isinstance(location, LedgerLocation) else LedgerLocation(location)
+        self.settings = settings
+        self.writer = writer or writer_id()
+        self._queue: collections.deque[Entry] = collections.deque()
+        self._lock = threading.Lock()  # record's check-then-append, between threads that record
+        self._flush_lock = threading.RLock()  # one flush at a time: the thread's, or flush()/close()'s
+        self._queued_rows = 0  # written by record (under _lock)
+        self._taken_rows = 0  # written by flushes (under _flush_lock)
+        self._dropped_full = 0
+        self._counts = dict.fromkeys(_COUNTS, 0)
+        self._seq = 0
+        self._own: dict[tuple[str, str], list[str]] = {}  # (model, date) → this writer's uncompacted file names
+        self._closed = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._redact: Redactor | None = None
+        self._warned: set[str] = set()
+        self._stats_written: dict[str, int] | None = None
+        self._next_retention = 0.0
+
+    def __repr__(self) -> str:
+        return f"<LedgerWriter {self.writer} at {self.location.url}>"
+
+    # -- the serving side --------------------------------------------------------------------------
+
+    def record(self, entry: Entry) -> bool:
+        """Queue `entry` for the next flush; False (its rows counted as dropped) when the queue is full or closed."""
+        try:
+            rows = entry.rows
+        except Exception:  # a malformed entry is the ledger's loss, never the request's
+            rows = 1
+            with self._lock:
+                self._dropped_full += rows
+            return False
+        with self._lock:
+            if self._closed or self._queued_rows - self._taken_rows + rows > self.settings.max_pending_rows:
+                self._dropped_full += rows
+                return False
+            self._queued_rows += rows
+            self._queue.append(entry)
+        return True
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = dict(self._counts)
+        counts["dropped"] += self._dropped_full
+        counts["pending"] = self._queued_rows - self._taken_rows
+        return counts
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background thread (once); it applies retention first, then flushes every `flush_seconds`."""
+        with self._flush_lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(target=self._run, name=f"ledger-writer-{self.writer}", daemon=True)
+            self._thread.start()
+
+    def flush(self) -> None:
+        """Write everything queued now, in the calling thread."""
+        with self._flush_lock:
+            self._flush_queued()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop taking entries, flush what is queued, compact this writer's files, and stop the thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._flush_lock:
+            self._flush_queued()
+            for partition in list(self._own):
+                self._guarded(lambda p=partition: self._compact(p, at_least=2))
+            self._write_stats()
+
+    # -- the writer's thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            now = time.monotonic()
+            if now >= self._next_retention:
+                self._next_retention = now + RETENTION_SECONDS
+                with self._flush_lock:
+                    self._guarded(self._apply_retention)
+                    self._write_stats()
+            if self._stop.wait(self.settings.flush_seconds):
+                return
+            if self._queue:
+                with self._flush_lock:
+                    self._flush_queued()
+
+    def _guarded(self, step: Any) -> bool:
+        try:
+            step()
+        except Exception as exc:  # the writer's thread must outlive any storage failure
+            self._warn(exc)
+            return False
+        return True
+
+    def _warn(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if text not in self._warned:
+            self._warned.add(text)
+            log.warning(
+                "prediction ledger at %s: %s (further occurrences are counted, not logged)", self.location, text
+            )
+
+    def _flush_queued(self) -> None:
+        entries: list[Entry] = []
+        rows = 0
+        queue = self._queue
+        while queue:
+            entry = queue.popleft()
+            entries.append(entry)
+            rows += entry.rows
+        if not entries:
+            return
+        self._taken_rows += rows
+        by_partition: dict[tuple[str, str], list[Entry]] = {}
+        days: dict[int, str] = {}
+        for entry in entries:
+            day = int(entry.predicted_at // 86_400)
+            date = days.get(day)
+            if date is None:
+                date = days[day] = dt.date.fromordinal(719_163 + day).isoformat()  # 719_163: 1970-01-01
+            by_partition.setdefault((entry.model, date), []).append(entry)
+        for partition, members in by_partition.items():
+            try:
+                self._write_partition(partition, members)
+            except Exception as exc:  # rows that could not be written are counted, not raised
+                self._counts["dropped"] += sum(e.rows for e in members)
+                self._warn(exc)
+        self._write_stats()
+
+    def _write_partition(self, partition: tuple[str, str], entries: list[Entry]) -> None:
+        model, date = partition
+        policy = self.settings.policy_for(model)
+        redact = self._redactor() if policy.redact else None
+        table = entries_table(entries, policy, redact)
+        if policy.sample < 1.0:
+            table = table.filter(keep_mask(table, policy.sample))
+        if table.num_rows == 0:
+            return
+        first_ms = int(min(e.predicted_at for e in entries) * 1000)
+        self._seq += 1
+        name = segment_name(first_ms, self.writer, self._seq)
+        size = self.location.publish_table(f"{self.location.partition(model, date)}/{name}", table)
+        self._counts["records"] += table.num_rows
+        self._counts["segments"] += 1
+        self._counts["bytes"] += size
+        own = self._own.setdefault(partition, [])
+        own.append(name)
+        if len(own) >= COMPACT_AT:
+            self._guarded(lambda: self._compact(partition, at_least=COMPACT_AT))
+
+    def _compact(self, partition: tuple[str, str], *, at_least: int) -> None:
+        names = self._own.get(partition, [])
+        if len(names) < at_least:
+            return
+        folder = self.location.partition(*partition)
+        done = compact(self.location, folder, self.writer, list(names))
+        if done is not None:  # the counts stay those of the flushes: what was written, not what is on disk now
+            self._own[partition] = []
+
+    def _apply_retention(self) -> None:
+        now = time.time()
+        for model in self.location.models():
+            deleted = apply_retention(self.location, model, self.settings.policy_for(model), now)
+            self._counts["retention_deleted_segments"] += deleted.segments
+            self._counts["retention_deleted_bytes"] += deleted.bytes
+            if deleted.segments:
+                for partition in [p for p in self._own if p[0] == model]:
+                    folder = set(self.location.listdir(self.location.partition(*partition)))
+                    self._own[partition] = [n for n in self._own[partition] if n in folder]
+
+    def _redactor(self) -> Redactor:
+        if self._redact is None:
+            key = self.location.publish_new(self.location.join("_redact.key"), secrets.token_bytes(32), private=True)
+            self._redact = redactor(key)
+        return self._redact
+
+    def _write_stats(self) -> None:
+        counts = self.counts
+        if counts == self._stats_written:
+            return
+        document = {**counts, "writer": self.writer, "updated_at": dt.datetime.now(dt.UTC).isoformat()}
+        if self._guarded(
+            lambda: self.location.publish_bytes(
+                self.location.join("_stats", f"{self.writer}.json"), orjson.dumps(document)
+            )
+        ):
+            self._stats_written = counts
