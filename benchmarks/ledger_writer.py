@@ -1,7 +1,7 @@
 """What the prediction ledger's writer costs per recorded request, in isolation (issue 16).
 
     PYTHONPATH=src flock /tmp/foretell-bench.lock .venv/bin/python benchmarks/ledger_writer.py
-    PYTHONPATH=src flock /tmp/foretell-bench.lock .venv/bin/python benchmarks/ledger_writer.py --entries 20000 --rounds 7
+    PYTHONPATH=src flock /tmp/foretell-bench.lock .venv/bin/python benchmarks/ledger_writer.py --rounds 7
 
 A server answers about 9,000 one-row requests a second on one core (docs/benchmarks.md,
 "serve"); the ledger's budget is 5 % of that, about 5.5 µs per request, counting what the
@@ -126,8 +126,10 @@ def main() -> None:
     }
     print(f"{args.entries:,} one-row churn entries per flush, median of {args.rounds} rounds")
     print(f"budget: 5 % of one core at 9,000 req/s = {BUDGET_US:.2f} µs per request\n")
-    header = f"{'case':36} {'Entry() µs':>11} {'record() µs':>12} {'writer ms/1000':>15} {'total µs/req':>13} {'of budget':>10}"
-    print(header)
+    print(
+        f"{'case':36} {'Entry() µs':>11} {'record() µs':>12} {'writer ms/1000':>15} {'total µs/req':>13}"
+        f" {'of budget':>10}"
+    )
     for name, (settings, keyed) in cases.items():
         got = measure(settings, work, args.rounds, keyed)
         total = got["entry_us"] + got["record_us"] + got["writer_ms_per_1000"]

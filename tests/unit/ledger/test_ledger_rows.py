@@ -94,19 +94,24 @@ def test_label_proba_and_top_k_outputs_of_different_k() -> None:
         (Output("label", "label", "string"), Output("proba", "proba", shape=(2,), classes=("no", "yes"))),
     )
     topk = Signature((Feature("x"),), (Output("items", "topk_items", "int64"),))
-    a = Entry(
-        new_prediction_id(), "m", source="live", endpoint="infer", signature=signature,
-        frame=signature.coerce([{"x": 1.0}, {"x": 2.0}]).frame,
-        predictions=Predictions({"label": np.array(["no", "yes"], dtype=object), "proba": np.array([[0.9, 0.1], [0.2, 0.8]])}, signature.outputs, 2),
-    )  # fmt: skip
-    b = Entry(
-        new_prediction_id(), "m", source="live", endpoint="infer", signature=topk,
-        frame=topk.coerce([{"x": 1.0}]).frame, predictions=Predictions({"items": np.array([[3, 1, 2]])}, topk.outputs, 1),
-    )  # fmt: skip
-    c = Entry(
-        new_prediction_id(), "m", source="live", endpoint="infer", signature=topk,
-        frame=topk.coerce([{"x": 1.0}]).frame, predictions=Predictions({"items": np.array([[7, 8]])}, topk.outputs, 1),
-    )  # fmt: skip
+
+    def entry(sig: Signature, n: int, columns: dict[str, np.ndarray]) -> Entry:
+        frame = sig.coerce([{"x": float(i)} for i in range(n)]).frame
+        predictions = Predictions(columns, sig.outputs, n)
+        return Entry(
+            new_prediction_id(),
+            "m",
+            source="live",
+            endpoint="infer",
+            signature=sig,
+            frame=frame,
+            predictions=predictions,
+        )
+
+    labels = np.array(["no", "yes"], dtype=object)
+    a = entry(signature, 2, {"label": labels, "proba": np.array([[0.9, 0.1], [0.2, 0.8]])})
+    b = entry(topk, 1, {"items": np.array([[3, 1, 2]])})
+    c = entry(topk, 1, {"items": np.array([[7, 8]])})
     table = entries_table([a, b, c], LedgerPolicy(), None)
     outputs = table.column("outputs").to_pylist()
     assert outputs[0] == {"label": "no", "proba": [0.9, 0.1], "items": None}
