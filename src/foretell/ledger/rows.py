@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,8 +81,10 @@ def entries_table(entries: Sequence[Entry], policy: LedgerPolicy, redact: Redact
         else:
             parts.append((members, None, None))
     ordered = [e for members, _, _ in parts for e in members]
-    columns = _scalar_columns(ordered)
-    sizes = [sum(e.rows for e in members) for members, _, _ in parts]
+    counts = np.fromiter((e.rows for e in ordered), dtype=np.int64, count=len(ordered))
+    columns = _scalar_columns(ordered, counts)
+    ends = np.cumsum([len(members) for members, _, _ in parts])
+    sizes = [int(part.sum()) for part in np.split(counts, ends[:-1])]
     columns["inputs"] = _struct_column([p[1] for p in parts], sizes)
     columns["outputs"] = _struct_column([p[2] for p in parts], sizes)
     return pa.table(columns)
@@ -101,30 +104,53 @@ def keep_mask(table: pa.Table, fraction: float) -> np.ndarray:
 # -- the columns every row has ---------------------------------------------------------------------
 
 
-def _scalar_columns(entries: Sequence[Entry]) -> dict[str, pa.Array]:
-    counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
-    total = int(counts.sum())
-    per_row = np.repeat(np.arange(len(entries)), counts)
+_ATTRIBUTES = (
+    "prediction_id",
+    "predicted_at",
+    "model",
+    "version",
+    "sha256",
+    "predictor",
+    "source",
+    "transport",
+    "endpoint",
+    "request_id",
+    "latency_ms",
+    "batch_size",
+    "status",
+    "error",
+)
+_read = operator.attrgetter(*_ATTRIBUTES)
 
-    def repeated(values: list[Any], kind: pa.DataType) -> pa.Array:
-        array = pa.array(values, type=kind)
-        return array if total == len(entries) and counts.all() else array.take(per_row)
+
+def _scalar_columns(entries: Sequence[Entry], counts: np.ndarray) -> dict[str, pa.Array]:
+    """The per-entry columns: one C-level attribute read per entry, transposed, each column built once."""
+    total = int(counts.sum())
+    one_row_each = total == len(entries) and bool(counts.all())
+    per_row = None if one_row_each else np.repeat(np.arange(len(entries)), counts)
+    values = dict(zip(_ATTRIBUTES, zip(*map(_read, entries), strict=True), strict=True))
+
+    def repeated(name: str) -> pa.Array:
+        column = values[name]
+        first = column[0]
+        kind = _SCALAR_TYPES[name]
+        if column.count(first) == len(column):  # the same for every entry (model, version, source...): no list walk
+            return pa.nulls(total, kind) if first is None else pa.repeat(pa.scalar(first, kind), total)
+        array = pa.array(column, type=kind)
+        return array if per_row is None else array.take(per_row)
 
     starts = np.repeat(np.cumsum(counts) - counts, counts)
-    times = np.array([e.predicted_at for e in entries], dtype=np.float64)
+    times = np.repeat((np.array(values["predicted_at"], dtype=np.float64) * 1e6).astype(np.int64), counts)
     columns: dict[str, pa.Array] = {
-        "prediction_id": repeated([e.prediction_id for e in entries], pa.string()),
+        "prediction_id": repeated("prediction_id"),
         "row": pa.array((np.arange(total) - starts).astype(np.int32)),
-        "predicted_at": pa.array(np.repeat((times * 1e6).astype(np.int64), counts), type=_SCALAR_TYPES["predicted_at"]),
+        "predicted_at": pa.array(times, type=_SCALAR_TYPES["predicted_at"]),
     }
     for name in ("model", "version", "sha256", "predictor", "source", "transport", "endpoint"):
-        columns[name] = repeated([getattr(e, name) for e in entries], _SCALAR_TYPES[name])
+        columns[name] = repeated(name)
     columns["key"] = _keys(entries, counts, total)
-    columns["request_id"] = repeated([e.request_id for e in entries], pa.string())
-    columns["latency_ms"] = repeated([float(e.latency_ms) for e in entries], pa.float64())
-    columns["batch_size"] = repeated([int(e.batch_size) for e in entries], pa.int32())
-    columns["status"] = repeated([e.status for e in entries], pa.string())
-    columns["error"] = repeated([e.error for e in entries], pa.string())
+    for name in ("request_id", "latency_ms", "batch_size", "status", "error"):
+        columns[name] = repeated(name)
     return columns
 
 
@@ -164,7 +190,14 @@ def _predicted_part(
     signature = members[0].signature
     inputs: Fields | None = None
     if members[0].frame is not None and signature is not None and policy.inputs != "none":
-        frame = Frame.concat([e.frame for e in members if e.frame is not None])
+        frames = [e.frame for e in members if e.frame is not None]
+        if signature.is_float_matrix:
+            # Every frame holds the signature's columns as floats (coercion's 2-D matrix): one
+            # concatenate of those, without Frame.concat's per-frame check of column names.
+            names = list(frames[0])
+            frame = Frame.from_matrix(np.concatenate([f.matrix() for f in frames]), names)
+        else:
+            frame = Frame.concat(frames)
         inputs = _input_fields(frame, signature, policy, redact)
     return members, inputs, outputs
 

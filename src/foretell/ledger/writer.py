@@ -20,9 +20,11 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from foretell.ledger.compaction import compact
@@ -158,25 +160,12 @@ class LedgerWriter:
             )
 
     def _flush_queued(self) -> None:
-        entries: list[Entry] = []
-        rows = 0
-        queue = self._queue
-        while queue:
-            entry = queue.popleft()
-            entries.append(entry)
-            rows += entry.rows
+        with self._lock:  # take the whole queue at once: record() appends to the new one meanwhile
+            entries, self._queue = self._queue, collections.deque()
+            self._taken_rows = self._queued_rows
         if not entries:
             return
-        self._taken_rows += rows
-        by_partition: dict[tuple[str, str], list[Entry]] = {}
-        days: dict[int, str] = {}
-        for entry in entries:
-            day = int(entry.predicted_at // 86_400)
-            date = days.get(day)
-            if date is None:
-                date = days[day] = dt.date.fromordinal(719_163 + day).isoformat()  # 719_163: 1970-01-01
-            by_partition.setdefault((entry.model, date), []).append(entry)
-        for partition, members in by_partition.items():
+        for partition, members in _partitions(entries).items():
             try:
                 self._write_partition(partition, members)
             except Exception as exc:  # rows that could not be written are counted, not raised
@@ -184,7 +173,7 @@ class LedgerWriter:
                 self._warn(exc)
         self._write_stats()
 
-    def _write_partition(self, partition: tuple[str, str], entries: list[Entry]) -> None:
+    def _write_partition(self, partition: tuple[str, str], entries: Sequence[Entry]) -> None:
         model, date = partition
         policy = self.settings.policy_for(model)
         redact = self._redactor() if policy.redact else None
@@ -242,3 +231,24 @@ class LedgerWriter:
             )
         ):
             self._stats_written = counts
+
+
+def _partitions(entries: Sequence[Entry]) -> dict[tuple[str, str], Sequence[Entry]]:
+    """Entries by (model, UTC date of their time); a flush of one model within one day (the usual) in a few calls."""
+    days = (np.fromiter((e.predicted_at for e in entries), dtype=np.float64, count=len(entries)) // 86_400).astype(
+        np.int64
+    )
+    models = [e.model for e in entries]
+    if days[0] == days[-1] and (days == days[0]).all() and models.count(models[0]) == len(models):
+        return {(models[0], _date(int(days[0]))): entries}
+    out: dict[tuple[str, str], list[Entry]] = {}
+    for entry, model, day in zip(entries, models, days.tolist(), strict=True):
+        out.setdefault((model, _date(day)), []).append(entry)
+    return dict(out)
+
+
+def _date(day: int) -> str:
+    return (_EPOCH + dt.timedelta(days=day)).isoformat()
+
+
+_EPOCH = dt.date(1970, 1, 1)

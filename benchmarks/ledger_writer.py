@@ -1,0 +1,144 @@
+"""What the prediction ledger's writer costs per recorded request, in isolation (issue 16).
+
+    PYTHONPATH=src flock /tmp/foretell-bench.lock .venv/bin/python benchmarks/ledger_writer.py
+    PYTHONPATH=src flock /tmp/foretell-bench.lock .venv/bin/python benchmarks/ledger_writer.py --rounds 7
+
+A server answers about 9,000 one-row requests a second on one core (docs/benchmarks.md,
+"serve"); the ledger's budget is 5 % of that, about 5.5 µs per request, counting what the
+request's own thread pays (building the `Entry`, `record()`) and what the writer's thread
+takes from the same core under the GIL (turning entries into Arrow and publishing Parquet).
+
+Entries are built as the server builds them: the demo churn model's signature (31 inputs, 5
+of them categories), each request's row coerced on its own (`Signature.coerce`, a 1-row
+float-matrix frame), its predictions a 1-row slice of a batch's (score, label, proba).
+Measured in one run, each a median over rounds:
+
+- `Entry(...)`: constructing one entry (the serving path's share before `record`);
+- `record()`: µs per call on the calling thread, the writer's thread not running;
+- `record()` on a full queue (the drop path);
+- writer CPU per 1,000 entries: `time.thread_time()` around `flush()` of one round's entries
+  (grouping, Entry → Arrow, Parquet with zstd, an atomic publish on a local folder), for
+  entries with inputs recorded, with `inputs = "none"`, and with a key per entry and
+  `sample = 0.5`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from foretell.core.predictor import Predictions
+from foretell.demo.churn import CHURN_SIGNATURE, generate_customers
+from foretell.ledger.record import Entry, new_prediction_id
+from foretell.ledger.settings import LedgerPolicy, LedgerSettings
+from foretell.ledger.writer import LedgerWriter
+
+BUDGET_US = 0.05 * 1e6 / 9_000
+
+
+def requests(n: int) -> list[tuple[Any, Predictions]]:
+    """`n` one-row requests: each row coerced on its own, its predictions a slice of a batch's."""
+    table = generate_customers(n).drop_columns(["customer_id", "churned"])
+    frames = [CHURN_SIGNATURE.coerce(row).frame for row in table.to_pylist()]
+    rng = np.random.default_rng(7)
+    score = rng.random(n)
+    batch = Predictions(
+        {"score": score, "label": (score > 0.5).astype(np.int64), "proba": np.stack([1 - score, score], axis=1)},
+        CHURN_SIGNATURE.outputs,
+        n,
+    )
+    return [(frame, batch[i : i + 1]) for i, frame in enumerate(frames)]
+
+
+def make_entry(frame: Any, predictions: Predictions, key: str | None = None) -> Entry:
+    return Entry(
+        new_prediction_id(),
+        "churn",
+        source="live",
+        endpoint="infer",
+        version=3,
+        sha256="ab" * 32,
+        predictor="original",
+        signature=CHURN_SIGNATURE,
+        frame=frame,
+        predictions=predictions,
+        keys=None if key is None else [key],
+        latency_ms=0.4,
+        batch_size=8,
+    )
+
+
+def measure(
+    settings: LedgerSettings, work: list[tuple[Any, Predictions]], rounds: int, keyed: bool
+) -> dict[str, float]:
+    entry_us, record_us, flush_ms = [], [], []
+    with tempfile.TemporaryDirectory() as folder:
+        writer = LedgerWriter(folder, settings, writer="bench")  # not started: flush() runs here, timed
+        for _ in range(rounds):
+            started = time.perf_counter()
+            entries = [make_entry(f, p, f"C-{i % 5000:07d}" if keyed else None) for i, (f, p) in enumerate(work)]
+            entry_us.append((time.perf_counter() - started) / len(work) * 1e6)
+            started = time.perf_counter()
+            for entry in entries:
+                writer.record(entry)
+            record_us.append((time.perf_counter() - started) / len(entries) * 1e6)
+            cpu = time.thread_time()
+            writer.flush()
+            flush_ms.append((time.thread_time() - cpu) / len(entries) * 1000 * 1000)
+        assert writer.counts["dropped"] == 0, writer.counts
+        writer.close()
+    return {
+        "entry_us": statistics.median(entry_us),
+        "record_us": statistics.median(record_us),
+        "writer_ms_per_1000": statistics.median(flush_ms),
+    }
+
+
+def dropped_record_us(work: list[tuple[Any, Predictions]]) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        writer = LedgerWriter(folder, LedgerSettings(max_pending_rows=1), writer="bench")
+        writer.record(make_entry(*work[0]))
+        entries = [make_entry(f, p) for f, p in work]
+        started = time.perf_counter()
+        for entry in entries:
+            writer.record(entry)
+        elapsed = time.perf_counter() - started
+        assert writer.counts["dropped"] == len(entries)
+        writer.close()
+    return elapsed / len(entries) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--entries", type=int, default=10_000, help="one-row entries per round (one flush)")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    work = requests(args.entries)
+    cases = {
+        "inputs recorded (default policy)": (LedgerSettings(flush_seconds=3600), False),
+        'inputs = "none"': (LedgerSettings(flush_seconds=3600, default=LedgerPolicy(inputs="none")), False),
+        "a key per entry, sample = 0.5": (LedgerSettings(flush_seconds=3600, default=LedgerPolicy(sample=0.5)), True),
+    }
+    print(f"{args.entries:,} one-row churn entries per flush, median of {args.rounds} rounds")
+    print(f"budget: 5 % of one core at 9,000 req/s = {BUDGET_US:.2f} µs per request\n")
+    print(
+        f"{'case':36} {'Entry() µs':>11} {'record() µs':>12} {'writer ms/1000':>15} {'total µs/req':>13}"
+        f" {'of budget':>10}"
+    )
+    for name, (settings, keyed) in cases.items():
+        got = measure(settings, work, args.rounds, keyed)
+        total = got["entry_us"] + got["record_us"] + got["writer_ms_per_1000"]
+        print(
+            f"{name:36} {got['entry_us']:11.2f} {got['record_us']:12.2f} {got['writer_ms_per_1000']:15.2f}"
+            f" {total:13.2f} {total / BUDGET_US:9.0%}"
+        )
+    print(f"\nrecord() on a full queue (dropped): {dropped_record_us(work):.2f} µs")
+
+
+if __name__ == "__main__":
+    main()
