@@ -9,6 +9,7 @@ the rest, which overwrites any part it had renamed but not yet recorded.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 import uuid
@@ -32,6 +33,8 @@ from foretell.errors import BatchJobFailed, InvalidInput, JobInterrupted
 from foretell.registry import ModelSource, model_source, open_registry
 
 __all__ = ["BatchResult", "resume", "run"]
+
+_log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int | None], None]
 
@@ -80,6 +83,7 @@ def run(
     predictor: PredictorChoice = "auto",
     engine: str | Engine = "local",
     ray_address: str | None = None,
+    ledger: bool | str | Path = True,
     progress: Progress | None = None,
 ) -> BatchResult:
     """Score every row of `input` with `model_uri` into `output`; see the module docstring for the guarantees.
@@ -92,6 +96,8 @@ def run(
     version has one that passed its parity proof (`auto`), or forces `original`/`compiled`.
     `engine` is `local` (this machine's cores) or `ray` (Ray Data on the cluster at
     `ray_address`, or on one started here); a resumed job keeps the engine it started with.
+    A published Parquet output is indexed in the prediction ledger (`ledger`: True for
+    `<home>/ledger`, a folder or fsspec URL, or False), so ledger queries find its rows.
     """
     check_predictor_choice(predictor)
     engine_name = check_engine(engine if isinstance(engine, str) else engine.name)
@@ -152,6 +158,7 @@ def run(
         engine=engine_name,
         ray_address=ray_address,
         store=store,
+        ledger=_ledger_location(ledger, home),
     )
     with folder.locked():
         folder.reset()
@@ -223,6 +230,7 @@ def _execute(
     with folder.locked(), _stop_on_signals():
         if folder.published:  # killed after publishing the output: finish the steps that follow it
             _finish_single_file(job, folder)
+            _index_in_ledger(job, folder, folder.committed())
             _store_step(job, "publish")
             return _result(job, "succeeded", folder.committed(), 0.0, 0)
         sweep_temp(folder.output)
@@ -276,6 +284,7 @@ def _execute(
         manifest = {**job.to_record(), "status": "succeeded", "counts": counts, "seconds": seconds, "parts": parts}
         folder.publish(records, manifest)
         _finish_single_file(job, folder)
+        _index_in_ledger(job, folder, records)
         _store_step(job, "publish")
         _finish(history, job, "succeeded", records, started)
         return _result(job, "succeeded", records, seconds, resumed)
@@ -308,6 +317,57 @@ def _finish_single_file(job: JobSpec, folder: JobFolder) -> None:
     parts = sorted(folder.output.glob(f"part-*.{job.output_format}"))
     if parts:
         combine(parts, target, job.output_format, unique=(job.id_column,))
+
+
+def _ledger_location(ledger: bool | str | Path, home: Path) -> str | None:
+    if ledger is True:
+        return str((Path(home) / "ledger").absolute())
+    if ledger is False or ledger == "":
+        return None
+    text = str(ledger)
+    return text if "://" in text else str(Path(text).absolute())
+
+
+def _index_in_ledger(job: JobSpec, folder: JobFolder, records: dict[int, ChunkRecord]) -> None:
+    """Index the published output in the ledger; a failure is logged, never raised: the job did publish.
+
+    Repeated on a resume after publishing (the same file again), so a kill in between loses nothing.
+    """
+    if job.ledger is None or job.output_format != "parquet":
+        return  # only Parquet parts can be read back as ledger rows
+    try:
+        import pyarrow.parquet as pq
+
+        from foretell.ledger.batch_index import index_job
+        from foretell.ledger.segments import LedgerLocation
+
+        if job.single_file:
+            parts = [str(Path(job.output).absolute())] if Path(job.output).is_file() else []
+        else:
+            parts = sorted(str(p.absolute()) for p in folder.output.glob("part-*.parquet"))
+        if not parts:
+            return  # nothing was scored: no rows to find
+        bookkeeping = {job.id_column, *job.passthrough, "model_version", "predicted_at"}
+        info = job.model.info
+        index_job(
+            LedgerLocation(job.ledger),
+            {
+                "job_id": job.id,
+                "model": info.name,
+                "version": info.version,
+                "sha256": info.sha256,
+                "predictor": job.model.predictor,
+                "id_column": job.id_column,
+                "outputs": [name for name in pq.read_schema(parts[0]).names if name not in bookkeeping],
+                "parts": parts,
+                "rows": _counts(records)["scored"],
+                "predicted_at": job.started_at,
+                "published_at": datetime.now(UTC).isoformat(),
+                "output": str(Path(job.output).absolute()),
+            },
+        )
+    except Exception as exc:  # the output is published; the ledger is an extra, never a reason to fail
+        _log.warning("job %s published but could not be indexed in the ledger %s: %s", job.id, job.ledger, exc)
 
 
 def _counts(records: dict[int, ChunkRecord]) -> dict[str, int]:

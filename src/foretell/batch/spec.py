@@ -3,9 +3,9 @@
 The JSON form (`to_record`) is what `_foretell/job.json` holds (a resume reads it back
 with `from_record`), what the job history stores, and what the published
 `_manifest.json` starts with. Its keys are the ones every earlier version wrote; the
-options added since (the predictor, the engine and its cluster, the store's URL) read
-back as what a job did before they existed, so a job recorded by an older foretell
-resumes as it would have there.
+options added since (the predictor, the engine and its cluster, the store's URL, the
+ledger) read back as what a job did before they existed, so a job recorded by an older
+foretell resumes as it would have there.
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ class JobSpec:
     engine: EngineName = "local"
     ray_address: str | None = None
     store: StoreTarget | None = None
+    ledger: str | None = None
+    """The prediction ledger (a folder or fsspec URL) that indexes the published output; None: not indexed."""
 
     def to_record(self) -> dict[str, Any]:
         """The JSON form (see the module docstring)."""
@@ -105,6 +107,7 @@ class JobSpec:
                 "predictor": self.model.predictor,
                 "engine": self.engine,
                 "ray_address": self.ray_address,
+                "ledger": self.ledger,
             },
         }
         if self.store is not None:
@@ -136,6 +139,7 @@ class JobSpec:
                 "single_file": bool(options.get("single_file", False)),
                 "engine": check_engine(options.get("engine", "local")),
                 "ray_address": options.get("ray_address"),
+                "ledger": options.get("ledger"),
                 "store": (
                     StoreTarget(stored["model"], int(stored["generation"]), stored.get("url"), Path(home).absolute())
                     if stored
