@@ -65,7 +65,7 @@ def serve(
     ] = None,
     ledger_location: Annotated[
         str | None,
-        typer.Option(help="Where the ledger is: a folder or an fsspec URL (default: FORETELL_LEDGER, else HOME/ledger)."),
+        typer.Option(help="The ledger: a folder or an fsspec URL (default: FORETELL_LEDGER, else HOME/ledger)."),
     ] = None,
     engine: Annotated[str, typer.Option(help="local (uvicorn here) or ray (a Ray Serve application).")] = "local",
     replicas: Annotated[int | None, typer.Option(min=1, help="--engine ray: replicas (default: 1).")] = None,

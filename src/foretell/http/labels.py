@@ -18,6 +18,7 @@ from foretell.errors import ModelNotFound
 from foretell.http.asgi import header, read_body, reply
 from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply
 from foretell.ledger.labels import parse_labels, write_labels
+from foretell.ledger.segments import LedgerLocation
 from foretell.serving.service import Call, InferenceService
 
 __all__ = ["LABELS_PATH", "LabelEndpoint"]
@@ -31,7 +32,7 @@ class LabelEndpoint:
     def __init__(self, service: InferenceService, answers: HttpAnswers, location: str, *, max_body_bytes: int) -> None:
         self.service = service
         self.answers = answers
-        self.location = location
+        self.location = LedgerLocation(location)
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -46,8 +47,8 @@ class LabelEndpoint:
             model, labels = parse_labels(body)
             if not await asyncio.to_thread(self.service.knows_model, model):
                 raise ModelNotFound(f"labels are for a registered model; no model is named {model!r}")
-            written = await asyncio.to_thread(write_labels, self.location, model, labels)
-            return 200, orjson.dumps({"model": model, "accepted": written}), {}
+            await asyncio.to_thread(write_labels, self.location, model, labels)
+            return 200, orjson.dumps({"model": model, "accepted": len(labels)}), {}
 
         status, body, headers = await self.service.observed("labels", work, self.answers)
         if status != CLIENT_CLOSED:

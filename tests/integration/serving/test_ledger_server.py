@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -70,7 +71,7 @@ def ledger_rows(home: Path, model: str = "clf") -> list[dict[str, Any]]:
     if not files:
         return []
     query = f"SELECT * FROM read_parquet({files!r}, union_by_name=true)"
-    return duckdb.sql(query).arrow().to_pylist()
+    return duckdb.sql(query).to_arrow_table().to_pylist()
 
 
 def infer_body(n: int, **parameters: Any) -> dict[str, Any]:
@@ -248,13 +249,15 @@ def test_sigkill_leaves_only_whole_segments(ledger_home: Path) -> None:
 
 
 def test_two_worker_processes_write_distinct_segments(ledger_home: Path) -> None:
-    ids = []
+    def one(url: str) -> str:  # a connection of its own: either process may accept it
+        answer = httpx.post(f"{url}/v2/models/clf/infer", json=infer_body(1), timeout=30).json()
+        return str(answer["parameters"]["prediction_id"])
+
     with (
         server(ledger_home, "clf@production", "--workers", "2", "--config", str(ledger_home / "serve.toml")) as url,
-        httpx.Client(base_url=url, timeout=30) as client,
+        concurrent.futures.ThreadPoolExecutor(16) as pool,
     ):
-        for _ in range(60):
-            ids.append(client.post("/v2/models/clf/infer", json=infer_body(1)).json()["parameters"]["prediction_id"])
+        ids = list(pool.map(one, [url] * 300))
     records = ledger_rows(ledger_home)
     assert sorted(r["prediction_id"] for r in records) == sorted(ids)
     writers = {p.name.split("-", 2)[2].rsplit("-", 1)[0] for p in (ledger_home / "ledger").rglob("seg-*.parquet")}

@@ -38,15 +38,15 @@ def encode_infer_response(
             "datatype": tensor.datatype,
             "shape": [int(d) for d in tensor.shape],
         }
-        parameters = dict(tensor.parameters)
+        own = dict(tensor.parameters)
         if tensor.name in binary:
             blob = _to_binary(tensor)
-            parameters["binary_data_size"] = len(blob)
+            own["binary_data_size"] = len(blob)
             blobs.append(blob)
         else:
             entry["data"] = _to_json(tensor)
-        if parameters:
-            entry["parameters"] = parameters
+        if own:
+            entry["parameters"] = own
         described.append(entry)
     document: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
