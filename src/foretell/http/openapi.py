@@ -54,8 +54,18 @@ _INFER_RESPONSE = {
         "model_name": {"type": "string"},
         "model_version": {"type": "string"},
         "id": {"type": "string"},
+        "parameters": {
+            "type": "object",
+            "properties": {"prediction_id": {"type": "string", "description": "the ledger's id for this request"}},
+        },
         "outputs": {"type": "array", "items": _TENSOR},
     },
+}
+_PREDICTION_ID = {
+    "X-Prediction-Id": {
+        "description": "The ledger's id for the request's predictions (absent when the server keeps no ledger)",
+        "schema": {"type": "string"},
+    }
 }
 _INVOCATIONS = {
     "type": "object",
@@ -81,7 +91,26 @@ _LOOKUP = {
         "generation": {"type": ["integer", "null"]},
         "age_seconds": {"type": "number"},
         "stale": {"type": "boolean"},
+        "prediction_id": {"type": "string", "description": "the ledger's id for this answer"},
     },
+}
+_LABEL = {
+    "type": "object",
+    "required": ["label"],
+    "description": 'by entity: {"key": "C-42", "label": 1, "observed_at": "2026-12-04T10:00:00Z"}; '
+    'or by prediction: {"prediction_id": "...", "row": 0, "label": 1}',
+    "properties": {
+        "key": {"type": ["string", "integer"]},
+        "observed_at": {"type": "string", "format": "date-time"},
+        "prediction_id": {"type": "string"},
+        "row": {"type": "integer", "minimum": 0},
+        "label": {"type": ["number", "integer", "boolean", "string"]},
+    },
+}
+_LABELS = {
+    "type": "object",
+    "required": ["model", "labels"],
+    "properties": {"model": {"type": "string"}, "labels": {"oneOf": [{"type": "array", "items": _LABEL}, _LABEL]}},
 }
 _BATCH_GET = {
     "type": "object",
@@ -113,8 +142,11 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": "error", "content": {"application/json": {"schema": _ERROR}}} for c in codes}
 
 
-def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(schema: dict[str, Any], description: str = "ok", *, prediction_id: bool = False) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if prediction_id:
+        answer["headers"] = _PREDICTION_ID
+    return answer
 
 
 def openapi_document(version: str) -> dict[str, Any]:
@@ -124,7 +156,10 @@ def openapi_document(version: str) -> dict[str, Any]:
         "post": {
             "summary": "Open Inference Protocol inference (JSON, or JSON + binary tensors)",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _INFER_REQUEST}}},
-            "responses": {"200": _json(_INFER_RESPONSE), **_errors(400, 404, 413, 415, 500, 503, 504)},
+            "responses": {
+                "200": _json(_INFER_RESPONSE, prediction_id=True),
+                **_errors(400, 404, 413, 415, 500, 503, 504),
+            },
         }
     }
     probe = {"get": {"responses": {"200": {"description": "ok"}, "503": {"description": "not ready"}}}}
@@ -146,7 +181,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "summary": "MLflow scoring: dataframe_split, dataframe_records, instances, inputs, or text/csv",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _INVOCATIONS}}},
                     "responses": {
-                        "200": _json({"type": "object", "properties": {"predictions": {"type": "array"}}}),
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"predictions": {"type": "array"}, "prediction_id": {"type": "string"}},
+                            },
+                            prediction_id=True,
+                        ),
                         **_errors(400, 413, 415, 500, 503, 504),
                     },
                 }
@@ -163,7 +204,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                         {"name": "fresh", "in": "query", "schema": {"type": "boolean"}},
                         {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1}},
                     ],
-                    "responses": {"200": _json(_LOOKUP), **_errors(400, 404, 500, 503, 504)},
+                    "responses": {"200": _json(_LOOKUP, prediction_id=True), **_errors(400, 404, 500, 503, 504)},
                 },
             },
             "/v1/models/{name}/predictions:batchGet": {
@@ -189,7 +230,25 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "post": {
                     "summary": "Apply an event to an entity and refresh its predictions before answering",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT}}},
-                    "responses": {"200": _json({"type": "object"}), **_errors(400, 413, 500, 503, 504)},
+                    "responses": {
+                        "200": _json({"type": "object"}, prediction_id=True),
+                        **_errors(400, 413, 500, 503, 504),
+                    },
+                }
+            },
+            "/v1/labels": {
+                "post": {
+                    "summary": "Outcomes that arrived later, joined to the predictions in the ledger",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _LABELS}}},
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"model": {"type": "string"}, "accepted": {"type": "integer"}},
+                            }
+                        ),
+                        **_errors(400, 404, 413, 500),
+                    },
                 }
             },
         },

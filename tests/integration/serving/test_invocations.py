@@ -55,7 +55,9 @@ def test_csv_columns_take_the_signature_types_so_numeric_looking_text_stays_text
     with server(zip_home, "echo") as url:
         response = httpx.post(f"{url}/invocations", content=csv, headers={"content-type": "text/csv"})
         assert response.status_code == 200, response.text
-        assert response.json() == {"predictions": [{"zip": "02139", "n": 1.0}, {"zip": "10001", "n": 2.5}]}
+        answer = response.json()
+        assert answer.pop("prediction_id") == response.headers["x-prediction-id"]  # the ledger's id for the request
+        assert answer == {"predictions": [{"zip": "02139", "n": 1.0}, {"zip": "10001", "n": 2.5}]}
 
         refused = httpx.post(f"{url}/invocations", content=b"zip,n\n02139,x\n", headers={"content-type": "text/csv"})
         assert refused.status_code == 400
