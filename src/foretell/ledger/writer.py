@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 
 from foretell.ledger.compaction import compact
 from foretell.ledger.record import Entry, writer_id
@@ -34,12 +35,14 @@ from foretell.ledger.rows import Redactor, entries_table, keep_mask, redactor
 from foretell.ledger.segments import LedgerLocation, segment_name
 from foretell.ledger.settings import LedgerSettings
 
-__all__ = ["COMPACT_AT", "RETENTION_SECONDS", "LedgerWriter"]
+__all__ = ["CHUNK", "COMPACT_AT", "RETENTION_SECONDS", "LedgerWriter"]
 
 log = logging.getLogger(__name__)
 
 COMPACT_AT = 32
 """A writer's own uncompacted files in one partition that make it merge them."""
+CHUNK = 1000
+"""Entries converted per call of `entries_table` (a flush of 9,000 requests is nine)."""
 RETENTION_SECONDS = 60.0
 """How often the writer applies retention (and once at start)."""
 
@@ -177,7 +180,10 @@ class LedgerWriter:
         model, date = partition
         policy = self.settings.policy_for(model)
         redact = self._redactor() if policy.redact else None
-        table = entries_table(entries, policy, redact)
+        # A chunk at a time: each numpy/pyarrow call then holds the GIL for a millisecond or so, never
+        # long enough to stall the event loop that serves requests in the main thread.
+        chunks = [entries_table(entries[i : i + CHUNK], policy, redact) for i in range(0, len(entries), CHUNK)]
+        table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks, promote_options="permissive")
         if policy.sample < 1.0:
             table = table.filter(keep_mask(table, policy.sample))
         if table.num_rows == 0:
@@ -240,7 +246,7 @@ def _partitions(entries: Sequence[Entry]) -> dict[tuple[str, str], Sequence[Entr
     )
     models = [e.model for e in entries]
     if days[0] == days[-1] and (days == days[0]).all() and models.count(models[0]) == len(models):
-        return {(models[0], _date(int(days[0]))): entries}
+        return {(models[0], _date(int(days[0]))): list(entries)}
     out: dict[tuple[str, str], list[Entry]] = {}
     for entry, model, day in zip(entries, models, days.tolist(), strict=True):
         out.setdefault((model, _date(day)), []).append(entry)

@@ -120,7 +120,7 @@ def test_label_proba_and_top_k_outputs_of_different_k() -> None:
 
 
 def test_inputs_policy_picks_fields_and_redaction_hashes_them() -> None:
-    data = [
+    data: list[dict[str, Any]] = [
         {"tenure": 1.0, "plan": "basic", "email": "a@x", "seats": 2, "active": True, "embedding": [0, 0]},
         {"tenure": 2.0, "plan": None, "email": "a@x", "seats": 3, "active": False, "embedding": [0, 0]},
     ]
