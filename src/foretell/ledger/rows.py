@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from foretell.core.feature import Feature
@@ -289,10 +290,24 @@ def _flat_array(values: np.ndarray) -> pa.Array:
 def _stored_outputs(members: list[Entry]) -> Fields | None:
     """Stored answers (plain dicts, one per row) as fields; pyarrow infers the types."""
     rows = [row for e in members if e.outputs is not None for row in e.outputs]
-    struct = pa.array(rows)
+    try:
+        struct = pa.array(rows)
+    except (pa.ArrowException, TypeError, ValueError):  # values of mixed types under one name
+        names = list(dict.fromkeys(name for row in rows for name in row))
+        return {name: _mixed([row.get(name) for row in rows]) for name in names} or None
     if not pa.types.is_struct(struct.type) or struct.type.num_fields == 0:
         return None
     return {struct.type.field(i).name: struct.field(i) for i in range(struct.type.num_fields)}
+
+
+def _mixed(values: list[Any]) -> pa.Array:
+    """One stored output's values; as JSON text when pyarrow finds no one type for them."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowException, TypeError, ValueError):
+        return pa.array(
+            [None if v is None else orjson.dumps(v, default=str).decode() for v in values], type=pa.string()
+        )
 
 
 def _struct_column(parts: list[Fields | None], sizes: list[int]) -> pa.Array:

@@ -33,7 +33,7 @@ from foretell.ledger.record import Entry, writer_id
 from foretell.ledger.retention import apply_retention
 from foretell.ledger.rows import Redactor, entries_table, keep_mask, redactor
 from foretell.ledger.segments import LedgerLocation, segment_name
-from foretell.ledger.settings import LedgerSettings
+from foretell.ledger.settings import LedgerPolicy, LedgerSettings
 
 __all__ = ["CHUNK", "COMPACT_AT", "RETENTION_SECONDS", "LedgerWriter"]
 
@@ -81,9 +81,8 @@ class LedgerWriter:
         try:
             rows = entry.rows
         except Exception:  # a malformed entry is the ledger's loss, never the request's
-            rows = 1
             with self._lock:
-                self._dropped_full += rows
+                self._dropped_full += 1
             return False
         with self._lock:
             if self._closed or self._queued_rows - self._taken_rows + rows > self.settings.max_pending_rows:
@@ -172,7 +171,7 @@ class LedgerWriter:
             try:
                 self._write_partition(partition, members)
             except Exception as exc:  # rows that could not be written are counted, not raised
-                self._counts["dropped"] += sum(e.rows for e in members)
+                self._counts["dropped"] += sum(map(_rows, members))
                 self._warn(exc)
         self._write_stats()
 
@@ -182,7 +181,13 @@ class LedgerWriter:
         redact = self._redactor() if policy.redact else None
         # A chunk at a time: each numpy/pyarrow call then holds the GIL for a millisecond or so, never
         # long enough to stall the event loop that serves requests in the main thread.
-        chunks = [entries_table(entries[i : i + CHUNK], policy, redact) for i in range(0, len(entries), CHUNK)]
+        chunks = [
+            chunk
+            for i in range(0, len(entries), CHUNK)
+            if (chunk := self._table(entries[i : i + CHUNK], policy, redact)) is not None
+        ]
+        if not chunks:
+            return
         table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks, promote_options="permissive")
         if policy.sample < 1.0:
             table = table.filter(keep_mask(table, policy.sample))
@@ -200,14 +205,29 @@ class LedgerWriter:
         if len(own) >= COMPACT_AT:
             self._guarded(lambda: self._compact(partition, at_least=COMPACT_AT))
 
+    def _table(self, entries: Sequence[Entry], policy: LedgerPolicy, redact: Redactor | None) -> pa.Table | None:
+        """The entries' rows; if they will not convert together, each on its own: a bad entry costs only its rows."""
+        try:
+            return entries_table(entries, policy, redact)
+        except Exception as exc:  # an entry the server built wrong: find it, drop it, keep the rest
+            self._warn(exc)
+        tables = []
+        for entry in entries:
+            try:
+                tables.append(entries_table([entry], policy, redact))
+            except Exception:
+                self._counts["dropped"] += _rows(entry)
+        return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
     def _compact(self, partition: tuple[str, str], *, at_least: int) -> None:
         names = self._own.get(partition, [])
         if len(names) < at_least:
             return
         folder = self.location.partition(*partition)
-        done = compact(self.location, folder, self.writer, list(names))
-        if done is not None:  # the counts stay those of the flushes: what was written, not what is on disk now
-            self._own[partition] = []
+        compact(self.location, folder, self.writer, list(names))
+        # Merged, or nothing left to merge (retention took them): either way these are done with.
+        # The counts stay those of the flushes: what was written, not what is on disk now.
+        self._own[partition] = []
 
     def _apply_retention(self) -> None:
         now = time.time()
@@ -251,6 +271,13 @@ def _partitions(entries: Sequence[Entry]) -> dict[tuple[str, str], Sequence[Entr
     for entry, model, day in zip(entries, models, days.tolist(), strict=True):
         out.setdefault((model, _date(day)), []).append(entry)
     return dict(out)
+
+
+def _rows(entry: Entry) -> int:
+    try:
+        return entry.rows
+    except Exception:  # a malformed entry: one row, as an error entry is
+        return 1
 
 
 def _date(day: int) -> str:

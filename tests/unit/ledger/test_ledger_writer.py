@@ -229,3 +229,30 @@ def test_entries_of_many_models_and_days_go_to_their_partitions(tmp_path: Path) 
     assert len(location.dates("churn")) == 2 and len(location.dates("upsell")) == 1
     assert read_all(location, "upsell").num_rows == 2
     assert writer.counts["segments"] == 3
+
+
+def test_a_malformed_entry_costs_only_its_own_rows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    good = [live_entry(rows(2)) for _ in range(3)]
+    bad = live_entry(rows(2))
+    bad.predictions = live_entry(rows(3)).predictions  # three answers for two inputs: a server bug
+    writer = LedgerWriter(tmp_path, QUIET, writer="w1")
+    for entry in (good[0], bad, *good[1:]):
+        writer.record(entry)
+    with caplog.at_level(logging.WARNING, logger="foretell.ledger.writer"):
+        writer.close()
+    assert writer.counts["records"] == 6 and writer.counts["dropped"] == 3
+    assert {r[0] for r in query(LedgerLocation(tmp_path), "select prediction_id from ledger")} == {
+        e.prediction_id for e in good
+    }
+    assert any("prediction ledger" in r.getMessage() for r in caplog.records)
+
+
+def test_stored_outputs_of_mixed_types_are_kept_as_json_text(tmp_path: Path) -> None:
+    writer = LedgerWriter(tmp_path, QUIET, writer="w1")
+    first = Entry("a" * 32, "churn", source="precomputed", endpoint="batchGet", outputs=[{"label": 1}, {"label": "x"}])
+    second = Entry("b" * 32, "churn", source="precomputed", endpoint="lookup", outputs=[{"label": [1, 2]}])
+    writer.record(first)
+    writer.record(second)
+    writer.close()
+    got = query(LedgerLocation(tmp_path), "select prediction_id, row, outputs.label from ledger order by 1, 2")
+    assert got == [("a" * 32, 0, "1"), ("a" * 32, 1, '"x"'), ("b" * 32, 0, "[1,2]")]
