@@ -70,6 +70,7 @@ class LedgerWriter:
         self._warned: set[str] = set()
         self._stats_written: dict[str, int] | None = None
         self._next_retention = 0.0
+        self._converted_rows = 0  # of the partition being written: what a failed publish loses
 
     def __repr__(self) -> str:
         return f"<LedgerWriter {self.writer} at {self.location.url}>"
@@ -167,33 +168,43 @@ class LedgerWriter:
             self._taken_rows = self._queued_rows
         if not entries:
             return
-        for partition, members in _partitions(entries).items():
+        partitions = _partitions(entries)
+        entries.clear()  # the partitions' lists hold them now, and let them go a chunk at a time
+        for partition, members in partitions.items():
+            self._converted_rows = 0
             try:
                 self._write_partition(partition, members)
             except Exception as exc:  # rows that could not be written are counted, not raised
-                self._counts["dropped"] += sum(map(_rows, members))
+                self._counts["dropped"] += self._converted_rows + sum(map(_rows, members))
                 self._warn(exc)
         self._write_stats()
 
-    def _write_partition(self, partition: tuple[str, str], entries: Sequence[Entry]) -> None:
+    def _write_partition(self, partition: tuple[str, str], entries: list[Entry]) -> None:
+        """Convert `entries` and publish them as one segment; `entries` is emptied as they are converted."""
         model, date = partition
         policy = self.settings.policy_for(model)
         redact = self._redactor() if policy.redact else None
-        # A chunk at a time: each numpy/pyarrow call then holds the GIL for a millisecond or so, never
-        # long enough to stall the event loop that serves requests in the main thread.
-        chunks = [
-            chunk
-            for i in range(0, len(entries), CHUNK)
-            if (chunk := self._table(entries[i : i + CHUNK], policy, redact)) is not None
-        ]
+        first = min(e.predicted_at for e in entries)
+        # A chunk at a time, each chunk's entries let go once converted: every numpy/pyarrow call,
+        # and the freeing of what the entries held, then takes the GIL for a millisecond or so,
+        # never long enough to stall the event loop that serves requests in the main thread.
+        chunks = []
+        while entries:
+            chunk = entries[:CHUNK]
+            del entries[:CHUNK]
+            table = self._table(chunk, policy, redact)
+            del chunk
+            if table is not None:
+                if policy.sample < 1.0:
+                    table = table.filter(keep_mask(table, policy.sample))
+                chunks.append(table)
+                self._converted_rows += table.num_rows
         if not chunks:
             return
         table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks, promote_options="permissive")
-        if policy.sample < 1.0:
-            table = table.filter(keep_mask(table, policy.sample))
         if table.num_rows == 0:
             return
-        first_ms = int(min(e.predicted_at for e in entries) * 1000)
+        first_ms = int(first * 1000)
         self._seq += 1
         name = segment_name(first_ms, self.writer, self._seq)
         size = self.location.publish_table(f"{self.location.partition(model, date)}/{name}", table)
@@ -259,7 +270,7 @@ class LedgerWriter:
             self._stats_written = counts
 
 
-def _partitions(entries: Sequence[Entry]) -> dict[tuple[str, str], Sequence[Entry]]:
+def _partitions(entries: Sequence[Entry]) -> dict[tuple[str, str], list[Entry]]:
     """Entries by (model, UTC date of their time); a flush of one model within one day (the usual) in a few calls."""
     days = (np.fromiter((e.predicted_at for e in entries), dtype=np.float64, count=len(entries)) // 86_400).astype(
         np.int64
@@ -270,7 +281,7 @@ def _partitions(entries: Sequence[Entry]) -> dict[tuple[str, str], Sequence[Entr
     out: dict[tuple[str, str], list[Entry]] = {}
     for entry, model, day in zip(entries, models, days.tolist(), strict=True):
         out.setdefault((model, _date(day)), []).append(entry)
-    return dict(out)
+    return out
 
 
 def _rows(entry: Entry) -> int:

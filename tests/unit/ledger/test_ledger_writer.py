@@ -101,6 +101,7 @@ def test_a_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
     for one in many:
         big.record(one)
     flushing = threading.Thread(target=big.flush)
+    began = time.perf_counter()
     flushing.start()
     slowest = 0.0
     calls = 0
@@ -110,9 +111,11 @@ def test_a_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
         slowest = max(slowest, time.perf_counter() - started)
         calls += 1
     flushing.join()
+    took = time.perf_counter() - began
     assert calls > 100, "the flush was over before record() could be timed against it"
-    # A thread may wait for the GIL (switch interval 5 ms) but never for the flush (hundreds of ms).
-    assert slowest < 0.05, f"record() took {slowest * 1000:.1f} ms during a flush"
+    # record() may wait for the GIL (a switch interval, a garbage collection) or a busy shared core, but
+    # never for the flush: that would take it the whole flush.
+    assert slowest < took / 2, f"record() took {slowest * 1000:.1f} ms during a flush of {took * 1000:.0f} ms"
     big.close()
     writer.close()
     assert writer.counts["records"] == 99
