@@ -16,10 +16,13 @@ Measured in one run, each a median over rounds:
 - `Entry(...)`: constructing one entry (the serving path's share before `record`);
 - `record()`: µs per call on the calling thread, the writer's thread not running;
 - `record()` on a full queue (the drop path);
-- writer CPU per 1,000 entries: `time.thread_time()` around `flush()` of one round's entries
-  (grouping, Entry → Arrow, Parquet with zstd, an atomic publish on a local folder), for
-  entries with inputs recorded, with `inputs = "none"`, and with a key per entry and
-  `sample = 0.5`.
+- writer CPU per 1,000 entries (median, and min of the rounds: the machine is shared):
+  `time.thread_time()` around `flush()` of one round's entries (grouping, Entry → Arrow,
+  Parquet with zstd, an atomic publish on a local folder), for entries with inputs recorded,
+  with `inputs = "none"`, and with a key per entry and `sample = 0.5`;
+- the ledger's cost per request, `record()` plus the writer's CPU per entry, against the budget
+  (the `Entry(...)` the server builds is shown apart: it is the serving path's, and the
+  end-to-end serve benchmark measures all of it together).
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ def measure(
         "entry_us": statistics.median(entry_us),
         "record_us": statistics.median(record_us),
         "writer_ms_per_1000": statistics.median(flush_ms),
+        "writer_min": min(flush_ms),
     }
 
 
@@ -127,15 +131,16 @@ def main() -> None:
     print(f"{args.entries:,} one-row churn entries per flush, median of {args.rounds} rounds")
     print(f"budget: 5 % of one core at 9,000 req/s = {BUDGET_US:.2f} µs per request\n")
     print(
-        f"{'case':36} {'Entry() µs':>11} {'record() µs':>12} {'writer ms/1000':>15} {'total µs/req':>13}"
-        f" {'of budget':>10}"
+        f"{'case':36} {'Entry() µs':>11} {'record() µs':>12} {'writer ms/1000':>15} {'(min)':>6}"
+        f" {'ledger µs/req':>14} {'of budget':>10}"
     )
     for name, (settings, keyed) in cases.items():
         got = measure(settings, work, args.rounds, keyed)
-        total = got["entry_us"] + got["record_us"] + got["writer_ms_per_1000"]
+        # The ledger's own cost: record() and the writer; building the Entry is the server's, shown apart.
+        total = got["record_us"] + got["writer_ms_per_1000"]
         print(
             f"{name:36} {got['entry_us']:11.2f} {got['record_us']:12.2f} {got['writer_ms_per_1000']:15.2f}"
-            f" {total:13.2f} {total / BUDGET_US:9.0%}"
+            f" {got['writer_min']:6.2f} {total:14.2f} {total / BUDGET_US:9.0%}"
         )
     print(f"\nrecord() on a full queue (dropped): {dropped_record_us(work):.2f} µs")
 

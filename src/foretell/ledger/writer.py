@@ -31,7 +31,7 @@ import pyarrow as pa
 from foretell.ledger.compaction import compact
 from foretell.ledger.record import Entry, writer_id
 from foretell.ledger.retention import apply_retention
-from foretell.ledger.rows import Redactor, entries_table, keep_mask, redactor
+from foretell.ledger.rows import Redactor, entries_table, keep_mask, parquet_bytes, redactor
 from foretell.ledger.segments import LedgerLocation, segment_name
 from foretell.ledger.settings import LedgerPolicy, LedgerSettings
 
@@ -207,7 +207,9 @@ class LedgerWriter:
         first_ms = int(first * 1000)
         self._seq += 1
         name = segment_name(first_ms, self.writer, self._seq)
-        size = self.location.publish_table(f"{self.location.partition(model, date)}/{name}", table)
+        data = parquet_bytes(table)
+        self.location.publish_bytes(f"{self.location.partition(model, date)}/{name}", data)
+        size = len(data)
         self._counts["records"] += table.num_rows
         self._counts["segments"] += 1
         self._counts["bytes"] += size
