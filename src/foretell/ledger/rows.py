@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import operator
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -64,8 +65,9 @@ def redactor(key: bytes) -> Redactor:
 
 def entries_table(entries: Sequence[Entry], policy: LedgerPolicy, redact: Redactor | None) -> pa.Table:
     """One table of every row of `entries` (all of one model), in entry order within each group."""
-    groups: dict[tuple[Any, ...], list[Entry]] = {}
-    for entry in entries:
+    single = _one_group(entries)
+    groups: dict[tuple[Any, ...], list[Entry]] = single or {}
+    for entry in entries if single is None else ():
         if entry.predictions is not None:
             kind: tuple[Any, ...] = ("predicted", id(entry.signature), entry.frame is not None)
         elif entry.outputs is not None:
@@ -89,6 +91,24 @@ def entries_table(entries: Sequence[Entry], policy: LedgerPolicy, redact: Redact
     columns["inputs"] = _struct_column([p[1] for p in parts], sizes)
     columns["outputs"] = _struct_column([p[2] for p in parts], sizes)
     return pa.table(columns)
+
+
+_predictions = operator.attrgetter("predictions")
+_signature = operator.attrgetter("signature")
+_frame = operator.attrgetter("frame")
+
+
+def _one_group(entries: Sequence[Entry]) -> dict[tuple[Any, ...], list[Entry]] | None:
+    """The usual flush (answers of one signature, each with its frame) as one group, in C-level passes."""
+    if not all(map(operator.is_not, map(_predictions, entries), repeat(None))):
+        return None
+    signatures = list(map(_signature, entries))
+    if signatures.count(signatures[0]) != len(signatures):
+        return None
+    frames = list(map(operator.is_not, map(_frame, entries), repeat(None)))
+    if frames.count(frames[0]) != len(frames):
+        return None
+    return {("predicted", id(signatures[0]), frames[0]): list(entries)}
 
 
 def parquet_bytes(table: pa.Table) -> bytes:

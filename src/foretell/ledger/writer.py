@@ -50,7 +50,9 @@ _COUNTS = ("records", "dropped", "segments", "bytes", "retention_deleted_segment
 
 
 class LedgerWriter:
-    def __init__(self, location: LedgerLocation | str | Path, settings: LedgerSettings, *, writer: str | None = None):
+    def __init__(
+        self, location: LedgerLocation | str | Path, settings: LedgerSettings, *, writer: str | None = None
+    ) -> None:
         self.location = location if isinstance(location, LedgerLocation) else LedgerLocation(location)
         self.settings = settings
         self.writer = writer or writer_id()
