@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import os
 import secrets
 import threading
 import time
@@ -56,6 +57,8 @@ class LedgerWriter:
         self.location = location if isinstance(location, LedgerLocation) else LedgerLocation(location)
         self.settings = settings
         self.writer = writer or writer_id()
+        self._named = writer is not None
+        self._pid = os.getpid()
         self._queue: collections.deque[Entry] = collections.deque()
         self._lock = threading.Lock()  # record's check-then-append, between threads that record
         self._flush_lock = threading.RLock()  # one flush at a time: the thread's, or flush()/close()'s
@@ -109,6 +112,9 @@ class LedgerWriter:
         with self._flush_lock:
             if self._thread is not None or self._closed:
                 return
+            if not self._named and os.getpid() != self._pid:
+                # Made before a fork (a server's workers): each process must write under its own name.
+                self.writer, self._pid = writer_id(), os.getpid()
             self._thread = threading.Thread(target=self._run, name=f"ledger-writer-{self.writer}", daemon=True)
             self._thread.start()
 
@@ -123,14 +129,21 @@ class LedgerWriter:
             if self._closed:
                 return
             self._closed = True
+        deadline = time.monotonic() + timeout
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        with self._flush_lock:
+        # The thread may still be inside a flush (a slow object store): wait for it no longer than asked.
+        if not self._flush_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            log.warning("prediction ledger at %s: not flushed within %.1f s of close", self.location, timeout)
+            return
+        try:
             self._flush_queued()
             for partition in list(self._own):
                 self._guarded(lambda p=partition: self._compact(p, at_least=2))
             self._write_stats()
+        finally:
+            self._flush_lock.release()
 
     # -- the writer's thread -----------------------------------------------------------------------
 

@@ -259,3 +259,27 @@ def test_stored_outputs_of_mixed_types_are_kept_as_json_text(tmp_path: Path) -> 
     writer.close()
     got = query(LedgerLocation(tmp_path), "select prediction_id, row, outputs.label from ledger order by 1, 2")
     assert got == [("a" * 32, 0, "1"), ("a" * 32, 1, '"x"'), ("b" * 32, 0, "[1,2]")]
+
+
+def test_a_writer_made_before_a_fork_writes_under_each_process_s_own_name(tmp_path: Path) -> None:
+    writer = LedgerWriter(tmp_path, QUIET)  # no name given: this process's writer_id()
+    entry = live_entry(rows(1))
+    child = os.fork()
+    if child == 0:  # a server's worker
+        code = 1
+        try:
+            writer.start()
+            writer.record(entry)
+            writer.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    writer.start()
+    writer.record(live_entry(rows(1)))
+    writer.close()
+    location = LedgerLocation(tmp_path)
+    writers = {parse_name(Path(p).name).writer for p in location.segment_files("churn")}  # type: ignore[union-attr]
+    assert len(writers) == 2 and writer.writer in writers
+    assert sorted(p.name for p in (tmp_path / "_stats").iterdir()) == sorted(f"{w}.json" for w in writers)
