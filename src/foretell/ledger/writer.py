@@ -31,8 +31,9 @@ import pyarrow as pa
 
 from foretell.ledger.compaction import compact
 from foretell.ledger.record import Entry, writer_id
+from foretell.ledger.redaction import Redactor, keep_mask, redactor
 from foretell.ledger.retention import apply_retention
-from foretell.ledger.rows import Redactor, entries_table, keep_mask, parquet_bytes, redactor
+from foretell.ledger.rows import entries_table, parquet_bytes
 from foretell.ledger.segments import LedgerLocation, segment_name
 from foretell.ledger.settings import LedgerPolicy, LedgerSettings
 

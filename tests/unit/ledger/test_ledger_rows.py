@@ -15,7 +15,8 @@ from foretell.core.feature import Feature
 from foretell.core.predictor import Predictions
 from foretell.core.schema import Output, Signature
 from foretell.ledger.record import SEGMENT_COLUMNS, Entry, new_prediction_id
-from foretell.ledger.rows import entries_table, keep_mask, redactor
+from foretell.ledger.redaction import keep_mask, redactor
+from foretell.ledger.rows import entries_table
 from foretell.ledger.settings import LedgerPolicy
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
