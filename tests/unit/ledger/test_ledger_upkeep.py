@@ -146,3 +146,23 @@ def test_two_writers_applying_retention_at_once_count_each_deletion_once(tmp_pat
         writer.close()
     assert sum(w.counts["retention_deleted_segments"] for w in writers) == 30
     assert read_all(LedgerLocation(tmp_path)).num_rows == 20
+
+
+def test_compaction_and_retention_on_a_memory_filesystem() -> None:
+    url = f"memory://upkeep-{time.time_ns()}"
+    now = time.time()
+    old = LedgerWriter(url, QUIET, writer="old")
+    for ago in (40, 40, 0, 0, 0):
+        old.record(live_entry(rows(3), predicted_at=now - ago * DAY))
+        old.flush()
+    old.close()  # compacts each partition's files into one
+    location = LedgerLocation(url)
+    names = [Path(p).name for p in location.segment_files("churn")]
+    assert [parse_name(n).compacted for n in names] == [True, True]  # type: ignore[union-attr]
+    assert read_all(location).num_rows == 15
+    writer = LedgerWriter(url, LedgerSettings(flush_seconds=3600), writer="new")
+    writer.start()
+    writer.close()
+    assert len(location.dates("churn")) == 1
+    assert read_all(location).num_rows == 9
+    assert writer.counts["retention_deleted_segments"] == 1
