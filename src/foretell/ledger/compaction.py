@@ -21,18 +21,18 @@ __all__ = ["compact"]
 def compact(location: LedgerLocation, folder: str, writer: str, names: list[str]) -> tuple[str, int] | None:
     """Merge `names` (this writer's files in `folder`) into one; returns the new file's name and size.
 
-    None when there is nothing to merge, or when a file is gone (another writer's
-    retention deleted it): the rest stays as it is, still visible, and is tried again later.
+    A file already gone (retention, this writer's or another's) is simply not in the
+    merge; None when fewer than two are left to merge.
     """
-    parsed = [p for name in names if (p := parse_name(name)) is not None and p.writer == writer]
+    parsed = []
+    tables = []
+    for p in [p for name in names if (p := parse_name(name)) is not None and p.writer == writer]:
+        data = location.read_bytes(f"{folder}/{p.name}")
+        if data is not None:
+            parsed.append(p)
+            tables.append(pq.read_table(io.BytesIO(data)))
     if len(parsed) < 2:
         return None
-    tables = []
-    for p in parsed:
-        data = location.read_bytes(f"{folder}/{p.name}")
-        if data is None:
-            return None
-        tables.append(pq.read_table(io.BytesIO(data)))
     merged = pa.concat_tables(tables, promote_options="permissive")
     first = min(p.first for p in parsed)
     last = max(p.last for p in parsed)

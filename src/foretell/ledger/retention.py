@@ -35,11 +35,12 @@ def apply_retention(location: LedgerLocation, model: str, policy: LedgerPolicy, 
                 _remove(location, f"{folder}/{name}", deleted)
             location.remove_folder(folder)
     if policy.retention_bytes is not None:
-        _apply_budget(location, model, policy.retention_bytes, deleted)
+        today = dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat()
+        _apply_budget(location, model, policy.retention_bytes, deleted, today)
     return deleted
 
 
-def _apply_budget(location: LedgerLocation, model: str, budget: int, deleted: Deleted) -> None:
+def _apply_budget(location: LedgerLocation, model: str, budget: int, deleted: Deleted, today: str) -> None:
     files: list[tuple[str, int, str, str, int]] = []  # (date, order, name, path, size)
     for date in location.dates(model):
         folder = location.partition(model, date)
@@ -72,6 +73,8 @@ def _apply_budget(location: LedgerLocation, model: str, budget: int, deleted: De
                     _remove(location, f"{folder}/{other}", deleted, count=False)
         _remove(location, path, deleted, size=size)
         total -= size
+        if date < today:  # today's folder stays: a writer may be about to publish in it
+            location.remove_folder(folder)
 
 
 def _remove(

@@ -3,33 +3,30 @@
 Entries are grouped by how they carry their data (a frame and predictions of one
 signature, stored output dicts, or nothing: errors), and each group becomes Arrow columns
 in a few numpy/pyarrow calls: frames and predictions are concatenated once per group,
-category codes turn back into names with one `take`, NaN into null with one mask. Python
+category codes turn back into names and NaN into null (`arrow_values`). Python
 walks entries (a few attribute reads each), never cells, except for redacted inputs
 (one keyed hash per distinct value) and stored output dicts (which pyarrow converts).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from foretell.core.feature import Feature
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions
 from foretell.core.schema import Signature
+from foretell.ledger.arrow_values import input_array, mixed_array, output_array
 from foretell.ledger.record import SEGMENT_COLUMNS, Entry
+from foretell.ledger.redaction import Redactor, redacted
 from foretell.ledger.settings import LedgerPolicy
 
-__all__ = ["Redactor", "entries_table", "keep_mask"]
-
-Redactor = Callable[[bytes], str]
-"""A keyed hash of one value's text (`redactor(key)`), as 32 hex digits."""
+__all__ = ["entries_table", "parquet_bytes"]
 
 _SCALAR_TYPES: dict[str, pa.DataType] = {
     "prediction_id": pa.string(),
@@ -54,17 +51,11 @@ assert tuple(_SCALAR_TYPES) == SEGMENT_COLUMNS
 Fields = dict[str, pa.Array]
 
 
-def redactor(key: bytes) -> Redactor:
-    def digest(value: bytes) -> str:
-        return hmac.new(key, value, hashlib.sha256).hexdigest()[:32]
-
-    return digest
-
-
 def entries_table(entries: Sequence[Entry], policy: LedgerPolicy, redact: Redactor | None) -> pa.Table:
     """One table of every row of `entries` (all of one model), in entry order within each group."""
-    groups: dict[tuple[Any, ...], list[Entry]] = {}
-    for entry in entries:
+    single = _one_group(entries)
+    groups: dict[tuple[Any, ...], list[Entry]] = single or {}
+    for entry in entries if single is None else ():
         if entry.predictions is not None:
             kind: tuple[Any, ...] = ("predicted", id(entry.signature), entry.frame is not None)
         elif entry.outputs is not None:
@@ -90,19 +81,47 @@ def entries_table(entries: Sequence[Entry], policy: LedgerPolicy, redact: Redact
     return pa.table(columns)
 
 
-def keep_mask(table: pa.Table, fraction: float) -> np.ndarray:
-    """Rows a sample of `fraction` keeps: a stable hash of the key (or the prediction id) into 10,000 buckets."""
-    import zlib
+_predictions = operator.attrgetter("predictions")
+_signature = operator.attrgetter("signature")
+_frame = operator.attrgetter("frame")
 
-    keys = table.column("key").to_pylist()
-    ids = table.column("prediction_id").to_pylist()
-    threshold = fraction * 10_000
-    buckets = [zlib.crc32((k if k is not None else i).encode()) % 10_000 for k, i in zip(keys, ids, strict=True)]
-    return np.array(buckets) < threshold
+
+def _one_group(entries: Sequence[Entry]) -> dict[tuple[Any, ...], list[Entry]] | None:
+    """The usual flush (answers of one signature, each with its frame) as one group, in C-level passes."""
+    if not all(map(operator.is_not, map(_predictions, entries), repeat(None))):
+        return None
+    signatures = list(map(_signature, entries))
+    if signatures.count(signatures[0]) != len(signatures):
+        return None
+    frames = list(map(operator.is_not, map(_frame, entries), repeat(None)))
+    if frames.count(frames[0]) != len(frames):
+        return None
+    return {("predicted", id(signatures[0]), frames[0]): list(entries)}
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A segment as Parquet (zstd), dictionary-encoding only the columns that repeat.
+
+    The ids, keys and request ids of a segment are (nearly) all distinct, and so are the
+    float inputs: trying a dictionary for them first costs a fifth of the write and gains nothing.
+    """
+    import pyarrow.parquet as pq
+
+    repeating = [
+        name
+        for name in ("model", "sha256", "predictor", "source", "transport", "endpoint", "status", "error")
+        if name in table.column_names
+    ]
+    for struct in ("inputs", "outputs"):
+        kind = table.schema.field(struct).type if struct in table.column_names else None
+        if kind is not None and pa.types.is_struct(kind):
+            repeating += [f"{struct}.{field.name}" for field in kind if pa.types.is_string(field.type)]
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", use_dictionary=repeating)
+    return bytes(sink.getvalue())
 
 
 # -- the columns every row has ---------------------------------------------------------------------
-
 
 _ATTRIBUTES = (
     "prediction_id",
@@ -186,7 +205,7 @@ def _predicted_part(
     members: list[Entry], policy: LedgerPolicy, redact: Redactor | None
 ) -> tuple[list[Entry], Fields | None, Fields | None]:
     predictions = Predictions.concat([e.predictions for e in members if e.predictions is not None])
-    outputs = {name: _output_array(column) for name, column in predictions.columns.items()}
+    outputs = {name: output_array(column) for name, column in predictions.columns.items()}
     signature = members[0].signature
     inputs: Fields | None = None
     if members[0].frame is not None and signature is not None and policy.inputs != "none":
@@ -212,84 +231,21 @@ def _input_fields(frame: Frame, signature: Signature, policy: LedgerPolicy, reda
     fields: Fields = {}
     for feature in recorded:
         column = by_row[position[feature.name]] if by_row is not None else frame[feature.name]
-        array = _input_array(feature, column)
+        array = input_array(feature, column)
         if feature.name in policy.redact and redact is not None:
-            array = _redacted(array, redact)
+            array = redacted(array, redact)
         fields[feature.name] = array
     return fields
-
-
-def _input_array(feature: Feature, column: np.ndarray) -> pa.Array:
-    if feature.dtype == "category":
-        codes = np.asarray(column, dtype=np.float64)
-        missing = np.isnan(codes)
-        indices = pa.array(np.where(missing, 0, codes).astype(np.int32), mask=missing if missing.any() else None)
-        return pa.array(feature.categories or (), type=pa.string()).take(indices)
-    if feature.shape:
-        flat = np.ascontiguousarray(column, dtype=np.float64).reshape(-1)
-        width = int(np.prod(feature.shape))
-        offsets = pa.array(np.arange(0, len(flat) + 1, width, dtype=np.int32))
-        return pa.ListArray.from_arrays(offsets, pa.array(flat))
-    if feature.dtype == "string":
-        return pa.array(column, type=pa.string())
-    if column.dtype.kind == "f":
-        values = np.ascontiguousarray(column, dtype=np.float64)
-        missing = np.isnan(values)
-        return pa.array(values, mask=missing if missing.any() else None)
-    if feature.dtype == "bool":
-        return pa.array(np.asarray(column, dtype=bool))
-    return pa.array(np.asarray(column, dtype=np.int64))
-
-
-def _redacted(array: pa.Array, redact: Redactor) -> pa.Array:
-    """Each distinct value's text, hashed once; null stays null."""
-    values = array.to_pylist()
-    digests: dict[Any, str] = {}
-    out: list[str | None] = []
-    for value in values:
-        if value is None:
-            out.append(None)
-            continue
-        marker = (type(value).__name__, value if not isinstance(value, list) else tuple(value))
-        found = digests.get(marker)
-        if found is None:
-            found = digests[marker] = redact(_text(value).encode())
-        out.append(found)
-    return pa.array(out, type=pa.string())
-
-
-def _text(value: Any) -> str:
-    """A value as text for hashing: the same value hashes the same from any writer."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ",".join(_text(v) for v in value) + "]"
-    return str(value)
-
-
-def _output_array(column: np.ndarray) -> pa.Array:
-    if column.ndim > 1:
-        width = int(np.prod(column.shape[1:]))
-        flat = np.ascontiguousarray(column).reshape(-1)
-        offsets = pa.array(np.arange(0, len(flat) + 1, width, dtype=np.int32))
-        return pa.ListArray.from_arrays(offsets, _flat_array(flat))
-    return _flat_array(column)
-
-
-def _flat_array(values: np.ndarray) -> pa.Array:
-    if values.dtype.kind == "O":
-        return pa.array(values.tolist())
-    if values.dtype.kind == "U":
-        return pa.array(values.tolist(), type=pa.string())
-    return pa.array(np.ascontiguousarray(values))
 
 
 def _stored_outputs(members: list[Entry]) -> Fields | None:
     """Stored answers (plain dicts, one per row) as fields; pyarrow infers the types."""
     rows = [row for e in members if e.outputs is not None for row in e.outputs]
-    struct = pa.array(rows)
+    try:
+        struct = pa.array(rows)
+    except (pa.ArrowException, TypeError, ValueError):  # values of mixed types under one name
+        names = list(dict.fromkeys(name for row in rows for name in row))
+        return {name: mixed_array([row.get(name) for row in rows]) for name in names} or None
     if not pa.types.is_struct(struct.type) or struct.type.num_fields == 0:
         return None
     return {struct.type.field(i).name: struct.field(i) for i in range(struct.type.num_fields)}

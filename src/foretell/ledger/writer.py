@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import os
 import secrets
 import threading
 import time
@@ -26,20 +27,24 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 
 from foretell.ledger.compaction import compact
 from foretell.ledger.record import Entry, writer_id
+from foretell.ledger.redaction import Redactor, keep_mask, redactor
 from foretell.ledger.retention import apply_retention
-from foretell.ledger.rows import Redactor, entries_table, keep_mask, redactor
+from foretell.ledger.rows import entries_table, parquet_bytes
 from foretell.ledger.segments import LedgerLocation, segment_name
-from foretell.ledger.settings import LedgerSettings
+from foretell.ledger.settings import LedgerPolicy, LedgerSettings
 
-__all__ = ["COMPACT_AT", "RETENTION_SECONDS", "LedgerWriter"]
+__all__ = ["CHUNK", "COMPACT_AT", "RETENTION_SECONDS", "LedgerWriter"]
 
 log = logging.getLogger(__name__)
 
 COMPACT_AT = 32
 """A writer's own uncompacted files in one partition that make it merge them."""
+CHUNK = 1000
+"""Entries converted per call of `entries_table` (a flush of 9,000 requests is nine)."""
 RETENTION_SECONDS = 60.0
 """How often the writer applies retention (and once at start)."""
 
@@ -47,10 +52,14 @@ _COUNTS = ("records", "dropped", "segments", "bytes", "retention_deleted_segment
 
 
 class LedgerWriter:
-    def __init__(self, location: LedgerLocation | str | Path, settings: LedgerSettings, *, writer: str | None = None):
+    def __init__(
+        self, location: LedgerLocation | str | Path, settings: LedgerSettings, *, writer: str | None = None
+    ) -> None:
         self.location = location if isinstance(location, LedgerLocation) else LedgerLocation(location)
         self.settings = settings
         self.writer = writer or writer_id()
+        self._named = writer is not None
+        self._pid = os.getpid()
         self._queue: collections.deque[Entry] = collections.deque()
         self._lock = threading.Lock()  # record's check-then-append, between threads that record
         self._flush_lock = threading.RLock()  # one flush at a time: the thread's, or flush()/close()'s
@@ -67,6 +76,7 @@ class LedgerWriter:
         self._warned: set[str] = set()
         self._stats_written: dict[str, int] | None = None
         self._next_retention = 0.0
+        self._converted_rows = 0  # of the partition being written: what a failed publish loses
 
     def __repr__(self) -> str:
         return f"<LedgerWriter {self.writer} at {self.location.url}>"
@@ -78,9 +88,8 @@ class LedgerWriter:
         try:
             rows = entry.rows
         except Exception:  # a malformed entry is the ledger's loss, never the request's
-            rows = 1
             with self._lock:
-                self._dropped_full += rows
+                self._dropped_full += 1
             return False
         with self._lock:
             if self._closed or self._queued_rows - self._taken_rows + rows > self.settings.max_pending_rows:
@@ -104,6 +113,9 @@ class LedgerWriter:
         with self._flush_lock:
             if self._thread is not None or self._closed:
                 return
+            if not self._named and os.getpid() != self._pid:
+                # Made before a fork (a server's workers): each process must write under its own name.
+                self.writer, self._pid = writer_id(), os.getpid()
             self._thread = threading.Thread(target=self._run, name=f"ledger-writer-{self.writer}", daemon=True)
             self._thread.start()
 
@@ -118,14 +130,21 @@ class LedgerWriter:
             if self._closed:
                 return
             self._closed = True
+        deadline = time.monotonic() + timeout
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        with self._flush_lock:
+        # The thread may still be inside a flush (a slow object store): wait for it no longer than asked.
+        if not self._flush_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            log.warning("prediction ledger at %s: not flushed within %.1f s of close", self.location, timeout)
+            return
+        try:
             self._flush_queued()
             for partition in list(self._own):
                 self._guarded(lambda p=partition: self._compact(p, at_least=2))
             self._write_stats()
+        finally:
+            self._flush_lock.release()
 
     # -- the writer's thread -----------------------------------------------------------------------
 
@@ -165,27 +184,48 @@ class LedgerWriter:
             self._taken_rows = self._queued_rows
         if not entries:
             return
-        for partition, members in _partitions(entries).items():
+        partitions = _partitions(entries)
+        entries.clear()  # the partitions' lists hold them now, and let them go a chunk at a time
+        for partition, members in partitions.items():
+            self._converted_rows = 0
             try:
                 self._write_partition(partition, members)
             except Exception as exc:  # rows that could not be written are counted, not raised
-                self._counts["dropped"] += sum(e.rows for e in members)
+                self._counts["dropped"] += self._converted_rows + sum(map(_rows, members))
                 self._warn(exc)
         self._write_stats()
 
-    def _write_partition(self, partition: tuple[str, str], entries: Sequence[Entry]) -> None:
+    def _write_partition(self, partition: tuple[str, str], entries: list[Entry]) -> None:
+        """Convert `entries` and publish them as one segment; `entries` is emptied as they are converted."""
         model, date = partition
         policy = self.settings.policy_for(model)
         redact = self._redactor() if policy.redact else None
-        table = entries_table(entries, policy, redact)
-        if policy.sample < 1.0:
-            table = table.filter(keep_mask(table, policy.sample))
+        first = min(e.predicted_at for e in entries)
+        # A chunk at a time, each chunk's entries let go once converted: every numpy/pyarrow call,
+        # and the freeing of what the entries held, then takes the GIL for a millisecond or so,
+        # never long enough to stall the event loop that serves requests in the main thread.
+        chunks = []
+        while entries:
+            chunk = entries[:CHUNK]
+            del entries[:CHUNK]
+            table = self._table(chunk, policy, redact)
+            del chunk
+            if table is not None:
+                if policy.sample < 1.0:
+                    table = table.filter(keep_mask(table, policy.sample))
+                chunks.append(table)
+                self._converted_rows += table.num_rows
+        if not chunks:
+            return
+        table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks, promote_options="permissive")
         if table.num_rows == 0:
             return
-        first_ms = int(min(e.predicted_at for e in entries) * 1000)
+        first_ms = int(first * 1000)
         self._seq += 1
         name = segment_name(first_ms, self.writer, self._seq)
-        size = self.location.publish_table(f"{self.location.partition(model, date)}/{name}", table)
+        data = parquet_bytes(table)
+        self.location.publish_bytes(f"{self.location.partition(model, date)}/{name}", data)
+        size = len(data)
         self._counts["records"] += table.num_rows
         self._counts["segments"] += 1
         self._counts["bytes"] += size
@@ -194,14 +234,29 @@ class LedgerWriter:
         if len(own) >= COMPACT_AT:
             self._guarded(lambda: self._compact(partition, at_least=COMPACT_AT))
 
+    def _table(self, entries: Sequence[Entry], policy: LedgerPolicy, redact: Redactor | None) -> pa.Table | None:
+        """The entries' rows; if they will not convert together, each on its own: a bad entry costs only its rows."""
+        try:
+            return entries_table(entries, policy, redact)
+        except Exception as exc:  # an entry the server built wrong: find it, drop it, keep the rest
+            self._warn(exc)
+        tables = []
+        for entry in entries:
+            try:
+                tables.append(entries_table([entry], policy, redact))
+            except Exception:
+                self._counts["dropped"] += _rows(entry)
+        return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
     def _compact(self, partition: tuple[str, str], *, at_least: int) -> None:
         names = self._own.get(partition, [])
         if len(names) < at_least:
             return
         folder = self.location.partition(*partition)
-        done = compact(self.location, folder, self.writer, list(names))
-        if done is not None:  # the counts stay those of the flushes: what was written, not what is on disk now
-            self._own[partition] = []
+        compact(self.location, folder, self.writer, list(names))
+        # Merged, or nothing left to merge (retention took them): either way these are done with.
+        # The counts stay those of the flushes: what was written, not what is on disk now.
+        self._own[partition] = []
 
     def _apply_retention(self) -> None:
         now = time.time()
@@ -233,18 +288,25 @@ class LedgerWriter:
             self._stats_written = counts
 
 
-def _partitions(entries: Sequence[Entry]) -> dict[tuple[str, str], Sequence[Entry]]:
+def _partitions(entries: Sequence[Entry]) -> dict[tuple[str, str], list[Entry]]:
     """Entries by (model, UTC date of their time); a flush of one model within one day (the usual) in a few calls."""
     days = (np.fromiter((e.predicted_at for e in entries), dtype=np.float64, count=len(entries)) // 86_400).astype(
         np.int64
     )
     models = [e.model for e in entries]
     if days[0] == days[-1] and (days == days[0]).all() and models.count(models[0]) == len(models):
-        return {(models[0], _date(int(days[0]))): entries}
+        return {(models[0], _date(int(days[0]))): list(entries)}
     out: dict[tuple[str, str], list[Entry]] = {}
     for entry, model, day in zip(entries, models, days.tolist(), strict=True):
         out.setdefault((model, _date(day)), []).append(entry)
-    return dict(out)
+    return out
+
+
+def _rows(entry: Entry) -> int:
+    try:
+        return entry.rows
+    except Exception:  # a malformed entry: one row, as an error entry is
+        return 1
 
 
 def _date(day: int) -> str:

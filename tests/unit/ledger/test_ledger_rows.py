@@ -15,7 +15,8 @@ from foretell.core.feature import Feature
 from foretell.core.predictor import Predictions
 from foretell.core.schema import Output, Signature
 from foretell.ledger.record import SEGMENT_COLUMNS, Entry, new_prediction_id
-from foretell.ledger.rows import entries_table, keep_mask, redactor
+from foretell.ledger.redaction import keep_mask, redactor
+from foretell.ledger.rows import entries_table
 from foretell.ledger.settings import LedgerPolicy
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -120,7 +121,7 @@ def test_label_proba_and_top_k_outputs_of_different_k() -> None:
 
 
 def test_inputs_policy_picks_fields_and_redaction_hashes_them() -> None:
-    data = [
+    data: list[dict[str, Any]] = [
         {"tenure": 1.0, "plan": "basic", "email": "a@x", "seats": 2, "active": True, "embedding": [0, 0]},
         {"tenure": 2.0, "plan": None, "email": "a@x", "seats": 3, "active": False, "embedding": [0, 0]},
     ]
