@@ -92,8 +92,9 @@ def test_labels_with_a_bad_row_then_an_export_joined_with_them(scored):
     outcomes = files / "outcomes.csv"
     outcomes.write_text("customer_id,churned\nC-1,1\nC-2,0\n,1\nC-3,yes\n")
     loaded = json.loads(
-        ok(run(home, "labels", "load", "clf", str(outcomes), "--key", "customer_id", "--label", "churned", "--json"))
-        .stdout
+        ok(
+            run(home, "labels", "load", "clf", str(outcomes), "--key", "customer_id", "--label", "churned", "--json")
+        ).stdout
     )
     assert (loaded["accepted"], loaded["rejected"]) == (3, 1)
     [reject] = pq.read_table(loaded["rejects_path"]).to_pylist()
@@ -104,7 +105,8 @@ def test_labels_with_a_bad_row_then_an_export_joined_with_them(scored):
     ok(run(home, "labels", "load", "clf", str(early), "--key", "customer_id", "--label", "churned", "--at", "at"))
 
     export = files / "export.parquet"
-    counts = json.loads(ok(run(home, "ledger", "export", "clf", "--since", "7d", "--output", str(export), "--json")).stdout)
+    exported = ok(run(home, "ledger", "export", "clf", "--since", "7d", "--output", str(export), "--json"))
+    counts = json.loads(exported.stdout)
     assert (counts["rows"], counts["labelled"]) == (ROWS, 3)
     joined = {r["key"]: r["label"] for r in pq.read_table(export).to_pylist() if r["label"] is not None}
     assert joined == {"C-1": "1", "C-2": "0", "C-3": "yes"}
