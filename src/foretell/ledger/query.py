@@ -108,7 +108,6 @@ class LedgerReader:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
-        con.execute(f"SET threads = {max(1, os.cpu_count() or 1)}")
         if not self.location.local:
             con.register_filesystem(self.location.filesystem)
         return con
@@ -138,6 +137,7 @@ class LedgerReader:
 
     def _predictions(
         self,
+        con: duckdb.DuckDBPyConnection,
         model: str,
         *,
         key: str | None = None,
@@ -152,8 +152,10 @@ class LedgerReader:
         branches = []
         if source != "batch":
             files = self._segment_files(model, since, until)
+            where = _conditions(key=key, since=since, until=until, source=source, version=version)
+            if key is not None and len(files) > _NARROW_FROM:
+                files = _holding(con, files, where)
             if files:
-                where = _conditions(key=key, since=since, until=until, source=source, version=version)
                 branches.append(f"SELECT * FROM read_parquet({_files(files)}, union_by_name = true){where}")
         if source in (None, "batch"):
             for job in batch_jobs(self.location, model):
@@ -234,18 +236,18 @@ class LedgerReader:
         """`model`'s predictions (of `key`, between `since` and `until`, ...), newest first, as plain dicts."""
         if limit < 1:
             raise InvalidInput(f"limit must be at least 1, got {limit}")
-        union = self._predictions(model, key=key, since=since, until=until, source=source, version=version)
-        if union is None:
-            return []
-        columns = ", ".join(_ident(c) for c in ROW_COLUMNS if c not in ("predicted_at", "inputs", "outputs"))
-        sql = (
-            f"SELECT {columns}, epoch_us(predicted_at) AS micros, to_json(inputs) AS inputs_json, "
-            f"to_json(outputs) AS outputs_json FROM ({union}) "
-            f"ORDER BY predicted_at DESC, prediction_id DESC, {_ident('row')} NULLS LAST, {_ident('key')} "
-            f"LIMIT {int(limit)}"
-        )
         con = self._connect()
         try:
+            union = self._predictions(con, model, key=key, since=since, until=until, source=source, version=version)
+            if union is None:
+                return []
+            columns = ", ".join(_ident(c) for c in ROW_COLUMNS if c not in ("predicted_at", "inputs", "outputs"))
+            sql = (
+                f"SELECT {columns}, epoch_us(predicted_at) AS micros, to_json(inputs) AS inputs_json, "
+                f"to_json(outputs) AS outputs_json FROM ({union}) "
+                f"ORDER BY predicted_at DESC, prediction_id DESC, {_ident('row')} NULLS LAST, {_ident('key')} "
+                f"LIMIT {int(limit)}"
+            )
             cursor = con.execute(sql)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
@@ -266,12 +268,12 @@ class LedgerReader:
         The file is written beside `output` under a temporary name and renamed into place,
         so a reader never sees half an export.
         """
-        union = self._predictions(model, since=since, until=until)
         output = Path(output).absolute()
         output.parent.mkdir(parents=True, exist_ok=True)
         temp = output.with_name(f".tmp-{os.getpid()}-{output.name}")
         con = self._connect()
         try:
+            union = self._predictions(con, model, since=since, until=until)
             if union is None:
                 pq.write_table(_empty_export(), temp)
             else:
@@ -352,6 +354,24 @@ class LedgerReader:
                 if isinstance(value, int) and not isinstance(value, bool):
                     totals[field] += value
         return totals
+
+
+#: Above this many segments, a query by key first finds the few files holding the key, reading only
+#: the plain columns every segment shares (no schema unification), then reads just those whole.
+_NARROW_FROM = 8
+
+
+def _holding(con: duckdb.DuckDBPyConnection, files: Sequence[str], where: str) -> list[str]:
+    """The files with a row matching `where` (on plain columns only); all of them if the quick scan cannot say.
+
+    Unifying every segment's schema by name (for the structs) costs as much as the scan
+    itself; the key column needs none of it.
+    """
+    try:
+        found = con.execute(f"SELECT DISTINCT filename FROM read_parquet({_files(files)}, filename = true){where}")
+        return sorted(str(name) for (name,) in found.fetchall())
+    except duckdb.Error:  # segments whose plain columns disagree in type (another foretell's): read them all
+        return list(files)
 
 
 def _conditions(

@@ -230,3 +230,20 @@ def test_a_ledger_under_an_fsspec_url(tmp_path):
     assert [r["prediction_id"] for r in reader.history("churn", key="C-1")] == ["p1"]
     assert reader.export("churn", output=tmp_path / "x.parquet").labelled == 1
     assert reader.stats()["models"]["churn"]["labels"] == 1
+
+
+def test_a_key_among_many_segments_of_different_fields(location):
+    """Past a few segments, a query by key first finds the files that hold it: the answer is the same."""
+    for seq in range(1, 13):
+        rows = [prediction(f"p{seq}-{i}", f"2026-12-04T{seq:02d}:{i:02d}", key=f"C-{seq}-{i}") for i in range(3)]
+        if seq in (4, 9):
+            fields = {"score": 0.1 * seq} if seq == 4 else {"score": 0.9, "proba": [0.1, 0.9]}
+            rows.append(prediction(f"hit-{seq}", f"2026-12-04T{seq:02d}:30", key="C-42", outputs=fields))
+        publish_segment(location, rows, seq=seq)
+
+    rows = LedgerReader(location).history("churn", key="C-42")
+    assert [(r["prediction_id"], r["outputs"]) for r in rows] == [
+        ("hit-9", {"score": 0.9, "proba": [0.1, 0.9]}),
+        ("hit-4", {"score": pytest.approx(0.4), "proba": None}),
+    ]
+    assert LedgerReader(location).history("churn", key="C-42", source="precomputed") == []
