@@ -15,7 +15,10 @@ In one run, on this machine:
   interpreter, imports, DuckDB, the query, the JSON), median over several keys, beside
   `foretell --version` (the same process start with no query) to show what the query adds;
 - times `LedgerReader.history(MODEL, key=K)` in this process (a new DuckDB connection per
-  call, as the CLI makes), median over more keys; and with `since=24h` (one date partition).
+  call, as the CLI makes), median over more keys; and with `since=24h` (one date partition);
+  and, interleaved with it key by key, the same query without first narrowing the segments
+  to those holding the key (every segment's schema unified by name, as a plain
+  `read_parquet(..., union_by_name = true)` does): the ratio is what the narrowing buys.
 
 Target (issue 16): a key's history over 1M batch rows + 1M live records in < 300 ms.
 """
@@ -151,19 +154,28 @@ def main() -> None:
             flush=True,
         )
 
+        from foretell.ledger import query
         from foretell.ledger.query import LedgerReader
 
         reader = LedgerReader(home / "ledger")
+        narrowing = query._NARROW_FROM
         rng = random.Random(7)
         keys = [customer(rng.randrange(args.batch_rows)) for _ in range(args.keys)]
         reader.history(MODEL, key=keys[0])  # the page cache warm, as for any query after the first
         found = []
         in_process = []
+        unified = []
         for key in keys:
             started = time.perf_counter()
             rows = reader.history(MODEL, key=key)
             in_process.append(time.perf_counter() - started)
             found.append(len(rows))
+            query._NARROW_FROM = 1 << 30  # every segment read with its schema unified
+            started = time.perf_counter()
+            same = reader.history(MODEL, key=key)
+            unified.append(time.perf_counter() - started)
+            query._NARROW_FROM = narrowing
+            assert same == rows
         assert all(any(r["source"] == "batch" for r in reader.history(MODEL, key=k)) for k in keys[:3])
         since = datetime.now(UTC) - timedelta(hours=24)
         recent = []
@@ -188,6 +200,10 @@ def main() -> None:
         print(
             f"LedgerReader.history(key) in process:        median {median_ms(in_process):6.1f} ms "
             f"(min {min(in_process) * 1000:.1f}, max {max(in_process) * 1000:.1f}; {len(keys)} keys)"
+        )
+        print(
+            f"  the same, every segment unified by name:    median {median_ms(unified):6.1f} ms "
+            f"(narrowed first: {median_ms(unified) / median_ms(in_process):.2f}x faster)"
         )
         print(f"LedgerReader.history(key, since=24h):         median {median_ms(recent):6.1f} ms")
         print(
