@@ -19,11 +19,11 @@ reach one prediction, the one loaded last wins.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import orjson
@@ -59,6 +59,9 @@ ROW_COLUMNS = (
     "outputs",
 )
 LABEL_COLUMNS = ("label", "label_value", "label_observed_at", "label_id")
+
+_T = TypeVar("_T")
+_ATTEMPTS = 3
 
 #: No rows, every column: unioned by name with the files, it gives a query every column of ROW_COLUMNS.
 _SHAPE = (
@@ -222,6 +225,21 @@ class LedgerReader:
 
     # -- queries ----------------------------------------------------------------------------------
 
+    def _listed_again(self, query: Callable[[], _T]) -> _T:
+        """`query()`, run again (listing the files again) when a file it listed was gone when DuckDB opened it.
+
+        Writers delete files while readers read: a compaction removes the segments its
+        compacted file now holds, retention the oldest ones. Listed again, the folder shows
+        the compacted file instead (or nothing, for rows past retention).
+        """
+        for attempt in range(_ATTEMPTS):
+            try:
+                return query()
+            except duckdb.IOException:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     def history(
         self,
         model: str,
@@ -236,6 +254,21 @@ class LedgerReader:
         """`model`'s predictions (of `key`, between `since` and `until`, ...), newest first, as plain dicts."""
         if limit < 1:
             raise InvalidInput(f"limit must be at least 1, got {limit}")
+        return self._listed_again(
+            lambda: self._history(model, key=key, since=since, until=until, source=source, version=version, limit=limit)
+        )
+
+    def _history(
+        self,
+        model: str,
+        *,
+        key: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        source: str | None,
+        version: int | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
         con = self._connect()
         try:
             union = self._predictions(con, model, key=key, since=since, until=until, source=source, version=version)
@@ -268,7 +301,10 @@ class LedgerReader:
         The file is written beside `output` under a temporary name and renamed into place,
         so a reader never sees half an export.
         """
-        output = Path(output).absolute()
+        return self._listed_again(lambda: self._export(model, Path(output), since, until))
+
+    def _export(self, model: str, output: Path, since: datetime | None, until: datetime | None) -> ExportCounts:
+        output = output.absolute()
         output.parent.mkdir(parents=True, exist_ok=True)
         temp = output.with_name(f".tmp-{os.getpid()}-{output.name}")
         con = self._connect()
@@ -288,6 +324,9 @@ class LedgerReader:
 
     def stats(self) -> dict[str, Any]:
         """Per model: rows by source, segment files and bytes, oldest and newest, labels; and the writers' totals."""
+        return self._listed_again(self._stats)
+
+    def _stats(self) -> dict[str, Any]:
         models = {}
         con = self._connect()
         try:

@@ -224,6 +224,8 @@ def test_stats_counts_rows_files_labels_and_writers(location, tmp_path):
 def test_a_ledger_under_an_fsspec_url(tmp_path):
     location = LedgerLocation("memory://ledger-test-query")
     publish_segment(location, [prediction("p1", "2026-12-04T10:00", key="C-1")])
+    for seq in range(2, 12):  # enough segments for a query by key to narrow them first
+        publish_segment(location, [prediction(f"x{seq}", f"2026-12-04T11:{seq:02d}", key="C-2")], seq=seq)
     write_labels(location, "churn", [Label("1", 1.0, at("2026-12-04T12:00"), key="C-1")])
     reader = LedgerReader("memory://ledger-test-query")
 
@@ -247,3 +249,32 @@ def test_a_key_among_many_segments_of_different_fields(location):
         ("hit-4", {"score": pytest.approx(0.4), "proba": None}),
     ]
     assert LedgerReader(location).history("churn", key="C-42", source="precomputed") == []
+
+
+class CompactedWhileListed(LedgerLocation):
+    """A ledger whose writer compacts a partition right after a reader listed it (the race, made certain)."""
+
+    def __init__(self, where: Path, compact: list[dict]) -> None:
+        super().__init__(where)
+        self.compact = compact
+        self.listings = 0
+
+    def segment_files(self, model, dates=None):
+        listed = super().segment_files(model, dates)
+        self.listings += 1
+        if self.listings == 1:
+            publish_compacted(self, self.compact, writer="w1", first=1, last=2)
+            for path in listed:
+                self.remove(path)
+        return listed
+
+
+def test_segments_compacted_between_listing_and_reading_are_read_from_the_compacted_file(tmp_path):
+    first = [prediction("p1", "2026-12-04T10:00", key="C-1")]
+    second = [prediction("p2", "2026-12-04T10:01", key="C-1")]
+    location = CompactedWhileListed(tmp_path / "ledger", first + second)
+    publish_segment(location, first, writer="w1", seq=1)
+    publish_segment(location, second, writer="w1", seq=2)
+
+    rows = LedgerReader(location).history("churn", key="C-1")
+    assert [r["prediction_id"] for r in rows] == ["p2", "p1"] and location.listings == 2
