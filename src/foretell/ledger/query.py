@@ -30,7 +30,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foretell.errors import InvalidInput
+from foretell.errors import InvalidInput, StoreError
 from foretell.ledger.batch_index import batch_jobs
 from foretell.ledger.record import SOURCES
 from foretell.ledger.segments import LedgerLocation
@@ -95,10 +95,19 @@ def _files(paths: Sequence[str]) -> str:
     return "[" + ", ".join(_text(p) for p in paths) + "]"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """An aware UTC datetime; one without a zone is taken as UTC, as the ledger's times are."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _instant(moment: datetime) -> str:
-    """A timestamp literal in UTC (never `AT TIME ZONE`: `at` is reserved in DuckDB 2)."""
-    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return f"make_timestamptz({int(utc.timestamp() * 1_000_000)})"
+    """A timestamp literal from microseconds (no `AT TIME ZONE`: `at` is a reserved word in DuckDB 2)."""
+    return f"make_timestamptz({(moment - _EPOCH) // timedelta(microseconds=1)})"
 
 
 class LedgerReader:
@@ -152,6 +161,7 @@ class LedgerReader:
         """SQL for every matching prediction of `model` in the ledger's row shape; None when there is none."""
         if source is not None and source not in SOURCES:
             raise InvalidInput(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
+        since, until = _utc(since), _utc(until)
         branches = []
         if source != "batch":
             files = self._segment_files(model, since, until)
@@ -187,7 +197,10 @@ class LedgerReader:
             return None
         if version is not None and int(job["version"]) != version:
             return None
-        parts = [str(p) for p in job["parts"]]  # a batch output's own paths (local, or URLs DuckDB reads)
+        # A batch output's own paths (local, or URLs DuckDB reads); an output deleted since is not in the ledger.
+        parts = [str(p) for p in job["parts"] if "://" in str(p) or Path(p).exists()]
+        if not parts:
+            return None
         id_column = _ident(str(job["id_column"]))
         where = ""
         if key is not None:
@@ -235,9 +248,11 @@ class LedgerReader:
         for attempt in range(_ATTEMPTS):
             try:
                 return query()
-            except duckdb.IOException:
+            except duckdb.IOException as exc:
                 if attempt == _ATTEMPTS - 1:
-                    raise
+                    raise StoreError(f"cannot read the ledger at {self.location.url}: {_first_line(exc)}") from exc
+            except duckdb.Error as exc:  # a file that is not Parquet, or not the ledger's
+                raise StoreError(f"cannot read the ledger at {self.location.url}: {_first_line(exc)}") from exc
         raise AssertionError("unreachable")
 
     def history(
@@ -491,8 +506,13 @@ def _empty_export() -> pa.Table:
     return pa.schema(fields).empty_table()
 
 
+def _first_line(error: Exception) -> str:
+    """DuckDB's message without the SQL it quotes (which holds every file's path)."""
+    return str(error).strip().splitlines()[0]
+
+
 def _from_micros(micros: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))
+    return _EPOCH + timedelta(microseconds=int(micros))
 
 
 def _history_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from ledgerkit import at, batch_job, prediction, publish_compacted, publish_segment
 
-from foretell.errors import InvalidInput
+from foretell.errors import InvalidInput, StoreError
 from foretell.ledger.labels import Label, write_labels
 from foretell.ledger.query import LedgerReader
 from foretell.ledger.segments import LedgerLocation
@@ -79,7 +79,7 @@ def test_since_reads_only_the_date_partitions_it_needs(location):
 
     rows = LedgerReader(location).history("churn", since=at("2026-12-01T00:00"))
     assert [r["prediction_id"] for r in rows] == ["p2"]
-    with pytest.raises(Exception):  # noqa: B017, PT011 - DuckDB's own error for a broken file, read without --since
+    with pytest.raises(StoreError, match=r"cannot read the ledger at .*: "):
         LedgerReader(location).history("churn")
 
 
@@ -125,6 +125,13 @@ def test_segments_with_different_struct_fields_read_as_one(location):
     assert rows[1]["outputs"] == {"score": 0.6, "proba": [0.4, 0.6]}
     assert rows[2]["inputs"] == {"tenure": 3.0, "plan": None}
     assert rows[2]["outputs"] == {"score": 0.2, "proba": None}
+
+
+def test_a_deleted_batch_output_leaves_the_ledger(location, tmp_path):
+    record = batch_job(location, tmp_path / "out", "job-1", "2026-12-04T02:00", ["C-1"], [0.5])
+    Path(record["parts"][0]).unlink()
+    assert LedgerReader(location).history("churn") == []
+    assert LedgerReader(location).history("churn", key="C-1") == []
 
 
 def test_an_integer_id_column_is_found_by_its_text(location, tmp_path):
