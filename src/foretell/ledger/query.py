@@ -120,6 +120,7 @@ class LedgerReader:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")  # DuckDB's own bar on stderr, over a long export
         if not self.location.local:
             con.register_filesystem(self.location.filesystem)
         return con
@@ -157,8 +158,13 @@ class LedgerReader:
         until: datetime | None = None,
         source: str | None = None,
         version: int | None = None,
+        newest: int | None = None,
     ) -> str | None:
-        """SQL for every matching prediction of `model` in the ledger's row shape; None when there is none."""
+        """SQL for every matching prediction of `model` in the ledger's row shape; None when there is none.
+
+        With `newest`, only the segments that hold one of the `newest` latest matching rows
+        are read whole (a superset of what the caller's ORDER BY ... LIMIT `newest` keeps).
+        """
         if source is not None and source not in SOURCES:
             raise InvalidInput(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
         since, until = _utc(since), _utc(until)
@@ -166,8 +172,8 @@ class LedgerReader:
         if source != "batch":
             files = self._segment_files(model, since, until)
             where = _conditions(key=key, since=since, until=until, source=source, version=version)
-            if key is not None and len(files) > _NARROW_FROM:
-                files = _holding(con, files, where)
+            if (key is not None or newest is not None) and len(files) > _NARROW_FROM:
+                files = _holding(con, files, where, None if key is not None else newest)
             if files:
                 branches.append(f"SELECT * FROM read_parquet({_files(files)}, union_by_name = true){where}")
         if source in (None, "batch"):
@@ -286,15 +292,15 @@ class LedgerReader:
     ) -> list[dict[str, Any]]:
         con = self._connect()
         try:
-            union = self._predictions(con, model, key=key, since=since, until=until, source=source, version=version)
+            union = self._predictions(
+                con, model, key=key, since=since, until=until, source=source, version=version, newest=limit
+            )
             if union is None:
                 return []
             columns = ", ".join(_ident(c) for c in ROW_COLUMNS if c not in ("predicted_at", "inputs", "outputs"))
             sql = (
                 f"SELECT {columns}, epoch_us(predicted_at) AS micros, to_json(inputs) AS inputs_json, "
-                f"to_json(outputs) AS outputs_json FROM ({union}) "
-                f"ORDER BY predicted_at DESC, prediction_id DESC, {_ident('row')} NULLS LAST, {_ident('key')} "
-                f"LIMIT {int(limit)}"
+                f"to_json(outputs) AS outputs_json FROM ({union}) ORDER BY {_NEWEST_FIRST} LIMIT {int(limit)}"
             )
             cursor = con.execute(sql)
             names = [d[0] for d in cursor.description]
@@ -415,14 +421,21 @@ class LedgerReader:
 _NARROW_FROM = 8
 
 
-def _holding(con: duckdb.DuckDBPyConnection, files: Sequence[str], where: str) -> list[str]:
-    """The files with a row matching `where` (on plain columns only); all of them if the quick scan cannot say.
+#: The order `history` returns rows in (and its narrowing ranks them by): newest first, ties in a fixed order.
+_NEWEST_FIRST = 'predicted_at DESC, prediction_id DESC, "row" NULLS LAST, "key"'
 
-    Unifying every segment's schema by name (for the structs) costs as much as the scan
-    itself; the key column needs none of it.
+
+def _holding(con: duckdb.DuckDBPyConnection, files: Sequence[str], where: str, newest: int | None) -> list[str]:
+    """The files with a row matching `where` (or one of the `newest` latest); all of them if the scan cannot say.
+
+    Reads plain columns only: unifying every segment's schema by name (for the structs)
+    costs as much as the scan itself, and the key or the time needs none of it.
     """
+    source = f"read_parquet({_files(files)}, filename = true){where}"
+    if newest is not None:
+        source = f"(SELECT filename FROM {source} ORDER BY {_NEWEST_FIRST} LIMIT {int(newest)})"
     try:
-        found = con.execute(f"SELECT DISTINCT filename FROM read_parquet({_files(files)}, filename = true){where}")
+        found = con.execute(f"SELECT DISTINCT filename FROM {source}")
         return sorted(str(name) for (name,) in found.fetchall())
     except duckdb.Error:  # segments whose plain columns disagree in type (another foretell's): read them all
         return list(files)

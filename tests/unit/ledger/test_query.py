@@ -256,6 +256,12 @@ def test_a_key_among_many_segments_of_different_fields(location):
         ("hit-4", {"score": pytest.approx(0.4), "proba": None}),
     ]
     assert LedgerReader(location).history("churn", key="C-42", source="precomputed") == []
+    # The newest rows, without a key: only the segments holding them are read whole.
+    newest = LedgerReader(location).history("churn", limit=4)
+    assert [r["prediction_id"] for r in newest] == ["p12-2", "p12-1", "p12-0", "p11-2"]
+    every = LedgerReader(location).history("churn", limit=40)
+    assert len(every) == 38 and [r["prediction_id"] for r in every][-2:] == ["p1-1", "p1-0"]
+    assert [r["outputs"] for r in every if r["prediction_id"] == "hit-9"] == [{"score": 0.9, "proba": [0.1, 0.9]}]
 
 
 class CompactedWhileListed(LedgerLocation):
