@@ -18,7 +18,9 @@ In one run, on this machine:
   call, as the CLI makes), median over more keys; and with `since=24h` (one date partition);
   and, interleaved with it key by key, the same query without first narrowing the segments
   to those holding the key (every segment's schema unified by name, as a plain
-  `read_parquet(..., union_by_name = true)` does): the ratio is what the narrowing buys.
+  `read_parquet(..., union_by_name = true)` does): the ratio is what the narrowing buys;
+- times the newest 100 predictions without a key (`foretell ledger show MODEL`), and an
+  export of every prediction joined with `--labels` labels (keys observed now).
 
 Target (issue 16): a key's history over 1M batch rows + 1M live records in < 300 ms.
 """
@@ -138,6 +140,7 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=500)
     parser.add_argument("--cli-keys", type=int, default=7)
     parser.add_argument("--keys", type=int, default=25)
+    parser.add_argument("--labels", type=int, default=100_000)
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="foretell-ledger-bench-"))
@@ -184,6 +187,21 @@ def main() -> None:
             reader.history(MODEL, key=key, since=since)
             recent.append(time.perf_counter() - started)
 
+        newest = []
+        for _ in range(5):
+            started = time.perf_counter()
+            reader.history(MODEL, limit=100)
+            newest.append(time.perf_counter() - started)
+
+        from foretell.ledger.labels import Label, write_labels
+
+        labelled = [customer(rng.randrange(args.batch_rows)) for _ in range(args.labels)]
+        moment = datetime.now(UTC)
+        write_labels(reader.location, MODEL, [Label("1", 1.0, moment, key=k) for k in labelled])
+        started = time.perf_counter()
+        exported = reader.export(MODEL, output=scratch / "export.parquet")
+        export_seconds = time.perf_counter() - started
+
         startup = []
         end_to_end = []
         for key in keys[: args.cli_keys]:
@@ -206,6 +224,11 @@ def main() -> None:
             f"(narrowed first: {median_ms(unified) / median_ms(in_process):.2f}x faster)"
         )
         print(f"LedgerReader.history(key, since=24h):         median {median_ms(recent):6.1f} ms")
+        print(f"LedgerReader.history(newest 100, no key):     median {median_ms(newest):6.1f} ms")
+        print(
+            f"LedgerReader.export (every row, {args.labels:,} labels): {export_seconds:.2f} s "
+            f"({exported.rows:,} rows, {exported.labelled:,} labelled)"
+        )
         print(
             f"foretell ledger show --key --json (process):  median {median_ms(end_to_end):6.1f} ms "
             f"({len(end_to_end)} keys)"
