@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from foretell.cli import advise, batch, demo, entities, models, predict, schedule, serve
+from foretell.cli import advise, batch, demo, entities, ledger, models, predict, schedule, serve
 from foretell.cli.output import fail, out
 from foretell.errors import ForetellError
 
@@ -31,6 +31,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(demo.app, name="demo")
 app.add_typer(batch.app, name="batch")
 app.add_typer(entities.app, name="entities")
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(ledger.labels_app, name="labels", no_args_is_help=True)
 app.command(name="serve", epilog=serve.EPILOG)(serve.serve)
 app.command(name="predict", epilog=predict.EPILOG)(predict.predict)
 app.command(name="advise", epilog=advise.EPILOG)(advise.advise)

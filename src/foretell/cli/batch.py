@@ -26,6 +26,7 @@ RUN_EPILOG = (
     "--id-column customer_id --passthrough region\n\n"
     "  foretell batch run churn@production --input customers.parquet --output scores/ --to-store\n\n"
     "  foretell batch run churn@production --input customers.parquet --output scores/ --resume\n\n"
+    "  foretell batch run churn@production --input customers.parquet --output scores/ --no-ledger\n\n"
     "  foretell batch run churn@production --input s3://bucket/customers/ --output /shared/scores/ "
     "--engine ray --ray-address auto"
 )
@@ -72,6 +73,13 @@ def run(
             help="The Ray cluster for --engine ray (host:6379, ray://host:10001 or auto); default: start one here."
         ),
     ] = None,
+    ledger: Annotated[
+        str | None,
+        typer.Option(
+            "--ledger", help="Index the output in this ledger (default: FORETELL_LEDGER, else FORETELL_HOME/ledger)."
+        ),
+    ] = None,
+    no_ledger: Annotated[bool, typer.Option("--no-ledger", help="Do not index the output in the ledger.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")] = False,
 ) -> None:
     """Score every row of an input file set with a registered model."""
@@ -87,6 +95,8 @@ def run(
         raise typer.BadParameter("--engine is local or ray")
     if ray_address and engine != "ray":
         raise typer.BadParameter("--ray-address goes with --engine ray")
+    if ledger and no_ledger:
+        raise typer.BadParameter("--ledger and --no-ledger contradict each other; give one")
     with _progress() as progress:
         result = api.run_batch(
             model_uri,
@@ -106,6 +116,7 @@ def run(
             predictor=predictor,
             engine=engine,
             ray_address=ray_address,
+            ledger=False if no_ledger else ledger,
         )
     _summary(result.to_dict(), as_json)
 

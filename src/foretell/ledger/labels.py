@@ -38,6 +38,7 @@ __all__ = [
     "check_model_name",
     "load_labels",
     "parse_labels",
+    "publish_labels",
     "write_labels",
 ]
 
@@ -253,8 +254,20 @@ def _check_item(index: int, item: Any, now: datetime) -> Label | list[RowError]:
 # -- files and the labels store ----------------------------------------------------------------------
 
 
-def write_labels(location: LedgerLocation, model: str, labels: Sequence[Label], *, now: datetime | None = None) -> str:
-    """Publish `labels` (already checked) as one file, whole; returns its path. The last label of a file wins a tie."""
+def write_labels(location: LedgerLocation, model: str, labels: Sequence[Label], *, now: datetime | None = None) -> int:
+    """Publish `labels` (checked by `parse_labels`) as one file, whole; returns how many.
+
+    For `POST /v1/labels`: `model, labels = parse_labels(body)` (which refuses the whole
+    body on any bad label), then `write_labels(location, model, labels)`.
+    """
+    publish_labels(location, model, labels, now=now)
+    return len(labels)
+
+
+def publish_labels(
+    location: LedgerLocation, model: str, labels: Sequence[Label], *, now: datetime | None = None
+) -> str:
+    """`write_labels`, returning the file's path. Labels of one file share `loaded_at`: the last of them wins a tie."""
     check_model_name(model)
     if not labels:
         raise InvalidInput("no labels to write")
@@ -316,7 +329,7 @@ def load_labels(
         else:
             good.append(Label(value[0], value[1], observed, key=entity))
     rejects_path = _write_rejects(location, model, rows, bad) if bad else None
-    labels_path = write_labels(location, model, good, now=moment) if good else None
+    labels_path = publish_labels(location, model, good, now=moment) if good else None
     return LabelLoad(len(good), len(bad), labels_path, rejects_path)
 
 

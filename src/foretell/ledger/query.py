@@ -19,18 +19,18 @@ reach one prediction, the one loaded last wins.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foretell.errors import InvalidInput
+from foretell.errors import InvalidInput, StoreError
 from foretell.ledger.batch_index import batch_jobs
 from foretell.ledger.record import SOURCES
 from foretell.ledger.segments import LedgerLocation
@@ -59,6 +59,9 @@ ROW_COLUMNS = (
     "outputs",
 )
 LABEL_COLUMNS = ("label", "label_value", "label_observed_at", "label_id")
+
+_T = TypeVar("_T")
+_ATTEMPTS = 3
 
 #: No rows, every column: unioned by name with the files, it gives a query every column of ROW_COLUMNS.
 _SHAPE = (
@@ -92,10 +95,19 @@ def _files(paths: Sequence[str]) -> str:
     return "[" + ", ".join(_text(p) for p in paths) + "]"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """An aware UTC datetime; one without a zone is taken as UTC, as the ledger's times are."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _instant(moment: datetime) -> str:
-    """A timestamp literal in UTC (never `AT TIME ZONE`: `at` is reserved in DuckDB 2)."""
-    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return f"make_timestamptz({int(utc.timestamp() * 1_000_000)})"
+    """A timestamp literal from microseconds (no `AT TIME ZONE`: `at` is a reserved word in DuckDB 2)."""
+    return f"make_timestamptz({(moment - _EPOCH) // timedelta(microseconds=1)})"
 
 
 class LedgerReader:
@@ -108,7 +120,7 @@ class LedgerReader:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
-        con.execute(f"SET threads = {max(1, os.cpu_count() or 1)}")
+        con.execute("SET enable_progress_bar = false")  # DuckDB's own bar on stderr, over a long export
         if not self.location.local:
             con.register_filesystem(self.location.filesystem)
         return con
@@ -138,6 +150,7 @@ class LedgerReader:
 
     def _predictions(
         self,
+        con: duckdb.DuckDBPyConnection,
         model: str,
         *,
         key: str | None = None,
@@ -145,15 +158,23 @@ class LedgerReader:
         until: datetime | None = None,
         source: str | None = None,
         version: int | None = None,
+        newest: int | None = None,
     ) -> str | None:
-        """SQL for every matching prediction of `model` in the ledger's row shape; None when there is none."""
+        """SQL for every matching prediction of `model` in the ledger's row shape; None when there is none.
+
+        With `newest`, only the segments that hold one of the `newest` latest matching rows
+        are read whole (a superset of what the caller's ORDER BY ... LIMIT `newest` keeps).
+        """
         if source is not None and source not in SOURCES:
             raise InvalidInput(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
+        since, until = _utc(since), _utc(until)
         branches = []
         if source != "batch":
             files = self._segment_files(model, since, until)
+            where = _conditions(key=key, since=since, until=until, source=source, version=version)
+            if (key is not None or newest is not None) and len(files) > _NARROW_FROM:
+                files = _holding(con, files, where, None if key is not None else newest)
             if files:
-                where = _conditions(key=key, since=since, until=until, source=source, version=version)
                 branches.append(f"SELECT * FROM read_parquet({_files(files)}, union_by_name = true){where}")
         if source in (None, "batch"):
             for job in batch_jobs(self.location, model):
@@ -182,7 +203,10 @@ class LedgerReader:
             return None
         if version is not None and int(job["version"]) != version:
             return None
-        parts = [str(p) for p in job["parts"]]  # a batch output's own paths (local, or URLs DuckDB reads)
+        # A batch output's own paths (local, or URLs DuckDB reads); an output deleted since is not in the ledger.
+        parts = [str(p) for p in job["parts"] if "://" in str(p) or Path(p).exists()]
+        if not parts:
+            return None
         id_column = _ident(str(job["id_column"]))
         where = ""
         if key is not None:
@@ -220,6 +244,23 @@ class LedgerReader:
 
     # -- queries ----------------------------------------------------------------------------------
 
+    def _listed_again(self, query: Callable[[], _T]) -> _T:
+        """`query()`, run again (listing the files again) when a file it listed was gone when DuckDB opened it.
+
+        Writers delete files while readers read: a compaction removes the segments its
+        compacted file now holds, retention the oldest ones. Listed again, the folder shows
+        the compacted file instead (or nothing, for rows past retention).
+        """
+        for attempt in range(_ATTEMPTS):
+            try:
+                return query()
+            except duckdb.IOException as exc:
+                if attempt == _ATTEMPTS - 1:
+                    raise StoreError(f"cannot read the ledger at {self.location.url}: {_first_line(exc)}") from exc
+            except duckdb.Error as exc:  # a file that is not Parquet, or not the ledger's
+                raise StoreError(f"cannot read the ledger at {self.location.url}: {_first_line(exc)}") from exc
+        raise AssertionError("unreachable")
+
     def history(
         self,
         model: str,
@@ -234,18 +275,33 @@ class LedgerReader:
         """`model`'s predictions (of `key`, between `since` and `until`, ...), newest first, as plain dicts."""
         if limit < 1:
             raise InvalidInput(f"limit must be at least 1, got {limit}")
-        union = self._predictions(model, key=key, since=since, until=until, source=source, version=version)
-        if union is None:
-            return []
-        columns = ", ".join(_ident(c) for c in ROW_COLUMNS if c not in ("predicted_at", "inputs", "outputs"))
-        sql = (
-            f"SELECT {columns}, epoch_us(predicted_at) AS micros, to_json(inputs) AS inputs_json, "
-            f"to_json(outputs) AS outputs_json FROM ({union}) "
-            f"ORDER BY predicted_at DESC, prediction_id DESC, {_ident('row')} NULLS LAST, {_ident('key')} "
-            f"LIMIT {int(limit)}"
+        return self._listed_again(
+            lambda: self._history(model, key=key, since=since, until=until, source=source, version=version, limit=limit)
         )
+
+    def _history(
+        self,
+        model: str,
+        *,
+        key: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        source: str | None,
+        version: int | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
         con = self._connect()
         try:
+            union = self._predictions(
+                con, model, key=key, since=since, until=until, source=source, version=version, newest=limit
+            )
+            if union is None:
+                return []
+            columns = ", ".join(_ident(c) for c in ROW_COLUMNS if c not in ("predicted_at", "inputs", "outputs"))
+            sql = (
+                f"SELECT {columns}, epoch_us(predicted_at) AS micros, to_json(inputs) AS inputs_json, "
+                f"to_json(outputs) AS outputs_json FROM ({union}) ORDER BY {_NEWEST_FIRST} LIMIT {int(limit)}"
+            )
             cursor = con.execute(sql)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
@@ -266,12 +322,15 @@ class LedgerReader:
         The file is written beside `output` under a temporary name and renamed into place,
         so a reader never sees half an export.
         """
-        union = self._predictions(model, since=since, until=until)
-        output = Path(output).absolute()
+        return self._listed_again(lambda: self._export(model, Path(output), since, until))
+
+    def _export(self, model: str, output: Path, since: datetime | None, until: datetime | None) -> ExportCounts:
+        output = output.absolute()
         output.parent.mkdir(parents=True, exist_ok=True)
         temp = output.with_name(f".tmp-{os.getpid()}-{output.name}")
         con = self._connect()
         try:
+            union = self._predictions(con, model, since=since, until=until)
             if union is None:
                 pq.write_table(_empty_export(), temp)
             else:
@@ -286,6 +345,9 @@ class LedgerReader:
 
     def stats(self) -> dict[str, Any]:
         """Per model: rows by source, segment files and bytes, oldest and newest, labels; and the writers' totals."""
+        return self._listed_again(self._stats)
+
+    def _stats(self) -> dict[str, Any]:
         models = {}
         con = self._connect()
         try:
@@ -352,6 +414,31 @@ class LedgerReader:
                 if isinstance(value, int) and not isinstance(value, bool):
                     totals[field] += value
         return totals
+
+
+#: Above this many segments, a query by key first finds the few files holding the key, reading only
+#: the plain columns every segment shares (no schema unification), then reads just those whole.
+_NARROW_FROM = 8
+
+
+#: The order `history` returns rows in (and its narrowing ranks them by): newest first, ties in a fixed order.
+_NEWEST_FIRST = 'predicted_at DESC, prediction_id DESC, "row" NULLS LAST, "key"'
+
+
+def _holding(con: duckdb.DuckDBPyConnection, files: Sequence[str], where: str, newest: int | None) -> list[str]:
+    """The files with a row matching `where` (or one of the `newest` latest); all of them if the scan cannot say.
+
+    Reads plain columns only: unifying every segment's schema by name (for the structs)
+    costs as much as the scan itself, and the key or the time needs none of it.
+    """
+    source = f"read_parquet({_files(files)}, filename = true){where}"
+    if newest is not None:
+        source = f"(SELECT filename FROM {source} ORDER BY {_NEWEST_FIRST} LIMIT {int(newest)})"
+    try:
+        found = con.execute(f"SELECT DISTINCT filename FROM {source}")
+        return sorted(str(name) for (name,) in found.fetchall())
+    except duckdb.Error:  # segments whose plain columns disagree in type (another foretell's): read them all
+        return list(files)
 
 
 def _conditions(
@@ -432,8 +519,13 @@ def _empty_export() -> pa.Table:
     return pa.schema(fields).empty_table()
 
 
+def _first_line(error: Exception) -> str:
+    """DuckDB's message without the SQL it quotes (which holds every file's path)."""
+    return str(error).strip().splitlines()[0]
+
+
 def _from_micros(micros: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))
+    return _EPOCH + timedelta(microseconds=int(micros))
 
 
 def _history_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from foretell.ledger.labels import (
     Label,
     load_labels,
     parse_labels,
+    publish_labels,
     write_labels,
 )
 from foretell.ledger.segments import LedgerLocation
@@ -149,7 +150,7 @@ def test_any_body_is_labels_or_a_refusal_that_names_the_labels(items):
 
 def test_written_labels_are_one_whole_file(tmp_path):
     location = LedgerLocation(tmp_path / "ledger")
-    path = write_labels(location, "churn", [Label("1", 1.0, NOW, key="C-1"), Label("0", 0.0, NOW, key="C-2")])
+    path = publish_labels(location, "churn", [Label("1", 1.0, NOW, key="C-1"), Label("0", 0.0, NOW, key="C-2")])
     table = pq.read_table(path)
     assert table.schema.equals(LABEL_SCHEMA)
     assert table.column("key").to_pylist() == ["C-1", "C-2"] and len(set(table.column("label_id").to_pylist())) == 2
@@ -214,3 +215,13 @@ def test_a_missing_column_refuses_the_file_and_writes_nothing(tmp_path):
     with pytest.raises(InvalidInput, match=r"outcomes\.jsonl has no column 'label'"):
         load_labels(location, "churn", source, key="customer_id", label="label")
     assert not (tmp_path / "ledger").exists()
+
+
+def test_a_post_body_checked_then_written(tmp_path):
+    location = LedgerLocation(tmp_path / "ledger")
+    model, labels = parse_labels(body([{"key": "C-1", "label": 1}, {"prediction_id": "p1", "label": 0}]))
+    assert write_labels(location, model, labels) == 2
+    [written] = (tmp_path / "ledger" / "labels" / "model=churn").iterdir()
+    assert pq.read_table(written).column("prediction_id").to_pylist() == [None, "p1"]
+    with pytest.raises(InvalidInput):
+        write_labels(location, "churn", [])

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from ledgerkit import at, batch_job, prediction, publish_compacted, publish_segment
 
-from foretell.errors import InvalidInput
+from foretell.errors import InvalidInput, StoreError
 from foretell.ledger.labels import Label, write_labels
 from foretell.ledger.query import LedgerReader
 from foretell.ledger.segments import LedgerLocation
@@ -79,7 +79,7 @@ def test_since_reads_only_the_date_partitions_it_needs(location):
 
     rows = LedgerReader(location).history("churn", since=at("2026-12-01T00:00"))
     assert [r["prediction_id"] for r in rows] == ["p2"]
-    with pytest.raises(Exception):  # noqa: B017, PT011 - DuckDB's own error for a broken file, read without --since
+    with pytest.raises(StoreError, match=r"cannot read the ledger at .*: "):
         LedgerReader(location).history("churn")
 
 
@@ -125,6 +125,13 @@ def test_segments_with_different_struct_fields_read_as_one(location):
     assert rows[1]["outputs"] == {"score": 0.6, "proba": [0.4, 0.6]}
     assert rows[2]["inputs"] == {"tenure": 3.0, "plan": None}
     assert rows[2]["outputs"] == {"score": 0.2, "proba": None}
+
+
+def test_a_deleted_batch_output_leaves_the_ledger(location, tmp_path):
+    record = batch_job(location, tmp_path / "out", "job-1", "2026-12-04T02:00", ["C-1"], [0.5])
+    Path(record["parts"][0]).unlink()
+    assert LedgerReader(location).history("churn") == []
+    assert LedgerReader(location).history("churn", key="C-1") == []
 
 
 def test_an_integer_id_column_is_found_by_its_text(location, tmp_path):
@@ -224,9 +231,63 @@ def test_stats_counts_rows_files_labels_and_writers(location, tmp_path):
 def test_a_ledger_under_an_fsspec_url(tmp_path):
     location = LedgerLocation("memory://ledger-test-query")
     publish_segment(location, [prediction("p1", "2026-12-04T10:00", key="C-1")])
+    for seq in range(2, 12):  # enough segments for a query by key to narrow them first
+        publish_segment(location, [prediction(f"x{seq}", f"2026-12-04T11:{seq:02d}", key="C-2")], seq=seq)
     write_labels(location, "churn", [Label("1", 1.0, at("2026-12-04T12:00"), key="C-1")])
     reader = LedgerReader("memory://ledger-test-query")
 
     assert [r["prediction_id"] for r in reader.history("churn", key="C-1")] == ["p1"]
     assert reader.export("churn", output=tmp_path / "x.parquet").labelled == 1
     assert reader.stats()["models"]["churn"]["labels"] == 1
+
+
+def test_a_key_among_many_segments_of_different_fields(location):
+    """Past a few segments, a query by key first finds the files that hold it: the answer is the same."""
+    for seq in range(1, 13):
+        rows = [prediction(f"p{seq}-{i}", f"2026-12-04T{seq:02d}:{i:02d}", key=f"C-{seq}-{i}") for i in range(3)]
+        if seq in (4, 9):
+            fields = {"score": 0.1 * seq} if seq == 4 else {"score": 0.9, "proba": [0.1, 0.9]}
+            rows.append(prediction(f"hit-{seq}", f"2026-12-04T{seq:02d}:30", key="C-42", outputs=fields))
+        publish_segment(location, rows, seq=seq)
+
+    rows = LedgerReader(location).history("churn", key="C-42")
+    assert [(r["prediction_id"], r["outputs"]) for r in rows] == [
+        ("hit-9", {"score": 0.9, "proba": [0.1, 0.9]}),
+        ("hit-4", {"score": pytest.approx(0.4), "proba": None}),
+    ]
+    assert LedgerReader(location).history("churn", key="C-42", source="precomputed") == []
+    # The newest rows, without a key: only the segments holding them are read whole.
+    newest = LedgerReader(location).history("churn", limit=4)
+    assert [r["prediction_id"] for r in newest] == ["p12-2", "p12-1", "p12-0", "p11-2"]
+    every = LedgerReader(location).history("churn", limit=40)
+    assert len(every) == 38 and [r["prediction_id"] for r in every][-2:] == ["p1-1", "p1-0"]
+    assert [r["outputs"] for r in every if r["prediction_id"] == "hit-9"] == [{"score": 0.9, "proba": [0.1, 0.9]}]
+
+
+class CompactedWhileListed(LedgerLocation):
+    """A ledger whose writer compacts a partition right after a reader listed it (the race, made certain)."""
+
+    def __init__(self, where: Path, compact: list[dict]) -> None:
+        super().__init__(where)
+        self.compact = compact
+        self.listings = 0
+
+    def segment_files(self, model, dates=None):
+        listed = super().segment_files(model, dates)
+        self.listings += 1
+        if self.listings == 1:
+            publish_compacted(self, self.compact, writer="w1", first=1, last=2)
+            for path in listed:
+                self.remove(path)
+        return listed
+
+
+def test_segments_compacted_between_listing_and_reading_are_read_from_the_compacted_file(tmp_path):
+    first = [prediction("p1", "2026-12-04T10:00", key="C-1")]
+    second = [prediction("p2", "2026-12-04T10:01", key="C-1")]
+    location = CompactedWhileListed(tmp_path / "ledger", first + second)
+    publish_segment(location, first, writer="w1", seq=1)
+    publish_segment(location, second, writer="w1", seq=2)
+
+    rows = LedgerReader(location).history("churn", key="C-1")
+    assert [r["prediction_id"] for r in rows] == ["p2", "p1"] and location.listings == 2
