@@ -160,7 +160,7 @@ class LedgerWriter:
                 return
             if self._queue:
                 with self._flush_lock:
-                    self._flush_queued()
+                    self._guarded(self._flush_queued)
 
     def _guarded(self, step: Any) -> bool:
         try:
@@ -184,7 +184,12 @@ class LedgerWriter:
             self._taken_rows = self._queued_rows
         if not entries:
             return
-        partitions = _partitions(entries)
+        try:
+            partitions = _partitions(entries)
+        except Exception as exc:  # an entry whose model or time is not one: nothing of this flush can be placed
+            self._counts["dropped"] += sum(map(_rows, entries))
+            self._warn(exc)
+            return
         entries.clear()  # the partitions' lists hold them now, and let them go a chunk at a time
         for partition, members in partitions.items():
             self._converted_rows = 0

@@ -283,3 +283,15 @@ def test_a_writer_made_before_a_fork_writes_under_each_process_s_own_name(tmp_pa
     writers = {parse_name(Path(p).name).writer for p in location.segment_files("churn")}  # type: ignore[union-attr]
     assert len(writers) == 2 and writer.writer in writers
     assert sorted(p.name for p in (tmp_path / "_stats").iterdir()) == sorted(f"{w}.json" for w in writers)
+
+
+def test_an_entry_with_no_usable_time_is_dropped_and_the_thread_carries_on(tmp_path: Path) -> None:
+    writer = LedgerWriter(tmp_path, LedgerSettings(flush_seconds=0.05), writer="w1")
+    writer.start()
+    broken = live_entry(rows(1))
+    broken.predicted_at = "yesterday"  # type: ignore[assignment]
+    writer.record(broken)
+    wait_for(lambda: writer.counts["dropped"] == 1)
+    writer.record(live_entry(rows(2)))
+    wait_for(lambda: writer.counts["records"] == 2)
+    writer.close()
