@@ -116,6 +116,9 @@ class LedgerWriter:
             if not self._named and os.getpid() != self._pid:
                 # Made before a fork (a server's workers): each process must write under its own name.
                 self.writer, self._pid = writer_id(), os.getpid()
+            # pyarrow imports pandas on its first `pa.array` (a third of a second, holding the GIL):
+            # now, while the server starts, rather than in the first flush, under traffic.
+            pa.array([0])
             self._thread = threading.Thread(target=self._run, name=f"ledger-writer-{self.writer}", daemon=True)
             self._thread.start()
 

@@ -37,6 +37,7 @@ from foretell.core.columns import Columns
 from foretell.core.frame import Frame
 from foretell.core.predictor import NO_OPTIONS, Predictions, PredictOptions
 from foretell.errors import BatcherClosed, DeadlineExceeded, ForetellError, Overloaded, PredictionError
+from foretell.ledger.record import ModelCall
 from foretell.serving.outcomes import BatchObserver, _NoObserver
 from foretell.serving.policy import BatchPolicy, Flush, Wait, admits, decide, retry_after
 from foretell.serving.queue import BatchNote, Pending, RequestQueue
@@ -53,6 +54,8 @@ class _Batch:
     rows: int
     started_at: float
     options: PredictOptions
+    frame: Frame | None = None
+    """The requests' rows joined, once the model was called with them."""
 
 
 _State = Literal["new", "running", "stopping", "stopped"]
@@ -320,7 +323,8 @@ class MicroBatcher:
 
     def _call(self, batch: _Batch) -> Predictions:
         # Runs in the model thread when there is one: the concat is the model's work too.
-        return self._predict(Frame.concat([p.frame for p in batch.requests]), batch.options)
+        batch.frame = Frame.concat([p.frame for p in batch.requests])
+        return self._predict(batch.frame, batch.options)
 
     def _run_inline(self, batch: _Batch) -> None:
         self._running_batch = batch
@@ -358,13 +362,17 @@ class MicroBatcher:
             return
         self._note_batch_time(batch)
         offset = 0
+        made = None  # the model call, for requests that note it (the ledger): one object for the batch
         for pending in batch.requests:
             part = predictions[offset : offset + pending.rows]
-            offset += pending.rows
             if not pending.future.done():  # its caller may have given up meanwhile
-                if pending.note is not None:
-                    pending.note.batch_rows = batch.rows
+                note = pending.note
+                if note is not None:
+                    if made is None:
+                        made = ModelCall(batch.frame, predictions) if batch.frame is not None else None
+                    note.batch_rows, note.model_call, note.offset = batch.rows, made, offset
                 pending.future.set_result(part)
+            offset += pending.rows
 
     def _fail_batch(self, batch: _Batch, failure: BaseException) -> None:
         self._note_batch_time(batch)

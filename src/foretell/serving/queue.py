@@ -19,6 +19,7 @@ from typing import Protocol
 
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions
+from foretell.ledger.record import ModelCall
 
 __all__ = ["BatchNote", "Pending", "RequestQueue"]
 
@@ -41,9 +42,11 @@ class Pending:
 
 
 class BatchNote(Protocol):
-    """Anything with a `batch_rows` the batcher fills in when it answers a request."""
+    """What the batcher fills in when it answers a request: the model call, its size, and where the request starts."""
 
     batch_rows: int
+    model_call: ModelCall | None
+    offset: int
 
 
 class RequestQueue:

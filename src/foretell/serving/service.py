@@ -25,13 +25,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from foretell.core.columns import Columns
 from foretell.core.model import Model
 from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, Predictions, PredictOptions
 from foretell.errors import DeadlineExceeded, ForetellError, InvalidInput
-from foretell.ledger.record import Entry, Source, new_prediction_id
+from foretell.ledger.record import Entry, ModelCall, Served, Source, new_prediction_id
 from foretell.ledger.segments import UNRESOLVED_MODEL
 from foretell.serving.metrics import ServingMetrics
 from foretell.serving.runtime import ModelSlot, Runtime
@@ -85,7 +85,18 @@ class Transport(Protocol[Answer]):
 class Call:
     """One request as the service sees it: which endpoint, which served model once resolved, since when."""
 
-    __slots__ = ("batch_rows", "endpoint", "model", "prediction_id", "recorded", "request_id", "started", "transport")
+    __slots__ = (
+        "batch_rows",
+        "endpoint",
+        "model",
+        "model_call",
+        "offset",
+        "prediction_id",
+        "recorded",
+        "request_id",
+        "started",
+        "transport",
+    )
 
     def __init__(self, endpoint: str, transport: str = "http") -> None:
         self.endpoint = endpoint
@@ -99,11 +110,14 @@ class Call:
         """The first prediction id the ledger recorded for this request (`X-Prediction-Id`)."""
         self.recorded = False
         self.batch_rows = 0
-        """Rows in the model call that answered the last prediction (the batcher fills it in)."""
+        """Rows in the model call that answered the last prediction (the batcher fills it in) ..."""
+        self.model_call: ModelCall | None = None
+        """... that call itself (its inputs and predictions) ..."""
+        self.offset = 0
+        """... and where this request's rows start in it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Stored:
+class Stored(NamedTuple):
     """A prediction a lookup answered from the store rather than a model call, for the ledger."""
 
     key: str
@@ -142,6 +156,7 @@ class InferenceService:
         self.ledger = ledger
         """Where predictions are recorded; None: nowhere (`serve --no-ledger`)."""
         self._digests: dict[tuple[str, int], str | None] = {}
+        self._served: dict[str, tuple[Model, Served]] = {}
         if ledger is not None:
             self.metrics.watch_ledger(lambda: ledger.counts)
 
@@ -275,41 +290,34 @@ class InferenceService:
         keys: Sequence[str] | None,
         per_key: bool,
     ) -> tuple[str, ...]:
+        """Hand the request's predictions to the ledger: rows of the model call that answered them, by reference."""
         assert self.ledger is not None
-        info, frame = model.info, columns.frame
+        served = self._served_as(model)
+        made, n = call.model_call, len(predictions)
+        if made is None:  # answered without a model call (no rows): the request's own, empty, frame
+            made, call.offset = ModelCall(columns.frame, predictions), 0
         latency_ms = (time.perf_counter() - call.started) * 1000
-        shared = {
-            "source": source,
-            "endpoint": call.endpoint,
-            "transport": call.transport,
-            "version": info.version,
-            "sha256": info.sha256,
-            "predictor": model.variant,
-            "signature": info.signature,
-            "request_id": call.request_id,
-            "latency_ms": latency_ms,
-            "batch_size": call.batch_rows,
-        }
-        if per_key and keys is not None and len(predictions) > 1:
+        request = (source, call.endpoint, call.transport, call.request_id, latency_ms, call.batch_rows)
+        if per_key and keys is not None and n > 1:
             ids = tuple(new_prediction_id() for _ in keys)
             for i, (prediction_id, key) in enumerate(zip(ids, keys, strict=True)):
-                one = slice(i, i + 1)
-                self.ledger.record(
-                    Entry(
-                        prediction_id,
-                        info.name,
-                        frame=frame.take(one),
-                        predictions=predictions[one],
-                        keys=(key,),
-                        **shared,  # type: ignore[arg-type]
-                    )
-                )
+                self.ledger.record(Entry.answered(prediction_id, served, *request, (key,), made, call.offset + i, 1))
         else:
             ids = (new_prediction_id(),)
-            entry = Entry(ids[0], info.name, frame=frame, predictions=predictions, keys=keys, **shared)  # type: ignore[arg-type]
-            self.ledger.record(entry)
+            self.ledger.record(Entry.answered(ids[0], served, *request, keys, made, call.offset, n))
         self._answered_with(call, ids[0])
         return ids
+
+    def _served_as(self, model: Model) -> Served:
+        """What the ledger repeats for every entry of `model`, made once per loaded version."""
+        found = self._served.get(model.info.name)
+        if found is None or found[0] is not model:
+            info = model.info
+            found = self._served[info.name] = (
+                model,
+                Served(info.name, info.version, info.sha256, model.variant, info.signature),
+            )
+        return found[1]
 
     def record_stored(self, call: Call, slot: ModelSlot, answers: Sequence[Stored]) -> list[str]:
         """Record answers a lookup took from the store (source `precomputed`), one entry per key; their ids."""
@@ -317,21 +325,22 @@ class InferenceService:
             return []
         latency_ms = (time.perf_counter() - call.started) * 1000
         ids = []
-        for answer in answers:
+        record, endpoint, transport, request_id = self.ledger.record, call.endpoint, call.transport, call.request_id
+        for key, prediction, version in answers:
             prediction_id = new_prediction_id()
-            self.ledger.record(
-                Entry(
+            digest = self._digest(slot, version)
+            record(
+                Entry.stored(
                     prediction_id,
                     slot.name,
-                    source="precomputed",
-                    endpoint=call.endpoint,
-                    transport=call.transport,
-                    version=answer.version,
-                    sha256=self._digest(slot, answer.version),
-                    outputs=(answer.prediction,),
-                    keys=(answer.key,),
-                    request_id=call.request_id,
-                    latency_ms=latency_ms,
+                    version,
+                    digest,
+                    key,
+                    prediction,
+                    endpoint,
+                    transport,
+                    request_id,
+                    latency_ms,
                 )
             )
             ids.append(prediction_id)

@@ -237,7 +237,7 @@ def test_entries_of_many_models_and_days_go_to_their_partitions(tmp_path: Path) 
 def test_a_malformed_entry_costs_only_its_own_rows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     good = [live_entry(rows(2)) for _ in range(3)]
     bad = live_entry(rows(2))
-    bad.predictions = live_entry(rows(3)).predictions  # three answers for two inputs: a server bug
+    bad = bad._replace(predictions=live_entry(rows(3)).predictions, count=3)  # three answers, two inputs: a bug
     writer = LedgerWriter(tmp_path, QUIET, writer="w1")
     for entry in (good[0], bad, *good[1:]):
         writer.record(entry)
@@ -288,8 +288,7 @@ def test_a_writer_made_before_a_fork_writes_under_each_process_s_own_name(tmp_pa
 def test_an_entry_with_no_usable_time_is_dropped_and_the_thread_carries_on(tmp_path: Path) -> None:
     writer = LedgerWriter(tmp_path, LedgerSettings(flush_seconds=0.05), writer="w1")
     writer.start()
-    broken = live_entry(rows(1))
-    broken.predicted_at = "yesterday"  # type: ignore[assignment]
+    broken = live_entry(rows(1))._replace(predicted_at="yesterday")
     writer.record(broken)
     wait_for(lambda: writer.counts["dropped"] == 1)
     writer.record(live_entry(rows(2)))
