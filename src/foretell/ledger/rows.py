@@ -150,15 +150,16 @@ _ATTRIBUTES = (
     "status",
     "error",
 )
-_read = operator.attrgetter(*_ATTRIBUTES)
+_POSITIONS = [Entry._fields.index(name) for name in _ATTRIBUTES]
 
 
 def _scalar_columns(entries: Sequence[Entry], counts: np.ndarray) -> dict[str, pa.Array]:
-    """The per-entry columns: one C-level attribute read per entry, transposed, each column built once."""
+    """The per-entry columns: the entries (tuples) transposed in one C-level pass, each column built once."""
     total = int(counts.sum())
     one_row_each = total == len(entries) and bool(counts.all())
     per_row = None if one_row_each else np.repeat(np.arange(len(entries)), counts)
-    values = dict(zip(_ATTRIBUTES, zip(*map(_read, entries), strict=True), strict=True))
+    fields = list(zip(*entries, strict=True))
+    values = {name: fields[position] for name, position in zip(_ATTRIBUTES, _POSITIONS, strict=True)}
 
     def repeated(name: str) -> pa.Array:
         column = values[name]
@@ -216,15 +217,15 @@ def _called_part(
     members: list[Entry], policy: LedgerPolicy, redact: Redactor | None
 ) -> tuple[list[Entry], Fields | None, Fields | None]:
     calls = list(map(_call, members))
-    first_row: dict[int, int] = {}  # a call's first row in the joined frame, by the call's identity
-    unique: list[ModelCall] = []
-    rows = 0
-    for call in calls:
-        if id(call) not in first_row:
-            first_row[id(call)] = rows
-            unique.append(call)
-            rows += len(call.predictions)
-    starts = np.fromiter((first_row[id(c)] for c in calls), dtype=np.int64, count=len(calls))
+    # The calls, each once, in the order they first appear, found by identity in C (np.unique over ids).
+    ids = np.fromiter(map(id, calls), dtype=np.uint64, count=len(calls))
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    unique: list[ModelCall] = [calls[i] for i in first[order].tolist()]
+    sizes = np.fromiter((len(c.predictions) for c in unique), dtype=np.int64, count=len(unique))
+    start_of = np.empty(len(unique), dtype=np.int64)
+    start_of[order] = np.cumsum(sizes) - sizes
+    starts = start_of[inverse.reshape(-1)]
     offsets = np.fromiter(map(_offset, members), dtype=np.int64, count=len(members))
     counts = np.fromiter(map(_count, members), dtype=np.int64, count=len(members))
     begin = starts + offsets

@@ -37,13 +37,18 @@ from foretell.ledger.rows import entries_table, parquet_bytes
 from foretell.ledger.segments import LedgerLocation, segment_name
 from foretell.ledger.settings import LedgerPolicy, LedgerSettings
 
-__all__ = ["CHUNK", "COMPACT_AT", "RETENTION_SECONDS", "LedgerWriter"]
+__all__ = ["CHUNK", "COMPACT_AT", "CONVERT_SECONDS", "RETENTION_SECONDS", "LedgerWriter"]
 
 log = logging.getLogger(__name__)
 
 COMPACT_AT = 32
 """A writer's own uncompacted files in one partition that make it merge them."""
 CHUNK = 1000
+#: How often the writer's thread turns what was recorded into Arrow, between publishing segments:
+#: entries (and the model calls' arrays they keep alive) are let go within a fraction of a second,
+#: in small steps, whatever `flush_seconds` is. Between 0.1 s and 1 s the server's throughput was
+#: the same within noise (docs/benchmarks.md, "Ledger on the server").
+CONVERT_SECONDS = 0.25
 """Entries converted per call of `entries_table` (a flush of 9,000 requests is nine)."""
 RETENTION_SECONDS = 60.0
 """How often the writer applies retention (and once at start)."""
@@ -76,7 +81,10 @@ class LedgerWriter:
         self._warned: set[str] = set()
         self._stats_written: dict[str, int] | None = None
         self._next_retention = 0.0
-        self._converted_rows = 0  # of the partition being written: what a failed publish loses
+        # Rows converted to Arrow but not yet published, by partition: (first time, tables).
+        self._converted: dict[tuple[str, str], tuple[float, list[pa.Table]]] = {}
+        self._published_at = time.monotonic()
+        self._converted_upto = 0  # _queued_rows when the last conversion took the queue
 
     def __repr__(self) -> str:
         return f"<LedgerWriter {self.writer} at {self.location.url}>"
@@ -152,6 +160,7 @@ class LedgerWriter:
     # -- the writer's thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        pause = min(CONVERT_SECONDS, self.settings.flush_seconds)
         while True:
             now = time.monotonic()
             if now >= self._next_retention:
@@ -159,11 +168,14 @@ class LedgerWriter:
                 with self._flush_lock:
                     self._guarded(self._apply_retention)
                     self._write_stats()
-            if self._stop.wait(self.settings.flush_seconds):
+            if self._stop.wait(pause):
                 return
             if self._queue:
                 with self._flush_lock:
-                    self._guarded(self._flush_queued)
+                    self._guarded(self._convert_queued)
+            if self._converted and time.monotonic() - self._published_at >= self.settings.flush_seconds:
+                with self._flush_lock:
+                    self._guarded(self._publish_converted)
 
     def _guarded(self, step: Any) -> bool:
         try:
@@ -182,9 +194,15 @@ class LedgerWriter:
             )
 
     def _flush_queued(self) -> None:
+        """Convert what is queued and publish everything converted: one segment per partition."""
+        self._convert_queued()
+        self._publish_converted()
+
+    def _convert_queued(self) -> None:
         with self._lock:  # take the whole queue at once: record() appends to the new one meanwhile
             entries, self._queue = self._queue, collections.deque()
-            self._taken_rows = self._queued_rows
+            # Still pending until published: the bound holds what is in memory, converted or not.
+            self._converted_upto = self._queued_rows
         if not entries:
             return
         try:
@@ -195,24 +213,26 @@ class LedgerWriter:
             return
         entries.clear()  # the partitions' lists hold them now, and let them go a chunk at a time
         for partition, members in partitions.items():
-            self._converted_rows = 0
+            first = min(e.predicted_at for e in members)
             try:
-                self._write_partition(partition, members)
-            except Exception as exc:  # rows that could not be written are counted, not raised
-                self._counts["dropped"] += self._converted_rows + sum(map(_rows, members))
+                tables = self._convert_partition(partition, members)
+            except Exception as exc:  # rows that could not be converted are counted, not raised
+                self._counts["dropped"] += sum(map(_rows, members))
                 self._warn(exc)
-        self._write_stats()
+                continue
+            if tables:
+                earliest, held = self._converted.get(partition, (first, []))
+                self._converted[partition] = (min(earliest, first), [*held, *tables])
 
-    def _write_partition(self, partition: tuple[str, str], entries: list[Entry]) -> None:
-        """Convert `entries` and publish them as one segment; `entries` is emptied as they are converted."""
-        model, date = partition
+    def _convert_partition(self, partition: tuple[str, str], entries: list[Entry]) -> list[pa.Table]:
+        """`entries` as Arrow tables; `entries` is emptied as they are converted."""
+        model, _ = partition
         policy = self.settings.policy_for(model)
         redact = self._redactor() if policy.redact else None
-        first = min(e.predicted_at for e in entries)
         # A chunk at a time, each chunk's entries let go once converted: every numpy/pyarrow call,
         # and the freeing of what the entries held, then takes the GIL for a millisecond or so,
         # never long enough to stall the event loop that serves requests in the main thread.
-        chunks = []
+        tables = []
         while entries:
             chunk = entries[:CHUNK]
             del entries[:CHUNK]
@@ -221,22 +241,33 @@ class LedgerWriter:
             if table is not None:
                 if policy.sample < 1.0:
                     table = table.filter(keep_mask(table, policy.sample))
-                chunks.append(table)
-                self._converted_rows += table.num_rows
-        if not chunks:
-            return
-        table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks, promote_options="permissive")
-        if table.num_rows == 0:
-            return
-        first_ms = int(first * 1000)
+                if table.num_rows:
+                    tables.append(table)
+        return tables
+
+    def _publish_converted(self) -> None:
+        converted, self._converted = self._converted, {}
+        self._published_at = time.monotonic()
+        self._taken_rows = self._converted_upto
+        for partition, (first, tables) in converted.items():
+            try:
+                self._publish(partition, first, tables)
+            except Exception as exc:  # rows that could not be written are counted, not raised
+                self._counts["dropped"] += sum(t.num_rows for t in tables)
+                self._warn(exc)
+        if converted:
+            self._write_stats()
+
+    def _publish(self, partition: tuple[str, str], first: float, tables: list[pa.Table]) -> None:
+        model, date = partition
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
         self._seq += 1
-        name = segment_name(first_ms, self.writer, self._seq)
+        name = segment_name(int(first * 1000), self.writer, self._seq)
         data = parquet_bytes(table)
         self.location.publish_bytes(f"{self.location.partition(model, date)}/{name}", data)
-        size = len(data)
         self._counts["records"] += table.num_rows
         self._counts["segments"] += 1
-        self._counts["bytes"] += size
+        self._counts["bytes"] += len(data)
         own = self._own.setdefault(partition, [])
         own.append(name)
         if len(own) >= COMPACT_AT:
