@@ -65,20 +65,24 @@ def show(
         err.print(f"no predictions of {model!r} in the ledger match", highlight=False, markup=False)
         return
     table = Table(title=f"{model}{f' · {key}' if key else ''}")
-    for name in ("time (UTC)", "source", "version", "key", "outputs", "status", "latency"):
-        table.add_column(name, no_wrap=name not in ("outputs", "status"), overflow="fold")
+    # With --key every row has that key (it is in the title): its column would only take the outputs' room.
+    names = ("time (UTC)", "source", "version", *(() if key else ("key",)), "outputs", "status", "latency")
+    for name in names:
+        wraps = name in ("outputs", "status")
+        table.add_column(name, no_wrap=not wraps, overflow="fold", min_width={"outputs": 24, "status": 6}.get(name))
     for row in rows:
         status = "ok" if row["status"] == "ok" else f"[red]error[/]: {escape(str(row['error'] or ''))}"
         latency = f"{row['latency_ms']:.2f} ms" if row["latency_ms"] is not None else "-"
-        table.add_row(
+        cells = [
             escape(row["predicted_at"][:23].replace("T", " ")),
             escape(row["source"] or "-"),
             f"v{row['version']}" if row["version"] is not None else "-",
-            escape(row["key"] or "-"),
+            *(() if key else (escape(row["key"] or "-"),)),
             escape(_outputs(row["outputs"])),
             status,
             latency,
-        )
+        ]
+        table.add_row(*cells)
     out.print(table)
 
 
