@@ -9,8 +9,8 @@ request's own thread pays (building the `Entry`, `record()`) and what the writer
 takes from the same core under the GIL (turning entries into Arrow and publishing Parquet).
 
 Entries are built as the server builds them: the demo churn model's signature (31 inputs, 5
-of them categories), each request's row coerced on its own (`Signature.coerce`, a 1-row
-float-matrix frame), its predictions a 1-row slice of a batch's (score, label, proba).
+of them categories), rows coerced 32 at a time as the micro-batcher joins its requests, each
+one-row request's entry naming its row of that model call (`Entry.answered`, `ModelCall`).
 The garbage collector is set as a server sets it once its models are loaded (`gc.freeze()`,
 `serving.runtime.GC_THRESHOLDS`). Measured in one run, each a median over rounds:
 
@@ -19,7 +19,7 @@ The garbage collector is set as a server sets it once its models are loaded (`gc
 - `record()` on a full queue (the drop path);
 - writer CPU per 1,000 entries (median, and min of the rounds: the machine is shared):
   `time.thread_time()` around `flush()` of one round's entries (grouping, Entry → Arrow,
-  Parquet with zstd, an atomic publish on a local folder), for entries with inputs recorded,
+  Parquet with snappy, an atomic publish on a local folder), for entries with inputs recorded,
   with `inputs = "none"`, and with a key per entry and `sample = 0.5`;
 - the ledger's cost per request, `record()` plus the writer's CPU per entry, against the budget
   (the `Entry(...)` the server builds is shown apart: it is the serving path's, and the
@@ -44,7 +44,7 @@ import numpy as np
 
 from foretell.core.predictor import Predictions
 from foretell.demo.churn import CHURN_SIGNATURE, generate_customers
-from foretell.ledger.record import Entry, new_prediction_id
+from foretell.ledger.record import Entry, ModelCall, Served, new_prediction_id
 from foretell.ledger.settings import LedgerPolicy, LedgerSettings
 from foretell.ledger.writer import LedgerWriter
 from foretell.serving.runtime import GC_THRESHOLDS
@@ -52,41 +52,37 @@ from foretell.serving.runtime import GC_THRESHOLDS
 BUDGET_US = 0.05 * 1e6 / 9_000
 
 
-def requests(n: int) -> list[tuple[Any, Predictions]]:
-    """`n` one-row requests: each row coerced on its own, its predictions a slice of a batch's."""
+BATCH = 32  # rows per model call, as the micro-batcher makes them under load
+SERVED = Served("churn", 3, "ab" * 32, "original", CHURN_SIGNATURE)
+
+
+def requests(n: int) -> list[tuple[Any, int]]:
+    """`n` one-row requests as the server records them: (the model call that answered it, its row in the call).
+
+    The rows are coerced `BATCH` at a time, as the micro-batcher joins its requests' frames into one.
+    """
     table = generate_customers(n).drop_columns(["customer_id", "churned"])
-    frames = [CHURN_SIGNATURE.coerce(row).frame for row in table.to_pylist()]
     rng = np.random.default_rng(7)
-    score = rng.random(n)
-    batch = Predictions(
-        {"score": score, "label": (score > 0.5).astype(np.int64), "proba": np.stack([1 - score, score], axis=1)},
-        CHURN_SIGNATURE.outputs,
-        n,
-    )
-    return [(frame, batch[i : i + 1]) for i, frame in enumerate(frames)]
+    work: list[tuple[Any, int]] = []
+    for start in range(0, n, BATCH):
+        frame = CHURN_SIGNATURE.coerce(table.slice(start, BATCH)).frame
+        score = rng.random(frame.n_rows)
+        predictions = Predictions(
+            {"score": score, "label": (score > 0.5).astype(np.int64), "proba": np.stack([1 - score, score], axis=1)},
+            CHURN_SIGNATURE.outputs,
+            frame.n_rows,
+        )
+        call = ModelCall(frame, predictions)
+        work.extend((call, offset) for offset in range(frame.n_rows))
+    return work
 
 
-def make_entry(frame: Any, predictions: Predictions, key: str | None = None) -> Entry:
-    return Entry(
-        new_prediction_id(),
-        "churn",
-        source="live",
-        endpoint="infer",
-        version=3,
-        sha256="ab" * 32,
-        predictor="original",
-        signature=CHURN_SIGNATURE,
-        frame=frame,
-        predictions=predictions,
-        keys=None if key is None else [key],
-        latency_ms=0.4,
-        batch_size=8,
-    )
+def make_entry(call: Any, offset: int, key: str | None = None) -> Entry:
+    keys = None if key is None else (key,)
+    return Entry.answered(new_prediction_id(), SERVED, "live", "infer", "http", None, 0.4, BATCH, keys, call, offset, 1)
 
 
-def measure(
-    settings: LedgerSettings, work: list[tuple[Any, Predictions]], rounds: int, keyed: bool
-) -> dict[str, float]:
+def measure(settings: LedgerSettings, work: list[tuple[Any, int]], rounds: int, keyed: bool) -> dict[str, float]:
     entry_us, record_us, flush_ms = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         writer = LedgerWriter(folder, settings, writer="bench")  # not started: flush() runs here, timed
@@ -111,7 +107,7 @@ def measure(
     }
 
 
-def dropped_record_us(work: list[tuple[Any, Predictions]]) -> float:
+def dropped_record_us(work: list[tuple[Any, int]]) -> float:
     with tempfile.TemporaryDirectory() as folder:
         writer = LedgerWriter(folder, LedgerSettings(max_pending_rows=1), writer="bench")
         writer.record(make_entry(*work[0]))
@@ -125,7 +121,7 @@ def dropped_record_us(work: list[tuple[Any, Predictions]]) -> float:
     return elapsed / len(entries) * 1e6
 
 
-def pauses(work: list[tuple[Any, Predictions]], rounds: int) -> tuple[float, float, float]:
+def pauses(work: list[tuple[Any, int]], rounds: int) -> tuple[float, float, float]:
     """The longest pause of a thread spinning beside a flush (the event loop's view), and beside nothing.
 
     Returns (longest pause beside a flush in ms, longest beside an idle writer in ms, flush wall time in ms).
@@ -144,8 +140,8 @@ def pauses(work: list[tuple[Any, Predictions]], rounds: int) -> tuple[float, flo
     with tempfile.TemporaryDirectory() as folder:
         writer = LedgerWriter(folder, LedgerSettings(flush_seconds=3600), writer="bench")
         for _ in range(rounds):
-            for frame, predictions in work:
-                writer.record(make_entry(frame, predictions))
+            for call, offset in work:
+                writer.record(make_entry(call, offset))
             flushing = threading.Thread(target=writer.flush)
             started = time.perf_counter()
             flushing.start()
