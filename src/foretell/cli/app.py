@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from importlib.metadata import version as package_version
 from typing import Annotated
 
 import typer
@@ -44,6 +43,8 @@ _state = {"debug": False}
 
 def _version(value: bool) -> None:
     if value:
+        from importlib.metadata import version as package_version
+
         out.print(f"foretell {package_version('foretell')}", highlight=False)
         raise typer.Exit()
 
