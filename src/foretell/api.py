@@ -12,13 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from foretell.compile import CompileReport
 from foretell.config import Settings
-from foretell.core.model import Model, ModelInfo, PredictorChoice
-from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
-from foretell.registry import ModelSummary, SqliteRegistry, loader, open_registry
 
+# The registry, the models and the compilers are imported where they are used: every CLI
+# command imports this module, and `foretell ledger show` or `foretell --version` never loads a model.
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -27,8 +25,12 @@ if TYPE_CHECKING:
     from foretell.batch.job import Progress
     from foretell.batch.scheduler import Scheduler
     from foretell.batch.schedules import ScheduleBook
+    from foretell.compile import CompileReport
+    from foretell.core.model import Model, ModelInfo, PredictorChoice
+    from foretell.core.schema import Signature
     from foretell.demo import DemoSummary
     from foretell.ledger.labels import LabelLoad
+    from foretell.registry import ModelSummary, SqliteRegistry
     from foretell.serving.config import ServeConfig
     from foretell.store.entities import Entity, EntityTable
 
@@ -74,6 +76,8 @@ InputFormat = Literal["auto", "json", "jsonl", "csv", "parquet"]
 
 def get_registry(home: Path | str | None = None) -> SqliteRegistry:
     """The registry under `home`, or under `FORETELL_HOME` (default `./.foretell`)."""
+    from foretell.registry import open_registry
+
     settings = Settings(home=Path(home)) if home is not None else Settings.from_env()
     return open_registry(settings.home)
 
@@ -85,6 +89,8 @@ def load(uri: str, *, predictor: PredictorChoice = "auto", home: Path | str | No
     The compiled predictor answers when the version has one that passed its parity proof
     (`Model.variant` says which); `predictor="original"` loads the framework's own.
     """
+    from foretell.registry import loader
+
     return loader.load_model(get_registry(home), uri, predictor=predictor)
 
 
@@ -103,6 +109,8 @@ def compile_model(
     is used from then on only if every output is within `tolerance` (default 1e-6) and
     every label is identical; the report says what was measured either way.
     """
+    from foretell.registry import loader
+
     return loader.compile_model(get_registry(home), uri, sample=sample, tolerance=tolerance, rows=rows)
 
 
@@ -127,6 +135,9 @@ def register(
     the version is compiled (see `compile_model`; `sample` also serves as real rows for
     the parity proof) unless `compile=False`; `ModelInfo.compiled` holds the outcome.
     """
+    from foretell.core.schema import Signature
+    from foretell.registry import loader
+
     if isinstance(signature, Mapping):
         signature = Signature.from_dict(signature)
     registry = get_registry(home)

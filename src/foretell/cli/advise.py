@@ -5,16 +5,20 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from foretell import api
-from foretell.advisor import PRESETS, Advice
+from foretell.advisor import PRESETS
 from foretell.cli.output import err, out, print_json
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from foretell.advisor import Advice
 
 EPILOG = (
     "Examples:\n\n"
@@ -99,6 +103,8 @@ class _Steps:
         self._started = time.monotonic()
         self._bar: Progress | None = None
         if sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TextColumn
+
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), console=err, transient=True)
             self._bar.start()
             self._task = self._bar.add_task("measuring", total=1.0)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
-from importlib.metadata import version as package_version
 from typing import Annotated
 
 import typer
 
+# Every command's module is imported (typer needs each signature for `foretell --help`), so they import
+# at module level only typer, rich and the light `foretell.api`: models, numpy, Arrow and the compilers
+# are imported inside the commands that use them (tests/integration/test_cli_imports.py checks it).
 from foretell.cli import advise, batch, demo, entities, ledger, models, predict, schedule, serve
 from foretell.cli.output import fail, out
 from foretell.errors import ForetellError
@@ -44,6 +46,8 @@ _state = {"debug": False}
 
 def _version(value: bool) -> None:
     if value:
+        from importlib.metadata import version as package_version
+
         out.print(f"foretell {package_version('foretell')}", highlight=False)
         raise typer.Exit()
 

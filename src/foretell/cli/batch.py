@@ -5,15 +5,17 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from foretell import api
 from foretell.cli.output import PredictorOption, err, out, print_json
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = typer.Typer(
     help="Batch prediction: score whole files into published, exactly-once outputs.", no_args_is_help=True
@@ -196,6 +198,8 @@ class _progress:  # noqa: N801 - a context manager, named like one
 
     def __enter__(self) -> Any:
         if sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
             self._bar: Progress | None = Progress(
                 TextColumn("scoring"),
                 BarColumn(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,9 +13,10 @@ from rich.table import Table
 
 from foretell import api
 from foretell.cli.output import err, out, print_json
-from foretell.compile import describe_outcome
-from foretell.core.model import ModelInfo
 from foretell.errors import ForetellError, InvalidSignature
+
+if TYPE_CHECKING:
+    from foretell.core.model import ModelInfo
 
 app = typer.Typer(help="The model registry: versions, aliases, signatures.", no_args_is_help=True)
 
@@ -80,7 +81,7 @@ def register(
         else:
             info = api.show(info.uri)
             if not as_json:
-                out.print("  " + describe_outcome(report.to_dict()), highlight=False, markup=False)
+                out.print("  " + _outcome(report.to_dict()), highlight=False, markup=False)
     if as_json:
         print_json(info.to_dict())
 
@@ -123,7 +124,7 @@ def compile_(
     if as_json:
         print_json({"uri": api.show(uri).uri, **report.to_dict()})
         return
-    out.print(f"{api.show(uri).uri}: {describe_outcome(report.to_dict())}", highlight=False, markup=False)
+    out.print(f"{api.show(uri).uri}: {_outcome(report.to_dict())}", highlight=False, markup=False)
     if report.used:
         _print_speed(report.to_dict())
 
@@ -202,6 +203,12 @@ def show(
     _print_info(info)
 
 
+def _outcome(compiled: Mapping[str, Any]) -> str:
+    from foretell.compile import describe_outcome  # the compilers' package: only for a model's own commands
+
+    return describe_outcome(compiled)
+
+
 def _print_info(info: ModelInfo) -> None:
     out.print(f"[bold]{info.uri}[/]  {escape(info.description)}", highlight=False)
     rows = [
@@ -217,8 +224,7 @@ def _print_info(info: ModelInfo) -> None:
         out.print(f"  {key:<11} {value}", highlight=False, markup=False)
     compiled = info.compiled
     out.print(
-        "  predictor   "
-        + (describe_outcome(compiled) if compiled else "original (never compiled: foretell models compile)"),
+        "  predictor   " + (_outcome(compiled) if compiled else "original (never compiled: foretell models compile)"),
         highlight=False,
         markup=False,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -11,8 +11,9 @@ from rich.table import Table
 
 from foretell import api
 from foretell.cli.output import PredictorOption, err, out, print_json
-from foretell.core.coerce import ExtraPolicy
-from foretell.core.model import check_predictor_choice
+
+if TYPE_CHECKING:
+    from foretell.core.coerce import ExtraPolicy
 
 EPILOG = (
     "Examples:\n\n"
@@ -44,6 +45,8 @@ def predict(
         raise typer.BadParameter(f"unknown format {fmt!r}; use json, jsonl, csv or parquet", param_hint="--format")
     if extra not in (None, "reject", "ignore"):
         raise typer.BadParameter("use reject or ignore", param_hint="--extra")
+    from foretell.core.model import check_predictor_choice
+
     model = api.load(uri, predictor=check_predictor_choice(predictor))
     rows = api.read_input(input, fmt)  # type: ignore[arg-type]
     ids, rows = _split_ids(rows, id_column)

@@ -7,7 +7,7 @@ import signal
 import threading
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -15,9 +15,11 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from foretell import api
-from foretell.batch.schedules import Run, Schedule, ScheduleBook
 from foretell.cli.output import err, out, print_json
 from foretell.errors import InvalidSchedule
+
+if TYPE_CHECKING:
+    from foretell.batch.schedules import Run, Schedule, ScheduleBook
 
 app = typer.Typer(
     help="Run foretell commands on a cron schedule (UTC); `foretell scheduler` runs them.", no_args_is_help=True

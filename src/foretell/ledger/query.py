@@ -23,17 +23,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from foretell.errors import InvalidInput, StoreError
 from foretell.ledger.batch_index import batch_jobs
 from foretell.ledger.record import SOURCES
 from foretell.ledger.segments import LedgerLocation
+
+if TYPE_CHECKING:  # pyarrow only for an export: `foretell ledger show` starts without it
+    import pyarrow as pa
 
 __all__ = ["ExportCounts", "LedgerReader"]
 
@@ -178,7 +179,7 @@ class LedgerReader:
                 branches.append(f"SELECT * FROM read_parquet({_files(files)}, union_by_name = true){where}")
         if source in (None, "batch"):
             for job in batch_jobs(self.location, model):
-                branch = self._batch_branch(job, key=key, since=since, until=until, version=version)
+                branch = self._batch_branch(con, job, key=key, since=since, until=until, version=version)
                 if branch is not None:
                     branches.append(branch)
         if not branches:
@@ -188,6 +189,7 @@ class LedgerReader:
 
     def _batch_branch(
         self,
+        con: duckdb.DuckDBPyConnection,
         job: dict[str, Any],
         *,
         key: str | None,
@@ -210,7 +212,7 @@ class LedgerReader:
         id_column = _ident(str(job["id_column"]))
         where = ""
         if key is not None:
-            condition = self._key_condition(parts[0], str(job["id_column"]), key)
+            condition = _key_condition(con, parts[0], str(job["id_column"]), key)
             if condition is None:
                 return None
             where = f" WHERE {condition}"
@@ -226,21 +228,6 @@ class LedgerReader:
             f"NULL AS inputs, {'struct_pack(' + packed + ')' if packed else 'NULL'} AS outputs "
             f"FROM read_parquet({_files(parts)}){where}"
         )
-
-    def _key_condition(self, part: str, id_column: str, key: str) -> str | None:
-        """`id = key` typed as the id column is, so DuckDB can skip row groups by their statistics."""
-        try:
-            kind = pq.read_schema(part).field(id_column).type
-        except (OSError, KeyError, pa.ArrowInvalid):
-            return f"CAST({_ident(id_column)} AS VARCHAR) = {_text(key)}"
-        if pa.types.is_integer(kind):
-            try:
-                return f"{_ident(id_column)} = {int(key)}" if str(int(key)) == key else None
-            except ValueError:
-                return None  # a key that is not a number is in no integer id column
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            return f"{_ident(id_column)} = {_text(key)}"
-        return f"CAST({_ident(id_column)} AS VARCHAR) = {_text(key)}"
 
     # -- queries ----------------------------------------------------------------------------------
 
@@ -325,6 +312,8 @@ class LedgerReader:
         return self._listed_again(lambda: self._export(model, Path(output), since, until))
 
     def _export(self, model: str, output: Path, since: datetime | None, until: datetime | None) -> ExportCounts:
+        import pyarrow.parquet as pq  # here, not above: `foretell ledger show` starts without pyarrow
+
         output = output.absolute()
         output.parent.mkdir(parents=True, exist_ok=True)
         temp = output.with_name(f".tmp-{os.getpid()}-{output.name}")
@@ -340,6 +329,8 @@ class LedgerReader:
         finally:
             con.close()
             temp.unlink(missing_ok=True)
+        import pyarrow.parquet as pq
+
         meta = pq.read_table(output, columns=["label_id"])
         return ExportCounts(meta.num_rows, meta.num_rows - meta.column(0).null_count, str(output))
 
@@ -441,6 +432,33 @@ def _holding(con: duckdb.DuckDBPyConnection, files: Sequence[str], where: str, n
         return list(files)
 
 
+#: DuckDB's names for the integer types a Parquet id column can have.
+_INTEGER_TYPES = frozenset(
+    ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
+)
+
+
+def _key_condition(con: duckdb.DuckDBPyConnection, part: str, id_column: str, key: str) -> str | None:
+    """`id = key` typed as the id column is, so DuckDB can skip row groups by their statistics.
+
+    The type is read from the part's footer (DESCRIBE reads no rows); None when no row of an
+    integer id column can hold `key`. A part DuckDB cannot describe is compared as text.
+    """
+    try:
+        described = con.execute(f"DESCRIBE SELECT {_ident(id_column)} FROM read_parquet({_text(part)})").fetchall()
+        kind = str(described[0][1])
+    except duckdb.Error:
+        return f"CAST({_ident(id_column)} AS VARCHAR) = {_text(key)}"
+    if kind in _INTEGER_TYPES:
+        try:
+            return f"{_ident(id_column)} = {int(key)}" if str(int(key)) == key else None
+        except ValueError:
+            return None  # a key that is not a number is in no integer id column
+    if kind == "VARCHAR":
+        return f"{_ident(id_column)} = {_text(key)}"
+    return f"CAST({_ident(id_column)} AS VARCHAR) = {_text(key)}"
+
+
 def _conditions(
     *,
     key: str | None,
@@ -503,6 +521,8 @@ ORDER BY p.predicted_at, p.prediction_id, p.{row} NULLS LAST, p.{key}
 
 
 def _empty_export() -> pa.Table:
+    import pyarrow as pa
+
     from foretell.ledger.record import SEGMENT_COLUMNS
 
     fields = [pa.field(name, pa.string()) for name in SEGMENT_COLUMNS]

@@ -22,11 +22,12 @@ import secrets
 import socket
 import time
 from collections.abc import Sequence
-from typing import Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
-from foretell.core.frame import Frame
-from foretell.core.predictor import Predictions
-from foretell.core.schema import Signature
+if TYPE_CHECKING:  # annotations only: a query (`foretell ledger show`) needs SOURCES, not the core and numpy
+    from foretell.core.frame import Frame
+    from foretell.core.predictor import Predictions
+    from foretell.core.schema import Signature
 
 __all__ = [
     "SEGMENT_COLUMNS",

@@ -31,10 +31,10 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "UNRESOLVED_MODEL",
@@ -196,6 +196,9 @@ class LedgerLocation:
 
     def publish_table(self, path: str, table: pa.Table) -> int:
         """Write `table` as Parquet at `path`, whole or not at all; returns its size in bytes."""
+        import pyarrow as pa  # here, not above: readers (`foretell ledger show`) never write
+        import pyarrow.parquet as pq
+
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         data = sink.getvalue().to_pybytes()
