@@ -146,6 +146,7 @@ def test_the_openapi_document_describes_every_route_with_a_hybrid_service(stack)
                 "/metrics",
                 "/ping",
                 "/v1/events",
+                "/v1/labels",
                 "/v1/models/{name}/predictions/{key}",
                 "/v1/models/{name}/predictions:batchGet",
                 "/v2",
