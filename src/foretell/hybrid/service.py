@@ -44,7 +44,7 @@ from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts, key_
 from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S, age_seconds
 from foretell.hybrid.reads import CoalescedReads
 from foretell.ledger.record import Source
-from foretell.serving.service import Call, InferenceService, ModelSlot, Stored
+from foretell.serving.service import Call, InferenceService, ModelSlot
 from foretell.store.base import PredictionStore, StoredPrediction
 from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
 
@@ -53,9 +53,14 @@ __all__ = ["HybridService", "Lookup"]
 _TABLES_TTL_S = 1.0  # entity tables change when someone runs `foretell entities load`; a second is soon enough
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Lookup:
-    """One key's answer, and where it came from."""
+    """One key's answer, and where it came from.
+
+    Made anew for every request (never shared between two), so the ledger's id can be set
+    on it once recorded: re-creating the answer to add it cost a lookup more than the rest
+    of its recording.
+    """
 
     model: str
     key: str
@@ -69,21 +74,6 @@ class Lookup:
     """True when the stored prediction was too old but nothing could replace it (no features)."""
     prediction_id: str | None = None
     """The ledger's id for this answer (None when the server keeps no ledger)."""
-
-    def with_id(self, prediction_id: str) -> Lookup:
-        """This answer with its ledger id (as `dataclasses.replace` would, at a fifth of its cost per lookup)."""
-        return Lookup(
-            self.model,
-            self.key,
-            self.source,
-            self.prediction,
-            self.model_version,
-            self.computed_at,
-            self.generation,
-            self.age_seconds,
-            self.stale,
-            prediction_id,
-        )
 
     def to_dict(self) -> dict[str, Any]:
         shown = {
@@ -178,12 +168,8 @@ class HybridService:
         self, call: Call, slot: ModelSlot, answers: list[Lookup], computed: Mapping[str, Lookup]
     ) -> list[Lookup]:
         """The answers with their ledger ids; those taken from the store are recorded now (`precomputed`)."""
-        from_store = [a for a in answers if a.key not in computed]
-        ids = self.inference.record_stored(
-            call, slot, [Stored(a.key, a.prediction, a.model_version) for a in from_store]
-        )
-        named = {a.key: a.with_id(i) for a, i in zip(from_store, ids, strict=True)}
-        return [named.get(a.key, a) for a in answers]
+        self.inference.record_stored(call, slot, [a for a in answers if a.key not in computed])
+        return answers
 
     # -- events ------------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from foretell.core.columns import Columns
 from foretell.core.model import Model
@@ -117,12 +117,13 @@ class Call:
         """... and where this request's rows start in it."""
 
 
-class Stored(NamedTuple):
-    """A prediction a lookup answered from the store rather than a model call, for the ledger."""
+class Stored(Protocol):
+    """A lookup's answer taken from the store rather than a model call; recording it sets its `prediction_id`."""
 
     key: str
     prediction: dict[str, Any]
-    version: int
+    model_version: int
+    prediction_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,16 +320,18 @@ class InferenceService:
             )
         return found[1]
 
-    def record_stored(self, call: Call, slot: ModelSlot, answers: Sequence[Stored]) -> list[str]:
-        """Record answers a lookup took from the store (source `precomputed`), one entry per key; their ids."""
+    def record_stored(self, call: Call, slot: ModelSlot, answers: Sequence[Stored]) -> None:
+        """Record answers a lookup took from the store (source `precomputed`), one entry per key, and set their ids."""
         if self.ledger is None or not answers:
-            return []
+            return
         latency_ms = (time.perf_counter() - call.started) * 1000
-        ids = []
-        record, endpoint, transport, request_id = self.ledger.record, call.endpoint, call.transport, call.request_id
-        for key, prediction, version in answers:
-            prediction_id = new_prediction_id()
-            digest = self._digest(slot, version)
+        record, name, endpoint, transport = self.ledger.record, slot.name, call.endpoint, call.transport
+        request_id = call.request_id
+        for answer in answers:
+            answer.prediction_id = prediction_id = new_prediction_id()
+            version = answer.model_version
+            digest = slot.model.info.sha256 if version == slot.version else self._digest(slot, version)
+            key, prediction = answer.key, answer.prediction
             record(
                 Entry.stored(
                     prediction_id,
@@ -343,9 +346,7 @@ class InferenceService:
                     latency_ms,
                 )
             )
-            ids.append(prediction_id)
-        self._answered_with(call, ids[0])
-        return ids
+        self._answered_with(call, answers[0].prediction_id or "")
 
     def _answered_with(self, call: Call, prediction_id: str) -> None:
         call.recorded = True
