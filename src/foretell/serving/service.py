@@ -335,7 +335,7 @@ class InferenceService:
             record(
                 Entry.stored(
                     prediction_id,
-                    slot.name,
+                    name,
                     version,
                     digest,
                     key,
