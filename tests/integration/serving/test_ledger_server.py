@@ -71,7 +71,9 @@ def ledger_rows(home: Path, model: str = "clf") -> list[dict[str, Any]]:
     if not files:
         return []
     query = f"SELECT * FROM read_parquet({files!r}, union_by_name=true)"
-    return duckdb.sql(query).to_arrow_table().to_pylist()
+    relation = duckdb.sql(query)
+    assert relation is not None  # a SELECT always gives one
+    return relation.to_arrow_table().to_pylist()
 
 
 def infer_body(n: int, **parameters: Any) -> dict[str, Any]:
