@@ -111,16 +111,17 @@ class LedgerLocation:
     def __init__(self, where: str | Path) -> None:
         text = str(where)
         self.url = text
+        self.filesystem: Any = None
+        self.local = True
         if "://" in text and not text.startswith("file://"):
             import fsspec
 
-            self.filesystem: Any = fsspec.core.url_to_fs(text)[0]
-            self.root = self.filesystem._strip_protocol(text).rstrip("/")
-            self.local = False
-        else:
-            self.filesystem = None
-            self.root = str(Path(text.removeprefix("file://")).absolute())
-            self.local = True
+            filesystem, root = fsspec.core.url_to_fs(text)
+            if not isinstance(filesystem, fsspec.implementations.local.LocalFileSystem):
+                self.filesystem, self.root, self.local = filesystem, root.rstrip("/"), False
+                return
+            text = root  # local://, or a chain that ends on this machine: a folder, written with fsync
+        self.root = str(Path(text.removeprefix("file://")).absolute())
 
     def __repr__(self) -> str:
         return f"LedgerLocation({self.url!r})"
