@@ -160,16 +160,9 @@ class HybridService:
                 if key not in answers and key in stale:
                     answers[key] = stale[key]
         found_list = [answers[key] for key in wanted if key in answers]
-        if self.inference.ledger is not None:
-            found_list = self._recorded(call, slot, found_list, computed)
+        if self.inference.ledger is not None:  # those from the store are recorded now; live ones were, when made
+            self.inference.record_stored(call, slot, [a for a in found_list if a.key not in computed])
         return found_list, [key for key in wanted if key not in answers]
-
-    def _recorded(
-        self, call: Call, slot: ModelSlot, answers: list[Lookup], computed: Mapping[str, Lookup]
-    ) -> list[Lookup]:
-        """The answers with their ledger ids; those taken from the store are recorded now (`precomputed`)."""
-        self.inference.record_stored(call, slot, [a for a in answers if a.key not in computed])
-        return answers
 
     # -- events ------------------------------------------------------------------------------------
 

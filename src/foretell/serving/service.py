@@ -330,7 +330,7 @@ class InferenceService:
         for answer in answers:
             answer.prediction_id = prediction_id = new_prediction_id()
             version = answer.model_version
-            digest = slot.model.info.sha256 if version == slot.version else self._digest(slot, version)
+            digest = self._digest(slot, version)
             key, prediction = answer.key, answer.prediction
             record(
                 Entry.stored(
