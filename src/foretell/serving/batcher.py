@@ -215,7 +215,8 @@ class MicroBatcher:
         Raises `Overloaded` when the queue is full, `DeadlineExceeded` when the deadline
         passes before the model runs the request, `PredictionError` when the model fails
         on the batch it was in, and `BatcherClosed` when the batcher is not running.
-        `note.batch_rows`, when given, is set to the rows of the model call that answered.
+        `note`, when given, is told which model call answered (`BatchNote`): its rows, the call itself
+        (its joined inputs and predictions, for the ledger) and where this request's rows start in it.
         """
         if self._state != "running":
             self._observer.rejected("closed")
