@@ -106,9 +106,10 @@ def arrived(url: str, model: str) -> float:
     """Requests for `model` the server is answering or has answered, from its own /metrics."""
     total = 0.0
     for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
-        if line.startswith(
-            (f'foretell_in_flight_requests{{model="{model}"', f'foretell_requests_total{{model="{model}"')
-        ):
+        # prometheus_client writes labels sorted by name (endpoint, model, status): look for the model's
+        # label anywhere in the line. Matching `{model="..."` first missed every answered request, and the
+        # test then passed only when it caught all six in flight at once.
+        if line.startswith(("foretell_in_flight_requests{", "foretell_requests_total{")) and f'model="{model}"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
 
