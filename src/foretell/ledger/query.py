@@ -30,7 +30,7 @@ import orjson
 
 from foretell.errors import InvalidInput, StoreError
 from foretell.ledger.batch_index import batch_jobs
-from foretell.ledger.record import SOURCES
+from foretell.ledger.record import SEGMENT_COLUMNS, SOURCES
 from foretell.ledger.segments import LedgerLocation
 
 if TYPE_CHECKING:  # pyarrow only for an export: `foretell ledger show` starts without it
@@ -39,26 +39,7 @@ if TYPE_CHECKING:  # pyarrow only for an export: `foretell ledger show` starts w
 __all__ = ["ExportCounts", "LedgerReader"]
 
 #: Columns of a ledger row as queries return them (segments' own, then the two structs).
-ROW_COLUMNS = (
-    "prediction_id",
-    "row",
-    "predicted_at",
-    "model",
-    "version",
-    "sha256",
-    "predictor",
-    "source",
-    "transport",
-    "endpoint",
-    "key",
-    "request_id",
-    "latency_ms",
-    "batch_size",
-    "status",
-    "error",
-    "inputs",
-    "outputs",
-)
+ROW_COLUMNS = (*SEGMENT_COLUMNS, "inputs", "outputs")
 LABEL_COLUMNS = ("label", "label_value", "label_observed_at", "label_id")
 
 _T = TypeVar("_T")

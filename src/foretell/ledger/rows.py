@@ -26,9 +26,9 @@ from foretell.ledger.record import SEGMENT_COLUMNS, Entry, ModelCall
 from foretell.ledger.redaction import Redactor, redacted
 from foretell.ledger.settings import LedgerPolicy
 
-__all__ = ["entries_table", "parquet_bytes"]
+__all__ = ["SEGMENT_TYPES", "entries_table", "parquet_bytes"]
 
-_SCALAR_TYPES: dict[str, pa.DataType] = {
+SEGMENT_TYPES: dict[str, pa.DataType] = {
     "prediction_id": pa.string(),
     "row": pa.int32(),
     "predicted_at": pa.timestamp("us", tz="UTC"),
@@ -46,7 +46,7 @@ _SCALAR_TYPES: dict[str, pa.DataType] = {
     "status": pa.string(),
     "error": pa.string(),
 }
-assert tuple(_SCALAR_TYPES) == SEGMENT_COLUMNS
+assert tuple(SEGMENT_TYPES) == SEGMENT_COLUMNS
 
 Fields = dict[str, pa.Array]
 
@@ -164,7 +164,7 @@ def _scalar_columns(entries: Sequence[Entry], counts: np.ndarray) -> dict[str, p
     def repeated(name: str) -> pa.Array:
         column = values[name]
         first = column[0]
-        kind = _SCALAR_TYPES[name]
+        kind = SEGMENT_TYPES[name]
         if column.count(first) == len(column):  # the same for every entry (model, version, source...): no list walk
             return pa.nulls(total, kind) if first is None else pa.repeat(pa.scalar(first, kind), total)
         array = pa.array(column, type=kind)
@@ -175,7 +175,7 @@ def _scalar_columns(entries: Sequence[Entry], counts: np.ndarray) -> dict[str, p
     columns: dict[str, pa.Array] = {
         "prediction_id": repeated("prediction_id"),
         "row": pa.array((np.arange(total) - starts).astype(np.int32)),
-        "predicted_at": pa.array(times, type=_SCALAR_TYPES["predicted_at"]),
+        "predicted_at": pa.array(times, type=SEGMENT_TYPES["predicted_at"]),
     }
     for name in ("model", "version", "sha256", "predictor", "source", "transport", "endpoint"):
         columns[name] = repeated(name)

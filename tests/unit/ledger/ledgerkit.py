@@ -17,26 +17,8 @@ import pyarrow.parquet as pq
 
 from foretell.ledger.batch_index import index_job
 from foretell.ledger.record import SEGMENT_COLUMNS
+from foretell.ledger.rows import SEGMENT_TYPES
 from foretell.ledger.segments import LedgerLocation, compacted_name, segment_name
-
-TYPES: dict[str, pa.DataType] = {
-    "prediction_id": pa.string(),
-    "row": pa.int32(),
-    "predicted_at": pa.timestamp("us", tz="UTC"),
-    "model": pa.string(),
-    "version": pa.int64(),
-    "sha256": pa.string(),
-    "predictor": pa.string(),
-    "source": pa.string(),
-    "transport": pa.string(),
-    "endpoint": pa.string(),
-    "key": pa.string(),
-    "request_id": pa.string(),
-    "latency_ms": pa.float64(),
-    "batch_size": pa.int32(),
-    "status": pa.string(),
-    "error": pa.string(),
-}
 
 
 def at(text: str) -> datetime:
@@ -81,7 +63,9 @@ def prediction(
 
 
 def segment_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
-    columns: dict[str, pa.Array] = {name: pa.array([r[name] for r in rows], TYPES[name]) for name in SEGMENT_COLUMNS}
+    columns: dict[str, pa.Array] = {
+        name: pa.array([r[name] for r in rows], SEGMENT_TYPES[name]) for name in SEGMENT_COLUMNS
+    }
     for struct in ("inputs", "outputs"):
         values = [r[struct] for r in rows]
         if any(v is not None for v in values):
