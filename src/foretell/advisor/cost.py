@@ -125,8 +125,8 @@ def batch_cost(w: Workload, m: Measurements) -> ModeCost:
     wall = m.batch_seconds(w.population)
     run_s = wall * max(m.cores, 1)  # core-seconds of one run: every core is the job's while it runs
     # An answer is as old as the time since its run started: runs must start `need - wall` apart.
-    interval = DAY_S if w.freshness_s >= DAY_S else w.freshness_s - wall
-    runs = DAY_S / interval if interval > 0 else math.inf
+    interval = w.day_s if w.freshness_s >= w.day_s else w.freshness_s - wall
+    runs = w.day_s / interval if interval > 0 else math.inf
     why = None
     if not w.precomputable:
         why = "the input exists only when a request comes: there is nothing to score ahead"
@@ -148,7 +148,7 @@ def batch_cost(w: Workload, m: Measurements) -> ModeCost:
 
 
 def real_time_cost(w: Workload, m: Measurements) -> ModeCost:
-    average = w.requests_per_day / DAY_S
+    average = w.requests_per_day / w.day_s
     serve_s = w.requests_per_day * live_cost_per_request(m, average)
     bulk_s = w.population / m.batch_rows_per_s if w.bulk_daily else 0.0  # the daily need still takes a job
     peak_cores = w.peak_rps * live_cost_per_request(m, w.peak_rps)
@@ -172,12 +172,14 @@ def real_time_cost(w: Workload, m: Measurements) -> ModeCost:
 
 
 def hybrid_cost(w: Workload, m: Measurements) -> ModeCost:
-    stale = max(0.0, 1.0 - w.freshness_s / DAY_S)  # requests whose nightly answer is older than the need
+    stale = w.fallback_share
+    if stale is None:  # requests whose nightly answer is older than the need
+        stale = max(0.0, 1.0 - w.freshness_s / w.day_s)
     batch_s = w.population / m.batch_rows_per_s + w.population / m.store_write_rows_per_s
     lookups_s = w.requests_per_day * (1.0 - stale) / m.lookup_rps
-    live_rate = w.requests_per_day * stale / DAY_S
+    live_rate = w.requests_per_day * stale / w.day_s
     live_s = w.requests_per_day * stale * live_cost_per_request(m, live_rate)
-    event_rate = w.population * w.events_per_entity_per_day / DAY_S
+    event_rate = w.population * w.events_per_entity_per_day / w.day_s
     events_s = w.population * w.events_per_entity_per_day * live_cost_per_request(m, event_rate)
     peak_live = w.peak_rps * stale
     peak_cores = w.peak_rps * (1.0 - stale) / m.lookup_rps + peak_live * live_cost_per_request(m, peak_live)
@@ -201,7 +203,7 @@ def hybrid_cost(w: Workload, m: Measurements) -> ModeCost:
         core_hours_per_day=(batch_s + lookups_s + live_s + events_s) / 3600.0,
         peak_cores=peak_cores,
         p99_ms=p99 if w.online else None,
-        freshness_s=min(w.freshness_s, DAY_S),
+        freshness_s=min(w.freshness_s, w.day_s),
         store_bytes=w.population * m.prediction_bytes,
         wasted_fraction=0.0 if w.bulk_daily else 1.0 - w.active_fraction,
     )

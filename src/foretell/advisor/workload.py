@@ -52,6 +52,11 @@ class Workload:
     """False when the input exists only at request time (a transaction being paid), so nothing can be scored ahead."""
     bulk_daily: bool = False
     """Every entity needs a score on a schedule anyway (a retention campaign, a report, a CRM field)."""
+    fallback_share: float | None = None
+    """Share of lookups the store cannot answer fresh, as measured in the ledger (None: priced from `freshness_s`)."""
+    day_s: float = DAY_S
+    """Seconds in the day the figures are per. Always a real day, except when replaying a compressed
+    recording of one (the advisor's accuracy test), where every time figure is in the recording's seconds."""
     name: str = "custom"
     description: str = ""
 
@@ -66,11 +71,13 @@ class Workload:
             (self.p99_ms > 0, "p99_ms must be > 0"),
             (self.freshness_s >= 0, "freshness must be ≥ 0"),
             (self.events_per_entity_per_day >= 0, "events_per_entity_per_day must be ≥ 0"),
+            (self.fallback_share is None or 0 <= self.fallback_share <= 1, "fallback_share must be between 0 and 1"),
+            (self.day_s > 0, "day_s must be > 0"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
                 raise InvalidInput(f"workload {self.name!r}: {message}")
-        for value in (self.requests_per_day, self.peak_rps, self.p99_ms, self.freshness_s):
+        for value in (self.requests_per_day, self.peak_rps, self.p99_ms, self.freshness_s, self.day_s):
             if not math.isfinite(value):
                 raise InvalidInput(f"workload {self.name!r}: every figure must be a finite number")
 
