@@ -77,7 +77,7 @@ def test_a_rewritten_or_removed_input_file_gives_no_batch_inputs(models_home, ro
 def test_an_empty_ledger_has_every_view_and_no_rows(tmp_path):
     with LedgerReader(tmp_path / "nothing").session("churn") as session:
         for view in ("predictions", "labelled", "labels", "batch_inputs"):
-            assert session.rows(f"SELECT count(*) FROM {view}") == [(0,)]  # noqa: S608 - a fixed view name
+            assert session.rows(f"SELECT count(*) FROM {view}") == [(0,)]
         assert session.rows("SELECT count(*) FROM predictions WHERE source = 'live' AND latency_ms > 0") == [(0,)]
 
 
