@@ -5,6 +5,7 @@ from pathlib import Path
 MAX_LINES = 450
 SOURCE = Path(__file__).parents[2] / "src" / "foretell"  # this checkout's source, whatever is installed
 
+
 def test_no_module_is_over_the_line_limit() -> None:
     modules = sorted(SOURCE.rglob("*.py"))
     assert len(modules) > 100  # the whole package was found
