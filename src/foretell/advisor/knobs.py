@@ -102,7 +102,7 @@ def serve_config_text(
 
 def _schedule(advice: Advice, uri: str, latest_job: dict[str, Any] | None) -> list[str]:
     w, m = advice.workload, advice.measurements
-    source = (latest_job or {}).get("input") or "POPULATION.parquet"
+    source = _input_of(latest_job)
     command = ["batch", "run", uri, "--input", str(source), "--output", "scores/{date}"]
     if advice.recommendation == "hybrid":
         command.append("--to-store")
@@ -119,6 +119,15 @@ def _schedule(advice: Advice, uri: str, latest_job: dict[str, Any] | None) -> li
         f"#   foretell schedule add {_schedule_name(uri)} --cron {shlex.quote(cron)} -- {shlex.join(command)}",
         "",
     ]
+
+
+def _input_of(job: dict[str, Any] | None) -> str:
+    """The file the latest job scored (as its index records it), else a placeholder to fill in."""
+    described = (job or {}).get("input")
+    paths = described.get("paths") if isinstance(described, dict) else None
+    if isinstance(paths, list) and len(paths) == 1:
+        return str(paths[0])
+    return "POPULATION.parquet"
 
 
 def _daily_cron(latest_job: dict[str, Any] | None) -> str:
@@ -147,7 +156,7 @@ def _seconds(seconds: float) -> str:
     for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
         if whole >= size and whole % size == 0:
             return f"{whole // size}{unit}"
-    return f"{max(whole, 1)}s" if seconds >= 1 else f"{seconds:g}s"
+    return f"{whole}s" if seconds >= 1 else f"{max(round(seconds * 1000), 1)}ms"
 
 
 def _duration(seconds: float) -> str:

@@ -13,8 +13,12 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from foretell.advisor.cost import Advice, ModeCost, batch_cost, hybrid_cost, real_time_cost
+
+if TYPE_CHECKING:
+    from foretell.advisor.current import LedgerAdvice
 
 __all__ = ["render_report"]
 
@@ -22,7 +26,8 @@ _COLOURS = {"batch": "#4c72b0", "real-time": "#dd8452", "hybrid": "#55a868"}
 _W, _H, _PAD = 640, 320, 56
 
 
-def render_report(advice: Advice) -> str:
+def render_report(advice: Advice, *, ledger: LedgerAdvice | None = None) -> str:
+    """The page; with `ledger`, also what the ledger measured and what the current set-up costs against it."""
     w = advice.workload
     rows = "".join(_row(name, cost, name == advice.recommendation) for name, cost in advice.modes.items())
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in advice.reasons)
@@ -36,6 +41,7 @@ td:first-child, th:first-child {{ text-align: left; }} figure {{ margin: 1.5em 0
 <h1>Use {html.escape(advice.recommendation)}</h1>
 <p>{html.escape(w.description or w.name)}</p>
 <ul id="reasons">{reasons}</ul>
+{_ledger_section(ledger) if ledger is not None else ""}
 <table id="modes"><tr><th>way</th><th>fits</th><th>core-h/day</th><th>peak cores</th><th>p99 ms</th>
 <th>freshness s</th><th>store MB</th><th>wasted</th><th>why not</th></tr>{rows}</table>
 <figure id="cost-vs-requests">{_cost_vs_requests(advice)}<figcaption>Cost per day against online requests a day
@@ -45,6 +51,18 @@ td:first-child, th:first-child {{ text-align: left; }} figure {{ margin: 1.5em 0
 be.</figcaption></figure>
 </body></html>
 """
+
+
+def _ledger_section(ledger: LedgerAdvice) -> str:
+    cells = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(value)}</td><td>{html.escape(how)}</td></tr>"
+        for name, value, how in ledger.measured_rows()
+    )
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in ledger.comparison_lines())
+    return (
+        '<h2>Measured from the ledger</h2><table id="ledger"><tr><th>figure</th><th>value</th><th>from</th></tr>'
+        f'{cells}</table><h2>The current set-up</h2><ul id="current">{lines}</ul>'
+    )
 
 
 def _row(name: str, cost: ModeCost, recommended: bool) -> str:

@@ -11,6 +11,7 @@ and its siblings: the registry, the models, numpy and Arrow are imported inside 
 """
 
 from foretell.api.advice import advice_report, advise, advise_seconds, advise_workload
+from foretell.api.advice_ledger import advice_config, advise_from_ledger, ledger_advice_report
 from foretell.api.batch import batch_job, batch_jobs, resume_batch, run_batch, schedule_book, scheduler
 from foretell.api.demo import demo_init
 from foretell.api.entities import entity_tables, get_entity, load_entities
@@ -35,8 +36,10 @@ from foretell.api.serving import create_server_app, serve, serve_config
 
 __all__ = [
     "InputFormat",
+    "advice_config",
     "advice_report",
     "advise",
+    "advise_from_ledger",
     "advise_seconds",
     "advise_workload",
     "batch_job",
@@ -48,6 +51,7 @@ __all__ = [
     "entity_tables",
     "get_entity",
     "get_registry",
+    "ledger_advice_report",
     "ledger_export",
     "ledger_history",
     "ledger_location",

@@ -14,6 +14,7 @@ from rich.table import Table
 from foretell import api
 from foretell.advisor import PRESETS
 from foretell.cli.output import err, out, print_json
+from foretell.errors import InvalidInput
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -26,7 +27,9 @@ EPILOG = (
     "  foretell advise movies@production --preset movie-recs --quick --json\n\n"
     "  foretell advise churn@production --population 2000000 --requests-per-day 50000 --peak-rps 20 "
     "--p99-ms 100 --freshness 1h\n\n"
-    "  foretell advise churn@production --workload workload.toml --sample customers.parquet --report advice.html"
+    "  foretell advise churn@production --workload workload.toml --sample customers.parquet --report advice.html\n\n"
+    "  foretell advise churn@production --from-ledger --since 7d --write-config serve.toml\n\n"
+    "  foretell advise churn@production --from-ledger --config serve.toml --p99-ms 50 --json"
 )
 
 
@@ -62,23 +65,63 @@ def advise(
         Path | None, typer.Option(help="Also write a self-contained HTML page with plots (readable offline).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the advice as JSON.")] = False,
+    from_ledger: Annotated[
+        bool,
+        typer.Option(
+            "--from-ledger", help="Measure the workload from the prediction ledger; options override its figures."
+        ),
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="With --from-ledger: from this long ago (24h, 7d; default 7d) or ISO time.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="With --from-ledger: up to this long ago or ISO time.")] = None,
+    ledger: Annotated[
+        str | None,
+        typer.Option(help="With --from-ledger: the ledger folder or URL (default FORETELL_LEDGER, else home)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="With --from-ledger: the serve config in use; its max_age is the freshness need."),
+    ] = None,
+    write_config: Annotated[
+        Path | None,
+        typer.Option(help="With --from-ledger: write the recommended knobs as a serve config (and the schedule)."),
+    ] = None,
+    day_length: Annotated[
+        str | None,
+        typer.Option(help="With --from-ledger: this much ledger time is a day (a compressed recording's replay)."),
+    ] = None,
 ) -> None:
     """Measure MODEL on this machine and say whether batch, real-time or hybrid fits a workload, and why."""
-    chosen = api.advise_workload(
-        {
-            "preset": preset,
-            "population": population,
-            "active_per_day": active_per_day,
-            "requests_per_day": requests_per_day,
-            "peak_rps": peak_rps,
-            "p99_ms": p99_ms,
-            "freshness": freshness,
-            "events_per_entity_per_day": events_per_entity_per_day,
-            "bulk_daily": bulk_daily,
-            "precomputable": precomputable,
-        },
-        file=workload,
-    )
+    settings = {
+        "preset": preset,
+        "population": population,
+        "active_per_day": active_per_day,
+        "requests_per_day": requests_per_day,
+        "peak_rps": peak_rps,
+        "p99_ms": p99_ms,
+        "freshness": freshness,
+        "events_per_entity_per_day": events_per_entity_per_day,
+        "bulk_daily": bulk_daily,
+        "precomputable": precomputable,
+    }
+    ledger_only = {
+        "--since": since,
+        "--until": until,
+        "--ledger": ledger,
+        "--config": config,
+        "--write-config": write_config,
+        "--day-length": day_length,
+    }
+    if not from_ledger:
+        given = [flag for flag, value in ledger_only.items() if value is not None]
+        if given:
+            raise InvalidInput(f"{', '.join(given)} read(s) the ledger: add --from-ledger")
+    else:
+        _from_ledger(uri, settings, workload, since, until, ledger, config, write_config, day_length,
+                     quick=quick, sample=sample, report=report, as_json=as_json)  # fmt: skip
+        return
+    chosen = api.advise_workload(settings, file=workload)
     err.print(
         f"measuring {uri} on this machine: about {api.advise_seconds(quick=quick):.0f} s "
         "(a batch job, a server, the store; nothing in FORETELL_HOME changes)",
@@ -94,6 +137,60 @@ def advise(
         print_json(advice.to_dict())
         return
     _show(advice)
+
+
+def _from_ledger(
+    uri: str,
+    settings: dict[str, Any],
+    workload: Path | None,
+    since: str | None,
+    until: str | None,
+    ledger: str | None,
+    config: Path | None,
+    write_config: Path | None,
+    day_length: str | None,
+    *,
+    quick: bool,
+    sample: Path | None,
+    report: Path | None,
+    as_json: bool,
+) -> None:
+    err.print(
+        f"reading {uri}'s traffic from the ledger, then measuring it on this machine: about "
+        f"{api.advise_seconds(quick=quick):.0f} s (nothing in FORETELL_HOME changes)",
+        highlight=False,
+        markup=False,
+    )
+    with _Steps() as step:
+        advice = api.advise_from_ledger(
+            uri,
+            since=since,
+            until=until,
+            ledger=ledger,
+            day_length=day_length,
+            settings=settings,
+            file=workload,
+            config=config,
+            quick=quick,
+            sample=sample,
+            progress=step,
+        )
+    if write_config is not None:
+        write_config.write_text(api.advice_config(advice, uri), encoding="utf-8")
+        err.print(f"serve config: {write_config}", highlight=False, markup=False)
+    if report is not None:
+        report.write_text(api.ledger_advice_report(advice), encoding="utf-8")
+        err.print(f"report: {report}", highlight=False, markup=False)
+    if as_json:
+        print_json(advice.to_dict())
+        return
+    measured = Table("measured from the ledger", "value", "from")
+    for name, value, how in advice.measured_rows():
+        measured.add_row(escape(name), escape(value), escape(how))
+    out.print(measured)
+    _show(advice.advice)
+    for line in advice.comparison_lines():
+        out.print(f"  • {line}", highlight=False, markup=False)
 
 
 class _Steps:
