@@ -1,0 +1,69 @@
+"""`--write-config`: the recommended knobs as a serve config the real loader reads, and a schedule the book accepts."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from recorded import DAY0, M, Recording, Row, seconds
+
+from foretell import api
+from foretell.advisor.knobs import recommended_knobs
+from foretell.serving.config import load_serve_config
+
+
+def _hybrid_traffic(tmp_path: Path) -> Recording:
+    rec = Recording(tmp_path)
+    population = [f"C-{i}" for i in range(3_000)]
+    rec.job("night", seconds(0, 3 * 3_600 + 15 * 60), population)
+    rows = [Row(seconds(0, 4 * 3_600 + i * 0.5), "precomputed", population[i % 3_000]) for i in range(60_000)]
+    rows += [Row(seconds(0, 4 * 3_600 + i * 7.0), "live-fallback", population[i % 3_000]) for i in range(600)]
+    rec.segment(rows)
+    return rec
+
+
+def test_the_written_config_loads_with_the_server_s_own_loader_and_holds_the_recommended_knobs(tmp_path: Path) -> None:
+    rec = _hybrid_traffic(tmp_path)
+    advice = api.advise_from_ledger(
+        "churn@production", since=DAY0, until=DAY0 + timedelta(days=1), ledger=rec.ledger, measurements=M
+    )
+    assert advice.advice.recommendation == "hybrid"
+    path = tmp_path / "serve.toml"
+    path.write_text(api.advice_config(advice, "churn@production"), encoding="utf-8")
+
+    config = load_serve_config(path)
+    knobs = recommended_knobs(advice.advice)
+    policy = config.policy_for("churn")
+    assert (policy.max_batch_size, policy.max_delay_ms, policy.max_queue) == (
+        knobs["max_batch_size"],
+        knobs["max_delay_ms"],
+        knobs["max_queue"],
+    )
+    assert config.model_max_age == {"churn": pytest.approx(26 * 3_600)}  # a day's need plus a twelfth of a day
+    assert policy.max_queue == round(M.live_rps * 0.2)  # what one worker answers within the 200 ms objective
+    assert policy.max_batch_size >= 8 and policy.max_delay_ms == 10.0
+
+    [command] = [line for line in path.read_text().splitlines() if "foretell schedule add" in line]
+    argv = shlex.split(command.split("foretell schedule add ", 1)[1])
+    name, cron, rest = argv[0], argv[2], argv[4:]
+    assert argv[1] == "--cron" and argv[3] == "--"
+    assert cron == "15 3 * * *"  # when the latest job ran
+    assert rest[:3] == ["batch", "run", "churn@production"] and "--to-store" in rest
+    schedule = api.schedule_book(home=tmp_path / "home").add(name, cron, rest)  # the book's own checks accept it
+    assert schedule.cron == cron
+
+
+def test_real_time_advice_writes_batching_only() -> None:
+    from foretell.advisor import Workload, advise
+
+    w = Workload(
+        population=1_000_000, active_per_day=100, requests_per_day=100_000, peak_rps=50, p99_ms=20, freshness_s=0
+    )
+    advice = advise(w, M)
+    assert advice.recommendation == "real-time"
+    knobs = recommended_knobs(advice)
+    assert "max_age" not in knobs
+    assert knobs["max_delay_ms"] == 4.0  # a quarter of the 16 ms the objective leaves after a lone call's p99
+    assert knobs["max_queue"] == 116
