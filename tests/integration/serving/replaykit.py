@@ -1,0 +1,228 @@
+"""Record a compressed day of traffic through a real server, replay it against a set-up, and count the CPU it took.
+
+Imported by name (by `test_advise_ledger_accuracy.py` and `benchmarks/advise_ledger.py`).
+
+- `Customers.build`: a registered classifier, a population file (`customer_id`, a..d) and
+  the entity table that feeds the model live, in one FORETELL_HOME.
+- `run_job`: `foretell batch run ... --to-store` as a child process; its CPU seconds (the
+  job and its workers, from the children's rusage).
+- `Server`: `foretell serve` pinned to core 0; `cpu()` reads its CPU seconds from /proc.
+- `play`: send a schedule of requests (lookups, events, infers) at their offsets from a
+  client on core 1, so the server's CPU is the server's own.
+- `generated_day` makes a day's schedule; `recorded_day` reads one back from the ledger,
+  in order and at the offsets it was answered at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from servekit import FEATURES, free_port
+from sklearn.linear_model import LogisticRegression
+
+import foretell
+from foretell.adapters.outputs import classifier_outputs
+from foretell.core.feature import Feature
+from foretell.core.schema import Signature
+from foretell.ledger.query import LedgerReader
+
+MODEL = "clf"
+URI = "clf@production"
+SERVER_CORE, CLIENT_CORE = "0", 1
+
+Step = tuple[float, str, str]
+"""(seconds from the start, what: "lookup" | "event" | "infer", key)."""
+
+
+@dataclass(frozen=True)
+class Customers:
+    home: Path
+    population: Path
+    features: dict[str, list[float]]
+
+    @classmethod
+    def build(cls, root: Path, size: int, seed: int = 5) -> Customers:
+        home = root / "home"
+        home.mkdir(parents=True)
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(2_000, len(FEATURES)))
+        path = root / "clf.joblib"
+        joblib.dump(LogisticRegression().fit(x, (x[:, 0] + x[:, 1] > 0).astype(int)), path)
+        signature = Signature(tuple(Feature(n) for n in FEATURES), classifier_outputs([0, 1]))
+        foretell.register(MODEL, path, signature=signature, aliases=["production"], home=home)
+        values = rng.normal(size=(size, len(FEATURES))).round(6)
+        keys = [f"C-{i:07d}" for i in range(size)]
+        population = root / "customers.parquet"
+        pq.write_table(
+            pa.table({"customer_id": keys, **{n: values[:, i] for i, n in enumerate(FEATURES)}}), population
+        )
+        foretell.api.load_entities("customers", population, key="customer_id", models=[MODEL], home=home)
+        return cls(home, population, dict(zip(keys, values.tolist(), strict=True)))
+
+
+def child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_job(customers: Customers, output: Path) -> float:
+    """The nightly job into the store, as a child process; the CPU seconds it and its workers took."""
+    before = child_cpu()
+    subprocess.run(
+        [sys.executable, "-m", "foretell", "batch", "run", URI, "--input", str(customers.population),
+         "--output", str(output), "--id-column", "customer_id", "--to-store"],
+        env={**os.environ, "FORETELL_HOME": str(customers.home)},
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return child_cpu() - before
+
+
+class Server:
+    """`foretell serve URI` pinned to the server's core, with a ledger flushed every 0.2 s."""
+
+    def __init__(self, home: Path, log: Path, *args: str) -> None:
+        self.home, self.log, self.args = home, log, args
+
+    def __enter__(self) -> Server:
+        port = free_port()
+        config = self.log.with_suffix(".toml")
+        config.write_text("[ledger]\nflush_seconds = 0.2\n")
+        self._output = self.log.open("w")
+        self.process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, sys.executable, "-m", "foretell", "serve", URI, "--port", str(port),
+             "--reload-seconds", "0", "--config", str(config), *self.args],
+            env={**os.environ, "FORETELL_HOME": str(self.home)},
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become ready: {self.log.read_text()}")
+            time.sleep(0.05)
+
+    def cpu(self) -> float:
+        """CPU seconds the server process has used so far (user + system, from /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._output.close()
+
+
+def generated_day(
+    seconds: float, lookups_per_s: float, events_per_s: float, keys: Sequence[str], seed: int = 11
+) -> list[Step]:
+    """Lookups and events at random moments of a `seconds`-long day, over `keys` (skewed: some asked often)."""
+    rng = np.random.default_rng(seed)
+    steps: list[Step] = []
+    for kind, rate in (("lookup", lookups_per_s), ("event", events_per_s)):
+        moments = rng.uniform(0, seconds, int(rate * seconds))
+        chosen = rng.zipf(1.5, moments.size) % len(keys)
+        steps += [(float(at), kind, keys[int(k)]) for at, k in zip(moments, chosen, strict=True)]
+    return sorted(steps)
+
+
+def recorded_day(ledger: Path, since: datetime, until: datetime, *, live: bool) -> list[Step]:
+    """The online requests and events the ledger holds for the model, in order, at their offsets.
+
+    `live`: as a real-time set-up receives them (every lookup becomes an infer with the key's
+    features; events need no work there, so they are left out); else as the hybrid one does.
+    """
+    with LedgerReader(ledger).session(MODEL, since=since, until=until) as session:
+        found = session.rows(
+            "SELECT epoch_us(predicted_at), source, key FROM predictions "
+            "WHERE source IN ('live', 'precomputed', 'live-fallback', 'event-refresh') AND key IS NOT NULL "
+            "ORDER BY predicted_at, prediction_id"
+        )
+    first = found[0][0]
+    steps: list[Step] = []
+    for micros, source, key in found:
+        kind = "event" if source == "event-refresh" else ("infer" if live or source == "live" else "lookup")
+        if live and kind == "event":
+            continue
+        steps.append(((micros - first) / 1e6, kind, str(key)))
+    return steps
+
+
+def play(url: str, steps: Sequence[Step], features: dict[str, list[float]]) -> dict[str, int]:
+    """Send `steps` at their offsets from a client on the client's core; the answers' status counts."""
+    kept = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    try:
+        return asyncio.run(_play(url, steps, features))
+    finally:
+        os.sched_setaffinity(0, kept)
+
+
+async def _play(url: str, steps: Sequence[Step], features: dict[str, list[float]]) -> dict[str, int]:
+    statuses: dict[str, int] = {}
+    rng = np.random.default_rng(3)
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
+        async def send(kind: str, key: str) -> None:
+            if kind == "lookup":
+                response = await client.get(f"/v1/models/{MODEL}/predictions/{key}")
+            elif kind == "event":
+                values = {"a": float(rng.normal())}
+                response = await client.post("/v1/events", json={"type": "features", "key": key, "values": values})
+            else:
+                body: dict[str, Any] = {
+                    "inputs": [{"name": "input-0", "shape": [1, len(FEATURES)], "datatype": "FP64",
+                                "data": features[key]}],
+                    "parameters": {"key": key},
+                }  # fmt: skip
+                response = await client.post(f"/v2/models/{MODEL}/infer", json=body)
+            label = f"{kind} {response.status_code}"
+            statuses[label] = statuses.get(label, 0) + 1
+
+        started = time.perf_counter()
+        tasks = []
+        for at, kind, key in steps:
+            wait = at - (time.perf_counter() - started)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.create_task(send(kind, key)))
+        await asyncio.gather(*tasks)
+    return statuses
+
+
+@contextmanager
+def scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="foretell-replay-") as folder:
+        yield Path(folder)
