@@ -62,7 +62,7 @@ def accuracy(root: Path, args: Any) -> dict[str, Any]:
         before = server.cpu()
         statuses = play(server.url, steps, customers.features)
         until = datetime.now(UTC)
-        time.sleep(0.5)  # the ledger's last flush of the day
+        time.sleep(1.0)  # the ledger's last segment of the day (it publishes one a second)
         served_cpu = server.cpu() - before
     recorded = {"job": job_cpu, "server": served_cpu, "total": job_cpu + served_cpu, "statuses": statuses}
 
@@ -83,7 +83,7 @@ def accuracy(root: Path, args: Any) -> dict[str, Any]:
         with Server(customers.home, root / f"{mode}.log", "--ledger-location", str(root / f"ledger-{mode}")) as server:
             before = server.cpu()
             statuses = play(server.url, replayed, customers.features)
-            time.sleep(0.5)
+            time.sleep(1.0)
             cpu = server.cpu() - before
         replays[mode] = {"job": job, "server": cpu, "total": job + cpu, "requests": len(replayed),
                          "statuses": statuses, "predicted": predicted[mode],
@@ -96,7 +96,11 @@ def accuracy(root: Path, args: Any) -> dict[str, Any]:
         "current": advice.current,
         "workload": advice.observed.workload.to_dict(),
         "measurements": {k: v for k, v in m.to_dict().items() if k != "notes"},
-        "recorded_day": {**recorded, "predicted": predicted["hybrid"], "ratio": predicted["hybrid"] / recorded["total"]},
+        "recorded_day": {
+            **recorded,
+            "predicted": predicted["hybrid"],
+            "ratio": predicted["hybrid"] / recorded["total"],
+        },
         "replays": replays,
     }
 

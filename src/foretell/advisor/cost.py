@@ -26,7 +26,15 @@ from typing import Any, Literal
 
 from foretell.advisor.workload import DAY_S, Workload
 
-__all__ = ["Advice", "Measurements", "ModeCost", "advise", "live_cost_per_request"]
+__all__ = [
+    "Advice",
+    "Measurements",
+    "ModeCost",
+    "advise",
+    "job_core_seconds",
+    "live_cost_per_request",
+    "lookup_cost_per_request",
+]
 
 Mode = Literal["batch", "real-time", "hybrid"]
 MODES: tuple[Mode, ...] = ("batch", "real-time", "hybrid")
@@ -57,6 +65,24 @@ class Measurements:
     cores: int = 1
     batch_startup_s: float = 0.0
     """A batch job's fixed cost before its first row: opening the input, starting workers, loading the model."""
+    # CPU time (advisor/cpu.py), what a way costs; None when not measured (figures given by hand): the
+    # cost model then derives it from the times above.
+    single_cpu_ms: float | None = None
+    """Server CPU one more lone request adds (each arriving at an idle server)."""
+    live_cpu_ms: float | None = None
+    """Server CPU per request at saturation (64 clients)."""
+    lookup_single_cpu_ms: float | None = None
+    lookup_cpu_ms: float | None = None
+    idle_cpu_per_s: float = 0.0
+    """CPU seconds a serving process burns each second with no traffic: online ways pay it all day."""
+    active_cpu_per_s: float = 0.0
+    """CPU a second with any traffic costs the server beyond its requests' own (the ledger's segment for it)."""
+    event_cpu_ms: float | None = None
+    """Server CPU for one event: the entity's features written, the model run, the new answer stored."""
+    batch_cpu_ms_per_row: float | None = None
+    """CPU of a batch job per row, every process of it."""
+    batch_startup_cpu_s: float = 0.0
+    store_write_cpu_ms_per_row: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,11 +140,46 @@ def live_cost_per_request(m: Measurements, rate: float) -> float:
 
     A call costs about what a lone request does; the requests that arrive while it runs
     share the next one, so at rate r a call serves about 1 + r·t of them, until the worker
-    saturates at its measured throughput.
+    saturates at its measured throughput. With CPU measurements, a lone request costs its
+    measured CPU and the floor is the CPU per request at saturation.
     """
     call_s = m.single_p50_ms / 1000.0
-    shared = call_s / (1.0 + max(rate, 0.0) * call_s)
-    return max(shared, 1.0 / m.live_rps)
+    if m.single_cpu_ms is not None and m.live_cpu_ms is not None:
+        lone, floor = m.single_cpu_ms / 1000.0, m.live_cpu_ms / 1000.0
+    else:
+        lone, floor = call_s, 1.0 / m.live_rps
+    return max(lone / (1.0 + max(rate, 0.0) * call_s), floor)
+
+
+def lookup_cost_per_request(m: Measurements, rate: float) -> float:
+    """Core-seconds one lookup from the store costs at `rate` lookups/s (as `live_cost_per_request` reasons)."""
+    if m.lookup_single_cpu_ms is None or m.lookup_cpu_ms is None:
+        return 1.0 / m.lookup_rps
+    lone = m.lookup_single_cpu_ms / 1000.0  # a lookup keeps the server busy about as long as it uses the CPU
+    return max(lone / (1.0 + max(rate, 0.0) * lone), m.lookup_cpu_ms / 1000.0)
+
+
+#: How often a server's ledger publishes a segment (`[ledger] flush_seconds`): a second with traffic costs one.
+LEDGER_FLUSH_S = 1.0
+
+
+def server_core_seconds(m: Measurements, w: Workload, answers_per_day: float) -> float:
+    """A serving process's own cost for a day: idling all day, and each ledger interval that had traffic."""
+    active_s = min(w.day_s, answers_per_day * LEDGER_FLUSH_S)
+    return m.idle_cpu_per_s * w.day_s + m.active_cpu_per_s * active_s
+
+
+def job_core_seconds(m: Measurements, rows: float, *, to_store: bool) -> float:
+    """CPU of one batch job over `rows` (its start-up, scoring, and the store's bulk write when `to_store`)."""
+    if m.batch_cpu_ms_per_row is None:
+        scoring = rows / m.batch_rows_per_s
+    else:
+        scoring = m.batch_startup_cpu_s + rows * m.batch_cpu_ms_per_row / 1000.0
+    if not to_store:
+        return scoring
+    if m.store_write_cpu_ms_per_row is None:
+        return scoring + rows / m.store_write_rows_per_s
+    return scoring + rows * m.store_write_cpu_ms_per_row / 1000.0
 
 
 def batch_cost(w: Workload, m: Measurements) -> ModeCost:
@@ -150,7 +211,8 @@ def batch_cost(w: Workload, m: Measurements) -> ModeCost:
 def real_time_cost(w: Workload, m: Measurements) -> ModeCost:
     average = w.requests_per_day / w.day_s
     serve_s = w.requests_per_day * live_cost_per_request(m, average)
-    bulk_s = w.population / m.batch_rows_per_s if w.bulk_daily else 0.0  # the daily need still takes a job
+    serve_s += server_core_seconds(m, w, w.requests_per_day) if w.online else 0.0
+    bulk_s = job_core_seconds(m, w.population, to_store=False) if w.bulk_daily else 0.0  # the need takes a job
     peak_cores = w.peak_rps * live_cost_per_request(m, w.peak_rps)
     p99 = m.single_p99_ms if peak_cores < 0.5 else m.live_p99_ms
     why = None
@@ -175,14 +237,22 @@ def hybrid_cost(w: Workload, m: Measurements) -> ModeCost:
     stale = w.fallback_share
     if stale is None:  # requests whose nightly answer is older than the need
         stale = max(0.0, 1.0 - w.freshness_s / w.day_s)
-    batch_s = w.population / m.batch_rows_per_s + w.population / m.store_write_rows_per_s
-    lookups_s = w.requests_per_day * (1.0 - stale) / m.lookup_rps
+    batch_s = job_core_seconds(m, w.population, to_store=True)
+    lookup_rate = w.requests_per_day * (1.0 - stale) / w.day_s
+    lookups_s = w.requests_per_day * (1.0 - stale) * lookup_cost_per_request(m, lookup_rate)
+    events = w.population * w.events_per_entity_per_day
+    if w.online:  # the server that answers them runs all day
+        lookups_s += server_core_seconds(m, w, w.requests_per_day + events)
     live_rate = w.requests_per_day * stale / w.day_s
     live_s = w.requests_per_day * stale * live_cost_per_request(m, live_rate)
     event_rate = w.population * w.events_per_entity_per_day / w.day_s
-    events_s = w.population * w.events_per_entity_per_day * live_cost_per_request(m, event_rate)
+    per_event = live_cost_per_request(m, event_rate) if m.event_cpu_ms is None else m.event_cpu_ms / 1000.0
+    events_s = w.population * w.events_per_entity_per_day * per_event
     peak_live = w.peak_rps * stale
-    peak_cores = w.peak_rps * (1.0 - stale) / m.lookup_rps + peak_live * live_cost_per_request(m, peak_live)
+    peak_lookups = w.peak_rps * (1.0 - stale)
+    peak_cores = peak_lookups * lookup_cost_per_request(m, peak_lookups) + peak_live * live_cost_per_request(
+        m, peak_live
+    )
     lookup_p99 = m.lookup_p99_ms if w.peak_rps / m.lookup_rps < 0.5 else m.lookup_loaded_p99_ms
     if stale > 0.01:
         p99 = m.single_p99_ms if peak_live * live_cost_per_request(m, peak_live) < 0.5 else m.live_p99_ms

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -27,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,11 +38,13 @@ import orjson
 import pyarrow as pa
 
 from foretell.advisor.cost import Measurements
+from foretell.advisor.cpu import ProcessClock, event_cpu_ms, idle_cpu_per_s, job_cpu, paced_line
+from foretell.advisor.wrk import run_wrk, wrk_lookups, wrk_post
 from foretell.core.model import Model
 from foretell.core.schema import Signature
 from foretell.registry import load_model, open_registry
 
-__all__ = ["MeasurePlan", "measure", "sample_rows"]
+__all__ = ["MeasurePlan", "measure", "run_wrk", "sample_rows"]  # run_wrk: where benchmarks and tests import it
 
 Progress = Callable[[str, float], None]
 """Called with the step being measured and the share of the whole plan done (0 to 1)."""
@@ -65,7 +66,9 @@ class MeasurePlan:
 
     @property
     def estimated_seconds(self) -> float:
-        return 3.0 + self.repeats * self.batch_rows / 50_000 + 5 * self.load_seconds
+        return (
+            6.0 + self.repeats * self.batch_rows / 50_000 + 7 * self.load_seconds
+        )  # +2 job processes, 1 s idle, 2 paced runs
 
     @classmethod
     def quick(cls) -> MeasurePlan:
@@ -131,31 +134,55 @@ def measure(
         with _Server(work / "home", copy.uri) as server:
             report("batch throughput", 0.05)
             batch, startup = _batch_rows_per_s(score_file, copy.uri, keyed, key, work, plan)
+            sizes = [(n, work / f"rows-{n}.parquet") for n in (2_000, plan.batch_rows)]
+            batch_cpu = job_cpu(copy.uri, work / "home", sizes, key, work)
             report("store bulk write", 0.35)
             model = load_model(registry, copy.uri)  # once, for the store's rows and the requests' bodies
             write_rate, prediction_bytes = _store_write(model, keyed, key, work, plan)
             report("serving: single requests", 0.45)
             url = server.url()
+            clock = ProcessClock(server.process.pid)
+            idle = idle_cpu_per_s(clock)
             infer = f"{url}/v2/models/{info.name}/infer"
             bodies = _infer_bodies(_inputs(keyed, info.signature), model)
             keys = min(plan.store_rows, keyed.num_rows)
+            lookup_paths = [f"/v1/models/{info.name}/predictions/k{i}" for i in range(min(keys, 5_000))]
+
+            def post(client: httpx.AsyncClient, i: int) -> Awaitable[object]:
+                return client.post(infer, content=bodies[i % len(bodies)], headers=_JSON)
+
+            def get(client: httpx.AsyncClient, i: int) -> Awaitable[object]:
+                return client.get(url + lookup_paths[i * 7919 % len(lookup_paths)])
+
+            single_cpu, active_cpu = paced_line(clock, post, plan.load_seconds, idle)
             if shutil.which("wrk"):
-                _wrk_post(infer, bodies[0], 8, 1, work)  # warm-up: connections, caches, the model thread
-                one = _wrk_post(infer, bodies[0], 1, plan.load_seconds, work)
+                wrk_post(infer, bodies[0], 8, 1, work)  # warm-up: connections, caches, the model thread
+                one = wrk_post(infer, bodies[0], 1, plan.load_seconds, work)
                 single = (one["p50_ms"], one["p99_ms"])
                 report("serving: 64 concurrent clients", 0.65)
-                live = _wrk_post(infer, bodies[0], 64, plan.load_seconds, work)
+                live, live_cpu = _cpu_per_request(
+                    clock, lambda: wrk_post(infer, bodies[0], 64, plan.load_seconds, work), plan.load_seconds
+                )
                 report("serving: lookups by key", 0.85)
-                lookup_alone = _wrk_lookups(url, info.name, keys, plan.load_seconds, work, clients=1)
-                lookups = _wrk_lookups(url, info.name, keys, plan.load_seconds, work)
+                lookup_single_cpu, lookup_active_cpu = paced_line(clock, get, plan.load_seconds, idle)
+                lookup_alone = wrk_lookups(url, info.name, keys, plan.load_seconds, work, clients=1)
+                lookups, lookup_cpu = _cpu_per_request(
+                    clock, lambda: wrk_lookups(url, info.name, keys, plan.load_seconds, work), plan.load_seconds
+                )
             else:  # a Python client: it costs more per request than wrk, so figures come out lower
                 single = _single(infer, bodies, plan.single_requests)
                 report("serving: 64 concurrent clients", 0.65)
-                live = asyncio.run(_load(infer, bodies, plan))
+                live, live_cpu = _cpu_per_request(clock, lambda: asyncio.run(_load(infer, bodies, plan)),
+                                                  plan.load_seconds)  # fmt: skip
                 report("serving: lookups by key", 0.85)
-                urls = [f"{url}/v1/models/{info.name}/predictions/k{i}" for i in range(min(keys, 5_000))]
+                lookup_single_cpu, lookup_active_cpu = paced_line(clock, get, plan.load_seconds, idle)
+                urls = [url + path for path in lookup_paths]
                 lookup_alone = asyncio.run(_load(None, urls, plan, clients=1))
-                lookups = asyncio.run(_load(None, urls, plan))
+                lookups, lookup_cpu = _cpu_per_request(clock, lambda: asyncio.run(_load(None, urls, plan)),
+                                                       plan.load_seconds)  # fmt: skip
+            report("serving: events", 0.92)
+            active = (active_cpu + lookup_active_cpu) / 2
+            event_cpu = event_cpu_ms(work / "home", info.name, keyed, key, url, clock, plan.load_seconds, idle + active)
         report("done", 1.0)
     return Measurements(
         batch_rows_per_s=batch / max(os.cpu_count() or 1, 1),
@@ -170,12 +197,35 @@ def measure(
         prediction_bytes=prediction_bytes,
         cores=os.cpu_count() or 1,
         batch_startup_s=startup,
+        single_cpu_ms=single_cpu,
+        live_cpu_ms=live_cpu,
+        lookup_single_cpu_ms=lookup_single_cpu,
+        lookup_cpu_ms=lookup_cpu,
+        idle_cpu_per_s=idle,
+        active_cpu_per_s=active,
+        event_cpu_ms=event_cpu,
+        batch_cpu_ms_per_row=batch_cpu[0],
+        batch_startup_cpu_s=batch_cpu[1],
+        store_write_cpu_ms_per_row=batch_cpu[2],
         notes={
             "batch_rows_per_s_machine": batch,
             "plan": dataclasses.asdict(plan),
             "load_generator": "wrk" if shutil.which("wrk") else "httpx",
         },
     )
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _cpu_per_request(
+    clock: Callable[[], float], load: Callable[[], dict[str, float]], seconds: float
+) -> tuple[dict[str, float], float]:
+    """`load()`'s figures, and the server's CPU per answered request (ms) while it ran."""
+    before = clock()
+    figures = load()
+    used = clock() - before
+    return figures, used / max(figures["rps"] * max(1, round(seconds)), 1.0) * 1000.0
 
 
 def _inputs(rows: pa.Table, signature: Signature) -> pa.Table:
@@ -277,54 +327,6 @@ class _Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-def run_wrk(url: str, script: Path, connections: int, seconds: float, *, cpus: str | None = None) -> dict[str, float]:
-    """wrk against `url` with a Lua `script` (method, body, path): req/s, p50 and p99 in ms, errors.
-
-    `cpus` pins wrk with taskset (e.g. "1"), so a benchmark keeps the load generator off the
-    server's core.
-    """
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url]
-    if cpus is not None:
-        command = ["taskset", "-c", cpus, *command]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-    def latency(label: str) -> float:
-        match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not match:
-            return float("nan")
-        return float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
-
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if found is None:
-        raise RuntimeError(f"wrk printed no request rate:\n{out}")
-    errors = 0
-    for pattern in (
-        r"Non-2xx or 3xx responses: (\d+)",
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-    ):
-        match = re.search(pattern, out)
-        if match:
-            errors += sum(int(g) for g in match.groups())
-    return {"rps": float(found.group(1)), "p50_ms": latency("50%"), "p99_ms": latency("99%"), "errors": errors}
-
-
-def _wrk_post(url: str, body: bytes, connections: int, seconds: float, work: Path) -> dict[str, float]:
-    script = work / f"post-{connections}.lua"
-    # wrk sends the same bytes each time; a Lua long string keeps the JSON as it is.
-    script.write_text(f'wrk.method = "POST"\nwrk.body = [==[{body.decode()}]==]\n'
-                      'wrk.headers["Content-Type"] = "application/json"\n')  # fmt: skip
-    return run_wrk(url, script, connections, seconds)
-
-
-def _wrk_lookups(base: str, name: str, keys: int, seconds: float, work: Path, clients: int = 64) -> dict[str, float]:
-    script = work / "lookups.lua"
-    script.write_text(
-        "math.randomseed(7)\nrequest = function()\n"
-        f'  return wrk.format("GET", "/v1/models/{name}/predictions/k" .. math.random(0, {keys - 1}))\nend\n'
-    )
-    return run_wrk(base, script, clients, seconds)
 
 
 def _infer_bodies(rows: pa.Table, model: Any) -> list[bytes]:

@@ -40,6 +40,7 @@ from sklearn.linear_model import LogisticRegression
 
 import foretell
 from foretell.adapters.outputs import classifier_outputs
+from foretell.advisor.cpu import ProcessClock
 from foretell.core.feature import Feature
 from foretell.core.schema import Signature
 from foretell.ledger.query import LedgerReader
@@ -71,9 +72,7 @@ class Customers:
         values = rng.normal(size=(size, len(FEATURES))).round(6)
         keys = [f"C-{i:07d}" for i in range(size)]
         population = root / "customers.parquet"
-        pq.write_table(
-            pa.table({"customer_id": keys, **{n: values[:, i] for i, n in enumerate(FEATURES)}}), population
-        )
+        pq.write_table(pa.table({"customer_id": keys, **{n: values[:, i] for i, n in enumerate(FEATURES)}}), population)
         foretell.api.load_entities("customers", population, key="customer_id", models=[MODEL], home=home)
         return cls(home, population, dict(zip(keys, values.tolist(), strict=True)))
 
@@ -97,19 +96,17 @@ def run_job(customers: Customers, output: Path) -> float:
 
 
 class Server:
-    """`foretell serve URI` pinned to the server's core, with a ledger flushed every 0.2 s."""
+    """`foretell serve URI` pinned to the server's core, with its default settings (the ledger on)."""
 
     def __init__(self, home: Path, log: Path, *args: str) -> None:
         self.home, self.log, self.args = home, log, args
 
     def __enter__(self) -> Server:
         port = free_port()
-        config = self.log.with_suffix(".toml")
-        config.write_text("[ledger]\nflush_seconds = 0.2\n")
         self._output = self.log.open("w")
         self.process = subprocess.Popen(
             ["taskset", "-c", SERVER_CORE, sys.executable, "-m", "foretell", "serve", URI, "--port", str(port),
-             "--reload-seconds", "0", "--config", str(config), *self.args],
+             "--reload-seconds", "0", *self.args],
             env={**os.environ, "FORETELL_HOME": str(self.home)},
             stdout=self._output,
             stderr=subprocess.STDOUT,
@@ -129,10 +126,8 @@ class Server:
             time.sleep(0.05)
 
     def cpu(self) -> float:
-        """CPU seconds the server process has used so far (user + system, from /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        """CPU seconds the server process has used so far (from /proc, as the advisor reads its own server)."""
+        return ProcessClock(self.process.pid)()
 
     def __exit__(self, *exc: object) -> None:
         self.process.send_signal(signal.SIGTERM)
