@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +215,64 @@ async def _play(url: str, steps: Sequence[Step], features: dict[str, list[float]
             tasks.append(asyncio.create_task(send(kind, key)))
         await asyncio.gather(*tasks)
     return statuses
+
+
+def accuracy(
+    root: Path, seconds: float, population: int, hot_keys: int, lookups: float, events: float, *, quick: bool = True
+) -> dict[str, Any]:
+    """Record a day through the hybrid set-up, advise on it, replay it against each way: predicted and measured CPU."""
+    customers = Customers.build(root, population)
+    keys = list(customers.features)[:hot_keys]
+    steps = generated_day(seconds, lookups, events, keys)
+
+    # 1. The recorded day, served by the current set-up (hybrid).
+    job_cpu = run_job(customers, root / "night-0")
+    with Server(customers.home, root / "record.log") as server:
+        since = datetime.now(UTC)
+        before = server.cpu()
+        statuses = play(server.url, steps, customers.features)
+        until = datetime.now(UTC)
+        time.sleep(1.0)  # the ledger's last segment of the day (it publishes one a second)
+        served_cpu = server.cpu() - before
+    total = job_cpu + served_cpu
+    recorded = {"job": job_cpu, "server": served_cpu, "total": total, "statuses": statuses}
+
+    # 2. The advisor, on the ledger's record of that day.
+    day = (until - since).total_seconds()
+    advice = foretell.api.advise_from_ledger(
+        URI, since=since - timedelta(milliseconds=1), until=until, day_length=day, home=customers.home,
+        quick=quick,
+    )  # fmt: skip
+    predicted = {name: cost.core_hours_per_day * 3600 for name, cost in advice.advice.modes.items()}
+
+    # 3. The recorded day replayed against each set-up.
+    replays: dict[str, dict[str, Any]] = {}
+    for mode in ("real-time", "hybrid"):
+        replayed = recorded_day(customers.home / "ledger", since - timedelta(milliseconds=1), until,
+                                live=mode == "real-time")  # fmt: skip
+        job = run_job(customers, root / f"night-{mode}") if mode == "hybrid" else 0.0
+        with Server(customers.home, root / f"{mode}.log", "--ledger-location", str(root / f"ledger-{mode}")) as server:
+            before = server.cpu()
+            statuses = play(server.url, replayed, customers.features)
+            time.sleep(1.0)
+            cpu = server.cpu() - before
+        replays[mode] = {"job": job, "server": cpu, "total": job + cpu, "requests": len(replayed),
+                         "statuses": statuses, "predicted": predicted[mode],
+                         "ratio": predicted[mode] / (job + cpu)}  # fmt: skip
+    m = advice.advice.measurements
+    return {
+        "day_seconds": day,
+        "recommendation": advice.advice.recommendation,
+        "current": advice.current,
+        "workload": advice.observed.workload.to_dict(),
+        "measurements": {k: v for k, v in m.to_dict().items() if k != "notes"},
+        "recorded_day": {
+            **recorded,
+            "predicted": predicted["hybrid"],
+            "ratio": predicted["hybrid"] / total,
+        },
+        "replays": replays,
+    }
 
 
 @contextmanager
