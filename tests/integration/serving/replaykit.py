@@ -16,6 +16,7 @@ Imported by name (by `test_advise_ledger_accuracy.py` and `benchmarks/advise_led
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import resource
 import signal
@@ -40,6 +41,7 @@ from sklearn.linear_model import LogisticRegression
 
 import foretell
 from foretell.adapters.outputs import classifier_outputs
+from foretell.advisor import advise as price
 from foretell.advisor.cpu import ProcessClock
 from foretell.core.feature import Feature
 from foretell.core.schema import Signature
@@ -244,6 +246,15 @@ def accuracy(
         quick=quick,
     )  # fmt: skip
     predicted = {name: cost.core_hours_per_day * 3600 for name, cost in advice.advice.modes.items()}
+    # The same measurements without their CPU figures: times as costs, as the cost model priced before them.
+    timed = dataclasses.replace(
+        advice.advice.measurements, single_cpu_ms=None, live_cpu_ms=None, lookup_single_cpu_ms=None,
+        lookup_cpu_ms=None, event_cpu_ms=None, batch_cpu_ms_per_row=None, store_write_cpu_ms_per_row=None,
+        idle_cpu_per_s=0.0, active_cpu_per_s=0.0, batch_startup_cpu_s=0.0,
+    )  # fmt: skip
+    by_times = {
+        name: cost.core_hours_per_day * 3600 for name, cost in price(advice.observed.workload, timed).modes.items()
+    }
 
     # 3. The recorded day replayed against each set-up.
     replays: dict[str, dict[str, Any]] = {}
@@ -258,7 +269,8 @@ def accuracy(
             cpu = server.cpu() - before
         replays[mode] = {"job": job, "server": cpu, "total": job + cpu, "requests": len(replayed),
                          "statuses": statuses, "predicted": predicted[mode],
-                         "ratio": predicted[mode] / (job + cpu)}  # fmt: skip
+                         "ratio": predicted[mode] / (job + cpu), "predicted_by_times": by_times[mode],
+                         "ratio_by_times": by_times[mode] / (job + cpu)}  # fmt: skip
     m = advice.advice.measurements
     return {
         "day_seconds": day,
@@ -270,6 +282,7 @@ def accuracy(
             **recorded,
             "predicted": predicted["hybrid"],
             "ratio": predicted["hybrid"] / total,
+            "ratio_by_times": by_times["hybrid"] / total,
         },
         "replays": replays,
     }
