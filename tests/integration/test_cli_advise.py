@@ -131,7 +131,7 @@ def test_from_ledger_measures_the_recorded_traffic_prices_the_current_set_up_and
     traffic = advice["ledger"]["traffic"]
     assert traffic["rows_by_source"] == {"batch": 500, "live": 20, "precomputed": 200}
     assert traffic["requests"] == 220 and traffic["population"] == 500 and traffic["distinct_keys"] == 50
-    assert traffic["repeat_share"] == pytest.approx((200 - 50) / 220)
+    assert traffic["repeat_share"] == pytest.approx((220 - 50) / 220)  # the infers ask keys looked up too
     assert traffic["current"] == "hybrid" and advice["current"]["current"] == "hybrid"
     assert advice["workload"]["p99_ms"] == 150 and advice["ledger"]["provenance"]["p99_ms"] == "option"
     assert advice["current"]["core_hours_per_day"]["current"] == advice["modes"]["hybrid"]["core_hours_per_day"]
