@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from foretell.advisor.cost import Advice, Measurements, ModeCost, advise
-from foretell.advisor.observed import LedgerWorkload, Mode
+from foretell.advisor.observed import LedgerWorkload, Mode, span
 
 __all__ = ["LedgerAdvice", "advise_observed"]
 
@@ -56,10 +56,12 @@ class LedgerAdvice:
 
     def measured_rows(self) -> list[tuple[str, str, str]]:
         """(figure, value, where it came from) for what the ledger showed and what the workload took."""
-        t, w, how = self.observed.traffic, self.observed.workload, self.observed.provenance
+        t, w = self.observed.traffic, self.observed.workload
+        prefix = f"measured from {t.rows:,} ledger rows over {span(t.days, t.day_s)}: "
+        how = {k: v.replace(prefix, "ledger: ") for k, v in self.observed.provenance.items()}  # the window says it
         staleness = t.staleness_s
         rows = [
-            ("window", f"{_days(t.days)} from {t.rows:,} ledger rows ({_sources(t.rows_by_source)})", "ledger"),
+            ("window", f"{span(t.days, t.day_s)} from {t.rows:,} ledger rows ({_sources(t.rows_by_source)})", "ledger"),
             ("requests a day", f"{w.requests_per_day:,.0f}", how["requests_per_day"]),
             ("peak", f"{w.peak_rps:,.0f} requests in the busiest second, {t.peak_minute / 60:,.1f}/s over the "
                      "busiest minute", how["peak_rps"]),
@@ -155,11 +157,9 @@ def _ms(value: float | None) -> str:
 def _age(seconds: float | int | None) -> str:
     if seconds is None:
         return "n/a"
+    if seconds <= 0:
+        return "live"
     for unit, size in (("d", 86_400.0), ("h", 3_600.0), ("min", 60.0)):
         if seconds >= size:
             return f"{seconds / size:,.1f} {unit}"
     return f"{seconds:,.1f} s"
-
-
-def _days(days: float) -> str:
-    return f"{days:,.2f} days"

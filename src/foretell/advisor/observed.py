@@ -317,7 +317,7 @@ def workload_from_ledger(
     """
     t = traffic
     given = {k: v for k, v in (options or {}).items() if v is not None}
-    source = f"measured from {t.rows:,} ledger rows over {_days(t.days)}"
+    source = f"measured from {t.rows:,} ledger rows over {span(t.days, t.day_s)}"
     values: dict[str, Any] = {
         "population": t.population,
         "active_per_day": min(math.ceil(t.active_per_day), t.population),
@@ -430,5 +430,12 @@ def _shown(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _days(days: float) -> str:
-    return f"{days:,.2f} days" if days < 10 else f"{days:,.0f} days"
+def span(days: float, day_s: float = DAY_S) -> str:
+    """A window's length: in days from a day up, else in hours, minutes or seconds (of a compressed day's scale)."""
+    if days >= 1:
+        return f"{days:,.2f} days" if days < 10 else f"{days:,.0f} days"
+    seconds = days * DAY_S if day_s == DAY_S else days * day_s
+    for unit, size in (("h", 3_600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:,.1f} s"
