@@ -142,14 +142,18 @@ PRESETS: dict[str, Workload] = {
 
 
 def load_workload(path: Path | str) -> Workload:
+    return workload_from(workload_settings(path), Path(path).stem)
+
+
+def workload_settings(path: Path | str) -> dict[str, Any]:
+    """A workload file's settings as written (some may be missing: `--from-ledger` measures the rest)."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InvalidInput(f"workload file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"{path.name} is not valid TOML: {exc}") from None
-    return workload_from(data, path.stem)
 
 
 def workload_from(data: dict[str, Any], name: str = "custom") -> Workload:

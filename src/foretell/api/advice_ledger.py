@@ -95,16 +95,16 @@ def ledger_advice_report(advice: LedgerAdvice) -> str:
     return render_report(advice.advice, ledger=advice)
 
 
-#: Workload-file fields that describe the file, not the traffic: never over the measured workload.
+#: Workload-file fields that describe the file or the day, not the traffic: never over the measured workload.
 _NOT_OVERRIDES = ("name", "description", "day_s", "fallback_share")
 
 
 def _options(settings: Mapping[str, Any] | None, file: str | Path | None) -> dict[str, Any]:
-    from foretell.advisor import load_workload
+    from foretell.advisor.workload import workload_settings
 
     merged: dict[str, Any] = {}
     if file is not None:
-        merged.update({k: v for k, v in load_workload(file).to_dict().items() if k not in _NOT_OVERRIDES})
+        merged.update({k: v for k, v in workload_settings(file).items() if k not in _NOT_OVERRIDES})
     merged.update({k: v for k, v in (settings or {}).items() if v is not None})
     return merged
 

@@ -67,3 +67,21 @@ def test_real_time_advice_writes_batching_only() -> None:
     assert "max_age" not in knobs
     assert knobs["max_delay_ms"] == 4.0  # a quarter of the 16 ms the objective leaves after a lone call's p99
     assert knobs["max_queue"] == 116
+
+
+def test_the_serve_config_in_use_gives_the_freshness_need_and_options_override_the_ledger(tmp_path: Path) -> None:
+    rec = _hybrid_traffic(tmp_path)
+    config = tmp_path / "serve.toml"
+    config.write_text('max_age = "26h"\n[hybrid.churn]\nmax_age = "2h"\n')
+    window = {"since": DAY0, "until": DAY0 + timedelta(days=1), "ledger": rec.ledger, "measurements": M}
+    advice = api.advise_from_ledger("churn", config=config, **window)  # type: ignore[arg-type]
+    assert advice.observed.workload.freshness_s == 7_200
+    assert advice.observed.provenance["freshness_s"] == "inferred: the serve config's max_age for the model"
+
+    workload = tmp_path / "workload.toml"
+    workload.write_text("population = 5000\np99_ms = 80\n")
+    tuned = api.advise_from_ledger("churn", file=workload, settings={"requests_per_day": 1_000.0}, **window)  # type: ignore[arg-type]
+    w = tuned.observed.workload
+    assert (w.population, w.p99_ms, w.requests_per_day) == (5_000, 80, 1_000.0)
+    assert tuned.observed.overridden == ["population", "requests_per_day"]
+    assert "Options replaced these measured figures: population, requests_per_day." in tuned.comparison_lines()
