@@ -27,9 +27,11 @@ from foretell.api.models import (
     list_versions,
     load,
     production_uris,
+    profile_model,
     register,
     set_alias,
     show,
+    stored_profile,
 )
 from foretell.api.serving import create_server_app, serve, serve_config
 
@@ -58,6 +60,7 @@ __all__ = [
     "load_entities",
     "load_labels",
     "production_uris",
+    "profile_model",
     "read_input",
     "register",
     "resume_batch",
@@ -68,4 +71,5 @@ __all__ = [
     "serve_config",
     "set_alias",
     "show",
+    "stored_profile",
 ]
