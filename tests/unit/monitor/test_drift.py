@@ -124,3 +124,33 @@ def test_an_empty_window_has_no_rows_and_raises_nothing(tmp_path: Path) -> None:
         section = drift_section(session, _reference(), Thresholds(), version=None)
     assert section.rows == 0 and section.status == "ok"
     assert [f.rows for f in section.features] == [0, 0]
+
+
+def test_churn_traffic_with_one_feature_shifted_in_half_the_rows_alerts_on_it_alone(tmp_path: Path) -> None:
+    """The issue's target through the whole path: 31 features recorded by live traffic, read back from the ledger."""
+    from foretell.demo.churn import CHURN_SIGNATURE, generate_customers
+
+    names = CHURN_SIGNATURE.input_names
+    reference = generate_customers(20_000, seed=101)
+    profile = build_profile("churn", 1, CHURN_SIGNATURE, {n: reference.column(n) for n in names}, {}, source="sample")
+    traffic = generate_customers(30_000, seed=5)
+    spend = traffic.column("monthly_spend").to_numpy(zero_copy_only=False).copy()
+    spend[::2] += 0.5 * np.nanstd(spend)
+    traffic = traffic.set_column(traffic.schema.get_field_index("monthly_spend"), "monthly_spend", pa.array(spend))
+    location = LedgerLocation(tmp_path / "ledger")
+    rows = traffic.select(names).to_pylist()
+    for hour in range(3):  # three segments, an hour apart
+        chunk = rows[hour * 10_000 : (hour + 1) * 10_000]
+        publish_segment(
+            location,
+            [prediction(f"p{hour}-{i}", f"2099-01-01T{hour:02d}:{i % 60:02d}", inputs=r) for i, r in enumerate(chunk)],
+            seq=hour + 1,
+        )
+    with LedgerReader(location).session("churn") as session:
+        section = drift_section(session, profile, Thresholds(), version=1)
+    statuses = {d.name: d.status for d in section.features}
+    assert section.rows == 30_000 and len(statuses) == 31
+    assert statuses.pop("monthly_spend") == "alert"
+    assert set(statuses.values()) == {"ok"}, {d.name: d.reasons for d in section.features if d.status != "ok"}
+    [spend_drift] = [d for d in section.features if d.name == "monthly_spend"]
+    assert spend_drift.since == "2099-01-01T00:00:00+00:00"
