@@ -205,7 +205,7 @@ def build_profile(
     profiled_inputs = {f.name: profile_feature(f, inputs[f.name]) for f in signature.inputs}
     kinds = {o.name: o for o in signature.outputs}
     profiled_outputs = {name: profile_output(kinds.get(name), values) for name, values in outputs.items()}
-    rows = _rows(next(iter(inputs.values()))) if inputs else 0
+    rows = len(next(iter(inputs.values()))) if inputs else 0
     when = (created_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
     return ReferenceProfile(model, int(version), rows, source, when, profiled_inputs, profiled_outputs)
 
@@ -267,6 +267,8 @@ def profile_categories(values: Any, *, declared: tuple[str, ...] | None = None) 
     else:
         kept = order[:TOP_VALUES]
     share = {name: counted.get(name, 0) / present if present else 0.0 for name in kept}
+    if declared is not None:  # a closed list: anything else is a category never seen (coercion refuses it anyway)
+        return CategoricalProfile(count, missing_rate, share)
     other = (present - sum(counted.get(name, 0) for name in kept)) / present if present else 0.0
     return CategoricalProfile(count, missing_rate, share, max(other, 0.0))
 
@@ -278,10 +280,6 @@ def _is_names(values: Any) -> bool:
         kind = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
         return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
     return False
-
-
-def _rows(values: Any) -> int:
-    return len(values)
 
 
 def _column_from_dict(data: Mapping[str, Any]) -> ColumnProfile:
