@@ -1,4 +1,4 @@
-"""The server's live gauges (score histograms, drift, labels joined) against a real server, checked against its ledger."""
+"""The server's live gauges (score histograms, drift, labels joined) on a real server, checked against its ledger."""
 
 from __future__ import annotations
 
