@@ -227,6 +227,11 @@ def profile_output(output: Output | None, values: Any) -> ColumnProfile:
     return profile_numbers(values)
 
 
+#: A numeric feature with at most this many distinct values between its 1st and 99th percentiles is
+#: binned by its values rather than its deciles.
+DISCRETE_VALUES = 12
+
+
 def profile_numbers(values: Any) -> NumericProfile:
     """Count, missing rate, moments, percentiles and PSI bins of numeric values."""
     floats = as_floats(values)
@@ -238,7 +243,11 @@ def profile_numbers(values: Any) -> NumericProfile:
     # Inverse-CDF percentiles are values that occurred, so a discrete feature keeps its own values
     # as cut points (linear interpolation would invent 0.3 between a 0 and a 1).
     quantiles = np.percentile(present, PERCENTILES, method="inverted_cdf")
-    edges = np.unique(quantiles[10:91:10])
+    # A count (support calls, devices) has few values: each of them is a bin of its own, or the deciles
+    # would pool 1, 2 and 9 calls into one "≥ 1" bin and a segment's jump from 0 to 4 calls would hide
+    # in it. Values past the 1st and 99th percentiles share the end bins: a lone extreme is not a bin.
+    common = np.unique(quantiles[1:100])
+    edges = common if len(common) <= DISCRETE_VALUES else np.unique(quantiles[10:91:10])
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
     return NumericProfile(
         count=count,
