@@ -1,0 +1,179 @@
+"""Agreement between modes on real traffic: a key scored by the batch, then scored live.
+
+Each live-sourced prediction with a key ('live', 'live-fallback', 'event-refresh') is paired
+with the latest batch prediction of the same key and version made before it (an ASOF join
+in DuckDB). The pair is *unchanged* when the inputs the live call was given equal the
+batch job's input row for that key (`batch_inputs`), feature by feature; then the two
+scores must be identical, as one prediction path promises, and any difference is a parity
+defect, listed with its key. Otherwise the features changed since the batch (an event, a
+new day's data) and the difference is the model's answer to that change: it is summarised,
+not blamed. Pairs whose live inputs were not recorded, or whose job input file is gone,
+cannot be told apart and are counted as such.
+"""
+
+# ruff: noqa: S608 - names are quoted by sql.ident
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from foretell.monitor.sql import columns, fields, ident, is_numeric, iso
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["AgreementSection", "ParityDefect", "agreement_section"]
+
+LIVE_SOURCES = ("live", "live-fallback", "event-refresh")
+#: How many parity defects the section lists (all are counted).
+LISTED_DEFECTS = 50
+#: Unchanged inputs must give the same score exactly: the one prediction path is deterministic.
+PARITY_TOLERANCE = 0.0
+
+
+@dataclass(frozen=True)
+class ParityDefect:
+    key: str
+    job_id: str
+    batch_at: str
+    batch_score: float
+    prediction_id: str
+    live_at: str
+    source: str
+    live_score: float
+    difference: float  # live - batch
+
+
+@dataclass(frozen=True)
+class Differences:
+    pairs: int
+    keys: int
+    mean_abs: float | None
+    p95_abs: float | None
+    max_abs: float | None
+
+
+@dataclass(frozen=True)
+class AgreementSection:
+    output: str | None  # the compared output (the score); None when the model has none
+    pairs: int  # live predictions that had an earlier batch prediction of their key and version
+    keys: int
+    unchanged: Differences  # inputs equal to the batch job's row: must not differ
+    changed: Differences  # inputs changed since the batch
+    unknown: int  # pairs whose inputs could not be compared (not recorded, or the job's input is gone)
+    defects: int  # unchanged pairs whose scores differ
+    defect_keys: int
+    listed: tuple[ParityDefect, ...]  # the first LISTED_DEFECTS, largest difference first
+    compared_features: tuple[str, ...]  # the features compared between live inputs and the batch input
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "pairs": self.pairs,
+            "keys": self.keys,
+            "unchanged": asdict(self.unchanged),
+            "changed": asdict(self.changed),
+            "unknown": self.unknown,
+            "parity_defects": self.defects,
+            "parity_defect_keys": self.defect_keys,
+            "defects": [asdict(d) for d in self.listed],
+            "compared_features": list(self.compared_features),
+        }
+
+
+_NONE = Differences(0, 0, None, None, None)
+
+
+def agreement_section(con: duckdb.DuckDBPyConnection, output: str | None) -> AgreementSection:
+    outputs = fields(con, "predictions", "outputs")
+    if output is None or output not in outputs or not is_numeric(outputs[output]):
+        return AgreementSection(output, 0, 0, _NONE, _NONE, 0, 0, 0, (), ())
+    compared = _compared(con)
+    live_sources = ", ".join(f"'{s}'" for s in LIVE_SOURCES)
+    score = f"CAST(outputs.{ident(output)} AS DOUBLE)"
+    inputs_recorded = "inputs IS NOT NULL" if compared else "false"
+    same = " AND ".join(_equal(name, live, batch) for name, (live, batch) in compared.items()) or "false"
+    con.execute(f"""
+CREATE OR REPLACE TEMP TABLE _agreement AS
+WITH live AS (
+    SELECT key, version, predicted_at, prediction_id, source, {score} AS score,
+           {inputs_recorded} AS recorded{"".join(f", inputs.{ident(n)} AS {ident('i_' + n)}" for n in compared)}
+    FROM predictions
+    WHERE source IN ({live_sources}) AND status = 'ok' AND key IS NOT NULL AND {score} IS NOT NULL
+),
+batch AS (
+    SELECT key, version, predicted_at, prediction_id AS job_id, {score} AS score
+    FROM predictions WHERE source = 'batch' AND status = 'ok' AND key IS NOT NULL AND {score} IS NOT NULL
+),
+pairs AS (
+    SELECT l.*, b.job_id, b.predicted_at AS batch_at, b.score AS batch_score
+    FROM live l ASOF JOIN batch b ON l.key = b.key AND l.version = b.version AND l.predicted_at >= b.predicted_at
+)
+SELECT p.key, p.job_id, p.batch_at, p.batch_score, p.prediction_id, p.predicted_at, p.source, p.score,
+       p.score - p.batch_score AS difference,
+       CASE WHEN NOT p.recorded OR bi.key IS NULL THEN 'unknown' WHEN {same} THEN 'unchanged' ELSE 'changed' END
+           AS kind
+FROM pairs p LEFT JOIN batch_inputs bi ON bi.job_id = p.job_id AND bi.key = p.key
+""")
+    try:
+        return _summary(con, output, tuple(compared))
+    finally:
+        con.execute("DROP TABLE IF EXISTS _agreement")
+
+
+def _compared(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
+    """Features recorded live that the batch jobs' input files also hold: name -> (live type, batch type)."""
+    live = fields(con, "predictions", "inputs")
+    batch = columns(con, "batch_inputs")
+    reserved = {"job_id", "version", "predicted_at", "key"}
+    return {name: (kind, batch[name]) for name, kind in live.items() if name in batch and name not in reserved}
+
+
+def _equal(name: str, live_type: str, batch_type: str) -> str:
+    """Live input `name` equals the batch input row's: as numbers when both are, else as text; missing = missing."""
+    live, batch = f"p.{ident('i_' + name)}", f"bi.{ident(name)}"
+    if is_numeric(live_type) and is_numeric(batch_type):
+        # NaN in a file is what the signature reads as missing, and the ledger records as null.
+        live = f"nullif(CAST({live} AS DOUBLE), 'NaN'::DOUBLE)"
+        batch = f"nullif(CAST({batch} AS DOUBLE), 'NaN'::DOUBLE)"
+    else:
+        live, batch = f"CAST({live} AS VARCHAR)", f"CAST({batch} AS VARCHAR)"
+    return f"({live} IS NOT DISTINCT FROM {batch})"
+
+
+def _summary(con: duckdb.DuckDBPyConnection, output: str, compared: tuple[str, ...]) -> AgreementSection:
+    stats = {
+        str(kind): Differences(int(n), int(keys), _float(mean), _float(p95), _float(top))
+        for kind, n, keys, mean, p95, top in con.execute(
+            "SELECT kind, count(*), count(DISTINCT key), avg(abs(difference)), "
+            "quantile_cont(abs(difference), 0.95), max(abs(difference)) FROM _agreement GROUP BY kind"
+        ).fetchall()
+    }
+    total = con.execute("SELECT count(*), count(DISTINCT key) FROM _agreement").fetchone()
+    defect = f"kind = 'unchanged' AND abs(difference) > {PARITY_TOLERANCE!r}"
+    counted = con.execute(f"SELECT count(*), count(DISTINCT key) FROM _agreement WHERE {defect}").fetchone()
+    listed = con.execute(
+        "SELECT key, job_id, epoch_us(batch_at), batch_score, prediction_id, epoch_us(predicted_at), source, score, "
+        f"difference FROM _agreement WHERE {defect} ORDER BY abs(difference) DESC, key LIMIT {LISTED_DEFECTS}"
+    ).fetchall()
+    unknown = stats.get("unknown")
+    return AgreementSection(
+        output=output,
+        pairs=int(total[0]) if total else 0,
+        keys=int(total[1]) if total else 0,
+        unchanged=stats.get("unchanged", _NONE),
+        changed=stats.get("changed", _NONE),
+        unknown=unknown.pairs if unknown else 0,
+        defects=int(counted[0]) if counted else 0,
+        defect_keys=int(counted[1]) if counted else 0,
+        listed=tuple(
+            ParityDefect(str(k), str(j), iso(b_at), float(b), str(pid), iso(l_at), str(s), float(live), float(d))
+            for k, j, b_at, b, pid, l_at, s, live, d in listed
+        ),
+        compared_features=compared,
+    )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,59 @@
+"""SQL pieces the monitor's sections share: quoting, and what a view's struct columns hold.
+
+The ledger session's views unify segments by name, so which `inputs` and `outputs` fields
+exist depends on what was recorded in the window (a model whose inputs were never recorded
+has an `inputs` column of type NULL). Each section asks before it names a field.
+"""
+
+# ruff: noqa: S608 - names are quoted by `ident`, values by `text`
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+
+__all__ = ["columns", "fields", "ident", "is_numeric", "iso", "iso_or_none", "text"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: DuckDB types compared as numbers (as DOUBLE) when a live input meets the batch file's column.
+NUMERIC_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+     "FLOAT", "DOUBLE", "DECIMAL"}
+)  # fmt: skip
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def fields(con: duckdb.DuckDBPyConnection, view: str, column: str) -> dict[str, str]:
+    """The fields of struct `column` of `view` and their DuckDB types; {} when it is no struct (nothing recorded)."""
+    try:
+        described = con.execute(f"DESCRIBE SELECT {ident(column)}.* FROM {ident(view)}").fetchall()
+    except duckdb.Error:  # a NULL-typed column: no segment in the window recorded that struct
+        return {}
+    return {str(name): str(kind) for name, kind, *_ in described}
+
+
+def columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str]:
+    """The columns of `view` and their DuckDB types."""
+    return {str(name): str(kind) for name, kind, *_ in con.execute(f"DESCRIBE {ident(view)}").fetchall()}
+
+
+def is_numeric(kind: str) -> bool:
+    return kind.split("(")[0] in NUMERIC_TYPES
+
+
+def iso(micros: int) -> str:
+    """An instant the queries return as `epoch_us(...)`, so the connection's time zone plays no part, as ISO UTC."""
+    return (_EPOCH + timedelta(microseconds=int(micros))).isoformat()
+
+
+def iso_or_none(micros: int | None) -> str | None:
+    return None if micros is None else iso(micros)
