@@ -364,10 +364,19 @@ def _index_in_ledger(job: JobSpec, folder: JobFolder, records: dict[int, ChunkRe
                 "predicted_at": job.started_at,
                 "published_at": datetime.now(UTC).isoformat(),
                 "output": str(Path(job.output).absolute()),
+                "input": _input_files(job),
             },
         )
     except Exception as exc:  # the output is published; the ledger is an extra, never a reason to fail
         _log.warning("job %s published but could not be indexed in the ledger %s: %s", job.id, job.ledger, exc)
+
+
+def _input_files(job: JobSpec) -> dict[str, Any] | None:
+    """The job's input files as the ledger index records them (None: not readable back, e.g. behind a URL)."""
+    from foretell.ledger.session import input_record
+
+    source = open_source(job.input, job.input_format)
+    return input_record(source.files, source.format)
 
 
 def _counts(records: dict[int, ChunkRecord]) -> dict[str, int]:

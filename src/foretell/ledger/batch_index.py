@@ -19,7 +19,7 @@ import orjson
 from foretell.errors import InvalidInput
 from foretell.ledger.segments import LedgerLocation
 
-__all__ = ["INDEX_FIELDS", "batch_jobs", "index_job", "index_path"]
+__all__ = ["INDEX_FIELDS", "OPTIONAL_FIELDS", "batch_jobs", "index_job", "index_path"]
 
 #: The fields an index file holds (docs: ledger-spec, "Batch index").
 INDEX_FIELDS: Final[tuple[str, ...]] = (
@@ -36,6 +36,10 @@ INDEX_FIELDS: Final[tuple[str, ...]] = (
     "published_at",
     "output",
 )
+
+#: Fields kept when given: `input` (`session.input_record`: the files the job read, so that monitoring can
+#: compare its inputs with the live ones; absent in jobs indexed before it was recorded).
+OPTIONAL_FIELDS: Final[tuple[str, ...]] = ("input",)
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -55,7 +59,7 @@ def index_job(location: LedgerLocation, record: Mapping[str, Any]) -> str:
     parts = record["parts"]
     if not isinstance(parts, Sequence) or isinstance(parts, str) or not parts:
         raise InvalidInput(f"a batch index record lists its part files; got parts={parts!r}")
-    data = {name: record[name] for name in INDEX_FIELDS}
+    data = {name: record[name] for name in INDEX_FIELDS} | {n: record[n] for n in OPTIONAL_FIELDS if n in record}
     path = index_path(location, str(record["model"]), job_id)
     location.publish_bytes(path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
     return path

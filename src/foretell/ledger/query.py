@@ -14,14 +14,14 @@ a label never joins a prediction made after the outcome was known. When several 
 reach one prediction, the one loaded last wins.
 """
 
-# ruff: noqa: S608 - the SQL is built here, and every value spliced into it is quoted (`_text`, `_ident`) or an int
+# ruff: noqa: S608 - the SQL is built here, and every value spliced into it is quoted (`quoted`, `ident`) or an int
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,29 +30,35 @@ import orjson
 
 from foretell.errors import InvalidInput, StoreError
 from foretell.ledger.batch_index import batch_jobs
-from foretell.ledger.record import SEGMENT_COLUMNS, SOURCES
+from foretell.ledger.record import SOURCES
 from foretell.ledger.segments import LedgerLocation
+from foretell.ledger.session import LedgerSession, batch_inputs_sql, labels_sql
+from foretell.ledger.sql import (
+    NEWEST_FIRST,
+    ROW_COLUMNS,
+    SHAPE,
+    conditions,
+    empty_export,
+    file_list,
+    first_line,
+    from_micros,
+    holding,
+    ident,
+    joined,
+    key_condition,
+    quoted,
+    utc,
+)
 
 if TYPE_CHECKING:  # pyarrow only for an export: `foretell ledger show` starts without it
-    import pyarrow as pa
+    pass
 
-__all__ = ["ExportCounts", "LedgerReader"]
+__all__ = ["ROW_COLUMNS", "ExportCounts", "LedgerReader", "LedgerSession"]
 
-#: Columns of a ledger row as queries return them (segments' own, then the two structs).
-ROW_COLUMNS = (*SEGMENT_COLUMNS, "inputs", "outputs")
 LABEL_COLUMNS = ("label", "label_value", "label_observed_at", "label_id")
 
 _T = TypeVar("_T")
 _ATTEMPTS = 3
-
-#: No rows, every column: unioned by name with the files, it gives a query every column of ROW_COLUMNS.
-_SHAPE = (
-    'SELECT NULL::VARCHAR AS prediction_id, NULL::INTEGER AS "row", NULL::TIMESTAMPTZ AS predicted_at, '
-    "NULL::VARCHAR AS model, NULL::BIGINT AS version, NULL::VARCHAR AS sha256, NULL::VARCHAR AS predictor, "
-    'NULL::VARCHAR AS source, NULL::VARCHAR AS transport, NULL::VARCHAR AS endpoint, NULL::VARCHAR AS "key", '
-    "NULL::VARCHAR AS request_id, NULL::DOUBLE AS latency_ms, NULL::INTEGER AS batch_size, NULL::VARCHAR AS status, "
-    "NULL::VARCHAR AS error, NULL AS inputs, NULL AS outputs WHERE false"
-)
 
 
 @dataclass(frozen=True)
@@ -63,33 +69,6 @@ class ExportCounts:
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "labelled": self.labelled, "output": self.output}
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _files(paths: Sequence[str]) -> str:
-    return "[" + ", ".join(_text(p) for p in paths) + "]"
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """An aware UTC datetime; one without a zone is taken as UTC, as the ledger's times are."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _instant(moment: datetime) -> str:
-    """A timestamp literal from microseconds (no `AT TIME ZONE`: `at` is a reserved word in DuckDB 2)."""
-    return f"make_timestamptz({(moment - _EPOCH) // timedelta(microseconds=1)})"
 
 
 class LedgerReader:
@@ -149,68 +128,101 @@ class LedgerReader:
         """
         if source is not None and source not in SOURCES:
             raise InvalidInput(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
-        since, until = _utc(since), _utc(until)
+        since, until = utc(since), utc(until)
         branches = []
         if source != "batch":
             files = self._segment_files(model, since, until)
-            where = _conditions(key=key, since=since, until=until, source=source, version=version)
+            where = conditions(key=key, since=since, until=until, source=source, version=version)
             if (key is not None or newest is not None) and len(files) > _NARROW_FROM:
-                files = _holding(con, files, where, None if key is not None else newest)
+                files = holding(con, files, where, None if key is not None else newest)
             if files:
-                branches.append(f"SELECT * FROM read_parquet({_files(files)}, union_by_name = true){where}")
+                branches.append(f"SELECT * FROM read_parquet({file_list(files)}, union_by_name = true){where}")
         if source in (None, "batch"):
-            for job in batch_jobs(self.location, model):
-                branch = self._batch_branch(con, job, key=key, since=since, until=until, version=version)
+            for job in self._jobs_in_window(model, since, until, version):
+                branch = self._batch_branch(con, job, key=key)
                 if branch is not None:
                     branches.append(branch)
         if not branches:
             return None
-        branches.append(_SHAPE)  # every column present, even when no file has one (no inputs recorded anywhere)
+        branches.append(SHAPE)  # every column present, even when no file has one (no inputs recorded anywhere)
         return "\nUNION ALL BY NAME\n".join(f"({b})" for b in branches)
 
-    def _batch_branch(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        job: dict[str, Any],
-        *,
-        key: str | None,
-        since: datetime | None,
-        until: datetime | None,
-        version: int | None,
-    ) -> str | None:
-        """One indexed job's rows as ledger rows, or None when the filters rule the whole job out."""
-        predicted_at = datetime.fromisoformat(str(job["predicted_at"]))
-        if predicted_at.tzinfo is None:
-            predicted_at = predicted_at.replace(tzinfo=UTC)
-        if (since and predicted_at < since) or (until and predicted_at > until):
-            return None
-        if version is not None and int(job["version"]) != version:
-            return None
+    def _batch_branch(self, con: duckdb.DuckDBPyConnection, job: dict[str, Any], *, key: str | None) -> str | None:
+        """One indexed job's rows as ledger rows, or None when none can match (its output gone, no such key)."""
         # A batch output's own paths (local, or URLs DuckDB reads); an output deleted since is not in the ledger.
         parts = [str(p) for p in job["parts"] if "://" in str(p) or Path(p).exists()]
         if not parts:
             return None
-        id_column = _ident(str(job["id_column"]))
+        id_column = ident(str(job["id_column"]))
         where = ""
         if key is not None:
-            condition = _key_condition(con, parts[0], str(job["id_column"]), key)
+            condition = key_condition(con, parts[0], str(job["id_column"]), key)
             if condition is None:
                 return None
             where = f" WHERE {condition}"
         outputs = [str(name) for name in job["outputs"]]
-        packed = ", ".join(f"{_ident(n)} := {_ident(n)}" for n in outputs) if outputs else ""
+        packed = ", ".join(f"{ident(n)} := {ident(n)}" for n in outputs) if outputs else ""
         return (
-            f"SELECT {_text(str(job['job_id']))} AS prediction_id, NULL::INTEGER AS {_ident('row')}, "
-            f"predicted_at, {_text(str(job['model']))} AS model, model_version AS version, "
-            f"{_text(str(job['sha256']))} AS sha256, {_text(str(job['predictor']))} AS predictor, "
+            f"SELECT {quoted(str(job['job_id']))} AS prediction_id, NULL::INTEGER AS {ident('row')}, "
+            f"predicted_at, {quoted(str(job['model']))} AS model, model_version AS version, "
+            f"{quoted(str(job['sha256']))} AS sha256, {quoted(str(job['predictor']))} AS predictor, "
             "'batch' AS source, 'batch' AS transport, 'batch' AS endpoint, "
-            f"CAST({id_column} AS VARCHAR) AS {_ident('key')}, NULL::VARCHAR AS request_id, "
+            f"CAST({id_column} AS VARCHAR) AS {ident('key')}, NULL::VARCHAR AS request_id, "
             "NULL::DOUBLE AS latency_ms, NULL::INTEGER AS batch_size, 'ok' AS status, NULL::VARCHAR AS error, "
             f"NULL AS inputs, {'struct_pack(' + packed + ')' if packed else 'NULL'} AS outputs "
-            f"FROM read_parquet({_files(parts)}){where}"
+            f"FROM read_parquet({file_list(parts)}){where}"
         )
 
+    def _jobs_in_window(
+        self, model: str, since: datetime | None, until: datetime | None, version: int | None
+    ) -> list[dict[str, Any]]:
+        """The indexed batch jobs of `model` that ran between `since` and `until` (with `version`)."""
+        chosen = []
+        for job in batch_jobs(self.location, model):
+            predicted_at = datetime.fromisoformat(str(job["predicted_at"]))
+            predicted_at = predicted_at if predicted_at.tzinfo else predicted_at.replace(tzinfo=UTC)
+            if (since and predicted_at < since) or (until and predicted_at > until):
+                continue
+            if version is None or int(job["version"]) == version:
+                chosen.append(job)
+        return chosen
+
     # -- queries ----------------------------------------------------------------------------------
+
+    def session(
+        self,
+        model: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        version: int | None = None,
+    ) -> LedgerSession:
+        """`model`'s window of the ledger as DuckDB views (`predictions`, `labelled`, `labels`, `batch_inputs`).
+
+        See `foretell.ledger.session`; use it as a context manager (`with reader.session(...) as s`).
+        """
+        since, until = utc(since), utc(until)
+
+        def views() -> dict[str, str]:
+            con = self._connect()
+            try:
+                union = self._predictions(con, model, since=since, until=until, version=version) or SHAPE
+            finally:
+                con.close()
+            labels = self._label_files(model)
+            jobs = self._jobs_in_window(model, since, until, version)
+            session_jobs[:] = jobs
+            return {
+                "predictions": union,
+                "labels": labels_sql(labels),
+                "labelled": joined(union, labels, ordered=False),
+                "batch_inputs": batch_inputs_sql(jobs),
+            }
+
+        session_jobs: list[dict[str, Any]] = []
+        opened = LedgerSession(self._connect, views)
+        opened.jobs = session_jobs
+        return opened
 
     def _listed_again(self, query: Callable[[], _T]) -> _T:
         """`query()`, run again (listing the files again) when a file it listed was gone when DuckDB opened it.
@@ -224,9 +236,9 @@ class LedgerReader:
                 return query()
             except duckdb.IOException as exc:
                 if attempt == _ATTEMPTS - 1:
-                    raise StoreError(f"cannot read the ledger at {self.location.url}: {_first_line(exc)}") from exc
+                    raise StoreError(f"cannot read the ledger at {self.location.url}: {first_line(exc)}") from exc
             except duckdb.Error as exc:  # a file that is not Parquet, or not the ledger's
-                raise StoreError(f"cannot read the ledger at {self.location.url}: {_first_line(exc)}") from exc
+                raise StoreError(f"cannot read the ledger at {self.location.url}: {first_line(exc)}") from exc
         raise AssertionError("unreachable")
 
     def history(
@@ -265,10 +277,10 @@ class LedgerReader:
             )
             if union is None:
                 return []
-            columns = ", ".join(_ident(c) for c in ROW_COLUMNS if c not in ("predicted_at", "inputs", "outputs"))
+            columns = ", ".join(ident(c) for c in ROW_COLUMNS if c not in ("predicted_at", "inputs", "outputs"))
             sql = (
                 f"SELECT {columns}, epoch_us(predicted_at) AS micros, to_json(inputs) AS inputs_json, "
-                f"to_json(outputs) AS outputs_json FROM ({union}) ORDER BY {_NEWEST_FIRST} LIMIT {int(limit)}"
+                f"to_json(outputs) AS outputs_json FROM ({union}) ORDER BY {NEWEST_FIRST} LIMIT {int(limit)}"
             )
             cursor = con.execute(sql)
             names = [d[0] for d in cursor.description]
@@ -302,10 +314,10 @@ class LedgerReader:
         try:
             union = self._predictions(con, model, since=since, until=until)
             if union is None:
-                pq.write_table(_empty_export(), temp)
+                pq.write_table(empty_export(), temp)
             else:
-                sql = _joined(union, self._label_files(model))
-                con.execute(f"COPY ({sql}) TO {_text(str(temp))} (FORMAT parquet, COMPRESSION zstd)")
+                sql = joined(union, self._label_files(model))
+                con.execute(f"COPY ({sql}) TO {quoted(str(temp))} (FORMAT parquet, COMPRESSION zstd)")
             temp.replace(output)
         finally:
             con.close()
@@ -338,12 +350,12 @@ class LedgerReader:
             cursor = con.execute(
                 "SELECT source, count(*), count(*) FILTER (WHERE status = 'error'), "
                 "epoch_us(min(predicted_at)), epoch_us(max(predicted_at)) "
-                f"FROM read_parquet({_files([self._url(f) for f in files])}, union_by_name = true) GROUP BY source"
+                f"FROM read_parquet({file_list([self._url(f) for f in files])}, union_by_name = true) GROUP BY source"
             )
             for source, count, failed, oldest, newest in cursor.fetchall():
                 rows[str(source)] = int(count)
                 errors += int(failed)
-                moments += [_from_micros(oldest), _from_micros(newest)]
+                moments += [from_micros(oldest), from_micros(newest)]
         jobs = batch_jobs(self.location, model)
         if jobs:
             rows["batch"] = rows.get("batch", 0) + sum(int(j["rows"]) for j in jobs)
@@ -351,7 +363,7 @@ class LedgerReader:
         label_files = self._label_files(model)
         labels = 0
         if label_files:
-            labels = int(con.execute(f"SELECT count(*) FROM read_parquet({_files(label_files)})").fetchall()[0][0])
+            labels = int(con.execute(f"SELECT count(*) FROM read_parquet({file_list(label_files)})").fetchall()[0][0])
         return {
             "rows": sum(rows.values()),
             "rows_by_source": dict(sorted(rows.items())),
@@ -393,142 +405,6 @@ class LedgerReader:
 _NARROW_FROM = 8
 
 
-#: The order `history` returns rows in (and its narrowing ranks them by): newest first, ties in a fixed order.
-_NEWEST_FIRST = 'predicted_at DESC, prediction_id DESC, "row" NULLS LAST, "key"'
-
-
-def _holding(con: duckdb.DuckDBPyConnection, files: Sequence[str], where: str, newest: int | None) -> list[str]:
-    """The files with a row matching `where` (or one of the `newest` latest); all of them if the scan cannot say.
-
-    Reads plain columns only: unifying every segment's schema by name (for the structs)
-    costs as much as the scan itself, and the key or the time needs none of it.
-    """
-    source = f"read_parquet({_files(files)}, filename = true){where}"
-    if newest is not None:
-        source = f"(SELECT filename FROM {source} ORDER BY {_NEWEST_FIRST} LIMIT {int(newest)})"
-    try:
-        found = con.execute(f"SELECT DISTINCT filename FROM {source}")
-        return sorted(str(name) for (name,) in found.fetchall())
-    except duckdb.Error:  # segments whose plain columns disagree in type (another foretell's): read them all
-        return list(files)
-
-
-#: DuckDB's names for the integer types a Parquet id column can have.
-_INTEGER_TYPES = frozenset(
-    ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
-)
-
-
-def _key_condition(con: duckdb.DuckDBPyConnection, part: str, id_column: str, key: str) -> str | None:
-    """`id = key` typed as the id column is, so DuckDB can skip row groups by their statistics.
-
-    The type is read from the part's footer (DESCRIBE reads no rows); None when no row of an
-    integer id column can hold `key`. A part DuckDB cannot describe is compared as text.
-    """
-    try:
-        described = con.execute(f"DESCRIBE SELECT {_ident(id_column)} FROM read_parquet({_text(part)})").fetchall()
-        kind = str(described[0][1])
-    except duckdb.Error:
-        return f"CAST({_ident(id_column)} AS VARCHAR) = {_text(key)}"
-    if kind in _INTEGER_TYPES:
-        try:
-            return f"{_ident(id_column)} = {int(key)}" if str(int(key)) == key else None
-        except ValueError:
-            return None  # a key that is not a number is in no integer id column
-    if kind == "VARCHAR":
-        return f"{_ident(id_column)} = {_text(key)}"
-    return f"CAST({_ident(id_column)} AS VARCHAR) = {_text(key)}"
-
-
-def _conditions(
-    *,
-    key: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    source: str | None,
-    version: int | None,
-) -> str:
-    parts = []
-    if key is not None:
-        parts.append(f"{_ident('key')} = {_text(key)}")
-    if since is not None:
-        parts.append(f"predicted_at >= {_instant(since)}")
-    if until is not None:
-        parts.append(f"predicted_at <= {_instant(until)}")
-    if source is not None:
-        parts.append(f"source = {_text(source)}")
-    if version is not None:
-        parts.append(f"version = {int(version)}")
-    return (" WHERE " + " AND ".join(parts)) if parts else ""
-
-
-def _joined(union: str, label_files: Sequence[str]) -> str:
-    """The predictions with their labels' columns, by the point-in-time rule (module docstring)."""
-    row = _ident("row")
-    key = _ident("key")
-    rid = f"prediction_id || ':' || coalesce(CAST({row} AS VARCHAR), 'k' || coalesce({key}, ''))"
-    columns = ", ".join(f"p.{_ident(c)}" for c in ROW_COLUMNS)
-    if not label_files:
-        return (
-            f"SELECT {columns}, NULL::VARCHAR AS label, NULL::DOUBLE AS label_value, "
-            "NULL::TIMESTAMPTZ AS label_observed_at, NULL::VARCHAR AS label_id "
-            f"FROM ({union}) p ORDER BY p.predicted_at, p.prediction_id, p.{row} NULLS LAST, p.{key}"
-        )
-    return f"""
-WITH preds AS (SELECT *, {rid} AS _rid FROM ({union})),
-labels AS (SELECT * FROM read_parquet({_files(label_files)}, union_by_name = true)),
-ok AS (SELECT _rid, {key}, source, predicted_at FROM preds WHERE status = 'ok' AND {key} IS NOT NULL),
-keyed AS (
-    SELECT l.*, s.source AS _source
-    FROM labels l CROSS JOIN (SELECT DISTINCT source FROM ok) s
-    WHERE l.prediction_id IS NULL AND l.{key} IS NOT NULL
-),
-by_key AS (
-    SELECT k.label_id, k.label, k.label_value, k.observed_at, k.loaded_at, o._rid
-    FROM keyed k ASOF JOIN ok o ON k.{key} = o.{key} AND k._source = o.source AND k.observed_at >= o.predicted_at
-),
-by_id AS (
-    SELECT l.label_id, l.label, l.label_value, l.observed_at, l.loaded_at, p._rid
-    FROM labels l JOIN preds p ON l.prediction_id = p.prediction_id AND coalesce(l.{row}, 0) = p.{row}
-),
-chosen AS (
-    SELECT * FROM (SELECT * FROM by_key UNION ALL SELECT * FROM by_id)
-    QUALIFY row_number() OVER (PARTITION BY _rid ORDER BY loaded_at DESC, label_id DESC) = 1
-)
-SELECT {columns}, c.label, c.label_value, c.observed_at AS label_observed_at, c.label_id
-FROM preds p LEFT JOIN chosen c ON p._rid = c._rid
-ORDER BY p.predicted_at, p.prediction_id, p.{row} NULLS LAST, p.{key}
-"""
-
-
-def _empty_export() -> pa.Table:
-    import pyarrow as pa
-
-    from foretell.ledger.record import SEGMENT_COLUMNS
-
-    fields = [pa.field(name, pa.string()) for name in SEGMENT_COLUMNS]
-    types = {"row": pa.int32(), "predicted_at": pa.timestamp("us", tz="UTC"), "version": pa.int64()}
-    types |= {"latency_ms": pa.float64(), "batch_size": pa.int32()}
-    fields = [pa.field(f.name, types.get(f.name, f.type)) for f in fields]
-    fields += [pa.field("inputs", pa.null()), pa.field("outputs", pa.null())]
-    fields += [
-        pa.field("label", pa.string()),
-        pa.field("label_value", pa.float64()),
-        pa.field("label_observed_at", pa.timestamp("us", tz="UTC")),
-        pa.field("label_id", pa.string()),
-    ]
-    return pa.schema(fields).empty_table()
-
-
-def _first_line(error: Exception) -> str:
-    """DuckDB's message without the SQL it quotes (which holds every file's path)."""
-    return str(error).strip().splitlines()[0]
-
-
-def _from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(micros))
-
-
 def _history_row(row: dict[str, Any]) -> dict[str, Any]:
     micros = row.pop("micros")
     inputs = row.pop("inputs_json")
@@ -536,7 +412,7 @@ def _history_row(row: dict[str, Any]) -> dict[str, Any]:
     shaped: dict[str, Any] = {}
     for name in ROW_COLUMNS:
         if name == "predicted_at":
-            shaped[name] = _from_micros(micros).isoformat() if micros is not None else None
+            shaped[name] = from_micros(micros).isoformat() if micros is not None else None
         elif name == "inputs":
             shaped[name] = orjson.loads(inputs) if inputs is not None else None
         elif name == "outputs":

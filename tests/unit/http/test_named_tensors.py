@@ -29,8 +29,7 @@ from foretell.core.schema import Feature, Output, Signature
 from foretell.errors import InvalidInput
 from foretell.http import tensors as http_tensors
 from foretell.http.tensors import inputs_from_request
-from foretell.protocols.oip import Tensor, decode_infer_request
-from foretell.protocols.oip import request as oip_request
+from foretell.protocols.oip import Tensor, bulk_inputs, decode_infer_request
 
 FLOATS = Signature(
     (
@@ -294,7 +293,7 @@ GOOD = {"BYTES": "a", "BOOL": True, "FP64": 1.5, "FP32": 1.5, "FP16": 1.5}
 
 
 def forget() -> None:
-    oip_request._LAYOUTS.clear()
+    bulk_inputs._LAYOUTS.clear()
     http_tensors._PLACES.clear()
 
 
@@ -330,7 +329,7 @@ def prime(signature: Signature, inputs: list[dict[str, Any]]) -> bool:
     ]
     both(signature, json.dumps({"inputs": good}).encode())
     names = tuple(i["name"] for i in inputs)
-    return (names, tuple(i["datatype"] for i in inputs)) in oip_request._LAYOUTS
+    return (names, tuple(i["datatype"] for i in inputs)) in bulk_inputs._LAYOUTS
 
 
 @SETTINGS
@@ -393,9 +392,9 @@ def test_a_remembered_structure_is_used_and_the_memory_is_bounded():
     assert expected[1][0] == "ok"
     for _ in range(3):
         assert both(FLOATS, body) == expected
-    assert len(oip_request._LAYOUTS) == 1
-    for n in range(oip_request._MAX_LAYOUTS + 10):
+    assert len(bulk_inputs._LAYOUTS) == 1
+    for n in range(bulk_inputs._MAX_LAYOUTS + 10):
         inputs = [{"name": f"f{n}_{i}", "datatype": "FP64", "shape": [1], "data": [1.0]} for i in range(2)]
         decode_infer_request(json.dumps({"inputs": inputs}).encode())
-    assert len(oip_request._LAYOUTS) == oip_request._MAX_LAYOUTS
+    assert len(bulk_inputs._LAYOUTS) == bulk_inputs._MAX_LAYOUTS
     forget()

@@ -6,6 +6,7 @@ model; the HTTP layer passes bytes and headers in, and gets bytes and headers ba
 
 - `tensors`: the datatypes, `Tensor` and `RequestedOutput`, numpy → `Tensor`.
 - `request`: an infer request's bytes (JSON, optionally with binary tensor data) → `InferRequest`.
+  Its parts: `json_data`, `binary_data`, `bulk_inputs` (the common form in bulk), `outputs`.
 - `response`: output tensors → an infer response's bytes and headers.
 - `metadata`: the server and model metadata documents.
 """
