@@ -31,6 +31,7 @@ from foretell.api.models import (
     set_alias,
     show,
 )
+from foretell.api.monitor import monitor, monitor_report, monitor_thresholds
 from foretell.api.serving import create_server_app, serve, serve_config
 
 __all__ = [
@@ -57,6 +58,9 @@ __all__ = [
     "load",
     "load_entities",
     "load_labels",
+    "monitor",
+    "monitor_report",
+    "monitor_thresholds",
     "production_uris",
     "read_input",
     "register",

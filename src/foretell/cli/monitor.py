@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from foretell import api
 from foretell.cli.output import err, out, print_json
 
 if TYPE_CHECKING:
@@ -48,13 +49,10 @@ def monitor(
     ] = None,
 ) -> None:
     """What MODEL's recorded traffic says: traffic by source, drift per feature, batch-vs-live agreement, quality."""
-    from foretell.api_monitor import monitor as run
-    from foretell.api_monitor import monitor_report
-
     err.print(f"reading the ledger of {model} since {since}", highlight=False, markup=False)
-    found = run(model, version=version, since=since, until=until, thresholds=thresholds, ledger=ledger)
+    found = api.monitor(model, version=version, since=since, until=until, thresholds=thresholds, ledger=ledger)
     if report is not None:
-        report.write_text(monitor_report(found), encoding="utf-8")
+        report.write_text(api.monitor_report(found), encoding="utf-8")
         err.print(f"report: {report}", highlight=False, markup=False)
     if as_json:
         print_json(found.to_dict())

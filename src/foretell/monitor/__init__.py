@@ -92,7 +92,7 @@ def run_monitor(
     seconds: dict[str, float] = {}
     with reader.session(model, since=since, until=until) as session:
         started = time.perf_counter()
-        traffic = traffic_section(session.con)
+        traffic = traffic_section(session)
         seconds["traffic"] = time.perf_counter() - started
         if version is not None and version not in versions and version not in traffic.versions:
             known = ", ".join(str(v) for v in sorted(versions)) or "none"
@@ -106,10 +106,10 @@ def run_monitor(
         drift = drift_section(session, profile, thresholds, version=chosen)
         seconds["drift"] = time.perf_counter() - started
         started = time.perf_counter()
-        agreement = agreement_section(session.con, _compared_output(task))
+        agreement = agreement_section(session, _compared_output(task))
         seconds["agreement"] = time.perf_counter() - started
         started = time.perf_counter()
-        quality = quality_section(session.con, task)
+        quality = quality_section(session, task)
         seconds["quality"] = time.perf_counter() - started
     return MonitorReport(
         model=model,

@@ -15,13 +15,14 @@ cannot be told apart and are counted as such.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from foretell.monitor.sql import columns, fields, ident, is_numeric, iso
 
 if TYPE_CHECKING:
-    import duckdb
+    from foretell.ledger.session import LedgerSession
 
 __all__ = ["AgreementSection", "ParityDefect", "agreement_section"]
 
@@ -85,20 +86,26 @@ class AgreementSection:
 _NONE = Differences(0, 0, None, None, None)
 
 
-def agreement_section(con: duckdb.DuckDBPyConnection, output: str | None) -> AgreementSection:
-    outputs = fields(con, "predictions", "outputs")
+def agreement_section(session: LedgerSession, output: str | None) -> AgreementSection:
+    outputs = fields(session, "predictions", "outputs")
     if output is None or output not in outputs or not is_numeric(outputs[output]):
         return AgreementSection(output, 0, 0, _NONE, _NONE, 0, 0, 0, (), ())
-    compared = _compared(con)
+    compared = _compared(session)
     live_sources = ", ".join(f"'{s}'" for s in LIVE_SOURCES)
     score = f"CAST(outputs.{ident(output)} AS DOUBLE)"
-    inputs_recorded = "inputs IS NOT NULL" if compared else "false"
+    recorded = "inputs IS NOT NULL" if compared else "false"
+    picked = "".join(f", inputs.{ident(n)} AS {ident('i_' + n)}" for n in compared)
     same = " AND ".join(_equal(name, live, batch) for name, (live, batch) in compared.items()) or "false"
-    con.execute(f"""
-CREATE OR REPLACE TEMP TABLE _agreement AS
+    defect = f"kind = 'unchanged' AND abs(difference) > {PARITY_TOLERANCE!r}"
+    defect_row = (
+        "struct_pack(key := key, job_id := job_id, batch_at := epoch_us(batch_at), batch_score := batch_score, "
+        "prediction_id := prediction_id, live_at := epoch_us(predicted_at), source := source, score := score, "
+        "difference := difference)"
+    )
+    # One pass: the pairs, then per kind (and, as the grouping set (), for all of them) the figures.
+    rows = session.rows(f"""
 WITH live AS (
-    SELECT key, version, predicted_at, prediction_id, source, {score} AS score,
-           {inputs_recorded} AS recorded{"".join(f", inputs.{ident(n)} AS {ident('i_' + n)}" for n in compared)}
+    SELECT key, version, predicted_at, prediction_id, source, {score} AS score, {recorded} AS recorded{picked}
     FROM predictions
     WHERE source IN ({live_sources}) AND status = 'ok' AND key IS NOT NULL AND {score} IS NOT NULL
 ),
@@ -107,25 +114,65 @@ batch AS (
     FROM predictions WHERE source = 'batch' AND status = 'ok' AND key IS NOT NULL AND {score} IS NOT NULL
 ),
 pairs AS (
-    SELECT l.*, b.job_id, b.predicted_at AS batch_at, b.score AS batch_score
+    SELECT l.*, b.job_id, b.predicted_at AS batch_at, b.score AS batch_score, l.score - b.score AS difference
     FROM live l ASOF JOIN batch b ON l.key = b.key AND l.version = b.version AND l.predicted_at >= b.predicted_at
+),
+judged AS (
+    SELECT p.*,
+           CASE WHEN NOT p.recorded OR bi.key IS NULL THEN 'unknown' WHEN {same} THEN 'unchanged' ELSE 'changed' END
+               AS kind
+    FROM pairs p LEFT JOIN batch_inputs bi ON bi.job_id = p.job_id AND bi.key = p.key
 )
-SELECT p.key, p.job_id, p.batch_at, p.batch_score, p.prediction_id, p.predicted_at, p.source, p.score,
-       p.score - p.batch_score AS difference,
-       CASE WHEN NOT p.recorded OR bi.key IS NULL THEN 'unknown' WHEN {same} THEN 'unchanged' ELSE 'changed' END
-           AS kind
-FROM pairs p LEFT JOIN batch_inputs bi ON bi.job_id = p.job_id AND bi.key = p.key
+SELECT kind, count(*), count(DISTINCT key), avg(abs(difference)), quantile_cont(abs(difference), 0.95),
+       max(abs(difference)), count(*) FILTER ({defect}), count(DISTINCT key) FILTER ({defect}),
+       list({defect_row} ORDER BY abs(difference) DESC, key) FILTER ({defect})
+FROM judged GROUP BY GROUPING SETS ((kind), ())
 """)
-    try:
-        return _summary(con, output, tuple(compared))
-    finally:
-        con.execute("DROP TABLE IF EXISTS _agreement")
+    by_kind = {kind: row for kind, *row in rows}
+    total = by_kind.get(None)
+    if total is None or not total[0]:
+        return AgreementSection(output, 0, 0, _NONE, _NONE, 0, 0, 0, (), tuple(compared))
+    listed = (total[7] or [])[:LISTED_DEFECTS]
+    unknown = by_kind.get("unknown")
+    return AgreementSection(
+        output=output,
+        pairs=int(total[0]),
+        keys=int(total[1]),
+        unchanged=_differences(by_kind.get("unchanged")),
+        changed=_differences(by_kind.get("changed")),
+        unknown=int(unknown[0]) if unknown else 0,
+        defects=int(total[5]),
+        defect_keys=int(total[6]),
+        listed=tuple(_defect(d) for d in listed),
+        compared_features=tuple(compared),
+    )
 
 
-def _compared(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
+def _defect(d: dict[str, Any]) -> ParityDefect:
+    return ParityDefect(
+        key=str(d["key"]),
+        job_id=str(d["job_id"]),
+        batch_at=iso(d["batch_at"]),
+        batch_score=float(d["batch_score"]),
+        prediction_id=str(d["prediction_id"]),
+        live_at=iso(d["live_at"]),
+        source=str(d["source"]),
+        live_score=float(d["score"]),
+        difference=float(d["difference"]),
+    )
+
+
+def _differences(row: Sequence[Any] | None) -> Differences:
+    if row is None:
+        return _NONE
+    n, keys, mean, p95, top = row[:5]
+    return Differences(int(n), int(keys), _float(mean), _float(p95), _float(top))
+
+
+def _compared(session: LedgerSession) -> dict[str, tuple[str, str]]:
     """Features recorded live that the batch jobs' input files also hold: name -> (live type, batch type)."""
-    live = fields(con, "predictions", "inputs")
-    batch = columns(con, "batch_inputs")
+    live = fields(session, "predictions", "inputs")
+    batch = columns(session, "batch_inputs")
     reserved = {"job_id", "version", "predicted_at", "key"}
     return {name: (kind, batch[name]) for name, kind in live.items() if name in batch and name not in reserved}
 
@@ -140,39 +187,6 @@ def _equal(name: str, live_type: str, batch_type: str) -> str:
     else:
         live, batch = f"CAST({live} AS VARCHAR)", f"CAST({batch} AS VARCHAR)"
     return f"({live} IS NOT DISTINCT FROM {batch})"
-
-
-def _summary(con: duckdb.DuckDBPyConnection, output: str, compared: tuple[str, ...]) -> AgreementSection:
-    stats = {
-        str(kind): Differences(int(n), int(keys), _float(mean), _float(p95), _float(top))
-        for kind, n, keys, mean, p95, top in con.execute(
-            "SELECT kind, count(*), count(DISTINCT key), avg(abs(difference)), "
-            "quantile_cont(abs(difference), 0.95), max(abs(difference)) FROM _agreement GROUP BY kind"
-        ).fetchall()
-    }
-    total = con.execute("SELECT count(*), count(DISTINCT key) FROM _agreement").fetchone()
-    defect = f"kind = 'unchanged' AND abs(difference) > {PARITY_TOLERANCE!r}"
-    counted = con.execute(f"SELECT count(*), count(DISTINCT key) FROM _agreement WHERE {defect}").fetchone()
-    listed = con.execute(
-        "SELECT key, job_id, epoch_us(batch_at), batch_score, prediction_id, epoch_us(predicted_at), source, score, "
-        f"difference FROM _agreement WHERE {defect} ORDER BY abs(difference) DESC, key LIMIT {LISTED_DEFECTS}"
-    ).fetchall()
-    unknown = stats.get("unknown")
-    return AgreementSection(
-        output=output,
-        pairs=int(total[0]) if total else 0,
-        keys=int(total[1]) if total else 0,
-        unchanged=stats.get("unchanged", _NONE),
-        changed=stats.get("changed", _NONE),
-        unknown=unknown.pairs if unknown else 0,
-        defects=int(counted[0]) if counted else 0,
-        defect_keys=int(counted[1]) if counted else 0,
-        listed=tuple(
-            ParityDefect(str(k), str(j), iso(b_at), float(b), str(pid), iso(l_at), str(s), float(live), float(d))
-            for k, j, b_at, b, pid, l_at, s, live, d in listed
-        ),
-        compared_features=compared,
-    )
 
 
 def _float(value: Any) -> float | None:

@@ -29,9 +29,8 @@ import numpy.typing as npt
 from foretell.monitor.sql import fields, ident
 
 if TYPE_CHECKING:
-    import duckdb
-
     from foretell.core.schema import Signature
+    from foretell.ledger.session import LedgerSession
 
 __all__ = [
     "CalibrationBin",
@@ -188,19 +187,19 @@ class QualitySection:
         }
 
 
-def quality_section(con: duckdb.DuckDBPyConnection, task: Task) -> QualitySection:
+def quality_section(session: LedgerSession, task: Task) -> QualitySection:
     """Figures per version × source from the session's `labelled` view (every cell counted, even unlabelled)."""
     counts = {
         (version, str(source)): int(n)
-        for version, source, n in con.execute(
+        for version, source, n in session.rows(
             "SELECT version, source, count(*) FROM predictions WHERE status = 'ok' GROUP BY ALL"
-        ).fetchall()
+        )
     }
     output = task.output
-    if task.kind == "none" or output is None or output not in fields(con, "labelled", "outputs"):
-        cells = tuple(QualityCell(v, s, n, 0) for (v, s), n in sorted(counts.items(), key=_order))
-        return QualitySection(task, 0, cells)
-    measured = _recommender(con, output) if task.kind == "recommender" else _scored(con, task, output)
+    if task.kind == "none" or output is None or output not in fields(session, "labelled", "outputs"):
+        unmeasured = tuple(QualityCell(v, s, n, 0) for (v, s), n in sorted(counts.items(), key=_order))
+        return QualitySection(task, 0, unmeasured)
+    measured = _recommender(session, output) if task.kind == "recommender" else _scored(session, task, output)
     cells = []
     for cell_key, n in sorted(counts.items(), key=_order):
         cell = measured.get(cell_key)
@@ -217,12 +216,12 @@ def _with_count(cell: QualityCell, count: int) -> QualityCell:
     return QualityCell(**{**cell.__dict__, "count": count})
 
 
-def _scored(con: duckdb.DuckDBPyConnection, task: Task, output: str) -> dict[tuple[int | None, str], QualityCell]:
+def _scored(session: LedgerSession, task: Task, output: str) -> dict[tuple[int | None, str], QualityCell]:
     score = f"CAST(outputs.{ident(output)} AS DOUBLE)"
-    table = con.execute(
+    table = session.arrow(
         f"SELECT version, source, {score} AS score, label, label_value FROM labelled "
-        f"WHERE status = 'ok' AND label_id IS NOT NULL AND isfinite({score}) ORDER BY version, source"
-    ).arrow()
+        f"WHERE status = 'ok' AND label_id IS NOT NULL AND isfinite({score})"
+    )
     if table.num_rows == 0:
         return {}
     versions = table.column("version").to_pylist()
@@ -284,13 +283,13 @@ def _groups(versions: Sequence[int | None], sources: Sequence[str]) -> dict[Cell
     return {cell: np.asarray(rows, dtype=np.intp) for cell, rows in groups.items()}
 
 
-def _recommender(con: duckdb.DuckDBPyConnection, output: str) -> dict[tuple[int | None, str], QualityCell]:
+def _recommender(session: LedgerSession, output: str) -> dict[tuple[int | None, str], QualityCell]:
     items = f"outputs.{ident(output)}"
     item = "coalesce(TRY_CAST(label_value AS BIGINT), TRY_CAST(label AS BIGINT))"
-    rows = con.execute(
+    rows = session.rows(
         f"SELECT version, source, count(*), count_if(list_contains({items}, {item})), max(len({items})) "
         f"FROM labelled WHERE status = 'ok' AND label_id IS NOT NULL AND {items} IS NOT NULL GROUP BY ALL"
-    ).fetchall()
+    )
     return {
         (version, str(source)): QualityCell(
             version, str(source), 0, int(n), hits=int(hits), k=int(k or 0), hit_rate=int(hits) / int(n)

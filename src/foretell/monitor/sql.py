@@ -10,8 +10,12 @@ has an `inputs` column of type NULL). Each section asks before it names a field.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import duckdb
+from foretell.errors import StoreError
+
+if TYPE_CHECKING:
+    from foretell.ledger.session import LedgerSession
 
 __all__ = ["columns", "fields", "ident", "is_numeric", "iso", "iso_or_none", "text"]
 
@@ -32,18 +36,18 @@ def text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def fields(con: duckdb.DuckDBPyConnection, view: str, column: str) -> dict[str, str]:
+def fields(session: LedgerSession, view: str, column: str) -> dict[str, str]:
     """The fields of struct `column` of `view` and their DuckDB types; {} when it is no struct (nothing recorded)."""
     try:
-        described = con.execute(f"DESCRIBE SELECT {ident(column)}.* FROM {ident(view)}").fetchall()
-    except duckdb.Error:  # a NULL-typed column: no segment in the window recorded that struct
+        described = session.rows(f"DESCRIBE SELECT {ident(column)}.* FROM {ident(view)}")
+    except StoreError:  # a NULL-typed column: no segment in the window recorded that struct
         return {}
     return {str(name): str(kind) for name, kind, *_ in described}
 
 
-def columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str]:
+def columns(session: LedgerSession, view: str) -> dict[str, str]:
     """The columns of `view` and their DuckDB types."""
-    return {str(name): str(kind) for name, kind, *_ in con.execute(f"DESCRIBE {ident(view)}").fetchall()}
+    return {str(name): str(kind) for name, kind, *_ in session.rows(f"DESCRIBE {ident(view)}")}
 
 
 def is_numeric(kind: str) -> bool:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from foretell.monitor.sql import iso, iso_or_none
 
 if TYPE_CHECKING:
-    import duckdb
+    from foretell.ledger.session import LedgerSession
 
 __all__ = ["Latency", "SourceTraffic", "TrafficSection", "traffic_section"]
 
@@ -85,34 +85,34 @@ def _order(source: str) -> tuple[int, str]:
     return (SOURCE_ORDER.index(source) if source in SOURCE_ORDER else len(SOURCE_ORDER), source)
 
 
-def traffic_section(con: duckdb.DuckDBPyConnection) -> TrafficSection:
-    per_source = con.execute(
+def traffic_section(session: LedgerSession) -> TrafficSection:
+    per_source = session.rows(
         "SELECT source, count(*), count_if(status = 'error'), "
         "quantile_cont(latency_ms, [0.5, 0.95, 0.99]), max(latency_ms), "
         "min(epoch_us(predicted_at)) FILTER (status = 'error') "
         "FROM predictions GROUP BY source"
-    ).fetchall()
+    )
     sources = []
     for source, rows, errors, quantiles, top, first_error in sorted(per_source, key=lambda r: _order(str(r[0]))):
         latency = None if top is None else Latency(quantiles[0], quantiles[1], quantiles[2], float(top))
         sources.append(SourceTraffic(str(source), int(rows), int(errors), latency, iso_or_none(first_error)))
-    hourly = con.execute(
+    hourly = session.rows(
         "SELECT epoch_us(date_trunc('hour', timezone('UTC', predicted_at))) AS hour, source, count(*) "
         "FROM predictions GROUP BY ALL ORDER BY hour"
-    ).fetchall()
+    )
     hours = sorted({hour for hour, _, _ in hourly})
     index = {hour: i for i, hour in enumerate(hours)}
     by_hour: dict[str, list[int]] = {s.source: [0] * len(hours) for s in sources}
     for hour, source, n in hourly:
         by_hour[str(source)][index[hour]] = int(n)
-    errors = con.execute(
+    errors = session.rows(
         "SELECT error, count(*) AS n FROM predictions WHERE status = 'error' GROUP BY error "
         f"ORDER BY n DESC, error LIMIT {TOP_ERRORS}"
-    ).fetchall()
-    keys = con.execute("SELECT count(DISTINCT key) FROM predictions").fetchone()
-    versions = con.execute(
+    )
+    keys = session.rows("SELECT count(DISTINCT key) FROM predictions")[0]
+    versions = session.rows(
         "SELECT version, count(*) FROM predictions WHERE version IS NOT NULL GROUP BY version ORDER BY version"
-    ).fetchall()
+    )
     return TrafficSection(
         rows=sum(s.rows for s in sources),
         keys=int(keys[0]) if keys else 0,

@@ -75,7 +75,7 @@ def verdict(
     findings += _agreement(agreement)
     findings += _quality(quality)
     ordered = tuple(sorted(findings, key=lambda f: -_RANK[f.status]))  # stable: areas keep their order
-    status = max((f.status for f in ordered), key=_RANK.__getitem__, default="ok")
+    status: Status = ordered[0].status if ordered else "ok"
     return Verdict(status, ordered)
 
 
@@ -140,12 +140,12 @@ def _drift(drift: DriftSection) -> list[Finding]:
                 )
             )
     if not findings:
-        outputs = " and its outputs" if drift.outputs else ""
+        also = " and its outputs" if drift.outputs else ""
         findings.append(
             Finding(
                 "drift",
                 "ok",
-                f"All {len(drift.features)} features{outputs} are within their drift thresholds "
+                f"All {len(drift.features)} features{also} are within their drift thresholds "
                 f"over {drift.rows:,} predictions.",
             )
         )

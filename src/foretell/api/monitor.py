@@ -1,8 +1,4 @@
-"""The public verbs of `foretell monitor`: `monitor(...)` and `monitor_report(report)`.
-
-Moves into the api package at merge (src/foretell/api.py is being turned into a package
-beside this work); until then `foretell.api_monitor` is where the CLI finds them.
-"""
+"""The monitor: what a model's recorded traffic says (`monitor`), and its HTML page (`monitor_report`)."""
 
 from __future__ import annotations
 
@@ -12,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from foretell.api import _home, _moment, ledger_location
+from foretell.api.environment import home_folder
+from foretell.api.ledger import _moment, ledger_location
 from foretell.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -71,7 +68,7 @@ def monitor(
         raise InvalidInput(f"version must be 1 or more, got {version}")
     return run_monitor(
         ledger_location(ledger, home=home),
-        _home(home),
+        home_folder(home),
         model,
         version=version,
         since=start.astimezone(UTC),
