@@ -35,7 +35,7 @@ from foretell.ledger.settings import LedgerSettings
 from foretell.ledger.writer import LedgerWriter
 
 CUSTOMERS = 2000
-UNCHANGED = range(0, 300)
+UNCHANGED = range(300)
 CHANGED = range(300, 500)
 DEFECT = 500
 LOOKUPS = range(600, 800)
@@ -95,7 +95,7 @@ def build(root: Path) -> Built:
         predictions = model.predict_columns(columns)
         if wrong:
             changed = dict(predictions.columns)
-            score = changed["score"]
+            score = np.asarray(changed["score"], dtype=np.float64)
             changed["score"] = np.where(score + wrong <= 1.0, score + wrong, score - wrong)  # still a probability
             predictions = Predictions(changed, predictions.outputs, len(predictions))
         writer.record(
@@ -136,7 +136,7 @@ def build(root: Path) -> Built:
     rng = np.random.default_rng(3)
     observed = live_start + timedelta(days=2)
     churned = (rows[:, 0] + 0.5 * rows[:, 1] + rng.normal(scale=1.0, size=CUSTOMERS) > 0).astype(int)
-    labelled = list(range(0, CUSTOMERS, 2)) + [i for i in range(1, 800, 2)]  # half of all, and every live key
+    labelled = list(range(0, CUSTOMERS, 2)) + list(range(1, 800, 2))  # half of all, and every live key
     pq.write_table(
         pa.table({
             "customer_id": [customer(i) for i in labelled],

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import brier_score_loss
+from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.metrics import log_loss as sk_log_loss
-from sklearn.metrics import roc_auc_score
 
 from foretell.core.feature import Feature
 from foretell.core.schema import Output, Signature
@@ -56,7 +55,7 @@ def test_calibration_bins_as_calibration_curve_bins_them() -> None:
     assert [b.observed_rate for b in filled] == pytest.approx(observed, abs=1e-12)
     assert [b.mean_predicted for b in filled] == pytest.approx(predicted, abs=1e-12)
     assert sum(b.count for b in table) == len(p)
-    assert [(b.lower, b.upper) for b in table][0] == (0.0, pytest.approx(0.1))
+    assert (table[0].lower, table[0].upper) == (0.0, pytest.approx(0.1))
 
 
 def test_calibration_bins_left_empty_say_so() -> None:

@@ -80,7 +80,7 @@ def test_agreement_unchanged_keys_agree_changed_ones_are_apart_and_the_wrong_sco
     frame = exported(built)
     batch = frame[frame["source"] == "batch"].set_index("key")["score"]
     changed = frame[frame["source"] == "event-refresh"]
-    differences = (changed["score"].to_numpy() - batch.loc[changed["key"]].to_numpy())
+    differences = changed["score"].to_numpy() - batch.loc[changed["key"]].to_numpy()
     assert agreement.changed.pairs == len(CHANGED) == agreement.changed.keys
     assert agreement.changed.mean_abs == pytest.approx(np.mean(np.abs(differences)), abs=1e-12)
     assert agreement.changed.p95_abs == pytest.approx(np.percentile(np.abs(differences), 95), abs=1e-12)
