@@ -40,9 +40,9 @@ def test_traffic_counts_by_source_and_hour_and_latency_percentiles(built: Built)
     assert {t.source: t.rows for t in traffic.sources} == frame.groupby("source").size().to_dict()
     assert [t.source for t in traffic.sources] == ["batch", "live", "precomputed", "event-refresh"]
     hours = frame["predicted_at"].dt.floor("h")
-    expected = frame.groupby([hours, "source"]).size()
+    expected = frame.assign(hour=hours).groupby(["hour", "source"]).size().reset_index(name="n")
     assert len(traffic.hours) == hours.nunique()
-    for (hour, source), n in expected.items():
+    for hour, source, n in expected.itertuples(index=False):
         assert traffic.by_hour[source][traffic.hours.index(hour.isoformat())] == n
     assert sum(sum(v) for v in traffic.by_hour.values()) == len(frame)
     for t in traffic.sources:
