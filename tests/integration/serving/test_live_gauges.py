@@ -1,0 +1,115 @@
+"""The server's live gauges (score histograms, labels joined) against a real server, checked against its own ledger."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from servekit import server
+from test_ledger_server import NOW, infer_body, ledger_rows, make_home, stamp
+
+
+@pytest.fixture
+def ledger_home(tmp_path: Path) -> Path:
+    home, scratch = tmp_path / "home", tmp_path / "scratch"
+    home.mkdir()
+    scratch.mkdir()
+    make_home(home, scratch)
+    (home / "serve.toml").write_text("[ledger]\nflush_seconds = 0.2\n")
+    return home
+
+
+def scrape(client: httpx.Client) -> dict[str, list[Any]]:
+    families: dict[str, list[Any]] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        families.setdefault(family.name, []).extend(family.samples)
+    return families
+
+
+def score_buckets(families: dict[str, list[Any]], source: str) -> dict[str, float]:
+    return {
+        s.labels["le"]: s.value
+        for s in families.get("foretell_prediction_score", [])
+        if s.name.endswith("_bucket") and s.labels["model"] == "clf" and s.labels["source"] == source
+    }
+
+
+def wait_for(check: Any, seconds: float = 15.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        found = check()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_score_histograms_per_source_match_the_ledger(ledger_home: Path) -> None:
+    with (
+        server(ledger_home, "clf@production", "--config", str(ledger_home / "serve.toml")) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        for n in (1, 3, 7):
+            assert client.post("/v2/models/clf/infer", json=infer_body(n)).status_code == 200
+        for key in ("T-1", "T-2", "T-60", "T-61"):  # 50 and up are not in the store: scored live
+            assert client.get(f"/v1/models/clf/predictions/{key}").status_code == 200
+        assert client.post("/v2/models/clf/infer", json={"inputs": []}).status_code == 400  # no score to count
+
+        expected_total = {"live": 11, "precomputed": 2, "live-fallback": 2}
+        families = wait_for(
+            lambda: (
+                f
+                if all(score_buckets(f := scrape(client), s).get("+Inf") == n for s, n in expected_total.items())
+                else None
+            )
+        )
+        assert families is not None, "the histograms did not reach every answered prediction"
+    rows = [r for r in ledger_rows(ledger_home) if r["status"] == "ok"]
+    for source, total in expected_total.items():
+        scores = np.array([r["outputs"]["score"] for r in rows if r["source"] == source])
+        assert len(scores) == total
+        buckets = score_buckets(families, source)
+        for le, count in buckets.items():
+            edge = float(le)
+            assert count == int((scores <= edge).sum()), (source, le)  # an independent count from the ledger
+        sums = [s.value for s in families["foretell_prediction_score"] if s.name.endswith("_sum")]
+        assert any(abs(v - scores.sum()) < 1e-9 for v in sums)
+        assert list(buckets)[:3] == ["0.05", "0.1", "0.15"]  # a classifier's score: buckets of 0.05 up to 1
+
+
+def test_labels_received_and_joined_are_counted_off_the_request_path(ledger_home: Path) -> None:
+    with (
+        server(ledger_home, "clf@production", "--config", str(ledger_home / "serve.toml")) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        answer = client.post("/v2/models/clf/infer", json=infer_body(1)).json()
+        assert client.get("/v1/models/clf/predictions/T-3").status_code == 200
+        time.sleep(0.6)  # the predictions reach the ledger (flush_seconds 0.2)
+        later = stamp(NOW + timedelta(hours=1))
+        labels = [
+            {"prediction_id": answer["parameters"]["prediction_id"], "label": 1},
+            {"key": "T-3", "label": 0, "observed_at": later},
+            {"key": "nobody-asked", "label": 1, "observed_at": later},  # no prediction to join
+        ]
+        started = time.perf_counter()
+        assert client.post("/v1/labels", json={"model": "clf", "labels": labels}).status_code == 200
+        assert time.perf_counter() - started < 2.0  # the join is counted later, not while the client waits
+
+        def counted() -> tuple[float, float] | None:
+            families = scrape(client)
+            got = {
+                s.name: s.value
+                for name in ("foretell_labels_received", "foretell_labels_joined")
+                for s in families.get(name, [])
+                if s.labels.get("model") == "clf" and s.name.endswith("_total")
+            }
+            if "foretell_labels_joined_total" not in got:
+                return None
+            return got["foretell_labels_received_total"], got["foretell_labels_joined_total"]
+
+        assert wait_for(counted) == (3.0, 2.0)
