@@ -103,7 +103,9 @@ def run_monitor(
         profile = ProfileStore(Path(registry_home)).load(model, chosen) if chosen is not None else None
 
         started = time.perf_counter()
-        drift = drift_section(session, profile, thresholds, version=chosen)
+        drift = drift_section(
+            session, profile, thresholds, version=chosen, signature=info.signature if info is not None else None
+        )
         seconds["drift"] = time.perf_counter() - started
         started = time.perf_counter()
         agreement = agreement_section(session, _compared_output(task))

@@ -5,35 +5,26 @@ exist depends on what was recorded in the window (a model whose inputs were neve
 has an `inputs` column of type NULL). Each section asks before it names a field.
 """
 
-# ruff: noqa: S608 - names are quoted by `ident`, values by `text`
+# ruff: noqa: S608 - names are quoted by `ident`
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from foretell.errors import StoreError
+from foretell.ledger.sql import from_micros, ident
 
 if TYPE_CHECKING:
     from foretell.ledger.session import LedgerSession
 
-__all__ = ["columns", "fields", "ident", "is_numeric", "iso", "iso_or_none", "text"]
+__all__ = ["columns", "fields", "ident", "is_numeric", "iso", "iso_or_none"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: DuckDB types compared as numbers (as DOUBLE) when a live input meets the batch file's column.
 NUMERIC_TYPES = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
      "FLOAT", "DOUBLE", "DECIMAL"}
 )  # fmt: skip
-
-
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def fields(session: LedgerSession, view: str, column: str) -> dict[str, str]:
@@ -56,7 +47,7 @@ def is_numeric(kind: str) -> bool:
 
 def iso(micros: int) -> str:
     """An instant the queries return as `epoch_us(...)`, so the connection's time zone plays no part, as ISO UTC."""
-    return (_EPOCH + timedelta(microseconds=int(micros))).isoformat()
+    return from_micros(micros).isoformat()
 
 
 def iso_or_none(micros: int | None) -> str | None:
