@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from foretell.api.environment import home_folder
 from foretell.api.ledger import _moment, ledger_location
-from foretell.errors import InvalidInput
+from foretell.errors import InvalidInput, InvalidThresholds
 
 if TYPE_CHECKING:
     from foretell.monitor import MonitorReport
@@ -34,10 +34,10 @@ def monitor_thresholds(thresholds: Thresholds | Mapping[str, Any] | str | Path |
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
-            raise InvalidInput(f"thresholds file {path} is not valid TOML: {exc}") from None
+            raise InvalidThresholds(f"thresholds file {path} is not valid TOML: {exc}") from None
         table = data.get("thresholds", data)
         if not isinstance(table, Mapping):
-            raise InvalidInput(f"thresholds file {path}: [thresholds] must be a table, got {table!r}")
+            raise InvalidThresholds(f"thresholds file {path}: [thresholds] must be a table, got {table!r}")
         return Thresholds.from_mapping(table)
     return Thresholds.from_mapping(thresholds)
 

@@ -69,7 +69,9 @@ def build(root: Path) -> Built:
     x = features(2000, 0)
     joblib.dump(LogisticRegression().fit(x, (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)), files / "churn.joblib")
     # Not compiled: the batch and live calls then run the same predictor (a compiled one may differ in the last bits).
-    api.register(MODEL, files / "churn.joblib", aliases=("production",), compile=False, home=home)
+    # The registration sample is the reference profile's source: the same distribution the customers come from.
+    sample = pa.table({"f0": x[:500, 0], "f1": x[:500, 1], "f2": x[:500, 2]})
+    api.register(MODEL, files / "churn.joblib", aliases=("production",), sample=sample, compile=False, home=home)
     rows = features(CUSTOMERS, 1)
     customers = files / "customers.parquet"
     ids = [customer(i) for i in range(CUSTOMERS)]
