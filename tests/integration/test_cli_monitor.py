@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "monitor"))  # the shared ledger builder
-from monitorkit import DEFECT, MODEL, Built, build, customer  # noqa: E402
+from monitorkit import DEFECT, MODEL, Built, build, customer
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
