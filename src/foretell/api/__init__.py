@@ -27,9 +27,11 @@ from foretell.api.models import (
     list_versions,
     load,
     production_uris,
+    profile_model,
     register,
     set_alias,
     show,
+    stored_profile,
 )
 from foretell.api.monitor import monitor, monitor_report, monitor_thresholds
 from foretell.api.serving import create_server_app, serve, serve_config
@@ -62,6 +64,7 @@ __all__ = [
     "monitor_report",
     "monitor_thresholds",
     "production_uris",
+    "profile_model",
     "read_input",
     "register",
     "resume_batch",
@@ -72,4 +75,5 @@ __all__ = [
     "serve_config",
     "set_alias",
     "show",
+    "stored_profile",
 ]

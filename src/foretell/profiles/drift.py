@@ -236,10 +236,7 @@ def counted_drift(
     missing_rate = missing / total if total else 0.0
     reference_present = round(profile.count * (1 - profile.missing_rate))
     binned = grid.bin_counts(counts)
-    reference = np.asarray(
-        profile.fractions if isinstance(profile, NumericProfile) else grid.reference,  # type: ignore[union-attr]
-        dtype=np.float64,
-    )
+    reference = grid.reference
     stability = psi(reference, binned) if present else None
     ks = grid.ks(counts) if isinstance(grid, NumericGrid) and present else None
     unseen_share = grid.unseen_count(counts) / present if isinstance(grid, CategoricalGrid) and present else 0.0
@@ -340,7 +337,9 @@ class WindowedBins:
 
     def psi(self, name: str, *, now: float | None = None) -> float | None:
         """PSI of `name` over the window (None before any non-missing value)."""
-        return self.drift(name, Thresholds(), now=now).psi
+        grid = self._grids[name]
+        binned = grid.bin_counts(self.counts(name, now=now))
+        return psi(grid.reference, binned) if binned.sum() else None
 
     def psi_by_feature(self, *, now: float | None = None) -> dict[str, float | None]:
         return {name: self.psi(name, now=now) for name in self.profile.inputs}

@@ -58,6 +58,7 @@ class NumericGrid:
         self.bin_of_cell[0::2] = gaps
         self.bin_of_cell[1::2] = equal
         self.nbins = len(edges) + 1
+        self.reference = np.asarray(profile.fractions, dtype=np.float64)
 
     def count(self, values: Any) -> Counts:
         # Sorting and then finding the ~100 points in the sorted values is several times faster

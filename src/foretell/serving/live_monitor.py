@@ -28,8 +28,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+from foretell.profiles.drift import WindowedBins
+from foretell.profiles.reference import ReferenceProfile
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -44,7 +47,7 @@ _UNIT_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 _DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 #: A version's reference profile, or None when it has none (`foretell.registry.ProfileStore.load`).
-ProfileOf = Callable[[str, int], Any]
+ProfileOf = Callable[[str, int], ReferenceProfile | None]
 
 
 class _Scores:
@@ -81,6 +84,8 @@ class LiveMonitor(Collector):
         self._edges: dict[str, tuple[float, ...]] = {}
         self._received: Counter[str] = Counter()
         self._joined: Counter[str] = Counter()
+        self._bins: dict[tuple[str, int], WindowedBins | None] = {}
+        self._psi: dict[tuple[str, str], float] = {}
         self._joins = LabelJoins(ledger, self, every_seconds=join_every_seconds) if ledger is not None else None
 
     def labels_written(self, model: str, path: str, count: int) -> None:
@@ -101,6 +106,7 @@ class LiveMonitor(Collector):
         if "outputs" not in table.column_names or table.num_rows == 0:
             return
         import pyarrow.compute as pc
+        import pyarrow.types as pa_types
 
         outputs = table.column("outputs")
         fields = {f.name for f in outputs.type}
@@ -111,6 +117,8 @@ class LiveMonitor(Collector):
         kept = table.filter(answered)
         if kept.num_rows == 0:
             return
+        if "inputs" in kept.column_names and pa_types.is_struct(kept.column("inputs").type):
+            self._observe_inputs(model, kept.filter(pc.is_valid(kept.column("inputs"))))
         scores = pc.struct_field(kept.column("outputs"), "score").to_numpy(zero_copy_only=False).astype(np.float64)
         sources = kept.column("source").to_numpy(zero_copy_only=False)
         versions = kept.column("version").to_numpy(zero_copy_only=False)
@@ -123,6 +131,31 @@ class LiveMonitor(Collector):
                 if histogram is None:
                     histogram = self._scores[(model, str(source))] = _Scores(edges)
                 histogram.add(chosen)
+
+    def _observe_inputs(self, model: str, rows: pa.Table) -> None:
+        """Count the inputs of rows that carry them into their version's window; refresh the PSI gauges."""
+        import pyarrow.compute as pc
+
+        if rows.num_rows == 0:
+            return
+        versions = rows.column("version")
+        for version in pc.unique(versions).to_pylist():
+            bins = self._bins_for(model, int(version))
+            if bins is None:
+                continue
+            chosen = rows.filter(pc.equal(versions, version)).column("inputs")
+            names = [field.name for field in chosen.type]
+            bins.add({name: pc.struct_field(chosen, name) for name in names}, at=time.time())
+            found = {name: value for name, value in bins.psi_by_feature().items() if value is not None}
+            with self._lock:
+                self._psi.update({(model, name): value for name, value in found.items()})
+
+    def _bins_for(self, model: str, version: int) -> WindowedBins | None:
+        key = (model, version)
+        if key not in self._bins:
+            profile = self._profile_of(model, version) if self._profile_of is not None else None
+            self._bins[key] = WindowedBins(profile, window=self.window_seconds) if profile is not None else None
+        return self._bins[key]
 
     def _edges_for(self, model: str, version: int, *, probability: bool) -> tuple[float, ...]:
         """The score buckets of a model (fixed by its first version seen: a histogram's buckets never change).
@@ -160,6 +193,7 @@ class LiveMonitor(Collector):
         with self._lock:
             scores = {key: (h.edges, h.counts.copy(), h.total) for key, h in self._scores.items()}
             received, joined = dict(self._received), dict(self._joined)
+            drift = dict(self._psi)
         family = HistogramMetricFamily(
             "foretell_prediction_score",
             "The score output of answered predictions, by model and source (batch, live, precomputed, ...).",
@@ -176,9 +210,17 @@ class LiveMonitor(Collector):
             ("foretell_labels_joined", joined, "Labels posted here that joined a prediction in the ledger."),
         ):
             counter = CounterMetricFamily(name, text, labels=["model"])
-            for model, value in sorted(values.items()):
-                counter.add_metric([model], value)
+            for model, count in sorted(values.items()):
+                counter.add_metric([model], count)
             yield counter
+        gauge = GaugeMetricFamily(
+            "foretell_feature_drift_psi",
+            "Each input's PSI against the serving version's reference profile, over the recent window.",
+            labels=["model", "feature"],
+        )
+        for (model, feature), psi in sorted(drift.items()):
+            gauge.add_metric([model, feature], psi)
+        yield gauge
 
 
 def _le(edge: float) -> str:

@@ -9,20 +9,11 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from servekit import server
-from test_ledger_server import NOW, infer_body, ledger_rows, make_home, stamp
+from test_ledger_server import NOW, infer_body, ledger_home, ledger_rows, stamp
 
-
-@pytest.fixture
-def ledger_home(tmp_path: Path) -> Path:
-    home, scratch = tmp_path / "home", tmp_path / "scratch"
-    home.mkdir()
-    scratch.mkdir()
-    make_home(home, scratch)
-    (home / "serve.toml").write_text("[ledger]\nflush_seconds = 0.2\n")
-    return home
+__all__ = ["ledger_home"]  # the fixture, shared with the ledger's server tests
 
 
 def scrape(client: httpx.Client) -> dict[str, list[Any]]:
