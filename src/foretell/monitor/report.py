@@ -12,7 +12,7 @@ inline SVG drawn here from the same `MonitorReport` the terminal and the JSON sh
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from foretell.monitor.verdict import when
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["render_monitor_report"]
 
 _W, _PAD = 680, 56
+Scale = Callable[[float], float]
 _STATUS_COLOURS = {"ok": "#55a868", "warn": "#dd8452", "alert": "#c44e52", "unknown": "#999999"}
 _SOURCE_COLOURS = {
     "batch": "#4c72b0", "live": "#dd8452", "precomputed": "#55a868", "live-fallback": "#c44e52",
@@ -247,8 +248,9 @@ def _lines(
     y_range: tuple[float, float],
     x_ticks: tuple[str, str],
     labels: tuple[str, str],
-    extra: Sequence[str] = (),
+    extra: Sequence[Callable[[Scale, Scale], str]] = (),
 ) -> str:
+    """Lines through points on linear axes; each of `extra` draws more on the same scales."""
     height = 300
     (x0, x1), (y0, y1) = x_range, y_range
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
@@ -271,7 +273,7 @@ def _lines(
         f'<text x="{_PAD - 4}" y="{_PAD + 4}" font-size="10" text-anchor="end">{y1:,.3g}</text>',
     ]
     for line in extra:
-        body.append(line.format(sx=sx, sy=sy))
+        body.append(line(sx, sy))
     for i, (name, points) in enumerate(series.items()):
         colour = colours.get(name, "#888")
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
@@ -310,8 +312,11 @@ def _calibration_plot(r: MonitorReport) -> str:
                    if b.mean_predicted is not None and b.observed_rate is not None]
         for c in cells
     }  # fmt: skip
-    diagonal = '<line class="diagonal" x1="{sx(0):.1f}" y1="{sy(0):.1f}" x2="{sx(1):.1f}" y2="{sy(1):.1f}" ' \
-               'stroke="#aaa" stroke-dasharray="4,3"/>'  # fmt: skip
+
+    def diagonal(sx: Scale, sy: Scale) -> str:
+        return (f'<line class="diagonal" x1="{sx(0):.1f}" y1="{sy(0):.1f}" x2="{sx(1):.1f}" y2="{sy(1):.1f}" '
+                'stroke="#aaa" stroke-dasharray="4,3"/>')  # fmt: skip
+
     return _lines(
         series,
         _SOURCE_COLOURS,

@@ -62,8 +62,8 @@ def test_thresholds_come_from_a_toml_file_and_unknown_keys_are_refused(built: Bu
     good.write_text("[thresholds]\npsi_warn = 0.1\npsi_alert = 0.25\n")
     assert api.monitor_thresholds(good).psi_alert == 0.25
     flat = tmp_path / "flat.toml"
-    flat.write_text("psi_warn = 0.1\n")
-    assert api.monitor_thresholds(flat).psi_warn == 0.1
+    flat.write_text("psi_warn = 0.03\n")
+    assert api.monitor_thresholds(flat).psi_warn == 0.03
     bad = tmp_path / "bad.toml"
     bad.write_text("psi_wran = 0.1\n")
     with pytest.raises(InvalidThresholds, match="psi_wran"):
