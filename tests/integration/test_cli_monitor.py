@@ -30,7 +30,9 @@ def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[
 
 
 def errors(result: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    """stderr without the import report and the progress line."""
+    lines = result.stderr.splitlines()
+    return [line for line in lines if line.strip() and not line.startswith(("import time:", "reading the ledger"))]
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +68,12 @@ def test_the_table_and_the_report_page(built: Built, tmp_path: Path) -> None:
 def test_bad_since_and_an_unknown_model_are_one_line_errors(built: Built) -> None:
     bad = run(built.home, "monitor", MODEL, "--since", "yesterday")
     assert bad.returncode == 1
-    [line] = [line for line in errors(bad) if line.strip()]
+    [line] = errors(bad)
     assert line.startswith("error: since is a duration back from now") and "Traceback" not in bad.stderr
 
     unknown = run(built.home, "monitor", "chrun")
     assert unknown.returncode == 1
-    [line] = [line for line in errors(unknown) if line.strip() and not line.startswith("reading the ledger")]
+    [line] = errors(unknown)
     assert line.startswith("error: no model named 'chrun'") and "did you mean 'churn'" in line
 
     usage = run(built.home, "monitor", MODEL, "--version", "0")

@@ -219,7 +219,7 @@ def _score_plot(r: MonitorReport) -> str:
     if r.drift.reference is None or not found:
         return _empty("no score distribution to compare (no reference profile)")
     f = found[0]
-    height, left, bottom = 260, _PAD, 200
+    height, left, bottom = 300, _PAD, 200
     top = max([*f.reference, *f.current, 1e-9])
     slot = (_W - 2 * left) / max(len(f.bins), 1)
     body = [f'<line x1="{left}" y1="{bottom}" x2="{_W - left}" y2="{bottom}" stroke="#444"/>']
@@ -231,12 +231,13 @@ def _score_plot(r: MonitorReport) -> str:
             h, w = (bottom - 20) * share / top, (slot - 4) / 2
             body.append(f'<rect class="bar" data-series="{series}" x="{x + 2 + j * w:.1f}" y="{bottom - h:.1f}" '
                         f'width="{w:.1f}" height="{h:.1f}" fill="{colour}"/>')  # fmt: skip
-        if len(f.bins) <= 12 or i % max(len(f.bins) // 10, 1) == 0:
-            body.append(f'<text x="{x + slot / 2:.1f}" y="{bottom + 14}" font-size="9" text-anchor="middle">'
-                        f"{_e(label)}</text>")  # fmt: skip
+        if i % max(len(f.bins) // 12, 1) == 0:  # bins are intervals: slanted, so that neighbours do not overlap
+            lx, ly = x + slot / 2, bottom + 10
+            body.append(f'<text x="{lx:.1f}" y="{ly}" font-size="9" text-anchor="end" '
+                        f'transform="rotate(-30 {lx:.1f} {ly})">{_e(label)}</text>')  # fmt: skip
     body.append('<text x="60" y="14" font-size="12" fill="#4c72b0">reference</text>')
     body.append('<text x="140" y="14" font-size="12" fill="#dd8452">now</text>')
-    body.append(f'<text x="{_W / 2}" y="{height - 20}" font-size="12" text-anchor="middle">{_e(f.name)}</text>')
+    body.append(f'<text x="{_W / 2}" y="{height - 8}" font-size="12" text-anchor="middle">{_e(f.name)}</text>')
     return _svg(height, body)
 
 

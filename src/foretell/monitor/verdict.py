@@ -87,6 +87,10 @@ def when(iso: str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _listing(names: Sequence[str], total: int | None = None) -> str:
     shown = ", ".join(names[:_NAMED])
     more = (total if total is not None else len(names)) - min(len(names), _NAMED)
@@ -140,7 +144,7 @@ def _drift(drift: DriftSection) -> list[Finding]:
                 )
             )
     if not findings:
-        also = " and its outputs" if drift.outputs else ""
+        also = " and the outputs" if drift.outputs else ""
         findings.append(
             Finding(
                 "drift",
@@ -173,9 +177,10 @@ def _agreement(agreement: AgreementSection) -> list[Finding]:
             Finding(
                 "agreement",
                 "alert",
-                f"Parity defect: {agreement.defects:,} live scores of {agreement.defect_keys:,} keys differ from the "
-                f"batch's although their features had not changed since it (largest {largest:+.3g}), since "
-                f"{when(first)}: keys {_listing(keys, agreement.defect_keys)}.",
+                f"Parity defect: {_count(agreement.defects, 'live score')} of {_count(agreement.defect_keys, 'key')} "
+                f"{'differs' if agreement.defects == 1 else 'differ'} from the batch's although the features had not "
+                f"changed since it (largest {largest:+.3g}), since {when(first)}: "
+                f"{'key' if len(keys) == 1 else 'keys'} {_listing(keys, agreement.defect_keys)}.",
             )
         ]
     unchanged, changed = agreement.unchanged, agreement.changed
