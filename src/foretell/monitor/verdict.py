@@ -160,9 +160,9 @@ def _drifted(features: Sequence[FeatureDrift], total: int, status: str) -> str:
     ordered = sorted(features, key=lambda f: (f.since or "", -(f.psi or 0.0)))
     since = min((f.since for f in features if f.since), default=None)
     named = [f"{f.name} ({'; '.join(f.reasons)})" for f in ordered]
-    noun = "feature has" if len(features) == 1 else "features have"
+    verb = "has" if len(features) == 1 else "have"
     return (
-        f"{len(features)} of {total} {noun} drifted past the {status} threshold since {when(since)}: {_listing(named)}."
+        f"{len(features)} of {total} features {verb} drifted past the {status} threshold since {when(since)}: {_listing(named)}."
     )
 
 
