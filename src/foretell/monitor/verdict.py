@@ -162,7 +162,8 @@ def _drifted(features: Sequence[FeatureDrift], total: int, status: str) -> str:
     named = [f"{f.name} ({'; '.join(f.reasons)})" for f in ordered]
     verb = "has" if len(features) == 1 else "have"
     return (
-        f"{len(features)} of {total} features {verb} drifted past the {status} threshold since {when(since)}: {_listing(named)}."
+        f"{len(features)} of {total} features {verb} drifted past the {status} threshold since {when(since)}: "
+        f"{_listing(named)}."
     )
 
 
