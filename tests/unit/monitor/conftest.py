@@ -9,3 +9,8 @@ from monitorkit import Built, build
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return build(tmp_path_factory.mktemp("monitor"))
+
+
+@pytest.fixture(scope="session")
+def drifted(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build(tmp_path_factory.mktemp("monitor-drifted"), drifted=True)

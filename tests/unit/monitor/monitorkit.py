@@ -11,7 +11,8 @@ then records live traffic at chosen times after the batch, from real model calls
   infer calls without a key (in batches of 10 rows);
 - 40 failed requests (30 of one reason, 10 of another);
 
-and labels (by key, observed after everything) are loaded with `foretell.api.load_labels`.
+and labels (by key, observed after everything) are loaded with `foretell.api.load_labels`. With
+`drifted=True`, 1,500 more live rows three hours after the others have f1 moved by one sd.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ DEFECT = 500
 LOOKUPS = range(600, 800)
 DEFECT_SHIFT = 0.125
 MODEL = "churn"
+DRIFTED_ROWS = 1500
 
 
 def customer(i: int) -> str:
@@ -63,7 +65,7 @@ def features(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, 3))
 
 
-def build(root: Path) -> Built:
+def build(root: Path, *, drifted: bool = False) -> Built:
     home, files = root / "home", root / "files"
     files.mkdir(parents=True)
     x = features(2000, 0)
@@ -90,7 +92,7 @@ def build(root: Path) -> Built:
     moment = iter(live_start + timedelta(seconds=7 * i) for i in range(100_000))
 
     def record(indexes: list[int], source: str, *, keyed: bool = True, shift: float = 0.0, wrong: float = 0.0,
-               values: np.ndarray | None = None, latency: float = 2.0) -> None:  # fmt: skip
+               values: np.ndarray | None = None, latency: float = 2.0, at: datetime | None = None) -> None:  # fmt: skip
         data = rows[indexes] if values is None else values
         data = data + np.array([shift, 0.0, 0.0])
         columns = model.coerce([{"f0": a, "f1": b, "f2": c} for a, b, c in data])
@@ -106,7 +108,7 @@ def build(root: Path) -> Built:
                 version=1, sha256=model.info.sha256, predictor="original", signature=model.info.signature,
                 frame=columns.frame, predictions=predictions,
                 keys=[customer(i) for i in indexes] if keyed else None, latency_ms=latency,
-                batch_size=len(data), predicted_at=next(moment).timestamp(),
+                batch_size=len(data), predicted_at=(at or next(moment)).timestamp(),
             )
         )  # fmt: skip
 
@@ -131,6 +133,11 @@ def build(root: Path) -> Built:
             Entry(new_prediction_id(), MODEL, source="live", endpoint="infer", status="error", error=reason,
                   latency_ms=0.5, predicted_at=next(moment).timestamp())
         )  # fmt: skip
+    if drifted:  # then 1,500 more live calls without a key, three hours in, with f1 moved by one sd
+        shifted = features(DRIFTED_ROWS, 7) + np.array([0.0, 1.0, 0.0])
+        for block in range(0, DRIFTED_ROWS, 10):
+            at = live_start + timedelta(hours=3, seconds=2 * block)
+            record([], "live", keyed=False, values=shifted[block : block + 10], at=at)
     writer.flush()
     writer.close()
 
