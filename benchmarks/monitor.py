@@ -17,7 +17,11 @@ In one run, on this machine:
   features for the agreement);
 - loads `--labels` labels by key with `foretell.api.load_labels`;
 - times `foretell.monitor.run_monitor` over the window (median of `--runs`), and prints the split
-  per section as the report records it (traffic, drift, agreement, quality) and the session's opening.
+  per section as the report records it (traffic, drift, agreement, quality) and the session's opening;
+- times, interleaved run by run in one session, the agreement section as it is (a hash of the compared
+  features goes through the ASOF join) and the same pairs judged by carrying the 31 features through
+  the join and comparing them one by one (the first version): the ratio is what the hash buys;
+- times `foretell monitor churn --json` once as a new process (interpreter, imports, the report, JSON).
 
 Target (issue 17): < 10 s.
 """
@@ -25,12 +29,16 @@ Target (issue 17): < 10 s.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -121,6 +129,36 @@ def build(scratch: Path, batch_rows: int, live_rows: int, labels: int) -> tuple[
     return home, batch_at
 
 
+def carried_agreement(session: Any) -> list[tuple[Any, ...]]:
+    """The agreement's pairs judged the first way: every compared feature carried through the ASOF join."""
+    from foretell.ledger.sql import ident
+    from foretell.monitor.agreement import _compared
+    from foretell.monitor.sql import is_numeric
+
+    compared = _compared(session)
+    picked = "".join(f", inputs.{ident(n)} AS {ident('i_' + n)}" for n in compared)
+    same = []
+    for name, (live_type, batch_type) in compared.items():
+        live, batch = f"p.{ident('i_' + name)}", f"bi.{ident(name)}"
+        if is_numeric(live_type) and is_numeric(batch_type):
+            live, batch = (f"nullif(CAST({c} AS DOUBLE), 'NaN'::DOUBLE)" for c in (live, batch))
+        else:
+            live, batch = f"CAST({live} AS VARCHAR)", f"CAST({batch} AS VARCHAR)"
+        same.append(f"({live} IS NOT DISTINCT FROM {batch})")
+    sql = f"""
+WITH live AS (SELECT key, version, predicted_at, outputs.score AS score{picked} FROM predictions
+              WHERE source IN ('live', 'live-fallback', 'event-refresh') AND status = 'ok' AND key IS NOT NULL),
+batch AS (SELECT key, version, predicted_at, prediction_id AS job_id, outputs.score AS score FROM predictions
+          WHERE source = 'batch' AND status = 'ok' AND key IS NOT NULL),
+pairs AS (SELECT l.*, b.job_id, l.score - b.score AS difference FROM live l
+          ASOF JOIN batch b ON l.key = b.key AND l.version = b.version AND l.predicted_at >= b.predicted_at)
+SELECT CASE WHEN bi.key IS NULL THEN 'unknown' WHEN {" AND ".join(same)} THEN 'unchanged' ELSE 'changed' END AS kind,
+       count(*), max(abs(difference))
+FROM pairs p LEFT JOIN batch_inputs bi ON bi.job_id = p.job_id AND bi.key = p.key GROUP BY kind ORDER BY kind
+"""
+    return session.rows(sql)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
@@ -163,6 +201,30 @@ def main() -> None:
         print(f"agreement: {a.pairs:,} pairs, {a.unchanged.pairs:,} unchanged ({a.defects} defects), "
               f"{a.changed.pairs:,} changed, {a.unknown:,} unknown")  # fmt: skip
         print(f"quality: {report.quality.labels:,} labelled predictions")
+
+        from foretell.monitor.agreement import agreement_section
+
+        hashed, carried = [], []
+        with LedgerReader(home / "ledger").session(MODEL, since=since) as session:
+            for _ in range(args.runs):
+                started = time.perf_counter()
+                found = agreement_section(session, "score")
+                hashed.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                kinds = {kind: n for kind, n, _ in carried_agreement(session)}
+                carried.append(time.perf_counter() - started)
+        assert kinds.get("unchanged", 0) == found.unchanged.pairs
+        assert kinds.get("changed", 0) == found.changed.pairs
+        print(f"\nagreement, a hash of the features through the ASOF join: median {statistics.median(hashed):.2f} s")
+        print(f"agreement, the 31 features carried through it:           median {statistics.median(carried):.2f} s "
+              f"({statistics.median(carried) / statistics.median(hashed):.2f}x the hash's)")  # fmt: skip
+
+        env = {**os.environ, "FORETELL_HOME": str(home)}
+        env.pop("FORETELL_LEDGER", None)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "foretell", "monitor", MODEL, "--since", since.isoformat(), "--json"],
+                       env=env, check=True, capture_output=True)  # fmt: skip
+        print(f"foretell monitor {MODEL} --json, a new process: {time.perf_counter() - started:.2f} s")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
