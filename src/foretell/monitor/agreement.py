@@ -184,9 +184,10 @@ def _digest(values: dict[str, tuple[str, tuple[str, str]]]) -> str:
 
     Numbers are compared as numbers (DOUBLE) when both sides hold numbers, anything else as
     text (a category by its name); NaN in a file is what the signature reads as missing,
-    and the ledger records as null. Only the hash travels through the ASOF join: carrying
-    31 features through its sort cost ten times the join itself. Two different rows
-    sharing a hash (about 1 in 2^64) would only be judged `unchanged`, and show up as a defect.
+    and the ledger records as null. Only the hash travels with each pair (through the ASOF
+    join and the grouped scans after it): carrying 31 features made the section 1.25x slower
+    (docs/benchmarks.md, "Monitor"). Two different rows sharing a hash (about 1 in 2^64) would
+    be judged `unchanged`, and a difference between them would show as a defect.
     """
     if not values:
         return "NULL::UBIGINT"
