@@ -33,6 +33,7 @@ from foretell.api.models import (
     show,
     stored_profile,
 )
+from foretell.api.monitor import monitor, monitor_report, monitor_thresholds
 from foretell.api.serving import create_server_app, serve, serve_config
 
 __all__ = [
@@ -59,6 +60,9 @@ __all__ = [
     "load",
     "load_entities",
     "load_labels",
+    "monitor",
+    "monitor_report",
+    "monitor_thresholds",
     "production_uris",
     "profile_model",
     "read_input",
