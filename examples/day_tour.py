@@ -25,7 +25,8 @@ def main() -> int:
     customers = pq.read_table(home / "demo" / "customers.parquet")
     features = foretell.show("churn@production").signature.input_names
     column, value = SEGMENT
-    print(f"\n== a day of traffic for churn: customers with {column}={value} call support {DRIFT_CALLS:.0f} times more")
+    calls = f"{DRIFT_CALLS:.0f} more support calls a month"
+    print(f"\n== a day of traffic for churn: customers with {column}={value} make {calls}")
     with running_server("churn@production") as url:
         traffic = simulate_day(url, customers, list(features))
     sent = ", ".join(f"{count:,} {kind}" for kind, count in traffic.sent.items())

@@ -88,3 +88,8 @@ def test_a_sample_without_the_model_s_columns_is_a_one_line_error(files: dict[st
     assert failed.returncode != 0
     assert failed.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "tenure" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_models_profile_has_help_with_examples(tmp_path: Path) -> None:
+    shown = run(tmp_path / "home", "models", "profile", "--help")
+    assert shown.returncode == 0 and "Example" in shown.stdout and "--sample" in shown.stdout

@@ -7,14 +7,15 @@ prediction is made.
 - **lookups** of last night's scores by key (`precomputed`);
 - **fresh lookups** (`?fresh=true`): scored live from the entity table (`live-fallback`);
 - **infer** requests carrying a customer's row and its key (`live`);
-- **events**: support calls logged for customers of one segment (one region), which the
-  server applies to the entity table and re-scores at once (`event-refresh`).
+- **events**: each customer's support-call count as the CRM syncs it, which the server
+  applies to the entity table and re-scores at once (`event-refresh`).
 
-The segment's customers call support far more than the training data knew: their
-`support_calls_30d` grows by `DRIFT_CALLS`, in the events and in the infer requests about
-them. That is the drift `foretell monitor` should flag, on that one feature; every other
-feature is sent as last night's batch read it, so their live scores equal the batch's to
-the bit. Keys, order and values come from a fixed seed.
+One segment's customers (one region) call support far more than the training data knew:
+their `support_calls_30d` grows by `DRIFT_CALLS`, in their events and in the infer requests
+about them; everyone else's events re-state the count they had. That is the drift
+`foretell monitor` should flag, on that one feature; every other feature is sent as last
+night's batch read it, so the live scores of customers outside the segment equal the
+batch's to the bit. Keys, order and values come from a fixed seed.
 
 Then `day_labels` gives the outcomes of yesterday's scores (the demo data's `churned`
 column) as `foretell labels load` reads them.
@@ -34,7 +35,7 @@ import pyarrow as pa
 __all__ = ["DRIFT_CALLS", "DRIFT_FEATURE", "SEGMENT", "DayPlan", "DayTraffic", "day_labels", "simulate_day"]
 
 #: The segment whose customers drift, and how.
-SEGMENT = ("region", "latin_america")
+SEGMENT = ("region", "europe")
 DRIFT_FEATURE = "support_calls_30d"
 DRIFT_CALLS = 4.0
 
@@ -53,7 +54,7 @@ class DayPlan:
 
 @dataclass
 class DayTraffic:
-    """What was sent: requests per kind, answers per status, the keys the segment's events changed."""
+    """What was sent: requests per kind, answers per status, the keys whose events changed their features."""
 
     sent: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
@@ -89,11 +90,10 @@ async def _day(url: str, customers: pa.Table, features: list[str], plan: DayPlan
     ids = customers.column("customer_id").to_pylist()
     column, value = SEGMENT
     in_segment = np.asarray(customers.column(column).to_pylist(), dtype=object) == value
-    segment_rows = np.flatnonzero(in_segment)
     traffic = DayTraffic()
-    # Events first (the segment's calls), then the day's reads in a shuffled order.
-    event_rows = rng.choice(segment_rows, size=min(plan.events, len(segment_rows)), replace=False)
-    traffic.changed_keys = [ids[i] for i in event_rows]
+    # Events first (the CRM's sync), then the day's reads in a shuffled order.
+    event_rows = rng.choice(len(ids), size=min(plan.events, len(ids)), replace=False)
+    traffic.changed_keys = [ids[i] for i in event_rows if in_segment[i]]
     requests: list[tuple[str, int]] = [("event", int(i)) for i in event_rows]
     reads = [("lookup", int(i)) for i in rng.integers(0, len(ids), plan.lookups)]
     reads += [("fresh", int(i)) for i in rng.integers(0, len(ids), plan.fresh_lookups)]
@@ -126,7 +126,7 @@ async def _send(client: Any, kind: str, key: str, rows: pa.Table, at: int, drift
         return await client.get(f"/v1/models/churn/predictions/{key}", params={"fresh": "true"})
     row = rows.slice(at, 1).to_pylist()[0]
     if kind == "event":
-        calls = (row[DRIFT_FEATURE] or 0.0) + DRIFT_CALLS
+        calls = (row[DRIFT_FEATURE] or 0.0) + (DRIFT_CALLS if drifted else 0.0)
         event = {"type": "features", "key": key, "values": {DRIFT_FEATURE: calls}, "event_id": f"day-{key}"}
         return await client.post("/v1/events", json=event)
     if drifted:

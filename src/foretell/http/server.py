@@ -24,6 +24,7 @@ from foretell.hybrid import HybridService
 from foretell.ledger.query import LedgerReader
 from foretell.ledger.writer import LedgerWriter
 from foretell.registry import open_registry
+from foretell.registry.profiles import ProfileStore
 from foretell.serving.config import ServeConfig
 from foretell.serving.live_monitor import LiveMonitor
 from foretell.serving.runtime import Runtime
@@ -61,7 +62,9 @@ def build_app(home: Path, config: ServeConfig) -> ASGIApp:
         reload_seconds=config.reload_seconds,
         predictor=config.predictor,
     )
-    live = LiveMonitor(ledger=LedgerReader(ledger_location(home, config))) if config.ledger.enabled else None
+    live = None
+    if config.ledger.enabled:
+        live = LiveMonitor(ProfileStore(home).load, ledger=LedgerReader(ledger_location(home, config)))
     inference = InferenceService(runtime, _ledger_writer(home, config, live), live)
     hybrid = HybridService(
         inference,

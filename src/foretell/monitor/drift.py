@@ -1,11 +1,17 @@
 """The monitor's drift section: a window's inputs and outputs against the version's reference profile.
 
-Inputs come from two places in a ledger session: the `inputs` struct of live-sourced
-predictions (`live`, `live-fallback`, `event-refresh`: the rows the model scored on the
-spot) and the `batch_inputs` view (the rows batch jobs scored, read back from their input
-files). Precomputed lookups are left out: they serve answers a batch job already scored,
-and would count its rows twice. Outputs come from the same predictions, batch rows
-included (their outputs are the job's written columns).
+Traffic is judged in two groups, each against the reference on its own:
+
+- `batch`: the rows batch jobs scored, read back from their input files (the session's
+  `batch_inputs` view), and the outputs the jobs wrote;
+- `online`: the `inputs` struct of live-sourced predictions (`live`, `live-fallback`,
+  `event-refresh`: the rows the model scored on the spot) and their outputs.
+
+A feature's status is the worse of its two groups, and its row says which group it is
+(`FeatureDrift.group`); `DriftSection.by_group` keeps both. Judged together, a nightly job
+of a million rows would drown a drift that only online traffic shows (one segment's
+customers calling support more, in a few thousand requests). Precomputed lookups are left
+out: they serve answers a batch job already scored, and would count its rows twice.
 
 The columns are fetched as Arrow (DuckDB hands them over without a copy) and counted
 against the profile's cells with numpy (`foretell.profiles.grids`): counting is one sort
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +36,7 @@ import pyarrow.compute as pc
 
 from foretell.errors import StoreError
 from foretell.ledger.sql import ident
-from foretell.profiles.drift import FeatureDrift, Thresholds, counted_drift, worst
+from foretell.profiles.drift import FeatureDrift, Thresholds, counted_drift, rank, worst
 from foretell.profiles.grids import CategoricalGrid, NumericGrid, grid_for
 from foretell.profiles.reference import CategoricalProfile, ColumnProfile, ReferenceProfile
 from foretell.profiles.values import codes_to_names
@@ -57,6 +63,8 @@ class DriftSection:
     features: tuple[FeatureDrift, ...]
     outputs: tuple[FeatureDrift, ...]
     thresholds: Thresholds
+    by_group: Mapping[str, tuple[FeatureDrift, ...]] = field(default_factory=dict)
+    """Each group's judgement of every input and output (`batch`, `online`), for groups with rows."""
 
     @property
     def status(self) -> str:
@@ -74,6 +82,7 @@ class DriftSection:
             "features": [d.to_dict() for d in self.features],
             "outputs": [d.to_dict() for d in self.outputs],
             "thresholds": self.thresholds.to_dict(),
+            "by_group": {group: [d.to_dict() for d in judged] for group, judged in self.by_group.items()},
         }
 
 
@@ -91,16 +100,46 @@ def drift_section(
     """
     if profile is None:
         return DriftSection(version, None, 0, (), (), thresholds)
-    live = _live_columns(session, "inputs", profile.inputs, version)
-    batch = _batch_columns(session, profile.inputs, version, signature)
-    outputs = _output_columns(session, profile.outputs, version)
-    family = len(profile.inputs) + len(profile.outputs)
-    features = tuple(_judge(name, column, [live, batch], thresholds, family) for name, column in profile.inputs.items())
-    judged_outputs = tuple(
-        _judge(name, column, [outputs], thresholds, family) for name, column in profile.outputs.items()
-    )
+    groups = {
+        "batch": (
+            _batch_columns(session, profile.inputs, version, signature),
+            _output_columns(session, profile.outputs, version, ("batch",)),
+        ),
+        "online": (
+            _live_columns(session, "inputs", profile.inputs, version),
+            _output_columns(session, profile.outputs, version, LIVE_SOURCES),
+        ),
+    }
+    groups = {name: tables for name, tables in groups.items() if tables[0].num_rows or tables[1].num_rows}
+    # Every check of every column in every group shares one false-alarm chance.
+    family = (len(profile.inputs) + len(profile.outputs)) * max(len(groups), 1)
+    by_group = {
+        group: tuple(
+            replace(_judge(name, column, [tables[0]], thresholds, family), group=group)
+            for name, column in profile.inputs.items()
+        )
+        + tuple(
+            replace(_judge(name, column, [tables[1]], thresholds, family), group=group)
+            for name, column in profile.outputs.items()
+        )
+        for group, tables in groups.items()
+    }
+    n_inputs = len(profile.inputs)
+    if by_group:
+        chosen = [
+            _worse_of([judged[i] for judged in by_group.values()]) for i in range(n_inputs + len(profile.outputs))
+        ]
+    else:  # nothing in the window: every column judged on no rows
+        empty = pa.table({"hour": pa.array([], pa.int64())})
+        chosen = [_judge(n, c, [empty], thresholds, family) for n, c in {**profile.inputs, **profile.outputs}.items()]
     header = {k: v for k, v in profile.to_dict().items() if k not in ("inputs", "outputs")}
-    return DriftSection(version, header, live.num_rows + batch.num_rows, features, judged_outputs, thresholds)
+    rows = sum(tables[0].num_rows for tables in groups.values())
+    return DriftSection(version, header, rows, tuple(chosen[:n_inputs]), tuple(chosen[n_inputs:]), thresholds, by_group)
+
+
+def _worse_of(judged: list[FeatureDrift]) -> FeatureDrift:
+    """The group whose figures say most: the worse status, then the larger PSI (a group without rows last)."""
+    return max(judged, key=lambda d: (rank(d.status), d.rows > 0, d.psi if d.psi is not None else -1.0))
 
 
 def _judge(
@@ -155,9 +194,11 @@ def _live_columns(
     return _fetch(session, "predictions", [f"{ident(struct)}.{ident(n)} AS {ident(n)}" for n in present], where)
 
 
-def _output_columns(session: LedgerSession, wanted: Mapping[str, ColumnProfile], version: int | None) -> pa.Table:
+def _output_columns(
+    session: LedgerSession, wanted: Mapping[str, ColumnProfile], version: int | None, of: tuple[str, ...]
+) -> pa.Table:
     present = [name for name in wanted if name in _fields(session, "predictions", "outputs")]
-    sources = ", ".join(f"'{s}'" for s in (*LIVE_SOURCES, "batch"))
+    sources = ", ".join(f"'{s}'" for s in of)
     where = f"source IN ({sources}) AND status = 'ok' AND outputs IS NOT NULL" + _of_version(version)
     return _fetch(session, "predictions", [f"outputs.{ident(n)} AS {ident(n)}" for n in present], where)
 

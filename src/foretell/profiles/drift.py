@@ -49,6 +49,7 @@ __all__ = [
     "numeric_drift",
     "psi",
     "psi_floor",
+    "rank",
     "unseen_floor",
     "worst",
 ]
@@ -155,6 +156,11 @@ def unseen_floor(reference_n: int, alpha: float = FALSE_ALARM) -> float:
     return -math.log(alpha) / reference_n if reference_n > 0 else math.inf
 
 
+def rank(status: Status) -> int:
+    """How bad a status is: ok 0, warn 1, alert 2."""
+    return _RANK[status]
+
+
 def worst(statuses: Any) -> Status:
     found: Status = "ok"
     for status in statuses:
@@ -183,6 +189,8 @@ class FeatureDrift:
     current: tuple[float, ...]
     since: str | None = None
     """ISO hour when it first passed its warn threshold in the window (None when ok)."""
+    group: str | None = None
+    """Which traffic the figures are of, when a monitor judges traffic in groups (`batch`, `online`)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

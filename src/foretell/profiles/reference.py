@@ -205,7 +205,7 @@ def build_profile(
     profiled_inputs = {f.name: profile_feature(f, inputs[f.name]) for f in signature.inputs}
     kinds = {o.name: o for o in signature.outputs}
     profiled_outputs = {name: profile_output(kinds.get(name), values) for name, values in outputs.items()}
-    rows = _rows(next(iter(inputs.values()))) if inputs else 0
+    rows = len(next(iter(inputs.values()))) if inputs else 0
     when = (created_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
     return ReferenceProfile(model, int(version), rows, source, when, profiled_inputs, profiled_outputs)
 
@@ -227,6 +227,11 @@ def profile_output(output: Output | None, values: Any) -> ColumnProfile:
     return profile_numbers(values)
 
 
+#: A numeric feature with at most this many distinct values between its 1st and 99th percentiles is
+#: binned by its values rather than its deciles.
+DISCRETE_VALUES = 12
+
+
 def profile_numbers(values: Any) -> NumericProfile:
     """Count, missing rate, moments, percentiles and PSI bins of numeric values."""
     floats = as_floats(values)
@@ -238,7 +243,11 @@ def profile_numbers(values: Any) -> NumericProfile:
     # Inverse-CDF percentiles are values that occurred, so a discrete feature keeps its own values
     # as cut points (linear interpolation would invent 0.3 between a 0 and a 1).
     quantiles = np.percentile(present, PERCENTILES, method="inverted_cdf")
-    edges = np.unique(quantiles[10:91:10])
+    # A count (support calls, devices) has few values: each of them is a bin of its own, or the deciles
+    # would pool 1, 2 and 9 calls into one "≥ 1" bin and a segment's jump from 0 to 4 calls would hide
+    # in it. Values past the 1st and 99th percentiles share the end bins: a lone extreme is not a bin.
+    common = np.unique(quantiles[1:100])
+    edges = common if len(common) <= DISCRETE_VALUES else np.unique(quantiles[10:91:10])
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
     return NumericProfile(
         count=count,
@@ -267,6 +276,8 @@ def profile_categories(values: Any, *, declared: tuple[str, ...] | None = None) 
     else:
         kept = order[:TOP_VALUES]
     share = {name: counted.get(name, 0) / present if present else 0.0 for name in kept}
+    if declared is not None:  # a closed list: anything else is a category never seen (coercion refuses it anyway)
+        return CategoricalProfile(count, missing_rate, share)
     other = (present - sum(counted.get(name, 0) for name in kept)) / present if present else 0.0
     return CategoricalProfile(count, missing_rate, share, max(other, 0.0))
 
@@ -278,10 +289,6 @@ def _is_names(values: Any) -> bool:
         kind = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
         return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
     return False
-
-
-def _rows(values: Any) -> int:
-    return len(values)
 
 
 def _column_from_dict(data: Mapping[str, Any]) -> ColumnProfile:

@@ -153,7 +153,11 @@ class LiveMonitor(Collector):
     def _bins_for(self, model: str, version: int) -> WindowedBins | None:
         key = (model, version)
         if key not in self._bins:
-            profile = self._profile_of(model, version) if self._profile_of is not None else None
+            try:
+                profile = self._profile_of(model, version) if self._profile_of is not None else None
+            except Exception as exc:  # an unreadable profile: no gauges for that version, said once
+                log.warning("%s v%s: no drift gauges, its reference profile cannot be read: %s", model, version, exc)
+                profile = None
             self._bins[key] = WindowedBins(profile, window=self.window_seconds) if profile is not None else None
         return self._bins[key]
 

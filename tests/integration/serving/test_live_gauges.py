@@ -1,4 +1,4 @@
-"""The server's live gauges (score histograms, labels joined) against a real server, checked against its own ledger."""
+"""The server's live gauges (score histograms, drift, labels joined) on a real server, checked against its ledger."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from servekit import server
+from servekit import FEATURES, rows, server
 from test_ledger_server import NOW, infer_body, ledger_home, ledger_rows, stamp
+
+from foretell.profiles import Thresholds, numeric_drift
+from foretell.registry.profiles import ProfileStore
 
 __all__ = ["ledger_home"]  # the fixture, shared with the ledger's server tests
 
@@ -104,3 +108,26 @@ def test_labels_received_and_joined_are_counted_off_the_request_path(ledger_home
             return got["foretell_labels_received_total"], got["foretell_labels_joined_total"]
 
         assert wait_for(counted) == (3.0, 2.0)
+
+
+def test_drift_gauges_follow_the_served_version_s_reference_profile(ledger_home: Path) -> None:
+    profile = ProfileStore(ledger_home).load("clf", 1)
+    assert profile is not None  # stored when the model was registered
+    with (
+        server(ledger_home, "clf@production", "--config", str(ledger_home / "serve.toml")) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        for _ in range(3):
+            assert client.post("/v2/models/clf/infer", json=infer_body(40)).status_code == 200
+
+        def gauges() -> dict[str, float] | None:
+            found = {s.labels["feature"]: s.value for s in scrape(client).get("foretell_feature_drift_psi", [])}
+            return found if set(found) == set(FEATURES) else None
+
+        assert wait_for(lambda: (g := gauges()) is not None and g, seconds=15)
+        found = gauges()
+    assert found is not None
+    sent = np.vstack([rows(40, seed=9)] * 3)  # what infer_body sends, three times
+    for i, feature in enumerate(FEATURES):
+        expected = numeric_drift(feature, profile.inputs[feature], sent[:, i], Thresholds()).psi  # type: ignore[arg-type]
+        assert found[feature] == pytest.approx(expected, abs=1e-12)

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from foretell.core import Feature, Output, Signature
-from foretell.profiles import CategoricalProfile, NumericProfile, ReferenceProfile, build_profile
+from foretell.profiles import (
+    CategoricalProfile,
+    NumericProfile,
+    ReferenceProfile,
+    Thresholds,
+    build_profile,
+    numeric_drift,
+)
 from foretell.profiles.reference import TOP_VALUES, profile_categories, profile_numbers
 
 SIGNATURE = Signature(
@@ -58,6 +65,18 @@ def test_a_discrete_feature_keeps_its_own_values_as_cut_points() -> None:
     assert set(profile.quantiles) == {0.0, 1.0}
     assert profile.edges == (0.0, 1.0)
     assert profile.fractions == (0.0, 0.7, 0.3)
+
+
+def test_a_count_is_binned_by_its_values_so_a_jump_to_a_rare_value_shows() -> None:
+    calls = np.random.default_rng(3).poisson(0.5, 20_000).astype(float)  # mostly 0 and 1, rarely 4 or more
+    profile = profile_numbers(calls)
+    common = sorted(set(profile.quantiles[1:100]))
+    assert profile.edges == tuple(common) and len(common) < 8  # one bin per common value, not deciles
+    assert math.isclose(profile.fractions[-1], float((calls >= common[-1]).mean()))
+    jumped = calls.copy()
+    jumped[:2000] += 4  # a tenth of the customers call four times more
+    assert numeric_drift("calls", profile, jumped, Thresholds()).status == "alert"
+    assert numeric_drift("calls", profile, calls[::-1].copy(), Thresholds()).status == "ok"
 
 
 def test_categories_by_code_are_named_and_every_declared_one_is_listed() -> None:
