@@ -71,7 +71,7 @@ def verdict(
         findings.append(Finding("traffic", "warn", f"No predictions of {model} in the window: nothing to judge."))
         return Verdict("warn", tuple(findings))
     findings += _errors(traffic)
-    findings += _drift(drift)
+    findings += _drift(model, drift)
     findings += _agreement(agreement)
     findings += _quality(quality)
     ordered = tuple(sorted(findings, key=lambda f: -_RANK[f.status]))  # stable: areas keep their order
@@ -117,7 +117,7 @@ def _errors(traffic: TrafficSection) -> list[Finding]:
     return findings
 
 
-def _drift(drift: DriftSection) -> list[Finding]:
+def _drift(model: str, drift: DriftSection) -> list[Finding]:
     if drift.reference is None:
         version = f"version {drift.version}" if drift.version is not None else "this model"
         return [
@@ -125,7 +125,8 @@ def _drift(drift: DriftSection) -> list[Finding]:
                 "drift",
                 "ok",
                 f"No reference profile is stored for {version}, so drift was not measured "
-                "(foretell models profile stores one).",
+                f"(foretell models profile {model}/{drift.version if drift.version is not None else 'VERSION'} "
+                "stores one).",
             )
         ]
     findings = []
