@@ -83,10 +83,11 @@ def _show(r: MonitorReport) -> None:
     out.print(traffic)
     if r.drift.reference is not None and (r.drift.features or r.drift.outputs):
         title = f"drift of v{r.drift.version}"
-        drift = Table("feature", "status", "PSI", "KS", "missing", "unseen", "why", title=title)
+        drift = Table("feature", "traffic", "status", "PSI", "KS", "missing", "unseen", "why", title=title)
         for f in [*r.drift.features, *r.drift.outputs]:
             drift.add_row(
                 escape(f.name),
+                f.group or "-",
                 _status(f.status),
                 "-" if f.psi is None else f"{f.psi:.4f}",
                 "-" if f.ks is None else f"{f.ks:.3f}",

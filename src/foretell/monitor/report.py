@@ -108,7 +108,8 @@ def _traffic_table(r: MonitorReport) -> str:
 def _drift_rows(features: Sequence[FeatureDrift]) -> list[list[str]]:
     return [
         [
-            _e(f.name), f'<span class="status-{_e(f.status)}">{_e(f.status)}</span>', _num(f.psi, ".4f"),
+            _e(f.name), _e(f.group or "-"), f'<span class="status-{_e(f.status)}">{_e(f.status)}</span>',
+            _num(f.psi, ".4f"),
             _num(f.ks, ".4f"), f"{f.missing_rate:.2%} ({f.reference_missing_rate:.2%})",
             f"{f.unseen_share:.2%}" if f.kind == "categorical" else "-", _e("; ".join(f.reasons)),
         ]
@@ -120,7 +121,7 @@ def _drift_table(r: MonitorReport) -> str:
     d = r.drift
     if d.reference is None:
         return f"<p>No reference profile for version {_e(d.version)}: drift not measured.</p>"
-    header = ["feature", "status", "PSI", "KS", "missing (reference)", "unseen", "why"]
+    header = ["feature", "traffic", "status", "PSI", "KS", "missing (reference)", "unseen", "why"]
     return _table("drift-table", header, _drift_rows([*d.features, *d.outputs]))
 
 

@@ -160,12 +160,17 @@ def _drift(model: str, drift: DriftSection) -> list[Finding]:
 def _drifted(features: Sequence[FeatureDrift], total: int, status: str) -> str:
     ordered = sorted(features, key=lambda f: (f.since or "", -(f.psi or 0.0)))
     since = min((f.since for f in features if f.since), default=None)
-    named = [f"{f.name} ({'; '.join(f.reasons)})" for f in ordered]
+    named = [f"{f.name} ({_in(f)}{'; '.join(f.reasons)})" for f in ordered]
     verb = "has" if len(features) == 1 else "have"
     return (
         f"{len(features)} of {total} features {verb} drifted past the {status} threshold since {when(since)}: "
         f"{_listing(named)}."
     )
+
+
+def _in(drift: FeatureDrift) -> str:
+    """Which traffic drifted: online (live-sourced requests) or batch (the jobs' input files)."""
+    return f"{drift.group} traffic: " if drift.group else ""
 
 
 def _agreement(agreement: AgreementSection) -> list[Finding]:
