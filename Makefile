@@ -45,6 +45,11 @@ run: $(STAMP)
 	@echo "== the ledger: every prediction for customer C-0000042, whichever way it was made (foretell ledger show)"
 	$(BIN)/foretell ledger show churn --key C-0000042
 	@echo
+	@echo "== a day of traffic (compressed into seconds), the outcomes of yesterday's scores, and what monitoring sees"
+	$(BIN)/python examples/day_tour.py
+	$(BIN)/foretell labels load churn $(DEMO)/outcomes.parquet --key customer_id --label churned
+	$(BIN)/foretell monitor churn --since 2h --report $(DEMO)/monitor.html
+	@echo
 	@echo "== when to use which: measured on this machine (about a minute; --quick for ten seconds):"
 	@echo "   $(BIN)/foretell advise churn@production --preset nightly-churn --report advice.html"
 	@$(BIN)/python examples/serve_examples.py $(PORT)

@@ -16,8 +16,6 @@ of `make run` is a separate process.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
+from demo_server import running_server
 
 home = Path(os.environ.get("FORETELL_HOME", ".foretell"))
 movies = pq.read_table(home / "demo" / "movies.parquet").to_pylist()
@@ -33,12 +32,6 @@ genres = {m["movie_id"]: m["genres"] for m in movies}
 #: A user whose top 10 holds no sci-fi (the demo data comes from fixed seeds, so it is always this one).
 USER = 69
 RUN = f"{time.time():.0f}"  # event ids are unique per tour: a second `make run` tells the story again
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def timed(call):  # type: ignore[no-untyped-def]
@@ -59,70 +52,52 @@ def show_films(answer: dict, ms: float) -> list[int]:
 
 
 def main() -> int:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "foretell", "serve", "churn@production", "movies@production", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            for _ in range(600):
-                try:
-                    if client.get("/v2/health/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-            else:
-                print("the server did not become ready", file=sys.stderr)
-                return 1
-            print(f"\n== hybrid serving: last night's predictions by key, refreshed the moment events arrive ({url})")
-            print(f"\n1. user {USER}'s recommendations, from last night's batch")
-            answer, ms = timed(lambda: client.get(f"/v1/models/movies/predictions/{USER}"))
-            before = show_films(answer, ms)
+    with (
+        running_server("churn@production", "movies@production") as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        print(f"\n== hybrid serving: last night's predictions by key, refreshed the moment events arrive ({url})")
+        print(f"\n1. user {USER}'s recommendations, from last night's batch")
+        answer, ms = timed(lambda: client.get(f"/v1/models/movies/predictions/{USER}"))
+        before = show_films(answer, ms)
 
-            ratings = pq.read_table(home / "demo" / "ratings.parquet", columns=["user_id", "movie_id"]).to_pydict()
-            rated = {m for u, m in zip(ratings["user_id"], ratings["movie_id"], strict=True) if u == USER}
-            popularity = Counter(ratings["movie_id"])
-            scifi = [m for m, _ in popularity.most_common() if "Sci-Fi" in genres.get(m, "") and m not in rated][:3]
-            print(f"\n2. user {USER} rates three sci-fi films 5 stars")
-            for movie in scifi:
-                body = {
-                    "type": "rating",
-                    "user_id": USER,
-                    "movie_id": movie,
-                    "rating": 5,
-                    "event_id": f"tour-{RUN}-{movie}",
-                }
-                result, ms = timed(lambda body=body: client.post("/v1/events", json=body))
-                print(f"   {titles[movie]}: applied={result['applied']}, predictions refreshed in {ms:.1f} ms")
-
-            print(f"\n3. user {USER}'s recommendations now")
-            answer, ms = timed(lambda: client.get(f"/v1/models/movies/predictions/{USER}"))
-            after = show_films(answer, ms)
-            count = lambda items: sum("Sci-Fi" in genres.get(m, "") for m in items)  # noqa: E731
-            print(f"   sci-fi in the top 10: {count(before)} before, {count(after)} now")
-
-            customer = pq.read_table(home / "demo" / "customers.parquet", columns=["customer_id"]).column(0)[41].as_py()
-            print(f"\n4. customer {customer}'s churn risk")
-            answer, ms = timed(lambda: client.get(f"/v1/models/churn/predictions/{customer}"))
-            print(f"   from last night: score {answer['prediction']['score']:.3f} ({answer['source']}, {ms:.1f} ms)")
+        ratings = pq.read_table(home / "demo" / "ratings.parquet", columns=["user_id", "movie_id"]).to_pydict()
+        rated = {m for u, m in zip(ratings["user_id"], ratings["movie_id"], strict=True) if u == USER}
+        popularity = Counter(ratings["movie_id"])
+        scifi = [m for m, _ in popularity.most_common() if "Sci-Fi" in genres.get(m, "") and m not in rated][:3]
+        print(f"\n2. user {USER} rates three sci-fi films 5 stars")
+        for movie in scifi:
             body = {
-                "type": "features",
-                "key": customer,
-                "values": {"support_calls_30d": 6},
-                "event_id": f"tour-{RUN}-{customer}",
+                "type": "rating",
+                "user_id": USER,
+                "movie_id": movie,
+                "rating": 5,
+                "event_id": f"tour-{RUN}-{movie}",
             }
-            result, ms = timed(lambda: client.post("/v1/events", json=body))
-            print(f"   event: 6 support calls this month (applied={result['applied']}, {ms:.1f} ms)")
-            answer, ms = timed(lambda: client.get(f"/v1/models/churn/predictions/{customer}"))
-            print(f"   now: score {answer['prediction']['score']:.3f} ({answer['source']}, {ms:.1f} ms)")
-        return 0
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+            result, ms = timed(lambda body=body: client.post("/v1/events", json=body))
+            print(f"   {titles[movie]}: applied={result['applied']}, predictions refreshed in {ms:.1f} ms")
+
+        print(f"\n3. user {USER}'s recommendations now")
+        answer, ms = timed(lambda: client.get(f"/v1/models/movies/predictions/{USER}"))
+        after = show_films(answer, ms)
+        count = lambda items: sum("Sci-Fi" in genres.get(m, "") for m in items)  # noqa: E731
+        print(f"   sci-fi in the top 10: {count(before)} before, {count(after)} now")
+
+        customer = pq.read_table(home / "demo" / "customers.parquet", columns=["customer_id"]).column(0)[41].as_py()
+        print(f"\n4. customer {customer}'s churn risk")
+        answer, ms = timed(lambda: client.get(f"/v1/models/churn/predictions/{customer}"))
+        print(f"   from last night: score {answer['prediction']['score']:.3f} ({answer['source']}, {ms:.1f} ms)")
+        body = {
+            "type": "features",
+            "key": customer,
+            "values": {"support_calls_30d": 6},
+            "event_id": f"tour-{RUN}-{customer}",
+        }
+        result, ms = timed(lambda: client.post("/v1/events", json=body))
+        print(f"   event: 6 support calls this month (applied={result['applied']}, {ms:.1f} ms)")
+        answer, ms = timed(lambda: client.get(f"/v1/models/churn/predictions/{customer}"))
+        print(f"   now: score {answer['prediction']['score']:.3f} ({answer['source']}, {ms:.1f} ms)")
+    return 0
 
 
 if __name__ == "__main__":

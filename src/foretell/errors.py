@@ -28,6 +28,7 @@ __all__ = [
     "InvalidSchedule",
     "InvalidServeConfig",
     "InvalidSignature",
+    "InvalidThresholds",
     "JobHistoryError",
     "JobInterrupted",
     "JobNotFound",
@@ -233,6 +234,10 @@ class BatcherClosed(ForetellError, RuntimeError):
 
 class InvalidServeConfig(ForetellError, ValueError):
     """A serve config file (or flag) that cannot be used as written: an unknown key, a knob out of range."""
+
+
+class InvalidThresholds(ForetellError, ValueError):
+    """Drift thresholds that cannot be used as written: an unknown key, a value of the wrong type or out of range."""
 
 
 class BodyTooLarge(ForetellError, ValueError):

@@ -28,10 +28,13 @@ from foretell.api.models import (
     list_versions,
     load,
     production_uris,
+    profile_model,
     register,
     set_alias,
     show,
+    stored_profile,
 )
+from foretell.api.monitor import monitor, monitor_report, monitor_thresholds
 from foretell.api.serving import create_server_app, serve, serve_config
 
 __all__ = [
@@ -61,7 +64,11 @@ __all__ = [
     "load",
     "load_entities",
     "load_labels",
+    "monitor",
+    "monitor_report",
+    "monitor_thresholds",
     "production_uris",
+    "profile_model",
     "read_input",
     "register",
     "resume_batch",
@@ -72,4 +79,5 @@ __all__ = [
     "serve_config",
     "set_alias",
     "show",
+    "stored_profile",
 ]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from foretell.compile import CompileReport
     from foretell.core.model import Model, ModelInfo, PredictorChoice
     from foretell.core.schema import Signature
+    from foretell.profiles import ReferenceProfile
     from foretell.registry import ModelSummary, SqliteRegistry
 
 
@@ -97,7 +98,33 @@ def register(
         metadata=metadata,
         aliases=aliases,
     )
-    return loader.compile_registered(registry, info, sample=sample) if compile else info
+    info = loader.compile_registered(registry, info, sample=sample) if compile else info
+    loader.profile_registered(registry, info, sample=sample)  # logged, never raised: it stays registered
+    return info
+
+
+def profile_model(uri: str, *, sample: object | None = None, home: Path | str | None = None) -> ReferenceProfile:
+    """Compute a version's reference profile again and store it (what drift is measured against).
+
+    From `sample` (a Parquet/CSV/JSON Lines path, a DataFrame or an Arrow table) when given,
+    else from the rows its compile proved on; registration does this on its own.
+    """
+    from foretell.registry import loader
+    from foretell.registry.profiles import ProfileStore
+
+    registry = get_registry(home)
+    profile = loader.profile_version(registry, registry.get(uri), sample=sample)
+    ProfileStore(registry.home).save(profile)
+    return profile
+
+
+def stored_profile(uri: str, *, home: Path | str | None = None) -> ReferenceProfile | None:
+    """The reference profile stored for a version, or None (registered before profiles, or profiling failed)."""
+    from foretell.registry.profiles import ProfileStore
+
+    registry = get_registry(home)
+    info = registry.get(uri)
+    return ProfileStore(registry.home).load(info.name, info.version)
 
 
 def show(uri: str, *, home: Path | str | None = None) -> ModelInfo:

@@ -10,7 +10,7 @@ import typer
 # Every command's module is imported (typer needs each signature for `foretell --help`), so they import
 # at module level only typer, rich and the light `foretell.api`: models, numpy, Arrow and the compilers
 # are imported inside the commands that use them (tests/integration/test_cli_imports.py checks it).
-from foretell.cli import advise, batch, demo, entities, ledger, models, predict, schedule, serve
+from foretell.cli import advise, batch, demo, entities, ledger, models, monitor, predict, schedule, serve
 from foretell.cli.output import fail, out
 from foretell.errors import ForetellError
 
@@ -38,6 +38,7 @@ app.add_typer(ledger.labels_app, name="labels", no_args_is_help=True)
 app.command(name="serve", epilog=serve.EPILOG)(serve.serve)
 app.command(name="predict", epilog=predict.EPILOG)(predict.predict)
 app.command(name="advise", epilog=advise.EPILOG)(advise.advise)
+app.command(name="monitor", epilog=monitor.EPILOG)(monitor.monitor)
 app.add_typer(schedule.app, name="schedule")
 app.command(name="scheduler", epilog=schedule.SCHEDULER_EPILOG)(schedule.scheduler)
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from foretell import api
 from foretell.cli.output import err, out, print_json
+from foretell.cli.profile_table import print_profile
 from foretell.errors import ForetellError, InvalidSignature
 
 if TYPE_CHECKING:
@@ -195,12 +196,45 @@ def show(
     uri: Annotated[str, typer.Argument(help="models:/name/3, models:/name@alias, name/3, name@alias or name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show one model version: signature, flavor, sha256, size, framework versions."""
+    """Show one model version: signature, flavor, sha256, size, framework versions, reference profile."""
     info = api.show(uri)
+    stored = api.stored_profile(info.uri)
+    profile = stored.to_dict() if stored is not None else None
     if as_json:
-        print_json(info.to_dict())
+        print_json({**info.to_dict(), "profile": profile})
         return
     _print_info(info)
+    print_profile(info.uri, profile)
+
+
+@app.command(
+    "profile",
+    epilog=(
+        "Examples:\n\n"
+        "  foretell models profile churn/3 --sample customers.parquet\n\n"
+        "  foretell models profile churn@production --json"
+    ),
+)
+def profile(
+    uri: Annotated[str, typer.Argument(help="models:/name/3, models:/name@alias, name/3, name@alias or name.")],
+    sample: Annotated[
+        Path | None,
+        typer.Option(help="Parquet/CSV/JSON Lines rows like the ones it will score.", exists=True, dir_okay=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole profile as JSON.")] = False,
+) -> None:
+    """Compute a version's reference profile again and store it: what `foretell monitor` measures drift against.
+
+    From --sample's rows the signature accepts (others skipped), else from the rows its
+    compile proved on (mostly generated: a sample of real rows makes a truer reference).
+    Registration computes one on its own.
+    """
+    with err.status(f"profiling {escape(uri)} ..."):
+        made = api.profile_model(uri, sample=str(sample) if sample else None)
+    if as_json:
+        print_json(made.to_dict())
+        return
+    print_profile(api.show(uri).uri, made.to_dict())
 
 
 def _outcome(compiled: Mapping[str, Any]) -> str:

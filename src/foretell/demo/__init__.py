@@ -31,7 +31,7 @@ from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_custo
 from foretell.demo.evaluation import churn_auc, evaluate_recommender, holdout_split
 from foretell.demo.movies import MovieRecommender, generate_movies, generate_ratings
 from foretell.registry.base import Registry
-from foretell.registry.loader import compile_model
+from foretell.registry.loader import compile_model, profile_registered
 
 __all__ = ["ALIAS", "DemoModel", "DemoSummary", "init"]
 
@@ -126,7 +126,7 @@ def init(
 
     with tempfile.TemporaryDirectory(prefix="foretell-demo-") as scratch:
         churn = _churn(registry, customer_table, Path(scratch), seed)
-        recommender = _movies(registry, rating_table, Path(scratch), seed)
+        recommender = _movies(registry, rating_table, user_table, Path(scratch), seed)
     return DemoSummary(
         folder=folder,
         files=files,
@@ -174,10 +174,12 @@ def _churn(registry: Registry, customers: pa.Table, scratch: Path, seed: int) ->
     # As `foretell models register` does: compiled to native code, proven on real holdout rows
     # topped up with generated edge cases; batch jobs and servers then load the compiled one.
     compiled = compile_model(registry, info.uri, sample=holdout.drop(["customer_id", "churned"]))
+    # The reference drift is measured against: customers the model did not train on, like tomorrow's.
+    profile_registered(registry, info, sample=holdout.drop(["customer_id", "churned"]))
     return DemoModel(info, seconds, metrics, compiled.to_dict())
 
 
-def _movies(registry: Registry, ratings: pa.Table, scratch: Path, seed: int) -> DemoModel:
+def _movies(registry: Registry, ratings: pa.Table, users: pa.Table, scratch: Path, seed: int) -> DemoModel:
     train, holdout = holdout_split(ratings, seed)
     started = time.perf_counter()
     model = MovieRecommender.fit(train, seed=seed)
@@ -194,6 +196,7 @@ def _movies(registry: Registry, ratings: pa.Table, scratch: Path, seed: int) -> 
         metadata={"demo": True, "seed": seed, **metrics},
         aliases=[ALIAS],
     )
+    profile_registered(registry, info, sample=users)  # every user's top 10, as a nightly batch would score them
     return DemoModel(info, seconds, metrics)
 
 

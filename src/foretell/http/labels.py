@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from foretell.errors import ModelNotFound
 from foretell.http.asgi import header, read_body, reply
 from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply
-from foretell.ledger.labels import parse_labels, write_labels
+from foretell.ledger.labels import parse_labels, publish_labels
 from foretell.ledger.segments import LedgerLocation
 from foretell.serving.service import Call, InferenceService
 
@@ -47,7 +47,9 @@ class LabelEndpoint:
             model, labels = parse_labels(body)
             if not await asyncio.to_thread(self.service.knows_model, model):
                 raise ModelNotFound(f"labels are for a registered model; no model is named {model!r}")
-            await asyncio.to_thread(write_labels, self.location, model, labels)
+            path = await asyncio.to_thread(publish_labels, self.location, model, labels)
+            if self.service.live is not None:
+                self.service.live.labels_written(model, path, len(labels))
             return 200, orjson.dumps({"model": model, "accepted": len(labels)}), {}
 
         status, body, headers = await self.service.observed("labels", work, self.answers)

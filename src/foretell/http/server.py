@@ -21,9 +21,12 @@ from foretell.config import lines_on_stderr
 from foretell.errors import InvalidInput
 from foretell.http.app import ServerOptions, create_app
 from foretell.hybrid import HybridService
+from foretell.ledger.query import LedgerReader
 from foretell.ledger.writer import LedgerWriter
 from foretell.registry import open_registry
+from foretell.registry.profiles import ProfileStore
 from foretell.serving.config import ServeConfig
+from foretell.serving.live_monitor import LiveMonitor
 from foretell.serving.runtime import Runtime
 from foretell.serving.service import InferenceService
 from foretell.store import open_entity_store, open_store
@@ -59,7 +62,10 @@ def build_app(home: Path, config: ServeConfig) -> ASGIApp:
         reload_seconds=config.reload_seconds,
         predictor=config.predictor,
     )
-    inference = InferenceService(runtime, _ledger_writer(home, config))
+    live = None
+    if config.ledger.enabled:
+        live = LiveMonitor(ProfileStore(home).load, ledger=LedgerReader(ledger_location(home, config)))
+    inference = InferenceService(runtime, _ledger_writer(home, config, live), live)
     hybrid = HybridService(
         inference,
         open_store(home, config.store_url),
@@ -81,11 +87,11 @@ def ledger_location(home: Path, config: ServeConfig) -> str:
     return config.ledger.location or str(Path(home).absolute() / "ledger")
 
 
-def _ledger_writer(home: Path, config: ServeConfig) -> LedgerWriter | None:
+def _ledger_writer(home: Path, config: ServeConfig, live: LiveMonitor | None) -> LedgerWriter | None:
     """This process's ledger writer (each `--workers` process and Ray replica has its own); None when off."""
     if not config.ledger.enabled:
         return None
-    return LedgerWriter(ledger_location(home, config), config.ledger)
+    return LedgerWriter(ledger_location(home, config), config.ledger, observers=[live.observe] if live else [])
 
 
 def app_from_env() -> ASGIApp:

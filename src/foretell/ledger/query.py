@@ -86,6 +86,10 @@ class LedgerReader:
             con.register_filesystem(self.location.filesystem)
         return con
 
+    def url_of(self, path: str) -> str:
+        """A path of the ledger's as DuckDB opens it (a local path, or a URL of the ledger's filesystem)."""
+        return self._url(path)
+
     def _url(self, path: str) -> str:
         """A path as DuckDB opens it: local as is, else with the registered filesystem's protocol."""
         if self.location.local:

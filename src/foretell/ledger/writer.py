@@ -21,7 +21,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from foretell.ledger.rows import entries_table, parquet_bytes
 from foretell.ledger.segments import LedgerLocation, segment_name
 from foretell.ledger.settings import LedgerPolicy, LedgerSettings
 
-__all__ = ["CHUNK", "COMPACT_AT", "CONVERT_SECONDS", "RETENTION_SECONDS", "LedgerWriter"]
+__all__ = ["CHUNK", "COMPACT_AT", "CONVERT_SECONDS", "RETENTION_SECONDS", "LedgerWriter", "Observer"]
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,25 @@ CONVERT_SECONDS = 0.25
 RETENTION_SECONDS = 60.0
 """How often the writer applies retention (and once at start)."""
 
+#: What watches the rows as they are converted: (model, Arrow table of ledger rows) on the writer's thread.
+Observer = Callable[[str, pa.Table], None]
+
 _COUNTS = ("records", "dropped", "segments", "bytes", "retention_deleted_segments", "retention_deleted_bytes")
 
 
 class LedgerWriter:
     def __init__(
-        self, location: LedgerLocation | str | Path, settings: LedgerSettings, *, writer: str | None = None
+        self,
+        location: LedgerLocation | str | Path,
+        settings: LedgerSettings,
+        *,
+        writer: str | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.location = location if isinstance(location, LedgerLocation) else LedgerLocation(location)
         self.settings = settings
+        self.observers = tuple(observers)
+        """Called with (model, table) for every table of rows converted, on the writer's thread (live gauges)."""
         self.writer = writer or writer_id()
         self._named = writer is not None
         self._pid = os.getpid()
@@ -242,11 +252,20 @@ class LedgerWriter:
             table = self._table(chunk, policy, redact)
             del chunk
             if table is not None:
+                self._show(model, table)
                 if policy.sample < 1.0:
                     table = table.filter(keep_mask(table, policy.sample))
                 if table.num_rows:
                     tables.append(table)
         return tables
+
+    def _show(self, model: str, table: pa.Table) -> None:
+        """Hand converted rows to the observers (before sampling: they see every prediction); never raises."""
+        for observe in self.observers:
+            try:
+                observe(model, table)
+            except Exception as exc:  # an observer's bug costs its own figures, never the ledger's rows
+                self._warn(exc)
 
     def _publish_converted(self) -> None:
         converted, self._converted = self._converted, {}

@@ -10,6 +10,9 @@ The registry stores and finds versions; it never opens an artifact. Loading one 
 3. the flavor's own loader otherwise (foretell.adapters), or when the compiled one fails
    to load under `auto`: the compiled path never costs a model that loads without it.
 
+Profiling goes through here as well (`profile_version`): a version's reference profile
+describes its outputs too, so the model is loaded to score the profiled rows.
+
 A `ModelSource` is a version pinned at the moment it was resolved, plus where to load it
 from and which predictor to use: small, immutable and picklable, so a batch job hands it
 to worker processes and Ray actors, and every one of them loads the same version the
@@ -22,12 +25,19 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from foretell.adapters import get_flavor
 from foretell.compile import DEFAULT_ROWS, DEFAULT_TOLERANCE, CompileReport, compile_version, load_build
+from foretell.compile.builds import stored_validation
+from foretell.compile.validation_sample import validation_frame, validation_rows
+from foretell.core.frame import Frame
 from foretell.core.model import Model, ModelInfo, PredictorChoice, check_predictor_choice
 from foretell.core.predictor import Predictor
-from foretell.errors import ForetellError, UnsupportedModel
+from foretell.errors import ForetellError, InvalidInput, UnsupportedModel
+from foretell.profiles.reference import ProfileSource, ReferenceProfile, build_profile
 from foretell.registry.base import Registry
+from foretell.registry.profiles import ProfileStore
 from foretell.registry.sqlite import SqliteRegistry
 
 __all__ = [
@@ -38,9 +48,14 @@ __all__ = [
     "load_original",
     "load_version",
     "model_source",
+    "profile_registered",
+    "profile_version",
 ]
 
 log = logging.getLogger("foretell.compile")
+
+#: Rows a profile is computed from at most: its percentiles and shares are as good at 100k rows as at 10M.
+PROFILE_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -134,3 +149,57 @@ def compile_registered(registry: Registry, info: ModelInfo, *, sample: object | 
     except ForetellError as exc:
         log.warning("%s was registered but not compiled: %s", info.uri, exc)
     return registry.get(info.uri)
+
+
+def profile_version(registry: Registry, info: ModelInfo, *, sample: object | None = None) -> ReferenceProfile:
+    """The reference profile of `info`'s inputs and outputs (not stored; see `profile_registered`).
+
+    From `sample` (a Parquet, CSV or JSON Lines path, a DataFrame or an Arrow table): its rows
+    the signature accepts, refused ones skipped. Without one, from the rows the version's
+    compile proved on (kept with its build, else generated as the compile would): a poorer
+    reference, mostly generated values, so the profile says `source: validation`.
+    """
+    source: ProfileSource
+    if sample is not None:
+        frame, source = _sample_frame(info, sample), "sample"
+    else:
+        frame, source = _validation_frame(registry, info), "validation"
+    if frame.n_rows == 0:
+        raise InvalidInput(f"no row of the sample fits {info.uri}'s signature: nothing to profile")
+    if frame.n_rows > PROFILE_ROWS:  # evenly spread rows, so a sorted file is still seen whole
+        frame = frame.take(np.linspace(0, frame.n_rows - 1, PROFILE_ROWS).astype(np.intp))
+    outputs = load_version(registry, info).predictor.predict(frame).columns
+    return build_profile(info.name, info.version, info.signature, frame, outputs, source=source)
+
+
+def profile_registered(registry: Registry, info: ModelInfo, *, sample: object | None = None) -> ReferenceProfile | None:
+    """Profile a version just registered and store it; a failure is logged, never raised (it stays registered)."""
+    try:
+        profile = profile_version(registry, info, sample=sample)
+        ProfileStore(registry.home).save(profile)
+    except Exception as exc:  # a profile is for monitoring later: it must never cost the registration
+        log.warning("%s was registered without a reference profile: %s", info.uri, exc)
+        return None
+    return profile
+
+
+def _sample_frame(info: ModelInfo, sample: object) -> Frame:
+    from foretell import formats
+
+    rows = formats.read_file(Path(sample)) if isinstance(sample, str | Path) else sample
+    return info.signature.coerce(rows, extra="ignore").frame
+
+
+def _validation_frame(registry: Registry, info: ModelInfo) -> Frame:
+    record = registry.compiled.record(info)
+    width = len(info.signature.inputs)
+    stored = stored_validation(registry.compiled.folder_of(record), width) if record is not None else None
+    if stored is None:
+        try:
+            stored = validation_rows(info, None, DEFAULT_ROWS, {})
+        except ValueError as exc:
+            raise InvalidInput(
+                f"{info.uri} has no validation rows to profile ({exc}); give real rows: "
+                f"foretell models profile {info.uri} --sample FILE"
+            ) from exc
+    return validation_frame(info, stored)

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from foretell.core.columns import Columns
 from foretell.core.model import Model
@@ -35,6 +35,9 @@ from foretell.ledger.record import Entry, ModelCall, Served, Source, new_predict
 from foretell.ledger.segments import UNRESOLVED_MODEL
 from foretell.serving.metrics import ServingMetrics
 from foretell.serving.runtime import ModelSlot, Runtime
+
+if TYPE_CHECKING:  # the server's assembly makes one; its module reads the ledger with DuckDB
+    from foretell.serving.live_monitor import LiveMonitor
 
 __all__ = ["Call", "Inference", "InferenceService", "Ledger", "ModelSlot", "Stored", "Transport", "deadline_after"]
 
@@ -152,14 +155,18 @@ def deadline_after(timeout_seconds: float | None) -> float | None:
 class InferenceService:
     """Resolve → coerce → deadline → micro-batcher → outcome, with metrics and readiness, for every transport."""
 
-    def __init__(self, runtime: Runtime, ledger: Ledger | None = None) -> None:
+    def __init__(self, runtime: Runtime, ledger: Ledger | None = None, live: LiveMonitor | None = None) -> None:
         self.runtime = runtime
         self.ledger = ledger
         """Where predictions are recorded; None: nowhere (`serve --no-ledger`)."""
+        self.live = live
+        """Score, drift and label gauges, fed by the ledger writer's thread (`serving.live_monitor`)."""
         self._digests: dict[tuple[str, int], str | None] = {}
         self._served: dict[str, tuple[Model, Served]] = {}
         if ledger is not None:
             self.metrics.watch_ledger(lambda: ledger.counts)
+        if live is not None:
+            self.metrics.registry.register(live)
 
     # -- lifecycle and health ----------------------------------------------------------------------
 
@@ -172,6 +179,8 @@ class InferenceService:
         await self.runtime.stop(drain=drain)
         if self.ledger is not None:  # after the drain: what the last requests predicted is recorded too
             await asyncio.to_thread(self.ledger.close)
+        if self.live is not None:
+            await asyncio.to_thread(self.live.close)
 
     @property
     def ready(self) -> bool:

@@ -137,3 +137,10 @@ def batch_job(
     }
     index_job(location, record)
     return record
+
+
+def customers_file(path: Path, n: int) -> Path:
+    """A batch input of `n` customers (`C-0`...) with two float columns `a` (0, 1, ...) and `b` (1.0)."""
+    ids = [f"C-{i}" for i in range(n)]
+    pq.write_table(pa.table({"customer_id": ids, "a": [float(i) for i in range(n)], "b": [1.0] * n}), path)
+    return path

@@ -6,10 +6,8 @@ import logging
 from pathlib import Path
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from ledgerkit import batch_job
+from ledgerkit import batch_job, customers_file
 
 from foretell.batch import run
 from foretell.errors import InvalidInput
@@ -20,10 +18,7 @@ from foretell.ledger.segments import LedgerLocation
 
 @pytest.fixture
 def rows(tmp_path: Path) -> Path:
-    path = tmp_path / "customers.parquet"
-    ids = [f"C-{i}" for i in range(10)]
-    pq.write_table(pa.table({"customer_id": ids, "a": [float(i) for i in range(10)], "b": [1.0] * 10}), path)
-    return path
+    return customers_file(tmp_path / "customers.parquet", 10)
 
 
 def test_index_round_trip_and_rewrite(tmp_path):

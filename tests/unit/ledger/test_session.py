@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from ledgerkit import at, prediction, publish_segment
+from ledgerkit import at, customers_file, prediction, publish_segment
 
 from foretell.batch import run
 from foretell.errors import StoreError
@@ -20,10 +18,7 @@ from foretell.ledger.segments import LedgerLocation
 
 @pytest.fixture
 def rows(tmp_path: Path) -> Path:
-    path = tmp_path / "customers.parquet"
-    ids = [f"C-{i}" for i in range(6)]
-    pq.write_table(pa.table({"customer_id": ids, "a": [float(i) for i in range(6)], "b": [1.0] * 6}), path)
-    return path
+    return customers_file(tmp_path / "customers.parquet", 6)
 
 
 def test_views_hold_the_window_s_live_rows_batch_rows_inputs_and_labels(models_home, rows, tmp_path):
