@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -85,3 +86,22 @@ def test_the_serve_config_in_use_gives_the_freshness_need_and_options_override_t
     assert (w.population, w.p99_ms, w.requests_per_day) == (5_000, 80, 1_000.0)
     assert tuned.observed.overridden == ["population", "requests_per_day"]
     assert "Options replaced these measured figures: population, requests_per_day." in tuned.comparison_lines()
+
+
+def test_the_report_holds_the_ledger_s_figures_and_the_current_set_up_in_chromium(tmp_path: Path) -> None:
+    from test_report import chromium
+
+    rec = _hybrid_traffic(tmp_path)
+    advice = api.advise_from_ledger(
+        "churn", since=DAY0, until=DAY0 + timedelta(days=1), ledger=rec.ledger, measurements=M, settings={"p99_ms": 90}
+    )
+    page = api.ledger_advice_report(advice)
+    assert '<table id="ledger">' in page and '<ul id="current">' in page and "<script" not in page
+    assert "60,600 requests (live, precomputed, live-fallback)" in page and "<td>option</td>" in page
+    path = tmp_path / "advice.html"
+    path.write_text(page, encoding="utf-8")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(
+        [chromium(), *flags, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "Measured from the ledger" in dom and "The current set-up, hybrid" in dom and dom.count("<svg") == 3
