@@ -50,7 +50,11 @@ run: $(STAMP)
 	$(BIN)/foretell labels load churn $(DEMO)/outcomes.parquet --key customer_id --label churned
 	$(BIN)/foretell monitor churn --since 2h --report $(DEMO)/monitor.html
 	@echo
-	@echo "== when to use which: measured on this machine (about a minute; --quick for ten seconds):"
+	@echo "== when to use which, on the traffic that happened: the day's figures from the ledger, priced on this machine"
+	$(BIN)/foretell advise churn@production --from-ledger $$(cat $(DEMO)/day-window.txt) --quick \
+		--write-config $(DEMO)/serve-recommended.toml
+	@echo
+	@echo "== or for a workload you describe, measured on this machine (about a minute; --quick for ten seconds):"
 	@echo "   $(BIN)/foretell advise churn@production --preset nightly-churn --report advice.html"
 	@$(BIN)/python examples/serve_examples.py $(PORT)
 	$(BIN)/foretell serve churn@production movies@production --port $(PORT)

@@ -3,7 +3,8 @@
 Serves churn, sends a day's requests compressed into seconds (`foretell.demo.traffic`:
 lookups, fresh lookups, infer requests, events that make one segment's support calls
 drift), stops the server (its ledger flushes), and writes the outcomes that arrived for
-yesterday's scores to `demo/outcomes.parquet` for `foretell labels load`.
+yesterday's scores to `demo/outcomes.parquet` for `foretell labels load`, and the day's
+window to `demo/day-window.txt` for `foretell advise --from-ledger`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> int:
     statuses = ", ".join(f"{count:,} × {status}" for status, count in sorted(traffic.statuses.items()))
     print(f"   sent {sent} in {traffic.seconds:.1f} s; answers: {statuses}")
     print(f"   {len(traffic.changed_keys):,} customers' {DRIFT_FEATURE} changed by events")
+    window = home / "demo" / "day-window.txt"  # what `make run` hands `foretell advise --from-ledger`
+    window.write_text(" ".join(traffic.window()) + "\n")
     labels = day_labels(customers)
     pq.write_table(labels, home / "demo" / "outcomes.parquet")
     print(f"   {labels.num_rows:,} outcomes of yesterday's scores arrived: {home / 'demo' / 'outcomes.parquet'}")

@@ -53,7 +53,10 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, objec
         home, "labels", "load", "churn", str(folder / "outcomes.parquet"), "--key", "customer_id", "--label", "churned"
     )
     report = json.loads(foretell(home, "monitor", "churn", "--since", "2h", "--json").stdout)
-    return home, report
+    advice = json.loads(
+        foretell(home, "advise", "churn@production", "--from-ledger", *traffic.window(), "--quick", "--json").stdout
+    )
+    return home, {**report, "advice": advice}
 
 
 def test_the_drifted_feature_is_flagged_and_no_other(day: tuple[Path, dict[str, object]]) -> None:
@@ -83,3 +86,12 @@ def test_quality_is_measured_per_source_once_labels_arrive(day: tuple[Path, dict
     by_source = {cell["source"]: cell for cell in quality["cells"]}
     assert {"batch", "live", "precomputed", "live-fallback", "event-refresh"} <= set(by_source)
     assert by_source["batch"]["labelled"] >= 1_500 and 0.7 < by_source["batch"]["auc"] < 1.0
+
+
+def test_advise_reads_the_day_from_the_ledger(day: tuple[Path, dict[str, object]]) -> None:
+    _, report = day
+    advice = report["advice"]
+    assert isinstance(advice, dict)
+    text = json.dumps(advice)[:2000]
+    assert advice["recommendation"] in ("batch", "real-time", "hybrid"), text
+    assert advice["workload"]["population"] == 4_000, text  # the nightly job's rows

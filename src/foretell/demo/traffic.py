@@ -24,9 +24,11 @@ column) as `foretell labels load` reads them.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,17 @@ class DayTraffic:
     statuses: Counter[int] = field(default_factory=Counter)
     changed_keys: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    def window(self) -> list[str]:
+        """`foretell advise --from-ledger` options for this day: its start, its end, and its length as a day."""
+        if self.started_at is None or self.ended_at is None:
+            raise ValueError("the day has not been sent yet")
+        since = self.started_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        until = (self.ended_at + timedelta(seconds=1)).isoformat(timespec="seconds").replace("+00:00", "Z")
+        length = math.ceil((self.ended_at - self.started_at).total_seconds()) + 1
+        return ["--since", since, "--until", until, "--day-length", f"{length}s"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +114,7 @@ async def _day(url: str, customers: pa.Table, features: list[str], plan: DayPlan
     requests += [reads[i] for i in rng.permutation(len(reads))]
     rows = customers.select(features)
     started = time.perf_counter()
+    traffic.started_at = datetime.now(UTC).replace(microsecond=0)
     limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
@@ -116,6 +130,7 @@ async def _day(url: str, customers: pa.Table, features: list[str], plan: DayPlan
 
         await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
     traffic.seconds = time.perf_counter() - started
+    traffic.ended_at = datetime.now(UTC)
     return traffic
 
 
