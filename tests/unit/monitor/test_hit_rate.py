@@ -50,5 +50,5 @@ def test_hit_rate_at_k_per_source_counts_the_later_interactions_that_were_shown(
         hits = sum(rated[f"U{u}"] in shown[(source, f"U{u}")] for u in range(120))
         assert cells[source].labelled == 120 and cells[source].hits == hits, source
         assert cells[source].hit_rate == hits / 120 and cells[source].k == K
-    assert cells["event-refresh"].hit_rate >= 0.5  # every even user's rating was shown
+    assert (cells["event-refresh"].hit_rate or 0.0) >= 0.5  # every even user's rating was shown
     assert section.task.kind == "recommender"
