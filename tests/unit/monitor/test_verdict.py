@@ -20,7 +20,8 @@ def test_a_drifted_feature_is_named_with_the_hour_it_began_and_the_others_are_no
     alerts = [f.sentence for f in report.verdict.findings if f.area == "drift" and f.status == "alert"]
     [sentence] = [s for s in alerts if "features" in s]  # the outputs that moved with f1 have sentences of their own
     began = (drifted.live_start + timedelta(hours=3)).strftime("%Y-%m-%d %H:%M UTC")
-    assert sentence.startswith(f"1 of 3 features has drifted past the alert threshold since {began}: f1 (online traffic: PSI ")
+    opening = f"1 of 3 features has drifted past the alert threshold since {began}: f1 (online traffic: PSI "
+    assert sentence.startswith(opening)
     assert "f0" not in sentence and "f2" not in sentence
     assert "> alert 0.05" in sentence  # the figure and the threshold it passed
 
