@@ -25,9 +25,9 @@ pytestmark = pytest.mark.slow
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the server and the client each need a core of their own")
 def test_predicted_cost_of_a_replayed_day_is_within_a_quarter_for_each_set_up(tmp_path: Path) -> None:
     # CPU seconds of a 10 s day on a shared machine: a neighbour's burst during one replay can move a
-    # ratio by a tenth or more. So one retry of the whole run when a ratio is off; an advisor that is off
-    # says so twice.
-    for attempt in range(2):
+    # ratio by a tenth or more (quiet runs give 0.88-1.19). So up to two retries of the whole run when a
+    # ratio is off; an advisor that is really off says so three times.
+    for attempt in range(3):
         figures = accuracy(tmp_path / f"run-{attempt}", 10.0, 100_000, 1_000, 200.0, 20.0)
         ratios = {
             "recorded (hybrid)": figures["recorded_day"]["ratio"],
