@@ -13,7 +13,7 @@ from rich.table import Table
 
 from foretell import api
 from foretell.advisor import PRESETS
-from foretell.cli.output import err, out, print_json
+from foretell.cli.output import err, out, print_json, write_page
 from foretell.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -131,8 +131,7 @@ def advise(
     with _Steps() as step:
         advice = api.advise(uri, chosen, quick=quick, sample=sample, progress=step)
     if report is not None:
-        report.write_text(api.advice_report(advice), encoding="utf-8")
-        err.print(f"report: {report}", highlight=False, markup=False)
+        write_page(report, api.advice_report(advice))
     if as_json:
         print_json(advice.to_dict())
         return
@@ -176,11 +175,9 @@ def _from_ledger(
             progress=step,
         )
     if write_config is not None:
-        write_config.write_text(api.advice_config(advice, uri), encoding="utf-8")
-        err.print(f"serve config: {write_config}", highlight=False, markup=False)
+        write_page(write_config, api.advice_config(advice, uri), "serve config")
     if report is not None:
-        report.write_text(api.ledger_advice_report(advice), encoding="utf-8")
-        err.print(f"report: {report}", highlight=False, markup=False)
+        write_page(report, api.ledger_advice_report(advice))
     if as_json:
         print_json(advice.to_dict())
         return

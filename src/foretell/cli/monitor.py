@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from foretell import api
-from foretell.cli.output import err, out, print_json
+from foretell.cli.output import err, out, print_json, write_page
 
 if TYPE_CHECKING:
     from foretell.monitor import MonitorReport
@@ -52,8 +52,7 @@ def monitor(
     err.print(f"reading the ledger of {model} since {since}", highlight=False, markup=False)
     found = api.monitor(model, version=version, since=since, until=until, thresholds=thresholds, ledger=ledger)
     if report is not None:
-        report.write_text(api.monitor_report(found), encoding="utf-8")
-        err.print(f"report: {report}", highlight=False, markup=False)
+        write_page(report, api.monitor_report(found))
     if as_json:
         print_json(found.to_dict())
         return

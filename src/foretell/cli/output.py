@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -25,6 +26,12 @@ PredictorOption = Annotated[
 def print_json(data: Any) -> None:
     sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
     sys.stdout.flush()
+
+
+def write_page(path: Path, text: str, what: str = "report") -> None:
+    """Write a file the user asked for (`--report`, `--write-config`) and say where it went, on stderr."""
+    path.write_text(text, encoding="utf-8")
+    err.print(f"{what}: {path}", highlight=False, markup=False)
 
 
 def fail(message: str) -> None:

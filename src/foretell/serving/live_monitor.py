@@ -86,7 +86,36 @@ class LiveMonitor(Collector):
         self._joined: Counter[str] = Counter()
         self._bins: dict[tuple[str, int], WindowedBins | None] = {}
         self._psi: dict[tuple[str, str], float] = {}
+        self._unreadable: set[tuple[str, int]] = set()
         self._joins = LabelJoins(ledger, self, every_seconds=join_every_seconds) if ledger is not None else None
+        self._warm()
+
+    def _warm(self) -> None:
+        """Run the Arrow kernels `observe` uses once, on a row of nothing, while the server starts.
+
+        Their first use sets up pyarrow's compute functions and memory pools (about 15 MB): at
+        start-up, not in the middle of the first traffic, where it would look like a leak.
+        """
+        import pyarrow as pa
+
+        row = pa.table(
+            {
+                "status": ["ok"],
+                "source": ["live"],
+                "version": pa.array([0], pa.int64()),
+                "outputs": pa.array([{"score": 0.5, "proba": [0.5, 0.5]}]),
+                "inputs": pa.array([{"x": 0.0}]),
+            }
+        )
+        profile_of, self._profile_of = self._profile_of, None  # no profile to look up for a row of nothing
+        try:
+            self.observe("", row)
+        finally:
+            self._profile_of = profile_of
+        with self._lock:
+            self._scores.clear()
+            self._edges.clear()
+            self._bins.clear()
 
     def labels_written(self, model: str, path: str, count: int) -> None:
         """Labels the server just published as the file `path`: counted, and their joins counted soon after."""
@@ -102,50 +131,64 @@ class LiveMonitor(Collector):
     # -- fed by the ledger writer's thread --------------------------------------------------------
 
     def observe(self, model: str, table: pa.Table) -> None:
-        """Rows the ledger converted (`LedgerWriter` observer): count their scores per source."""
-        if "outputs" not in table.column_names or table.num_rows == 0:
+        """Rows the ledger converted (`LedgerWriter` observer): their inputs into the drift window, their scores.
+
+        Column by column, never the whole table filtered: rows may carry large vectors, and a
+        copy of every column of every chunk would be memory the writer's thread keeps for good.
+        """
+        if table.num_rows == 0 or "status" not in table.column_names:
             return
         import pyarrow.compute as pc
         import pyarrow.types as pa_types
 
+        ok = pc.equal(table.column("status"), "ok")
+        if not pc.any(ok).as_py():
+            return
+        names = table.column_names
+        if "inputs" in names and pa_types.is_struct(table.column("inputs").type):
+            with_inputs = pc.and_(ok, pc.is_valid(table.column("inputs")))
+            self._observe_inputs(model, table.column("version"), table.column("inputs"), with_inputs)
+        if "outputs" in names and pa_types.is_struct(table.column("outputs").type):
+            self._observe_scores(model, table, ok)
+
+    def _observe_scores(self, model: str, table: pa.Table, ok: Any) -> None:
+        """Count a one-number `score` output per source (a vector output has no one score to chart)."""
+        import pyarrow.compute as pc
+        import pyarrow.types as pa_types
+
         outputs = table.column("outputs")
-        fields = {f.name for f in outputs.type}
-        if "score" not in fields:
+        kinds = {f.name: f.type for f in outputs.type}
+        kind = kinds.get("score")
+        if kind is None or not (pa_types.is_floating(kind) or pa_types.is_integer(kind)):
             return
         score = pc.struct_field(outputs, "score")
-        answered = pc.and_(pc.equal(table.column("status"), "ok"), pc.is_valid(score))
-        kept = table.filter(answered)
-        if kept.num_rows == 0:
+        chosen = pc.and_(ok, pc.is_valid(score))
+        scores = pc.filter(score, chosen).to_numpy(zero_copy_only=False).astype(np.float64)
+        if not len(scores):
             return
-        if "inputs" in kept.column_names and pa_types.is_struct(kept.column("inputs").type):
-            self._observe_inputs(model, kept.filter(pc.is_valid(kept.column("inputs"))))
-        scores = pc.struct_field(kept.column("outputs"), "score").to_numpy(zero_copy_only=False).astype(np.float64)
-        sources = kept.column("source").to_numpy(zero_copy_only=False)
-        versions = kept.column("version").to_numpy(zero_copy_only=False)
-        edges = self._edges_for(model, int(versions[0]), probability="proba" in fields)
+        sources = pc.filter(table.column("source"), chosen).to_numpy(zero_copy_only=False)
+        version = pc.filter(table.column("version"), chosen)[0].as_py()
+        edges = self._edges_for(model, int(version), probability="proba" in kinds)
         finite = np.isfinite(scores)
         for source in np.unique(sources):
-            chosen = scores[(sources == source) & finite]
+            counted = scores[(sources == source) & finite]
             with self._lock:
                 histogram = self._scores.get((model, str(source)))
                 if histogram is None:
                     histogram = self._scores[(model, str(source))] = _Scores(edges)
-                histogram.add(chosen)
+                histogram.add(counted)
 
-    def _observe_inputs(self, model: str, rows: pa.Table) -> None:
-        """Count the inputs of rows that carry them into their version's window; refresh the PSI gauges."""
+    def _observe_inputs(self, model: str, versions: Any, inputs: Any, chosen: Any) -> None:
+        """Count the inputs of answered rows into their version's window; refresh the PSI gauges."""
         import pyarrow.compute as pc
 
-        if rows.num_rows == 0:
-            return
-        versions = rows.column("version")
-        for version in pc.unique(versions).to_pylist():
+        for version in pc.unique(pc.filter(versions, chosen)).to_pylist():
             bins = self._bins_for(model, int(version))
             if bins is None:
                 continue
-            chosen = rows.filter(pc.equal(versions, version)).column("inputs")
-            names = [field.name for field in chosen.type]
-            bins.add({name: pc.struct_field(chosen, name) for name in names}, at=time.time())
+            rows = pc.and_(chosen, pc.equal(versions, version))
+            columns = {field.name: pc.filter(pc.struct_field(inputs, field.name), rows) for field in inputs.type}
+            bins.add(columns, at=time.time())
             found = {name: value for name, value in bins.psi_by_feature().items() if value is not None}
             with self._lock:
                 self._psi.update({(model, name): value for name, value in found.items()})
@@ -153,13 +196,21 @@ class LiveMonitor(Collector):
     def _bins_for(self, model: str, version: int) -> WindowedBins | None:
         key = (model, version)
         if key not in self._bins:
-            try:
-                profile = self._profile_of(model, version) if self._profile_of is not None else None
-            except Exception as exc:  # an unreadable profile: no gauges for that version, said once
-                log.warning("%s v%s: no drift gauges, its reference profile cannot be read: %s", model, version, exc)
-                profile = None
+            profile = self._profile(model, version)
             self._bins[key] = WindowedBins(profile, window=self.window_seconds) if profile is not None else None
         return self._bins[key]
+
+    def _profile(self, model: str, version: int) -> ReferenceProfile | None:
+        """The version's reference profile; None without one, or when it cannot be read (said once per version)."""
+        if self._profile_of is None:
+            return None
+        try:
+            return self._profile_of(model, version)
+        except Exception as exc:
+            if (model, version) not in self._unreadable:
+                self._unreadable.add((model, version))
+                log.warning("%s v%s: its reference profile cannot be read (no drift gauges): %s", model, version, exc)
+            return None
 
     def _edges_for(self, model: str, version: int, *, probability: bool) -> tuple[float, ...]:
         """The score buckets of a model (fixed by its first version seen: a histogram's buckets never change).
@@ -170,7 +221,7 @@ class LiveMonitor(Collector):
         if edges is not None:
             return edges
         edges = _UNIT_BUCKETS if probability else _DEFAULT_BUCKETS
-        profile = self._profile_of(model, version) if self._profile_of is not None else None
+        profile = self._profile(model, version)
         score = getattr(profile, "outputs", {}).get("score") if profile is not None else None
         if not probability and score is not None and getattr(score, "kind", None) == "numeric":
             if score.min >= 0.0 and score.max <= 1.0:

@@ -17,7 +17,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foretell.advisor import Measurements
 from foretell.ledger.batch_index import index_job
 from foretell.ledger.record import SEGMENT_COLUMNS
 from foretell.ledger.rows import SEGMENT_TYPES
@@ -26,19 +25,6 @@ from foretell.ledger.segments import LedgerLocation, segment_name
 MODEL = "churn"
 DAY0 = datetime(2026, 12, 1, tzinfo=UTC)
 # Roughly the demo churn model on this machine (as tests/unit/advisor/test_cost.py).
-M = Measurements(
-    batch_rows_per_s=20_000,
-    single_p50_ms=3.0,
-    single_p99_ms=4.0,
-    live_rps=5_800,
-    live_p99_ms=18.0,
-    lookup_rps=6_500,
-    lookup_p99_ms=1.5,
-    lookup_loaded_p99_ms=11.0,
-    store_write_rows_per_s=300_000,
-    prediction_bytes=90,
-    cores=2,
-)
 
 ENDPOINTS = {"live": "infer", "precomputed": "lookup", "live-fallback": "lookup", "event-refresh": "events"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from recorded import M
+from test_cost import M
 
 from foretell.advisor import Workload, advise, live_cost_per_request
 from foretell.advisor.cost import (

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from recorded import DAY0, M, Recording, Row, seconds
+from browserkit import rendered
+from recorded import DAY0, Recording, Row, seconds
+from test_cost import M
 
 from foretell import api
 from foretell.advisor.knobs import recommended_knobs
@@ -89,8 +90,6 @@ def test_the_serve_config_in_use_gives_the_freshness_need_and_options_override_t
 
 
 def test_the_report_holds_the_ledger_s_figures_and_the_current_set_up_in_chromium(tmp_path: Path) -> None:
-    from test_report import chromium
-
     rec = _hybrid_traffic(tmp_path)
     advice = api.advise_from_ledger(
         "churn", since=DAY0, until=DAY0 + timedelta(days=1), ledger=rec.ledger, measurements=M, settings={"p99_ms": 90}
@@ -100,8 +99,6 @@ def test_the_report_holds_the_ledger_s_figures_and_the_current_set_up_in_chromiu
     assert "60,600 requests (live, precomputed, live-fallback)" in page and "<td>option</td>" in page
     path = tmp_path / "advice.html"
     path.write_text(page, encoding="utf-8")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run(
-        [chromium(), *flags, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
+    dom, console = rendered(path, tmp_path)
+    assert console == []
     assert "Measured from the ledger" in dom and "The current set-up, hybrid" in dom and dom.count("<svg") == 3

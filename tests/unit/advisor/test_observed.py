@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from recorded import DAY0, M, Recording, Row, seconds
+from recorded import DAY0, Recording, Row, seconds
+from test_cost import M
 
 from foretell import api
 from foretell.advisor.current import LedgerAdvice

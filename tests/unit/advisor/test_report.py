@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 
-import pytest
+from browserkit import rendered, screenshot
 from test_cost import M
 
 from foretell.advisor import PRESETS, advise
@@ -33,28 +30,10 @@ def test_words_from_the_workload_are_escaped():
     assert "&lt;b&gt;x&lt;/b&gt; &amp; co" in page and "<b>x</b>" not in page
 
 
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if found is None:
-        if os.environ.get("FORETELL_REQUIRE_CHROMIUM") == "1":
-            pytest.fail("FORETELL_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install chromium)")
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    return found
-
-
 def test_headless_chromium_renders_the_plots(tmp_path):
-    browser = chromium()
     path = tmp_path / "report.html"
     path.write_text(render_report(advise(PRESETS["movie-recs"], M)), encoding="utf-8")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run(
-        [browser, *flags, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
+    dom, _ = rendered(path, tmp_path)
     assert dom.count("<svg") == 3 and "<polyline" in dom and "Use hybrid" in dom
-    shot = tmp_path / "report.png"
-    subprocess.run(
-        [browser, *flags, f"--screenshot={shot}", "--window-size=800,1400", path.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
-    png = shot.read_bytes()
+    png = screenshot(path, tmp_path, "800,1400")
     assert png.startswith(b"\x89PNG") and len(png) > 20_000  # a page with plots, not a blank one

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from browserkit import rendered, screenshot
 from monitorkit import MODEL, Built
 
 from foretell import api
@@ -46,32 +44,11 @@ def test_words_from_the_ledger_are_escaped(report: MonitorReport) -> None:
     assert "row 0: &#x27;f0&#x27;: must be a number" in page  # an error reason, as clients were told it
 
 
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if found is None:
-        if os.environ.get("FORETELL_REQUIRE_CHROMIUM") == "1":
-            pytest.fail("FORETELL_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install chromium)")
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    return found
-
-
 def test_headless_chromium_renders_the_plots_without_console_errors(report: MonitorReport, tmp_path: Path) -> None:
-    browser = chromium()
     path = tmp_path / "monitor.html"
     path.write_text(render_monitor_report(report), encoding="utf-8")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
-    shown = subprocess.run(
-        [browser, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", path.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    dom = shown.stdout
+    dom, console = rendered(path, tmp_path)
     assert dom.count("<svg") == len(FIGURES) and "<polyline" in dom and 'class="bar"' in dom
-    # A page's console messages (a script error, a resource it could not load) come out as CONSOLE lines.
-    assert [line for line in shown.stderr.splitlines() if ":CONSOLE" in line] == []
-    shot = tmp_path / "monitor.png"
-    subprocess.run(
-        [browser, *flags, f"--screenshot={shot}", "--window-size=900,2400", path.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
-    png = shot.read_bytes()
+    assert console == []
+    png = screenshot(path, tmp_path, "900,2400")
     assert png.startswith(b"\x89PNG") and len(png) > 30_000  # a page with plots, not a blank one

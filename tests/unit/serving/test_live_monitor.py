@@ -96,3 +96,16 @@ def test_rows_without_inputs_or_scores_and_failed_rows_are_skipped() -> None:
     monitor.observe("clf", failed)
     monitor.observe("clf", pa.table({"status": ["ok"], "source": ["live"], "version": [1]}))
     assert scraped(monitor)["foretell_prediction_score"] == []
+
+
+def test_a_vector_score_is_not_charted_and_its_inputs_still_count() -> None:
+    rng = np.random.default_rng(7)
+    profile = reference(rng)
+    monitor = LiveMonitor(lambda model, version: profile)
+    x = rng.normal(size=300)
+    table = ledger_table(x, x, ["basic"] * 300)
+    vector = pa.StructArray.from_arrays([pa.array([[0.1, 0.9]] * 300)], names=["score"])
+    monitor.observe("clf", table.set_column(table.schema.get_field_index("outputs"), "outputs", vector))
+    families = scraped(monitor)
+    assert families["foretell_prediction_score"] == []  # a score per element has no one score to chart
+    assert {s.labels["feature"] for s in families["foretell_feature_drift_psi"]} == {"x", "y", "plan"}  # type: ignore[attr-defined]
