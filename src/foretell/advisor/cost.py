@@ -316,8 +316,8 @@ def _recommend(w: Workload, modes: dict[str, ModeCost]) -> tuple[Mode, list[str]
     cheapest = min(feasible, key=lambda c: c.core_hours_per_day)
     other = next((c for c in (hybrid, live) if c is not cheapest), None)
     reasons = [
-        f"{cheapest.mode} costs {cheapest.core_hours_per_day:,.2f} core-hours a day"
-        + (f" against {other.core_hours_per_day:,.2f} for {other.mode}" if other is not None else "")
+        f"{cheapest.mode} costs {_hours(cheapest.core_hours_per_day)} core-hours a day"
+        + (f" against {_hours(other.core_hours_per_day)} for {other.mode}" if other is not None else "")
         + f", and meets the {w.p99_ms:,.0f} ms objective (p99 {_ms(cheapest.p99_ms)})."
     ]
     if other is not None and not other.feasible:
@@ -361,6 +361,11 @@ def _root(f: Any, low: float, high: float) -> float | None:
         if high - low <= max(1.0, 1e-6 * high):
             break
     return (low + high) / 2
+
+
+def _hours(value: float) -> str:
+    """Core-hours: two decimals, or three significant digits below 0.1 (a small day is not "0.00 against 0.00")."""
+    return f"{value:,.2f}" if value >= 0.1 or value == 0 else f"{value:.3g}"
 
 
 def _ms(value: float | None) -> str:
