@@ -21,7 +21,6 @@ from foretell.config import lines_on_stderr
 from foretell.errors import InvalidInput
 from foretell.http.app import ServerOptions, create_app
 from foretell.hybrid import HybridService
-from foretell.ledger.query import LedgerReader
 from foretell.ledger.writer import LedgerWriter
 from foretell.registry import open_registry
 from foretell.registry.profiles import ProfileStore
@@ -64,7 +63,7 @@ def build_app(home: Path, config: ServeConfig) -> ASGIApp:
     )
     live = None
     if config.ledger.enabled:
-        live = LiveMonitor(ProfileStore(home).load, ledger=LedgerReader(ledger_location(home, config)))
+        live = LiveMonitor(ProfileStore(home).load, ledger=ledger_location(home, config))
     inference = InferenceService(runtime, _ledger_writer(home, config, live), live)
     hybrid = HybridService(
         inference,

@@ -73,7 +73,7 @@ class LiveMonitor(Collector):
         self,
         profile_of: ProfileOf | None = None,
         *,
-        ledger: LedgerReader | None = None,
+        ledger: str | None = None,
         window_seconds: float = 900.0,
         join_every_seconds: float = 2.0,
     ) -> None:
@@ -285,8 +285,9 @@ def _le(edge: float) -> str:
 class LabelJoins:
     """Counts, off the request path, how many of the labels posted here joined a prediction in the ledger."""
 
-    def __init__(self, reader: LedgerReader, monitor: LiveMonitor, *, every_seconds: float = 2.0) -> None:
-        self._reader = reader
+    def __init__(self, location: str, monitor: LiveMonitor, *, every_seconds: float = 2.0) -> None:
+        self._location = location
+        self._reader: LedgerReader | None = None  # made when the first labels come: DuckDB is not a server's start-up
         self._monitor = monitor
         self._every = every_seconds
         self._pending: list[tuple[str, str, int]] = []
@@ -327,8 +328,11 @@ class LabelJoins:
                 self._monitor.labels_counted(model, sum(n for _, n in files), joined)
 
     def _joined(self, model: str, paths: list[str]) -> int:
+        from foretell.ledger.query import LedgerReader
         from foretell.ledger.sql import file_list
 
+        if self._reader is None:
+            self._reader = LedgerReader(self._location)
         files = file_list([self._reader.url_of(p) for p in paths])
         with self._reader.session(model) as session:
             [(count,)] = session.rows(
