@@ -8,9 +8,10 @@ posted to the server are counted against the ledger by a thread of their own
 - `foretell_prediction_score{model,source}`: a histogram of the `score` output of answered
   predictions (buckets of 0.05 for a classifier's or a score the reference profile keeps
   within [0, 1], else the profile's ventiles, else Prometheus' defaults);
-- `foretell_feature_drift_psi{model,feature}`: each input's PSI against the serving
-  version's reference profile, over the last `window_seconds` of traffic that carried its
-  inputs (`foretell.profiles.WindowedBins`); none for a version without a profile;
+- `foretell_feature_drift_psi{model,feature}`: each one-value input's PSI against the
+  serving version's reference profile, over the last `window_seconds` of traffic that
+  carried its inputs (`foretell.profiles.WindowedBins`); none for a version without a
+  profile, nor for a vector input (`foretell monitor` judges those);
 - `foretell_labels_received_total{model}` / `foretell_labels_joined_total{model}`: labels
   posted here, and those of them that joined a prediction in the ledger (by the ledger's
   point-in-time rule), counted a few seconds after they arrive.
@@ -187,7 +188,12 @@ class LiveMonitor(Collector):
             if bins is None:
                 continue
             rows = pc.and_(chosen, pc.equal(versions, version))
-            columns = {field.name: pc.filter(pc.struct_field(inputs, field.name), rows) for field in inputs.type}
+            # One value per row only: a vector input (an image, an embedding) is thousands of values a row,
+            # too much to count on the writer's thread for a gauge; `foretell monitor` judges it offline.
+            scalar = [field.name for field in inputs.type if not _is_vector(field.type)]
+            if not scalar:
+                continue
+            columns = {name: pc.filter(pc.struct_field(inputs, name), rows) for name in scalar}
             bins.add(columns, at=time.time())
             found = {name: value for name, value in bins.psi_by_feature().items() if value is not None}
             with self._lock:
@@ -276,6 +282,12 @@ class LiveMonitor(Collector):
         for (model, feature), psi in sorted(drift.items()):
             gauge.add_metric([model, feature], psi)
         yield gauge
+
+
+def _is_vector(kind: pa.DataType) -> bool:
+    import pyarrow.types as pa_types
+
+    return bool(pa_types.is_list(kind) or pa_types.is_large_list(kind) or pa_types.is_fixed_size_list(kind))
 
 
 def _le(edge: float) -> str:
