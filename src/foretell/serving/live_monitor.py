@@ -94,8 +94,9 @@ class LiveMonitor(Collector):
     def _warm(self) -> None:
         """Run the Arrow kernels `observe` uses once, on a row of nothing, while the server starts.
 
-        Their first use sets up pyarrow's compute functions and memory pools (about 15 MB): at
-        start-up, not in the middle of the first traffic, where it would look like a leak.
+        Their first use sets up pyarrow's compute functions: at start-up, not in the middle of the
+        first traffic. (The memory a flood left behind came from copying whole chunks, not from this;
+        see `observe`.)
         """
         import pyarrow as pa
 
