@@ -25,6 +25,7 @@ __all__ = [
     "ForetellError",
     "InvalidInput",
     "InvalidModelURI",
+    "InvalidRollout",
     "InvalidSchedule",
     "InvalidServeConfig",
     "InvalidSignature",
@@ -234,6 +235,10 @@ class BatcherClosed(ForetellError, RuntimeError):
 
 class InvalidServeConfig(ForetellError, ValueError):
     """A serve config file (or flag) that cannot be used as written: an unknown key, a knob out of range."""
+
+
+class InvalidRollout(ForetellError, ValueError):
+    """A rollout that cannot start or change: a bad percentage, an unknown guard, one already running."""
 
 
 class InvalidThresholds(ForetellError, ValueError):

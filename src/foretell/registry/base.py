@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from foretell.compile import BuildStore
 from foretell.core.model import ModelInfo
 from foretell.core.schema import Signature
+from foretell.registry.rollouts import RolloutStore
 
 __all__ = ["ModelSummary", "Registry"]
 
@@ -46,6 +47,8 @@ class Registry(Protocol):
     home: Path
     compiled: BuildStore
     """Each version's compiled build and its report, recorded beside the versions (foretell.compile)."""
+    rollouts: RolloutStore
+    """Rollouts between versions: the plan, every worker's figures, each decision (registry.rollouts)."""
 
     def register(
         self,

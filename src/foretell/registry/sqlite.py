@@ -38,15 +38,16 @@ from foretell.errors import (
 )
 from foretell.registry.artifacts import ArtifactStore
 from foretell.registry.base import ModelSummary
+from foretell.registry.rollouts import ROLLOUTS_SCHEMA, RolloutStore
 from foretell.registry.sample import signature_with_sample
 from foretell.registry.uri import ModelRef, check_alias, check_model_name, check_version, parse_model_uri
 
 __all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-# Version 2 added the `compiled` table; every statement is idempotent, so a version-1 file is
-# brought up to date by running them all again.
+# Version 2 added the `compiled` table, version 3 the rollouts' tables; every statement is
+# idempotent, so an older file is brought up to date by running them all again.
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS models (
         name         TEXT PRIMARY KEY,
@@ -79,6 +80,7 @@ _SCHEMA = (
         FOREIGN KEY (name, version) REFERENCES versions (name, version) ON DELETE CASCADE
     )""",
     *COMPILED_SCHEMA,
+    *ROLLOUTS_SCHEMA,
 )
 
 
@@ -108,6 +110,7 @@ class SqliteRegistry:
         )
         self._db.create_schema()
         self.compiled = BuildStore(self.home / "compiled", self._db, self._now)
+        self.rollouts = RolloutStore(self._db, self._now, self._move_alias, self._check_version)
 
     def __repr__(self) -> str:
         return f"SqliteRegistry({str(self.home)!r})"
@@ -203,6 +206,15 @@ class SqliteRegistry:
             now = self._now()
             _point_alias(conn, name, alias, version, now)
             conn.execute("UPDATE models SET updated_at = ? WHERE name = ?", (now, name))
+
+    def _move_alias(self, conn: sqlite3.Connection, name: str, alias: str, version: int) -> None:
+        """A promotion's alias move, inside the rollout store's transaction."""
+        now = self._now()
+        _point_alias(conn, name, check_alias(alias), version, now)
+        conn.execute("UPDATE models SET updated_at = ? WHERE name = ?", (now, name))
+
+    def _check_version(self, conn: sqlite3.Connection, name: str, version: int) -> None:
+        self._resolve(conn, ModelRef(name, version=check_version(version)))
 
     def delete_alias(self, name: str, alias: str) -> None:
         check_alias(alias)
