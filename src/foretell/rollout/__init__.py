@@ -9,7 +9,17 @@ from __future__ import annotations
 from foretell.rollout.assignment import arm_for, bucket_of, digest_of_frame
 from foretell.rollout.divergence import ARMS, Arm, ArmStats, Comparison, RolloutStats, compare
 from foretell.rollout.guards import GUARD_NAMES, Guards, Verdict, judge, parse_guards
-from foretell.rollout.plan import MODES, STICKY, Mode, Rollout, State, Sticky, check_percent, new_rollout
+from foretell.rollout.plan import (
+    MODES,
+    STICKY,
+    Mode,
+    Rollout,
+    State,
+    Sticky,
+    check_percent,
+    new_rollout,
+    staged_store_name,
+)
 from foretell.rollout.sketch import Sketch
 
 __all__ = [
@@ -36,4 +46,5 @@ __all__ = [
     "judge",
     "new_rollout",
     "parse_guards",
+    "staged_store_name",
 ]

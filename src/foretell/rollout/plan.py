@@ -19,7 +19,7 @@ from typing import Any, Literal
 from foretell.errors import InvalidRollout
 from foretell.rollout.guards import Guards
 
-__all__ = ["MODES", "STICKY", "Mode", "Rollout", "State", "Sticky", "new_rollout"]
+__all__ = ["MODES", "STICKY", "Mode", "Rollout", "State", "Sticky", "check_percent", "new_rollout", "staged_store_name"]
 
 Mode = Literal["shadow", "canary"]
 Sticky = Literal["key", "request"]
@@ -147,3 +147,11 @@ def new_rollout(
         alias=alias,
         started_at=started_at,
     )
+
+
+def staged_store_name(model: str, version: int) -> str:
+    """Where a challenger's staged generation is kept in the prediction store, beside `model`'s own.
+
+    `churn/4`: a slash cannot be in a model name, so no model's predictions are ever there.
+    """
+    return f"{model}/{int(version)}"
