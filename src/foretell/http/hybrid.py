@@ -77,8 +77,10 @@ class HybridEndpoints:
         if target.endpoint == "lookup":
 
             async def work(call: Call) -> Reply:
-                body = orjson.dumps(await self._lookup(call, target, scope))
-                return 200, body, _prediction_header(call)
+                found = await self._lookup(call, target, scope)
+                headers = _prediction_header(call)
+                headers["X-Model-Version"] = str(found["model_version"])
+                return 200, orjson.dumps(found), headers
 
         elif target.endpoint == "batchGet":
 

@@ -114,9 +114,12 @@ class InferenceEndpoints:
 
 
 def _with_prediction_id(headers: dict[str, str], call: Call) -> dict[str, str]:
-    """`X-Prediction-Id`: the ledger's id for the request, which labels may name later."""
+    """`X-Prediction-Id`: the ledger's id for the request, which labels may name later; `X-Model-Version`:
+    the version that answered (during a canary, the champion's or the challenger's)."""
     if call.prediction_id is not None:
         headers["X-Prediction-Id"] = call.prediction_id
+    if call.model_version is not None:
+        headers["X-Model-Version"] = str(call.model_version)
     return headers
 
 

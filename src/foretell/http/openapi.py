@@ -65,7 +65,11 @@ _PREDICTION_ID = {
     "X-Prediction-Id": {
         "description": "The ledger's id for the request's predictions (absent when the server keeps no ledger)",
         "schema": {"type": "string"},
-    }
+    },
+    "X-Model-Version": {
+        "description": "The version that answered: during a canary rollout, the champion's or the challenger's",
+        "schema": {"type": "string"},
+    },
 }
 _INVOCATIONS = {
     "type": "object",

@@ -44,6 +44,7 @@ from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts, key_
 from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S, age_seconds
 from foretell.hybrid.reads import CoalescedReads
 from foretell.ledger.record import Source
+from foretell.rollout import Arm, staged_store_name
 from foretell.serving.service import Call, InferenceService, ModelSlot
 from foretell.store.base import PredictionStore, StoredPrediction
 from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
@@ -139,12 +140,49 @@ class HybridService:
         wanted = list(dict.fromkeys(key_of(key, "key") for key in keys))
         options = NO_OPTIONS if k is None else PredictOptions(k=k)
         self.inference.check_options(slot, options)
-        stored = {} if fresh else await self._stored.get_many(name, wanted)
+        answers: dict[str, Lookup] = {}
+        computed: dict[str, Lookup] = {}
+        for arm, store_name, arm_keys in self._by_arm(call, slot, wanted):
+            found, live = await self._answers(call, slot, store_name, arm_keys, fresh, k, options, arm)
+            answers.update(found)
+            computed.update(live)
+        found_list = [answers[key] for key in wanted if key in answers]
+        if self.inference.ledger is not None:  # those from the store are recorded now; live ones were, when made
+            self.inference.record_stored(call, slot, [a for a in found_list if a.key not in computed])
+        return found_list, [key for key in wanted if key not in answers]
+
+    def _by_arm(self, call: Call, slot: ModelSlot, keys: list[str]) -> list[tuple[Arm | None, str, list[str]]]:
+        """The keys each arm answers, and where its stored predictions are (a canary's: its staged generation)."""
+        challenger = slot.challenger
+        if challenger is None or challenger.rollout.mode != "canary":
+            return [(None, slot.name, keys)]
+        arms: dict[Arm, list[str]] = {"champion": [], "challenger": []}
+        for key in keys:
+            arms[self.inference.router.arm_of(challenger, key, call, None)].append(key)
+        staged = staged_store_name(slot.name, challenger.version)
+        return [
+            (arm, staged if arm == "challenger" else slot.name, arm_keys) for arm, arm_keys in arms.items() if arm_keys
+        ]
+
+    async def _answers(
+        self,
+        call: Call,
+        slot: ModelSlot,
+        store_name: str,
+        wanted: list[str],
+        fresh: bool,
+        k: int | None,
+        options: PredictOptions,
+        arm: Arm | None,
+    ) -> tuple[dict[str, Lookup], dict[str, Lookup]]:
+        """One arm's answers (stored, else live, else stale) and, of them, those computed now."""
+        name = slot.name
+        stored = {} if fresh else await self._stored.get_many(store_name, wanted)
         now = self._clock()  # after the read, which may have waited for a hop: ages as of the answer
         answers: dict[str, Lookup] = {}
         stale: dict[str, Lookup] = {}
         for key, found in stored.items():
-            lookup = _sliced(_from_store(found, now), slot.model.signature, k)
+            lookup = _sliced(_from_store(found, now, name), slot.model.signature, k)
             if lookup is not None and lookup.age_seconds <= self.max_age.get(name, self.default_max_age):
                 answers[key] = lookup
             elif lookup is not None:
@@ -154,15 +192,12 @@ class HybridService:
         if live_keys:
             table = await self._table_for(name)
             if table is not None:
-                computed = await self._live(slot, table, live_keys, options, call, "live-fallback")
+                computed = await self._live(slot, table, live_keys, options, call, "live-fallback", arm)
                 answers.update(computed)
             for key in live_keys:
                 if key not in answers and key in stale:
                     answers[key] = stale[key]
-        found_list = [answers[key] for key in wanted if key in answers]
-        if self.inference.ledger is not None:  # those from the store are recorded now; live ones were, when made
-            self.inference.record_stored(call, slot, [a for a in found_list if a.key not in computed])
-        return found_list, [key for key in wanted if key not in answers]
+        return answers, computed
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -234,10 +269,13 @@ class HybridService:
         options: PredictOptions,
         call: Call | None,
         source: Source,
+        arm: Arm | None = None,
     ) -> dict[str, Lookup]:
         """Predict `keys` from their entity rows (those that have one) and write the results back.
 
-        With `call`, each key's prediction is recorded in the ledger under `source`.
+        With `call`, each key's prediction is recorded in the ledger under `source`. During a
+        canary the keys meet their arm (`arm` when the caller split them already), and a
+        challenger's prediction is written back beside its staged generation.
         """
         computed = self._clock()  # before the features are read: see the module docstring
         entities = await self._entity_rows.get_many(table.name, keys)
@@ -257,7 +295,7 @@ class HybridService:
             )
 
         inference = await self.inference.infer(
-            slot, rows, options=options, refused=refused, call=call, source=source, keys=order, per_key=True
+            slot, rows, options=options, refused=refused, call=call, source=source, keys=order, per_key=True, arm=arm
         )
         stamp, version = _stamp(computed), inference.version
         ids = inference.prediction_ids or (None,) * len(order)
@@ -267,7 +305,10 @@ class HybridService:
             )
             for i, key in enumerate(order)
         }
-        await asyncio.to_thread(self._write_back, slot.name, answers.values())
+        challenger = slot.challenger
+        answered_by_challenger = challenger is not None and version == challenger.version and version != slot.version
+        store_name = staged_store_name(slot.name, version) if answered_by_challenger else slot.name
+        await asyncio.to_thread(self._write_back, store_name, answers.values())
         return answers
 
     def _write_back(self, model: str, answers: Any) -> None:
@@ -324,10 +365,10 @@ def _changed(entity: Entity, table: EntityTable, change: Mapping[str, Any]) -> E
     return Entity(entity.table, entity.key, features, entity.updated_at)
 
 
-def _from_store(found: StoredPrediction, now: datetime) -> Lookup:
+def _from_store(found: StoredPrediction, now: datetime, model: str) -> Lookup:
     source: Literal["precomputed", "live"] = "precomputed" if found.source == "batch" else "live"
     return Lookup(
-        found.model,
+        model,
         found.key,
         source,
         found.prediction,

@@ -23,8 +23,10 @@ from foretell.core.model import Model, ModelInfo, PredictorChoice
 from foretell.errors import ModelNotFound, VersionNotFound
 from foretell.registry import Registry, load_model
 from foretell.serving.batcher import MicroBatcher
+from foretell.serving.challenger import Challenger
 from foretell.serving.metrics import ServingMetrics
 from foretell.serving.policy import BatchPolicy, runs_in_thread
+from foretell.serving.rollouts import RolloutKeeper
 
 __all__ = ["InFlight", "ModelSlot", "Runtime"]
 
@@ -71,6 +73,8 @@ class ModelSlot:
     loaded_at: float
     load_seconds: float
     reload_error: str | None = None
+    challenger: Challenger | None = None
+    """The challenger of the model's active rollout, while this server serves its champion (serving.rollouts)."""
 
     @property
     def version(self) -> int:
@@ -108,11 +112,14 @@ class Runtime:
         self.in_flight = InFlight()
         """Requests being answered, every model together; `InferenceService.observed` counts them."""
         self._watcher: asyncio.Task[None] | None = None
+        self.rollouts = RolloutKeeper(self)
+        """Loads each active rollout's challenger, reports its figures and applies its guards' verdicts."""
 
     async def start(self) -> None:
         for uri in self.uris:
             slot = await self._load(uri)
             self.slots[slot.name] = slot
+        await self.rollouts.follow()  # a restart serves an active rollout from its first request
         _settle_heap()
         if self.reload_seconds > 0:
             self._watcher = asyncio.create_task(self._watch(), name="foretell-reload")
@@ -124,6 +131,7 @@ class Runtime:
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
+        await self.rollouts.stop()
         for slot in self.slots.values():
             await slot.batcher.stop(drain=drain)
 
@@ -142,6 +150,18 @@ class Runtime:
         started = time.perf_counter()
         model = await asyncio.to_thread(self._load_and_warm, uri)
         seconds = time.perf_counter() - started
+        batcher = await self.start_batcher(model)
+        self.metrics.load_seconds.labels(model.info.name, str(model.info.version)).set(seconds)
+        predictor = "original predictor" if model.variant == "original" else f"compiled with {model.variant}"
+        log.info("serving %s as %s, %s (loaded in %.2f s)", uri, model.info.uri, predictor, seconds)
+        return ModelSlot(model.info.name, uri, model, batcher, time.time(), seconds)
+
+    async def start_batcher(self, model: Model, *, challenger: bool = False) -> MicroBatcher:
+        """A started micro-batcher for `model`, with the knobs of its name.
+
+        A challenger's never runs on the event loop: in shadow its work starts while the
+        champion's answer is still being written, and must not delay it.
+        """
         # Lone requests run on the loop's own thread (`alone_inline`), so it gets the model threads'
         # limits too. Set after loading: threadpoolctl limits only the native libraries already
         # loaded, and the model's OpenMP arrives with the model. Without it a lone request runs
@@ -158,15 +178,18 @@ class Runtime:
             # OpenMP fights the event loop for the core (docs/serving-batching.md, "Thread limits
             # are per thread").
             thread_setup=lambda: threadpool_limits(self.threads_per_model),
-            alone_inline=(lambda: self.in_flight.requests <= 1) if one_row <= INLINE_ALONE_MAX_S else None,
+            alone_inline=(
+                (lambda: self.in_flight.requests <= 1) if one_row <= INLINE_ALONE_MAX_S and not challenger else None
+            ),
             observer=self.metrics.observer(name),
             name=f"{name}/{model.info.version}",
         )
         await batcher.start()
-        self.metrics.load_seconds.labels(name, str(model.info.version)).set(seconds)
-        predictor = "original predictor" if model.variant == "original" else f"compiled with {model.variant}"
-        log.info("serving %s as %s, %s (loaded in %.2f s)", uri, model.info.uri, predictor, seconds)
-        return ModelSlot(name, uri, model, batcher, time.time(), seconds)
+        return batcher
+
+    def load_and_warm(self, uri: str) -> Model:
+        """Load `uri` and run one prediction (off the event loop: call it in a thread)."""
+        return self._load_and_warm(uri)
 
     def _load_and_warm(self, uri: str) -> Model:
         model = load_model(self.registry, uri, predictor=self.predictor)
@@ -186,6 +209,10 @@ class Runtime:
                 except Exception as exc:  # a reload must never take the serving version down
                     slot.reload_error = f"{type(exc).__name__}: {exc}"
                     log.warning("reloading %s failed, still serving version %s: %s", slot.uri, slot.version, exc)
+            try:
+                await self.rollouts.follow()
+            except Exception as exc:  # nor may a rollout: the champion keeps serving whatever the registry says
+                log.warning("following rollouts failed, the served versions are unchanged: %s", exc)
 
     def _resolve(self, uri: str) -> ModelInfo:
         return self.registry.get(uri)

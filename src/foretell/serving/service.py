@@ -31,9 +31,13 @@ from foretell.core.columns import Columns
 from foretell.core.model import Model
 from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, Predictions, PredictOptions
 from foretell.errors import DeadlineExceeded, ForetellError, InvalidInput
-from foretell.ledger.record import Entry, ModelCall, Served, Source, new_prediction_id
-from foretell.ledger.segments import UNRESOLVED_MODEL
+from foretell.ledger.record import Entry, ModelCall, Served, Source
+from foretell.rollout import Arm
+from foretell.serving.batcher import MicroBatcher
 from foretell.serving.metrics import ServingMetrics
+from foretell.serving.recording import Recorder
+from foretell.serving.rollout_metrics import RolloutCollector
+from foretell.serving.rollout_routing import RolloutRouter
 from foretell.serving.runtime import ModelSlot, Runtime
 
 if TYPE_CHECKING:  # the server's assembly makes one; its module reads the ledger with DuckDB
@@ -93,6 +97,7 @@ class Call:
         "endpoint",
         "model",
         "model_call",
+        "model_version",
         "offset",
         "prediction_id",
         "recorded",
@@ -118,6 +123,8 @@ class Call:
         """... that call itself (its inputs and predictions) ..."""
         self.offset = 0
         """... and where this request's rows start in it."""
+        self.model_version: int | None = None
+        """The version that answered the last prediction (`X-Model-Version`): a rollout's challenger or champion."""
 
 
 class Stored(Protocol):
@@ -161,12 +168,13 @@ class InferenceService:
         """Where predictions are recorded; None: nowhere (`serve --no-ledger`)."""
         self.live = live
         """Score, drift and label gauges, fed by the ledger writer's thread (`serving.live_monitor`)."""
-        self._digests: dict[tuple[str, int], str | None] = {}
-        self._served: dict[str, tuple[Model, Served]] = {}
+        self.router = RolloutRouter(self)
+        self.recorder = Recorder(runtime, ledger)
         if ledger is not None:
             self.metrics.watch_ledger(lambda: ledger.counts)
         if live is not None:
             self.metrics.registry.register(live)
+        self.metrics.registry.register(RolloutCollector(runtime))
 
     # -- lifecycle and health ----------------------------------------------------------------------
 
@@ -255,6 +263,7 @@ class InferenceService:
         source: Source = "live",
         keys: Sequence[str] | None = None,
         per_key: bool = False,
+        arm: Arm | None = None,
     ) -> Inference:
         """Predict `rows` (any input form `Signature.coerce` takes) with the version `slot` serves now.
 
@@ -266,6 +275,10 @@ class InferenceService:
         With `call`, the predictions are recorded in the ledger under `source`, with an
         entity key per row when `keys` are given: as one entry for the request, or with
         `per_key` one per row (a lookup's answers are each their own prediction).
+
+        While the model has a rollout, the request meets the arm its unit is assigned to
+        (`serving.rollout_routing`), or `arm` when the caller assigned it already (a lookup
+        splits its keys between the arms).
         """
         if deadline is not None and (late := time.monotonic() - deadline) >= 0:
             self.metrics.rejected.labels(slot.name, "deadline").inc()  # as the batcher counts the ones it drops
@@ -282,122 +295,54 @@ class InferenceService:
             columns.raise_for_errors()
         if keys is not None and len(keys) != columns.n_input:
             raise InvalidInput(f"parameters.key gives {len(keys)} keys for {columns.n_input} rows; give one per row")
+        challenger = slot.challenger
+        if challenger is None:
+            inference = await self.predict_with(model, batcher, columns, deadline, options, call, source, keys, per_key)
+        else:
+            inference = await self.router.infer(
+                slot,
+                challenger,
+                rows,
+                columns,
+                deadline=deadline,
+                options=options,
+                call=call,
+                source=source,
+                keys=keys,
+                per_key=per_key,
+                arm=arm,
+            )
+        if call is not None:
+            call.model_version = inference.version
+        return inference
+
+    async def predict_with(
+        self,
+        model: Model,
+        batcher: MicroBatcher,
+        columns: Columns,
+        deadline: float | None,
+        options: PredictOptions,
+        call: Call | None,
+        source: Source,
+        keys: Sequence[str] | None,
+        per_key: bool,
+    ) -> Inference:
+        """`columns` (valid for `model`) through `batcher`, recorded in the ledger when there is a `call`."""
         if call is None or self.ledger is None:
             return Inference(model, await batcher.submit(columns, deadline=deadline, options=options))
         predictions = await batcher.submit(columns, deadline=deadline, options=options, note=call)
-        ids = self._record_predictions(call, model, source, columns, predictions, keys, per_key)
+        ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
         return Inference(model, predictions, ids)
 
-    # -- the ledger --------------------------------------------------------------------------------
+    # -- the ledger (serving.recording) -----------------------------------------------------------
 
-    def _record_predictions(
-        self,
-        call: Call,
-        model: Model,
-        source: Source,
-        columns: Columns,
-        predictions: Predictions,
-        keys: Sequence[str] | None,
-        per_key: bool,
-    ) -> tuple[str, ...]:
-        """Hand the request's predictions to the ledger: rows of the model call that answered them, by reference."""
-        assert self.ledger is not None
-        served = self._served_as(model)
-        made, n = call.model_call, len(predictions)
-        if made is None:  # answered without a model call (no rows): the request's own, empty, frame
-            made, call.offset = ModelCall(columns.frame, predictions), 0
-        latency_ms = (time.perf_counter() - call.started) * 1000
-        request = (source, call.endpoint, call.transport, call.request_id, latency_ms, call.batch_rows)
-        if per_key and keys is not None and n > 1:
-            ids = tuple(new_prediction_id() for _ in keys)
-            for i, (prediction_id, key) in enumerate(zip(ids, keys, strict=True)):
-                self.ledger.record(Entry.answered(prediction_id, served, *request, (key,), made, call.offset + i, 1))
-        else:
-            ids = (new_prediction_id(),)
-            self.ledger.record(Entry.answered(ids[0], served, *request, keys, made, call.offset, n))
-        self._answered_with(call, ids[0])
-        return ids
-
-    def _served_as(self, model: Model) -> Served:
-        """What the ledger repeats for every entry of `model`, made once per loaded version."""
-        found = self._served.get(model.info.name)
-        if found is None or found[0] is not model:
-            info = model.info
-            found = self._served[info.name] = (
-                model,
-                Served(info.name, info.version, info.sha256, model.variant, info.signature),
-            )
-        return found[1]
+    def served_as(self, model: Model) -> Served:
+        return self.recorder.served_as(model)
 
     def record_stored(self, call: Call, slot: ModelSlot, answers: Sequence[Stored]) -> None:
         """Record answers a lookup took from the store (source `precomputed`), one entry per key, and set their ids."""
-        if self.ledger is None or not answers:
-            return
-        latency_ms = (time.perf_counter() - call.started) * 1000
-        record, name, endpoint, transport = self.ledger.record, slot.name, call.endpoint, call.transport
-        request_id = call.request_id
-        for answer in answers:
-            answer.prediction_id = prediction_id = new_prediction_id()
-            version = answer.model_version
-            digest = self._digest(slot, version)
-            key, prediction = answer.key, answer.prediction
-            record(
-                Entry.stored(
-                    prediction_id,
-                    name,
-                    version,
-                    digest,
-                    key,
-                    prediction,
-                    endpoint,
-                    transport,
-                    request_id,
-                    latency_ms,
-                )
-            )
-        self._answered_with(call, answers[0].prediction_id or "")
-
-    def _answered_with(self, call: Call, prediction_id: str) -> None:
-        call.recorded = True
-        if call.prediction_id is None:
-            call.prediction_id = prediction_id
-
-    def _record_failure(self, call: Call, error: BaseException, source: Source) -> None:
-        """A prediction request that failed: one row, its reason as the client was told."""
-        assert self.ledger is not None
-        slot = self.runtime.slots.get(call.model)
-        reason = str(error) if isinstance(error, ForetellError) else "internal error (see the server's log)"
-        prediction_id = new_prediction_id()
-        self.ledger.record(
-            Entry(
-                prediction_id,
-                call.model if slot is not None else UNRESOLVED_MODEL,
-                source=source,
-                endpoint=call.endpoint,
-                transport=call.transport,
-                version=slot.version if slot is not None else None,
-                sha256=slot.model.info.sha256 if slot is not None else None,
-                predictor=slot.model.variant if slot is not None else None,
-                request_id=call.request_id,
-                latency_ms=(time.perf_counter() - call.started) * 1000,
-                status="error",
-                error=reason,
-            )
-        )
-        self._answered_with(call, prediction_id)
-
-    def _digest(self, slot: ModelSlot, version: int) -> str | None:
-        """A stored prediction's version's artifact digest: the served one's, else the registry's (remembered)."""
-        if version == slot.version:
-            return slot.model.info.sha256
-        found = self._digests.get((slot.name, version), "")
-        if found == "":
-            try:
-                found = self.runtime.registry.get(f"{slot.name}/{version}").sha256
-            except ForetellError:  # a version deleted since the batch job wrote it
-                found = None
-            self._digests[(slot.name, version)] = found
-        return found
+        self.recorder.stored(call, slot, answers)
 
     # -- one wrapper for every request -------------------------------------------------------------
 
@@ -422,7 +367,7 @@ class InferenceService:
             answer = transport.failure(error)
             source = PREDICTING.get(endpoint)
             if source is not None and self.ledger is not None and not call.recorded:
-                self._record_failure(call, error, source)
+                self.recorder.failure(call, error, source)
         finally:
             in_flight.requests -= 1
             if call.model != "-":
