@@ -67,13 +67,18 @@ def start(
         typer.Option(metavar="PCT", help="Canary: the challenger answers PCT % of requests (0 < PCT < 100)."),
     ] = None,
     sticky: Annotated[
-        str, typer.Option(help="key: assign by entity key when a request has one (else its id); request: never by key.")
+        str,
+        typer.Option(
+            metavar="key|request",
+            help="key: assign by entity key when a request has one (else its id); request: never by key.",
+        ),
     ] = "key",
     guard: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="NAME=VALUE",
             help="NAME=VALUE over the defaults (repeatable): max_error_rate, max_p99_ratio, max_score_diff_p99, "
-            "max_label_flip_rate, min_requests; VALUE none turns one off."
+            "max_label_flip_rate, min_requests; VALUE none turns one off.",
         ),
     ] = None,
     auto: Annotated[
