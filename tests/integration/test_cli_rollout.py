@@ -1,6 +1,8 @@
 """`foretell rollout ...` as a user runs it: one-line errors for bad arguments; promote and abort move the alias.
 
-Abort keeps the alias where it was. The registry is real (a home folder with two registered versions), the commands run in their own processes, and quality per arm is read from a real ledger with real labels.
+Abort keeps the alias where it was. The registry is real (a home folder with two
+registered versions), the commands run in their own processes, and quality per arm is
+read from a real ledger with real labels.
 """
 
 from __future__ import annotations
