@@ -115,6 +115,10 @@ def test_shadow_then_promote_moves_the_alias(home: Path) -> None:
 
     shown = json.loads(ok(run(home, "rollout", "status", MODEL, "--json")).stdout)
     assert shown["rollout"]["state"] == "active" and shown["rollout"]["percent"] == 100.0
+    holds = {g["name"]: g["holds"] for g in shown["guards"]}
+    assert holds == {"max_error_rate": None, "max_p99_ratio": None, "max_score_diff_p99": None,
+                     "max_label_flip_rate": None, "min_requests": False}  # fmt: skip
+    assert shown["verdict"]["action"] == "wait" and shown["workers"] == []
     assert production(home) == 1
 
     promoted = ok(run(home, "rollout", "promote", MODEL))

@@ -51,6 +51,8 @@ def rollout_start(
 
     registry = get_registry(home)
     champion = registry.get(f"{model}@{alias}").version
+    if isinstance(guards, str):  # one NAME=VALUE, not its characters
+        guards = [guards]
     chosen = guards if isinstance(guards, Guards) else parse_guards(guards)
     plan = new_rollout(
         model,
@@ -154,20 +156,30 @@ def _who() -> str:
 
 
 def _guards(guards: Guards, stats: RolloutStats, figures: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each guard: its limit, the figure it is held to now, and whether it holds (None: unchecked or unmeasured)."""
-    values = {
-        "max_error_rate": stats.challenger.error_rate,
-        "max_p99_ratio": figures["p99_ratio"],
-        "max_score_diff_p99": figures["score_diff"]["p99"],
-        "max_label_flip_rate": figures["label_flip_rate"],
-        "min_requests": stats.challenger.requests,
+    """Each guard: its limit, its figure now, and whether it holds, as `judge` sees it.
+
+    `holds` is None while a guard is off, or while its figure rests on too few samples for
+    `judge` to act on it (a p99 of ten requests is one slow request).
+    """
+    from foretell.rollout.guards import MIN_TO_JUDGE_ERRORS, MIN_TO_JUDGE_LATENCY
+
+    challenger = stats.challenger
+    latency_samples = min(stats.champion.latency.count, challenger.latency.count)
+    measured = {
+        "max_error_rate": (challenger.error_rate, challenger.requests >= MIN_TO_JUDGE_ERRORS),
+        "max_p99_ratio": (figures["p99_ratio"], latency_samples >= MIN_TO_JUDGE_LATENCY),
+        "max_score_diff_p99": (figures["score_diff"]["p99"], True),
+        "max_label_flip_rate": (figures["label_flip_rate"], True),
+        "min_requests": (challenger.requests, True),
     }
     shown = []
     for name, limit in guards.to_dict().items():
-        value = values[name]
+        value, enough = measured[name]
         holds = None
-        if limit is not None and value is not None:
+        if limit is not None and value is not None and enough:
             holds = value >= limit if name == "min_requests" else value <= limit
+        elif name == "max_label_flip_rate" and limit is not None and stats.compared and value is None:
+            holds = False  # the model makes no decision to compare: `judge` blocks promotion on it
         shown.append({"name": name, "limit": limit, "value": value, "holds": holds})
     return shown
 
