@@ -78,3 +78,12 @@ def test_merge_is_the_sketch_of_the_union(left: list[float], right: list[float])
         assert merged.quantile(q) == union.quantile(q)
     if left or right:
         within_one_percent_of_a_seen_value(merged, np.array(left + right), 0.5)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_infinity=False), max_size=100))
+def test_adding_one_at_a_time_or_many_gives_the_same_sketch(values: list[float]) -> None:
+    one = Sketch()
+    for value in values:
+        one.add(value)
+    assert one.to_dict() == sketch_of(np.array(values, dtype=np.float64)).to_dict()
