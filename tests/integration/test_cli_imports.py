@@ -84,6 +84,8 @@ def test_importing_the_cli_app_pulls_in_no_model_stack() -> None:
         ("schedule", "add", "--help"),
         ("models", "register", "--help"),
         ("batch", "run", "--help"),
+        ("rollout", "start", "--help"),
+        ("rollout", "status", "--help"),
     ],
 )
 def test_help_and_version_import_no_model_stack(tmp_path: Path, args: tuple[str, ...]) -> None:

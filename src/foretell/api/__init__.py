@@ -35,6 +35,7 @@ from foretell.api.models import (
     stored_profile,
 )
 from foretell.api.monitor import monitor, monitor_report, monitor_thresholds
+from foretell.api.rollout import rollout_abort, rollout_promote, rollout_start, rollout_status
 from foretell.api.serving import create_server_app, serve, serve_config
 
 __all__ = [
@@ -72,6 +73,10 @@ __all__ = [
     "read_input",
     "register",
     "resume_batch",
+    "rollout_abort",
+    "rollout_promote",
+    "rollout_start",
+    "rollout_status",
     "run_batch",
     "schedule_book",
     "scheduler",

@@ -10,7 +10,7 @@ import typer
 # Every command's module is imported (typer needs each signature for `foretell --help`), so they import
 # at module level only typer, rich and the light `foretell.api`: models, numpy, Arrow and the compilers
 # are imported inside the commands that use them (tests/integration/test_cli_imports.py checks it).
-from foretell.cli import advise, batch, demo, entities, ledger, models, monitor, predict, schedule, serve
+from foretell.cli import advise, batch, demo, entities, ledger, models, monitor, predict, rollout, schedule, serve
 from foretell.cli.output import fail, out
 from foretell.errors import ForetellError
 
@@ -39,6 +39,7 @@ app.command(name="serve", epilog=serve.EPILOG)(serve.serve)
 app.command(name="predict", epilog=predict.EPILOG)(predict.predict)
 app.command(name="advise", epilog=advise.EPILOG)(advise.advise)
 app.command(name="monitor", epilog=monitor.EPILOG)(monitor.monitor)
+app.add_typer(rollout.app, name="rollout")
 app.add_typer(schedule.app, name="schedule")
 app.command(name="scheduler", epilog=schedule.SCHEDULER_EPILOG)(schedule.scheduler)
 

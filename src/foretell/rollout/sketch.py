@@ -37,6 +37,7 @@ class Sketch:
         self.count = 0
 
     def add(self, value: float) -> None:
+        value = abs(value)  # as `add_many` does: one value at a time or many, the same sketch
         self.count += 1
         if not value > _SMALLEST:  # NaN too: a missing difference is no difference
             self.zeros += 1
