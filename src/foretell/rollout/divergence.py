@@ -157,9 +157,14 @@ class RolloutStats:
         return self.champion if arm == "champion" else self.challenger
 
     def add_comparison(self, comparison: Comparison) -> None:
-        finite = comparison.diffs[~np.isnan(comparison.diffs)]
-        self.compared += len(comparison.diffs)
-        self.diffs.add_many(finite)
+        diffs = comparison.diffs
+        self.compared += len(diffs)
+        if len(diffs) == 1:  # one served row, the common case: no temporary arrays
+            value = float(diffs[0])
+            if value == value:  # not NaN
+                self.diffs.add(value)
+        else:
+            self.diffs.add_many(diffs[~np.isnan(diffs)])
         if comparison.flips is not None:
             self.decided += len(comparison.flips)
             self.flips += int(np.count_nonzero(comparison.flips))

@@ -24,6 +24,7 @@ _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _LOG_GAMMA = math.log(_GAMMA)
 #: Below this a value counts as zero: score differences this small are float noise.
 _SMALLEST = 1e-12
+_FEW = 16
 
 
 class Sketch:
@@ -47,6 +48,10 @@ class Sketch:
 
     def add_many(self, values: Iterable[float] | np.ndarray) -> None:
         array = np.abs(np.asarray(values, dtype=np.float64).reshape(-1))
+        if array.size <= _FEW:  # a served request's few rows: numpy's set-up costs more than the loop
+            for value in array.tolist():
+                self.add(value)
+            return
         if array.size == 0:
             return
         positive = array[array > _SMALLEST]
