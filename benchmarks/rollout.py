@@ -104,7 +104,8 @@ def main() -> int:
                     aliases=["production"] if version == 1 else [],
                     home=home,
                 )
-                assert info.compiled is not None and info.compiled["status"] == "passed", info.compiled
+                assert info.compiled is not None, "registration did not compile"
+                assert info.compiled["status"] == "passed", info.compiled
         never = Guards(max_error_rate=None, max_p99_ratio=None, min_requests=10**9)  # measure, never decide
         registry = open_registry(homes["shadow"])
         shadow = registry.rollouts.start(new_rollout("churn", 1, 2, "shadow", 100, guards=never))
