@@ -54,6 +54,9 @@ run: $(STAMP)
 	$(BIN)/foretell advise churn@production --from-ledger $$(cat $(DEMO)/day-window.txt) --quick \
 		--write-config $(DEMO)/serve-recommended.toml
 	@echo
+	@echo "== a safe rollout: a retrained churn version in shadow, its status after a burst of traffic, then promoted"
+	$(BIN)/python examples/rollout_tour.py
+	@echo
 	@echo "== or for a workload you describe, measured on this machine (about a minute; --quick for ten seconds):"
 	@echo "   $(BIN)/foretell advise churn@production --preset nightly-churn --report advice.html"
 	@$(BIN)/python examples/serve_examples.py $(PORT)
