@@ -113,6 +113,7 @@ class HybridService:
         self.default_max_age = default_max_age
         self._clock = clock
         self._tables: tuple[float, list[EntityTable]] = (-1.0, [])
+        self._staged: dict[str, tuple[float, bool]] = {}
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         # One thread for every read: one hop is in flight at a time per store, and a SQLite
         # store keeps its read connection in the thread that reads (docs/hybrid.md, "Backends").
@@ -142,8 +143,8 @@ class HybridService:
         self.inference.check_options(slot, options)
         answers: dict[str, Lookup] = {}
         computed: dict[str, Lookup] = {}
-        for arm, store_name, arm_keys in self._by_arm(call, slot, wanted):
-            found, live = await self._answers(call, slot, store_name, arm_keys, fresh, k, options, arm)
+        for arm, store_names, arm_keys in await self._by_arm(call, slot, wanted):
+            found, live = await self._answers(call, slot, store_names, arm_keys, fresh, k, options, arm)
             answers.update(found)
             computed.update(live)
         found_list = [answers[key] for key in wanted if key in answers]
@@ -151,24 +152,45 @@ class HybridService:
             self.inference.record_stored(call, slot, [a for a in found_list if a.key not in computed])
         return found_list, [key for key in wanted if key not in answers]
 
-    def _by_arm(self, call: Call, slot: ModelSlot, keys: list[str]) -> list[tuple[Arm | None, str, list[str]]]:
-        """The keys each arm answers, and where its stored predictions are (a canary's: its staged generation)."""
+    async def _by_arm(
+        self, call: Call, slot: ModelSlot, keys: list[str]
+    ) -> list[tuple[Arm | None, tuple[str, ...], list[str]]]:
+        """The keys each arm answers, and where its stored predictions are.
+
+        A canary's challenger reads its staged generation. The champion reads the model's
+        own, and also the staged generation of the version it serves when there is one: a
+        promoted challenger's, until the next nightly generation is published under the
+        model's own name (the served version's prediction wins, then the newer).
+        """
+        champion: tuple[str, ...] = (slot.name,)
+        promoted = await self._staged_generation(slot.name, slot.version)
+        if promoted is not None:
+            champion = (slot.name, promoted)
         challenger = slot.challenger
         if challenger is None or challenger.rollout.mode != "canary":
-            return [(None, slot.name, keys)]
+            return [(None, champion, keys)]
         arms: dict[Arm, list[str]] = {"champion": [], "challenger": []}
         for key in keys:
             arms[self.inference.router.arm_of(challenger, key, call, None)].append(key)
-        staged = staged_store_name(slot.name, challenger.version)
-        return [
-            (arm, staged if arm == "challenger" else slot.name, arm_keys) for arm, arm_keys in arms.items() if arm_keys
-        ]
+        staged = (staged_store_name(slot.name, challenger.version),)
+        return [(arm, staged if arm == "challenger" else champion, found) for arm, found in arms.items() if found]
+
+    async def _staged_generation(self, model: str, version: int) -> str | None:
+        """The store name of `version`'s staged generation when one is published (checked once a second)."""
+        name = staged_store_name(model, version)
+        read_at, published = self._staged.get(name, (-1.0, False))
+        if time.monotonic() - read_at > _TABLES_TTL_S:
+            loop = asyncio.get_running_loop()
+            generation = await loop.run_in_executor(self._reader, self.predictions.current_generation, name)
+            published = generation is not None
+            self._staged[name] = (time.monotonic(), published)
+        return name if published else None
 
     async def _answers(
         self,
         call: Call,
         slot: ModelSlot,
-        store_name: str,
+        store_names: tuple[str, ...],
         wanted: list[str],
         fresh: bool,
         k: int | None,
@@ -177,7 +199,12 @@ class HybridService:
     ) -> tuple[dict[str, Lookup], dict[str, Lookup]]:
         """One arm's answers (stored, else live, else stale) and, of them, those computed now."""
         name = slot.name
-        stored = {} if fresh else await self._stored.get_many(store_name, wanted)
+        stored = {} if fresh else await self._stored.get_many(store_names[0], wanted)
+        for other in () if fresh else store_names[1:]:
+            for key, found in (await self._stored.get_many(other, wanted)).items():
+                known = stored.get(key)
+                if known is None or _rank(found, slot.version) > _rank(known, slot.version):
+                    stored[key] = found
         now = self._clock()  # after the read, which may have waited for a hop: ages as of the answer
         answers: dict[str, Lookup] = {}
         stale: dict[str, Lookup] = {}
@@ -377,6 +404,10 @@ def _from_store(found: StoredPrediction, now: datetime, model: str) -> Lookup:
         found.generation,
         age_seconds(found.computed_at, now),
     )
+
+
+def _rank(found: StoredPrediction, served: int) -> tuple[bool, str]:
+    return found.model_version == served, found.computed_at
 
 
 def _sliced(lookup: Lookup, signature: Signature, k: int | None) -> Lookup | None:

@@ -257,6 +257,16 @@ def test_canary_lookups_serve_the_challengers_staged_generation_to_its_keys(home
         batch = client.post("/v1/models/scorer/predictions:batchGet", json={"keys": keys}).json()
         versions = {p["key"]: p["model_version"] for p in batch["predictions"]}
         assert versions == {k: 5 if arm_for(rollout.id, k, 50) == "challenger" else 1 for k in keys}
+        # Promoted: everyone reads version 5's staged generation until a nightly one is published for it.
+        registry = open_registry(home)
+        assert registry.rollouts.end(rollout, "promoted", "by the test") is not None
+        # A key that is not stored (the others stay as stored) and was the champion's: version 5 once swapped.
+        unstored = next(k for k in keys[40:] if arm_for(rollout.id, k, 50) == "champion")
+        fresh = f"/v1/models/scorer/predictions/{unstored}?fresh=true"
+        assert wait_for(lambda: client.get(fresh).headers["x-model-version"] == "5")
+        for key in keys[:40]:
+            found = client.get(f"/v1/models/scorer/predictions/{key}").json()
+            assert (found["model_version"], found["prediction"]["score"]) == (5, 0.75), found
     challenger_keys = [k for k in keys[40:] if arm_for(rollout.id, k, 50) == "challenger"]
     written = SqliteStore(home / "store.db").get_many(staged_store_name("scorer", 5), challenger_keys)
     assert set(written) == set(challenger_keys)
