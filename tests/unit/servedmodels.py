@@ -130,6 +130,30 @@ class Gated(Sums):
         return super().predict(columns)
 
 
+class Shifted(Sums):
+    """`Sums` plus one: a challenger that differs from `Sums` by exactly 1 on every row."""
+
+    @classmethod
+    def load(cls, path: Path) -> Shifted:
+        return cls()
+
+    def predict(self, columns: Any) -> np.ndarray:
+        return super().predict(columns) + 1.0
+
+
+class Failing(Sums):
+    """A challenger that fails every call but the server's warm-up (whose row is all zeros)."""
+
+    @classmethod
+    def load(cls, path: Path) -> Failing:
+        return cls()
+
+    def predict(self, columns: Any) -> np.ndarray:
+        if bool(np.any(np.asarray(columns["a"], dtype=np.float64))):
+            raise RuntimeError("the failing challenger failed")
+        return super().predict(columns)
+
+
 MODELS: dict[str, type] = {"sums": Sums, "tiers": Tiers, "topk": TopK, "gated": Gated}
 
 
