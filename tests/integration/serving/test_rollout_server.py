@@ -257,6 +257,17 @@ def test_canary_lookups_serve_the_challengers_staged_generation_to_its_keys(home
         batch = client.post("/v1/models/scorer/predictions:batchGet", json={"keys": keys}).json()
         versions = {p["key"]: p["model_version"] for p in batch["predictions"]}
         assert versions == {k: 5 if arm_for(rollout.id, k, 50) == "challenger" else 1 for k in keys}
+        # An event refreshes a key with its arm's version, written back beside that arm's predictions.
+        evented = [next(k for k in keys if arm_for(rollout.id, k, 50) == arm) for arm in ("champion", "challenger")]
+        for key in evented:
+            event = {"type": "features", "entity": "things", "key": key, "values": {"a": 2.0, "b": 0.0}}
+            refreshed = client.post("/v1/events", json=event).json()["refreshed"][0]
+            assert refreshed["model_version"] == (5 if arm_for(rollout.id, key, 50) == "challenger" else 1)
+            assert refreshed["prediction"]["score"] == pytest.approx(
+                1 / (1 + np.exp(-2.0)) + (0.1 if refreshed["model_version"] == 5 else 0)
+            )
+            again = client.get(f"/v1/models/scorer/predictions/{key}").json()
+            assert (again["source"], again["prediction"]) == ("live", refreshed["prediction"])
         # Promoted: everyone reads version 5's staged generation until a nightly one is published for it.
         registry = open_registry(home)
         assert registry.rollouts.end(rollout, "promoted", "by the test") is not None
@@ -264,7 +275,7 @@ def test_canary_lookups_serve_the_challengers_staged_generation_to_its_keys(home
         unstored = next(k for k in keys[40:] if arm_for(rollout.id, k, 50) == "champion")
         fresh = f"/v1/models/scorer/predictions/{unstored}?fresh=true"
         assert wait_for(lambda: client.get(fresh).headers["x-model-version"] == "5")
-        for key in keys[:40]:
+        for key in [k for k in keys[:40] if k not in evented]:
             found = client.get(f"/v1/models/scorer/predictions/{key}").json()
             assert (found["model_version"], found["prediction"]["score"]) == (5, 0.75), found
     challenger_keys = [k for k in keys[40:] if arm_for(rollout.id, k, 50) == "challenger"]
