@@ -44,14 +44,15 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sklearn.linear_model import LinearRegression
 
     home = tmp_path_factory.mktemp("compare-home")
+    files = tmp_path_factory.mktemp("compare-models")
     rows = make_rows(500, seed=1)
     x = np.column_stack([rows.column(n).to_numpy() for n in FEATURES])
     for i, coefficients in enumerate(([1.0, -2.0, 0.5, 3.0], [1.0, -2.0, 0.5, 3.0], [1.2, -2.0, 0.4, 3.0])):
-        path = home.parent / f"linear-{i}.joblib"
+        path = files / f"linear-{i}.joblib"
         joblib.dump(LinearRegression().fit(x, x @ coefficients), path)
         foretell.register("linear", path, signature=SIGNATURE, aliases=["production"] if i == 0 else [], home=home)
     for name, source, entry in (("slow", SLOW_MODEL, "slow.py:SlowSum"), ("gaps", GAP_MODEL, "gaps.py:GapSum")):
-        folder = home.parent / name
+        folder = files / name
         folder.mkdir()
         (folder / entry.split(":")[0]).write_text(source)
         for version in (1, 2):
@@ -202,7 +203,8 @@ def test_the_ledger_indexes_the_champion_s_outputs_only(home, rows, tmp_path):
 
 
 def test_the_cli_prints_the_comparison_and_its_verdict(home, rows, tmp_path):
-    done = cli(home, "batch", "run", "linear/1", "--input", str(rows), "--output", str(tmp_path / "o"), "--compare", "3")
+    output = str(tmp_path / "o")
+    done = cli(home, "batch", "run", "linear/1", "--input", str(rows), "--output", output, "--compare", "3")
     assert done.returncode == 0, done.stderr
     assert "models:/linear/3 against models:/linear/1" in done.stdout
     assert f"compared {N_ROWS:,} rows: score diff p50" in done.stdout
@@ -213,9 +215,8 @@ def test_stage_writes_the_generation_under_model_slash_version_and_leaves_the_ch
     store = open_store(home)
     try:
         before = store.current_generation("linear")
-        done = cli(
-            home, "batch", "run", "linear/3", "--input", str(rows), "--output", str(tmp_path / "o"), "--to-store", "--stage"
-        )
+        output = str(tmp_path / "o")
+        done = cli(home, "batch", "run", "linear/3", "--input", str(rows), "--output", output, "--to-store", "--stage")
         assert done.returncode == 0, done.stderr
         assert "staged in the store as linear/3" in done.stdout
         assert store.current_generation("linear") == before
