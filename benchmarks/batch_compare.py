@@ -2,6 +2,7 @@
 
     flock /tmp/foretell-bench.lock .venv/bin/python benchmarks/batch_compare.py                # 500,000 rows
     flock /tmp/foretell-bench.lock .venv/bin/python benchmarks/batch_compare.py --rows 100000  # a quick look
+    flock /tmp/foretell-bench.lock .venv/bin/python benchmarks/batch_compare.py --predictor original  # scikit-learn
 
 It writes the demo churn population as Parquet, trains the demo churn model twice (two seeds: a
 retrained version whose scores really differ) and registers both as a user does (so each is compiled,
@@ -9,7 +10,8 @@ and the jobs score with the compiled predictors). Then, alternating in one run s
 noise falls on both alike, `foretell batch run churn/1` (a subprocess, as a user runs it) and
 `foretell batch run churn/1 --compare 2`, `--repeat` times each. The figure is the median of the
 per-pair ratios compare ÷ single (target ≤ 2.1: each chunk is read once, scored twice, and written
-with the challenger's columns beside the champion's).
+with the challenger's columns beside the champion's). `--predictor original` runs both jobs with
+scikit-learn's own predictors (worker processes) instead of the compiled ones (threads).
 """
 
 from __future__ import annotations
@@ -74,17 +76,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--predictor", choices=("auto", "original"), default="auto")
     args = parser.parse_args()
+    predictor = ("--predictor", args.predictor)
     with tempfile.TemporaryDirectory(prefix="foretell-bench-compare-") as scratch:
         work = Path(scratch)
         home, source = prepare(work, args.rows)
-        job(home, source, work / "warm")  # the compiled libraries built and cached, files in the page cache
+        job(home, source, work / "warm", *predictor)  # the compiled libraries built and cached, files in the page cache
         single: list[float] = []
         compared: list[float] = []
         last: dict[str, Any] = {}
         for i in range(args.repeat):
             for kind, times in (("single", single), ("compare", compared)):
-                extra = ("--compare", "2") if kind == "compare" else ()
+                extra = (*predictor, "--compare", "2") if kind == "compare" else predictor
                 seconds, result = job(home, source, work / f"{kind}-{i}", *extra)
                 times.append(seconds)
                 if kind == "compare":
@@ -94,6 +98,7 @@ def main() -> None:
         summary = last["compare"]["summary"]
         report = {
             "rows": args.rows,
+            "predictor": last["predictor"],
             "single_s": single,
             "compare_s": compared,
             "single_median_s": statistics.median(single),
