@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +124,11 @@ def test_a_retrained_challenger_s_differences_are_measured_and_a_guard_blocks_it
     )
     part = pq.read_table(output).sort_by("id")
     inputs = pq.read_table(rows).sort_by("id").select(FEATURES)
-    expected = np.abs(
-        foretell.load("linear/1", home=home).predict_batch(inputs).column("score")
-        - foretell.load("linear/3", home=home).predict_batch(inputs).column("score")
+    champion, challenger = (
+        np.asarray(foretell.load(uri, home=home).predict_batch(inputs).column("score"), dtype=np.float64)
+        for uri in ("linear/1", "linear/3")
     )
+    expected = np.abs(champion - challenger)
     np.testing.assert_allclose(part.column("score_diff").to_numpy(), expected, rtol=1e-12, atol=1e-12)
     report = report_of(output)
     p99 = report["summary"]["score_diff"]["p99"]
@@ -228,6 +230,26 @@ def test_stage_writes_the_generation_under_model_slash_version_and_leaves_the_ch
         assert not store.get_many("linear", ["r000000"])
     finally:
         store.close()
+
+
+def test_stage_on_redis_publishes_the_staged_generation_beside_the_champion_s(home, rows, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[2] / "contract"))  # the throwaway redis-server of the store tests
+    import redis_server
+
+    with redis_server.shared() as url:
+        store = open_store(home, url)
+        try:
+            before = store.current_generation("linear")
+            result = foretell.run_batch(
+                "linear/3", rows, tmp_path / "o", home=home, to_store=True, stage=True, store_url=url, ledger=False
+            )
+            assert result.store == "linear/3"
+            assert store.current_generation("linear") == before
+            assert store.current_generation("linear/3") is not None
+            assert store.stats("linear/3")["rows"] == N_ROWS
+            assert {p.model_version for p in store.get_many("linear/3", ["r000000", "r009999"]).values()} == {3}
+        finally:
+            store.close()
 
 
 @pytest.mark.parametrize(

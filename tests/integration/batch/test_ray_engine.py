@@ -203,8 +203,10 @@ def test_a_compare_job_on_ray_gives_the_local_engine_s_columns_and_figures(
     on = cli(home, *batch_args(rows, tmp_path / "ray", *on_ray(ray_address), *args, model="linear@production"))
     assert local.returncode == 0, local.stderr
     assert on.returncode == 0, on.stderr
-    assert sorted_output(tmp_path / "ray").drop(["predicted_at"]).equals(
-        sorted_output(tmp_path / "local").drop(["predicted_at"])
+    assert (
+        sorted_output(tmp_path / "ray")
+        .drop(["predicted_at"])
+        .equals(sorted_output(tmp_path / "local").drop(["predicted_at"]))
     )
     reports = [json.loads((tmp_path / name / "_compare.json").read_text()) for name in ("local", "ray")]
     for report in reports:
