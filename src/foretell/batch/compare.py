@@ -39,11 +39,13 @@ __all__ = [
     "CHALLENGER_PREFIX",
     "COMPARE_COLUMNS",
     "ChallengerSide",
+    "Scored",
     "challenger_uri",
     "chunk_stats",
     "compare_report",
+    "line_up",
     "report_path",
-    "score_challenger",
+    "scored_by",
 ]
 
 CHALLENGER_PREFIX = "challenger_"
@@ -67,31 +69,44 @@ class ChallengerSide:
     stats: RolloutStats
 
 
-def score_challenger(
-    challenger: Model, batch: pa.RecordBatch, champion: Columns, predicted: Predictions, champion_seconds: float
-) -> ChallengerSide:
-    """Score `batch` with `challenger` and line its predictions up with the champion's rows."""
+@dataclass(frozen=True)
+class Scored:
+    """One version's pass over a chunk: the rows it accepted, its predictions, and the seconds it took."""
+
+    model: Model
+    columns: Columns
+    predictions: Predictions
+    seconds: float
+
+
+def scored_by(model: Model, batch: pa.RecordBatch) -> Scored:
+    """The one prediction path over `batch`: validate with the model's signature, predict the valid rows."""
     started = time.perf_counter()
-    names = [name for name in challenger.signature.input_names if name in batch.schema.names]
-    theirs = challenger.coerce(batch.select(names))
-    predictions = challenger.predict_columns(theirs)
-    seconds = time.perf_counter() - started
+    names = [name for name in model.signature.input_names if name in batch.schema.names]  # optional ones may be absent
+    columns = model.coerce(batch.select(names))
+    predictions = model.predict_columns(columns)
+    return Scored(model, columns, predictions, time.perf_counter() - started)
+
+
+def line_up(batch: pa.RecordBatch, champion: Scored, challenger: Scored) -> ChallengerSide:
+    """The challenger's predictions lined up with the champion's rows, compared, and the chunk's figures."""
     stats = RolloutStats()
-    for arm, took in ((stats.champion, champion_seconds), (stats.challenger, seconds)):
+    for arm, took in ((stats.champion, champion.seconds), (stats.challenger, challenger.seconds)):
         arm.requests = batch.num_rows
         arm.latency.add(took)
+    theirs, predicted, predictions = challenger.columns, champion.predictions, challenger.predictions
     reasons: dict[int, list[str]] = {}
-    if np.array_equal(champion.rows, theirs.rows):  # the usual case: both accepted the same rows
+    if np.array_equal(champion.columns.rows, theirs.rows):  # the usual case: both accepted the same rows
         positions, both = None, None
         mine, other = predicted, predictions
     else:
         where = np.full(batch.num_rows, -1, dtype=np.int64)
         where[theirs.rows] = np.arange(len(theirs.rows))
-        positions = where[champion.rows]  # each champion row's place among the challenger's, -1: refused
+        positions = where[champion.columns.rows]  # each champion row's place among the challenger's, -1: refused
         both = positions >= 0
         stats.challenger.errors = int(np.count_nonzero(~both))
         stats.champion.errors = len(theirs.rows) - int(np.count_nonzero(both))
-        reasons = _refused(challenger, theirs, set(champion.rows[~both].tolist()))
+        reasons = _refused(challenger.model, theirs, set(champion.columns.rows[~both].tolist()))
         mine, other = _take(predicted, np.flatnonzero(both)), _take(predictions, positions[both])
     comparison = compare(mine, other)
     stats.add_comparison(comparison)
@@ -99,7 +114,7 @@ def score_challenger(
     if positions is not None and both is not None:
         indexes = _masked(np.where(both, positions, 0), both, pa.int64())
         columns = {name: column.take(indexes) for name, column in columns.items()}
-    n = len(champion.rows)
+    n = len(champion.columns.rows)
     diffs = _spread(comparison.diffs, both, n, np.nan)
     columns["score_diff"] = _masked(diffs, ~np.isnan(diffs), pa.float64())
     if comparison.flips is None:

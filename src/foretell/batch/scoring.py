@@ -7,7 +7,6 @@ and commit the refused rows, with their original values and reasons, beside it.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ import orjson
 import pyarrow as pa
 
 from foretell.batch.arrays import arrow_array
-from foretell.batch.compare import score_challenger
+from foretell.batch.compare import line_up, scored_by
 from foretell.batch.manifest import ChunkRecord
 from foretell.batch.sinks import OutputFormat, commit_table, part_name
 from foretell.batch.spec import StoreTarget
@@ -53,12 +52,12 @@ def score_chunk(
     model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBatch, challenger: Model | None = None
 ) -> ChunkRecord:
     """Score one chunk with `model` (and `challenger`, loaded from `spec.challenger`), commit its part and rejects."""
-    started = time.perf_counter()
-    names = [name for name in model.signature.input_names if name in batch.schema.names]  # optional ones may be absent
-    columns = model.coerce(batch.select(names))
-    predictions = model.predict_columns(columns)
-    seconds = time.perf_counter() - started
-    side = None if challenger is None else score_challenger(challenger, batch, columns, predictions, seconds)
+    theirs = scored_by(challenger, batch) if challenger is not None and number % 2 else None  # see batch.compare
+    mine = scored_by(model, batch)
+    if challenger is not None and theirs is None:
+        theirs = scored_by(challenger, batch)
+    side = None if theirs is None else line_up(batch, mine, theirs)
+    columns, predictions = mine.columns, mine.predictions
     n = len(columns.rows)
     # Every row valid (the usual case): the input's own columns go out as they came, with no take.
     kept = None if n == batch.num_rows else arrow_array(columns.rows.astype(np.int64))
