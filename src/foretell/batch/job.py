@@ -9,7 +9,6 @@ the rest, which overwrites any part it had renamed but not yet recorded.
 
 from __future__ import annotations
 
-import logging
 import signal
 import time
 import uuid
@@ -36,8 +35,6 @@ from foretell.registry import ModelSource, model_source, open_registry
 from foretell.rollout import Guards, parse_guards, staged_store_name
 
 __all__ = ["BatchResult", "resume", "run"]
-
-_log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int | None], None]
 
