@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from foretell.batch.job import Progress
     from foretell.batch.scheduler import Scheduler
     from foretell.batch.schedules import ScheduleBook
+    from foretell.rollout import Guards
 
 
 def run_batch(
@@ -22,12 +24,19 @@ def run_batch(
     *,
     home: Path | str | None = None,
     progress: Progress | None = None,
+    compare: str | None = None,
+    guards: Sequence[str] | Guards = (),
+    stage: bool = False,
     **options: Any,
 ) -> BatchResult:
     """Score a whole input into a published, exactly-once output (see `foretell.batch.run` for the options).
 
     With `to_store=True` the predictions go to the store `store_url` names, else to FORETELL_STORE_URL's,
-    else to the SQLite store in `home`.
+    else to the SQLite store in `home`; with `stage=True` too, under `<model>/<version>`, where a rollout's
+    challenger arm reads them. `compare` names a challenger (`"4"`, `"churn/4"`, `"churn@staging"`) that
+    scores every row beside the model: its outputs go beside the model's, `_compare.json` holds the
+    figures, and `guards` (`"NAME=VALUE"` strings or a `foretell.rollout.Guards`) judge them
+    (`BatchResult.compare["verdict"]`).
     """
 
     from foretell import batch
@@ -37,7 +46,17 @@ def run_batch(
     if options.get("ledger") is None:  # indexed in the ledger queries read, unless told otherwise
         options["ledger"] = os.environ.get(LEDGER_ENV) or True
 
-    return batch.run(model_uri, input, output, home=home_folder(home), progress=progress, **options)
+    return batch.run(
+        model_uri,
+        input,
+        output,
+        home=home_folder(home),
+        progress=progress,
+        compare=compare,
+        guards=guards,
+        stage=stage,
+        **options,
+    )
 
 
 def resume_batch(

@@ -9,7 +9,6 @@ the rest, which overwrites any part it had renamed but not yet recorded.
 
 from __future__ import annotations
 
-import logging
 import signal
 import time
 import uuid
@@ -20,21 +19,22 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from foretell.batch.compare import challenger_uri, compare_report, report_path
 from foretell.batch.engines import Chunks, Engine, LocalEngine
 from foretell.batch.engines.local import default_workers
 from foretell.batch.history import JobHistory
-from foretell.batch.manifest import ChunkRecord, JobFolder
+from foretell.batch.ledger_index import index_in_ledger, ledger_location
+from foretell.batch.manifest import ChunkRecord, JobFolder, atomic_json
 from foretell.batch.scoring import ScoringSpec
 from foretell.batch.sinks import OutputFormat, combine, sweep_temp
 from foretell.batch.sources import InputFormat, open_source
-from foretell.batch.spec import EngineName, JobSpec, StoreTarget, check_engine
+from foretell.batch.spec import CompareTarget, EngineName, JobSpec, StoreTarget, check_engine
 from foretell.core.model import PredictorChoice, check_predictor_choice
 from foretell.errors import BatchJobFailed, InvalidInput, JobInterrupted
 from foretell.registry import ModelSource, model_source, open_registry
+from foretell.rollout import Guards, parse_guards, staged_store_name
 
 __all__ = ["BatchResult", "resume", "run"]
-
-_log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int | None], None]
 
@@ -58,6 +58,10 @@ class BatchResult:
     """`compiled` or `original`: which predictor scored the rows (settled at job start)."""
     engine: EngineName = "local"
     """`local` or `ray`: what ran the chunks."""
+    compare: dict[str, Any] | None = None
+    """With `--compare`: where `_compare.json` is, the rows, the figures (`summary`) and the `verdict`."""
+    store: str | None = None
+    """With `--to-store`: the store name the generation went to (`churn`, or `churn/4` with `--stage`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +88,9 @@ def run(
     engine: str | Engine = "local",
     ray_address: str | None = None,
     ledger: bool | str | Path = True,
+    compare: str | None = None,
+    guards: Sequence[str] | Guards = (),
+    stage: bool = False,
     progress: Progress | None = None,
 ) -> BatchResult:
     """Score every row of `input` with `model_uri` into `output`; see the module docstring for the guarantees.
@@ -98,6 +105,10 @@ def run(
     `ray_address`, or on one started here); a resumed job keeps the engine it started with.
     A published Parquet output is indexed in the prediction ledger (`ledger`: True for
     `<home>/ledger`, a folder or fsspec URL, or False), so ledger queries find its rows.
+    `compare` names a challenger (a version number of the same model, `name/N`, `name@alias`
+    or a `models:/` URI) that scores every chunk too (`foretell.batch.compare`); `guards`
+    (`NAME=VALUE` strings or a `Guards`) judge its `_compare.json`. With `stage`, the store
+    generation goes under `churn/<version>`, where a rollout's challenger arm reads it.
     """
     check_predictor_choice(predictor)
     engine_name = check_engine(engine if isinstance(engine, str) else engine.name)
@@ -105,6 +116,11 @@ def run(
         raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
     if not 0 <= max_reject_ratio <= 1:
         raise InvalidInput(f"max_reject_ratio must be between 0 and 1, got {max_reject_ratio}")
+    if stage and not to_store:
+        raise InvalidInput("--stage goes with --to-store: it stages the job's store generation for a rollout")
+    if guards and compare is None:
+        raise InvalidInput("--guard goes with --compare: the guards judge the challenger's figures")
+    checked = guards if isinstance(guards, Guards) else parse_guards(guards)
     folder = JobFolder(_job_folder(Path(output), single_file))
     previous = folder.read_job()
     if previous is not None and resume:
@@ -121,7 +137,13 @@ def run(
     source = open_source(input, input_format)
     features = info.signature.input_names
     id_column = id_column or next((c for c in source.columns if c not in features), source.columns[0])
+    target = None
+    if compare is not None:
+        challenger = model_source(open_registry(home), challenger_uri(info.name, compare), predictor=predictor)
+        target = CompareTarget(replace(challenger, predictor=_settled_predictor(challenger)), compare, checked)
     required = [f.name for f in info.signature.inputs if f.required]  # optional features may be left out
+    if target is not None:
+        required += [f.name for f in target.model.info.signature.inputs if f.required and f.name not in required]
     source.require([*required, id_column, *passthrough])
     if engine_name == "ray":
         from foretell.batch.engines.ray_data import import_ray
@@ -137,7 +159,8 @@ def run(
 
         opened = open_store(home, store_url)
         try:
-            store = StoreTarget(info.name, opened.begin_generation(info.name), store_url, Path(home).absolute())
+            name = staged_store_name(info.name, info.version) if stage else info.name
+            store = StoreTarget(name, opened.begin_generation(name), store_url, Path(home).absolute())
         finally:
             opened.close()
     job = JobSpec(
@@ -158,7 +181,8 @@ def run(
         engine=engine_name,
         ray_address=ray_address,
         store=store,
-        ledger=_ledger_location(ledger, home),
+        ledger=ledger_location(ledger, home),
+        compare=target,
     )
     with folder.locked():
         folder.reset()
@@ -230,7 +254,7 @@ def _execute(
     with folder.locked(), _stop_on_signals():
         if folder.published:  # killed after publishing the output: finish the steps that follow it
             _finish_single_file(job, folder)
-            _index_in_ledger(job, folder, folder.committed())
+            index_in_ledger(job, folder, folder.committed())
             _store_step(job, "publish")
             return _result(job, "succeeded", folder.committed(), 0.0, 0)
         sweep_temp(folder.output)
@@ -249,6 +273,7 @@ def _execute(
             predicted_at=job.started_at,
             threads=max(1, default_workers() // max(1, job.workers or 1)),
             store=job.store,
+            challenger=None if job.compare is None else job.compare.model,
         )
         total = source.count_rows()
         resumed = len(done)
@@ -282,9 +307,11 @@ def _execute(
         seconds = time.perf_counter() - started
         parts = sorted(r.part for r in records.values() if r.part)
         manifest = {**job.to_record(), "status": "succeeded", "counts": counts, "seconds": seconds, "parts": parts}
+        if job.compare is not None:  # before the manifest: a published output always has its comparison
+            atomic_json(report_path(job), compare_report(job, records))
         folder.publish(records, manifest)
         _finish_single_file(job, folder)
-        _index_in_ledger(job, folder, records)
+        index_in_ledger(job, folder, records)
         _store_step(job, "publish")
         _finish(history, job, "succeeded", records, started)
         return _result(job, "succeeded", records, seconds, resumed)
@@ -317,66 +344,6 @@ def _finish_single_file(job: JobSpec, folder: JobFolder) -> None:
     parts = sorted(folder.output.glob(f"part-*.{job.output_format}"))
     if parts:
         combine(parts, target, job.output_format, unique=(job.id_column,))
-
-
-def _ledger_location(ledger: bool | str | Path, home: Path) -> str | None:
-    if ledger is True:
-        return str((Path(home) / "ledger").absolute())
-    if ledger is False or ledger == "":
-        return None
-    text = str(ledger)
-    return text if "://" in text else str(Path(text).absolute())
-
-
-def _index_in_ledger(job: JobSpec, folder: JobFolder, records: dict[int, ChunkRecord]) -> None:
-    """Index the published output in the ledger; a failure is logged, never raised: the job did publish.
-
-    Repeated on a resume after publishing (the same file again), so a kill in between loses nothing.
-    """
-    if job.ledger is None or job.output_format != "parquet":
-        return  # only Parquet parts can be read back as ledger rows
-    try:
-        import pyarrow.parquet as pq
-
-        from foretell.ledger.batch_index import index_job
-        from foretell.ledger.segments import LedgerLocation
-
-        if job.single_file:
-            parts = [str(Path(job.output).absolute())] if Path(job.output).is_file() else []
-        else:
-            parts = sorted(str(p.absolute()) for p in folder.output.glob("part-*.parquet"))
-        if not parts:
-            return  # nothing was scored: no rows to find
-        bookkeeping = {job.id_column, *job.passthrough, "model_version", "predicted_at"}
-        info = job.model.info
-        index_job(
-            LedgerLocation(job.ledger),
-            {
-                "job_id": job.id,
-                "model": info.name,
-                "version": info.version,
-                "sha256": info.sha256,
-                "predictor": job.model.predictor,
-                "id_column": job.id_column,
-                "outputs": [name for name in pq.read_schema(parts[0]).names if name not in bookkeeping],
-                "parts": parts,
-                "rows": _counts(records)["scored"],
-                "predicted_at": job.started_at,
-                "published_at": datetime.now(UTC).isoformat(),
-                "output": str(Path(job.output).absolute()),
-                "input": _input_files(job),
-            },
-        )
-    except Exception as exc:  # the output is published; the ledger is an extra, never a reason to fail
-        _log.warning("job %s published but could not be indexed in the ledger %s: %s", job.id, job.ledger, exc)
-
-
-def _input_files(job: JobSpec) -> dict[str, Any] | None:
-    """The job's input files as the ledger index records them (None: not readable back, e.g. behind a URL)."""
-    from foretell.ledger.session import input_record
-
-    source = open_source(job.input, job.input_format)
-    return input_record(source.files, source.format)
 
 
 def _counts(records: dict[int, ChunkRecord]) -> dict[str, int]:
@@ -418,7 +385,15 @@ def _result(job: JobSpec, status: str, records: dict[int, ChunkRecord], seconds:
         resumed_chunks=resumed,
         predictor=job.model.predictor,
         engine=job.engine,
+        compare=None if job.compare is None else _compared(job, records),
+        store=None if job.store is None else job.store.model,
     )
+
+
+def _compared(job: JobSpec, records: dict[int, ChunkRecord]) -> dict[str, Any]:
+    report = compare_report(job, records)
+    keep = ("champion", "challenger", "rows", "summary", "verdict")
+    return {"path": str(report_path(job)), **{k: report[k] for k in keep}}
 
 
 class _stop_on_signals:  # noqa: N801 - used as a context manager, named like one

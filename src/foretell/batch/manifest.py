@@ -29,7 +29,7 @@ from typing import Any
 from foretell.batch.sinks import fsync_path
 from foretell.errors import ForetellError, OutputLocked
 
-__all__ = ["ChunkRecord", "JobFolder"]
+__all__ = ["ChunkRecord", "JobFolder", "atomic_json"]
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"
@@ -46,9 +46,14 @@ class ChunkRecord:
     rejected: int
     part: str | None
     reject_part: str | None
+    compare: dict[str, Any] | None = None
+    """With `--compare`: the chunk's `RolloutStats.to_dict()`, kept with its record so a resume keeps its figures."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if self.compare is None:
+            del record["compare"]  # a job without a challenger journals what it always did
+        return record
 
 
 class JobFolder:
@@ -78,7 +83,7 @@ class JobFolder:
             yield
 
     def write_job(self, job: Mapping[str, Any]) -> None:
-        _atomic_json(self.job_file, job)
+        atomic_json(self.job_file, job)
 
     def read_job(self) -> dict[str, Any] | None:
         if not self.job_file.is_file():
@@ -124,7 +129,7 @@ class JobFolder:
                 rejects.mkdir(exist_ok=True)
                 _move(self.staged_rejects / record.reject_part, rejects / record.reject_part)
         fsync_path(self.output)
-        _atomic_json(self.output / MANIFEST, manifest)
+        atomic_json(self.output / MANIFEST, manifest)
         (self.output / SUCCESS).write_text("")
         fsync_path(self.output)
 
@@ -136,7 +141,7 @@ def _move(source: Path, target: Path) -> None:
         raise ForetellError(f"part {source.name} is neither staged nor published; the output folder was altered")
 
 
-def _atomic_json(path: Path, data: Mapping[str, Any]) -> None:
+def atomic_json(path: Path, data: Mapping[str, Any]) -> None:
     temp = path.with_name(f".tmp-{path.name}")
     with temp.open("w") as handle:
         json.dump(data, handle, indent=2, default=str)

@@ -17,6 +17,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from foretell.batch.arrays import arrow_array
+from foretell.batch.compare import line_up, scored_by
 from foretell.batch.manifest import ChunkRecord
 from foretell.batch.sinks import OutputFormat, commit_table, part_name
 from foretell.batch.spec import StoreTarget
@@ -24,7 +26,7 @@ from foretell.core.model import Model
 from foretell.errors import RowError
 from foretell.registry import ModelSource
 
-__all__ = ["ScoringSpec", "score_chunk"]
+__all__ = ["ScoringSpec", "arrow_array", "score_chunk"]
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,20 @@ class ScoringSpec:
     threads: int
     store: StoreTarget | None = None
     """With `--to-store`: the store and its unpublished generation this job fills (published with the output)."""
+    challenger: ModelSource | None = None
+    """With `--compare`: the challenger version, pinned at job start, that scores every chunk too."""
 
 
-def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBatch) -> ChunkRecord:
-    names = [name for name in model.signature.input_names if name in batch.schema.names]  # optional ones may be absent
-    columns = model.coerce(batch.select(names))
-    predictions = model.predict_columns(columns)
+def score_chunk(
+    model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBatch, challenger: Model | None = None
+) -> ChunkRecord:
+    """Score one chunk with `model` (and `challenger`, loaded from `spec.challenger`), commit its part and rejects."""
+    theirs = scored_by(challenger, batch) if challenger is not None and number % 2 else None  # see batch.compare
+    mine = scored_by(model, batch)
+    if challenger is not None and theirs is None:
+        theirs = scored_by(challenger, batch)
+    side = None if theirs is None else line_up(batch, mine, theirs)
+    columns, predictions = mine.columns, mine.predictions
     n = len(columns.rows)
     # Every row valid (the usual case): the input's own columns go out as they came, with no take.
     kept = None if n == batch.num_rows else arrow_array(columns.rows.astype(np.int64))
@@ -61,15 +71,20 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
         out["model_version"] = arrow_array(np.full(n, model.info.version, dtype=np.int64))
         instant = np.full(n, _instant(spec.predicted_at).astype(np.int64))
         out["predicted_at"] = arrow_array(instant, pa.timestamp("us", tz="UTC"))
+        if side is not None:
+            out.update(side.columns)
         part = part_name(number, spec.output_format)
         commit_table(pa.table(out), Path(spec.staged), part, spec.output_format, unique=(spec.id_column,))
         if spec.store is not None:
             _to_store(model, spec.store, spec.predicted_at, out[spec.id_column], predictions.to_records())
+    reasons = _reasons(columns.errors)
+    if side is not None:
+        reasons.update(side.reasons)
     reject_part = None
-    if columns.errors:
+    if reasons:
         reject_part = part_name(number, "parquet")
         table = pa.Table.from_batches([batch])
-        commit_table(_rejects(table, spec.id_column, number, columns.errors), Path(spec.staged_rejects), reject_part)
+        commit_table(_rejects(table, spec.id_column, number, reasons), Path(spec.staged_rejects), reject_part)
     return ChunkRecord(
         chunk=number,
         rows=batch.num_rows,
@@ -77,36 +92,12 @@ def score_chunk(model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBa
         rejected=batch.num_rows - n,
         part=part,
         reject_part=reject_part,
+        compare=None if side is None else side.stats.to_dict(),
     )
 
 
 def _rows(column: pa.Array, kept: pa.Array | None) -> pa.Array:
     return column if kept is None else column.take(kept)
-
-
-#: numpy dtypes whose arrays Arrow can take over as they are (one value per row, fixed width).
-_ARROW_TYPES = {
-    np.dtype(np.float64): pa.float64(),
-    np.dtype(np.float32): pa.float32(),
-    np.dtype(np.int64): pa.int64(),
-    np.dtype(np.int32): pa.int32(),
-}
-
-
-def arrow_array(values: np.ndarray, kind: pa.DataType | None = None) -> pa.Array:
-    """A prediction column as Arrow over the same memory; a 2-D one as fixed-size lists, one per row.
-
-    The same arrays `Predictions.to_arrow` makes, without `pa.array`, which imports pandas on
-    its first call (a third of a second of every job, under the import lock); other dtypes
-    (strings, booleans) still go through it.
-    """
-    if values.ndim == 2:
-        return pa.FixedSizeListArray.from_arrays(arrow_array(np.ascontiguousarray(values).reshape(-1)), values.shape[1])
-    kind = kind or _ARROW_TYPES.get(values.dtype)
-    if kind is None or values.ndim != 1:
-        return pa.array(values)
-    values = np.ascontiguousarray(values)
-    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
 
 
 def _to_store(
@@ -117,7 +108,7 @@ def _to_store(
     try:
         version = model.info.version
         rows = ((str(key), record, version, predicted_at) for key, record in zip(ids.to_pylist(), records, strict=True))
-        store.write_batch(model.info.name, target.generation, rows)
+        store.write_batch(target.model, target.generation, rows)  # the model's name, or its staged one
     finally:
         store.close()
 
@@ -128,11 +119,15 @@ def _instant(iso: str) -> np.datetime64:
     return np.datetime64(moment, "us")
 
 
-def _rejects(table: pa.Table, id_column: str, number: int, errors: list[RowError]) -> pa.Table:
+def _reasons(errors: list[RowError]) -> dict[int, list[str]]:
     reasons: dict[int, list[str]] = defaultdict(list)
     for error in errors:
         if error.row is not None:
             reasons[error.row].append(error.describe())
+    return dict(reasons)
+
+
+def _rejects(table: pa.Table, id_column: str, number: int, reasons: dict[int, list[str]]) -> pa.Table:
     rows = sorted(reasons)
     originals = table.take(pa.array(rows)).to_pylist()
     return pa.table(

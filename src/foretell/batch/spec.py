@@ -21,11 +21,12 @@ from foretell.core.model import check_predictor_choice
 from foretell.errors import InvalidInput
 from foretell.formats import check_format
 from foretell.registry import ModelSource, model_source, open_registry
+from foretell.rollout import Guards
 
 if TYPE_CHECKING:
     from foretell.store import PredictionStore
 
-__all__ = ["ENGINES", "EngineName", "JobSpec", "StoreTarget", "check_engine"]
+__all__ = ["ENGINES", "CompareTarget", "EngineName", "JobSpec", "StoreTarget", "check_engine"]
 
 EngineName = Literal["local", "ray"]
 ENGINES: tuple[EngineName, ...] = ("local", "ray")
@@ -58,6 +59,31 @@ class StoreTarget:
 
 
 @dataclass(frozen=True)
+class CompareTarget:
+    """With `--compare`: the challenger version pinned at job start, as asked, and the guards its verdict uses."""
+
+    model: ModelSource
+    uri: str
+    """The challenger as asked (`3`, `churn@staging`); `model` is the version it named when the job started."""
+    guards: Guards
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "pinned_uri": self.model.uri,
+            "version": self.model.info.version,
+            "predictor": self.model.predictor,
+            "guards": self.guards.to_dict(),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], home: Path) -> CompareTarget:
+        predictor = check_predictor_choice(str(record["predictor"]))
+        model = model_source(open_registry(home), str(record["pinned_uri"]), predictor=predictor)
+        return cls(model, str(record["uri"]), Guards.from_dict(record["guards"]))
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """Everything a job was started with: the pinned model, its input and output, its sink and store settings."""
 
@@ -83,6 +109,8 @@ class JobSpec:
     store: StoreTarget | None = None
     ledger: str | None = None
     """The prediction ledger (a folder or fsspec URL) that indexes the published output; None: not indexed."""
+    compare: CompareTarget | None = None
+    """With `--compare`: the challenger that scores every chunk beside the model."""
 
     def to_record(self) -> dict[str, Any]:
         """The JSON form (see the module docstring)."""
@@ -112,6 +140,8 @@ class JobSpec:
         }
         if self.store is not None:
             record["store"] = {"model": self.store.model, "generation": self.store.generation, "url": self.store.url}
+        if self.compare is not None:
+            record["compare"] = self.compare.to_record()
         return record
 
     @classmethod
@@ -123,6 +153,7 @@ class JobSpec:
             # Jobs recorded before compiling existed scored with the original predictor.
             predictor = str(options.get("predictor", "original"))
             stored = record.get("store")
+            compared = record.get("compare")
             fields: dict[str, Any] = {
                 "id": str(record["id"]),
                 "model_uri": str(record["model_uri"]),
@@ -153,7 +184,8 @@ class JobSpec:
                 "delete its output folder and run the job again"
             ) from None
         model = model_source(open_registry(home), pinned, predictor=check_predictor_choice(predictor))
-        return cls(model=model, **fields)
+        challenger = None if compared is None else CompareTarget.from_record(compared, home)
+        return cls(model=model, compare=challenger, **fields)
 
 
 def _output_format(value: object) -> Literal["parquet", "csv", "jsonl"]:

@@ -29,6 +29,9 @@ RUN_EPILOG = (
     "  foretell batch run churn@production --input customers.parquet --output scores/ --to-store\n\n"
     "  foretell batch run churn@production --input customers.parquet --output scores/ --resume\n\n"
     "  foretell batch run churn@production --input customers.parquet --output scores/ --no-ledger\n\n"
+    "  foretell batch run churn@production --input customers.parquet --output compared/ --compare 4 "
+    "--guard max_score_diff_p99=0.05 --guard max_label_flip_rate=0.02\n\n"
+    "  foretell batch run churn/4 --input customers.parquet --output staged/ --to-store --stage\n\n"
     "  foretell batch run churn@production --input s3://bucket/customers/ --output /shared/scores/ "
     "--engine ray --ray-address auto"
 )
@@ -82,9 +85,34 @@ def run(
         ),
     ] = None,
     no_ledger: Annotated[bool, typer.Option("--no-ledger", help="Do not index the output in the ledger.")] = False,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="A challenger that scores every chunk too: a version of the same model (4), name/N, name@alias "
+            "or a models:/ URI. Its outputs go beside the model's as challenger_<output>, with score_diff and "
+            "label_flipped, and _compare.json says how far apart they are.",
+        ),
+    ] = None,
+    guard: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--guard",
+            help="With --compare: a guard its verdict is judged by, NAME=VALUE (repeatable; max_error_rate, "
+            "max_p99_ratio, max_score_diff_p99, max_label_flip_rate, min_requests).",
+        ),
+    ] = None,
+    stage: Annotated[
+        bool,
+        typer.Option(
+            "--stage",
+            help="With --to-store: write the generation under MODEL/VERSION, where a rollout's challenger arm "
+            "reads it, leaving the model's own predictions alone.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")] = False,
 ) -> None:
-    """Score every row of an input file set with a registered model."""
+    """Score every row of an input file set with a registered model (and, with --compare, a challenger)."""
     if fmt not in (None, "parquet", "csv", "json", "jsonl"):
         raise typer.BadParameter(
             f"unknown input format {fmt!r}; use parquet, csv, json or jsonl", param_hint="--format"
@@ -119,6 +147,9 @@ def run(
             engine=engine,
             ray_address=ray_address,
             ledger=False if no_ledger else ledger,
+            compare=compare,
+            guards=guard or (),
+            stage=stage,
         )
     _summary(result.to_dict(), as_json)
 
@@ -191,6 +222,50 @@ def _summary(result: dict[str, Any], as_json: bool) -> None:
         highlight=False,
         markup=False,
     )
+    if result.get("compare"):
+        _compare_summary(result["compare"])
+    if result.get("store") and "/" in result["store"]:
+        out.print(
+            f"staged in the store as {result['store']}: a rollout's challenger arm serves it to its share of keys; "
+            f"{result['store'].split('/')[0]}'s own predictions are unchanged",
+            highlight=False,
+            markup=False,
+        )
+
+
+def _compare_summary(compared: dict[str, Any]) -> None:
+    summary, verdict = compared["summary"], compared["verdict"]
+    diff = summary["score_diff"]
+    flips = summary["label_flip_rate"]
+    table = Table(title=f"{compared['challenger']['uri']} against {compared['champion']['uri']}", show_header=True)
+    for name in ("arm", "rows", "errors", "p50 ms/chunk", "p99 ms/chunk"):
+        table.add_column(name, justify="right" if name != "arm" else "left")
+    for arm in ("champion", "challenger"):
+        figures = summary[arm]
+        table.add_row(
+            arm,
+            f"{figures['requests']:,}",
+            f"{figures['errors']:,}",
+            _ms(figures["p50_ms"]),
+            _ms(figures["p99_ms"]),
+        )
+    out.print(table)
+    out.print(
+        f"compared {summary['compared']:,} rows: score diff p50 {_num(diff['p50'])}, p90 {_num(diff['p90'])}, "
+        f"p99 {_num(diff['p99'])}; label flips {'-' if flips is None else f'{flips:.2%}'}",
+        highlight=False,
+        markup=False,
+    )
+    status = "[green]passed[/green]" if verdict["passed"] else "[yellow]not passed[/yellow]"
+    out.print(f"verdict: {status}: {escape('; '.join(verdict['reasons']))} → {escape(compared['path'])}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 class _progress:  # noqa: N801 - a context manager, named like one

@@ -191,3 +191,25 @@ def test_sigterm_stops_a_ray_job_between_chunks_and_resume_finishes(
     resumed = cli(home, "batch", "resume", job_id, "--ray-address", ray_address, "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(pq.read_table(output).column("id").to_pylist()) == [f"r{i:06d}" for i in range(n_rows)]
+
+
+def test_a_compare_job_on_ray_gives_the_local_engine_s_columns_and_figures(
+    home: Path, tmp_path: Path, ray_address: str
+) -> None:
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(make_rows(3_000, seed=8), rows)
+    args = ["--chunk-rows", "1000", "--compare", "1", "--json"]
+    local = cli(home, *batch_args(rows, tmp_path / "local", *args, model="linear@production"))
+    on = cli(home, *batch_args(rows, tmp_path / "ray", *on_ray(ray_address), *args, model="linear@production"))
+    assert local.returncode == 0, local.stderr
+    assert on.returncode == 0, on.stderr
+    assert (
+        sorted_output(tmp_path / "ray")
+        .drop(["predicted_at"])
+        .equals(sorted_output(tmp_path / "local").drop(["predicted_at"]))
+    )
+    reports = [json.loads((tmp_path / name / "_compare.json").read_text()) for name in ("local", "ray")]
+    for report in reports:
+        assert (report["rows"], report["summary"]["compared"]) == (3_000, 3_000)
+        assert report["stats"]["champion"]["latency"]["count"] == 3  # every chunk's figures came back from its actor
+    assert reports[0]["verdict"] == reports[1]["verdict"]

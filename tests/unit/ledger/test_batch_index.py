@@ -94,7 +94,7 @@ def test_a_job_resumed_after_publishing_indexes_itself(models_home, rows, tmp_pa
 def test_a_ledger_that_cannot_be_written_never_fails_a_published_job(models_home, rows, tmp_path, caplog):
     blocker = tmp_path / "ledger"
     blocker.write_text("a file where the ledger folder should be")
-    with caplog.at_level(logging.WARNING, logger="foretell.batch.job"):
+    with caplog.at_level(logging.WARNING, logger="foretell.batch.ledger_index"):
         result = run("sums/1", rows, tmp_path / "scores", home=models_home, workers=1, ledger=blocker)
     assert result.status == "succeeded" and (tmp_path / "scores" / "_SUCCESS").is_file()
     assert "could not be indexed in the ledger" in caplog.text

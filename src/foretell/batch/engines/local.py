@@ -32,7 +32,8 @@ from threadpoolctl import threadpool_limits
 from foretell.batch.engines.base import Chunks
 from foretell.batch.manifest import ChunkRecord
 from foretell.batch.scoring import ScoringSpec, score_chunk
-from foretell.core.model import Model, ModelInfo
+from foretell.core.model import Model
+from foretell.registry import ModelSource
 
 __all__ = ["LocalEngine", "default_workers"]
 
@@ -52,28 +53,45 @@ class LocalEngine:
         if self.workers == 1:
             yield from _in_process(spec, chunks)
             return
-        info = spec.model.info
-        may_compile = spec.model.predictor != "original" and info.compiled_passed
-        # Only a predictor that may run outside the GIL (a compiled one, an ONNX model) is loaded here to find out.
-        model = spec.model.load() if may_compile or info.flavor == "onnx" else None
-        if model is not None and model.releases_gil:
-            yield from _on_threads(model, spec, self.workers, chunks)
+        # Threads only when every version the job scores with runs outside the GIL (with --compare, both).
+        model = _outside_gil(spec.model)
+        challenger = None if spec.challenger is None or model is None else _outside_gil(spec.challenger)
+        if model is not None and (spec.challenger is None or challenger is not None):
+            yield from _on_threads(model, spec, self.workers, chunks, challenger)
             return
-        model = None  # `auto` fell back to the original: each worker loads its own, the parent keeps none
+        model = challenger = None  # `auto` fell back to the original: each worker loads its own, the parent keeps none
         # Workers fork from a fork server started before any of our threads, which has
         # already imported the frameworks: fork's speed without forking a threaded parent.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["foretell.registry", "foretell.batch.scoring", *_frameworks(info, may_compile)])
+        frameworks = [name for source in (spec.model, spec.challenger) if source for name in _frameworks(source)]
+        context.set_forkserver_preload(["foretell.registry", "foretell.batch.scoring", *frameworks])
         initargs = (spec, os.getpid())
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start, initargs=initargs) as pool:
             yield from _bounded(pool, self.workers, chunks, lambda n, b: (_score, n, _to_ipc(b)))
 
 
+def _outside_gil(source: ModelSource) -> Model | None:
+    """The loaded model when its predictor runs outside the GIL, else None.
+
+    Only a predictor that may (a compiled one, an ONNX model) is loaded here to find out.
+    """
+    info = source.info
+    may_compile = source.predictor != "original" and info.compiled_passed
+    if not (may_compile or info.flavor == "onnx"):
+        return None
+    model = source.load()
+    return model if model.releases_gil else None
+
+
 def _on_threads(
-    model: Model, spec: ScoringSpec, workers: int, chunks: Iterator[tuple[int, pa.RecordBatch]]
+    model: Model,
+    spec: ScoringSpec,
+    workers: int,
+    chunks: Iterator[tuple[int, pa.RecordBatch]],
+    challenger: Model | None = None,
 ) -> Iterator[ChunkRecord]:
     with threadpool_limits(spec.threads), ThreadPoolExecutor(workers, "foretell-score") as threads:
-        yield from _bounded(threads, workers, chunks, lambda n, b: (score_chunk, model, spec, n, b))
+        yield from _bounded(threads, workers, chunks, lambda n, b: (score_chunk, model, spec, n, b, challenger))
 
 
 def _bounded(
@@ -108,13 +126,14 @@ _FRAMEWORKS = {
 }
 
 
-def _frameworks(info: ModelInfo, compiled: bool) -> list[str]:
+def _frameworks(source: ModelSource) -> list[str]:
     """The framework the workers will load the model with: the compiled predictor's, or the flavor's.
 
     Importing scikit-learn takes over a second, which a job scoring with a compiled
     predictor would spend for nothing before its first chunk.
     """
-    if compiled:
+    info = source.info
+    if source.predictor != "original" and info.compiled_passed:
         return [_FRAMEWORKS.get(str((info.compiled or {}).get("compiler")), "")][:1]
     module = _FRAMEWORKS.get(info.flavor)
     return [module] if module else []
@@ -122,9 +141,10 @@ def _frameworks(info: ModelInfo, compiled: bool) -> list[str]:
 
 def _in_process(spec: ScoringSpec, chunks: Iterator[tuple[int, pa.RecordBatch]]) -> Iterator[ChunkRecord]:
     model = spec.model.load()
+    challenger = None if spec.challenger is None else spec.challenger.load()
     with threadpool_limits(spec.threads):
         for number, batch in chunks:
-            yield score_chunk(model, spec, number, batch)
+            yield score_chunk(model, spec, number, batch, challenger)
 
 
 _worker: dict[str, Any] = {}
@@ -133,6 +153,7 @@ _worker: dict[str, Any] = {}
 def _start(spec: ScoringSpec, job_pid: int) -> None:
     _worker["spec"] = spec
     _worker["model"] = spec.model.load()
+    _worker["challenger"] = None if spec.challenger is None else spec.challenger.load()
     _worker["limits"] = threadpool_limits(spec.threads)  # held for the worker's life
     threading.Thread(target=_exit_with, args=(job_pid,), name="foretell-job-watch", daemon=True).start()
 
@@ -170,4 +191,4 @@ def _to_ipc(batch: pa.RecordBatch) -> bytes:
 
 def _score(number: int, payload: bytes) -> ChunkRecord:
     batch = pa.ipc.open_stream(payload).read_next_batch()
-    return score_chunk(_worker["model"], _worker["spec"], number, batch)
+    return score_chunk(_worker["model"], _worker["spec"], number, batch, _worker["challenger"])

@@ -24,6 +24,7 @@ output at the same paths (a shared filesystem), and have foretell installed
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import signal
@@ -135,6 +136,7 @@ class RayEngine:
                 rejected=int(row["rejected"]),
                 part=str(row["part"]) or None,
                 reject_part=str(row["reject_part"]) or None,
+                compare=json.loads(str(row["compare"])) if row["compare"] else None,
             )
 
 
@@ -166,6 +168,7 @@ def _absolute(spec: ScoringSpec) -> ScoringSpec:
         staged=str(Path(spec.staged).absolute()),
         staged_rejects=str(Path(spec.staged_rejects).absolute()),
         store=None if spec.store is None else replace(spec.store, home=spec.store.home.absolute()),
+        challenger=None if spec.challenger is None else replace(spec.challenger, home=spec.challenger.home.absolute()),
     )
 
 
@@ -178,19 +181,22 @@ class ChunkScorer:
         self.spec = spec
         self.source = open_source(location, fmt)
         self.model = spec.model.load()
+        self.challenger = None if spec.challenger is None else spec.challenger.load()
         self.limits = threadpool_limits(1)  # one CPU per actor: Ray gives the parallelism
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {k: [] for k in ("chunk", "rows", "scored", "rejected", "part", "reject_part")}
+        fields = ("chunk", "rows", "scored", "rejected", "part", "reject_part", "compare")
+        out: dict[str, list[Any]] = {k: [] for k in fields}
         for i in range(len(batch["number"])):
             ref = ChunkRef(
                 int(batch["number"][i]), str(batch["file"][i]), int(batch["first_row"][i]), int(batch["rows"][i])
             )
-            record = score_chunk(self.model, self.spec, ref.number, self.source.read(ref))
+            record = score_chunk(self.model, self.spec, ref.number, self.source.read(ref), self.challenger)
             out["chunk"].append(record.chunk)
             out["rows"].append(record.rows)
             out["scored"].append(record.scored)
             out["rejected"].append(record.rejected)
             out["part"].append(record.part or "")
             out["reject_part"].append(record.reject_part or "")
+            out["compare"].append(json.dumps(record.compare) if record.compare else "")  # its figures, as text
         return out
