@@ -148,7 +148,9 @@ class LiveMonitor(Collector):
             return
         names = table.column_names
         if "inputs" in names and pa_types.is_struct(table.column("inputs").type):
-            with_inputs = pc.and_(ok, pc.is_valid(table.column("inputs")))
+            # A shadow row repeats the inputs of the row that answered: counted once, under the answering version.
+            answered = pc.and_(ok, pc.not_equal(table.column("source"), "shadow"))
+            with_inputs = pc.and_(answered, pc.is_valid(table.column("inputs")))
             self._observe_inputs(model, table.column("version"), table.column("inputs"), with_inputs)
         if "outputs" in names and pa_types.is_struct(table.column("outputs").type):
             self._observe_scores(model, table, ok)

@@ -33,7 +33,7 @@ class Recorder:
         self.runtime = runtime
         self.ledger = ledger
         self._digests: dict[tuple[str, int], str | None] = {}
-        self._served: dict[str, tuple[Model, Served]] = {}
+        self._served: dict[str, dict[int, tuple[Model, Served]]] = {}
 
     def predictions(
         self,
@@ -65,10 +65,16 @@ class Recorder:
 
     def served_as(self, model: Model) -> Served:
         """What the ledger repeats for every entry of `model`, made once per loaded version."""
-        found = self._served.get(model.info.name)
+        info = model.info
+        versions = self._served.setdefault(info.name, {})
+        found = versions.get(info.version)
         if found is None or found[0] is not model:
-            info = model.info
-            found = self._served[info.name] = (
+            # Two versions of one name at most (a rollout's champion and challenger): a replaced
+            # version's model must not be kept alive by this cache.
+            versions.pop(info.version, None)
+            while len(versions) >= 2:
+                del versions[next(iter(versions))]
+            found = versions[info.version] = (
                 model,
                 Served(info.name, info.version, info.sha256, model.variant, info.signature),
             )
