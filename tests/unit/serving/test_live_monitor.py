@@ -109,3 +109,24 @@ def test_a_vector_score_is_not_charted_and_its_inputs_still_count() -> None:
     families = scraped(monitor)
     assert families["foretell_prediction_score"] == []  # a score per element has no one score to chart
     assert {s.labels["feature"] for s in families["foretell_feature_drift_psi"]} == {"x", "y", "plan"}  # type: ignore[attr-defined]
+
+
+def test_a_shadow_rows_inputs_are_not_counted_again_and_its_scores_have_their_own_source() -> None:
+    rng = np.random.default_rng(8)
+    profile = reference(rng)
+    monitor = LiveMonitor(lambda model, version: profile if model == "clf" else None)
+    x, y = rng.normal(size=1000), rng.normal(size=1000)
+    plan = ["basic" if v < 0.7 else "pro" for v in rng.random(1000)]
+    monitor.observe("clf", ledger_table(x, y, plan))
+    shifted = ledger_table(x + 3.0, y, plan, version=2)  # a challenger's shadow rows: inputs far from the profile
+    monitor.observe("clf", shifted.set_column(1, "source", pa.array(["shadow"] * 1000)))
+
+    families = scraped(monitor)
+    gauges = {s.labels["feature"]: s.value for s in families["foretell_feature_drift_psi"]}  # type: ignore[attr-defined]
+    assert gauges["x"] == numeric_drift("x", profile.inputs["x"], x, Thresholds()).psi  # type: ignore[arg-type]
+    counts = {
+        s.labels["source"]: s.value  # type: ignore[attr-defined]
+        for s in families["foretell_prediction_score"]
+        if s.name.endswith("_count")  # type: ignore[attr-defined]
+    }
+    assert counts == {"live": 500, "event-refresh": 500, "shadow": 1000}
