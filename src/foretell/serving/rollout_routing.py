@@ -26,6 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from foretell.core.columns import Columns
@@ -54,6 +55,21 @@ class _Note:
         self.batch_rows = 0
         self.model_call: ModelCall | None = None
         self.offset = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Later:
+    """A comparison to make off the response path: the other version's model and batcher, and the answered rows."""
+
+    challenger: Challenger
+    model: Model
+    batcher: MicroBatcher
+    other: Arm
+    columns: Columns
+    answered: Predictions
+    call: Call | None
+    keys: Sequence[str] | None
+    options: PredictOptions
 
 
 class RolloutRouter:
@@ -174,21 +190,12 @@ class RolloutRouter:
         if challenger.full:
             challenger.stats.dropped += 1
             return
-        work = self._compare(challenger, model, batcher, other, columns, answered, call, keys, options)
-        challenger.track(asyncio.get_running_loop().create_task(work))
+        later = _Later(challenger, model, batcher, other, columns, answered, call, keys, options)
+        challenger.track(asyncio.get_running_loop().create_task(self._compare(later)))
 
-    async def _compare(
-        self,
-        challenger: Challenger,
-        model: Model,
-        batcher: MicroBatcher,
-        other: Arm,
-        columns: Columns,
-        answered: Predictions,
-        call: Call | None,
-        keys: Sequence[str] | None,
-        options: PredictOptions,
-    ) -> None:
+    async def _compare(self, later: _Later) -> None:
+        challenger, model, batcher, other = later.challenger, later.model, later.batcher, later.other
+        columns, answered, call, keys, options = later.columns, later.answered, later.call, later.keys, later.options
         stats = challenger.stats
         note = _Note()
         started = time.perf_counter()

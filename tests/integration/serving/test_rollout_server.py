@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import pyarrow as pa
 import pytest
 from servekit import server
 from test_ledger_server import ledger_rows, stamp
+from test_live_gauges import wait_for
 
 import foretell
 from foretell.core.feature import Feature
@@ -97,15 +96,6 @@ def body(n: int, seed: int, **parameters: Any) -> dict[str, Any]:
     if parameters:
         document["parameters"] = parameters
     return document
-
-
-def wait_for(check: Callable[[], Any], seconds: float = 20.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
 
 
 def attached(client: httpx.Client) -> bool:
