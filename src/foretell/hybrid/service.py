@@ -237,54 +237,102 @@ class HybridService:
         if isinstance(event, bytes):
             event = parse_event(event)
         table = resolve(event, await self._entity_tables(refresh=True))
-        change: dict[str, Any]
-        if isinstance(event, FeaturesEvent):
-            key, change = event.key, {"features": event.values}
-        else:
-            key, item, value = interaction_parts(event, table)
-            change = {"item": item, "value": value}
+        key, change = _change_of(event, table)
+        outcome = (await self._apply_burst(table, key, [(event, change)], call))[0]
+        if isinstance(outcome, InvalidInput):
+            raise outcome
+        return {**outcome, "ms": round((time.perf_counter() - started) * 1000, 3)}
+
+    async def apply_many(
+        self, events: Sequence[Event], call_for: Callable[[], Call | None] = lambda: None
+    ) -> list[dict[str, Any] | Exception]:
+        """Apply `events` (in order for each key) with one refresh per key, as `apply` would each.
+
+        What a stream consumer reads at once: a burst of events about one key becomes one
+        prediction refresh after all of them are written. Each event's outcome is returned
+        in place: `apply`'s answer, or the `InvalidInput` that refused it (nothing of it was
+        applied), or another error that stopped its key's burst (some of its events may be
+        written: deliver them again, with their `event_id`s, and they are applied once).
+        Keys are applied concurrently; `call_for` gives each key's refresh its `Call`.
+        """
+        tables = await self._entity_tables(refresh=True)
+        outcomes: list[dict[str, Any] | Exception | None] = [None] * len(events)
+        bursts: dict[tuple[str, str], tuple[EntityTable, list[int], list[tuple[Event, dict[str, Any]]]]] = {}
+        for index, event in enumerate(events):
+            try:
+                table = resolve(event, tables)
+                key, change = _change_of(event, table)
+            except InvalidInput as exc:
+                outcomes[index] = exc
+                continue
+            burst = bursts.setdefault((table.name, key), (table, [], []))
+            burst[1].append(index)
+            burst[2].append((event, change))
+        keys = list(bursts.items())
+        results = await asyncio.gather(
+            *(self._apply_burst(table, key, items, call_for()) for (_, key), (table, _, items) in keys),
+            return_exceptions=True,
+        )
+        for ((_, _key), (_table, indexes, _items)), result in zip(keys, results, strict=True):
+            for position, index in enumerate(indexes):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, Exception):
+                        raise result  # a cancellation stops the whole read
+                    outcomes[index] = result
+                else:
+                    outcomes[index] = result[position]
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _apply_burst(
+        self, table: EntityTable, key: str, items: list[tuple[Event, dict[str, Any]]], call: Call | None
+    ) -> list[dict[str, Any] | InvalidInput]:
+        """Check, write and then refresh one key's events: each checked on the features the ones before it left."""
         linked = [slot for m in table.models if (slot := self.inference.slot_if_served(m)) is not None]
         lock = self._locks.setdefault((table.name, key), asyncio.Lock())
         async with lock:
             found = await self._entity_rows.get_many(table.name, [key])
             current = found.get(key) or Entity(table.name, key, {}, None)
-            candidate = _changed(current, table, change)
-            for slot in linked:  # before anything changes: the new features must suit every model they feed
-                columns = slot.model.coerce([model_row(slot.model.signature, table, candidate)])
-                if columns.errors:
-                    raise InvalidInput(
-                        f"the event would give {table.name} key {key!r} features model {slot.name!r} refuses: "
-                        + "; ".join(error.describe() for error in columns.errors)
-                    )
+            checked: list[InvalidInput | None] = []
+            for _event, change in items:
+                candidate = _changed(current, table, change)
+                refusal = _refusal(linked, table, key, candidate)
+                checked.append(refusal)
+                if refusal is None:
+                    current = candidate
             at = _stamp(self._clock())
-            if isinstance(event, FeaturesEvent):
-                applied = await asyncio.to_thread(
-                    self.entities.set_features, table.name, key, event.values, at=at, event_id=event.event_id
-                )
-            else:
-                applied = await asyncio.to_thread(
-                    self.entities.set_interaction,
-                    table.name,
-                    key,
-                    change["item"],
-                    change["value"],
-                    at=at,
-                    event_id=event.event_id,
-                )
+            writes = [event for (event, _), refusal in zip(items, checked, strict=True) if refusal is None]
+            applied = iter(await asyncio.to_thread(self._write_events, table, key, writes, at) if writes else [])
             refreshed: list[dict[str, Any]] = []
             # A duplicate refreshes too: it is usually the retry a 503 asked for, after the first
             # delivery changed the entity but could not queue its refresh.
-            for slot in linked:
-                for lookup in (await self._live(slot, table, [key], NO_OPTIONS, call, "event-refresh")).values():
-                    refreshed.append(lookup.to_dict())
-        return {
-            "applied": applied,
-            "duplicate": not applied,
-            "entity": table.name,
-            "key": key,
-            "refreshed": refreshed,
-            "ms": round((time.perf_counter() - started) * 1000, 3),
-        }
+            if writes:
+                for slot in linked:
+                    for lookup in (await self._live(slot, table, [key], NO_OPTIONS, call, "event-refresh")).values():
+                        refreshed.append(lookup.to_dict())
+        outcomes: list[dict[str, Any] | InvalidInput] = []
+        for refusal in checked:
+            if refusal is not None:
+                outcomes.append(refusal)
+                continue
+            done = next(applied)
+            outcomes.append(
+                {"applied": done, "duplicate": not done, "entity": table.name, "key": key, "refreshed": refreshed}
+            )
+        return outcomes
+
+    def _write_events(self, table: EntityTable, key: str, events: list[Event], at: str) -> list[bool]:
+        """Write one key's events in order (in one thread hop); whether each was new (not seen by its `event_id`)."""
+        applied: list[bool] = []
+        for event in events:
+            if isinstance(event, FeaturesEvent):
+                written = self.entities.set_features(table.name, key, event.values, at=at, event_id=event.event_id)
+                applied.append(written)
+            else:
+                _, item, value = interaction_parts(event, table)
+                applied.append(
+                    self.entities.set_interaction(table.name, key, item, value, at=at, event_id=event.event_id)
+                )
+        return applied
 
     # -- live predictions --------------------------------------------------------------------------
 
@@ -378,6 +426,26 @@ def model_row(signature: Signature, table: EntityTable, entity: Entity) -> dict[
         elif feature.name == table.key_column:
             row[feature.name] = key_value(entity.key, table.key_type)
     return row
+
+
+def _change_of(event: Event, table: EntityTable) -> tuple[str, dict[str, Any]]:
+    """The key an event is about and what it changes there."""
+    if isinstance(event, FeaturesEvent):
+        return event.key, {"features": event.values}
+    key, item, value = interaction_parts(event, table)
+    return key, {"item": item, "value": value}
+
+
+def _refusal(linked: list[ModelSlot], table: EntityTable, key: str, candidate: Entity) -> InvalidInput | None:
+    """Why a model fed by `table` would refuse `candidate`'s features (checked before anything changes); None: none."""
+    for slot in linked:
+        columns = slot.model.coerce([model_row(slot.model.signature, table, candidate)])
+        if columns.errors:
+            return InvalidInput(
+                f"the event would give {table.name} key {key!r} features model {slot.name!r} refuses: "
+                + "; ".join(error.describe() for error in columns.errors)
+            )
+    return None
 
 
 def _changed(entity: Entity, table: EntityTable, change: Mapping[str, Any]) -> Entity:
