@@ -196,6 +196,8 @@ class StreamConsumer:
                 setattr(self.progress, kind, getattr(self.progress, kind) + 1)
                 self._events(self.address.stream, kind).inc()
                 refreshed.add((outcome["entity"], outcome["key"]))
+        order = {entry.id: index for index, entry in enumerate(entries)}
+        dead.sort(key=lambda letter: order[letter[0].id])  # dead letters in the stream's order
         await asyncio.to_thread(self._reader.settle, done, dead)
         self.progress.reads += 1
         self.progress.dead += len(dead)
