@@ -34,20 +34,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
-
 from foretell.core.columns import Columns
 from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, PredictOptions
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput, NotFound
-from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts, key_of, parse_event, resolve
+from foretell.hybrid.changes import change_of, changed, model_row, refusal_of, write_events
+from foretell.hybrid.events import Event, key_of, parse_event, resolve
 from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S, age_seconds
 from foretell.hybrid.reads import CoalescedReads
 from foretell.ledger.record import Source
 from foretell.rollout import Arm, staged_store_name
 from foretell.serving.service import Call, InferenceService, ModelSlot
 from foretell.store.base import PredictionStore, StoredPrediction
-from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
+from foretell.store.entities import Entity, EntityStore, EntityTable
 
 __all__ = ["HybridService", "Lookup"]
 
@@ -237,7 +236,7 @@ class HybridService:
         if isinstance(event, bytes):
             event = parse_event(event)
         table = resolve(event, await self._entity_tables(refresh=True))
-        key, change = _change_of(event, table)
+        key, change = change_of(event, table)
         outcome = (await self._apply_burst(table, key, [(event, change)], call))[0]
         if isinstance(outcome, InvalidInput):
             raise outcome
@@ -261,7 +260,7 @@ class HybridService:
         for index, event in enumerate(events):
             try:
                 table = resolve(event, tables)
-                key, change = _change_of(event, table)
+                key, change = change_of(event, table)
             except InvalidInput as exc:
                 outcomes[index] = exc
                 continue
@@ -294,14 +293,16 @@ class HybridService:
             current = found.get(key) or Entity(table.name, key, {}, None)
             checked: list[InvalidInput | None] = []
             for _event, change in items:
-                candidate = _changed(current, table, change)
-                refusal = _refusal(linked, table, key, candidate)
+                candidate = changed(current, table, change)
+                refusal = refusal_of(linked, table, key, candidate)
                 checked.append(refusal)
                 if refusal is None:
                     current = candidate
             at = _stamp(self._clock())
             writes = [event for (event, _), refusal in zip(items, checked, strict=True) if refusal is None]
-            applied = iter(await asyncio.to_thread(self._write_events, table, key, writes, at) if writes else [])
+            applied = iter(
+                await asyncio.to_thread(write_events, self.entities, table, key, writes, at) if writes else []
+            )
             refreshed: list[dict[str, Any]] = []
             # A duplicate refreshes too: it is usually the retry a 503 asked for, after the first
             # delivery changed the entity but could not queue its refresh.
@@ -319,20 +320,6 @@ class HybridService:
                 {"applied": done, "duplicate": not done, "entity": table.name, "key": key, "refreshed": refreshed}
             )
         return outcomes
-
-    def _write_events(self, table: EntityTable, key: str, events: list[Event], at: str) -> list[bool]:
-        """Write one key's events in order (in one thread hop); whether each was new (not seen by its `event_id`)."""
-        applied: list[bool] = []
-        for event in events:
-            if isinstance(event, FeaturesEvent):
-                written = self.entities.set_features(table.name, key, event.values, at=at, event_id=event.event_id)
-                applied.append(written)
-            else:
-                _, item, value = interaction_parts(event, table)
-                applied.append(
-                    self.entities.set_interaction(table.name, key, item, value, at=at, event_id=event.event_id)
-                )
-        return applied
 
     # -- live predictions --------------------------------------------------------------------------
 
@@ -413,51 +400,6 @@ class HybridService:
             f"model {name!r} has no prediction stored for key {key!r}, and entity table {table.name!r} "
             f"has no row for it to predict one live"
         )
-
-
-def model_row(signature: Signature, table: EntityTable, entity: Entity) -> dict[str, Any]:
-    """What the model is given for an entity: its features named as the model's inputs."""
-    row: dict[str, Any] = {}
-    for feature in signature.inputs:
-        if feature.name in entity.features:
-            value = entity.features[feature.name]
-            # An interaction map reaches a text input as JSON, as the recommender reads it.
-            row[feature.name] = orjson.dumps(value).decode() if isinstance(value, dict) else value
-        elif feature.name == table.key_column:
-            row[feature.name] = key_value(entity.key, table.key_type)
-    return row
-
-
-def _change_of(event: Event, table: EntityTable) -> tuple[str, dict[str, Any]]:
-    """The key an event is about and what it changes there."""
-    if isinstance(event, FeaturesEvent):
-        return event.key, {"features": event.values}
-    key, item, value = interaction_parts(event, table)
-    return key, {"item": item, "value": value}
-
-
-def _refusal(linked: list[ModelSlot], table: EntityTable, key: str, candidate: Entity) -> InvalidInput | None:
-    """Why a model fed by `table` would refuse `candidate`'s features (checked before anything changes); None: none."""
-    for slot in linked:
-        columns = slot.model.coerce([model_row(slot.model.signature, table, candidate)])
-        if columns.errors:
-            return InvalidInput(
-                f"the event would give {table.name} key {key!r} features model {slot.name!r} refuses: "
-                + "; ".join(error.describe() for error in columns.errors)
-            )
-    return None
-
-
-def _changed(entity: Entity, table: EntityTable, change: Mapping[str, Any]) -> Entity:
-    features = dict(entity.features)
-    features.setdefault(table.key_column, key_value(entity.key, table.key_type))
-    if "features" in change:
-        features.update(change["features"])
-    else:
-        assert table.interactions is not None
-        column = table.interactions.column
-        features[column] = {**features.get(column, {}), change["item"]: change["value"]}
-    return Entity(entity.table, entity.key, features, entity.updated_at)
 
 
 def _from_store(found: StoredPrediction, now: datetime, model: str) -> Lookup:
