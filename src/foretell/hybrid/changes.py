@@ -11,12 +11,12 @@ import orjson
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
 from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts
-from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
+from foretell.store.entities import Entity, EntityTable, EntityWrite, key_value
 
 if TYPE_CHECKING:
     from foretell.serving.service import ModelSlot
 
-__all__ = ["change_of", "changed", "model_row", "refusal_of", "write_events"]
+__all__ = ["change_of", "changed", "entity_write", "model_row", "refusal_of", "refusals"]
 
 
 def model_row(signature: Signature, table: EntityTable, entity: Entity) -> dict[str, Any]:
@@ -65,14 +65,22 @@ def changed(entity: Entity, table: EntityTable, change: Mapping[str, Any]) -> En
     return Entity(entity.table, entity.key, features, entity.updated_at)
 
 
-def write_events(entities: EntityStore, table: EntityTable, key: str, events: list[Event], at: str) -> list[bool]:
-    """Write one key's events in order (in one thread hop); whether each was new (not seen by its `event_id`)."""
-    applied: list[bool] = []
-    for event in events:
-        if isinstance(event, FeaturesEvent):
-            written = entities.set_features(table.name, key, event.values, at=at, event_id=event.event_id)
-            applied.append(written)
-        else:
-            _, item, value = interaction_parts(event, table)
-            applied.append(entities.set_interaction(table.name, key, item, value, at=at, event_id=event.event_id))
-    return applied
+def refusals(
+    current: Entity, table: EntityTable, key: str, items: list[tuple[Event, dict[str, Any]]], linked: list[ModelSlot]
+) -> list[InvalidInput | None]:
+    """Why each of one key's events is refused (None: it is not), each checked on what the ones before it left."""
+    found: list[InvalidInput | None] = []
+    for _event, change in items:
+        candidate = changed(current, table, change)
+        refusal = refusal_of(linked, table, key, candidate)
+        found.append(refusal)
+        if refusal is None:
+            current = candidate
+    return found
+
+
+def entity_write(key: str, event: Event, change: Mapping[str, Any]) -> EntityWrite:
+    """The entity store's write for an event about `key` that changes `change` (`change_of`)."""
+    if "features" in change:
+        return EntityWrite(key, values=change["features"], event_id=event.event_id)
+    return EntityWrite(key, item=change["item"], value=change["value"], event_id=event.event_id)

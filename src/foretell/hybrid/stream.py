@@ -6,7 +6,8 @@ and never acknowledged (XREADGROUP from id 0), then new ones (`>`).
 
 Each read is applied with `HybridService.apply_many`: the same parsing, validation, entity
 write and refresh as the HTTP route, and one refresh per key for all the events about it in
-the read (they are still written one by one, in order). An entry is acknowledged only
+the read: the read's events are written in one store call, in order, and its keys refreshed
+in one inference and one write-back per model (`hybrid.batched`). An entry is acknowledged only
 after its event is written and its key refreshed, so a crash at any point leaves it
 pending, and it is applied again on restart. Applied again but only once: an event
 without an `event_id` gets one made of the stream and the entry's id, and the entity store

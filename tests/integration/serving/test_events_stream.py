@@ -249,6 +249,37 @@ def test_a_burst_for_one_key_in_one_read_is_applied_in_order_and_refreshed_once(
     assert lag == {**lag, "pending": 0, "lag": 0}
 
 
+def test_a_read_about_many_keys_is_written_at_once_and_refreshed_at_once(home, redis_url):
+    url = stream_url(redis_url)
+    stream = parse_stream_url(url).stream
+    users = list(range(20, 60))
+    add(redis_url, stream, [rating(user, MOVIE_IDS[user], 1 + user % 5) for user in users])
+    consumer, lag = run_consumer(home, url, count=100)
+    assert consumer.progress.applied == len(users) and consumer.progress.refreshes == len(users)
+    assert all(ratings_of(home, user)[str(MOVIE_IDS[user])] == 1 + user % 5 for user in users)
+    # One write for the read stamps every event alike, one refresh every prediction alike
+    # (each key written and refreshed on its own would have stamps a few microseconds apart).
+    with sqlite3.connect(home / "entities.db") as conn:
+        assert len({stamp for (stamp,) in conn.execute("SELECT applied_at FROM events")}) == 1
+    stored = SqliteStore(home / "store.db").get_many("movies", [str(user) for user in users])
+    assert len(stored) == len(users) and len({found.computed_at for found in stored.values()}) == 1
+    assert lag == {**lag, "pending": 0, "lag": 0}
+
+
+def test_a_key_the_table_cannot_have_is_dead_lettered_and_the_rest_of_its_read_applied(home, redis_url):
+    url = stream_url(redis_url)
+    stream = parse_stream_url(url).stream
+    bad = {"type": "rating", "user_id": "abc", "movie_id": MOVIE_IDS[3], "rating": 4}
+    ids = add(redis_url, stream, [rating(9, MOVIE_IDS[3], 4), bad, rating(10, MOVIE_IDS[3], 2)])
+    consumer, lag = run_consumer(home, url, count=100)
+    assert consumer.progress.applied == 2 and consumer.progress.dead == 1
+    assert ratings_of(home, 9)[str(MOVIE_IDS[3])] == 4.0 and ratings_of(home, 10)[str(MOVIE_IDS[3])] == 2.0
+    letters = client(redis_url).xrange(f"{stream}:dead")
+    assert [entry[b"entry_id"].decode() for _, entry in letters] == [ids[1]]
+    assert "not a whole number" in letters[0][1][b"reason"].decode()
+    assert lag == {**lag, "pending": 0, "dead": 1}
+
+
 def test_lag_is_reported_by_events_stats_before_and_after_consuming(home, redis_url):
     url = stream_url(redis_url)
     stream = parse_stream_url(url).stream
