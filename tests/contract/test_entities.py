@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from foretell.errors import InvalidInput, NotFound
-from foretell.store.entities import EntityStore, Interactions
+from foretell.store.entities import EntityStore, EntityWrite, Interactions
 from foretell.store.entities_redis import RedisEntityStore
 from foretell.store.entities_sqlite import SqliteEntityStore
 
@@ -127,6 +127,45 @@ def test_an_event_id_seen_before_changes_nothing(store):
     assert store.set_interaction("users", "17", 99, 4.0, at=T1, event_id="e-2")
     assert not store.set_interaction("users", "17", 99, 1.0, at=T1, event_id="e-2")
     assert store.get("users", "17").features["ratings"]["99"] == 4.0
+
+
+def test_write_events_applies_a_read_in_order_with_the_event_ids_checked_inside_it(store):
+    store.load_interactions("users", "user_id", ratings(), RATINGS, at=T0)
+    assert store.set_interaction("users", "17", 1, 1.0, at=T0, event_id="seen")
+    writes = [
+        EntityWrite("17", item=99, value=4.0, event_id="a"),
+        EntityWrite("17", item=99, value=2.5, event_id="b"),  # the later event on one item wins
+        EntityWrite("17", item=1, value=5.0, event_id="seen"),  # applied before: changes nothing
+        EntityWrite("5000", item=7, value=3.0),
+        EntityWrite("5000", item=8, value=1.0, event_id="a"),  # an id given twice in one call counts once
+    ]
+    assert store.write_events("users", writes, at=T1) == [True, True, False, True, False]
+    assert store.get("users", "17").features["ratings"] == {"3301": 5.0, "12": 3.5, "99": 2.5, "1": 1.0}
+    new = store.get("users", "5000")
+    assert new.features == {"user_id": 5000, "ratings": {"7": 3.0}}
+    assert new.updated_at == "2026-11-29T03:00:00.000000Z"
+    store.load_features("customers", "customer_id", customers(), at=T0)
+    features = [EntityWrite("C-1", values={"calls": 9}), EntityWrite("C-1", values={"plan": "basic"})]
+    assert store.write_events("customers", features, at=T1) == [True, True]
+    assert {k: store.get("customers", "C-1").features[k] for k in ("calls", "plan")} == {"calls": 9, "plan": "basic"}
+    assert store.write_events("customers", [], at=T1) == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (EntityWrite("C-2", values={"nope": 1}), "no column(s) ['nope']"),
+        (EntityWrite("C-2", values={"customer_id": "x"}), "cannot be changed"),
+        (EntityWrite("C-2", item=1, value=1.0), "holds features, not interactions"),
+    ],
+)
+def test_write_events_with_one_bad_write_writes_none_of_them(store, bad, message):
+    store.load_features("customers", "customer_id", customers(), at=T0)
+    with pytest.raises(InvalidInput) as caught:
+        store.write_events("customers", [EntityWrite("C-1", values={"calls": 9}, event_id="e-1"), bad], at=T1)
+    assert message in str(caught.value)
+    assert store.get("customers", "C-1").features["calls"] == 7
+    assert store.set_features("customers", "C-1", {"calls": 9}, at=T1, event_id="e-1")  # its id was not kept either
 
 
 def test_a_features_event_keeps_every_other_value_exactly_as_the_file_held_it(store):

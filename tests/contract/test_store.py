@@ -128,6 +128,29 @@ def test_a_later_live_write_replaces_an_earlier_one_but_never_the_reverse(store:
     assert (found.prediction, found.model_version, found.computed_at) == ({"score": 0.3}, 4, utc(T3))
 
 
+def test_put_live_many_writes_each_row_by_the_same_precedence_as_put_live(store: PredictionStore) -> None:
+    store.put_live("churn", "c-1", {"score": 0.2}, 3, T2)
+    store.put_live_many(
+        "churn",
+        [
+            ("c-1", {"score": 0.1}, 3, T1),  # older than the stored entry: ignored
+            ("c-2", {"score": 0.5}, 3, T1),
+            ("c-3", {"score": 0.7}, 4, T3),
+            ("c-3", {"score": 0.6}, 4, T2),  # later in the call but computed earlier: ignored
+        ],
+    )
+    assert scores(store, "churn", ["c-1", "c-2", "c-3"]) == {"c-1": 0.2, "c-2": 0.5, "c-3": 0.7}
+    found = store.get("churn", "c-3")
+    assert found is not None and (found.model_version, found.computed_at, found.source) == (4, utc(T3), "live")
+    store.put_live_many("churn", [])  # nothing to write is no mistake
+
+
+def test_put_live_many_with_a_bad_row_writes_none_of_them(store: PredictionStore) -> None:
+    with pytest.raises(InvalidInput, match="model_version"):
+        store.put_live_many("churn", [("c-1", {"score": 1.0}, 1, T1), ("c-2", {"score": 1.0}, "x", T1)])  # type: ignore[list-item]
+    assert store.get_many("churn", ["c-1", "c-2"]) == {}
+
+
 def test_timestamps_come_back_as_fixed_width_utc(store: PredictionStore) -> None:
     store.put_live("churn", "c-1", {"score": 1.0}, 1, "2024-05-01T04:00:00.5+02:00")
     assert store.get("churn", "c-1").computed_at == "2024-05-01T02:00:00.500000Z"  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ from foretell.api.entities import entity_tables, get_entity, load_entities
 from foretell.api.environment import API_KEY_ENV as API_KEY_ENV
 from foretell.api.environment import LEDGER_ENV as LEDGER_ENV
 from foretell.api.environment import STORE_URL_ENV as STORE_URL_ENV
+from foretell.api.events import consume_events, events_stats
 from foretell.api.inputs import InputFormat, read_input
 from foretell.api.ledger import ledger_export, ledger_history, ledger_location, ledger_stats, load_labels
 from foretell.api.models import (
@@ -49,10 +50,12 @@ __all__ = [
     "batch_job",
     "batch_jobs",
     "compile_model",
+    "consume_events",
     "create_server_app",
     "delete_version",
     "demo_init",
     "entity_tables",
+    "events_stats",
     "get_entity",
     "get_registry",
     "ledger_advice_report",

@@ -10,7 +10,20 @@ import typer
 # Every command's module is imported (typer needs each signature for `foretell --help`), so they import
 # at module level only typer, rich and the light `foretell.api`: models, numpy, Arrow and the compilers
 # are imported inside the commands that use them (tests/integration/test_cli_imports.py checks it).
-from foretell.cli import advise, batch, demo, entities, ledger, models, monitor, predict, rollout, schedule, serve
+from foretell.cli import (
+    advise,
+    batch,
+    demo,
+    entities,
+    events,
+    ledger,
+    models,
+    monitor,
+    predict,
+    rollout,
+    schedule,
+    serve,
+)
 from foretell.cli.output import fail, out
 from foretell.errors import ForetellError
 
@@ -33,6 +46,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(demo.app, name="demo")
 app.add_typer(batch.app, name="batch")
 app.add_typer(entities.app, name="entities")
+app.add_typer(events.app, name="events")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(ledger.labels_app, name="labels", no_args_is_help=True)
 app.command(name="serve", epilog=serve.EPILOG)(serve.serve)

@@ -18,6 +18,7 @@ EPILOG = (
     "  foretell serve churn@production --engine ray --autoscale 1:4 --ray-address auto   # Ray Serve replicas\n\n"
     "  foretell serve churn@production --engine ray --ray-ingress proxy   # only through Ray Serve's proxy\n\n"
     "  foretell serve --no-ledger                       # record no predictions (foretell ledger show)\n\n"
+    "  foretell serve --events-from 'redis://localhost:6379/0?stream=ratings'   # events from a stream\n\n"
     "  curl -s localhost:8000/v2/models/churn/infer -d @request.json"
 )
 
@@ -67,6 +68,10 @@ def serve(
         str | None,
         typer.Option(help="The ledger: a folder or an fsspec URL (default: FORETELL_LEDGER, else HOME/ledger)."),
     ] = None,
+    events_from: Annotated[
+        str | None,
+        typer.Option(help="Apply the events of a Redis stream while serving: redis://HOST:6379/0?stream=NAME."),
+    ] = None,
     engine: Annotated[str, typer.Option(help="local (uvicorn here) or ray (a Ray Serve application).")] = "local",
     replicas: Annotated[int | None, typer.Option(min=1, help="--engine ray: replicas (default: 1).")] = None,
     autoscale: Annotated[
@@ -97,6 +102,7 @@ def serve(
         "predictor": predictor,
         "ledger_enabled": ledger,
         "ledger_location": ledger_location,
+        "events_from": events_from,
     }
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine is local or ray")

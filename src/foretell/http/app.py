@@ -10,6 +10,7 @@ for an API key, so an overloaded or locked server still says how it is.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from foretell.http.labels import LABELS_PATH, LabelEndpoint
 from foretell.http.openapi import openapi_document
 from foretell.http.shutdown import not_ready_on_signal
 from foretell.hybrid import HybridService
+from foretell.hybrid.stream import StreamConsumer
 from foretell.protocols.oip import model_metadata, server_metadata
 from foretell.serving.service import Call, InferenceService, ModelSlot
 
@@ -66,9 +68,10 @@ def create_app(
     hybrid: HybridService | None = None,
     *,
     labels_at: str | None = None,
+    events: StreamConsumer | None = None,
 ) -> ASGIApp:
     """The server's ASGI app; with `hybrid`, also the lookup-by-key and event routes (`/v1`); with
-    `labels_at` (a ledger's location), `POST /v1/labels`."""
+    `labels_at` (a ledger's location), `POST /v1/labels`; with `events`, a stream's events applied while it serves."""
     options = options or ServerOptions()
     version = package_version("foretell")
     answers = HttpAnswers(overload_status=options.overload_status, retry_after_seconds=options.retry_after_seconds)
@@ -81,8 +84,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
+        consuming = None
+        if events is not None:  # connected before the server answers: a bad URL or Redis down fails the start
+            await events.open()
+            consuming = asyncio.create_task(events.run(), name="foretell-events")
         with not_ready_on_signal(service):
             yield
+        if events is not None and consuming is not None:  # its read in hand is applied and acknowledged first
+            events.stop()
+            await consuming
+            await events.close()
         await service.stop(drain=True)
         if hybrid is not None:
             hybrid.close()

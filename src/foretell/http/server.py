@@ -21,6 +21,7 @@ from foretell.config import lines_on_stderr
 from foretell.errors import InvalidInput
 from foretell.http.app import ServerOptions, create_app
 from foretell.hybrid import HybridService
+from foretell.hybrid.stream import StreamConsumer
 from foretell.ledger.writer import LedgerWriter
 from foretell.registry import open_registry
 from foretell.registry.profiles import ProfileStore
@@ -29,8 +30,9 @@ from foretell.serving.live_monitor import LiveMonitor
 from foretell.serving.runtime import Runtime
 from foretell.serving.service import InferenceService
 from foretell.store import open_entity_store, open_store
+from foretell.store.redis_stream import parse_stream_url
 
-__all__ = ["SERVE_CONFIG_ENV", "RayPlacement", "app_from_env", "build_app", "run_server"]
+__all__ = ["SERVE_CONFIG_ENV", "RayPlacement", "app_from_env", "build_app", "build_services", "run_server"]
 
 SERVE_CONFIG_ENV = "FORETELL_SERVE_CONFIG"
 """How `--workers` processes get their settings: the parent's `ServeConfig` as JSON, plus `home`."""
@@ -51,6 +53,21 @@ class RayPlacement:
 
 def build_app(home: Path, config: ServeConfig) -> ASGIApp:
     """The ASGI app serving `config.models` from the registry in `home`, with hybrid lookups and events."""
+    inference, hybrid = build_services(home, config)
+    options = ServerOptions(
+        api_key=config.api_key,
+        max_body_bytes=config.max_body_bytes,
+        overload_status=config.overload_status,
+        access_log=config.access_log,
+    )
+    events = None
+    if config.events_from is not None:
+        events = StreamConsumer(hybrid, parse_stream_url(config.events_from))
+    return create_app(inference, options, hybrid, labels_at=ledger_location(home, config), events=events)
+
+
+def build_services(home: Path, config: ServeConfig) -> tuple[InferenceService, HybridService]:
+    """The inference service over `config.models` and the hybrid service over it (not started)."""
     if not config.models:
         raise InvalidInput("nothing to serve: name models, or give one a production alias (foretell models alias)")
     runtime = Runtime(
@@ -72,13 +89,7 @@ def build_app(home: Path, config: ServeConfig) -> ASGIApp:
         max_age=config.model_max_age,
         default_max_age=config.max_age,
     )
-    options = ServerOptions(
-        api_key=config.api_key,
-        max_body_bytes=config.max_body_bytes,
-        overload_status=config.overload_status,
-        access_log=config.access_log,
-    )
-    return create_app(inference, options, hybrid, labels_at=ledger_location(home, config))
+    return inference, hybrid
 
 
 def ledger_location(home: Path, config: ServeConfig) -> str:

@@ -26,28 +26,29 @@ carries the keys of every request that arrived meanwhile), writes through a work
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
-
 from foretell.core.columns import Columns
 from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, PredictOptions
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput, NotFound
-from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts, key_of, parse_event, resolve
+from foretell.hybrid.batched import Refresh, burst_outcomes, refresh_keys, write_entities, writes_of
+from foretell.hybrid.changes import change_of, model_row, refusals
+from foretell.hybrid.events import Event, key_of, parse_event, resolve
 from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S, age_seconds
 from foretell.hybrid.reads import CoalescedReads
 from foretell.ledger.record import Source
 from foretell.rollout import Arm, staged_store_name
 from foretell.serving.service import Call, InferenceService, ModelSlot
 from foretell.store.base import PredictionStore, StoredPrediction
-from foretell.store.entities import Entity, EntityStore, EntityTable, key_value
+from foretell.store.entities import Entity, EntityStore, EntityTable
 
 __all__ = ["HybridService", "Lookup"]
 
@@ -237,54 +238,98 @@ class HybridService:
         if isinstance(event, bytes):
             event = parse_event(event)
         table = resolve(event, await self._entity_tables(refresh=True))
-        change: dict[str, Any]
-        if isinstance(event, FeaturesEvent):
-            key, change = event.key, {"features": event.values}
-        else:
-            key, item, value = interaction_parts(event, table)
-            change = {"item": item, "value": value}
+        key, change = change_of(event, table)
+        outcome = (await self._apply_bursts(table, {key: [(event, change)]}, call))[key]
+        if isinstance(outcome, Exception):
+            raise outcome
+        if isinstance(outcome[0], InvalidInput):
+            raise outcome[0]
+        return {**outcome[0], "ms": round((time.perf_counter() - started) * 1000, 3)}
+
+    async def apply_many(
+        self, events: Sequence[Event], call_for: Callable[[], Call | None] = lambda: None
+    ) -> list[dict[str, Any] | Exception]:
+        """Apply `events` (in order for each key) with one refresh per key, as `apply` would each.
+
+        What a stream consumer reads at once: a burst of events about one key becomes one
+        prediction refresh after all of them are written, and the events of all the keys of
+        one entity table are written in one store call and refreshed in one inference and one
+        write-back. Each event's outcome is returned in place: `apply`'s answer, or the
+        `InvalidInput` that refused it (nothing of it was applied), or another error that
+        stopped its key's burst (some of its events may be written: deliver them again, with
+        their `event_id`s, and they are applied once). `call_for` gives each table's refresh its `Call`.
+        """
+        tables = await self._entity_tables(refresh=True)
+        outcomes: list[dict[str, Any] | Exception | None] = [None] * len(events)
+        grouped: dict[str, tuple[EntityTable, dict[str, list[tuple[int, Event, dict[str, Any]]]]]] = {}
+        for index, event in enumerate(events):
+            try:
+                table = resolve(event, tables)
+                key, change = change_of(event, table)
+            except InvalidInput as exc:
+                outcomes[index] = exc
+                continue
+            grouped.setdefault(table.name, (table, {}))[1].setdefault(key, []).append((index, event, change))
+        groups = list(grouped.values())
+        results = await asyncio.gather(
+            *(
+                self._apply_bursts(table, {k: [(e, c) for _, e, c in items] for k, items in bursts.items()}, call_for())
+                for table, bursts in groups
+            ),
+            return_exceptions=True,
+        )
+        for (_table, bursts), result in zip(groups, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # a cancellation stops the whole read
+            for key, items in bursts.items():
+                found = result if isinstance(result, Exception) else result[key]
+                for position, (index, _, _) in enumerate(items):
+                    outcomes[index] = found if isinstance(found, Exception) else found[position]
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _apply_bursts(
+        self, table: EntityTable, bursts: dict[str, list[tuple[Event, dict[str, Any]]]], call: Call | None
+    ) -> dict[str, list[dict[str, Any] | InvalidInput] | Exception]:
+        """Check, write and then refresh some keys' events, each checked on the features the ones before it left.
+
+        One entity read, one write (`write_events`) and, per model, one inference and one
+        write-back (`put_live_many`) for all the keys (`hybrid.batched`).
+        """
         linked = [slot for m in table.models if (slot := self.inference.slot_if_served(m)) is not None]
-        lock = self._locks.setdefault((table.name, key), asyncio.Lock())
-        async with lock:
-            found = await self._entity_rows.get_many(table.name, [key])
-            current = found.get(key) or Entity(table.name, key, {}, None)
-            candidate = _changed(current, table, change)
-            for slot in linked:  # before anything changes: the new features must suit every model they feed
-                columns = slot.model.coerce([model_row(slot.model.signature, table, candidate)])
-                if columns.errors:
-                    raise InvalidInput(
-                        f"the event would give {table.name} key {key!r} features model {slot.name!r} refuses: "
-                        + "; ".join(error.describe() for error in columns.errors)
-                    )
+        keys = sorted(bursts)  # locks taken in one order, so two reads sharing keys cannot deadlock
+        async with contextlib.AsyncExitStack() as held:
+            for key in keys:
+                await held.enter_async_context(self._locks.setdefault((table.name, key), asyncio.Lock()))
+            found = await self._entity_rows.get_many(table.name, keys)
+            checked: dict[str, list[InvalidInput | None] | Exception] = {}
+            for key in keys:
+                try:  # a key the table cannot have ("x" for whole numbers) fails its own events only
+                    current = found.get(key) or Entity(table.name, key, {}, None)
+                    checked[key] = refusals(current, table, key, bursts[key], linked)
+                except Exception as exc:
+                    checked[key] = exc
+            writes = {
+                key: writes_of(key, bursts[key], refused)
+                for key, refused in checked.items()
+                if not isinstance(refused, Exception)
+            }
             at = _stamp(self._clock())
-            if isinstance(event, FeaturesEvent):
-                applied = await asyncio.to_thread(
-                    self.entities.set_features, table.name, key, event.values, at=at, event_id=event.event_id
-                )
-            else:
-                applied = await asyncio.to_thread(
-                    self.entities.set_interaction,
-                    table.name,
-                    key,
-                    change["item"],
-                    change["value"],
-                    at=at,
-                    event_id=event.event_id,
-                )
-            refreshed: list[dict[str, Any]] = []
+            applied = await write_entities(self.entities, table.name, {k: w for k, w in writes.items() if w}, at)
             # A duplicate refreshes too: it is usually the retry a 503 asked for, after the first
             # delivery changed the entity but could not queue its refresh.
-            for slot in linked:
-                for lookup in (await self._live(slot, table, [key], NO_OPTIONS, call, "event-refresh")).values():
-                    refreshed.append(lookup.to_dict())
+            written = [key for key in keys if isinstance(applied.get(key), list)]
+            refreshed, failed = await refresh_keys(self._refreshed(table, call), linked, written)
         return {
-            "applied": applied,
-            "duplicate": not applied,
-            "entity": table.name,
-            "key": key,
-            "refreshed": refreshed,
-            "ms": round((time.perf_counter() - started) * 1000, 3),
+            key: burst_outcomes(table.name, key, checked[key], applied.get(key, []), refreshed.get(key, []), failed)
+            for key in keys
         }
+
+    def _refreshed(self, table: EntityTable, call: Call | None) -> Refresh:
+        async def refresh(slot: ModelSlot, keys: list[str]) -> dict[str, dict[str, Any]]:
+            found = await self._live(slot, table, keys, NO_OPTIONS, call, "event-refresh")
+            return {key: lookup.to_dict() for key, lookup in found.items()}
+
+        return refresh
 
     # -- live predictions --------------------------------------------------------------------------
 
@@ -338,9 +383,9 @@ class HybridService:
         await asyncio.to_thread(self._write_back, store_name, answers.values())
         return answers
 
-    def _write_back(self, model: str, answers: Any) -> None:
-        for answer in answers:
-            self.predictions.put_live(model, answer.key, answer.prediction, answer.model_version, answer.computed_at)
+    def _write_back(self, model: str, answers: Iterable[Lookup]) -> None:
+        rows = [(a.key, a.prediction, a.model_version, a.computed_at) for a in answers]
+        self.predictions.put_live_many(model, rows)
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -365,31 +410,6 @@ class HybridService:
             f"model {name!r} has no prediction stored for key {key!r}, and entity table {table.name!r} "
             f"has no row for it to predict one live"
         )
-
-
-def model_row(signature: Signature, table: EntityTable, entity: Entity) -> dict[str, Any]:
-    """What the model is given for an entity: its features named as the model's inputs."""
-    row: dict[str, Any] = {}
-    for feature in signature.inputs:
-        if feature.name in entity.features:
-            value = entity.features[feature.name]
-            # An interaction map reaches a text input as JSON, as the recommender reads it.
-            row[feature.name] = orjson.dumps(value).decode() if isinstance(value, dict) else value
-        elif feature.name == table.key_column:
-            row[feature.name] = key_value(entity.key, table.key_type)
-    return row
-
-
-def _changed(entity: Entity, table: EntityTable, change: Mapping[str, Any]) -> Entity:
-    features = dict(entity.features)
-    features.setdefault(table.key_column, key_value(entity.key, table.key_type))
-    if "features" in change:
-        features.update(change["features"])
-    else:
-        assert table.interactions is not None
-        column = table.interactions.column
-        features[column] = {**features.get(column, {}), change["item"]: change["value"]}
-    return Entity(entity.table, entity.key, features, entity.updated_at)
 
 
 def _from_store(found: StoredPrediction, now: datetime, model: str) -> Lookup:

@@ -125,6 +125,10 @@ class PredictionStore(Protocol):
         """Record one prediction made on request; an older one than the key's stored live entry is ignored."""
         ...
 
+    def put_live_many(self, model: str, rows: Iterable[BatchRow]) -> None:
+        """`put_live` for each row (key, prediction, model_version, computed_at), all in one write, all or none."""
+        ...
+
     def get(self, model: str, key: str) -> StoredPrediction | None:
         """The key's prediction by the precedence rule (module docstring), or None."""
         ...

@@ -26,7 +26,7 @@ value (the integer 17, not "17") among its features, which is what a model is gi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,8 +40,10 @@ __all__ = [
     "Entity",
     "EntityStore",
     "EntityTable",
+    "EntityWrite",
     "Interactions",
     "check_table_name",
+    "check_write",
     "interaction_rows",
     "json_arrays",
     "key_column_text",
@@ -102,6 +104,17 @@ class Entity:
     updated_at: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EntityWrite:
+    """One event's change to one key: `values` (some feature columns) or `item` and `value` (one interaction)."""
+
+    key: str
+    values: Mapping[str, Any] | None = None
+    item: Any = None
+    value: float = 0.0
+    event_id: str | None = None
+
+
 class EntityStore(Protocol):
     def load_features(
         self, name: str, key_column: str, rows: pa.Table, *, models: Iterable[str] = (), at: str
@@ -144,6 +157,13 @@ class EntityStore(Protocol):
         """Set one item of one key's interaction map; False if `event_id` was applied before."""
         ...
 
+    def write_events(self, name: str, writes: Sequence[EntityWrite], *, at: str) -> list[bool]:
+        """Apply `writes` in order, all or none, in one write; for each, False if its `event_id` was applied before.
+
+        A write is checked as `set_features` or `set_interaction` would check it, with the same messages.
+        """
+        ...
+
     def drop(self, name: str) -> None: ...
 
     def close(self) -> None: ...
@@ -156,6 +176,23 @@ def check_table_name(name: object) -> str:
     if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
         raise InvalidInput(f"an entity table name is letters, digits, '-' and '_', got {name!r}")
     return name
+
+
+def check_write(table: EntityTable, write: EntityWrite) -> None:
+    """Refuse a write `table` cannot take, with the words every backend uses."""
+    if write.values is None:
+        if table.interactions is None:
+            raise InvalidInput(f"entity table {table.name!r} holds features, not interactions; send a features event")
+        key_value(write.key, table.key_type)  # refuses "x" as a key of a table of whole numbers
+        return
+    if table.interactions is not None:
+        raise InvalidInput(f"entity table {table.name!r} holds interactions; send an interaction event")
+    if unknown := sorted(set(write.values) - set(table.columns)):
+        raise InvalidInput(
+            f"entity table {table.name!r} has no column(s) {unknown}; its columns are {list(table.columns)}"
+        )
+    if table.key_column in write.values:
+        raise InvalidInput(f"{table.key_column!r} is the key of entity table {table.name!r}; it cannot be changed")
 
 
 def unknown_table(name: str, known: Iterable[str]) -> NotFound:

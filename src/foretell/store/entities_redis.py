@@ -31,10 +31,12 @@ switches finds its storage retired, and fails with a `StoreError` rather than re
 
 An event is one script too: it checks that the pointer still names the storage the caller
 described (a reload in between makes it retry), records the event id (HSETNX: one seen before
-changes nothing) and applies the change, all at once. A features event replaces the text of the
-columns it names inside the row's JSON array and copies the other columns' text as it is. Not
-Lua's `cjson`: decoding and encoding the row again would turn 3.0 into 3 (an int for a model
-that was trained on floats) and keep 14 significant digits of every other value.
+changes nothing) and applies the change, all at once; `write_events` sends a read's events as one
+MULTI/EXEC of those scripts (one round trip, every one run against one storage). A features event
+replaces the text of the columns it names inside the row's JSON array and copies the other
+columns' text as it is. Not Lua's `cjson`: decoding and encoding the row again would turn 3.0
+into 3 (an int for a model that was trained on floats) and keep 14 significant digits of every
+other value.
 
 A features load frames its HSETs in Arrow (`redis_connection.hset_commands`): the rows' JSON
 (`entities_json`), their keys and the protocol's length prefixes are joined column-wise into
@@ -47,20 +49,23 @@ Needs Redis 5 or later (UNLINK, scripts whose writes replicate as effects), as t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
 
-from foretell.errors import InvalidInput, StoreError
+from foretell.errors import StoreError
 from foretell.store.base import check_key, utc_timestamp
 from foretell.store.entities import (
     Entity,
     EntityTable,
+    EntityWrite,
     Interactions,
     check_table_name,
+    check_write,
     interaction_rows,
     json_arrays,
     key_column_text,
@@ -213,38 +218,36 @@ class RedisEntityStore:
     def set_features(
         self, name: str, key: str, values: Mapping[str, Any], *, at: str, event_id: str | None = None
     ) -> bool:
-        key, stamp, base = check_key(key), utc_timestamp(at), self._base(name)
-        while True:
-            storage, table = self._find(name)
-            if table.interactions is not None:
-                raise InvalidInput(f"entity table {name!r} holds interactions; send an interaction event")
-            texts = _column_texts(table, values)
-            row = ["null"] * len(table.columns)
-            row[table.columns.index(table.key_column)] = orjson.dumps(key_value(key, table.key_type)).decode()
-            for position, text in texts.items():
-                row[position] = text
-            changes = [part for position, text in texts.items() for part in (position + 1, text)]
-            new_row = f"[{','.join(row)}]"
-            event = _event_args(base, storage, key, stamp, event_id)
-            with self._talking():
-                done = self._set_features(keys=[f"{base}table"], args=[*event, new_row, *changes])
-            if done != b"moved":  # moved: reloaded since `_find`, so check the event against the new table
-                return bool(done == b"ok")
+        return self.write_events(name, [EntityWrite(key, values=values, event_id=event_id)], at=at)[0]
 
     def set_interaction(
         self, name: str, key: str, item: Any, value: float, *, at: str, event_id: str | None = None
     ) -> bool:
-        key, stamp, base = check_key(key), utc_timestamp(at), self._base(name)
+        return self.write_events(name, [EntityWrite(key, item=item, value=value, event_id=event_id)], at=at)[0]
+
+    def write_events(self, name: str, writes: Sequence[EntityWrite], *, at: str) -> list[bool]:
+        writes = [dataclasses.replace(write, key=check_key(write.key)) for write in writes]
+        stamp, base = utc_timestamp(at), self._base(name)
+        if not writes:
+            return []
         while True:
             storage, table = self._find(name)
-            if table.interactions is None:
-                raise InvalidInput(f"entity table {name!r} holds features, not interactions; send a features event")
-            key_value(key, table.key_type)  # refuses "x" as a key of a table of whole numbers
-            event = _event_args(base, storage, key, stamp, event_id)
-            with self._talking():
-                done = self._set_interaction(keys=[f"{base}table"], args=[*event, str(item), repr(float(value))])
-            if done != b"moved":
-                return bool(done == b"ok")
+            for write in writes:
+                check_write(table, write)
+            # One MULTI/EXEC of the event scripts: one round trip, and no reload can switch the
+            # table between two of them, so either every one ran or every one answered "moved".
+            with self._talking(), self._client.pipeline(transaction=True) as pipe:
+                for write in writes:
+                    event = _event_args(base, storage, write.key, stamp, write.event_id)
+                    if write.values is None:
+                        args = [*event, str(write.item), repr(float(write.value))]
+                        self._set_interaction(keys=[f"{base}table"], args=args, client=pipe)
+                    else:
+                        args = [*event, *_features_args(table, write.key, write.values)]
+                        self._set_features(keys=[f"{base}table"], args=args, client=pipe)
+                done = pipe.execute()
+            if b"moved" not in done:  # moved: reloaded since `_find`, so check the events against the new table
+                return [reply == b"ok" for reply in done]
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -337,15 +340,14 @@ def _entities(
         yield key, Entity(table.name, key, features, table.loaded_at if stamp is None else stamp.decode())
 
 
-def _column_texts(table: EntityTable, values: Mapping[str, Any]) -> dict[int, str]:
-    """Position → new JSON text of each column an event sets, refusing columns it may not set."""
-    if unknown := sorted(set(values) - set(table.columns)):
-        raise InvalidInput(
-            f"entity table {table.name!r} has no column(s) {unknown}; its columns are {list(table.columns)}"
-        )
-    if table.key_column in values:
-        raise InvalidInput(f"{table.key_column!r} is the key of entity table {table.name!r}; it cannot be changed")
-    return {table.columns.index(column): orjson.dumps(value).decode() for column, value in values.items()}
+def _features_args(table: EntityTable, key: str, values: Mapping[str, Any]) -> list[Any]:
+    """`SET_FEATURES`'s arguments after the event's: the whole row for a new key, then position, text pairs."""
+    texts = {table.columns.index(column): orjson.dumps(value).decode() for column, value in values.items()}
+    row = ["null"] * len(table.columns)
+    row[table.columns.index(table.key_column)] = orjson.dumps(key_value(key, table.key_type)).decode()
+    for position, text in texts.items():
+        row[position] = text
+    return [f"[{','.join(row)}]", *(part for position, text in texts.items() for part in (position + 1, text))]
 
 
 def _event_args(base: str, storage: str, key: str, stamp: str, event_id: str | None) -> list[str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from foretell.database import Database
-from foretell.errors import InvalidInput, StoreError
+from foretell.errors import StoreError
 from foretell.store.base import check_key, utc_timestamp
 from foretell.store.entities import (
     Entity,
     EntityTable,
+    EntityWrite,
     Interactions,
     check_table_name,
+    check_write,
     interaction_rows,
     json_arrays,
     key_column_text,
@@ -212,60 +214,32 @@ class SqliteEntityStore:
     def set_features(
         self, name: str, key: str, values: Mapping[str, Any], *, at: str, event_id: str | None = None
     ) -> bool:
-        key, stamp = check_key(key), utc_timestamp(at)
-        with self._write(durable=False) as conn:
-            storage, table = self._find(conn, name)
-            if table.interactions is not None:
-                raise InvalidInput(f"entity table {name!r} holds interactions; send an interaction event")
-            at_column = {column: i for i, column in enumerate(table.columns)}
-            unknown = sorted(set(values) - set(at_column))
-            if unknown:
-                raise InvalidInput(
-                    f"entity table {name!r} has no column(s) {unknown}; its columns are {list(table.columns)}"
-                )
-            if key_column := next((c for c in values if c == table.key_column), None):
-                raise InvalidInput(f"{key_column!r} is the key of entity table {name!r}; it cannot be changed")
-            if not self._first_time(conn, event_id, name, key, stamp):
-                return False
-            paths = [(f"$[{at_column[column]}]", orjson.dumps(value).decode()) for column, value in values.items()]
-            setters = ", ".join("?, json(?)" for _ in paths)
-            flat = [part for pair in paths for part in pair]
-            updated = conn.execute(
-                f"UPDATE ent_{storage} SET features = json_set(features, {setters}), updated_at = ? WHERE key = ?",  # noqa: S608
-                (*flat, stamp, key),
-            )
-            if updated.rowcount == 0:  # a key the table has never seen: a new entity
-                row: list[Any] = [None] * len(table.columns)
-                row[at_column[table.key_column]] = key_value(key, table.key_type)
-                for column, value in values.items():
-                    row[at_column[column]] = value
-                conn.execute(
-                    f"INSERT INTO ent_{storage} (key, features, updated_at) VALUES (?, ?, ?)",  # noqa: S608 - our integer
-                    (key, orjson.dumps(row).decode(), stamp),
-                )
-        return True
+        return self.write_events(name, [EntityWrite(key, values=values, event_id=event_id)], at=at)[0]
 
     def set_interaction(
         self, name: str, key: str, item: Any, value: float, *, at: str, event_id: str | None = None
     ) -> bool:
-        key, stamp = check_key(key), utc_timestamp(at)
+        return self.write_events(name, [EntityWrite(key, item=item, value=value, event_id=event_id)], at=at)[0]
+
+    def write_events(self, name: str, writes: Sequence[EntityWrite], *, at: str) -> list[bool]:
+        writes = [dataclasses.replace(write, key=check_key(write.key)) for write in writes]
+        stamp = utc_timestamp(at)
+        if not writes:
+            return []
+        # One transaction for them all: a read's events cost one write lock and one commit, not one each.
         with self._write(durable=False) as conn:
             storage, table = self._find(conn, name)
-            if table.interactions is None:
-                raise InvalidInput(f"entity table {name!r} holds features, not interactions; send a features event")
-            if not self._first_time(conn, event_id, name, key, stamp):
-                return False
-            conn.execute(
-                f"INSERT INTO int_{storage} (key, item, value) VALUES (?, ?, ?) "  # noqa: S608 - our integer
-                "ON CONFLICT (key, item) DO UPDATE SET value = excluded.value",
-                (key, str(item), float(value)),
-            )
-            conn.execute(
-                f"INSERT INTO ent_{storage} (key, features, updated_at) VALUES (?, ?, ?) "  # noqa: S608 - our integer
-                "ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
-                (key, orjson.dumps([key_value(key, table.key_type), None]).decode(), stamp),
-            )
-        return True
+            for write in writes:
+                check_write(table, write)
+            applied: list[bool] = []
+            for write in writes:
+                first = self._first_time(conn, write.event_id, name, write.key, stamp)
+                if first and write.values is None:
+                    _set_interaction(conn, storage, table, write, stamp)
+                elif first and write.values is not None:
+                    _set_features(conn, storage, table, write.key, write.values, stamp)
+                applied.append(first)
+            return applied
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -336,3 +310,40 @@ def _table_of(row: tuple[Any, ...]) -> tuple[int, EntityTable]:
 def _drop_storage(conn: sqlite3.Connection, storage: int) -> None:
     conn.execute(f"DROP TABLE IF EXISTS ent_{int(storage)}")
     conn.execute(f"DROP TABLE IF EXISTS int_{int(storage)}")
+
+
+def _set_features(
+    conn: sqlite3.Connection, storage: int, table: EntityTable, key: str, values: Mapping[str, Any], stamp: str
+) -> None:
+    at_column = {column: i for i, column in enumerate(table.columns)}
+    paths = [(f"$[{at_column[column]}]", orjson.dumps(value).decode()) for column, value in values.items()]
+    setters = ", ".join("?, json(?)" for _ in paths)
+    flat = [part for pair in paths for part in pair]
+    updated = conn.execute(
+        f"UPDATE ent_{storage} SET features = json_set(features, {setters}), updated_at = ? WHERE key = ?",  # noqa: S608
+        (*flat, stamp, key),
+    )
+    if updated.rowcount == 0:  # a key the table has never seen: a new entity
+        row: list[Any] = [None] * len(table.columns)
+        row[at_column[table.key_column]] = key_value(key, table.key_type)
+        for column, value in values.items():
+            row[at_column[column]] = value
+        conn.execute(
+            f"INSERT INTO ent_{storage} (key, features, updated_at) VALUES (?, ?, ?)",  # noqa: S608 - our integer
+            (key, orjson.dumps(row).decode(), stamp),
+        )
+
+
+def _set_interaction(
+    conn: sqlite3.Connection, storage: int, table: EntityTable, write: EntityWrite, stamp: str
+) -> None:
+    conn.execute(
+        f"INSERT INTO int_{storage} (key, item, value) VALUES (?, ?, ?) "  # noqa: S608 - our integer
+        "ON CONFLICT (key, item) DO UPDATE SET value = excluded.value",
+        (write.key, str(write.item), float(write.value)),
+    )
+    conn.execute(
+        f"INSERT INTO ent_{storage} (key, features, updated_at) VALUES (?, ?, ?) "  # noqa: S608 - our integer
+        "ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
+        (write.key, orjson.dumps([key_value(write.key, table.key_type), None]).decode(), stamp),
+    )

@@ -307,12 +307,19 @@ class RedisStore:
     def put_live(
         self, model: str, key: str, prediction: Mapping[str, Any], model_version: int, computed_at: str
     ) -> None:
+        self.put_live_many(model, [(key, prediction, model_version, computed_at)])
+
+    def put_live_many(self, model: str, rows: Iterable[BatchRow]) -> None:
         base = self._base(model)
-        key = check_key(key)
-        stamp = utc_timestamp(computed_at)
-        row = _row(encode_prediction(key, prediction), check_version(key, model_version), stamp.encode())
-        with self._talking():
-            self._put_live(keys=[f"{base}live", f"{base}live:by-time"], args=[key, row, stamp])
+        encoded = [_live_args(*row) for row in rows]
+        if not encoded:
+            return
+        keys = [f"{base}live", f"{base}live:by-time"]
+        # One round trip; each row is `_PUT_LIVE` on its own, so an older row is ignored as by `put_live`.
+        with self._talking(), self._client.pipeline(transaction=False) as pipe:
+            for args in encoded:
+                self._put_live(keys=keys, args=args, client=pipe)
+            pipe.execute()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -398,3 +405,9 @@ def _parsed(keys: list[str], rows: list[bytes | None]) -> Iterator[StoredRow]:
         if row is not None:
             stamp, version, prediction = row.split(b" ", 2)
             yield key, prediction, int(version), stamp.decode()
+
+
+def _live_args(key: str, prediction: Mapping[str, Any], model_version: int, computed_at: str) -> list[Any]:
+    key = check_key(key)
+    stamp = utc_timestamp(computed_at)
+    return [key, _row(encode_prediction(key, prediction), check_version(key, model_version), stamp.encode()), stamp]

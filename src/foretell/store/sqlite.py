@@ -198,21 +198,25 @@ class SqliteStore:
     def put_live(
         self, model: str, key: str, prediction: Mapping[str, Any], model_version: int, computed_at: str
     ) -> None:
+        self.put_live_many(model, [(key, prediction, model_version, computed_at)])
+
+    def put_live_many(self, model: str, rows: Iterable[BatchRow]) -> None:
         check_model(model)
-        key = check_key(key)
-        row = (key, encode_prediction(key, prediction), check_version(key, model_version), utc_timestamp(computed_at))
+        encoded = [_live_row(*row) for row in rows]
+        if not encoded:
+            return
         # Not fsynced: a live entry lost in a power cut is only a cache miss, and a write-back
         # on every request should not wait for the disk.
         with self._write(durable=False) as conn:
             conn.execute("INSERT INTO models (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (model,))
             (model_id,) = conn.execute("SELECT id FROM models WHERE name = ?", (model,)).fetchone()
             # Write-backs can land out of order; an older one never replaces a newer one.
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO live (model_id, key, prediction, model_version, computed_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (model_id, key) DO UPDATE SET prediction = excluded.prediction, "
                 "model_version = excluded.model_version, computed_at = excluded.computed_at "
                 "WHERE excluded.computed_at >= live.computed_at",
-                (model_id, *row),
+                [(model_id, *row) for row in encoded],
             )
 
     # -- reading -------------------------------------------------------------------------
@@ -347,3 +351,8 @@ class SqliteStore:
             "PRAGMA cache_size = -65536",
             "PRAGMA journal_size_limit = 67108864",
         )
+
+
+def _live_row(key: str, prediction: Mapping[str, Any], model_version: int, computed_at: str) -> tuple[Any, ...]:
+    key = check_key(key)
+    return key, encode_prediction(key, prediction), check_version(key, model_version), utc_timestamp(computed_at)

@@ -110,3 +110,14 @@ def test_settings_survive_the_trip_to_worker_processes(models, defaults, per_mod
     assert again == config
     for name in ("churn", "movies", "other"):
         assert again.policy_for(name) == config.policy_for(name)
+
+
+def test_events_from_is_read_from_the_file_and_reaches_worker_processes(tmp_path):
+    path = tmp_path / "serve.toml"
+    path.write_text('events_from = "redis://127.0.0.1:6379/0?stream=ratings"\n')
+    config = load_serve_config(path)
+    assert config.events_from == "redis://127.0.0.1:6379/0?stream=ratings"
+    assert ServeConfig.from_dict(config.to_dict()).events_from == config.events_from
+    path.write_text("events_from = 5\n")
+    with pytest.raises(InvalidServeConfig, match="events_from must be str"):
+        load_serve_config(path)
