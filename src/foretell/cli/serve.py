@@ -67,6 +67,13 @@ def serve(
         str | None,
         typer.Option(help="The ledger: a folder or an fsspec URL (default: FORETELL_LEDGER, else HOME/ledger)."),
     ] = None,
+    tracing: Annotated[
+        bool | None,
+        typer.Option(
+            "--tracing/--no-tracing",
+            help="OpenTelemetry spans, exported as OTEL_* says (needs foretell[otel]; docs/tracing.md) (default: off).",
+        ),
+    ] = None,
     engine: Annotated[str, typer.Option(help="local (uvicorn here) or ray (a Ray Serve application).")] = "local",
     replicas: Annotated[int | None, typer.Option(min=1, help="--engine ray: replicas (default: 1).")] = None,
     autoscale: Annotated[
@@ -97,6 +104,7 @@ def serve(
         "predictor": predictor,
         "ledger_enabled": ledger,
         "ledger_location": ledger_location,
+        "tracing": tracing,
     }
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine is local or ray")

@@ -23,8 +23,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from foretell import tracing
 from foretell.http.access_log import with_access_log
 from foretell.http.asgi import reply
 from foretell.http.errors import HttpAnswers, Reply
@@ -149,6 +150,12 @@ def create_app(
     rest = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _json_error})
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if tracing.tracer is not None and scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            await _traced(untraced, scope, receive, send)
+            return
+        await untraced(scope, receive, send)
+
+    async def untraced(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             target = match(scope["path"])
             if target is not None:
@@ -169,6 +176,26 @@ def create_app(
 
     served: ASGIApp = _with_api_key(app, options.api_key) if options.api_key else app
     return with_access_log(served) if options.access_log else served
+
+
+async def _traced(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """`app` inside the request's server span (continuing the caller's `traceparent`), which the response names.
+
+    The span is named after the method until the inference service renames it after the
+    endpoint (never the path: it holds entity keys).
+    """
+    method = scope["method"]
+    attributes = {"http.request.method": method, "url.path": scope["path"]}
+    with tracing.continued(method, scope["headers"], **attributes) as span:
+        parent = tracing.traceparent(span).encode()
+
+        async def send_with_traceparent(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                span.set_attribute("http.response.status_code", message["status"])
+                message = {**message, "headers": [*message.get("headers", ()), (b"traceparent", parent)]}
+            await send(message)
+
+        await app(scope, receive, send_with_traceparent)
 
 
 async def _json_error(request: Request, exc: Exception) -> Response:

@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 import orjson
 
+from foretell import tracing
 from foretell.core.columns import Columns
 from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, PredictOptions
 from foretell.core.schema import Signature
@@ -148,6 +149,8 @@ class HybridService:
             answers.update(found)
             computed.update(live)
         found_list = [answers[key] for key in wanted if key in answers]
+        if tracing.tracer is not None:
+            _annotate_outcomes(wanted, answers, computed)
         if self.inference.ledger is not None:  # those from the store are recorded now; live ones were, when made
             self.inference.record_stored(call, slot, [a for a in found_list if a.key not in computed])
         return found_list, [key for key in wanted if key not in answers]
@@ -199,12 +202,13 @@ class HybridService:
     ) -> tuple[dict[str, Lookup], dict[str, Lookup]]:
         """One arm's answers (stored, else live, else stale) and, of them, those computed now."""
         name = slot.name
-        stored = {} if fresh else await self._stored.get_many(store_names[0], wanted)
-        for other in () if fresh else store_names[1:]:
-            for key, found in (await self._stored.get_many(other, wanted)).items():
-                known = stored.get(key)
-                if known is None or _rank(found, slot.version) > _rank(known, slot.version):
-                    stored[key] = found
+        with tracing.maybe_span("store read", **{"foretell.store.keys": len(wanted)}):
+            stored = {} if fresh else await self._stored.get_many(store_names[0], wanted)
+            for other in () if fresh else store_names[1:]:
+                for key, found in (await self._stored.get_many(other, wanted)).items():
+                    known = stored.get(key)
+                    if known is None or _rank(found, slot.version) > _rank(known, slot.version):
+                        stored[key] = found
         now = self._clock()  # after the read, which may have waited for a hop: ages as of the answer
         answers: dict[str, Lookup] = {}
         stale: dict[str, Lookup] = {}
@@ -246,7 +250,8 @@ class HybridService:
         linked = [slot for m in table.models if (slot := self.inference.slot_if_served(m)) is not None]
         lock = self._locks.setdefault((table.name, key), asyncio.Lock())
         async with lock:
-            found = await self._entity_rows.get_many(table.name, [key])
+            with tracing.maybe_span("entity read"):
+                found = await self._entity_rows.get_many(table.name, [key])
             current = found.get(key) or Entity(table.name, key, {}, None)
             candidate = _changed(current, table, change)
             for slot in linked:  # before anything changes: the new features must suit every model they feed
@@ -257,20 +262,22 @@ class HybridService:
                         + "; ".join(error.describe() for error in columns.errors)
                     )
             at = _stamp(self._clock())
-            if isinstance(event, FeaturesEvent):
-                applied = await asyncio.to_thread(
-                    self.entities.set_features, table.name, key, event.values, at=at, event_id=event.event_id
-                )
-            else:
-                applied = await asyncio.to_thread(
-                    self.entities.set_interaction,
-                    table.name,
-                    key,
-                    change["item"],
-                    change["value"],
-                    at=at,
-                    event_id=event.event_id,
-                )
+            with tracing.maybe_span("entity write"):
+                if isinstance(event, FeaturesEvent):
+                    applied = await asyncio.to_thread(
+                        self.entities.set_features, table.name, key, event.values, at=at, event_id=event.event_id
+                    )
+                else:
+                    applied = await asyncio.to_thread(
+                        self.entities.set_interaction,
+                        table.name,
+                        key,
+                        change["item"],
+                        change["value"],
+                        at=at,
+                        event_id=event.event_id,
+                    )
+            tracing.annotate(foretell_event_entity=table.name, foretell_event_duplicate=not applied)
             refreshed: list[dict[str, Any]] = []
             # A duplicate refreshes too: it is usually the retry a 503 asked for, after the first
             # delivery changed the entity but could not queue its refresh.
@@ -305,7 +312,8 @@ class HybridService:
         challenger's prediction is written back beside its staged generation.
         """
         computed = self._clock()  # before the features are read: see the module docstring
-        entities = await self._entity_rows.get_many(table.name, keys)
+        with tracing.maybe_span("entity read", **{"foretell.store.keys": len(keys)}):
+            entities = await self._entity_rows.get_many(table.name, keys)
         order = [key for key in keys if key in entities]
         if not order:
             return {}
@@ -335,7 +343,8 @@ class HybridService:
         challenger = slot.challenger
         answered_by_challenger = challenger is not None and version == challenger.version and version != slot.version
         store_name = staged_store_name(slot.name, version) if answered_by_challenger else slot.name
-        await asyncio.to_thread(self._write_back, store_name, answers.values())
+        with tracing.maybe_span("store write", **{"foretell.store.keys": len(answers)}):
+            await asyncio.to_thread(self._write_back, store_name, answers.values())
         return answers
 
     def _write_back(self, model: str, answers: Any) -> None:
@@ -365,6 +374,20 @@ class HybridService:
             f"model {name!r} has no prediction stored for key {key!r}, and entity table {table.name!r} "
             f"has no row for it to predict one live"
         )
+
+
+def _annotate_outcomes(wanted: list[str], answers: Mapping[str, Lookup], computed: Mapping[str, Lookup]) -> None:
+    """The lookup's hybrid outcome on its request span: per key hit (fresh from the store), fallback
+    (predicted live now), stale (an old stored answer, no live one possible) or miss (no answer)."""
+    counts = {"hit": 0, "fallback": 0, "stale": 0, "miss": 0}
+    for key in wanted:
+        answer = answers.get(key)
+        outcome = "miss" if answer is None else "fallback" if key in computed else "stale" if answer.stale else "hit"
+        counts[outcome] += 1
+    attributes: dict[str, Any] = {f"foretell.hybrid.{outcome}s": n for outcome, n in counts.items()}
+    if len(wanted) == 1:
+        attributes["foretell.hybrid.outcome"] = next(o for o, n in counts.items() if n)
+    tracing.current_span().set_attributes(attributes)
 
 
 def model_row(signature: Signature, table: EntityTable, entity: Entity) -> dict[str, Any]:

@@ -73,6 +73,8 @@ class ServeConfig:
     """`auto` (compiled when it passed its parity proof), `original` (the framework's own), or `compiled`."""
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     """Whether and where every prediction is recorded, and each model's policy (the `[ledger]` table)."""
+    tracing: bool = False
+    """OpenTelemetry spans per request, exported as the `OTEL_*` variables say (docs/tracing.md)."""
 
     def __post_init__(self) -> None:
         if self.overload_status not in (429, 503):
@@ -164,6 +166,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "max_age": (float,),
     "store_url": (str,),
     "predictor": (str,),
+    "tracing": (bool,),
 }
 
 
