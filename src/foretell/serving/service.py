@@ -347,7 +347,8 @@ class InferenceService:
 
     def record_stored(self, call: Call, slot: ModelSlot, answers: Sequence[Stored]) -> None:
         """Record answers a lookup took from the store (source `precomputed`), one entry per key, and set their ids."""
-        self.recorder.stored(call, slot, answers)
+        with tracing.maybe_span("ledger enqueue", **{"foretell.ledger.source": "precomputed"}):
+            self.recorder.stored(call, slot, answers)
 
     # -- one wrapper for every request -------------------------------------------------------------
 
