@@ -4,12 +4,23 @@ Tracing off must cost nothing: this module imports no OpenTelemetry package unti
 `enable` runs, and every instrumented place asks one question first (`tracer is None`),
 so a server without `--tracing` runs the code it ran before, plus that one test.
 
-`enable` builds the SDK's tracer provider from the standard variables: the resource from
-`OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES` (the SDK reads them), the exporter from
-`OTEL_TRACES_EXPORTER` (`otlp`, the default, over HTTP/protobuf to
-`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`; `console`; `none`),
-behind the SDK's batching span processor (`OTEL_BSP_*`), so exporting never runs on a
-request's path. Tests hand it their own processor (an in-memory exporter).
+Tracing on must cost little (issue 19: at most 10 % of a server's requests/s), and the
+SDK's own spans do not: each costs 12-15 µs of Python (locks, attribute validation,
+context tokens), half a served request's budget for five of them. So foretell records its
+spans itself and hands each, finished, to the SDK's span processor as the SDK's own
+`ReadableSpan`: what an exporter receives is exactly what the SDK would send (ids from its
+generator, W3C trace context, the resource from `OTEL_SERVICE_NAME` /
+`OTEL_RESOURCE_ATTRIBUTES`), at about 3 µs a span. The current span is this module's own
+context variable, not OpenTelemetry's context: nothing else in a foretell process makes
+spans under foretell's.
+
+`enable` exports as the standard variables say: `OTEL_TRACES_EXPORTER` (`otlp`, the default,
+over HTTP/protobuf to `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`;
+`console`; `none`) behind the SDK's batching span processor (`OTEL_BSP_*`), so exporting
+never runs on a request's path; `OTEL_TRACES_SAMPLER` (`parentbased_always_on`, the
+default, `always_on`, `always_off`, `traceidratio` and their `parentbased_` forms, with
+`OTEL_TRACES_SAMPLER_ARG`) decides which traces are recorded. Tests hand it their own
+processor (an in-memory exporter).
 
 Spans cross the micro-batcher by hand: a request waits in a queue that another task
 drains, so its span context travels on its queue entry (`Pending.trace`), and the batch's
@@ -22,20 +33,25 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from foretell.errors import InvalidServeConfig, MissingExtra
 
 if TYPE_CHECKING:  # never at run time: tracing off imports no OpenTelemetry module
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-    from opentelemetry.trace import Span, SpanContext, Tracer
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.trace import SpanContext
 
 __all__ = [
     "Queued",
+    "Span",
     "annotate",
     "batch_span",
     "child",
     "continued",
+    "current_span",
     "disable",
     "enable",
     "enabled",
@@ -49,15 +65,134 @@ __all__ = [
     "tracer",
 ]
 
-tracer: Tracer | None = None
-"""The tracer while tracing is on; None (the hot path's one test) while it is off."""
-_provider: TracerProvider | None = None
-
 EXPORTERS = ("otlp", "console", "none")
+SAMPLERS = ("always_on", "always_off", "traceidratio")
 EXTRA = "otel"
 
 Queued = tuple["SpanContext", int]
 """A queued request's span context and when it was queued (ns since the epoch, as spans count time)."""
+
+
+class Tracer:
+    """Where finished spans go, and what they are stamped with: one per process while tracing is on."""
+
+    def __init__(self, processor: SpanProcessor | None, resource: Resource, sampler: tuple[bool, float]) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        self.processor = processor
+        self.resource = resource
+        self.ids: RandomIdGenerator = RandomIdGenerator()
+        self.scope = InstrumentationScope("foretell")
+        self.parent_based, ratio = sampler
+        self.bound = round(ratio * (1 << 64))
+        self.readable = ReadableSpan
+        self.api = trace
+        self.sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+        self.unsampled = trace.TraceFlags(trace.TraceFlags.DEFAULT)
+
+    def context(self, parent: SpanContext | None) -> SpanContext:
+        """A new span's context: in its parent's trace (and sampling decision), else in a new, sampled or not."""
+        if parent is not None and parent.is_valid:
+            trace_id = parent.trace_id
+            sampled = parent.trace_flags.sampled if self.parent_based or not parent.is_remote else self._ratio(trace_id)
+        else:
+            trace_id = self.ids.generate_trace_id()
+            sampled = self._ratio(trace_id)
+        flags = self.sampled if sampled else self.unsampled
+        return self.api.SpanContext(trace_id, self.ids.generate_span_id(), False, flags)
+
+    def _ratio(self, trace_id: int) -> bool:
+        return (trace_id & 0xFFFFFFFFFFFFFFFF) < self.bound  # as the SDK's TraceIdRatioBased decides
+
+
+tracer: Tracer | None = None
+"""The tracer while tracing is on; None (the hot path's one test) while it is off."""
+
+
+class Span:
+    """One span being recorded; on `end` it goes to the span processor as the SDK's `ReadableSpan`."""
+
+    __slots__ = ("attributes", "context", "error", "kind", "links", "name", "parent", "start")
+
+    def __init__(
+        self,
+        name: str,
+        parent: SpanContext | None,
+        attributes: dict[str, Any],
+        *,
+        start: int | None = None,
+        kind: Any = None,
+        links: tuple[Any, ...] = (),
+    ) -> None:
+        assert tracer is not None
+        self.name = name
+        self.parent = parent
+        self.context = tracer.context(parent)
+        self.attributes = attributes
+        self.start = time.time_ns() if start is None else start
+        self.kind = kind
+        self.links = links
+        self.error: BaseException | None = None
+
+    def get_span_context(self) -> SpanContext:
+        return self.context
+
+    def update_name(self, name: str) -> None:
+        self.name = name
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        self.attributes.update(attributes)
+
+    def record_exception(self, error: BaseException) -> None:
+        self.error = error
+
+    def end(self, end_time: int | None = None) -> None:
+        t = tracer
+        if t is None or t.processor is None or not self.context.trace_flags.sampled:
+            return
+        status = None
+        if self.error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            self.attributes["exception.type"] = type(self.error).__name__
+            status = Status(StatusCode.ERROR, f"{type(self.error).__name__}: {self.error}")
+        finished = t.readable(
+            name=self.name,
+            context=self.context,
+            parent=self.parent,
+            resource=t.resource,
+            attributes=self.attributes,
+            links=self.links,
+            kind=self.kind if self.kind is not None else t.api.SpanKind.INTERNAL,
+            status=status or t.api.Status(t.api.StatusCode.UNSET),
+            start_time=self.start,
+            end_time=time.time_ns() if end_time is None else end_time,
+            instrumentation_scope=t.scope,
+        )
+        t.processor.on_end(finished)
+
+
+class _NoSpan:
+    """The current span outside any: what is set on it goes nowhere."""
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        return None
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        return None
+
+    def update_name(self, name: str) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
+_current: ContextVar[Span | None] = ContextVar("foretell_span", default=None)
 
 
 def enabled() -> bool:
@@ -68,23 +203,18 @@ def enable(processor: SpanProcessor | None = None, *, environ: Mapping[str, str]
     """Turn tracing on for this process, exporting through `processor` or as the `OTEL_*` variables say.
 
     Raises `MissingExtra` (naming the `otel` extra) when the SDK or the OTLP exporter is
-    not installed, and `InvalidServeConfig` for an `OTEL_TRACES_EXPORTER` it cannot honour.
+    not installed, and `InvalidServeConfig` for an `OTEL_*` setting it cannot honour.
     """
-    global tracer, _provider
+    global tracer
     env = os.environ if environ is None else environ
-    try:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-    except ImportError:
-        raise MissingExtra("tracing", "opentelemetry-sdk", EXTRA, needed_by="tracing") from None
-    provider = TracerProvider(resource=Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "foretell")}))
+    require(env)
+    from opentelemetry.sdk.resources import Resource
+
+    sampler = _sampler_from(env)
+    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "foretell")})
     chosen = processor if processor is not None else _processor_from(env)
-    if chosen is not None:
-        provider.add_span_processor(chosen)
-    if _provider is not None:
-        _provider.shutdown()
-    _provider = provider
-    tracer = provider.get_tracer("foretell")
+    disable()
+    tracer = Tracer(chosen, resource, sampler)
 
 
 def require(environ: Mapping[str, str] | None = None) -> None:
@@ -94,16 +224,36 @@ def require(environ: Mapping[str, str] | None = None) -> None:
         import opentelemetry.sdk.trace  # noqa: F401 - only whether it imports
     except ImportError:
         raise MissingExtra("tracing", "opentelemetry-sdk", EXTRA, needed_by="tracing") from None
+    _sampler_from(env)
     _processor_from(env, build=False)
 
 
 def disable() -> None:
     """Flush and stop exporting; the hot paths are untraced again."""
-    global tracer, _provider
-    tracer = None
-    if _provider is not None:
-        _provider.shutdown()
-        _provider = None
+    global tracer
+    current, tracer = tracer, None
+    if current is not None and current.processor is not None:
+        current.processor.shutdown()
+
+
+def _sampler_from(env: Mapping[str, str]) -> tuple[bool, float]:
+    """(parent-based?, the share of new traces recorded) from `OTEL_TRACES_SAMPLER` and its argument."""
+    name = env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower() or "parentbased_always_on"
+    parent_based = name.startswith("parentbased_")
+    kind = name.removeprefix("parentbased_")
+    if kind not in SAMPLERS:
+        known = [*SAMPLERS, *(f"parentbased_{s}" for s in SAMPLERS)]
+        raise InvalidServeConfig(f"OTEL_TRACES_SAMPLER must be one of {known}, got {name!r}")
+    if kind != "traceidratio":
+        return parent_based, 1.0 if kind == "always_on" else 0.0
+    raw = env.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise InvalidServeConfig(f"OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1, got {raw!r}")
+    return parent_based, ratio
 
 
 def _processor_from(env: Mapping[str, str], *, build: bool = True) -> SpanProcessor | None:
@@ -129,84 +279,92 @@ def _processor_from(env: Mapping[str, str], *, build: bool = True) -> SpanProces
 
 
 @contextmanager
-def continued(name: str, headers: Iterable[tuple[bytes, bytes]], **attributes: Any) -> Iterator[Span]:
+def _current_while(recorded: Span) -> Iterator[Span]:
+    token = _current.set(recorded)
+    try:
+        yield recorded
+    except BaseException as error:
+        recorded.record_exception(error)
+        raise
+    finally:
+        _current.reset(token)
+        recorded.end()
+
+
+def continued(name: str, headers: Iterable[tuple[bytes, bytes]], **attributes: Any) -> Any:
     """A request's server span, current while the request runs, continuing the caller's W3C `traceparent`."""
-    from opentelemetry.trace import SpanKind
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
     assert tracer is not None
-    carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in (b"traceparent", b"tracestate")}
-    parent = TraceContextTextMapPropagator().extract(carrier) if carrier else None
-    with tracer.start_as_current_span(name, parent, SpanKind.SERVER, attributes) as current:
-        yield current
+    parent = None
+    for key, value in headers:
+        if key == b"traceparent":
+            parent = _parsed(value.decode("latin-1"))
+    return _current_while(Span(name, parent, attributes, kind=tracer.api.SpanKind.SERVER))
 
 
-@contextmanager
-def resumed(parent: str, name: str, **attributes: Any) -> Iterator[Span | None]:
+def resumed(parent: str, name: str, **attributes: Any) -> Any:
     """A span continuing the trace a `traceparent` string names (sent to another process), or None while off."""
     if tracer is None:  # a worker process that was not told to trace
-        yield None
-        return
+        return _UNTRACED
+    return _current_while(Span(name, _parsed(parent), attributes))
+
+
+def _parsed(header: str) -> SpanContext | None:
+    assert tracer is not None
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    context = TraceContextTextMapPropagator().extract({"traceparent": parent})
-    with tracer.start_as_current_span(name, context, attributes=attributes) as current:
-        yield current
+    found = tracer.api.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": header}))
+    context = found.get_span_context()
+    return context if context.is_valid else None
 
 
 def traceparent(current: Span) -> str:
-    """The W3C `traceparent` naming `current`, for a response to hand back to its caller."""
-    context = current.get_span_context()
+    """The W3C `traceparent` naming `current`, for a response to hand back or a worker process to continue."""
+    context = current.context
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
 
 def span(name: str, **attributes: Any) -> Any:
     """A child of the current span, current itself inside the `with`."""
-    assert tracer is not None
-    return tracer.start_as_current_span(name, attributes=attributes)
+    current = _current.get()
+    return _current_while(Span(name, None if current is None else current.context, attributes))
 
 
-def current_span() -> Span:
-    from opentelemetry import trace
-
-    return trace.get_current_span()
+def current_span() -> Span | _NoSpan:
+    return _current.get() or _NO_SPAN
 
 
-def queued() -> Queued:
+def queued() -> Queued | None:
     """What a request entering the micro-batcher's queue carries across it: its span context and the time."""
-    return current_span().get_span_context(), time.time_ns()
+    current = _current.get()
+    return None if current is None else (current.context, time.time_ns())
 
 
 def queue_waits(entries: Iterable[Queued]) -> None:
     """One ended `queue wait` span per request just taken into a batch, from its arrival until now."""
-    from opentelemetry import trace
-
-    assert tracer is not None
     now = time.time_ns()
     for parent, since in entries:
-        context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
-        tracer.start_span("queue wait", context, start_time=since).end(end_time=now)
+        Span("queue wait", parent, {}, start=since).end(now)
 
 
 def batch_span(requests: list[Queued], rows: int) -> Span:
     """The span of one model call on a batch: a child of its first request, linked to every request in it."""
-    from opentelemetry import trace
-
     assert tracer is not None
-    links = [trace.Link(context) for context, _ in requests]
-    parent = trace.set_span_in_context(trace.NonRecordingSpan(requests[0][0]))
+    links = tuple(tracer.api.Link(context) for context, _ in requests)
     attributes = {"foretell.batch.rows": rows, "foretell.batch.requests": len(requests)}
-    return tracer.start_span("batch", parent, links=links, attributes=attributes)
+    return Span("batch", requests[0][0], attributes, links=links)
 
 
 @contextmanager
 def child(parent: Span, name: str) -> Iterator[Span]:
     """A child of `parent` in any thread (the model thread has no current span of the request)."""
-    from opentelemetry import trace
-
-    assert tracer is not None
-    with tracer.start_as_current_span(name, trace.set_span_in_context(parent)) as current:
-        yield current
+    recorded = Span(name, parent.context, {})
+    try:
+        yield recorded
+    except BaseException as error:
+        recorded.record_exception(error)
+        raise
+    finally:
+        recorded.end()
 
 
 class _Untraced:
