@@ -92,6 +92,8 @@ class Tracer:
         self.api = trace
         self.sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
         self.unsampled = trace.TraceFlags(trace.TraceFlags.DEFAULT)
+        self.unset = trace.Status(trace.StatusCode.UNSET)
+        self.internal = trace.SpanKind.INTERNAL
 
     def context(self, parent: SpanContext | None) -> SpanContext:
         """A new span's context: in its parent's trace (and sampling decision), else in a new, sampled or not."""
@@ -113,9 +115,13 @@ tracer: Tracer | None = None
 
 
 class Span:
-    """One span being recorded; on `end` it goes to the span processor as the SDK's `ReadableSpan`."""
+    """One span being recorded; on `end` it goes to the span processor as the SDK's `ReadableSpan`.
 
-    __slots__ = ("attributes", "context", "error", "kind", "links", "name", "parent", "start")
+    As a `with`, it is the current span inside, ends on the way out, and records the error
+    that left it (a class, not a generator: this runs several times per request).
+    """
+
+    __slots__ = ("attributes", "context", "error", "kind", "links", "name", "parent", "start", "token")
 
     def __init__(
         self,
@@ -136,6 +142,17 @@ class Span:
         self.kind = kind
         self.links = links
         self.error: BaseException | None = None
+        self.token: Any = None
+
+    def __enter__(self) -> Span:
+        self.token = _current.set(self)
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        _current.reset(self.token)
+        if error is not None:
+            self.error = error
+        self.end()
 
     def get_span_context(self) -> SpanContext:
         return self.context
@@ -169,8 +186,8 @@ class Span:
             resource=t.resource,
             attributes=self.attributes,
             links=self.links,
-            kind=self.kind if self.kind is not None else t.api.SpanKind.INTERNAL,
-            status=status or t.api.Status(t.api.StatusCode.UNSET),
+            kind=self.kind if self.kind is not None else t.internal,
+            status=status or t.unset,
             start_time=self.start,
             end_time=time.time_ns() if end_time is None else end_time,
             instrumentation_scope=t.scope,
@@ -278,34 +295,21 @@ def _processor_from(env: Mapping[str, str], *, build: bool = True) -> SpanProces
 # -- spans (call only while `tracer` is not None) ----------------------------------------------
 
 
-@contextmanager
-def _current_while(recorded: Span) -> Iterator[Span]:
-    token = _current.set(recorded)
-    try:
-        yield recorded
-    except BaseException as error:
-        recorded.record_exception(error)
-        raise
-    finally:
-        _current.reset(token)
-        recorded.end()
-
-
-def continued(name: str, headers: Iterable[tuple[bytes, bytes]], **attributes: Any) -> Any:
+def continued(name: str, headers: Iterable[tuple[bytes, bytes]], **attributes: Any) -> Span:
     """A request's server span, current while the request runs, continuing the caller's W3C `traceparent`."""
     assert tracer is not None
     parent = None
     for key, value in headers:
         if key == b"traceparent":
             parent = _parsed(value.decode("latin-1"))
-    return _current_while(Span(name, parent, attributes, kind=tracer.api.SpanKind.SERVER))
+    return Span(name, parent, attributes, kind=tracer.api.SpanKind.SERVER)
 
 
 def resumed(parent: str, name: str, **attributes: Any) -> Any:
     """A span continuing the trace a `traceparent` string names (sent to another process), or None while off."""
     if tracer is None:  # a worker process that was not told to trace
         return _UNTRACED
-    return _current_while(Span(name, _parsed(parent), attributes))
+    return Span(name, _parsed(parent), attributes)
 
 
 def _parsed(header: str) -> SpanContext | None:
@@ -323,10 +327,10 @@ def traceparent(current: Span) -> str:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
 
-def span(name: str, **attributes: Any) -> Any:
+def span(name: str, **attributes: Any) -> Span:
     """A child of the current span, current itself inside the `with`."""
     current = _current.get()
-    return _current_while(Span(name, None if current is None else current.context, attributes))
+    return Span(name, None if current is None else current.context, attributes)
 
 
 def current_span() -> Span | _NoSpan:

@@ -250,7 +250,8 @@ def test_tracing_off_imports_no_opentelemetry_module_and_makes_no_spans(home):
 import sys, threading, time, httpx, uvicorn, foretell.api
 app = foretell.api.create_server_app(["clf@production"], home={str(home)!r}, reload_seconds=0)
 server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port={free_port()}, log_level="warning"))
-threading.Thread(target=server.run, daemon=True).start()
+thread = threading.Thread(target=server.run, daemon=True)
+thread.start()
 while not server.started:
     time.sleep(0.01)
 port = server.servers[0].sockets[0].getsockname()[1]
@@ -258,6 +259,7 @@ body = {{"inputs": [{{"name": "input", "shape": [1, 4], "datatype": "FP64", "dat
 answer = httpx.post(f"http://127.0.0.1:{{port}}/v2/models/clf/infer", json=body)
 assert answer.status_code == 200 and "traceparent" not in answer.headers, answer.headers
 server.should_exit = True
+thread.join(30)  # a server thread still running while the interpreter exits may crash it
 print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
