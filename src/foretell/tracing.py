@@ -8,8 +8,8 @@ Tracing on must cost little (issue 19: at most 10 % of a server's requests/s), a
 SDK's own spans do not: each costs 12-15 µs of Python (locks, attribute validation,
 context tokens), half a served request's budget for five of them. So foretell records its
 spans itself and hands each, finished, to the SDK's span processor as the SDK's own
-`ReadableSpan`: what an exporter receives is exactly what the SDK would send (ids from its
-generator, W3C trace context, the resource from `OTEL_SERVICE_NAME` /
+`ReadableSpan`: what an exporter receives is exactly what the SDK would send (random ids as
+its generator makes them, W3C trace context, the resource from `OTEL_SERVICE_NAME` /
 `OTEL_RESOURCE_ATTRIBUTES`), at about 3 µs a span. The current span is this module's own
 context variable, not OpenTelemetry's context: nothing else in a foretell process makes
 spans under foretell's.
@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 from foretell.errors import InvalidServeConfig, MissingExtra
@@ -41,7 +42,6 @@ from foretell.errors import InvalidServeConfig, MissingExtra
 if TYPE_CHECKING:  # never at run time: tracing off imports no OpenTelemetry module
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanProcessor
-    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
     from opentelemetry.trace import SpanContext
 
 __all__ = [
@@ -79,12 +79,10 @@ class Tracer:
     def __init__(self, processor: SpanProcessor | None, resource: Resource, sampler: tuple[bool, float]) -> None:
         from opentelemetry import trace
         from opentelemetry.sdk.trace import ReadableSpan
-        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         self.processor = processor
         self.resource = resource
-        self.ids: RandomIdGenerator = RandomIdGenerator()
         self.scope = InstrumentationScope("foretell")
         self.parent_based, ratio = sampler
         self.bound = round(ratio * (1 << 64))
@@ -101,10 +99,10 @@ class Tracer:
             trace_id = parent.trace_id
             sampled = parent.trace_flags.sampled if self.parent_based or not parent.is_remote else self._ratio(trace_id)
         else:
-            trace_id = self.ids.generate_trace_id()
+            trace_id = getrandbits(128) or 1  # as the SDK's RandomIdGenerator, without its retry loop
             sampled = self._ratio(trace_id)
         flags = self.sampled if sampled else self.unsampled
-        return self.api.SpanContext(trace_id, self.ids.generate_span_id(), False, flags)
+        return self.api.SpanContext(trace_id, getrandbits(64) or 1, False, flags)
 
     def _ratio(self, trace_id: int) -> bool:
         return (trace_id & 0xFFFFFFFFFFFFFFFF) < self.bound  # as the SDK's TraceIdRatioBased decides

@@ -150,12 +150,6 @@ def create_app(
     rest = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _json_error})
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if tracing.tracer is not None and scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            await _traced(untraced, scope, receive, send)
-            return
-        await untraced(scope, receive, send)
-
-    async def untraced(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             target = match(scope["path"])
             if target is not None:
@@ -175,27 +169,37 @@ def create_app(
         await rest(scope, receive, send)
 
     served: ASGIApp = _with_api_key(app, options.api_key) if options.api_key else app
+    served = served if tracing.tracer is None else _traced(served)  # tracing is turned on before the app is made
     return with_access_log(served) if options.access_log else served
 
 
-async def _traced(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """`app` inside the request's server span (continuing the caller's `traceparent`), which the response names.
+def _traced(app: ASGIApp) -> ASGIApp:
+    """`app` with each request inside its server span (continuing the caller's `traceparent`), which the
+    response names; probes and metrics are not traced.
 
     The span is named after the method until the inference service renames it after the
-    endpoint (never the path: it holds entity keys).
+    endpoint (never the path: it holds entity keys). Outside the API key's check: a refused
+    request is traced too.
     """
-    method = scope["method"]
-    attributes = {"http.request.method": method, "url.path": scope["path"]}
-    with tracing.continued(method, scope["headers"], **attributes) as span:
-        parent = tracing.traceparent(span).encode()
 
-        async def send_with_traceparent(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                span.set_attribute("http.response.status_code", message["status"])
-                message = {**message, "headers": [*message.get("headers", ()), (b"traceparent", parent)]}
-            await send(message)
+    async def traced(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await app(scope, receive, send)
+            return
+        method = scope["method"]
+        attributes = {"http.request.method": method, "url.path": scope["path"]}
+        with tracing.continued(method, scope["headers"], **attributes) as span:
+            parent = tracing.traceparent(span).encode()
 
-        await app(scope, receive, send_with_traceparent)
+            async def send_with_traceparent(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    span.set_attribute("http.response.status_code", message["status"])
+                    message = {**message, "headers": [*message.get("headers", ()), (b"traceparent", parent)]}
+                await send(message)
+
+            await app(scope, receive, send_with_traceparent)
+
+    return traced
 
 
 async def _json_error(request: Request, exc: Exception) -> Response:
