@@ -1,6 +1,6 @@
 """What OpenTelemetry tracing costs the server (issue 19): tracing on, tracing off, and the code before tracing.
 
-Three servers on core 0 over one FORETELL_HOME (the demo churn model, compiled; the ledger
+Four servers on core 0 over one FORETELL_HOME (the demo churn model, compiled; the ledger
 on, as by default): `on`, this tree with tracing on and the SDK's batching span processor
 in front of an exporter that drops every span (what a server pays to make, end and queue its
 spans, without the cost of a collector on the same core); `off`, this tree as `foretell
