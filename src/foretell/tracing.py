@@ -119,7 +119,7 @@ class Span:
     that left it (a class, not a generator: this runs several times per request).
     """
 
-    __slots__ = ("attributes", "context", "error", "kind", "links", "name", "parent", "start", "token")
+    __slots__ = ("attributes", "context", "error", "kind", "links", "name", "parent", "sampled", "start", "token")
 
     def __init__(
         self,
@@ -135,6 +135,7 @@ class Span:
         self.name = name
         self.parent = parent
         self.context = tracer.context(parent)
+        self.sampled: bool = self.context.trace_flags.sampled
         self.attributes = attributes
         self.start = time.time_ns() if start is None else start
         self.kind = kind
@@ -169,7 +170,7 @@ class Span:
 
     def end(self, end_time: int | None = None) -> None:
         t = tracer
-        if t is None or t.processor is None or not self.context.trace_flags.sampled:
+        if t is None or t.processor is None or not self.sampled:
             return
         status = None
         if self.error is not None:
@@ -325,20 +326,26 @@ def traceparent(current: Span) -> str:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
 
-def span(name: str, **attributes: Any) -> Span:
-    """A child of the current span, current itself inside the `with`."""
+def span(name: str, **attributes: Any) -> Any:
+    """A child of the current span, current itself inside the `with`; nothing under a trace not sampled."""
     current = _current.get()
-    return Span(name, None if current is None else current.context, attributes)
+    if current is None:
+        return Span(name, None, attributes)
+    if not current.sampled:  # nothing under it is recorded: spend nothing on it (most requests, when sampling)
+        return _UNTRACED
+    return Span(name, current.context, attributes)
 
 
 def current_span() -> Span | _NoSpan:
-    return _current.get() or _NO_SPAN
+    """The current span when it is recorded; else one that takes attributes and keeps none."""
+    current = _current.get()
+    return current if current is not None and current.sampled else _NO_SPAN
 
 
 def queued() -> Queued | None:
     """What a request entering the micro-batcher's queue carries across it: its span context and the time."""
     current = _current.get()
-    return None if current is None else (current.context, time.time_ns())
+    return None if current is None or not current.sampled else (current.context, time.time_ns())
 
 
 def queue_waits(entries: Iterable[Queued]) -> None:

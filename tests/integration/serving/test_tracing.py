@@ -286,3 +286,14 @@ def test_an_unknown_exporter_is_refused_by_name():
         tracing.require({"OTEL_TRACES_EXPORTER": "zipkin"})
     tracing.require({"OTEL_TRACES_EXPORTER": "none"})
     assert not tracing.enabled()
+
+
+def test_a_caller_that_did_not_sample_its_trace_gets_none_recorded_here(home, spans):
+    app = foretell.api.create_server_app(["clf@production"], home=home, reload_seconds=0)
+    with in_process(app) as url:
+        parent = f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"
+        answer = httpx.post(f"{url}/v2/models/clf/infer", json=infer_body(2, 1), headers={"traceparent": parent})
+    assert answer.status_code == 200
+    assert answer.headers["traceparent"].startswith(f"00-{CALLER_TRACE}-")
+    assert answer.headers["traceparent"].endswith("-00")
+    assert spans.get_finished_spans() == ()
