@@ -364,8 +364,11 @@ def batch_span(requests: list[Queued], rows: int) -> Span:
 
 
 @contextmanager
-def child(parent: Span, name: str) -> Iterator[Span]:
+def child(parent: Span, name: str) -> Iterator[Span | None]:
     """A child of `parent` in any thread (the model thread has no current span of the request)."""
+    if tracer is None:  # turned off while the batch waited: its model call must run all the same
+        yield None
+        return
     recorded = Span(name, parent.context, {})
     try:
         yield recorded
