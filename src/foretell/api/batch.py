@@ -39,24 +39,31 @@ def run_batch(
     (`BatchResult.compare["verdict"]`).
     """
 
-    from foretell import batch
+    from foretell import batch, tracing
 
+    traced = options.pop("tracing", False)
+    if traced:  # a span for the job and one per chunk, exported as OTEL_* says (docs/tracing.md)
+        tracing.enable()
     if options.get("to_store") and options.get("store_url") is None:
         options["store_url"] = store_url()
     if options.get("ledger") is None:  # indexed in the ledger queries read, unless told otherwise
         options["ledger"] = os.environ.get(LEDGER_ENV) or True
 
-    return batch.run(
-        model_uri,
-        input,
-        output,
-        home=home_folder(home),
-        progress=progress,
-        compare=compare,
-        guards=guards,
-        stage=stage,
-        **options,
-    )
+    try:
+        return batch.run(
+            model_uri,
+            input,
+            output,
+            home=home_folder(home),
+            progress=progress,
+            compare=compare,
+            guards=guards,
+            stage=stage,
+            **options,
+        )
+    finally:
+        if traced:  # the job's spans are exported before this returns
+            tracing.disable()
 
 
 def resume_batch(

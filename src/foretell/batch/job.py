@@ -13,12 +13,14 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from foretell import tracing
 from foretell.batch.compare import challenger_uri, compare_report, report_path
 from foretell.batch.engines import Chunks, Engine, LocalEngine
 from foretell.batch.engines.local import default_workers
@@ -251,7 +253,7 @@ def _execute(
     job: JobSpec, folder: JobFolder, home: Path, engine: Engine | None, progress: Progress | None
 ) -> BatchResult:
     history = JobHistory(home)
-    with folder.locked(), _stop_on_signals():
+    with folder.locked(), _stop_on_signals(), ExitStack() as stack:
         if folder.published:  # killed after publishing the output: finish the steps that follow it
             _finish_single_file(job, folder)
             index_in_ledger(job, folder, folder.committed())
@@ -275,6 +277,10 @@ def _execute(
             store=job.store,
             challenger=None if job.compare is None else job.compare.model,
         )
+        if tracing.tracer is not None:  # one span for the job; each chunk's, in whichever process, continues it
+            attributes = {"foretell.job": job.id, "foretell.model": job.model.info.name}
+            traced = stack.enter_context(tracing.span("batch job", **attributes))
+            spec = replace(spec, traceparent=tracing.traceparent(traced))
         total = source.count_rows()
         resumed = len(done)
         rows_done = sum(r.rows for r in done.values())

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from foretell import tracing
 from foretell.batch.arrays import arrow_array
 from foretell.batch.compare import line_up, scored_by
 from foretell.batch.manifest import ChunkRecord
@@ -46,14 +47,30 @@ class ScoringSpec:
     """With `--to-store`: the store and its unpublished generation this job fills (published with the output)."""
     challenger: ModelSource | None = None
     """With `--compare`: the challenger version, pinned at job start, that scores every chunk too."""
+    traceparent: str | None = None
+    """While tracing: the job's span, which each chunk's span continues (in whichever process scores it)."""
 
 
 def score_chunk(
     model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBatch, challenger: Model | None = None
 ) -> ChunkRecord:
     """Score one chunk with `model` (and `challenger`, loaded from `spec.challenger`), commit its part and rejects."""
+    if spec.traceparent is None:
+        return _score_chunk(model, spec, number, batch, challenger)
+    attributes = {"foretell.chunk": number, "foretell.rows": batch.num_rows}
+    with tracing.resumed(spec.traceparent, "chunk", **attributes) as span:
+        record = _score_chunk(model, spec, number, batch, challenger)
+        if span is not None:
+            span.set_attributes({"foretell.scored": record.scored, "foretell.rejected": record.rejected})
+        return record
+
+
+def _score_chunk(
+    model: Model, spec: ScoringSpec, number: int, batch: pa.RecordBatch, challenger: Model | None
+) -> ChunkRecord:
     theirs = scored_by(challenger, batch) if challenger is not None and number % 2 else None  # see batch.compare
-    mine = scored_by(model, batch)
+    with tracing.maybe_span("predict"):
+        mine = scored_by(model, batch)
     if challenger is not None and theirs is None:
         theirs = scored_by(challenger, batch)
     side = None if theirs is None else line_up(batch, mine, theirs)
@@ -74,9 +91,11 @@ def score_chunk(
         if side is not None:
             out.update(side.columns)
         part = part_name(number, spec.output_format)
-        commit_table(pa.table(out), Path(spec.staged), part, spec.output_format, unique=(spec.id_column,))
+        with tracing.maybe_span("part write"):
+            commit_table(pa.table(out), Path(spec.staged), part, spec.output_format, unique=(spec.id_column,))
         if spec.store is not None:
-            _to_store(model, spec.store, spec.predicted_at, out[spec.id_column], predictions.to_records())
+            with tracing.maybe_span("store write"):
+                _to_store(model, spec.store, spec.predicted_at, out[spec.id_column], predictions.to_records())
     reasons = _reasons(columns.errors)
     if side is not None:
         reasons.update(side.reasons)

@@ -110,6 +110,13 @@ def run(
             "reads it, leaving the model's own predictions alone.",
         ),
     ] = False,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            "--tracing",
+            help="OpenTelemetry spans for the job and each chunk, exported as OTEL_* says (docs/tracing.md).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")] = False,
 ) -> None:
     """Score every row of an input file set with a registered model (and, with --compare, a challenger)."""
@@ -148,6 +155,7 @@ def run(
             ray_address=ray_address,
             ledger=False if no_ledger else ledger,
             compare=compare,
+            tracing=tracing,
             guards=guard or (),
             stage=stage,
         )

@@ -72,6 +72,13 @@ def serve(
         str | None,
         typer.Option(help="Apply the events of a Redis stream while serving: redis://HOST:6379/0?stream=NAME."),
     ] = None,
+    tracing: Annotated[
+        bool | None,
+        typer.Option(
+            "--tracing/--no-tracing",
+            help="OpenTelemetry spans, exported as OTEL_* says (needs foretell[otel]; docs/tracing.md) (default: off).",
+        ),
+    ] = None,
     engine: Annotated[str, typer.Option(help="local (uvicorn here) or ray (a Ray Serve application).")] = "local",
     replicas: Annotated[int | None, typer.Option(min=1, help="--engine ray: replicas (default: 1).")] = None,
     autoscale: Annotated[
@@ -103,6 +110,7 @@ def serve(
         "ledger_enabled": ledger,
         "ledger_location": ledger_location,
         "events_from": events_from,
+        "tracing": tracing,
     }
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine is local or ray")

@@ -24,8 +24,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from foretell import tracing
 from foretell.http.access_log import with_access_log
 from foretell.http.asgi import reply
 from foretell.http.errors import HttpAnswers, Reply
@@ -179,7 +180,37 @@ def create_app(
         await rest(scope, receive, send)
 
     served: ASGIApp = _with_api_key(app, options.api_key) if options.api_key else app
+    served = served if tracing.tracer is None else _traced(served)  # tracing is turned on before the app is made
     return with_access_log(served) if options.access_log else served
+
+
+def _traced(app: ASGIApp) -> ASGIApp:
+    """`app` with each request inside its server span (continuing the caller's `traceparent`), which the
+    response names; probes and metrics are not traced.
+
+    The span is named after the method until the inference service renames it after the
+    endpoint (never the path: it holds entity keys). Outside the API key's check: a refused
+    request is traced too.
+    """
+
+    async def traced(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await app(scope, receive, send)
+            return
+        method = scope["method"]
+        attributes = {"http.request.method": method, "url.path": scope["path"]}
+        with tracing.continued(method, scope["headers"], **attributes) as span:
+            parent = tracing.traceparent(span).encode()
+
+            async def send_with_traceparent(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    span.set_attribute("http.response.status_code", message["status"])
+                    message = {**message, "headers": [*message.get("headers", ()), (b"traceparent", parent)]}
+                await send(message)
+
+            await app(scope, receive, send_with_traceparent)
+
+    return traced
 
 
 async def _json_error(request: Request, exc: Exception) -> Response:

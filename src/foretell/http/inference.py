@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from starlette.types import Receive, Scope, Send
 
+from foretell import tracing
 from foretell.errors import InvalidInput
 from foretell.http.asgi import header, read_body, reply
 from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply
@@ -88,7 +89,11 @@ class InferenceEndpoints:
         headers = scope["headers"]
         json_length = parse_header_length(header(headers, b"inference-header-content-length"))
         body = await read_body(receive, header(headers, b"content-length"), self.max_body_bytes)
-        request = decode_infer_request(body, json_length)
+        if tracing.tracer is None:
+            request = decode_infer_request(body, json_length)
+        else:
+            with tracing.span("decode", **{"http.request.body.size": len(body)}):
+                request = decode_infer_request(body, json_length)
         call.request_id = request.id or header(headers, b"x-request-id")
         deadline = request_deadline(header(headers, b"x-request-timeout"), request.timeout_seconds)
         rows = inputs_from_request(slot.model.signature, request)
@@ -106,7 +111,8 @@ class InferenceEndpoints:
         headers = scope["headers"]
         body = await read_body(receive, header(headers, b"content-length"), self.max_body_bytes)
         # CSV cells are text until typed: the signature says which columns stay text ("02139").
-        rows = decode_invocations(body, header(headers, b"content-type") or "", signature=slot.model.signature)
+        with tracing.maybe_span("decode", **{"http.request.body.size": len(body)}):
+            rows = decode_invocations(body, header(headers, b"content-type") or "", signature=slot.model.signature)
         call.request_id = header(headers, b"x-request-id")
         deadline = request_deadline(header(headers, b"x-request-timeout"), None)
         inference = await self.service.infer(slot, rows, deadline=deadline, call=call)

@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
+from foretell import tracing
 from foretell.config import lines_on_stderr
 from foretell.errors import InvalidInput
 from foretell.http.app import ServerOptions, create_app
@@ -70,6 +71,8 @@ def build_services(home: Path, config: ServeConfig) -> tuple[InferenceService, H
     """The inference service over `config.models` and the hybrid service over it (not started)."""
     if not config.models:
         raise InvalidInput("nothing to serve: name models, or give one a production alias (foretell models alias)")
+    if config.tracing:  # here, so that every worker process and Ray replica exports its own spans
+        tracing.enable()
     runtime = Runtime(
         open_registry(home),
         list(config.models),
@@ -116,6 +119,8 @@ def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", r
     """Serve until SIGTERM or Ctrl-C; in-flight requests finish (up to 30 s), then this returns."""
     if not config.models:
         raise InvalidInput("nothing to serve: name models, or give one a production alias (foretell models alias)")
+    if config.tracing:  # a missing extra or a wrong OTEL_TRACES_EXPORTER is said once, before any worker starts
+        tracing.require()
     if ray is not None:
         _run_on_ray(home, config, ray)
         return

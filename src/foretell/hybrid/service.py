@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from foretell import tracing
 from foretell.core.columns import Columns
 from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, PredictOptions
 from foretell.core.schema import Signature
@@ -149,6 +150,8 @@ class HybridService:
             answers.update(found)
             computed.update(live)
         found_list = [answers[key] for key in wanted if key in answers]
+        if tracing.tracer is not None:
+            _annotate_outcomes(wanted, answers, computed)
         if self.inference.ledger is not None:  # those from the store are recorded now; live ones were, when made
             self.inference.record_stored(call, slot, [a for a in found_list if a.key not in computed])
         return found_list, [key for key in wanted if key not in answers]
@@ -200,12 +203,13 @@ class HybridService:
     ) -> tuple[dict[str, Lookup], dict[str, Lookup]]:
         """One arm's answers (stored, else live, else stale) and, of them, those computed now."""
         name = slot.name
-        stored = {} if fresh else await self._stored.get_many(store_names[0], wanted)
-        for other in () if fresh else store_names[1:]:
-            for key, found in (await self._stored.get_many(other, wanted)).items():
-                known = stored.get(key)
-                if known is None or _rank(found, slot.version) > _rank(known, slot.version):
-                    stored[key] = found
+        with tracing.maybe_span("store read", **{"foretell.store.keys": len(wanted)}):
+            stored = {} if fresh else await self._stored.get_many(store_names[0], wanted)
+            for other in () if fresh else store_names[1:]:
+                for key, found in (await self._stored.get_many(other, wanted)).items():
+                    known = stored.get(key)
+                    if known is None or _rank(found, slot.version) > _rank(known, slot.version):
+                        stored[key] = found
         now = self._clock()  # after the read, which may have waited for a hop: ages as of the answer
         answers: dict[str, Lookup] = {}
         stale: dict[str, Lookup] = {}
@@ -244,6 +248,7 @@ class HybridService:
             raise outcome
         if isinstance(outcome[0], InvalidInput):
             raise outcome[0]
+        tracing.annotate(foretell_event_entity=table.name, foretell_event_duplicate=outcome[0]["duplicate"])
         return {**outcome[0], "ms": round((time.perf_counter() - started) * 1000, 3)}
 
     async def apply_many(
@@ -300,7 +305,8 @@ class HybridService:
         async with contextlib.AsyncExitStack() as held:
             for key in keys:
                 await held.enter_async_context(self._locks.setdefault((table.name, key), asyncio.Lock()))
-            found = await self._entity_rows.get_many(table.name, keys)
+            with tracing.maybe_span("entity read", **{"foretell.store.keys": len(keys)}):
+                found = await self._entity_rows.get_many(table.name, keys)
             checked: dict[str, list[InvalidInput | None] | Exception] = {}
             for key in keys:
                 try:  # a key the table cannot have ("x" for whole numbers) fails its own events only
@@ -314,7 +320,8 @@ class HybridService:
                 if not isinstance(refused, Exception)
             }
             at = _stamp(self._clock())
-            applied = await write_entities(self.entities, table.name, {k: w for k, w in writes.items() if w}, at)
+            with tracing.maybe_span("entity write", **{"foretell.store.keys": len(writes)}):
+                applied = await write_entities(self.entities, table.name, {k: w for k, w in writes.items() if w}, at)
             # A duplicate refreshes too: it is usually the retry a 503 asked for, after the first
             # delivery changed the entity but could not queue its refresh.
             written = [key for key in keys if isinstance(applied.get(key), list)]
@@ -350,7 +357,8 @@ class HybridService:
         challenger's prediction is written back beside its staged generation.
         """
         computed = self._clock()  # before the features are read: see the module docstring
-        entities = await self._entity_rows.get_many(table.name, keys)
+        with tracing.maybe_span("entity read", **{"foretell.store.keys": len(keys)}):
+            entities = await self._entity_rows.get_many(table.name, keys)
         order = [key for key in keys if key in entities]
         if not order:
             return {}
@@ -380,7 +388,8 @@ class HybridService:
         challenger = slot.challenger
         answered_by_challenger = challenger is not None and version == challenger.version and version != slot.version
         store_name = staged_store_name(slot.name, version) if answered_by_challenger else slot.name
-        await asyncio.to_thread(self._write_back, store_name, answers.values())
+        with tracing.maybe_span("store write", **{"foretell.store.keys": len(answers)}):
+            await asyncio.to_thread(self._write_back, store_name, answers.values())
         return answers
 
     def _write_back(self, model: str, answers: Iterable[Lookup]) -> None:
@@ -410,6 +419,20 @@ class HybridService:
             f"model {name!r} has no prediction stored for key {key!r}, and entity table {table.name!r} "
             f"has no row for it to predict one live"
         )
+
+
+def _annotate_outcomes(wanted: list[str], answers: Mapping[str, Lookup], computed: Mapping[str, Lookup]) -> None:
+    """The lookup's hybrid outcome on its request span: per key hit (fresh from the store), fallback
+    (predicted live now), stale (an old stored answer, no live one possible) or miss (no answer)."""
+    counts = {"hit": 0, "fallback": 0, "stale": 0, "miss": 0}
+    for key in wanted:
+        answer = answers.get(key)
+        outcome = "miss" if answer is None else "fallback" if key in computed else "stale" if answer.stale else "hit"
+        counts[outcome] += 1
+    attributes: dict[str, Any] = {f"foretell.hybrid.{outcome}s": n for outcome, n in counts.items()}
+    if len(wanted) == 1:
+        attributes["foretell.hybrid.outcome"] = next(o for o, n in counts.items() if n)
+    tracing.current_span().set_attributes(attributes)
 
 
 def _from_store(found: StoredPrediction, now: datetime, model: str) -> Lookup:

@@ -31,8 +31,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from foretell import tracing
 from foretell.core.columns import Columns
 from foretell.core.frame import Frame
 from foretell.core.predictor import NO_OPTIONS, Predictions, PredictOptions
@@ -56,6 +57,8 @@ class _Batch:
     options: PredictOptions
     frame: Frame | None = None
     """The requests' rows joined, once the model was called with them."""
+    span: Any = None
+    """While tracing: the batch's span (linked to its requests'), ended when they are answered."""
 
 
 _State = Literal["new", "running", "stopping", "stopped"]
@@ -242,7 +245,10 @@ class MicroBatcher:
                 f"(limit {self.policy.max_queue}) and this request brings {rows}; retry after {wait:.0f} s",
                 retry_after_s=wait,
             )
-        pending = Pending(frame, rows, now, deadline, asyncio.get_running_loop().create_future(), options, note=note)
+        trace = None if tracing.tracer is None else tracing.queued()
+        pending = Pending(
+            frame, rows, now, deadline, asyncio.get_running_loop().create_future(), options, note=note, trace=trace
+        )
         self._queue.push(pending)
         self._wake.set()
         try:
@@ -320,10 +326,21 @@ class MicroBatcher:
         for pending in taken:
             self._observer.queue_wait(now - pending.enqueued_at)
         self._last_batch_requests = len(taken)
-        return _Batch(taken, sum(p.rows for p in taken), now, taken[0].options)
+        batch = _Batch(taken, sum(p.rows for p in taken), now, taken[0].options)
+        if tracing.tracer is not None:
+            traced = [p.trace for p in taken if p.trace is not None]
+            if traced:  # requests queued before tracing was turned on have none
+                tracing.queue_waits(traced)
+                batch.span = tracing.batch_span(traced, batch.rows)
+        return batch
 
     def _call(self, batch: _Batch) -> Predictions:
         # Runs in the model thread when there is one: the concat is the model's work too.
+        if batch.span is not None:
+            with tracing.child(batch.span, "batch formation"):
+                batch.frame = Frame.concat([p.frame for p in batch.requests])
+            with tracing.child(batch.span, "model call"):
+                return self._predict(batch.frame, batch.options)
         batch.frame = Frame.concat([p.frame for p in batch.requests])
         return self._predict(batch.frame, batch.options)
 
@@ -362,6 +379,8 @@ class MicroBatcher:
             self._fail_batch(batch, fault)
             return
         self._note_batch_time(batch)
+        if batch.span is not None:
+            batch.span.end()
         offset = 0
         made = None  # the model call, for requests that note it (the ledger): one object for the batch
         for pending in batch.requests:
@@ -377,6 +396,9 @@ class MicroBatcher:
 
     def _fail_batch(self, batch: _Batch, failure: BaseException) -> None:
         self._note_batch_time(batch)
+        if batch.span is not None:
+            batch.span.record_exception(failure)
+            batch.span.end()
         # The cause of a Predictor's PredictionError is the model's own exception: name that.
         cause = failure.__cause__ if isinstance(failure, PredictionError) and failure.__cause__ else failure
         reason = str(cause) if isinstance(cause, ForetellError) else f"{type(cause).__name__}: {cause}"

@@ -75,6 +75,8 @@ class ServeConfig:
     """Whether and where every prediction is recorded, and each model's policy (the `[ledger]` table)."""
     events_from: str | None = None
     """A Redis stream of events applied as `POST /v1/events` applies them: `redis://HOST:6379/0?stream=NAME`."""
+    tracing: bool = False
+    """OpenTelemetry spans per request, exported as the `OTEL_*` variables say (docs/tracing.md)."""
 
     def __post_init__(self) -> None:
         if self.overload_status not in (429, 503):
@@ -167,6 +169,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "store_url": (str,),
     "predictor": (str,),
     "events_from": (str,),
+    "tracing": (bool,),
 }
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions
 from foretell.ledger.record import ModelCall
+from foretell.tracing import Queued
 
 __all__ = ["BatchNote", "Pending", "RequestQueue"]
 
@@ -39,6 +40,8 @@ class Pending:
     """False once taken into a batch, expired, failed or abandoned by its caller."""
     note: BatchNote | None = None
     """Told how many rows the model call that answered this request had (for the prediction ledger)."""
+    trace: Queued | None = None
+    """While tracing: the request's span context and arrival, for its queue-wait span and the batch's links."""
 
 
 class BatchNote(Protocol):

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from foretell import tracing
 from foretell.core.columns import Columns
 from foretell.core.model import Model
 from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, Predictions, PredictOptions
@@ -332,7 +333,11 @@ class InferenceService:
         if call is None or self.ledger is None:
             return Inference(model, await batcher.submit(columns, deadline=deadline, options=options))
         predictions = await batcher.submit(columns, deadline=deadline, options=options, note=call)
-        ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
+        if tracing.tracer is None:
+            ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
+        else:
+            with tracing.span("ledger enqueue", **{"foretell.ledger.source": source}):
+                ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
         return Inference(model, predictions, ids)
 
     # -- the ledger (serving.recording) -----------------------------------------------------------
@@ -342,7 +347,8 @@ class InferenceService:
 
     def record_stored(self, call: Call, slot: ModelSlot, answers: Sequence[Stored]) -> None:
         """Record answers a lookup took from the store (source `precomputed`), one entry per key, and set their ids."""
-        self.recorder.stored(call, slot, answers)
+        with tracing.maybe_span("ledger enqueue", **{"foretell.ledger.source": "precomputed"}):
+            self.recorder.stored(call, slot, answers)
 
     # -- one wrapper for every request -------------------------------------------------------------
 
@@ -372,9 +378,24 @@ class InferenceService:
             in_flight.requests -= 1
             if call.model != "-":
                 self.metrics.in_flight_of(call.model).dec()
-        self.metrics.answered(call.model, endpoint, transport.status(answer), time.perf_counter() - call.started)
+        status = transport.status(answer)
+        self.metrics.answered(call.model, endpoint, status, time.perf_counter() - call.started)
+        if tracing.tracer is not None:
+            _describe(tracing.current_span(), call, status)
         return answer
 
     def refused(self, endpoint: str, status: int, started: float) -> None:
         """Count a request a transport refused before the service saw it (a wrong method)."""
         self.metrics.answered("-", endpoint, status, time.perf_counter() - started)
+
+
+def _describe(span: Any, call: Call, status: int) -> None:
+    """Name the transport's request span after the endpoint (low cardinality: never a key) and say what it did."""
+    span.update_name(call.endpoint)
+    span.set_attribute("foretell.endpoint", call.endpoint)
+    span.set_attribute("foretell.model", call.model)
+    span.set_attribute("foretell.status", status)
+    if call.model_version is not None:
+        span.set_attribute("foretell.model.version", call.model_version)
+    if call.prediction_id is not None:
+        span.set_attribute("foretell.prediction_id", call.prediction_id)

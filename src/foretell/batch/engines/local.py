@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
+from foretell import tracing
 from foretell.batch.engines.base import Chunks
 from foretell.batch.manifest import ChunkRecord
 from foretell.batch.scoring import ScoringSpec, score_chunk
@@ -151,6 +152,8 @@ _worker: dict[str, Any] = {}
 
 
 def _start(spec: ScoringSpec, job_pid: int) -> None:
+    if spec.traceparent is not None:  # the job traces: so does each worker process, exporting its own chunk spans
+        tracing.enable()
     _worker["spec"] = spec
     _worker["model"] = spec.model.load()
     _worker["challenger"] = None if spec.challenger is None else spec.challenger.load()
