@@ -78,7 +78,21 @@ def build_app(home: Path, config: ServeConfig) -> ASGIApp:
         overload_status=config.overload_status,
         access_log=config.access_log,
     )
-    return create_app(inference, options, hybrid, labels_at=ledger_location(home, config))
+    companions = []
+    if config.grpc_port is not None:
+        from foretell.grpc import GrpcServer  # grpcio is loaded only by servers that speak gRPC
+
+        companions.append(
+            GrpcServer(
+                inference,
+                config.host,
+                config.grpc_port,
+                api_key=config.api_key,
+                max_message_bytes=config.max_body_bytes,
+                grace_seconds=GRACEFUL_SHUTDOWN_S,
+            )
+        )
+    return create_app(inference, options, hybrid, labels_at=ledger_location(home, config), companions=companions)
 
 
 def ledger_location(home: Path, config: ServeConfig) -> str:
