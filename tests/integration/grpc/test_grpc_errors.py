@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -14,8 +15,6 @@ from conftest import Served
 from servekit import free_port, rows, server
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
-
-import grpc
 
 
 def tensor(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
@@ -46,7 +45,9 @@ def test_unknown_model_and_version_are_not_found(served: Served) -> None:
 def test_bad_input_is_invalid_argument_with_the_rest_message(served: Served) -> None:
     client = grpcclient.InferenceServerClient(served.grpc)
     x = rows(3)
-    bad = refusal(lambda: client.infer("clf", [tensor("a", x[:, 0].copy(), "FP64"), tensor("zz", x[:, 1].copy(), "FP64")]))
+    bad = refusal(
+        lambda: client.infer("clf", [tensor("a", x[:, 0].copy(), "FP64"), tensor("zz", x[:, 1].copy(), "FP64")])
+    )
     assert bad.status() == "StatusCode.INVALID_ARGUMENT"
     body = {
         "inputs": [
