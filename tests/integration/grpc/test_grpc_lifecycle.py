@@ -125,7 +125,10 @@ def test_workers_share_the_grpc_port(home: Path) -> None:
     """Each worker process binds the gRPC port too (grpc sets SO_REUSEPORT): both listen, every call is answered."""
     port = free_port()
     with server(home, "clf", "--grpc-port", str(port), "--workers", "2"):
-        assert len(listening_pids(f"http://127.0.0.1:{port}")) == 2
+        deadline = time.monotonic() + 30  # ready means one worker is: the other may still be loading its models
+        while len(listening_pids(f"http://127.0.0.1:{port}")) < 2:
+            assert time.monotonic() < deadline, "the second worker never listened on the gRPC port"
+            time.sleep(0.1)
         for _ in range(20):  # a new connection each time, to whichever worker the kernel picks
             with grpcclient.InferenceServerClient(f"127.0.0.1:{port}") as client:
                 assert client.infer("clf", [tensor("input", rows(1), "FP64")]).as_numpy("label") is not None
