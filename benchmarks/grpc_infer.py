@@ -7,6 +7,8 @@ One `foretell serve churn/1 --grpc-port` process (the demo churn model, compiled
 user's is) answers one-row infer requests (a [1, 31] FP64 tensor): over REST from wrk (as
 benchmarks/serve.py), and over gRPC from a small asyncio grpcio load generator in this file (`--load`,
 requests serialized once, raw tensor contents as tritonclient sends them, 8 connections at c=64).
+"gRPC floor" is the same load generator calling `ServerLive` (no model, no decoding): what grpcio's
+server and this Python client cost by themselves, as benchmarks/serve.py's HTTP floor is for REST.
 At c=1 and c=64, REST and gRPC alternate within each round, so drift on this shared machine falls on
 both; the figures are each point's median over the rounds, and the ratios are gRPC over REST.
 Needs wrk and taskset. (Not named grpc.py: a script's folder comes first on sys.path, and
@@ -33,12 +35,12 @@ from servekit import free_port
 from hybrid import wrk_with_max
 from serve import LUA, wait_ready
 
+SERVICE = "/inference.GRPCInferenceService"
 
-def load(address: str, request: bytes, concurrency: int, seconds: float) -> dict[str, float]:
-    """`concurrency` loops each sending ModelInfer back to back for `seconds`: req/s, p50, p99, errors."""
+
+def load(address: str, method: str, request: bytes, concurrency: int, seconds: float) -> dict[str, float]:
+    """`concurrency` loops each sending `method` back to back for `seconds`: req/s, p50, p99, errors."""
     import grpc
-
-    method = "/inference.GRPCInferenceService/ModelInfer"
 
     async def run() -> tuple[list[float], int, float]:
         channels = [
@@ -80,10 +82,10 @@ def load(address: str, request: bytes, concurrency: int, seconds: float) -> dict
     }
 
 
-def grpc_load(address: str, request_file: Path, concurrency: int, seconds: int) -> dict[str, float]:
-    """`load` in a process of its own on core 1, as wrk runs."""
-    command = ["taskset", "-c", "1", sys.executable, __file__, "--load", address, str(request_file),
-               str(concurrency), str(seconds)]  # fmt: skip
+def grpc_load(address: str, rpc: str, request_file: Path, concurrency: int, seconds: int) -> dict[str, float]:
+    """`load` of `rpc` in a process of its own on core 1, as wrk runs."""
+    command = ["taskset", "-c", "1", sys.executable, __file__, "--load", address, f"{SERVICE}/{rpc}",
+               str(request_file), str(concurrency), str(seconds)]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return result
@@ -93,11 +95,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--load", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
-        address, request_file, concurrency, seconds = args.load
-        print(json.dumps(load(address, Path(request_file).read_bytes(), int(concurrency), float(seconds))))
+        address, method, request_file, concurrency, seconds = args.load
+        print(json.dumps(load(address, method, Path(request_file).read_bytes(), int(concurrency), float(seconds))))
         return 0
 
     import joblib
@@ -105,7 +107,7 @@ def main() -> int:
 
     import foretell
     from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
-    from foretell.grpc.stubs.grpc_predict_v2_pb2 import ModelInferRequest, ModelInferResponse
+    from foretell.grpc.stubs.grpc_predict_v2_pb2 import ModelInferRequest, ModelInferResponse, ServerLiveRequest
 
     with tempfile.TemporaryDirectory(prefix="foretell-grpc-bench-") as scratch:
         home = Path(scratch) / "home"
@@ -123,6 +125,8 @@ def main() -> int:
         request.raw_input_contents.append(np.ascontiguousarray(row, dtype="<f8").tobytes())
         request_file = Path(scratch) / "infer.pb"
         request_file.write_bytes(request.SerializeToString())
+        live_file = Path(scratch) / "live.pb"
+        live_file.write_bytes(ServerLiveRequest().SerializeToString())
 
         port, grpc_port = free_port(), free_port()
         env = {**os.environ, "FORETELL_HOME": str(home)}
@@ -139,7 +143,7 @@ def main() -> int:
             rest = httpx.post(url, content=body).json()
             rest_score = next(o["data"][0] for o in rest["outputs"] if o["name"] == "score")
             with grpc.insecure_channel(address) as channel:
-                answer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(request.SerializeToString())
+                answer = channel.unary_unary(f"{SERVICE}/ModelInfer")(request.SerializeToString())
             response = ModelInferResponse.FromString(answer)
             at = [o.name for o in response.outputs].index("score")
             grpc_score = float(np.frombuffer(response.raw_output_contents[at], dtype="<f8")[0])
@@ -147,7 +151,12 @@ def main() -> int:
             for _ in range(args.rounds):
                 for c in (1, 64):
                     points.setdefault(("REST", c), []).append(wrk_with_max(url, lua, c, args.seconds))
-                    points.setdefault(("gRPC", c), []).append(grpc_load(address, request_file, c, args.seconds))
+                    points.setdefault(("gRPC", c), []).append(
+                        grpc_load(address, "ModelInfer", request_file, c, args.seconds)
+                    )
+                    points.setdefault(("gRPC floor", c), []).append(
+                        grpc_load(address, "ServerLive", live_file, c, args.seconds)
+                    )
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -157,10 +166,10 @@ def main() -> int:
 
     print(f"# grpc_infer: demo churn model, one row, 1 server worker on core 0, load on core 1, "
           f"{args.rounds} rounds x {args.seconds} s per point (medians)")  # fmt: skip
-    print(f"{'transport':<9} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'transport':<10} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for c in (1, 64):
-        for name in ("REST", "gRPC"):
-            print(f"{name:<9} {c:>4} {median(name, c, 'rps'):>9,.0f} {median(name, c, 'p50_ms'):>8.2f} "
+        for name in ("REST", "gRPC", "gRPC floor"):
+            print(f"{name:<10} {c:>4} {median(name, c, 'rps'):>9,.0f} {median(name, c, 'p50_ms'):>8.2f} "
                   f"{median(name, c, 'p99_ms'):>8.2f} {sum(p['errors'] for p in points[(name, c)]):>7.0f}")  # fmt: skip
     rps64 = median("gRPC", 64, "rps") / median("REST", 64, "rps")
     p99_64 = median("gRPC", 64, "p99_ms") / median("REST", 64, "p99_ms")

@@ -122,7 +122,7 @@ def _parameters(parameters: Any) -> dict[str, Any]:
 def _check_parameters(parameters: dict[str, Any]) -> None:
     """As the REST decoder checks them: `timeout` in microseconds (Triton's), `key` an entity id."""
     timeout = parameters.get("timeout")
-    if timeout is not None and (type(timeout) is not int or timeout < 0):
+    if timeout is not None and (type(timeout) not in (int, float) or not math.isfinite(timeout) or timeout < 0):
         raise ProtocolError(
             f"request parameter 'timeout' must be a non-negative number of microseconds, got {timeout!r}"
         )

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
 import pytest
+from grpckit import Served
+from servekit import FEATURES, free_port, rows, server
 from sklearn.linear_model import LogisticRegression
 
 import foretell
 from foretell.adapters.outputs import classifier_outputs
 from foretell.core.feature import Feature
 from foretell.core.schema import Output, Signature
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "serving"))  # servekit: the real server process
-from servekit import FEATURES, free_port, rows, server
 
 MODELS = '''
 import time
@@ -61,8 +58,6 @@ class Slow:
         return np.asarray(columns["a"], dtype=float) * 2.0
 '''
 
-API_KEY = "s3cret-grpc"
-
 
 @pytest.fixture(scope="session")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -101,14 +96,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
             home=home,
         )
     return home
-
-
-@dataclass(frozen=True)
-class Served:
-    """A running `foretell serve` with gRPC: its REST base URL and its gRPC address."""
-
-    url: str
-    grpc: str
 
 
 @pytest.fixture(scope="module")

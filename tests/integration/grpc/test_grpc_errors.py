@@ -11,16 +11,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
-from conftest import Served
+from grpckit import Served, tensor
 from servekit import free_port, rows, server
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
-
-
-def tensor(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
-    given = grpcclient.InferInput(name, list(array.shape), datatype)
-    given.set_data_from_numpy(array)
-    return given
 
 
 def refusal(call: object) -> InferenceServerException:

@@ -6,20 +6,8 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import tritonclient.grpc as grpcclient
-from conftest import Served
+from grpckit import Served, tensor
 from servekit import FEATURES, rows
-
-
-def infer(
-    client: grpcclient.InferenceServerClient, model: str, inputs: list[grpcclient.InferInput]
-) -> grpcclient.InferResult:
-    return client.infer(model, inputs)
-
-
-def tensor(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
-    given = grpcclient.InferInput(name, list(array.shape), datatype)
-    given.set_data_from_numpy(array)
-    return given
 
 
 def test_probes_and_metadata(served: Served) -> None:

@@ -15,18 +15,12 @@ import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
-from conftest import Served
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpckit import Served, tensor
 from servekit import free_port, listening_pids, rows, server
 
 from foretell.ledger.segments import LedgerLocation
-
-
-def tensor(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
-    given = grpcclient.InferInput(name, list(array.shape), datatype)
-    given.set_data_from_numpy(array)
-    return given
 
 
 def test_the_asyncio_client_speaks_every_rpc(served: Served) -> None:
