@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export FORETELL_HOME ?= $(CURDIR)/.foretell
 
-.PHONY: run test test-ray lint typecheck layers unit bench clean
+.PHONY: run test test-ray lint typecheck layers unit bench grpc-stubs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("foretell needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -92,6 +92,12 @@ unit: $(STAMP)
 # The tests that run on Ray (a local Ray instance of 2 CPUs, started by the tests); `make test` runs them too.
 test-ray: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider -m ray
+
+# The Open Inference Protocol's gRPC stubs (foretell.grpc.stubs), committed: regenerate after editing the .proto.
+GRPC_PROTO := src/foretell/grpc/stubs/grpc_predict_v2.proto
+
+grpc-stubs: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src $(GRPC_PROTO)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/predict_overhead.py

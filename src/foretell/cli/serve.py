@@ -14,6 +14,7 @@ EPILOG = (
     "Examples:\n\n"
     "  foretell serve                                   # every model with a production alias\n\n"
     "  foretell serve churn@production --port 8080 --max-batch-size 64\n\n"
+    "  foretell serve churn@production --grpc-port 8001   # also OIP over gRPC (tritonclient.grpc)\n\n"
     "  foretell serve --config serve.toml               # settings and per-model batching (docs/serving.md)\n\n"
     "  foretell serve churn@production --engine ray --autoscale 1:4 --ray-address auto   # Ray Serve replicas\n\n"
     "  foretell serve churn@production --engine ray --ray-ingress proxy   # only through Ray Serve's proxy\n\n"
@@ -32,6 +33,10 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on (default: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default: 8000).")] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(help="Also serve the Open Inference Protocol over gRPC on this port, same host (default: off)."),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=1, help="Server processes, each with its own copy of the models (default: 1).")
     ] = None,
@@ -99,6 +104,7 @@ def serve(
     settings = {
         "host": host,
         "port": port,
+        "grpc_port": grpc_port,
         "workers": workers,
         "max_batch_size": max_batch_size,
         "max_delay_ms": max_delay_ms,
@@ -118,14 +124,22 @@ def serve(
         raise typer.BadParameter("--replicas, --autoscale, --ray-address and --ray-ingress go with --engine ray")
     if ray_ingress not in (None, "direct", "proxy"):
         raise typer.BadParameter("--ray-ingress is direct or proxy")
+    if engine == "ray" and grpc_port:
+        raise typer.BadParameter(
+            "--grpc-port serves gRPC from this process; on Ray, gRPC goes through Ray Serve's own gRPC proxy "
+            "(docs/serving.md, gRPC)"
+        )
     if engine == "ray" and workers:
         raise typer.BadParameter("on Ray, replicas replace worker processes: use --replicas N or --autoscale MIN:MAX")
     if replicas and autoscale:
         raise typer.BadParameter("give --replicas N or --autoscale MIN:MAX, not both")
     resolved = api.serve_config(config, uris or (), settings)
     shown = ", ".join(resolved.models) or ", ".join(api.production_uris()) or "nothing"
+    grpc = f" and grpc://{resolved.host}:{resolved.grpc_port}" if resolved.grpc_port else ""
     err.print(
-        f"serving {shown} on http://{resolved.host}:{resolved.port} (Ctrl-C to stop)", highlight=False, markup=False
+        f"serving {shown} on http://{resolved.host}:{resolved.port}{grpc} (Ctrl-C to stop)",
+        highlight=False,
+        markup=False,
     )
     if engine == "ray":
         api.serve(

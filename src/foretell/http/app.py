@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import version as package_version
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.applications import Starlette
@@ -40,10 +40,19 @@ from foretell.hybrid.stream import StreamConsumer
 from foretell.protocols.oip import model_metadata, server_metadata
 from foretell.serving.service import Call, InferenceService, ModelSlot
 
-__all__ = ["ServerOptions", "create_app"]
+__all__ = ["Companion", "ServerOptions", "create_app"]
 
 SERVER_NAME = "foretell"
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/ping", "/health", "/metrics")
+
+
+class Companion(Protocol):
+    """Another server run by this app's lifespan (the gRPC one): started once the models are loaded,
+    stopped after HTTP has drained and before the batchers do."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class ServerOptions:
@@ -70,9 +79,11 @@ def create_app(
     *,
     labels_at: str | None = None,
     events: StreamConsumer | None = None,
+    companions: Sequence[Companion] = (),
 ) -> ASGIApp:
     """The server's ASGI app; with `hybrid`, also the lookup-by-key and event routes (`/v1`); with
-    `labels_at` (a ledger's location), `POST /v1/labels`; with `events`, a stream's events applied while it serves."""
+    `labels_at` (a ledger's location), `POST /v1/labels`; with `events`, a stream's events applied while it
+    serves; `companions` run alongside (the gRPC server)."""
     options = options or ServerOptions()
     version = package_version("foretell")
     answers = HttpAnswers(overload_status=options.overload_status, retry_after_seconds=options.retry_after_seconds)
@@ -90,7 +101,13 @@ def create_app(
             await events.open()
             consuming = asyncio.create_task(events.run(), name="foretell-events")
         with not_ready_on_signal(service):
-            yield
+            for companion in companions:
+                await companion.start()
+            try:
+                yield
+            finally:
+                for companion in companions:
+                    await companion.stop()
         if events is not None and consuming is not None:  # its read in hand is applied and acknowledged first
             events.stop()
             await consuming

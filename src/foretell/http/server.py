@@ -64,7 +64,23 @@ def build_app(home: Path, config: ServeConfig) -> ASGIApp:
     events = None
     if config.events_from is not None:
         events = StreamConsumer(hybrid, parse_stream_url(config.events_from))
-    return create_app(inference, options, hybrid, labels_at=ledger_location(home, config), events=events)
+    companions = []
+    if config.grpc_port is not None:
+        from foretell.grpc import GrpcServer  # grpcio is loaded only by servers that speak gRPC
+
+        companions.append(
+            GrpcServer(
+                inference,
+                config.host,
+                config.grpc_port,
+                api_key=config.api_key,
+                max_message_bytes=config.max_body_bytes,
+                grace_seconds=GRACEFUL_SHUTDOWN_S,
+            )
+        )
+    return create_app(
+        inference, options, hybrid, labels_at=ledger_location(home, config), events=events, companions=companions
+    )
 
 
 def build_services(home: Path, config: ServeConfig) -> tuple[InferenceService, HybridService]:

@@ -3,6 +3,7 @@
 ```toml
 models = ["churn@production", "movies@production"]   # default: every model with @production
 port = 8000
+grpc_port = 8001           # also the Open Inference Protocol over gRPC (default: off)
 max_batch_size = 64        # every model's batching knobs ...
 max_delay_ms = 10
 max_queue = 1024
@@ -56,6 +57,8 @@ class ServeConfig:
     models: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc_port: int | None = None
+    """The Open Inference Protocol over gRPC on this port, same host (`serve --grpc-port`); None: off."""
     workers: int = 1
     defaults: BatchPolicy = field(default_factory=BatchPolicy)
     model_knobs: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -83,6 +86,8 @@ class ServeConfig:
             raise ValueError(f"overload_status must be 429 or 503, got {self.overload_status}")
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be between 1 and 65535, got {self.port}")
+        if self.grpc_port is not None and not 0 < self.grpc_port < 65536:
+            raise ValueError(f"grpc_port must be between 1 and 65535, got {self.grpc_port}")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.max_body_bytes < 1:
@@ -156,6 +161,7 @@ _LEDGER_FLAGS = {"ledger_enabled": "enabled", "ledger_location": "location"}
 _TYPES: dict[str, tuple[type, ...]] = {
     "host": (str,),
     "port": (int,),
+    "grpc_port": (int,),
     "workers": (int,),
     "max_batch_size": (int,),
     "max_delay_ms": (int, float),

@@ -353,16 +353,22 @@ class InferenceService:
     # -- one wrapper for every request -------------------------------------------------------------
 
     async def observed(
-        self, endpoint: str, work: Callable[[Call], Awaitable[Answer]], transport: Transport[Answer]
+        self,
+        endpoint: str,
+        work: Callable[[Call], Awaitable[Answer]],
+        transport: Transport[Answer],
+        *,
+        over: str = "http",
     ) -> Answer:
         """Run one request's `work`, turn any failure into the transport's answer, and record its metrics.
 
         Every request a transport serves through the service passes here once: it is
         counted in flight while it runs (lone requests may run on the event loop only when
         nothing else is in flight), a bug is logged with its traceback, and the request is
-        counted under its model, endpoint and the transport's status.
+        counted under its model, endpoint and the transport's status. `over` names the transport
+        in the ledger ("http", "grpc").
         """
-        call = Call(endpoint)
+        call = Call(endpoint, over)
         in_flight = self.runtime.in_flight
         in_flight.requests += 1
         try:

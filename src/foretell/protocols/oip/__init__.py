@@ -9,9 +9,11 @@ model; the HTTP layer passes bytes and headers in, and gets bytes and headers ba
   Its parts: `json_data`, `binary_data`, `bulk_inputs` (the common form in bulk), `outputs`.
 - `response`: output tensors → an infer response's bytes and headers.
 - `metadata`: the server and model metadata documents.
+- `raw`: a tensor's raw bytes (the binary extension's parts, gRPC's raw contents).
 """
 
 from foretell.protocols.oip.metadata import model_metadata, server_metadata
+from foretell.protocols.oip.raw import decode_raw, encode_raw
 from foretell.protocols.oip.request import InferRequest, decode_infer_request, parse_header_length
 from foretell.protocols.oip.response import encode_infer_response
 from foretell.protocols.oip.tensors import (
@@ -33,7 +35,9 @@ __all__ = [
     "TensorBlock",
     "datatype_of",
     "decode_infer_request",
+    "decode_raw",
     "encode_infer_response",
+    "encode_raw",
     "model_metadata",
     "parse_header_length",
     "server_metadata",

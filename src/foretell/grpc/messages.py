@@ -1,0 +1,146 @@
+"""`ModelInferRequest` → `InferRequest`, and output tensors → `ModelInferResponse`.
+
+Inputs come as `raw_input_contents` (what tritonclient sends) or as each tensor's typed
+`contents`; either way they become the same `InferRequest` the REST decoder makes, so the
+model sees the same rows and a bad input gets the same message as over REST. Outputs always go
+back as `raw_output_contents`, as Triton answers: the one form every OIP client reads.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from foretell.errors import ProtocolError
+from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
+    InferParameter,
+    InferTensorContents,
+    ModelInferRequest,
+    ModelInferResponse,
+)
+from foretell.protocols.oip import DATATYPES, InferRequest, RequestedOutput, Tensor, decode_raw, encode_raw
+
+__all__ = ["decode_model_infer", "encode_model_infer"]
+
+# Which repeated field of `InferTensorContents` holds each datatype (FP16 has none: raw only).
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_MAX_DIMS = 32
+
+
+def decode_model_infer(message: ModelInferRequest) -> InferRequest:
+    """A gRPC infer request → `InferRequest`, or `ProtocolError` naming the input and the field."""
+    if not message.inputs:
+        raise ProtocolError("request 'inputs' must be a non-empty list of tensors, got none")
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise ProtocolError(
+            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; give one per input"
+        )
+    inputs: list[Tensor] = []
+    seen: set[str] = set()
+    for position, tensor in enumerate(message.inputs):
+        name = tensor.name
+        if not name:
+            raise ProtocolError(f"inputs[{position}]: 'name' must be a non-empty string")
+        if name in seen:
+            raise ProtocolError(f"input {name!r} is given more than once")
+        seen.add(name)
+        datatype = tensor.datatype
+        if datatype not in DATATYPES:
+            raise ProtocolError(
+                f"input {name!r}: unknown 'datatype' {datatype!r}; expected one of {', '.join(DATATYPES)}"
+            )
+        shape = tuple(int(d) for d in tensor.shape)
+        if len(shape) > _MAX_DIMS or any(d < 0 for d in shape):
+            raise ProtocolError(
+                f"input {name!r}: 'shape' must be a list of at most {_MAX_DIMS} non-negative integers, got "
+                f"{list(shape)}"
+            )
+        if raw:
+            if tensor.HasField("contents"):
+                raise ProtocolError(f"input {name!r}: has both contents and raw_input_contents; send one")
+            flat = decode_raw(name, datatype, shape, raw[position])
+        else:
+            flat = _typed_contents(name, datatype, shape, tensor.contents)
+        inputs.append(Tensor(name, datatype, shape, flat.reshape(shape), _parameters(tensor.parameters)))
+    outputs = [RequestedOutput(o.name, True) for o in message.outputs] or None
+    parameters = _parameters(message.parameters)
+    _check_parameters(parameters)
+    return InferRequest(message.id or None, inputs, outputs, parameters)
+
+
+def _typed_contents(name: str, datatype: str, shape: tuple[int, ...], contents: InferTensorContents) -> np.ndarray:
+    field = _CONTENTS_FIELD.get(datatype)
+    if field is None:
+        raise ProtocolError(f"input {name!r}: {datatype} has no typed contents; send it in raw_input_contents")
+    values = getattr(contents, field)
+    expected = math.prod(shape)
+    if len(values) != expected:
+        raise ProtocolError(
+            f"input {name!r}: shape {list(shape)} needs {expected} values in contents.{field}, got {len(values)}"
+        )
+    if datatype == "BYTES":
+        array = np.empty(expected, dtype=object)
+        array[:] = list(values)
+        return array
+    dtype = DATATYPES[datatype]
+    try:
+        # Narrow integers travel widened (INT8 in int32 contents): refuse a value the datatype cannot hold.
+        wide = np.asarray(values)
+        array = wide.astype(dtype)
+        if dtype.kind in "iu" and wide.size and not np.array_equal(array, wide):
+            raise OverflowError
+    except OverflowError:
+        raise ProtocolError(f"input {name!r}: contents.{field} holds a value out of range for {datatype}") from None
+    return array
+
+
+def _parameters(parameters: Any) -> dict[str, Any]:
+    """A protobuf map of `InferParameter` → a plain dict of bool, int or str."""
+    plain: dict[str, Any] = {}
+    for key, parameter in parameters.items():
+        choice = parameter.WhichOneof("parameter_choice")
+        plain[key] = None if choice is None else getattr(parameter, choice)
+    return plain
+
+
+def _check_parameters(parameters: dict[str, Any]) -> None:
+    """As the REST decoder checks them: `timeout` in microseconds (Triton's), `key` an entity id."""
+    timeout = parameters.get("timeout")
+    if timeout is not None and (type(timeout) not in (int, float) or not math.isfinite(timeout) or timeout < 0):
+        raise ProtocolError(
+            f"request parameter 'timeout' must be a non-negative number of microseconds, got {timeout!r}"
+        )
+    key = parameters.get("key")
+    if key is not None and not ((type(key) is str and 0 < len(key) <= 200) or type(key) is int):
+        raise ProtocolError(
+            f"request parameter 'key' must be an entity id (a non-empty string or a whole number), got {key!r}"
+        )
+
+
+def encode_model_infer(
+    model_name: str, model_version: str, request_id: str | None, outputs: list[Tensor], prediction_id: str | None
+) -> ModelInferResponse:
+    """Output tensors → a `ModelInferResponse` with raw contents; the ledger's id as parameter `prediction_id`."""
+    response = ModelInferResponse(model_name=model_name, model_version=model_version, id=request_id or "")
+    if prediction_id is not None:
+        response.parameters["prediction_id"].CopyFrom(InferParameter(string_param=prediction_id))
+    for tensor in outputs:
+        response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.shape))
+        response.raw_output_contents.append(encode_raw(tensor))
+    return response

@@ -1,0 +1,116 @@
+"""The gRPC server beside the HTTP one: same process, same event loop, same `InferenceService`.
+
+`GrpcServer.start()` runs inside the HTTP app's lifespan once the models are loaded, and
+`stop()` after uvicorn has drained HTTP on SIGTERM: new RPCs are refused while in-flight ones
+finish (up to the grace period), before the service drains its batchers. It also serves the
+standard `grpc.health.v1` health service (NOT_SERVING from the moment the drain starts) and
+server reflection. With `--workers N` each process binds the same port: grpc sets
+SO_REUSEPORT by default, so the kernel spreads connections over the workers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from foretell.errors import InvalidInput
+from foretell.grpc.inference import SERVICE_NAME, InferenceServicer, method_handlers
+from foretell.serving.service import InferenceService
+
+__all__ = ["GrpcServer"]
+
+log = logging.getLogger("foretell.grpc")
+
+# The probes answer without a key, as REST's /v2/health/* do: a locked server still says how it is.
+_OPEN_METHODS = frozenset(
+    {
+        f"/{SERVICE_NAME}/ServerLive",
+        f"/{SERVICE_NAME}/ServerReady",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+
+class GrpcServer:
+    """`inference.GRPCInferenceService`, health and reflection on `host:port`."""
+
+    def __init__(
+        self,
+        service: InferenceService,
+        host: str,
+        port: int,
+        *,
+        api_key: str | None = None,
+        max_message_bytes: int = 64 * 2**20,
+        grace_seconds: float = 30.0,
+    ) -> None:
+        self.service = service
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.api_key = api_key
+        self.max_message_bytes = max_message_bytes
+        self.grace_seconds = grace_seconds
+        self._server: Any = None
+        self._health: Any = None
+
+    async def start(self) -> None:
+        interceptors = [_ApiKeyInterceptor(self.api_key)] if self.api_key else []
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                # Larger requests end RESOURCE_EXHAUSTED, as REST's body limit answers 413.
+                ("grpc.max_receive_message_length", self.max_message_bytes),
+                ("grpc.max_send_message_length", -1),
+            ],
+        )
+        server.add_generic_rpc_handlers([method_handlers(InferenceServicer(self.service))])
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        if server.add_insecure_port(self.address) == 0:
+            raise InvalidInput(f"grpc_port: cannot listen on {self.address}")
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        log.warning("serving gRPC (inference.GRPCInferenceService) on %s", self.address)
+
+    async def stop(self) -> None:
+        """Refuse new RPCs, let in-flight ones finish for up to the grace period."""
+        if self._server is None:
+            return
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(self.grace_seconds)
+        self._server = None
+
+
+class _ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Every RPC but the probes needs `authorization: Bearer KEY` or `x-api-key: KEY` metadata."""
+
+    def __init__(self, key: str) -> None:
+        self.expected = key.encode()
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
+        if details.method in _OPEN_METHODS:
+            return await continuation(details)
+        metadata = dict(details.invocation_metadata or ())
+        given = metadata.get("x-api-key") or str(metadata.get("authorization", "")).removeprefix("Bearer ")
+        if hmac.compare_digest(str(given).encode(), self.expected):
+            return await continuation(details)
+        return _REFUSED
+
+
+async def _refuse(request: Any, context: Any) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key")
+
+
+# Requests are not decoded: refused before anything of theirs is read.
+_REFUSED = grpc.unary_unary_rpc_method_handler(_refuse, request_deserializer=None, response_serializer=None)

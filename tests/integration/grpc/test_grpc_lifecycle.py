@@ -1,0 +1,144 @@
+"""The gRPC server's life beside REST: the asyncio client, health and reflection, the ledger, SIGTERM's drain,
+and `--workers` sharing the port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import grpc
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpckit import Served, tensor
+from servekit import free_port, listening_pids, rows, server
+
+from foretell.ledger.segments import LedgerLocation
+
+
+def test_the_asyncio_client_speaks_every_rpc(served: Served) -> None:
+    async def session() -> None:
+        async with aioclient.InferenceServerClient(served.grpc) as client:
+            assert await client.is_server_live()
+            assert await client.is_server_ready()
+            assert await client.is_model_ready("topk")
+            assert (await client.get_server_metadata(as_json=True))["name"] == "foretell"
+            assert (await client.get_model_metadata("topk", as_json=True))["outputs"][0]["name"] == "items"
+            x = rows(20, seed=2)
+            results = await asyncio.gather(*(client.infer("clf", [tensor("input", x, "FP64")]) for _ in range(8)))
+            first = results[0].as_numpy("proba_1")
+            for result in results:
+                np.testing.assert_array_equal(result.as_numpy("proba_1"), first)
+            tiers = await client.infer(
+                "tiers",
+                [tensor("a", np.array([2.0]), "FP64"), tensor("tier", np.array([b"pro"], dtype=object), "BYTES")],
+            )
+            np.testing.assert_array_equal(tiers.as_numpy("score"), [20.0])
+
+    asyncio.run(session())
+
+
+def test_health_and_reflection(served: Served) -> None:
+    with grpc.insecure_channel(served.grpc) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "inference.GRPCInferenceService"):
+            answer = health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = set(database.get_services())
+        assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= services
+        described = database.FindFileContainingSymbol("inference.GRPCInferenceService")
+        assert {m.name for m in described.service[0].method} == {
+            "ServerLive",
+            "ServerReady",
+            "ModelReady",
+            "ServerMetadata",
+            "ModelMetadata",
+            "ModelInfer",
+        }
+
+
+def ledger_rows(home: Path, model: str) -> list[dict[str, Any]]:
+    files = LedgerLocation(home / "ledger").segment_files(model)
+    if not files:
+        return []
+    relation = duckdb.sql(f"SELECT * FROM read_parquet({files!r}, union_by_name=true)")
+    assert relation is not None
+    return relation.to_arrow_table().to_pylist()
+
+
+def test_a_grpc_prediction_is_in_the_ledger_as_grpc(home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[ledger]\nflush_seconds = 0.2\nlocation = "{tmp_path / "ledger"}"\n')
+    port = free_port()
+    with server(home, "clf", "--grpc-port", str(port), "--config", str(config)):
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        result = client.infer("clf", [tensor("input", rows(3), "FP64")], request_id="grpc-req-1")
+        prediction_id = result.get_response().parameters["prediction_id"].string_param
+        assert prediction_id
+        deadline = time.monotonic() + 10
+        while not (found := [r for r in ledger_rows(tmp_path, "clf") if r["prediction_id"] == prediction_id]):
+            assert time.monotonic() < deadline, "the gRPC prediction never reached the ledger"
+            time.sleep(0.05)
+    assert found[0]["transport"] == "grpc"
+    assert found[0]["endpoint"] == "infer"
+    assert found[0]["request_id"] == "grpc-req-1"
+
+
+def test_sigterm_lets_an_in_flight_request_finish(home: Path) -> None:
+    port = free_port()
+    with server(home, "slow", "--grpc-port", str(port)) as url:
+        (pid,) = listening_pids(url)
+
+        async def during_sigterm() -> tuple[np.ndarray, BaseException | None]:
+            async with aioclient.InferenceServerClient(f"127.0.0.1:{port}") as client:
+                pending = asyncio.ensure_future(client.infer("slow", [tensor("a", np.array([21.0]), "FP64")]))
+                await asyncio.sleep(0.3)  # the model takes a second: the request is in flight
+                os.kill(pid, signal.SIGTERM)
+                await asyncio.sleep(0.2)
+                late: BaseException | None = None
+                try:
+                    await client.infer("slow", [tensor("a", np.array([1.0]), "FP64")], client_timeout=5)
+                except Exception as refused:
+                    late = refused
+                return (await pending).as_numpy("score"), late
+
+        score, late = asyncio.run(during_sigterm())
+    np.testing.assert_array_equal(score, [42.0])
+    assert late is not None, "a request sent during the drain was answered"
+
+
+def test_workers_share_the_grpc_port(home: Path) -> None:
+    """Each worker process binds the gRPC port too (grpc sets SO_REUSEPORT): both listen, every call is answered."""
+    port = free_port()
+    with server(home, "clf", "--grpc-port", str(port), "--workers", "2"):
+        deadline = time.monotonic() + 30  # ready means one worker is: the other may still be loading its models
+        while len(listening_pids(f"http://127.0.0.1:{port}")) < 2:
+            assert time.monotonic() < deadline, "the second worker never listened on the gRPC port"
+            time.sleep(0.1)
+        for _ in range(20):  # a new connection each time, to whichever worker the kernel picks
+            with grpcclient.InferenceServerClient(f"127.0.0.1:{port}") as client:
+                assert client.infer("clf", [tensor("input", rows(1), "FP64")]).as_numpy("label") is not None
+
+
+def test_ray_serve_refuses_grpc_port_saying_why(home: Path) -> None:
+    """On Ray, gRPC would go through Ray Serve's own proxy (docs/serving.md): the flag is refused, not ignored."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "foretell", "serve", "clf", "--engine", "ray", "--grpc-port", "8001"],
+        env={**os.environ, "FORETELL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Ray Serve's own gRPC proxy" in " ".join(done.stderr.split())
