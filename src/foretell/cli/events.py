@@ -8,6 +8,7 @@ import typer
 
 from foretell import api
 from foretell.cli.output import err, out, print_json
+from foretell.config import lines_on_stderr
 
 if TYPE_CHECKING:
     from foretell.hybrid.stream import StreamConsumer
@@ -50,6 +51,7 @@ def consume(
 ) -> None:
     """Apply a stream's events (validation, entity write, prediction refresh) until Ctrl-C or SIGTERM."""
     err.print(f"consuming {source} (Ctrl-C to stop)", highlight=False, markup=False)
+    lines_on_stderr("foretell.events")  # standing by for another consumer, dead letters, Redis gone
 
     def progress(events: StreamConsumer) -> None:
         done = events.progress

@@ -63,6 +63,7 @@ def build_app(home: Path, config: ServeConfig) -> ASGIApp:
     )
     events = None
     if config.events_from is not None:
+        lines_on_stderr("foretell.events")  # standing by, dead letters, Redis gone: what its operator must see
         events = StreamConsumer(hybrid, parse_stream_url(config.events_from))
     companions = []
     if config.grpc_port is not None:

@@ -17,6 +17,9 @@ An event the route would answer 400 is a poison event: retrying cannot help, so 
 the dead-letter stream with its reason, and is acknowledged in the same transaction. Any
 other failure (Redis or a store down, the model's queue full) leaves the read's unsettled
 entries pending; the consumer waits and reads its pending entries again.
+
+On one host, one process at a time consumes as a given consumer (`hybrid.stream_lock`):
+the other `--workers` of a server stand by, so the events about a key keep their order.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from foretell.errors import InvalidInput, StoreError
 from foretell.hybrid.events import Event, parse_event
 from foretell.hybrid.service import HybridService
+from foretell.hybrid.stream_lock import ConsumerLock
 from foretell.serving.service import Call
 from foretell.store.redis_stream import Entry, StreamAddress, StreamLag, StreamReader
 
@@ -91,6 +95,7 @@ class StreamConsumer:
         self._reader: StreamReader | None = None
         self._stopping = asyncio.Event()
         self._lag_at = 0.0
+        self._lock = ConsumerLock(address)
         registry = registry if registry is not None else hybrid.inference.metrics.registry
         stream = address.stream
         self._events = Counter(
@@ -116,6 +121,12 @@ class StreamConsumer:
             "foretell_events_last_read_seconds", "How long the last read took to apply and acknowledge.", ["stream"],
             registry=registry,
         ).labels(stream)  # fmt: skip
+        self._consuming = Gauge(
+            "foretell_events_consuming",
+            "1 while this process consumes the stream, 0 while it stands by for the one that does (stream_lock).",
+            ["stream"],
+            registry=registry,
+        ).labels(stream)
 
     async def open(self) -> None:
         """Connect and create the group if missing (fails here, with a one-line `StoreError`, when Redis is down)."""
@@ -130,6 +141,8 @@ class StreamConsumer:
         """Consume until `stop()` (or, with `until_idle`, until a read finds nothing new)."""
         if self._reader is None:
             await self.open()
+        if not await self._take_lock():
+            return self.progress
         pending = True  # first the entries this consumer was given before it (re)started
         while not self._stopping.is_set():
             try:
@@ -220,6 +233,28 @@ class StreamConsumer:
         if self._reader is not None:
             await asyncio.to_thread(self._reader.close)
             self._reader = None
+        self._lock.release()
+        self._consuming.set(0)
+
+    async def _take_lock(self) -> bool:
+        """Wait until this process is the one consuming as this consumer on this host; False if stopped first."""
+        announced = False
+        while not self._lock.try_take():
+            if not announced:
+                log.info(
+                    "events: another process on this host consumes %s as consumer %r of group %r; standing by",
+                    self.address.stream,
+                    self.address.consumer,
+                    self.address.group,
+                )
+                announced = True
+            await self._pause()
+            if self._stopping.is_set():
+                return False
+        if announced:
+            log.info("events: the other consumer stopped; this process consumes %s now", self.address.stream)
+        self._consuming.set(1)
+        return True
 
     async def _read(self, pending: bool) -> list[Entry]:
         assert self._reader is not None
