@@ -31,19 +31,19 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from foretell import tracing
 from foretell.core.columns import Columns
-from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, PredictOptions
-from foretell.core.schema import Signature
+from foretell.core.predictor import NO_OPTIONS, PredictOptions
 from foretell.errors import InvalidInput, NotFound
 from foretell.hybrid.batched import Refresh, burst_outcomes, refresh_keys, write_entities, writes_of
 from foretell.hybrid.changes import change_of, model_row, refusals
 from foretell.hybrid.events import Event, key_of, parse_event, resolve
-from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S, age_seconds
+from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S
+from foretell.hybrid.lookup import Lookup, annotate_outcomes, from_store, rank_of, sliced
 from foretell.hybrid.reads import CoalescedReads
 from foretell.ledger.record import Source
 from foretell.rollout import Arm, staged_store_name
@@ -54,45 +54,6 @@ from foretell.store.entities import Entity, EntityStore, EntityTable
 __all__ = ["HybridService", "Lookup"]
 
 _TABLES_TTL_S = 1.0  # entity tables change when someone runs `foretell entities load`; a second is soon enough
-
-
-@dataclass(slots=True)
-class Lookup:
-    """One key's answer, and where it came from.
-
-    Made anew for every request (never shared between two), so the ledger's id can be set
-    on it once recorded: re-creating the answer to add it cost a lookup more than the rest
-    of its recording.
-    """
-
-    model: str
-    key: str
-    source: Literal["precomputed", "live"]
-    prediction: dict[str, Any]
-    model_version: int
-    computed_at: str
-    generation: int | None
-    age_seconds: float
-    stale: bool = False
-    """True when the stored prediction was too old but nothing could replace it (no features)."""
-    prediction_id: str | None = None
-    """The ledger's id for this answer (None when the server keeps no ledger)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        shown = {
-            "model": self.model,
-            "key": self.key,
-            "source": self.source,
-            "prediction": self.prediction,
-            "model_version": self.model_version,
-            "computed_at": self.computed_at,
-            "generation": self.generation,
-            "age_seconds": round(self.age_seconds, 3),
-            "stale": self.stale,
-        }
-        if self.prediction_id is not None:
-            shown["prediction_id"] = self.prediction_id
-        return shown
 
 
 class HybridService:
@@ -151,7 +112,7 @@ class HybridService:
             computed.update(live)
         found_list = [answers[key] for key in wanted if key in answers]
         if tracing.tracer is not None:
-            _annotate_outcomes(wanted, answers, computed)
+            annotate_outcomes(wanted, answers, computed)
         if self.inference.ledger is not None:  # those from the store are recorded now; live ones were, when made
             self.inference.record_stored(call, slot, [a for a in found_list if a.key not in computed])
         return found_list, [key for key in wanted if key not in answers]
@@ -208,13 +169,13 @@ class HybridService:
             for other in () if fresh else store_names[1:]:
                 for key, found in (await self._stored.get_many(other, wanted)).items():
                     known = stored.get(key)
-                    if known is None or _rank(found, slot.version) > _rank(known, slot.version):
+                    if known is None or rank_of(found, slot.version) > rank_of(known, slot.version):
                         stored[key] = found
         now = self._clock()  # after the read, which may have waited for a hop: ages as of the answer
         answers: dict[str, Lookup] = {}
         stale: dict[str, Lookup] = {}
         for key, found in stored.items():
-            lookup = _sliced(_from_store(found, now, name), slot.model.signature, k)
+            lookup = sliced(from_store(found, now, name), slot.model.signature, k)
             if lookup is not None and lookup.age_seconds <= self.max_age.get(name, self.default_max_age):
                 answers[key] = lookup
             elif lookup is not None:
@@ -419,52 +380,6 @@ class HybridService:
             f"model {name!r} has no prediction stored for key {key!r}, and entity table {table.name!r} "
             f"has no row for it to predict one live"
         )
-
-
-def _annotate_outcomes(wanted: list[str], answers: Mapping[str, Lookup], computed: Mapping[str, Lookup]) -> None:
-    """The lookup's hybrid outcome on its request span: per key hit (fresh from the store), fallback
-    (predicted live now), stale (an old stored answer, no live one possible) or miss (no answer)."""
-    counts = {"hit": 0, "fallback": 0, "stale": 0, "miss": 0}
-    for key in wanted:
-        answer = answers.get(key)
-        outcome = "miss" if answer is None else "fallback" if key in computed else "stale" if answer.stale else "hit"
-        counts[outcome] += 1
-    attributes: dict[str, Any] = {f"foretell.hybrid.{outcome}s": n for outcome, n in counts.items()}
-    if len(wanted) == 1:
-        attributes["foretell.hybrid.outcome"] = next(o for o, n in counts.items() if n)
-    tracing.current_span().set_attributes(attributes)
-
-
-def _from_store(found: StoredPrediction, now: datetime, model: str) -> Lookup:
-    source: Literal["precomputed", "live"] = "precomputed" if found.source == "batch" else "live"
-    return Lookup(
-        model,
-        found.key,
-        source,
-        found.prediction,
-        found.model_version,
-        found.computed_at,
-        found.generation,
-        age_seconds(found.computed_at, now),
-    )
-
-
-def _rank(found: StoredPrediction, served: int) -> tuple[bool, str]:
-    return found.model_version == served, found.computed_at
-
-
-def _sliced(lookup: Lookup, signature: Signature, k: int | None) -> Lookup | None:
-    """The stored top-k lists cut to `k`; None when they are shorter (the model must run again)."""
-    if k is None:
-        return lookup
-    prediction = dict(lookup.prediction)
-    for output in signature.outputs:
-        if output.kind in TOPK_KINDS:
-            values = prediction.get(output.name)
-            if not isinstance(values, list) or len(values) < k:
-                return None
-            prediction[output.name] = values[:k]
-    return replace(lookup, prediction=prediction)
 
 
 def _stamp(moment: datetime) -> str:
