@@ -1,0 +1,125 @@
+"""`foretell serve --engine ray --grpc-port`: the OIP's gRPC service through Ray Serve's gRPC proxy.
+
+One server for the module (Ray on two shared cores is slow to start), with an API key, so
+every call but the probes carries it. What is particular to Ray is checked here: every RPC
+through the proxy, parity with REST on the same replicas, the status codes and REST's
+messages a replica sets on Ray's context, and the key and size limit a replica enforces
+itself. The contract in depth (every tensor form, typed contents, ...) is the local server's,
+in the other modules of this folder: both answer through the same `InferenceServicer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from grpckit import Served, tensor
+from servekit import free_port, rows, server
+from tritonclient.utils import InferenceServerException
+
+pytest.importorskip("ray")
+
+pytestmark = pytest.mark.ray
+
+KEY = {"x-api-key": "s3cret"}
+MAX_BODY_BYTES = 65536
+
+
+@pytest.fixture(scope="module")
+def on_ray(home: Path, ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    config = tmp_path_factory.mktemp("ray-grpc") / "serve.toml"
+    config.write_text('api_key = "s3cret"\n')
+    port = free_port()
+    flags = ("--engine", "ray", "--ray-address", ray_address, "--reload-seconds", "0", "--grpc-port", str(port))
+    limits = ("--config", str(config), "--max-body-bytes", str(MAX_BODY_BYTES))
+    with server(home, "clf", "tiers", "topk", *flags, *limits, timeout=180) as url:
+        yield Served(url, f"127.0.0.1:{port}")
+
+
+def refusal(call: object) -> InferenceServerException:
+    with pytest.raises(InferenceServerException) as caught:
+        call()  # type: ignore[operator]
+    return caught.value
+
+
+def test_every_rpc_answers_through_rays_grpc_proxy(on_ray: Served) -> None:
+    client = grpcclient.InferenceServerClient(on_ray.grpc)
+    assert client.is_server_live() and client.is_server_ready()  # the probes need no key
+    assert client.is_model_ready("clf", headers=KEY)
+    assert client.get_server_metadata(headers=KEY, as_json=True)["name"] == "foretell"
+    metadata = client.get_model_metadata("topk", headers=KEY, as_json=True)
+    assert [o["name"] for o in metadata["outputs"]] == ["items", "scores"]
+    x = rows(1000, seed=4)
+    answer = client.infer("clf", [tensor("input", x, "FP64")], headers=KEY)
+    body = {"inputs": [{"name": "input", "datatype": "FP64", "shape": list(x.shape), "data": x.ravel().tolist()}]}
+    rest = httpx.post(f"{on_ray.url}/v2/models/clf/infer", json=body, headers=KEY, timeout=60).json()
+    for output in rest["outputs"]:
+        np.testing.assert_array_equal(answer.as_numpy(output["name"]).ravel(), output["data"])
+    per_feature = client.infer(
+        "clf", [tensor(name, x[:, i].copy(), "FP64") for i, name in enumerate("abcd")], headers=KEY
+    )
+    np.testing.assert_array_equal(per_feature.as_numpy("proba_1"), answer.as_numpy("proba_1"))
+    categories = tensor("tier", np.array([b"pro", b"basic"], dtype=object), "BYTES")
+    tiers = client.infer("tiers", [tensor("a", np.array([2.0, 3.0]), "FP64"), categories], headers=KEY)
+    np.testing.assert_array_equal(tiers.as_numpy("score"), [20.0, 3.0])
+    topk = client.infer("topk", [tensor("user_id", np.array([7], dtype=np.int64), "INT64")], headers=KEY)
+    np.testing.assert_array_equal(topk.as_numpy("items"), [[70, 71, 72]])
+
+
+def test_the_asyncio_client_shares_the_replicas(on_ray: Served) -> None:
+    async def session() -> list[np.ndarray]:
+        async with aioclient.InferenceServerClient(on_ray.grpc) as client:
+            x = [tensor("input", rows(5, seed=6), "FP64")]
+            results = await asyncio.gather(*(client.infer("clf", x, headers=KEY) for _ in range(8)))
+            return [result.as_numpy("proba_1") for result in results]
+
+    answers = asyncio.run(session())
+    for answer in answers:
+        np.testing.assert_array_equal(answer, answers[0])
+
+
+def test_errors_keep_their_codes_and_rest_messages(on_ray: Served) -> None:
+    client = grpcclient.InferenceServerClient(on_ray.grpc)
+    x = rows(3)
+    unknown = refusal(lambda: client.infer("nope", [tensor("input", x, "FP64")], headers=KEY))
+    assert unknown.status() == "StatusCode.NOT_FOUND"
+    rest = httpx.post(f"{on_ray.url}/v2/models/nope/infer", json={"inputs": []}, headers=KEY, timeout=30)
+    assert rest.status_code == 404 and unknown.message() == rest.json()["error"]
+    assert refusal(lambda: client.get_model_metadata("nope", headers=KEY)).status() == "StatusCode.NOT_FOUND"
+    misnamed = [tensor("a", x[:, 0].copy(), "FP64"), tensor("zz", x[:, 1].copy(), "FP64")]
+    bad = refusal(lambda: client.infer("clf", misnamed, headers=KEY))
+    assert bad.status() == "StatusCode.INVALID_ARGUMENT"
+    body = {
+        "inputs": [
+            {"name": "a", "shape": [3], "datatype": "FP64", "data": x[:, 0].tolist()},
+            {"name": "zz", "shape": [3], "datatype": "FP64", "data": x[:, 1].tolist()},
+        ]
+    }
+    rest = httpx.post(f"{on_ray.url}/v2/models/clf/infer", json=body, headers=KEY, timeout=30)
+    assert rest.status_code == 400 and bad.message() == rest.json()["error"]
+    late = refusal(lambda: client.infer("clf", [tensor("input", x, "FP64")], timeout=1, headers=KEY))  # 1 µs
+    assert late.status() == "StatusCode.DEADLINE_EXCEEDED" and "it was not run" in late.message()
+    big = refusal(lambda: client.infer("clf", [tensor("input", rows(5000), "FP64")], headers=KEY))
+    assert big.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    assert big.message().startswith("Received message larger than max"), big.message()
+
+
+def test_the_api_key_guards_every_rpc_but_the_probes(on_ray: Served) -> None:
+    client = grpcclient.InferenceServerClient(on_ray.grpc)
+    x = [tensor("input", rows(2), "FP64")]
+    for call in (
+        lambda: client.infer("clf", x),
+        lambda: client.infer("clf", x, headers={"x-api-key": "nope"}),
+        lambda: client.get_model_metadata("clf"),
+        lambda: client.is_model_ready("clf"),
+    ):
+        refused = refusal(call)
+        assert refused.status() == "StatusCode.UNAUTHENTICATED"
+        assert refused.message() == "missing or wrong API key"
+    assert client.infer("clf", x, headers={"authorization": "Bearer s3cret"}).as_numpy("label") is not None
