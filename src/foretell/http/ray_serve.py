@@ -171,23 +171,25 @@ def http_middlewares() -> list[Any]:
     return [Middleware(WithoutDisconnectWatch)]
 
 
-def replica_addresses(serve_details: Mapping[str, Any]) -> list[str] | None:
-    """The replicas' own HTTP addresses from Ray Serve's instance details; None if Serve has no direct ingress.
+def replica_addresses(serve_details: Mapping[str, Any], protocol: str = "HTTP") -> list[str] | None:
+    """The replicas' own HTTP (or gRPC: `host:port`) addresses from Ray Serve's instance details; None if Serve
+    has no direct ingress.
 
-    Ray names each target by its node's IP; a replica listens on Serve's HTTP host, so an
-    address says that host unless it is every interface.
+    Ray names each target by its node's IP; a replica listens on Serve's HTTP host (its gRPC
+    server on every interface), so an address says that host unless it is every interface.
     """
     groups = [
         group
         for group in serve_details.get("target_groups", [])
-        if group.get("app_name") == APP_NAME and str(group.get("protocol", "")).upper().endswith("HTTP")
+        if group.get("app_name") == APP_NAME and str(group.get("protocol", "")).upper().endswith(protocol.upper())
     ]
     if not groups:
         return None  # only the proxies' groups: Serve runs without direct ingress
     host = (serve_details.get("http_options") or {}).get("host") or ""
     wildcard = host in ("", "0.0.0.0", "::")  # noqa: S104 -- compared, not bound
+    scheme = "http://" if protocol == "HTTP" else ""  # gRPC clients take host:port
     return sorted(
-        f"http://{target['ip'] if wildcard else host}:{target['port']}"
+        f"{scheme}{target['ip'] if wildcard else host}:{target['port']}"
         for group in groups
         for target in group.get("targets", [])
         if str(target.get("name", "")).startswith(REPLICA_TARGET)
@@ -263,6 +265,7 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
     deployment: Any = serve.deployment(serve.ingress()(replica), **deployment_options)
     stop = threading.Event()
     addresses: list[str] | None = None
+    grpc_addresses: list[str] | None = None
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         serve.start(http_options={"host": options.host, "port": options.port}, logging_config=quiet, **start_options)
@@ -293,9 +296,14 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
                 " ".join(addresses) or "(none yet)",
                 proxy,
             )
+            if options.grpc is not None:
+                grpc_addresses = replica_addresses(_serve_details(), "gRPC")
+                log.warning("replicas answer gRPC on their own ports too, at %s", " ".join(grpc_addresses or ()))
         while not stop.wait(WATCH_EVERY_S):
             if addresses is not None:
                 addresses = _log_if_moved(addresses)
+            if grpc_addresses is not None:
+                grpc_addresses = _log_if_moved(grpc_addresses, "gRPC")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -351,14 +359,15 @@ def _running_replicas(details: Mapping[str, Any]) -> int:
     )
 
 
-def _log_if_moved(addresses: list[str]) -> list[str]:
+def _log_if_moved(addresses: list[str], protocol: str = "HTTP") -> list[str]:
     """Replicas come and go (autoscaling, a replaced replica): each new set of addresses is logged."""
     try:
-        now = replica_addresses(_serve_details())
+        now = replica_addresses(_serve_details(), protocol)
     except Exception:  # a missed look is retried on the next tick; serving goes on
         return addresses
     if now is not None and now != addresses:
-        log.warning("Ray Serve replicas now at %s", " ".join(now) or "(none)")
+        said = "replicas now at" if protocol == "HTTP" else f"replicas now answer {protocol} at"
+        log.warning("Ray Serve %s %s", said, " ".join(now) or "(none)")
         return now
     return addresses
 

@@ -11,7 +11,10 @@ in the other modules of this folder: both answer through the same `InferenceServ
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -31,15 +34,22 @@ KEY = {"x-api-key": "s3cret"}
 MAX_BODY_BYTES = 65536
 
 
+@dataclass(frozen=True)
+class OnRay(Served):
+    log: Path
+    """The server's output: where it says which ports the replicas answer on."""
+
+
 @pytest.fixture(scope="module")
-def on_ray(home: Path, ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    config = tmp_path_factory.mktemp("ray-grpc") / "serve.toml"
-    config.write_text('api_key = "s3cret"\n')
+def on_ray(home: Path, ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnRay]:
+    folder = tmp_path_factory.mktemp("ray-grpc")
+    (folder / "serve.toml").write_text('api_key = "s3cret"\n')
     port = free_port()
     flags = ("--engine", "ray", "--ray-address", ray_address, "--reload-seconds", "0", "--grpc-port", str(port))
-    limits = ("--config", str(config), "--max-body-bytes", str(MAX_BODY_BYTES))
-    with server(home, "clf", "tiers", "topk", *flags, *limits, timeout=180) as url:
-        yield Served(url, f"127.0.0.1:{port}")
+    limits = ("--config", str(folder / "serve.toml"), "--max-body-bytes", str(MAX_BODY_BYTES))
+    log = folder / "serve.log"
+    with server(home, "clf", "tiers", "topk", *flags, *limits, timeout=180, log=log) as url:
+        yield OnRay(url, f"127.0.0.1:{port}", log)
 
 
 def refusal(call: object) -> InferenceServerException:
@@ -123,3 +133,19 @@ def test_the_api_key_guards_every_rpc_but_the_probes(on_ray: Served) -> None:
         assert refused.status() == "StatusCode.UNAUTHENTICATED"
         assert refused.message() == "missing or wrong API key"
     assert client.infer("clf", x, headers={"authorization": "Bearer s3cret"}).as_numpy("label") is not None
+
+
+def test_with_direct_ingress_a_replica_answers_grpc_on_its_own_port(on_ray: OnRay) -> None:
+    deadline = time.monotonic() + 60
+    while not (found := re.search(r"replicas answer gRPC on their own ports too, at (\S+)", on_ray.log.read_text())):
+        assert time.monotonic() < deadline, on_ray.log.read_text()
+        time.sleep(0.1)
+    replica = found.group(1)
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", replica) and replica != on_ray.grpc, replica
+    direct = grpcclient.InferenceServerClient(replica)
+    x = [tensor("input", rows(4, seed=8), "FP64")]
+    through_proxy = grpcclient.InferenceServerClient(on_ray.grpc).infer("clf", x, headers=KEY)
+    np.testing.assert_array_equal(
+        direct.infer("clf", x, headers=KEY).as_numpy("proba_1"), through_proxy.as_numpy("proba_1")
+    )
+    assert refusal(lambda: direct.infer("clf", x)).status() == "StatusCode.UNAUTHENTICATED"
