@@ -17,7 +17,11 @@ What grpc.aio's server does itself and Ray's proxy does not, the replica does: t
 (Ray's proxy has no interceptors), and the message size limit (Ray's proxy takes messages up
 to 2 GiB). What Ray keeps to itself: the client's own deadline (`grpc-timeout`) is not passed
 on, so only the OIP `timeout` parameter and `x-request-timeout` drop a late request before
-inference; health and reflection are Ray's proxy's, not foretell's.
+inference. Reflection is Ray's proxy's own (it lists the services it was given). The standard
+health service (`grpc.health.v1.Health`) is registered with the proxy too, and its Check and
+List are answered by the replicas from their readiness, as the local server answers them. Not
+its Watch: Ray does not pass a client's cancel on to the replica, so an endless stream would
+hold a stopping replica until Ray's graceful_shutdown_timeout_s.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse
 
-from foretell.grpc.inference import InferenceServicer
+from foretell.grpc.inference import SERVICE_NAME, InferenceServicer
 from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     ModelInferRequest,
     ModelInferResponse,
@@ -46,10 +51,17 @@ from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
 from foretell.http.ray_serve import ForetellReplica, RayGrpcOptions
 from foretell.serving.service import InferenceService
 
-__all__ = ["SERVICER_FUNCTION", "GrpcReplica", "RayContext", "key_given"]
+__all__ = ["SERVICER_FUNCTIONS", "GrpcReplica", "RayContext", "add_health_to_ray_proxy", "key_given"]
 
-SERVICER_FUNCTION = "foretell.grpc.stubs.grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
+SERVICER_FUNCTIONS = (
+    "foretell.grpc.stubs.grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server",
+    "foretell.grpc.ray_replica.add_health_to_ray_proxy",
+)
 """What Ray Serve's gRPC proxy registers (`grpc_servicer_functions`): it decodes requests with these stubs."""
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+HEALTH_SERVICES = ("", SERVICE_NAME)
+"""The services the health service knows: the server as a whole, and the OIP's (as the local server's does)."""
 
 UNAUTHENTICATED = "missing or wrong API key"
 
@@ -122,6 +134,21 @@ class GrpcReplica(ForetellReplica):
             return _refused(grpc_context, grpc.StatusCode.RESOURCE_EXHAUSTED, details, ModelInferResponse)
         return await self._rpc(self.servicer.ModelInfer, request, grpc_context, ModelInferResponse)
 
+    # -- grpc.health.v1.Health: open, as the probes are -----------------------------------------------
+
+    async def Check(self, request: HealthCheckRequest, grpc_context: Any) -> HealthCheckResponse:  # noqa: N802
+        if request.service not in HEALTH_SERVICES:
+            unknown = f"service: no health status for {request.service!r} (known: '' and {SERVICE_NAME!r})"
+            return _refused(grpc_context, grpc.StatusCode.NOT_FOUND, unknown, HealthCheckResponse)
+        return HealthCheckResponse(status=self._health())
+
+    async def List(self, request: HealthListRequest, grpc_context: Any) -> HealthListResponse:  # noqa: N802
+        status = self._health()
+        return HealthListResponse(statuses={name: HealthCheckResponse(status=status) for name in HEALTH_SERVICES})
+
+    def _health(self) -> HealthCheckResponse.ServingStatus:
+        return HealthCheckResponse.SERVING if self.servicer.service.ready else HealthCheckResponse.NOT_SERVING
+
     @property
     def servicer(self) -> InferenceServicer:
         if self._servicer is None:  # Ray calls methods only once the app (and so the service) is built
@@ -158,3 +185,23 @@ def _refused(grpc_context: Any, code: grpc.StatusCode, details: str, empty: type
     grpc_context.set_code(code)
     grpc_context.set_details(details)
     return empty()
+
+
+def add_health_to_ray_proxy(servicer: Any, server: Any) -> None:
+    """`grpc.health.v1.Health`'s Check and List for Ray Serve's gRPC proxy (a `grpc_servicer_functions` entry).
+
+    Ray's proxy routes each to the replicas' method of that name; Watch is left out (see the
+    module's docstring), so the proxy answers it UNIMPLEMENTED.
+    """
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+        for name, request, response in (
+            ("Check", HealthCheckRequest, HealthCheckResponse),
+            ("List", HealthListRequest, HealthListResponse),
+        )
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(HEALTH_SERVICE, handlers),))

@@ -256,11 +256,11 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
     replica: type[ForetellReplica] = ForetellReplica
     bound: tuple[Any, ...] = (build, dict(build_kwargs))
     if options.grpc is not None:
-        from foretell.grpc.ray_replica import SERVICER_FUNCTION, GrpcReplica  # grpcio only for gRPC
+        from foretell.grpc.ray_replica import SERVICER_FUNCTIONS, GrpcReplica  # grpcio only for gRPC
 
         if not owned_serve:
-            _check_grpc_proxy(options.grpc.port, SERVICER_FUNCTION)
-        start_options["grpc_options"] = {"port": options.grpc.port, "grpc_servicer_functions": [SERVICER_FUNCTION]}
+            _check_grpc_proxy(options.grpc.port, SERVICER_FUNCTIONS)
+        start_options["grpc_options"] = {"port": options.grpc.port, "grpc_servicer_functions": list(SERVICER_FUNCTIONS)}
         replica, bound = GrpcReplica, (*bound, options.grpc)
     deployment: Any = serve.deployment(serve.ingress()(replica), **deployment_options)
     stop = threading.Event()
@@ -322,14 +322,15 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
                 ray.shutdown()
 
 
-def _check_grpc_proxy(port: int, servicer_function: str) -> None:
+def _check_grpc_proxy(port: int, servicer_functions: tuple[str, ...]) -> None:
     """A Serve instance already running keeps the gRPC proxy it started with: refuse one not serving the OIP."""
     grpc_options = _serve_details().get("grpc_options") or {}
-    if grpc_options.get("port") != port or servicer_function not in grpc_options.get("grpc_servicer_functions", []):
+    registered = grpc_options.get("grpc_servicer_functions") or []
+    if grpc_options.get("port") != port or not set(servicer_functions) <= set(registered):
         raise EngineUnavailable(
             f"Ray Serve is already running, and its gRPC proxy (port {grpc_options.get('port')}, services "
-            f"{grpc_options.get('grpc_servicer_functions', [])}) was fixed when it started: restart it with "
-            f"grpc_options port {port} and grpc_servicer_functions [{servicer_function!r}], or let foretell start it"
+            f"{registered}) was fixed when it started: restart it with grpc_options port {port} and "
+            f"grpc_servicer_functions {list(servicer_functions)}, or let foretell start it"
         )
 
 

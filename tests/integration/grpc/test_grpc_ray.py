@@ -17,11 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from grpckit import Served, tensor
 from servekit import free_port, rows, server
 from tritonclient.utils import InferenceServerException
@@ -149,3 +152,26 @@ def test_with_direct_ingress_a_replica_answers_grpc_on_its_own_port(on_ray: OnRa
         direct.infer("clf", x, headers=KEY).as_numpy("proba_1"), through_proxy.as_numpy("proba_1")
     )
     assert refusal(lambda: direct.infer("clf", x)).status() == "StatusCode.UNAUTHENTICATED"
+
+
+def test_health_from_the_replicas_and_reflection_from_rays_proxy(on_ray: OnRay) -> None:
+    with grpc.insecure_channel(on_ray.grpc) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        for service in ("", "inference.GRPCInferenceService"):  # no key: probes are open
+            assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == serving
+        with pytest.raises(grpc.RpcError) as caught:
+            health.Check(health_pb2.HealthCheckRequest(service="nope"))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "'nope'" in (caught.value.details() or "")
+        listed = health.List(health_pb2.HealthListRequest())
+        assert {name: status.status for name, status in listed.statuses.items()} == {
+            "": serving,
+            "inference.GRPCInferenceService": serving,
+        }
+        with pytest.raises(grpc.RpcError) as caught:  # an endless stream would hold a stopping replica
+            next(health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30))
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        database = ProtoReflectionDescriptorDatabase(channel)
+        assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= set(database.get_services())
+        described = database.FindFileContainingSymbol("inference.GRPCInferenceService")
+        assert "ModelInfer" in {m.name for m in described.service[0].method}
