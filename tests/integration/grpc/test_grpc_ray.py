@@ -11,7 +11,10 @@ in the other modules of this folder: both answer through the same `InferenceServ
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -175,3 +178,20 @@ def test_health_from_the_replicas_and_reflection_from_rays_proxy(on_ray: OnRay) 
         assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= set(database.get_services())
         described = database.FindFileContainingSymbol("inference.GRPCInferenceService")
         assert "ModelInfer" in {m.name for m in described.service[0].method}
+
+
+def test_a_running_serve_whose_grpc_proxy_is_elsewhere_is_refused(on_ray: OnRay, home: Path, ray_address: str) -> None:
+    """The module's server runs Serve, its gRPC proxy fixed on its port: a second server cannot move it, and says so."""
+    elsewhere = str(free_port())
+    on_ray_too = ("--engine", "ray", "--ray-address", ray_address, "--port", str(free_port()))
+    refused = subprocess.run(
+        [sys.executable, "-m", "foretell", "serve", "clf", *on_ray_too, "--grpc-port", elsewhere],
+        env={**os.environ, "FORETELL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0
+    said = " ".join(refused.stderr.replace("│", " ").split())
+    assert "Ray Serve is already running" in said and f"grpc_options port {elsewhere}" in said, refused.stderr
+    assert grpcclient.InferenceServerClient(on_ray.grpc).is_model_ready("clf", headers=KEY)  # untouched
