@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import grpc
 import httpx
 import numpy as np
@@ -31,6 +32,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from grpckit import Served, tensor
 from servekit import free_port, rows, server
 from tritonclient.utils import InferenceServerException
+
+from foretell.ledger.segments import LedgerLocation
 
 pytest.importorskip("ray")
 
@@ -44,18 +47,20 @@ MAX_BODY_BYTES = 65536
 class OnRay(Served):
     log: Path
     """The server's output: where it says which ports the replicas answer on."""
+    ledger: Path
 
 
 @pytest.fixture(scope="module")
 def on_ray(home: Path, ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnRay]:
     folder = tmp_path_factory.mktemp("ray-grpc")
-    (folder / "serve.toml").write_text('api_key = "s3cret"\n')
+    ledger = f'[ledger]\nflush_seconds = 0.2\nlocation = "{folder / "ledger"}"\n'
+    (folder / "serve.toml").write_text('api_key = "s3cret"\n' + ledger)
     port = free_port()
     flags = ("--engine", "ray", "--ray-address", ray_address, "--reload-seconds", "0", "--grpc-port", str(port))
     limits = ("--config", str(folder / "serve.toml"), "--max-body-bytes", str(MAX_BODY_BYTES))
     log = folder / "serve.log"
     with server(home, "clf", "tiers", "topk", *flags, *limits, timeout=180, log=log) as url:
-        yield OnRay(url, f"127.0.0.1:{port}", log)
+        yield OnRay(url, f"127.0.0.1:{port}", log, folder / "ledger")
 
 
 def refusal(call: object) -> InferenceServerException:
@@ -195,3 +200,24 @@ def test_a_running_serve_whose_grpc_proxy_is_elsewhere_is_refused(on_ray: OnRay,
     said = " ".join(refused.stderr.replace("│", " ").split())
     assert "Ray Serve is already running" in said and f"grpc_options port {elsewhere}" in said, refused.stderr
     assert grpcclient.InferenceServerClient(on_ray.grpc).is_model_ready("clf", headers=KEY)  # untouched
+
+
+def test_a_prediction_over_grpc_on_ray_is_in_the_ledger_as_grpc(on_ray: OnRay) -> None:
+    client = grpcclient.InferenceServerClient(on_ray.grpc)
+    result = client.infer("clf", [tensor("input", rows(3), "FP64")], request_id="ray-grpc-1", headers=KEY)
+    prediction_id = result.get_response().parameters["prediction_id"].string_param
+    assert prediction_id
+    deadline = time.monotonic() + 30
+    while not (found := [r for r in ledger_rows(on_ray.ledger, "clf") if r["prediction_id"] == prediction_id]):
+        assert time.monotonic() < deadline, "the gRPC prediction never reached the ledger"
+        time.sleep(0.1)
+    assert (found[0]["transport"], found[0]["endpoint"], found[0]["request_id"]) == ("grpc", "infer", "ray-grpc-1")
+
+
+def ledger_rows(ledger: Path, model: str) -> list[dict[str, object]]:
+    files = LedgerLocation(ledger).segment_files(model)
+    if not files:
+        return []
+    relation = duckdb.sql(f"SELECT * FROM read_parquet({files!r}, union_by_name=true)")
+    assert relation is not None
+    return relation.to_arrow_table().to_pylist()
