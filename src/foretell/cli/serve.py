@@ -35,7 +35,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port (default: 8000).")] = None,
     grpc_port: Annotated[
         int | None,
-        typer.Option(help="Also serve the Open Inference Protocol over gRPC on this port, same host (default: off)."),
+        typer.Option(
+            help="Also serve the Open Inference Protocol over gRPC on this port, same host (--engine ray: through "
+            "Ray Serve's gRPC proxy, on every interface) (default: off)."
+        ),
     ] = None,
     workers: Annotated[
         int | None, typer.Option(min=1, help="Server processes, each with its own copy of the models (default: 1).")

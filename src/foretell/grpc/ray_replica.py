@@ -1,7 +1,7 @@
 """The OIP's `inference.GRPCInferenceService` on Ray Serve: the six RPCs as methods of a replica.
 
 Ray Serve's gRPC proxy decodes each request with foretell's generated stubs (registered by
-`SERVICER_FUNCTION`), picks the application (the `application` metadata key, or the only one
+`SERVICER_FUNCTIONS`), picks the application (the `application` metadata key, or the only one
 running), and calls the replica's method named like the RPC with the request message and a
 `RayServegRPCContext`; what the method returns is the response. With direct ingress each
 replica also answers the same methods on its own gRPC port.
