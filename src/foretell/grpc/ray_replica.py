@@ -33,6 +33,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse
 
+from foretell.grpc.answers import Outcome
 from foretell.grpc.inference import SERVICE_NAME, InferenceServicer
 from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     ModelInferRequest,
@@ -157,7 +158,7 @@ class GrpcReplica(ForetellReplica):
 
     async def _rpc(
         self,
-        method: Callable[[Any, RayContext], Awaitable[Response]],
+        method: Callable[[Any, RayContext], Awaitable[Response | Outcome[Response]]],
         request: Any,
         grpc_context: Any,
         empty: type[Response],
@@ -167,9 +168,16 @@ class GrpcReplica(ForetellReplica):
         if keyed and not key_given(self._limits.api_key, grpc_context.invocation_metadata()):
             return _refused(grpc_context, grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED, empty)
         try:
-            return await method(request, RayContext(grpc_context))
+            answer = await method(request, RayContext(grpc_context))
         except Aborted:
             return empty()
+        # A servicer may answer its Outcome rather than abort (as it does for grpc's thread-pool server).
+        if isinstance(answer, Outcome):
+            if answer.message is None:
+                return _refused(grpc_context, answer.code, answer.details, empty)
+            message: Response = answer.message
+            return message
+        return answer
 
 
 def key_given(expected: str | None, metadata: list[tuple[str, str]]) -> bool:
