@@ -18,6 +18,7 @@ EPILOG = (
     "  foretell serve --config serve.toml               # settings and per-model batching (docs/serving.md)\n\n"
     "  foretell serve churn@production --engine ray --autoscale 1:4 --ray-address auto   # Ray Serve replicas\n\n"
     "  foretell serve churn@production --engine ray --ray-ingress proxy   # only through Ray Serve's proxy\n\n"
+    "  foretell serve churn@production --engine ray --grpc-port 8001   # OIP gRPC through Ray Serve's gRPC proxy\n\n"
     "  foretell serve --no-ledger                       # record no predictions (foretell ledger show)\n\n"
     "  foretell serve --events-from 'redis://localhost:6379/0?stream=ratings'   # events from a stream\n\n"
     "  curl -s localhost:8000/v2/models/churn/infer -d @request.json"
@@ -35,7 +36,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port (default: 8000).")] = None,
     grpc_port: Annotated[
         int | None,
-        typer.Option(help="Also serve the Open Inference Protocol over gRPC on this port, same host (default: off)."),
+        typer.Option(
+            help="Also serve the Open Inference Protocol over gRPC on this port, same host (--engine ray: through "
+            "Ray Serve's gRPC proxy, on every interface) (default: off)."
+        ),
     ] = None,
     workers: Annotated[
         int | None, typer.Option(min=1, help="Server processes, each with its own copy of the models (default: 1).")
@@ -124,11 +128,6 @@ def serve(
         raise typer.BadParameter("--replicas, --autoscale, --ray-address and --ray-ingress go with --engine ray")
     if ray_ingress not in (None, "direct", "proxy"):
         raise typer.BadParameter("--ray-ingress is direct or proxy")
-    if engine == "ray" and grpc_port:
-        raise typer.BadParameter(
-            "--grpc-port serves gRPC from this process; on Ray, gRPC goes through Ray Serve's own gRPC proxy "
-            "(docs/serving.md, gRPC)"
-        )
     if engine == "ray" and workers:
         raise typer.BadParameter("on Ray, replicas replace worker processes: use --replicas N or --autoscale MIN:MAX")
     if replicas and autoscale:

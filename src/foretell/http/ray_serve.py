@@ -20,6 +20,9 @@ answering 503 beyond that. Inside a replica, foretell's own rules apply: a bound
 queue per model, 503 (or the configured status) with Retry-After as JSON. The first
 layer is sized from the second, so Ray Serve never holds back work a replica could still
 batch: each replica may take as many requests as its models' queues hold.
+
+With a gRPC port, Ray Serve also starts its gRPC proxy there, and the replicas answer the
+Open Inference Protocol's gRPC service beside HTTP (`foretell.grpc.ray_replica`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any
 
 from foretell.errors import EngineUnavailable, InvalidInput, MissingExtra
 
-__all__ = ["INGRESS_PATHS", "RayServeOptions", "run_on_ray_serve"]
+__all__ = ["INGRESS_PATHS", "RayGrpcOptions", "RayServeOptions", "run_on_ray_serve"]
 
 APP_NAME = "foretell"
 INGRESS_PATHS = ("direct", "proxy")
@@ -63,6 +66,15 @@ log = logging.getLogger("foretell.serving")
 
 
 @dataclass(frozen=True)
+class RayGrpcOptions:
+    """Ray Serve's gRPC proxy on `port`, and what the local gRPC server enforces, enforced by each replica."""
+
+    port: int
+    api_key: str | None = None
+    max_message_bytes: int = 64 * 2**20
+
+
+@dataclass(frozen=True)
 class RayServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -76,6 +88,8 @@ class RayServeOptions:
     """A running Ray cluster; None starts one on this machine (and stops it at the end)."""
     ingress: str = "direct"
     """direct: each replica answers on its own port (Ray's proxy too); proxy: only through Ray Serve's proxy."""
+    grpc: RayGrpcOptions | None = None
+    """The OIP over gRPC through Ray Serve's gRPC proxy; None: HTTP only."""
 
 
 def parse_autoscale(text: str) -> tuple[int, int]:
@@ -157,23 +171,25 @@ def http_middlewares() -> list[Any]:
     return [Middleware(WithoutDisconnectWatch)]
 
 
-def replica_addresses(serve_details: Mapping[str, Any]) -> list[str] | None:
-    """The replicas' own HTTP addresses from Ray Serve's instance details; None if Serve has no direct ingress.
+def replica_addresses(serve_details: Mapping[str, Any], protocol: str = "HTTP") -> list[str] | None:
+    """The replicas' own HTTP (or gRPC: `host:port`) addresses from Ray Serve's instance details; None if Serve
+    has no direct ingress.
 
-    Ray names each target by its node's IP; a replica listens on Serve's HTTP host, so an
-    address says that host unless it is every interface.
+    Ray names each target by its node's IP; a replica listens on Serve's HTTP host (its gRPC
+    server on every interface), so an address says that host unless it is every interface.
     """
     groups = [
         group
         for group in serve_details.get("target_groups", [])
-        if group.get("app_name") == APP_NAME and str(group.get("protocol", "")).upper().endswith("HTTP")
+        if group.get("app_name") == APP_NAME and str(group.get("protocol", "")).upper().endswith(protocol.upper())
     ]
     if not groups:
         return None  # only the proxies' groups: Serve runs without direct ingress
     host = (serve_details.get("http_options") or {}).get("host") or ""
     wildcard = host in ("", "0.0.0.0", "::")  # noqa: S104 -- compared, not bound
+    scheme = "http://" if protocol == "HTTP" else ""  # gRPC clients take host:port
     return sorted(
-        f"http://{target['ip'] if wildcard else host}:{target['port']}"
+        f"{scheme}{target['ip'] if wildcard else host}:{target['port']}"
         for group in groups
         for target in group.get("targets", [])
         if str(target.get("name", "")).startswith(REPLICA_TARGET)
@@ -237,20 +253,38 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
 
         else:
             log.warning("Ray %s has no direct ingress (2.60 and later): requests go through its proxy", ray.__version__)
-    deployment: Any = serve.deployment(serve.ingress()(ForetellReplica), **deployment_options)
+    replica: type[ForetellReplica] = ForetellReplica
+    bound: tuple[Any, ...] = (build, dict(build_kwargs))
+    if options.grpc is not None:
+        from foretell.grpc.ray_replica import SERVICER_FUNCTIONS, GrpcReplica  # grpcio only for gRPC
+
+        if not owned_serve:
+            _check_grpc_proxy(options.grpc.port, SERVICER_FUNCTIONS)
+        start_options["grpc_options"] = {"port": options.grpc.port, "grpc_servicer_functions": list(SERVICER_FUNCTIONS)}
+        replica, bound = GrpcReplica, (*bound, options.grpc)
+    deployment: Any = serve.deployment(serve.ingress()(replica), **deployment_options)
     stop = threading.Event()
     addresses: list[str] | None = None
+    grpc_addresses: list[str] | None = None
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         serve.start(http_options={"host": options.host, "port": options.port}, logging_config=quiet, **start_options)
         serve.run(
-            deployment.bind(build, dict(build_kwargs)),
+            deployment.bind(*bound),
             name=APP_NAME,
             route_prefix="/",
             blocking=False,
             logging_config=quiet,
         )
         proxy = f"http://{options.host}:{options.port}"
+        if options.grpc is not None:
+            log.warning(
+                "serving the Open Inference Protocol over gRPC through Ray Serve's gRPC proxy on port %d (it listens "
+                "on every interface: Ray's proxy takes no host; with other applications on this Serve, clients send "
+                "`application: %s` metadata)",
+                options.grpc.port,
+                APP_NAME,
+            )
         addresses = _wait_for_addresses(stop)
         if addresses is None:
             why = "--ray-ingress proxy" if options.ingress == "proxy" else "no direct ingress on this Ray Serve"
@@ -262,9 +296,14 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
                 " ".join(addresses) or "(none yet)",
                 proxy,
             )
+            if options.grpc is not None:
+                grpc_addresses = replica_addresses(_serve_details(), "gRPC")
+                log.warning("replicas answer gRPC on their own ports too, at %s", " ".join(grpc_addresses or ()))
         while not stop.wait(WATCH_EVERY_S):
             if addresses is not None:
                 addresses = _log_if_moved(addresses)
+            if grpc_addresses is not None:
+                grpc_addresses = _log_if_moved(grpc_addresses, "gRPC")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -281,6 +320,18 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
                 serve.shutdown()  # type: ignore[no-untyped-call]
             if owned_ray:
                 ray.shutdown()
+
+
+def _check_grpc_proxy(port: int, servicer_functions: tuple[str, ...]) -> None:
+    """A Serve instance already running keeps the gRPC proxy it started with: refuse one not serving the OIP."""
+    grpc_options = _serve_details().get("grpc_options") or {}
+    registered = grpc_options.get("grpc_servicer_functions") or []
+    if grpc_options.get("port") != port or not set(servicer_functions) <= set(registered):
+        raise EngineUnavailable(
+            f"Ray Serve is already running, and its gRPC proxy (port {grpc_options.get('port')}, services "
+            f"{registered}) was fixed when it started: restart it with grpc_options port {port} and "
+            f"grpc_servicer_functions {list(servicer_functions)}, or let foretell start it"
+        )
 
 
 def _wait_for_addresses(stop: threading.Event) -> list[str] | None:
@@ -309,14 +360,15 @@ def _running_replicas(details: Mapping[str, Any]) -> int:
     )
 
 
-def _log_if_moved(addresses: list[str]) -> list[str]:
+def _log_if_moved(addresses: list[str], protocol: str = "HTTP") -> list[str]:
     """Replicas come and go (autoscaling, a replaced replica): each new set of addresses is logged."""
     try:
-        now = replica_addresses(_serve_details())
+        now = replica_addresses(_serve_details(), protocol)
     except Exception:  # a missed look is retried on the next tick; serving goes on
         return addresses
     if now is not None and now != addresses:
-        log.warning("Ray Serve replicas now at %s", " ".join(now) or "(none)")
+        said = "replicas now at" if protocol == "HTTP" else f"replicas now answer {protocol} at"
+        log.warning("Ray Serve %s %s", said, " ".join(now) or "(none)")
         return now
     return addresses
 

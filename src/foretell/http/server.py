@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,14 @@ class RayPlacement:
     """direct: each replica also answers on its own port (where Ray has it); proxy: only through Ray Serve's proxy."""
 
 
-def build_app(home: Path, config: ServeConfig) -> ASGIApp:
-    """The ASGI app serving `config.models` from the registry in `home`, with hybrid lookups and events."""
+def build_app(home: Path, config: ServeConfig, *, served: Callable[[InferenceService], None] | None = None) -> ASGIApp:
+    """The ASGI app serving `config.models` from the registry in `home`, with hybrid lookups and events.
+
+    `served` is handed the app's inference service: a Ray Serve replica answers gRPC through it.
+    """
     inference, hybrid = build_services(home, config)
+    if served is not None:
+        served(inference)
     options = ServerOptions(
         api_key=config.api_key,
         max_body_bytes=config.max_body_bytes,
@@ -167,7 +173,13 @@ def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", r
 
 
 def _run_on_ray(home: Path, config: ServeConfig, placement: RayPlacement) -> None:
-    from foretell.http.ray_serve import RayServeOptions, check_ingress, parse_autoscale, run_on_ray_serve
+    from foretell.http.ray_serve import (
+        RayGrpcOptions,
+        RayServeOptions,
+        check_ingress,
+        parse_autoscale,
+        run_on_ray_serve,
+    )
 
     admitted = config.defaults.max_queue  # what a replica's own queues can hold (docs/scale-out.md)
     options = RayServeOptions(
@@ -179,8 +191,13 @@ def _run_on_ray(home: Path, config: ServeConfig, placement: RayPlacement) -> Non
         max_queued_requests=admitted,
         address=placement.address,
         ingress=check_ingress(placement.ingress),
+        grpc=None
+        if config.grpc_port is None
+        else RayGrpcOptions(config.grpc_port, api_key=config.api_key, max_message_bytes=config.max_body_bytes),
     )
-    run_on_ray_serve(build_app, {"home": home, "config": config}, options)
+    # Ray Serve's gRPC proxy holds the gRPC port; a replica answers the RPCs it passes on, and binds nothing itself.
+    replica_config = replace(config, grpc_port=None)
+    run_on_ray_serve(build_app, {"home": home, "config": replica_config}, options)
 
 
 def _show_serving_log() -> None:

@@ -126,19 +126,3 @@ def test_workers_share_the_grpc_port(home: Path) -> None:
         for _ in range(20):  # a new connection each time, to whichever worker the kernel picks
             with grpcclient.InferenceServerClient(f"127.0.0.1:{port}") as client:
                 assert client.infer("clf", [tensor("input", rows(1), "FP64")]).as_numpy("label") is not None
-
-
-def test_ray_serve_refuses_grpc_port_saying_why(home: Path) -> None:
-    """On Ray, gRPC would go through Ray Serve's own proxy (docs/serving.md): the flag is refused, not ignored."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "foretell", "serve", "clf", "--engine", "ray", "--grpc-port", "8001"],
-        env={**os.environ, "FORETELL_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert "Ray Serve's own gRPC proxy" in " ".join(done.stderr.split())

@@ -16,6 +16,7 @@ from foretell.errors import InvalidInput
 from foretell.http.ray_serve import check_ingress, parse_autoscale, replica_addresses
 from foretell.http.server import SERVE_CONFIG_ENV, app_from_env, build_app
 from foretell.serving.config import ServeConfig
+from foretell.serving.service import InferenceService
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +154,21 @@ def test_ray_ingress_is_direct_or_proxy():
     with pytest.raises(InvalidInput) as caught:
         check_ingress("haproxy")
     assert str(caught.value) == "--ray-ingress is direct or proxy; got 'haproxy'"
+
+
+def test_with_grpc_a_replica_answers_it_on_a_port_of_its_own():
+    def group(protocol: str, port: int) -> dict[str, object]:
+        replica = {"ip": "192.0.2.2", "port": port, "instance_id": "", "name": "SERVE_REPLICA::foretell#GrpcReplica#a"}
+        return {"app_name": "foretell", "protocol": protocol, "route_prefix": "/", "targets": [replica]}
+
+    served = {"http_options": {"host": "127.0.0.1"}, "target_groups": [group("HTTP", 30000), group("gRPC", 40000)]}
+    assert replica_addresses(served) == ["http://127.0.0.1:30000"]
+    assert replica_addresses(served, "gRPC") == ["127.0.0.1:40000"]  # host:port, as gRPC clients take it
+    assert replica_addresses(details("127.0.0.1", ("foretell", [])), "gRPC") is None  # no gRPC: no group
+
+
+def test_build_app_hands_its_inference_service_to_whoever_asks(home: Path):
+    """How a Ray Serve replica answers gRPC: through the service its HTTP app serves from."""
+    handed: list[InferenceService] = []
+    build_app(home, ServeConfig(models=("sums",)), served=handed.append)
+    assert len(handed) == 1 and handed[0].ready is False  # not started: the app's lifespan starts it
