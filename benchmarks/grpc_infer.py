@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
 from servekit import free_port
 
+import grpcload
 from hybrid import wrk_with_max
 from serve import LUA, wait_ready
 
@@ -83,7 +84,11 @@ def load(address: str, method: str, request: bytes, concurrency: int, seconds: f
 
 
 def grpc_load(address: str, rpc: str, request_file: Path, concurrency: int, seconds: int) -> dict[str, float]:
-    """`load` of `rpc` in a process of its own on core 1, as wrk runs."""
+    """`rpc` under load from core 1: h2load when installed (C, as wrk is for REST), else `load` in a process of
+    its own. h2load sees HTTP statuses only, not grpc-status: the caller counts gRPC failures on the server."""
+    if grpcload.H2LOAD is not None:
+        url = f"http://{address}{SERVICE}/{rpc}"
+        return grpcload.h2load(url, grpcload.grpc_frame(request_file.read_bytes()), concurrency, seconds)
     command = ["taskset", "-c", "1", sys.executable, __file__, "--load", address, f"{SERVICE}/{rpc}",
                str(request_file), str(concurrency), str(seconds)]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -91,12 +96,92 @@ def grpc_load(address: str, rpc: str, request_file: Path, concurrency: int, seco
     return result
 
 
+def grpc_failures(base_url: str) -> int:
+    """gRPC requests the server answered with a status other than OK, from its /metrics."""
+    import httpx
+
+    text = httpx.get(f"{base_url}/metrics").text
+    failed = 0.0
+    for line in text.splitlines():
+        if line.startswith("foretell_requests_total{") and 'status="' in line:
+            status = line.split('status="', 1)[1].split('"', 1)[0]
+            if status not in ("0", "200"):
+                failed += float(line.rsplit(" ", 1)[1])
+    return int(failed)
+
+
+FLOOR_SERVERS = {
+    "grpc.aio (asyncio)": lambda port: grpcload.aio_floor(port),
+    "grpc.aio (uvloop)": lambda port: grpcload.aio_floor(port, uvloop=True),
+    "grpc sync (4 threads)": lambda port: grpcload.sync_floor(port),
+    "uvicorn ASGI": grpcload.asgi_floor,
+}
+
+
+def wait_listening(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def floors(seconds: int, rounds: int) -> int:
+    """The stacks alone, each server on core 0 and a C load generator on core 1: what grpcio can reach at all."""
+    if grpcload.H2LOAD is None:
+        print("# h2load is not installed: the floors need it (apt-get install nghttp2-client)")
+        return 1
+    body = grpcload.grpc_frame(bytes(256))  # about the size of a one-row ModelInferRequest
+    points: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        for name in FLOOR_SERVERS:
+            port = free_port()
+            command = ["taskset", "-c", "0", sys.executable, __file__, "--floor-server", name, str(port)]
+            server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_listening(port)
+                for c in (1, 64):
+                    if name.startswith("uvicorn"):
+                        url = f"http://127.0.0.1:{port}/"
+                        lua = Path(tempfile.gettempdir()) / "foretell-floor-get.lua"
+                        lua.write_text('wrk.method = "GET"\n')
+                        points.setdefault((name, "wrk", c), []).append(wrk_with_max(url, lua, c, seconds))
+                        points.setdefault((name, "h2load --h1", c), []).append(
+                            grpcload.h2load(url, None, c, seconds, h1=True)
+                        )
+                    else:
+                        url = f"http://127.0.0.1:{port}/floor.Floor/Echo"
+                        points.setdefault((name, "h2load", c), []).append(grpcload.h2load(url, body, c, seconds))
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+    print(f"# grpc_infer --floors: bare servers on core 0, C load on core 1, {rounds} rounds x {seconds} s (medians)")
+    print(f"{'server':<22} {'load':<12} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for (name, loader, c), runs in sorted(points.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+        rps, p50, p99 = (statistics.median(p[k] for p in runs) for k in ("rps", "p50_ms", "p99_ms"))
+        errors = sum(p["errors"] for p in runs)
+        print(f"{name:<22} {loader:<12} {c:>4} {rps:>9,.0f} {p50:>8.3f} {p99:>8.3f} {errors:>7.0f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--floors", action="store_true", help="measure the bare servers only (needs h2load)")
     parser.add_argument("--load", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-server", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_server:
+        FLOOR_SERVERS[args.floor_server[0]](int(args.floor_server[1]))
+        return 0
+    if args.floors:
+        return floors(args.seconds, args.rounds)
     if args.load:
         address, method, request_file, concurrency, seconds = args.load
         print(json.dumps(load(address, method, Path(request_file).read_bytes(), int(concurrency), float(seconds))))
@@ -157,6 +242,7 @@ def main() -> int:
                     points.setdefault(("gRPC floor", c), []).append(
                         grpc_load(address, "ServerLive", live_file, c, args.seconds)
                     )
+            failures = grpc_failures(f"http://127.0.0.1:{port}")
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -164,8 +250,9 @@ def main() -> int:
     def median(name: str, c: int, key: str) -> float:
         return statistics.median(p[key] for p in points[(name, c)])
 
-    print(f"# grpc_infer: demo churn model, one row, 1 server worker on core 0, load on core 1, "
-          f"{args.rounds} rounds x {args.seconds} s per point (medians)")  # fmt: skip
+    loader = "h2load" if grpcload.H2LOAD else "the Python grpcio client (h2load is not installed)"
+    print(f"# grpc_infer: demo churn model, one row, 1 server worker on core 0, load on core 1 (REST: wrk, gRPC: "
+          f"{loader}), {args.rounds} rounds x {args.seconds} s per point (medians)")  # fmt: skip
     print(f"{'transport':<10} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for c in (1, 64):
         for name in ("REST", "gRPC", "gRPC floor"):
@@ -176,6 +263,7 @@ def main() -> int:
     p50_1 = median("gRPC", 1, "p50_ms") / median("REST", 1, "p50_ms")
     print(f"gRPC/REST: c=64 req/s {rps64:.2f}x (target >= 1.0), c=64 p99 {p99_64:.2f}x (target <= 1.0), "
           f"c=1 p50 {p50_1:.2f}x (target <= 1.0)")  # fmt: skip
+    print(f"requests the server answered with a failure status (its /metrics, any transport): {failures}")
     return 0
 
 
