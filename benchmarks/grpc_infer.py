@@ -2,15 +2,23 @@
 the load on core 1.
 
     .venv/bin/python benchmarks/grpc_infer.py [--seconds 10] [--rounds 3]
+    .venv/bin/python benchmarks/grpc_infer.py --floors [--seconds 10] [--rounds 3]
 
 One `foretell serve churn/1 --grpc-port` process (the demo churn model, compiled at registration as a
 user's is) answers one-row infer requests (a [1, 31] FP64 tensor): over REST from wrk (as
-benchmarks/serve.py), and over gRPC from a small asyncio grpcio load generator in this file (`--load`,
-requests serialized once, raw tensor contents as tritonclient sends them, 8 connections at c=64).
-"gRPC floor" is the same load generator calling `ServerLive` (no model, no decoding): what grpcio's
-server and this Python client cost by themselves, as benchmarks/serve.py's HTTP floor is for REST.
+benchmarks/serve.py), and over gRPC from h2load (nghttp2's C load generator, speaking gRPC's framing:
+`grpcload.h2load`; up to 8 connections with streams spread over them). Without h2load the script says so
+and falls back to a small asyncio grpcio load generator in this file (`--load`: raw tensor contents as
+tritonclient sends them, requests serialized once), which is itself part of the limit at c=64. h2load does
+not read grpc-status: one call is checked against REST's answer first, and the server's /metrics count the
+failures after the run. "gRPC floor" is `ServerLive` under the same load (no model, no decoding): what the
+gRPC transport costs by itself, as benchmarks/serve.py's HTTP floor is for REST.
 At c=1 and c=64, REST and gRPC alternate within each round, so drift on this shared machine falls on
 both; the figures are each point's median over the rounds, and the ratios are gRPC over REST.
+
+`--floors` measures the stacks alone, each a bare server on core 0 under C load on core 1: grpc.aio (on
+asyncio's loop and on uvloop's) and grpc's thread-pool server, each with an empty generic handler, and
+uvicorn + httptools answering a small JSON (wrk, and h2load --h1). Needs h2load.
 Needs wrk and taskset. (Not named grpc.py: a script's folder comes first on sys.path, and
 `import grpc` would import the script itself.)
 """

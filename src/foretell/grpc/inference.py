@@ -52,7 +52,8 @@ Message = TypeVar("Message")
 
 
 class InferenceServicer:
-    """The six RPCs; `context` is grpc.aio's `ServicerContext`."""
+    """The six RPCs, each a coroutine answering an `Outcome`; `context` is grpc's `ServicerContext`, read only
+    for its metadata and time remaining (both safe from the loop's thread)."""
 
     def __init__(self, service: InferenceService) -> None:
         self.service = service
