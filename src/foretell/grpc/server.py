@@ -37,8 +37,11 @@ __all__ = ["GrpcServer"]
 log = logging.getLogger("foretell.grpc")
 
 # Each RPC holds a thread while it waits for the loop, so this bounds how many can batch together;
-# more wait in grpc's queue. Idle threads cost nothing but memory.
+# more wait in the pool's queue. Idle threads cost nothing but memory.
 HANDLER_THREADS = 128
+# Every queue is bounded: past this many RPCs in the server (running or waiting for a thread), grpc
+# answers RESOURCE_EXHAUSTED at once. Well above what the batcher's own bound lets through in practice.
+MAX_RPCS = 8 * HANDLER_THREADS
 
 # The probes answer without a key, as REST's /v2/health/* do: a locked server still says how it is.
 _OPEN_METHODS = frozenset(
@@ -79,6 +82,7 @@ class GrpcServer:
         server = grpc.server(
             ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="foretell-grpc"),
             interceptors=interceptors,
+            maximum_concurrent_rpcs=MAX_RPCS,
             options=[
                 # Larger requests end RESOURCE_EXHAUSTED, as REST's body limit answers 413.
                 ("grpc.max_receive_message_length", self.max_message_bytes),
