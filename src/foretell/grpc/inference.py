@@ -4,12 +4,18 @@ Each RPC decodes its message, runs through `InferenceService.observed` (metrics,
 ledger with transport "grpc") and `InferenceService.infer` (validation, deadline, the model's
 micro-batcher, rollouts), and encodes the outcome. A failure ends the RPC with its status code
 (`answers`) and REST's message as details.
+
+The RPCs are coroutines on the server's event loop, where the service lives; grpc's thread-pool
+server receives them (`server`), and `method_handlers` hands each one to the loop and waits for
+its `Outcome` in the receiving thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import CancelledError
 from importlib.metadata import version as package_version
 from typing import Any, TypeVar
 
@@ -46,24 +52,25 @@ Message = TypeVar("Message")
 
 
 class InferenceServicer:
-    """The six RPCs; `context` is grpc.aio's `ServicerContext`."""
+    """The six RPCs, each a coroutine answering an `Outcome`; `context` is grpc's `ServicerContext`, read only
+    for its metadata and time remaining (both safe from the loop's thread)."""
 
     def __init__(self, service: InferenceService) -> None:
         self.service = service
         self.version = package_version("foretell")
 
-    async def ServerLive(self, request: ServerLiveRequest, context: Any) -> ServerLiveResponse:  # noqa: N802
-        return ServerLiveResponse(live=True)
+    async def ServerLive(self, request: ServerLiveRequest, context: Any) -> Outcome[ServerLiveResponse]:  # noqa: N802
+        return Outcome(ServerLiveResponse(live=True))
 
-    async def ServerReady(self, request: ServerReadyRequest, context: Any) -> ServerReadyResponse:  # noqa: N802
-        return ServerReadyResponse(ready=self.service.ready)
+    async def ServerReady(self, request: ServerReadyRequest, context: Any) -> Outcome[ServerReadyResponse]:  # noqa: N802
+        return Outcome(ServerReadyResponse(ready=self.service.ready))
 
     async def ServerMetadata(  # noqa: N802
         self, request: ServerMetadataRequest, context: Any
-    ) -> ServerMetadataResponse:
-        return ServerMetadataResponse(name=SERVER_NAME, version=self.version, extensions=EXTENSIONS)
+    ) -> Outcome[ServerMetadataResponse]:
+        return Outcome(ServerMetadataResponse(name=SERVER_NAME, version=self.version, extensions=EXTENSIONS))
 
-    async def ModelReady(self, request: ModelReadyRequest, context: Any) -> ModelReadyResponse:  # noqa: N802
+    async def ModelReady(self, request: ModelReadyRequest, context: Any) -> Outcome[ModelReadyResponse]:  # noqa: N802
         async def work(call: Call) -> Outcome[ModelReadyResponse]:
             self.service.resolve(call, request.name, request.version or None)
             return Outcome(ModelReadyResponse(ready=self.service.ready))
@@ -72,7 +79,7 @@ class InferenceServicer:
 
     async def ModelMetadata(  # noqa: N802
         self, request: ModelMetadataRequest, context: Any
-    ) -> ModelMetadataResponse:
+    ) -> Outcome[ModelMetadataResponse]:
         async def work(call: Call) -> Outcome[ModelMetadataResponse]:
             slot = self.service.resolve(call, request.name, request.version or None)
             model = slot.model
@@ -90,7 +97,7 @@ class InferenceServicer:
 
         return await self._answer("metadata", work, context)
 
-    async def ModelInfer(self, request: ModelInferRequest, context: Any) -> ModelInferResponse:  # noqa: N802
+    async def ModelInfer(self, request: ModelInferRequest, context: Any) -> Outcome[ModelInferResponse]:  # noqa: N802
         async def work(call: Call) -> Outcome[ModelInferResponse]:
             slot = self.service.resolve(call, request.model_name, request.model_version or None)
             decoded = decode_model_infer(request)
@@ -112,12 +119,8 @@ class InferenceServicer:
 
     async def _answer(
         self, endpoint: str, work: Callable[[Call], Awaitable[Outcome[Message]]], context: Any
-    ) -> Message:
-        outcome = await self.service.observed(endpoint, work, GrpcAnswers[Message](), over="grpc")
-        if outcome.message is None:
-            await context.abort(outcome.code, outcome.details)
-        assert outcome.message is not None  # abort raises
-        return outcome.message
+    ) -> Outcome[Message]:
+        return await self.service.observed(endpoint, work, GrpcAnswers[Message](), over="grpc")
 
 
 def _rpc_deadline(remaining: float | None) -> float | None:
@@ -132,8 +135,9 @@ def _earliest(*deadlines: float | None) -> float | None:
     return min(given) if given else None
 
 
-def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
-    """The service's handlers for a grpc.aio server, each (de)serialising its own messages."""
+def method_handlers(servicer: InferenceServicer, loop: asyncio.AbstractEventLoop) -> grpc.GenericRpcHandler:
+    """The service's handlers for grpc's thread-pool server: each (de)serialises its own messages in the
+    receiving thread and runs its RPC on `loop`."""
     rpcs: dict[str, tuple[Any, Any, Any]] = {
         "ServerLive": (servicer.ServerLive, ServerLiveRequest, ServerLiveResponse),
         "ServerReady": (servicer.ServerReady, ServerReadyRequest, ServerReadyResponse),
@@ -144,8 +148,33 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     }
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            method, request_deserializer=request.FromString, response_serializer=response.SerializeToString
+            _on_loop(method, loop),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
         )
         for name, (method, request, response) in rpcs.items()
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def _on_loop(
+    rpc: Callable[[Any, Any], Coroutine[Any, Any, Outcome[Any]]], loop: asyncio.AbstractEventLoop
+) -> Callable[[Any, Any], Any]:
+    """A handler for a grpc thread: runs `rpc` on the loop, waits, and answers its outcome.
+
+    A client that cancels (or whose deadline passes) ends the RPC in grpc at once; the callback
+    then cancels the coroutine too, as grpc.aio cancels its handler's task.
+    """
+
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        answer = asyncio.run_coroutine_threadsafe(rpc(request, context), loop)
+        context.add_callback(answer.cancel)
+        try:
+            outcome = answer.result()
+        except CancelledError:
+            return None  # the RPC has already ended; grpc sends nothing more
+        if outcome.message is None:
+            context.abort(outcome.code, outcome.details)
+        return outcome.message
+
+    return handle

@@ -6,13 +6,22 @@ finish (up to the grace period), before the service drains its batchers. It also
 standard `grpc.health.v1` health service (NOT_SERVING from the moment the drain starts) and
 server reflection. With `--workers N` each process binds the same port: grpc sets
 SO_REUSEPORT by default, so the kernel spreads connections over the workers.
+
+It is grpc's thread-pool server, not grpc.aio, although the RPCs run on the event loop: grpc.aio
+takes in one new RPC per trip through its poller thread and the loop, so under load RPCs reached
+the micro-batcher one at a time and each paid a model call (batches of 1.2 requests at c=64), and
+an empty RPC cost more than REST's whole infer. grpc's own threads take RPCs in without the loop,
+and many wait on it at once, so they batch as REST's requests do: twice grpc.aio's rate on one
+core (docs/benchmarks.md, "gRPC against REST").
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -26,6 +35,13 @@ from foretell.serving.service import InferenceService
 __all__ = ["GrpcServer"]
 
 log = logging.getLogger("foretell.grpc")
+
+# Each RPC holds a thread while it waits for the loop, so this bounds how many can batch together;
+# more wait in the pool's queue. Idle threads cost nothing but memory.
+HANDLER_THREADS = 128
+# Every queue is bounded: past this many RPCs in the server (running or waiting for a thread), grpc
+# answers RESOURCE_EXHAUSTED at once. Well above what the batcher's own bound lets through in practice.
+MAX_RPCS = 8 * HANDLER_THREADS
 
 # The probes answer without a key, as REST's /v2/health/* do: a locked server still says how it is.
 _OPEN_METHODS = frozenset(
@@ -63,23 +79,31 @@ class GrpcServer:
 
     async def start(self) -> None:
         interceptors = [_ApiKeyInterceptor(self.api_key)] if self.api_key else []
-        server = grpc.aio.server(
+        server = grpc.server(
+            ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="foretell-grpc"),
             interceptors=interceptors,
+            maximum_concurrent_rpcs=MAX_RPCS,
             options=[
                 # Larger requests end RESOURCE_EXHAUSTED, as REST's body limit answers 413.
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", -1),
             ],
         )
-        server.add_generic_rpc_handlers([method_handlers(InferenceServicer(self.service))])
-        self._health = health.aio.HealthServicer()
+        loop = asyncio.get_running_loop()
+        server.add_generic_rpc_handlers([method_handlers(InferenceServicer(self.service), loop)])
+        # Non-blocking: a Watch stream does not hold a handler thread.
+        self._health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-        if server.add_insecure_port(self.address) == 0:
+        try:
+            bound = server.add_insecure_port(self.address)
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
             raise InvalidInput(f"grpc_port: cannot listen on {self.address}")
-        await server.start()
+        server.start()
         for name in ("", SERVICE_NAME):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         log.warning("serving gRPC (inference.GRPCInferenceService) on %s", self.address)
 
@@ -87,29 +111,31 @@ class GrpcServer:
         """Refuse new RPCs, let in-flight ones finish for up to the grace period."""
         if self._server is None:
             return
-        await self._health.enter_graceful_shutdown()
-        await self._server.stop(self.grace_seconds)
+        self._health.enter_graceful_shutdown()
+        stopped = self._server.stop(self.grace_seconds)
+        # Waited for off the loop: the in-flight RPCs need it to finish.
+        await asyncio.to_thread(stopped.wait)
         self._server = None
 
 
-class _ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class _ApiKeyInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Every RPC but the probes needs `authorization: Bearer KEY` or `x-api-key: KEY` metadata."""
 
     def __init__(self, key: str) -> None:
         self.expected = key.encode()
 
-    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         if details.method in _OPEN_METHODS:
-            return await continuation(details)
+            return continuation(details)
         metadata = dict(details.invocation_metadata or ())
         given = metadata.get("x-api-key") or str(metadata.get("authorization", "")).removeprefix("Bearer ")
         if hmac.compare_digest(str(given).encode(), self.expected):
-            return await continuation(details)
+            return continuation(details)
         return _REFUSED
 
 
-async def _refuse(request: Any, context: Any) -> None:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key")
+def _refuse(request: Any, context: grpc.ServicerContext) -> None:
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key")
 
 
 # Requests are not decoded: refused before anything of theirs is read.

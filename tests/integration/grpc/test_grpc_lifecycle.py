@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 import grpc
+import httpx
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
@@ -113,6 +114,35 @@ def test_sigterm_lets_an_in_flight_request_finish(home: Path) -> None:
         score, late = asyncio.run(during_sigterm())
     np.testing.assert_array_equal(score, [42.0])
     assert late is not None, "a request sent during the drain was answered"
+
+
+def _model_calls(url: str, model: str) -> float:
+    line = f'foretell_batch_size_count{{model="{model}"}} '
+    text = httpx.get(f"{url}/metrics").text
+    return next((float(row.removeprefix(line)) for row in text.splitlines() if row.startswith(line)), 0.0)
+
+
+def test_a_cancelled_rpc_leaves_the_queue_without_running(home: Path) -> None:
+    """A client that gives up on a queued request frees its place: the model never runs it. The RPC waits for
+    its answer in one of grpc's threads while it runs on the event loop; grpc's end of the RPC cancels it there."""
+    port = free_port()
+    with server(home, "slow", "--grpc-port", str(port), "--max-batch-size", "1") as url:
+        before = _model_calls(url, "slow")
+
+        async def give_up_on_the_second() -> np.ndarray:
+            async with aioclient.InferenceServerClient(f"127.0.0.1:{port}") as client:
+                first = asyncio.ensure_future(client.infer("slow", [tensor("a", np.array([21.0]), "FP64")]))
+                await asyncio.sleep(0.3)  # the model takes a second: the first request is in it
+                second = asyncio.ensure_future(client.infer("slow", [tensor("a", np.array([1.0]), "FP64")]))
+                await asyncio.sleep(0.3)  # queued behind the first
+                second.cancel()
+                answered = (await first).as_numpy("score")
+                await asyncio.sleep(1.5)  # long enough for the model to have run the second, had it stayed
+                return answered
+
+        score = asyncio.run(give_up_on_the_second())
+        np.testing.assert_array_equal(score, [42.0])
+        assert _model_calls(url, "slow") - before == 1
 
 
 def test_workers_share_the_grpc_port(home: Path) -> None:

@@ -1,0 +1,123 @@
+"""Load generators and floor servers for benchmarks/grpc_infer.py.
+
+`h2load` (nghttp2's C load generator) speaks gRPC's framing for unary calls: a POST whose body is the
+5-byte message prefix (0, then the length as a big-endian uint32) and the serialized request, with
+`content-type: application/grpc` and `te: trailers`. It does not read the grpc-status trailer, so the
+caller checks one answer by itself first. Its per-request log gives the latency percentiles.
+
+The floor servers answer as little as their stack allows, to say what the stack costs by itself:
+grpc.aio and grpc's thread-pool server with a generic handler (bytes in, the same bytes out), and a
+bare ASGI app under uvicorn + httptools answering a small JSON.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+H2LOAD = shutil.which("h2load")
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """One gRPC length-prefixed message, uncompressed."""
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def h2load(url: str, body: bytes | None, concurrency: int, seconds: int, *, h1: bool = False) -> dict[str, float]:
+    """h2load on core 1 for `seconds` (after 1 s of warm-up): req/s, p50, p99, max (ms) and errors.
+
+    Over HTTP/2 (gRPC) `concurrency` is up to 8 connections with streams spread over them; over HTTP/1.1 (`h1`)
+    one request in flight per connection, as wrk does.
+    """
+    if H2LOAD is None:
+        raise RuntimeError("h2load is not installed")
+    connections = concurrency if h1 else min(8, concurrency)
+    streams = 1 if h1 else concurrency // connections
+    with tempfile.TemporaryDirectory(prefix="foretell-h2load-") as scratch:
+        log = Path(scratch) / "requests.log"
+        command = ["taskset", "-c", "1", H2LOAD, "-t1", f"-c{connections}", f"-m{streams}", f"-D{seconds}",
+                   "--warm-up-time=1", f"--log-file={log}"]  # fmt: skip
+        if body is not None:
+            data = Path(scratch) / "body.bin"
+            data.write_bytes(body)
+            command += ["-d", str(data)]
+        if h1:
+            command.append("--h1")
+        else:
+            command += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+        out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+        rows = [line.split("\t") for line in log.read_text().splitlines() if line]
+    latencies = sorted(int(row[2]) / 1e3 for row in rows)
+    errors = sum(1 for row in rows if row[1] != "200")
+    if not latencies:
+        raise RuntimeError(f"h2load logged no request:\n{out}")
+    return {
+        "rps": len(latencies) / seconds,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[int(len(latencies) * 0.99)],
+        "max_ms": latencies[-1],
+        "errors": errors,
+    }
+
+
+def aio_floor(port: int, *, uvloop: bool = False) -> None:
+    """grpc.aio with one generic unary handler that echoes its request: grpcio's asyncio server alone
+    (on uvloop when `uvloop`, as under `foretell serve`, whose uvicorn picks uvloop when installed)."""
+    import asyncio
+
+    import grpc
+
+    async def echo(request: bytes, context: object) -> bytes:
+        return request
+
+    async def serve() -> None:
+        server = grpc.aio.server()
+        handler = grpc.unary_unary_rpc_method_handler(echo)
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("floor.Floor", {"Echo": handler})])
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    if uvloop:
+        import uvloop as loops
+
+        loops.run(serve())
+    else:
+        asyncio.run(serve())
+
+
+def sync_floor(port: int, threads: int = 4) -> None:
+    """grpc's thread-pool server with the same echo handler."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    def echo(request: bytes, context: object) -> bytes:
+        return request
+
+    server = grpc.server(ThreadPoolExecutor(threads))
+    handler = grpc.unary_unary_rpc_method_handler(echo)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("floor.Floor", {"Echo": handler})])
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+async def _asgi_floor(scope: dict[str, object], receive: object, send: object) -> None:
+    """A bare ASGI app: reads nothing, answers a constant JSON."""
+    if scope["type"] != "http":
+        return
+    await send(  # type: ignore[operator]
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": b'{"live":true}'})  # type: ignore[operator]
+
+
+def asgi_floor(port: int) -> None:
+    """`_asgi_floor` under uvicorn with httptools and uvloop, as `foretell serve` runs."""
+    import uvicorn
+
+    uvicorn.run(_asgi_floor, host="127.0.0.1", port=port, http="httptools", loop="uvloop", log_level="error")
