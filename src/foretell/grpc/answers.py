@@ -6,6 +6,8 @@ client reads the same field, rule and value whichever transport it speaks.
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -23,7 +25,7 @@ from foretell.errors import (
     Overloaded,
 )
 
-__all__ = ["GrpcAnswers", "Outcome", "code_for"]
+__all__ = ["UNAUTHENTICATED", "GrpcAnswers", "Outcome", "code_for", "key_given"]
 
 Message = TypeVar("Message")
 
@@ -67,3 +69,16 @@ class GrpcAnswers(Generic[Message]):
         if not isinstance(error, ForetellError):
             return Outcome(None, grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}")
         return Outcome(None, code_for(error), str(error))
+
+
+UNAUTHENTICATED = "missing or wrong API key"
+"""The details of an RPC refused for its key (REST's 401 says the same)."""
+
+
+def key_given(expected: str | None, metadata: Iterable[tuple[str, str | bytes]]) -> bool:
+    """No key needed, or `authorization: Bearer KEY` / `x-api-key: KEY` metadata holds it (constant-time)."""
+    if expected is None:
+        return True
+    given = dict(metadata)
+    key = given.get("x-api-key") or str(given.get("authorization", "")).removeprefix("Bearer ")
+    return hmac.compare_digest(str(key).encode(), expected.encode())

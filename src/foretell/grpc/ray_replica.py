@@ -26,14 +26,13 @@ hold a stopping replica until Ray's graceful_shutdown_timeout_s.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse
 
-from foretell.grpc.answers import Outcome
+from foretell.grpc.answers import UNAUTHENTICATED, Outcome, key_given
 from foretell.grpc.inference import SERVICE_NAME, InferenceServicer
 from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     ModelInferRequest,
@@ -52,7 +51,7 @@ from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
 from foretell.http.ray_serve import ForetellReplica, RayGrpcOptions
 from foretell.serving.service import InferenceService
 
-__all__ = ["SERVICER_FUNCTIONS", "GrpcReplica", "RayContext", "add_health_to_ray_proxy", "key_given"]
+__all__ = ["SERVICER_FUNCTIONS", "GrpcReplica", "RayContext", "add_health_to_ray_proxy"]
 
 SERVICER_FUNCTIONS = (
     "foretell.grpc.stubs.grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server",
@@ -64,13 +63,7 @@ HEALTH_SERVICE = "grpc.health.v1.Health"
 HEALTH_SERVICES = ("", SERVICE_NAME)
 """The services the health service knows: the server as a whole, and the OIP's (as the local server's does)."""
 
-UNAUTHENTICATED = "missing or wrong API key"
-
 Response = TypeVar("Response")
-
-
-class Aborted(Exception):
-    """The servicer ended its RPC with a status; the code and details are on Ray's context."""
 
 
 class RayContext:
@@ -85,11 +78,6 @@ class RayContext:
 
     def time_remaining(self) -> float | None:
         return None  # Ray's proxy keeps the client's grpc-timeout to itself
-
-    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
-        self._context.set_code(code)
-        self._context.set_details(details)
-        raise Aborted(details)
 
 
 class GrpcReplica(ForetellReplica):
@@ -158,7 +146,7 @@ class GrpcReplica(ForetellReplica):
 
     async def _rpc(
         self,
-        method: Callable[[Any, RayContext], Awaitable[Response | Outcome[Response]]],
+        method: Callable[[Any, RayContext], Awaitable[Outcome[Response]]],
         request: Any,
         grpc_context: Any,
         empty: type[Response],
@@ -167,26 +155,11 @@ class GrpcReplica(ForetellReplica):
     ) -> Response:
         if keyed and not key_given(self._limits.api_key, grpc_context.invocation_metadata()):
             return _refused(grpc_context, grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED, empty)
-        try:
-            answer = await method(request, RayContext(grpc_context))
-        except Aborted:
-            return empty()
-        # A servicer may answer its Outcome rather than abort (as it does for grpc's thread-pool server).
-        if isinstance(answer, Outcome):
-            if answer.message is None:
-                return _refused(grpc_context, answer.code, answer.details, empty)
-            message: Response = answer.message
-            return message
-        return answer
-
-
-def key_given(expected: str | None, metadata: list[tuple[str, str]]) -> bool:
-    """No key needed, or `authorization: Bearer KEY` / `x-api-key: KEY` metadata holds it (constant-time)."""
-    if expected is None:
-        return True
-    given = dict(metadata)
-    key = given.get("x-api-key") or str(given.get("authorization", "")).removeprefix("Bearer ")
-    return hmac.compare_digest(str(key).encode(), expected.encode())
+        answer = await method(request, RayContext(grpc_context))
+        if answer.message is None:  # set on Ray's context: raising would have Ray's proxy log a traceback
+            return _refused(grpc_context, answer.code, answer.details, empty)
+        message: Response = answer.message
+        return message
 
 
 def _refused(grpc_context: Any, code: grpc.StatusCode, details: str, empty: type[Response]) -> Response:

@@ -18,7 +18,6 @@ core (docs/benchmarks.md, "gRPC against REST").
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from foretell.errors import InvalidInput
+from foretell.grpc.answers import UNAUTHENTICATED, key_given
 from foretell.grpc.inference import SERVICE_NAME, InferenceServicer, method_handlers
 from foretell.serving.service import InferenceService
 
@@ -122,20 +122,16 @@ class _ApiKeyInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Every RPC but the probes needs `authorization: Bearer KEY` or `x-api-key: KEY` metadata."""
 
     def __init__(self, key: str) -> None:
-        self.expected = key.encode()
+        self.key = key
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        if details.method in _OPEN_METHODS:
-            return continuation(details)
-        metadata = dict(details.invocation_metadata or ())
-        given = metadata.get("x-api-key") or str(metadata.get("authorization", "")).removeprefix("Bearer ")
-        if hmac.compare_digest(str(given).encode(), self.expected):
+        if details.method in _OPEN_METHODS or key_given(self.key, details.invocation_metadata or ()):
             return continuation(details)
         return _REFUSED
 
 
 def _refuse(request: Any, context: grpc.ServicerContext) -> None:
-    context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key")
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
 
 
 # Requests are not decoded: refused before anything of theirs is read.
