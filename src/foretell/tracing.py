@@ -55,6 +55,7 @@ __all__ = [
     "disable",
     "enable",
     "enabled",
+    "leaf",
     "maybe_span",
     "queue_waits",
     "queued",
@@ -62,19 +63,26 @@ __all__ = [
     "resumed",
     "span",
     "traceparent",
+    "traceparent_header",
     "tracer",
 ]
 
 EXPORTERS = ("otlp", "console", "none")
 SAMPLERS = ("always_on", "always_off", "traceidratio")
 EXTRA = "otel"
+_new_tuple = tuple.__new__
 
-Queued = tuple["SpanContext", int]
-"""A queued request's span context and when it was queued (ns since the epoch, as spans count time)."""
+Queued = tuple["Span", int]
+"""A queued request's span and when it was queued (ns since the epoch, as spans count time)."""
 
 
 class Tracer:
-    """Where finished spans go, and what they are stamped with: one per process while tracing is on."""
+    """Where finished spans go, and what they are stamped with: one per process while tracing is on.
+
+    Every span foretell records ends here, in `finish`, as the SDK's own `ReadableSpan` handed
+    to the span processor: the one place that turns foretell's records into the SDK's objects,
+    with the few SDK values they share looked up once.
+    """
 
     def __init__(self, processor: SpanProcessor | None, resource: Resource, sampler: tuple[bool, float]) -> None:
         from opentelemetry import trace
@@ -82,30 +90,86 @@ class Tracer:
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         self.processor = processor
+        self.on_end = None if processor is None else processor.on_end
         self.resource = resource
         self.scope = InstrumentationScope("foretell")
         self.parent_based, ratio = sampler
         self.bound = round(ratio * (1 << 64))
         self.readable = ReadableSpan
         self.api = trace
+        self.trace_state = trace.DEFAULT_TRACE_STATE
+        self.link = trace.Link
         self.sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
         self.unsampled = trace.TraceFlags(trace.TraceFlags.DEFAULT)
         self.unset = trace.Status(trace.StatusCode.UNSET)
         self.internal = trace.SpanKind.INTERNAL
+        self.server = trace.SpanKind.SERVER
 
-    def context(self, parent: SpanContext | None) -> SpanContext:
-        """A new span's context: in its parent's trace (and sampling decision), else in a new, sampled or not."""
-        if parent is not None and parent.is_valid:
+    def root(self, name: str, parent: SpanContext | None, attributes: dict[str, Any], kind: Any) -> Span:
+        """A span whose parent is in another process (`parent`, from a `traceparent`) or that starts a trace."""
+        if parent is not None:
             trace_id = parent.trace_id
-            sampled = parent.trace_flags.sampled if self.parent_based or not parent.is_remote else self._ratio(trace_id)
+            sampled = parent.trace_flags.sampled if self.parent_based else self._ratio(trace_id)
         else:
             trace_id = getrandbits(128) or 1  # as the SDK's RandomIdGenerator, without its retry loop
             sampled = self._ratio(trace_id)
+        return Span(name, trace_id, getrandbits(64) or 1, parent, sampled, attributes, time.time_ns(), kind)
+
+    def context_of(self, trace_id: int, span_id: int, sampled: bool) -> SpanContext:
+        """The SDK's `SpanContext` of a span of ours: made as `SpanContext.__new__` makes it, without its range
+        checks (ours are drawn in range, never zero), at half its cost: every span needs one."""
         flags = self.sampled if sampled else self.unsampled
-        return self.api.SpanContext(trace_id, getrandbits(64) or 1, False, flags)
+        return _new_tuple(self.api.SpanContext, (trace_id, span_id, False, flags, self.trace_state, True))
 
     def _ratio(self, trace_id: int) -> bool:
         return (trace_id & 0xFFFFFFFFFFFFFFFF) < self.bound  # as the SDK's TraceIdRatioBased decides
+
+    def finish(self, span: Span, end: int) -> None:
+        """Hand `span`, ended at `end`, to the span processor as the SDK's `ReadableSpan`."""
+        on_end = self.on_end
+        if on_end is None:
+            return
+        parent = span.parent
+        if isinstance(parent, Span):
+            parent = parent.context
+        status = self.unset if span.error is None else self._failed(span.attributes, span.error)
+        on_end(
+            self.readable(
+                span.name,
+                span.context,
+                parent,
+                self.resource,
+                span.attributes,
+                (),
+                span.links,
+                self.internal if span.kind is None else span.kind,
+                None,
+                status,
+                span.start,
+                end,
+                self.scope,
+            )
+        )
+
+    def finish_child(
+        self, parent: Span, name: str, attributes: dict[str, Any], start: int, end: int, error: BaseException | None
+    ) -> None:
+        """A child of `parent` that ran from `start` to `end`, with no `Span` of its own (a leaf, a queue wait)."""
+        on_end = self.on_end
+        if on_end is None:
+            return
+        context = self.context_of(parent.trace_id, getrandbits(64) or 1, True)
+        status = self.unset if error is None else self._failed(attributes, error)
+        on_end(
+            self.readable(
+                name, context, parent.context, self.resource, attributes, (), (), self.internal, None, status, start,
+                end, self.scope,
+            )
+        )  # fmt: skip
+
+    def _failed(self, attributes: dict[str, Any], error: BaseException) -> Any:
+        attributes["exception.type"] = type(error).__name__
+        return self.api.Status(self.api.StatusCode.ERROR, f"{type(error).__name__}: {error}")
 
 
 tracer: Tracer | None = None
@@ -113,35 +177,43 @@ tracer: Tracer | None = None
 
 
 class Span:
-    """One span being recorded; on `end` it goes to the span processor as the SDK's `ReadableSpan`.
+    """One span being recorded: ids, times and attributes, and nothing of the SDK's until it ends.
 
     As a `with`, it is the current span inside, ends on the way out, and records the error
-    that left it (a class, not a generator: this runs several times per request).
+    that left it (a class, not a generator: this runs several times per request). Its
+    `SpanContext` is made once, when something asks for it (the span's own end, a child's,
+    a batch's link), not when the span starts.
     """
 
-    __slots__ = ("attributes", "context", "error", "kind", "links", "name", "parent", "sampled", "start", "token")
+    __slots__ = (
+        "_context", "attributes", "error", "kind", "links", "name", "parent", "sampled", "span_id", "start", "token",
+        "trace_id",
+    )  # fmt: skip
 
     def __init__(
         self,
         name: str,
-        parent: SpanContext | None,
+        trace_id: int,
+        span_id: int,
+        parent: Span | SpanContext | None,
+        sampled: bool,
         attributes: dict[str, Any],
-        *,
-        start: int | None = None,
+        start: int,
         kind: Any = None,
         links: tuple[Any, ...] = (),
     ) -> None:
-        assert tracer is not None
         self.name = name
+        self.trace_id = trace_id
+        self.span_id = span_id
         self.parent = parent
-        self.context = tracer.context(parent)
-        self.sampled: bool = self.context.trace_flags.sampled
+        self.sampled = sampled
         self.attributes = attributes
-        self.start = time.time_ns() if start is None else start
+        self.start = start
         self.kind = kind
         self.links = links
         self.error: BaseException | None = None
         self.token: Any = None
+        self._context: SpanContext | None = None
 
     def __enter__(self) -> Span:
         self.token = _current.set(self)
@@ -152,6 +224,16 @@ class Span:
         if error is not None:
             self.error = error
         self.end()
+
+    @property
+    def context(self) -> SpanContext:
+        """The SDK's `SpanContext` of this span (made on first use, then kept)."""
+        context = self._context
+        if context is None:
+            t = tracer
+            assert t is not None
+            context = self._context = t.context_of(self.trace_id, self.span_id, self.sampled)
+        return context
 
     def get_span_context(self) -> SpanContext:
         return self.context
@@ -170,28 +252,15 @@ class Span:
 
     def end(self, end_time: int | None = None) -> None:
         t = tracer
-        if t is None or t.processor is None or not self.sampled:
-            return
-        status = None
-        if self.error is not None:
-            from opentelemetry.trace import Status, StatusCode
+        if t is not None and self.sampled:
+            t.finish(self, time.time_ns() if end_time is None else end_time)
 
-            self.attributes["exception.type"] = type(self.error).__name__
-            status = Status(StatusCode.ERROR, f"{type(self.error).__name__}: {self.error}")
-        finished = t.readable(
-            name=self.name,
-            context=self.context,
-            parent=self.parent,
-            resource=t.resource,
-            attributes=self.attributes,
-            links=self.links,
-            kind=self.kind if self.kind is not None else t.internal,
-            status=status or t.unset,
-            start_time=self.start,
-            end_time=time.time_ns() if end_time is None else end_time,
-            instrumentation_scope=t.scope,
-        )
-        t.processor.on_end(finished)
+    def child(self, name: str, attributes: dict[str, Any], start: int | None = None) -> Span:
+        """A new span under this one, in its trace and its sampling decision."""
+        return Span(
+            name, self.trace_id, getrandbits(64) or 1, self, self.sampled, attributes,
+            time.time_ns() if start is None else start,
+        )  # fmt: skip
 
 
 class _NoSpan:
@@ -294,46 +363,101 @@ def _processor_from(env: Mapping[str, str], *, build: bool = True) -> SpanProces
 # -- spans (call only while `tracer` is not None) ----------------------------------------------
 
 
-def continued(name: str, headers: Iterable[tuple[bytes, bytes]], **attributes: Any) -> Span:
-    """A request's server span, current while the request runs, continuing the caller's W3C `traceparent`."""
+def continued(name: str, headers: Iterable[tuple[bytes, bytes]], attributes: dict[str, Any]) -> Span:
+    """A request's server span, continuing the caller's W3C `traceparent` (make it current with `with`)."""
     assert tracer is not None
     parent = None
     for key, value in headers:
         if key == b"traceparent":
             parent = _parsed(value.decode("latin-1"))
-    return Span(name, parent, attributes, kind=tracer.api.SpanKind.SERVER)
+    return tracer.root(name, parent, attributes, tracer.server)
 
 
 def resumed(parent: str, name: str, **attributes: Any) -> Any:
     """A span continuing the trace a `traceparent` string names (sent to another process), or None while off."""
     if tracer is None:  # a worker process that was not told to trace
         return _UNTRACED
-    return Span(name, _parsed(parent), attributes)
+    return tracer.root(name, _parsed(parent), attributes, None)
 
 
 def _parsed(header: str) -> SpanContext | None:
-    assert tracer is not None
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    """The caller's span from a W3C `traceparent` (version 00, or a later one read as 00), or None if malformed.
 
-    found = tracer.api.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": header}))
-    context = found.get_span_context()
-    return context if context.is_valid else None
+    A split and three hex reads, as the W3C spec (and the SDK's propagator's regular
+    expression) reads it: every request with a caller pays this, so no regex and no
+    propagator objects.
+    """
+    assert tracer is not None
+    parts = header.strip().split("-")
+    if len(parts) < 4:
+        return None
+    version, trace, span, flags = parts[0], parts[1], parts[2], parts[3]
+    if len(version) != 2 or len(trace) != 32 or len(span) != 16 or len(flags) != 2 or version == "ff":
+        return None
+    if (version == "00" and len(parts) != 4) or not _HEX.issuperset(version + trace + span + flags):
+        return None
+    trace_id, span_id = int(trace, 16), int(span, 16)
+    if not trace_id or not span_id:
+        return None
+    context: SpanContext = tracer.api.SpanContext(trace_id, span_id, True, tracer.api.TraceFlags(int(flags, 16)))
+    return context
+
+
+_HEX = frozenset("0123456789abcdef")
 
 
 def traceparent(current: Span) -> str:
     """The W3C `traceparent` naming `current`, for a response to hand back or a worker process to continue."""
-    context = current.context
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    return "00-%032x-%016x-%s" % (current.trace_id, current.span_id, "01" if current.sampled else "00")  # noqa: UP031 - twice as fast as an f-string with format specs
+
+
+def traceparent_header(current: Span) -> bytes:
+    """`traceparent(current)` as a header value: every traced response carries one."""
+    return b"00-%032x-%016x-%s" % (current.trace_id, current.span_id, b"01" if current.sampled else b"00")
 
 
 def span(name: str, **attributes: Any) -> Any:
     """A child of the current span, current itself inside the `with`; nothing under a trace not sampled."""
     current = _current.get()
     if current is None:
-        return Span(name, None, attributes)
+        assert tracer is not None
+        return tracer.root(name, None, attributes, None)
     if not current.sampled:  # nothing under it is recorded: spend nothing on it (most requests, when sampling)
         return _UNTRACED
-    return Span(name, current.context, attributes)
+    return current.child(name, attributes)
+
+
+def leaf(name: str, **attributes: Any) -> Any:
+    """`span(name)` for a step that opens no span inside it (decode, ledger enqueue): it is never the current
+    span, so it costs a third of one (no `Span`, no context variable); a shared no-op `with` while off."""
+    if tracer is None:
+        return _UNTRACED
+    current = _current.get()
+    if current is None:
+        return tracer.root(name, None, attributes, None)
+    if not current.sampled:
+        return _UNTRACED
+    return _Leaf(current, name, attributes)
+
+
+class _Leaf:
+    """A span no other span is opened under: recorded when its `with` ends, as a child of the span current then."""
+
+    __slots__ = ("attributes", "name", "parent", "start")
+
+    def __init__(self, parent: Span, name: str, attributes: dict[str, Any]) -> None:
+        self.parent = parent
+        self.name = name
+        self.attributes = attributes
+        self.start = time.time_ns()
+
+    def __enter__(self) -> _Leaf:
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        t = tracer
+        if t is not None:
+            t.finish_child(self.parent, self.name, self.attributes, self.start, time.time_ns(), error)
 
 
 def current_span() -> Span | _NoSpan:
@@ -343,24 +467,32 @@ def current_span() -> Span | _NoSpan:
 
 
 def queued() -> Queued | None:
-    """What a request entering the micro-batcher's queue carries across it: its span context and the time."""
+    """What a request entering the micro-batcher's queue carries across it: its span and the time."""
     current = _current.get()
-    return None if current is None or not current.sampled else (current.context, time.time_ns())
+    return None if current is None or not current.sampled else (current, time.time_ns())
 
 
 def queue_waits(entries: Iterable[Queued]) -> None:
-    """One ended `queue wait` span per request just taken into a batch, from its arrival until now."""
+    """One `queue wait` span per request just taken into a batch, from its arrival until now."""
+    t = tracer
+    if t is None:
+        return
     now = time.time_ns()
+    finish = t.finish_child
     for parent, since in entries:
-        Span("queue wait", parent, {}, start=since).end(now)
+        finish(parent, "queue wait", {}, since, now, None)
 
 
 def batch_span(requests: list[Queued], rows: int) -> Span:
     """The span of one model call on a batch: a child of its first request, linked to every request in it."""
     assert tracer is not None
-    links = tuple(tracer.api.Link(context) for context, _ in requests)
+    link = tracer.link
+    links = tuple(link(request.context) for request, _ in requests)
     attributes = {"foretell.batch.rows": rows, "foretell.batch.requests": len(requests)}
-    return Span("batch", requests[0][0], attributes, links=links)
+    first = requests[0][0]
+    batch = first.child("batch", attributes)
+    batch.links = links
+    return batch
 
 
 @contextmanager
@@ -369,7 +501,7 @@ def child(parent: Span, name: str) -> Iterator[Span | None]:
     if tracer is None:  # turned off while the batch waited: its model call must run all the same
         yield None
         return
-    recorded = Span(name, parent.context, {})
+    recorded = parent.child(name, {})
     try:
         yield recorded
     except BaseException as error:

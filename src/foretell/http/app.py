@@ -188,15 +188,16 @@ def _traced(app: ASGIApp) -> ASGIApp:
             return
         method = scope["method"]
         attributes = {"http.request.method": method, "url.path": scope["path"]}
-        with tracing.continued(method, scope["headers"], **attributes) as span:
-            parent = tracing.traceparent(span).encode()
+        span = tracing.continued(method, scope["headers"], attributes)
+        parent = tracing.traceparent_header(span)
 
-            async def send_with_traceparent(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    span.set_attribute("http.response.status_code", message["status"])
-                    message = {**message, "headers": [*message.get("headers", ()), (b"traceparent", parent)]}
-                await send(message)
+        async def send_with_traceparent(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                span.set_attribute("http.response.status_code", message["status"])
+                message = {**message, "headers": [*message.get("headers", ()), (b"traceparent", parent)]}
+            await send(message)
 
+        with span:
             await app(scope, receive, send_with_traceparent)
 
     return traced
