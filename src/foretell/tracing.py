@@ -48,6 +48,7 @@ __all__ = [
     "Queued",
     "Span",
     "annotate",
+    "answered",
     "batch_span",
     "child",
     "continued",
@@ -414,6 +415,19 @@ def traceparent(current: Span) -> str:
 def traceparent_header(current: Span) -> bytes:
     """`traceparent(current)` as a header value: every traced response carries one."""
     return b"00-%032x-%016x-%s" % (current.trace_id, current.span_id, b"01" if current.sampled else b"00")
+
+
+def answered(status: int) -> bytes | None:
+    """The `traceparent` a response names its request by (sampled or not), once its status is known; None outside
+    a request. The status goes on the request's span (`http.response.status_code`), which says it was answered."""
+    current = _current.get()
+    if current is None:
+        return None
+    current.attributes[STATUS_CODE] = status
+    return traceparent_header(current)
+
+
+STATUS_CODE = "http.response.status_code"
 
 
 def span(name: str, **attributes: Any) -> Any:
