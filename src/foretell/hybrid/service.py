@@ -377,8 +377,7 @@ class HybridService:
 
 
 def _annotate_outcomes(wanted: list[str], answers: Mapping[str, Lookup], computed: Mapping[str, Lookup]) -> None:
-    """The lookup's hybrid outcome on its request span: per key hit (fresh from the store), fallback
-    (predicted live now), stale (an old stored answer, no live one possible) or miss (no answer)."""
+    """The lookup's outcome per key (hit, fallback, stale or miss) on its request span (docs/tracing.md)."""
     counts = {"hit": 0, "fallback": 0, "stale": 0, "miss": 0}
     for key in wanted:
         answer = answers.get(key)

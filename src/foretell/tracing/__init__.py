@@ -5,22 +5,12 @@ Tracing off must cost nothing: this module imports no OpenTelemetry package unti
 so a server without `--tracing` runs the code it ran before, plus that one test.
 
 Tracing on must cost little (issue 19: at most 10 % of a server's requests/s), and the
-SDK's own spans do not: each costs 12-15 µs of Python (locks, attribute validation,
-context tokens), half a served request's budget for five of them. So foretell records its
-spans itself and hands each, finished, to the SDK's span processor as the SDK's own
-`ReadableSpan`: what an exporter receives is exactly what the SDK would send (random ids as
-its generator makes them, W3C trace context, the resource from `OTEL_SERVICE_NAME` /
-`OTEL_RESOURCE_ATTRIBUTES`), at about 3 µs a span. The current span is this module's own
-context variable, not OpenTelemetry's context: nothing else in a foretell process makes
-spans under foretell's.
-
-`enable` exports as the standard variables say: `OTEL_TRACES_EXPORTER` (`otlp`, the default,
-over HTTP/protobuf to `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`;
-`console`; `none`) behind the SDK's batching span processor (`OTEL_BSP_*`), so exporting
-never runs on a request's path; `OTEL_TRACES_SAMPLER` (`parentbased_always_on`, the
-default, `always_on`, `always_off`, `traceidratio` and their `parentbased_` forms, with
-`OTEL_TRACES_SAMPLER_ARG`) decides which traces are recorded. Tests hand it their own
-processor (an in-memory exporter).
+SDK's own spans cost 12-15 µs each. So foretell records its spans itself (ids, times and
+attributes; no SDK object until a span ends) and hands each, finished, to the SDK's span
+processor as the SDK's own `ReadableSpan` (ids as its generator draws them, W3C trace
+context, the resource from `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`). The current
+span is this module's own context variable, not OpenTelemetry's. `enable` exports as the
+`OTEL_*` variables say (`tracing.settings`); tests hand it their own processor.
 
 Spans cross the micro-batcher by hand: a request waits in a queue that another task
 drains, so its span context travels on its queue entry (`Pending.trace`), and the batch's
@@ -31,13 +21,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
-from foretell.errors import InvalidServeConfig, MissingExtra
+from foretell.tracing import settings
+from foretell.tracing.context import parsed, traceparent, traceparent_header
+from foretell.tracing.settings import require
 
 if TYPE_CHECKING:  # never at run time: tracing off imports no OpenTelemetry module
     from opentelemetry.sdk.resources import Resource
@@ -49,16 +40,16 @@ __all__ = [
     "Span",
     "annotate",
     "answered",
-    "batch_span",
+    "batch_taken",
     "child",
     "continued",
     "current_span",
     "disable",
     "enable",
     "enabled",
+    "ended",
     "leaf",
     "maybe_span",
-    "queue_waits",
     "queued",
     "require",
     "resumed",
@@ -68,9 +59,6 @@ __all__ = [
     "tracer",
 ]
 
-EXPORTERS = ("otlp", "console", "none")
-SAMPLERS = ("always_on", "always_off", "traceidratio")
-EXTRA = "otel"
 _new_tuple = tuple.__new__
 
 Queued = tuple["Span", int]
@@ -293,25 +281,14 @@ def enable(processor: SpanProcessor | None = None, *, environ: Mapping[str, str]
     """
     global tracer
     env = os.environ if environ is None else environ
-    require(env)
+    settings.require(env)
     from opentelemetry.sdk.resources import Resource
 
-    sampler = _sampler_from(env)
+    sampler = settings.sampler_from(env)
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "foretell")})
-    chosen = processor if processor is not None else _processor_from(env)
+    chosen = processor if processor is not None else settings.processor_from(env)
     disable()
     tracer = Tracer(chosen, resource, sampler)
-
-
-def require(environ: Mapping[str, str] | None = None) -> None:
-    """Check that tracing can be turned on as the `OTEL_*` variables say, without turning it on."""
-    env = os.environ if environ is None else environ
-    try:
-        import opentelemetry.sdk.trace  # noqa: F401 - only whether it imports
-    except ImportError:
-        raise MissingExtra("tracing", "opentelemetry-sdk", EXTRA, needed_by="tracing") from None
-    _sampler_from(env)
-    _processor_from(env, build=False)
 
 
 def disable() -> None:
@@ -320,45 +297,6 @@ def disable() -> None:
     current, tracer = tracer, None
     if current is not None and current.processor is not None:
         current.processor.shutdown()
-
-
-def _sampler_from(env: Mapping[str, str]) -> tuple[bool, float]:
-    """(parent-based?, the share of new traces recorded) from `OTEL_TRACES_SAMPLER` and its argument."""
-    name = env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower() or "parentbased_always_on"
-    parent_based = name.startswith("parentbased_")
-    kind = name.removeprefix("parentbased_")
-    if kind not in SAMPLERS:
-        known = [*SAMPLERS, *(f"parentbased_{s}" for s in SAMPLERS)]
-        raise InvalidServeConfig(f"OTEL_TRACES_SAMPLER must be one of {known}, got {name!r}")
-    if kind != "traceidratio":
-        return parent_based, 1.0 if kind == "always_on" else 0.0
-    raw = env.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
-    try:
-        ratio = float(raw)
-    except ValueError:
-        ratio = -1.0
-    if not 0.0 <= ratio <= 1.0:
-        raise InvalidServeConfig(f"OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1, got {raw!r}")
-    return parent_based, ratio
-
-
-def _processor_from(env: Mapping[str, str], *, build: bool = True) -> SpanProcessor | None:
-    name = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
-    if name not in EXPORTERS:
-        raise InvalidServeConfig(f"OTEL_TRACES_EXPORTER must be one of {list(EXPORTERS)}, got {name!r}")
-    if name == "none":
-        return None
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
-    if name == "console":
-        return BatchSpanProcessor(ConsoleSpanExporter()) if build else None
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    except ImportError:
-        raise MissingExtra(
-            "tracing", "opentelemetry-exporter-otlp-proto-http", EXTRA, needed_by="the OTLP trace exporter"
-        ) from None
-    return BatchSpanProcessor(OTLPSpanExporter()) if build else None  # reads OTEL_EXPORTER_OTLP_* itself
 
 
 # -- spans (call only while `tracer` is not None) ----------------------------------------------
@@ -370,7 +308,7 @@ def continued(name: str, headers: Iterable[tuple[bytes, bytes]], attributes: dic
     parent = None
     for key, value in headers:
         if key == b"traceparent":
-            parent = _parsed(value.decode("latin-1"))
+            parent = parsed(value.decode("latin-1"))
     return tracer.root(name, parent, attributes, tracer.server)
 
 
@@ -378,43 +316,7 @@ def resumed(parent: str, name: str, **attributes: Any) -> Any:
     """A span continuing the trace a `traceparent` string names (sent to another process), or None while off."""
     if tracer is None:  # a worker process that was not told to trace
         return _UNTRACED
-    return tracer.root(name, _parsed(parent), attributes, None)
-
-
-def _parsed(header: str) -> SpanContext | None:
-    """The caller's span from a W3C `traceparent` (version 00, or a later one read as 00), or None if malformed.
-
-    A split and three hex reads, as the W3C spec (and the SDK's propagator's regular
-    expression) reads it: every request with a caller pays this, so no regex and no
-    propagator objects.
-    """
-    assert tracer is not None
-    parts = header.strip().split("-")
-    if len(parts) < 4:
-        return None
-    version, trace, span, flags = parts[0], parts[1], parts[2], parts[3]
-    if len(version) != 2 or len(trace) != 32 or len(span) != 16 or len(flags) != 2 or version == "ff":
-        return None
-    if (version == "00" and len(parts) != 4) or not _HEX.issuperset(version + trace + span + flags):
-        return None
-    trace_id, span_id = int(trace, 16), int(span, 16)
-    if not trace_id or not span_id:
-        return None
-    context: SpanContext = tracer.api.SpanContext(trace_id, span_id, True, tracer.api.TraceFlags(int(flags, 16)))
-    return context
-
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def traceparent(current: Span) -> str:
-    """The W3C `traceparent` naming `current`, for a response to hand back or a worker process to continue."""
-    return "00-%032x-%016x-%s" % (current.trace_id, current.span_id, "01" if current.sampled else "00")  # noqa: UP031 - twice as fast as an f-string with format specs
-
-
-def traceparent_header(current: Span) -> bytes:
-    """`traceparent(current)` as a header value: every traced response carries one."""
-    return b"00-%032x-%016x-%s" % (current.trace_id, current.span_id, b"01" if current.sampled else b"00")
+    return tracer.root(name, parsed(parent), attributes, None)
 
 
 def answered(status: int) -> bytes | None:
@@ -486,43 +388,36 @@ def queued() -> Queued | None:
     return None if current is None or not current.sampled else (current, time.time_ns())
 
 
-def queue_waits(entries: Iterable[Queued]) -> None:
-    """One `queue wait` span per request just taken into a batch, from its arrival until now."""
+def batch_taken(requests: Iterable[Queued | None], rows: int) -> Span | None:
+    """The span of one model call on a batch of `requests` (a child of the first, linked to every one), after
+    one `queue wait` span per request, from its arrival until now; None if none was traced."""
     t = tracer
-    if t is None:
-        return
+    traced = [request for request in requests if request is not None]  # none from before tracing was turned on
+    if t is None or not traced:
+        return None
     now = time.time_ns()
-    finish = t.finish_child
-    for parent, since in entries:
-        finish(parent, "queue wait", {}, since, now, None)
-
-
-def batch_span(requests: list[Queued], rows: int) -> Span:
-    """The span of one model call on a batch: a child of its first request, linked to every request in it."""
-    assert tracer is not None
-    link = tracer.link
-    links = tuple(link(request.context) for request, _ in requests)
-    attributes = {"foretell.batch.rows": rows, "foretell.batch.requests": len(requests)}
-    first = requests[0][0]
-    batch = first.child("batch", attributes)
+    for parent, since in traced:
+        t.finish_child(parent, "queue wait", {}, since, now, None)
+    links = tuple(t.link(request.context) for request, _ in traced)
+    batch = traced[0][0].child("batch", {"foretell.batch.rows": rows, "foretell.batch.requests": len(traced)})
     batch.links = links
     return batch
 
 
-@contextmanager
-def child(parent: Span, name: str) -> Iterator[Span | None]:
-    """A child of `parent` in any thread (the model thread has no current span of the request)."""
-    if tracer is None:  # turned off while the batch waited: its model call must run all the same
-        yield None
-        return
-    recorded = parent.child(name, {})
-    try:
-        yield recorded
-    except BaseException as error:
-        recorded.record_exception(error)
-        raise
-    finally:
-        recorded.end()
+def child(parent: Span | None, name: str) -> Any:
+    """A child of `parent` in any thread (the model thread has no current span of the request), current in its
+    `with`, which records the error that leaves it; a shared no-op `with` when `parent` is None or tracing is off."""
+    if parent is None or tracer is None:  # also turned off while the batch waited: its model call runs all the same
+        return _UNTRACED
+    return parent.child(name, {})
+
+
+def ended(span: Span | None, error: BaseException | None = None) -> None:
+    """End `span` (if there is one), failed with `error` if given."""
+    if span is not None:
+        if error is not None:
+            span.record_exception(error)
+        span.end()
 
 
 class _Untraced:
