@@ -44,6 +44,7 @@ SERVE = TRACED_SERVE.replace(
     "import os\nnone = os.environ.get('OTEL_TRACES_EXPORTER') == 'none'\n"
     "tracing.enable(None if none else BatchSpanProcessor(Dropped()))",
 )
+assert SERVE != TRACED_SERVE, "benchmarks/tracing.py's TRACED_SERVE changed: update SERVE"
 
 
 def cpu_seconds(pid: int) -> float:
