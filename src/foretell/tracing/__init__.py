@@ -302,14 +302,15 @@ def disable() -> None:
 # -- spans (call only while `tracer` is not None) ----------------------------------------------
 
 
-def continued(name: str, headers: Iterable[tuple[bytes, bytes]], attributes: dict[str, Any]) -> Span:
-    """A request's server span, continuing the caller's W3C `traceparent` (make it current with `with`)."""
+def continued(name: str, headers: Iterable[tuple[bytes, bytes]], attributes: dict[str, Any] | None = None) -> Span:
+    """A request's server span, continuing the caller's W3C `traceparent` (make it current with `with`); it
+    keeps `attributes` (a new dict, not a copy) as its own."""
     assert tracer is not None
     parent = None
     for key, value in headers:
         if key == b"traceparent":
             parent = parsed(value.decode("latin-1"))
-    return tracer.root(name, parent, attributes, tracer.server)
+    return tracer.root(name, parent, {} if attributes is None else attributes, tracer.server)
 
 
 def resumed(parent: str, name: str, **attributes: Any) -> Any:
