@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from starlette.types import Receive, Send
 
+from foretell import tracing
 from foretell.errors import BodyTooLarge, ClientDisconnected
 
 __all__ = ["header", "read_body", "reply"]
@@ -57,5 +58,7 @@ async def reply(send: Send, status: int, body: bytes, headers: dict[str, str] | 
         else:
             raw.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     raw.append((b"content-type", content_type))
+    if tracing.tracer is not None and (parent := tracing.answered(status)) is not None:
+        raw.append((b"traceparent", parent))  # here rather than by wrapping `send`: a third of tracing's fixed cost
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

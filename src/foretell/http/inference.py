@@ -92,7 +92,7 @@ class InferenceEndpoints:
         if tracing.tracer is None:
             request = decode_infer_request(body, json_length)
         else:
-            with tracing.span("decode", **{"http.request.body.size": len(body)}):
+            with tracing.leaf("decode", **{"http.request.body.size": len(body)}):
                 request = decode_infer_request(body, json_length)
         call.request_id = request.id or header(headers, b"x-request-id")
         deadline = request_deadline(header(headers, b"x-request-timeout"), request.timeout_seconds)
@@ -111,7 +111,7 @@ class InferenceEndpoints:
         headers = scope["headers"]
         body = await read_body(receive, header(headers, b"content-length"), self.max_body_bytes)
         # CSV cells are text until typed: the signature says which columns stay text ("02139").
-        with tracing.maybe_span("decode", **{"http.request.body.size": len(body)}):
+        with tracing.leaf("decode", **{"http.request.body.size": len(body)}):
             rows = decode_invocations(body, header(headers, b"content-type") or "", signature=slot.model.signature)
         call.request_id = header(headers, b"x-request-id")
         deadline = request_deadline(header(headers, b"x-request-timeout"), None)

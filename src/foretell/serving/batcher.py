@@ -30,8 +30,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from foretell import tracing
 from foretell.core.columns import Columns
@@ -41,24 +40,12 @@ from foretell.errors import BatcherClosed, DeadlineExceeded, ForetellError, Over
 from foretell.ledger.record import ModelCall
 from foretell.serving.outcomes import BatchObserver, _NoObserver
 from foretell.serving.policy import BatchPolicy, Flush, Wait, admits, decide, retry_after
-from foretell.serving.queue import BatchNote, Pending, RequestQueue
+from foretell.serving.queue import Batch, BatchNote, Pending, RequestQueue
 
 __all__ = ["BatchObserver", "MicroBatcher", "PredictFn"]
 
 PredictFn = Callable[[Frame, PredictOptions], Predictions]
 """Runs the model once on every row of a frame, with one set of options; usually a bound `Predictor.predict`."""
-
-
-@dataclass(slots=True)
-class _Batch:
-    requests: list[Pending]
-    rows: int
-    started_at: float
-    options: PredictOptions
-    frame: Frame | None = None
-    """The requests' rows joined, once the model was called with them."""
-    span: Any = None
-    """While tracing: the batch's span (linked to its requests'), ended when they are answered."""
 
 
 _State = Literal["new", "running", "stopping", "stopped"]
@@ -117,7 +104,7 @@ class MicroBatcher:
         self._runner: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._running: asyncio.Future[Predictions] | None = None
-        self._running_batch: _Batch | None = None
+        self._running_batch: Batch | None = None
         self._batch_seconds = 0.0
         self._last_batch_requests = 0
         self._expected_rows = 0  # rows likely to be queued soon: the last batch's, back again, plus the queued
@@ -245,10 +232,8 @@ class MicroBatcher:
                 f"(limit {self.policy.max_queue}) and this request brings {rows}; retry after {wait:.0f} s",
                 retry_after_s=wait,
             )
-        trace = None if tracing.tracer is None else tracing.queued()
-        pending = Pending(
-            frame, rows, now, deadline, asyncio.get_running_loop().create_future(), options, note=note, trace=trace
-        )
+        future = asyncio.get_running_loop().create_future()
+        pending = Pending(frame, rows, now, deadline, future, options, note=note, trace=tracing.queued())
         self._queue.push(pending)
         self._wake.set()
         try:
@@ -317,34 +302,28 @@ class MicroBatcher:
         longest = min(PATIENCE_CALLS * self._batch_seconds, self._active_policy.max_delay_ms / 1000.0)
         return max(0.0, longest - (now - self._idle_since))
 
-    def _runs_alone_inline(self, batch: _Batch) -> bool:
+    def _runs_alone_inline(self, batch: Batch) -> bool:
         return len(batch.requests) == 1 and self._alone_inline is not None and self._alone_inline()
 
-    def _take(self, max_rows: int, now: float) -> _Batch:
+    def _take(self, max_rows: int, now: float) -> Batch:
         """Whole requests in arrival order, up to `max_rows` rows; always at least one request."""
         taken = self._queue.take(max_rows)
         for pending in taken:
             self._observer.queue_wait(now - pending.enqueued_at)
         self._last_batch_requests = len(taken)
-        batch = _Batch(taken, sum(p.rows for p in taken), now, taken[0].options)
+        batch = Batch(taken, sum(p.rows for p in taken), now, taken[0].options)
         if tracing.tracer is not None:
-            traced = [p.trace for p in taken if p.trace is not None]
-            if traced:  # requests queued before tracing was turned on have none
-                tracing.queue_waits(traced)
-                batch.span = tracing.batch_span(traced, batch.rows)
+            batch.span = tracing.batch_taken([p.trace for p in taken], batch.rows)
         return batch
 
-    def _call(self, batch: _Batch) -> Predictions:
+    def _call(self, batch: Batch) -> Predictions:
         # Runs in the model thread when there is one: the concat is the model's work too.
-        if batch.span is not None:
-            with tracing.child(batch.span, "batch formation"):
-                batch.frame = Frame.concat([p.frame for p in batch.requests])
-            with tracing.child(batch.span, "model call"):
-                return self._predict(batch.frame, batch.options)
-        batch.frame = Frame.concat([p.frame for p in batch.requests])
-        return self._predict(batch.frame, batch.options)
+        with tracing.child(batch.span, "batch formation"):  # a shared no-op `with` when the batch has no span
+            batch.frame = Frame.concat([p.frame for p in batch.requests])
+        with tracing.child(batch.span, "model call"):
+            return self._predict(batch.frame, batch.options)
 
-    def _run_inline(self, batch: _Batch) -> None:
+    def _run_inline(self, batch: Batch) -> None:
         self._running_batch = batch
         self._observer.batch(batch.rows)
         try:
@@ -356,7 +335,7 @@ class MicroBatcher:
         finally:
             self._running_batch = None
 
-    def _start_in_thread(self, batch: _Batch, executor: ThreadPoolExecutor) -> None:
+    def _start_in_thread(self, batch: Batch, executor: ThreadPoolExecutor) -> None:
         self._running_batch = batch
         self._observer.batch(batch.rows)
         self._running = asyncio.get_running_loop().run_in_executor(executor, self._call, batch)
@@ -373,14 +352,13 @@ class MicroBatcher:
         else:
             self._answer(batch, running.result())
 
-    def _answer(self, batch: _Batch, predictions: Predictions) -> None:
+    def _answer(self, batch: Batch, predictions: Predictions) -> None:
         if len(predictions) != batch.rows:
             fault = PredictionError(f"the predict function returned {len(predictions)} rows for {batch.rows}")
             self._fail_batch(batch, fault)
             return
         self._note_batch_time(batch)
-        if batch.span is not None:
-            batch.span.end()
+        tracing.ended(batch.span)
         offset = 0
         made = None  # the model call, for requests that note it (the ledger): one object for the batch
         for pending in batch.requests:
@@ -394,11 +372,9 @@ class MicroBatcher:
                 pending.future.set_result(part)
             offset += pending.rows
 
-    def _fail_batch(self, batch: _Batch, failure: BaseException) -> None:
+    def _fail_batch(self, batch: Batch, failure: BaseException) -> None:
         self._note_batch_time(batch)
-        if batch.span is not None:
-            batch.span.record_exception(failure)
-            batch.span.end()
+        tracing.ended(batch.span, failure)
         # The cause of a Predictor's PredictionError is the model's own exception: name that.
         cause = failure.__cause__ if isinstance(failure, PredictionError) and failure.__cause__ else failure
         reason = str(cause) if isinstance(cause, ForetellError) else f"{type(cause).__name__}: {cause}"
@@ -412,7 +388,7 @@ class MicroBatcher:
                 error.__cause__ = failure
                 pending.future.set_exception(error)
 
-    def _note_batch_time(self, batch: _Batch) -> None:
+    def _note_batch_time(self, batch: Batch) -> None:
         self._idle_since = self._clock()
         self._expected_rows = batch.rows + self._queue.rows
         seconds = max(self._idle_since - batch.started_at, 0.0)

@@ -15,14 +15,14 @@ import asyncio
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions
 from foretell.ledger.record import ModelCall
 from foretell.tracing import Queued
 
-__all__ = ["BatchNote", "Pending", "RequestQueue"]
+__all__ = ["Batch", "BatchNote", "Pending", "RequestQueue"]
 
 
 @dataclass(slots=True, eq=False)
@@ -41,7 +41,21 @@ class Pending:
     note: BatchNote | None = None
     """Told how many rows the model call that answered this request had (for the prediction ledger)."""
     trace: Queued | None = None
-    """While tracing: the request's span context and arrival, for its queue-wait span and the batch's links."""
+    """While tracing: the request's span and arrival, for its queue-wait span and the batch's links."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """Requests taken from the queue together, for one model call."""
+
+    requests: list[Pending]
+    rows: int
+    started_at: float
+    options: PredictOptions
+    frame: Frame | None = None
+    """The requests' rows joined, once the model was called with them."""
+    span: Any = None
+    """While tracing: the batch's span (linked to its requests'), ended when they are answered."""
 
 
 class BatchNote(Protocol):

@@ -336,7 +336,7 @@ class InferenceService:
         if tracing.tracer is None:
             ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
         else:
-            with tracing.span("ledger enqueue", **{"foretell.ledger.source": source}):
+            with tracing.leaf("ledger enqueue", **{"foretell.ledger.source": source}):
                 ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
         return Inference(model, predictions, ids)
 
@@ -347,7 +347,7 @@ class InferenceService:
 
     def record_stored(self, call: Call, slot: ModelSlot, answers: Sequence[Stored]) -> None:
         """Record answers a lookup took from the store (source `precomputed`), one entry per key, and set their ids."""
-        with tracing.maybe_span("ledger enqueue", **{"foretell.ledger.source": "precomputed"}):
+        with tracing.leaf("ledger enqueue", **{"foretell.ledger.source": "precomputed"}):
             self.recorder.stored(call, slot, answers)
 
     # -- one wrapper for every request -------------------------------------------------------------
@@ -398,10 +398,9 @@ class InferenceService:
 def _describe(span: Any, call: Call, status: int) -> None:
     """Name the transport's request span after the endpoint (low cardinality: never a key) and say what it did."""
     span.update_name(call.endpoint)
-    span.set_attribute("foretell.endpoint", call.endpoint)
-    span.set_attribute("foretell.model", call.model)
-    span.set_attribute("foretell.status", status)
+    attributes = {"foretell.endpoint": call.endpoint, "foretell.model": call.model, "foretell.status": status}
     if call.model_version is not None:
-        span.set_attribute("foretell.model.version", call.model_version)
+        attributes["foretell.model.version"] = call.model_version
     if call.prediction_id is not None:
-        span.set_attribute("foretell.prediction_id", call.prediction_id)
+        attributes["foretell.prediction_id"] = call.prediction_id
+    span.set_attributes(attributes)

@@ -297,3 +297,22 @@ def test_a_caller_that_did_not_sample_its_trace_gets_none_recorded_here(home, sp
     assert answer.headers["traceparent"].startswith(f"00-{CALLER_TRACE}-")
     assert answer.headers["traceparent"].endswith("-00")
     assert spans.get_finished_spans() == ()
+
+
+def test_every_traced_answer_names_its_span_once_whichever_way_it_was_answered(home, spans):
+    """Infer answers through `asgi.reply`, metadata through a Starlette route, a refused key before either."""
+    app = foretell.api.create_server_app(["clf@production"], home=home, reload_seconds=0, api_key="sesame")
+    key = {"x-api-key": "sesame"}
+    with in_process(app) as url:
+        inferred = httpx.post(f"{url}/v2/models/clf/infer", json=infer_body(2, 1), headers=key)
+        described = httpx.get(f"{url}/v2/models/clf", headers=key)
+        refused = httpx.post(f"{url}/v2/models/clf/infer", json=infer_body(2, 1))
+        missing = httpx.get(f"{url}/v2/nowhere", headers=key)
+    assert [a.status_code for a in (inferred, described, refused, missing)] == [200, 200, 401, 404]
+    found = spans.get_finished_spans()
+    requests = {s.context.span_id: s for s in found if s.parent is None}
+    for answer in (inferred, described, refused, missing):
+        assert len(answer.headers.get_list("traceparent")) == 1, answer.headers
+        span = requests[int(answer.headers["traceparent"].split("-")[2], 16)]
+        assert attrs(span)["http.response.status_code"] == answer.status_code
+    assert sorted(s.name for s in requests.values()) == ["GET", "POST", "infer", "metadata"]
