@@ -26,13 +26,15 @@ def consume_events(
     count: int = 500,
     on_progress: Callable[[StreamConsumer], None] | None = None,
     progress_seconds: float = 5.0,
+    tracing: bool = False,
 ) -> StreamProgress:
     """Apply the events of the stream at `url` (`redis://HOST:6379/0?stream=NAME`) until SIGTERM or Ctrl-C.
 
     Events are applied as `POST /v1/events` applies them, by the models `uris` (default:
     every model with a `production` alias), and their refreshes recorded in the ledger.
     With `until_idle`, returns once a read finds nothing new. `on_progress` is called every
-    `progress_seconds` (and at the end).
+    `progress_seconds` (and at the end). With `tracing`, each read is a span (`events read`) with the
+    entity reads and writes and the refreshes under it, exported as the `OTEL_*` variables say.
     """
     from foretell.http.server import build_services
     from foretell.hybrid.stream import StreamConsumer
@@ -40,7 +42,7 @@ def consume_events(
 
     address = parse_stream_url(url, group=group, consumer=consumer)
     home_path = home_folder(home)
-    inference, hybrid = build_services(home_path, _served(None, uris, {}, home))
+    inference, hybrid = build_services(home_path, _served(None, uris, {"tracing": tracing or None}, home))
     events = StreamConsumer(hybrid, address, count=count)
 
     async def main() -> StreamProgress:

@@ -48,6 +48,9 @@ def consume(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit once a read finds nothing new.")] = False,
     count: Annotated[int, typer.Option(min=1, help="Entries read at once (one refresh per key per read).")] = 500,
     progress_seconds: Annotated[float, typer.Option(min=0.1, help="Seconds between progress lines.")] = 5.0,
+    tracing: Annotated[
+        bool, typer.Option("--tracing", help="OpenTelemetry spans per read, as OTEL_* says (needs foretell[otel]).")
+    ] = False,
 ) -> None:
     """Apply a stream's events (validation, entity write, prediction refresh) until Ctrl-C or SIGTERM."""
     err.print(f"consuming {source} (Ctrl-C to stop)", highlight=False, markup=False)
@@ -73,6 +76,7 @@ def consume(
         count=count,
         on_progress=progress,
         progress_seconds=progress_seconds,
+        tracing=tracing,
     )
 
 

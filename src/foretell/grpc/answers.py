@@ -56,6 +56,8 @@ class Outcome(Generic[Message]):
     message: Message | None
     code: grpc.StatusCode = grpc.StatusCode.OK
     details: str = ""
+    traceparent: str | None = None
+    """The RPC's span, for the trailing metadata (tracing on: `grpc.traced`)."""
 
 
 class GrpcAnswers(Generic[Message]):

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from foretell import tracing
 from foretell.grpc.answers import GrpcAnswers, Outcome
 from foretell.grpc.messages import decode_model_infer, encode_model_infer
 from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
@@ -37,6 +38,7 @@ from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     ServerReadyRequest,
     ServerReadyResponse,
 )
+from foretell.grpc.traced import TRACEPARENT, traced
 from foretell.http.inference import request_deadline
 from foretell.http.tensors import inputs_from_request, tensors_from_predictions
 from foretell.protocols.oip import model_metadata
@@ -100,7 +102,8 @@ class InferenceServicer:
     async def ModelInfer(self, request: ModelInferRequest, context: Any) -> Outcome[ModelInferResponse]:  # noqa: N802
         async def work(call: Call) -> Outcome[ModelInferResponse]:
             slot = self.service.resolve(call, request.model_name, request.model_version or None)
-            decoded = decode_model_infer(request)
+            with tracing.leaf("decode"):
+                decoded = decode_model_infer(request)
             metadata = dict(context.invocation_metadata() or ())
             call.request_id = decoded.id or metadata.get("x-request-id")
             deadline = _earliest(
@@ -148,7 +151,7 @@ def method_handlers(servicer: InferenceServicer, loop: asyncio.AbstractEventLoop
     }
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            _on_loop(method, loop),
+            _on_loop(method if tracing.tracer is None else traced(method, SERVICE_NAME, name), loop),
             request_deserializer=request.FromString,
             response_serializer=response.SerializeToString,
         )
@@ -173,6 +176,8 @@ def _on_loop(
             outcome = answer.result()
         except CancelledError:
             return None  # the RPC has already ended; grpc sends nothing more
+        if outcome.traceparent is not None:
+            context.set_trailing_metadata(((TRACEPARENT, outcome.traceparent),))
         if outcome.message is None:
             context.abort(outcome.code, outcome.details)
         return outcome.message

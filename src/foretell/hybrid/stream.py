@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from foretell import tracing
 from foretell.errors import InvalidInput, StoreError
 from foretell.hybrid.events import Event, parse_event
 from foretell.hybrid.service import HybridService
@@ -195,7 +196,12 @@ class StreamConsumer:
         def call_for() -> Call:
             return Call("events", transport=TRANSPORT)
 
-        outcomes = await self.hybrid.apply_many(events, call_for) if events else []
+        with tracing.maybe_span(
+            "events read",
+            **{"messaging.system": "redis", "messaging.destination.name": self.address.stream,
+               "messaging.batch.message_count": len(entries)},
+        ):  # fmt: skip
+            outcomes = await self.hybrid.apply_many(events, call_for) if events else []
         done: list[str] = []
         unsettled: Exception | None = None
         refreshed: set[tuple[str, str]] = set()

@@ -334,3 +334,34 @@ def test_a_server_with_events_from_applies_a_stream_and_its_lookups_see_it(home,
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
         assert f'foretell_events_consumed_total{{outcome="applied",stream="{stream}"}} 1.0' in metrics
         assert f'foretell_events_pending{{stream="{stream}"}}' in metrics
+
+
+def test_a_traced_read_is_one_span_with_its_entity_read_write_and_refresh_under_it(home, redis_url):
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from foretell import tracing
+
+    url = stream_url(redis_url)
+    stream = parse_stream_url(url).stream
+    add(redis_url, stream, [rating(4, MOVIE_IDS[170], 5), rating(4, MOVIE_IDS[171], 3), rating(5, MOVIE_IDS[170], 2)])
+    exporter = InMemorySpanExporter()
+    tracing.enable(SimpleSpanProcessor(exporter))
+    try:
+        run_consumer(home, url, count=100)
+    finally:
+        tracing.disable()
+    found = exporter.get_finished_spans()
+    reads = [s for s in found if s.name == "events read"]
+    assert len(reads) == 1, [s.name for s in found]
+    read = reads[0]
+    assert dict(read.attributes or {}) == {
+        "messaging.system": "redis",
+        "messaging.destination.name": stream,
+        "messaging.batch.message_count": 3,
+    }
+    under = [s for s in found if s.parent is not None and s.parent.span_id == read.context.span_id]
+    names = sorted(s.name for s in under)
+    # One write for the read's events, one inference for its two keys (the refresh reads their features again).
+    assert names.count("entity write") == 1 and names.count("batch") == 1, names
+    assert {"entity read", "queue wait", "store write", "ledger enqueue"} <= set(names), names
