@@ -111,9 +111,9 @@ def grpc_failures(base_url: str) -> int:
     text = httpx.get(f"{base_url}/metrics").text
     failed = 0.0
     for line in text.splitlines():
-        if line.startswith("foretell_requests_total{") and 'status="' in line:
+        if line.startswith("foretell_requests_total{") and 'transport="grpc"' in line:
             status = line.split('status="', 1)[1].split('"', 1)[0]
-            if status not in ("0", "200"):
+            if status != "0":
                 failed += float(line.rsplit(" ", 1)[1])
     return int(failed)
 

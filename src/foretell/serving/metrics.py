@@ -24,14 +24,14 @@ class ServingMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "foretell_requests",
-            "Requests answered, by model, endpoint and HTTP status.",
-            ["model", "endpoint", "status"],
+            "Requests answered, by model, endpoint, status (HTTP's, or gRPC's code number) and transport.",
+            ["model", "endpoint", "status", "transport"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "foretell_request_seconds",
             "Time from request received to response ready.",
-            ["model", "endpoint"],
+            ["model", "endpoint", "transport"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -66,16 +66,19 @@ class ServingMetrics:
         )
 
         # Label lookups hash and lock on every call; a request's children are looked up once.
-        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._answered: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}
         self._in_flight: dict[str, Any] = {}
 
-    def answered(self, model: str, endpoint: str, status: int, seconds: float) -> None:
-        """One request answered. `model` must be a served name or "-": labels from client input
-        would let any client grow the metrics without bound."""
-        children = self._answered.get((model, endpoint, status))
+    def answered(self, model: str, endpoint: str, status: int, seconds: float, transport: str = "http") -> None:
+        """One request answered over `transport` ("http", "grpc"). `model` must be a served name or "-":
+        labels from client input would let any client grow the metrics without bound."""
+        children = self._answered.get((model, endpoint, status, transport))
         if children is None:
-            children = (self.requests.labels(model, endpoint, str(status)), self.latency.labels(model, endpoint))
-            self._answered[(model, endpoint, status)] = children
+            children = (
+                self.requests.labels(model, endpoint, str(status), transport),
+                self.latency.labels(model, endpoint, transport),
+            )
+            self._answered[(model, endpoint, status, transport)] = children
         children[0].inc()
         children[1].observe(seconds)
 

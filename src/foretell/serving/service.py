@@ -385,7 +385,7 @@ class InferenceService:
             if call.model != "-":
                 self.metrics.in_flight_of(call.model).dec()
         status = transport.status(answer)
-        self.metrics.answered(call.model, endpoint, status, time.perf_counter() - call.started)
+        self.metrics.answered(call.model, endpoint, status, time.perf_counter() - call.started, over)
         if tracing.tracer is not None:
             _describe(tracing.current_span(), call, status)
         return answer

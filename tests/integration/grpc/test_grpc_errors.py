@@ -34,6 +34,12 @@ def test_unknown_model_and_version_are_not_found(served: Served) -> None:
     version = refusal(lambda: client.infer("clf", [tensor("input", x, "FP64")], model_version="9"))
     assert version.status() == "StatusCode.NOT_FOUND"
     assert refusal(lambda: client.get_model_metadata("nope")).status() == "StatusCode.NOT_FOUND"
+    # Counted apart from REST's 404s: the transport is a label, the status gRPC's code number (5: NOT_FOUND).
+    counted = httpx.get(f"{served.url}/metrics", timeout=10).text.splitlines()
+    assert any(line.startswith('foretell_requests_total{endpoint="infer",model="-",status="5",transport="grpc"}')
+               for line in counted)  # fmt: skip
+    assert any(line.startswith('foretell_requests_total{endpoint="infer",model="-",status="404",transport="http"}')
+               for line in counted)  # fmt: skip
 
 
 def test_bad_input_is_invalid_argument_with_the_rest_message(served: Served) -> None:

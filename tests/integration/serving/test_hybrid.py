@@ -227,7 +227,7 @@ def test_two_concurrent_events_on_one_user_are_both_applied(url, hybrid_home):
 def test_lookups_are_counted_in_metrics(url):
     get(url, "clf", "T-1")
     text = httpx.get(f"{url}/metrics").text
-    assert 'foretell_requests_total{endpoint="lookup",model="clf",status="200"}' in text
+    assert 'foretell_requests_total{endpoint="lookup",model="clf",status="200",transport="http"}' in text
 
 
 def test_concurrent_lookups_and_batch_gets_each_get_their_own_keys(url, hybrid_home):

@@ -176,5 +176,5 @@ def test_concurrent_clients_get_their_own_rows(url, model):
         expected = model.predict_batch(rows(1 + i % 5, seed=100 + i)).column("score")
         np.testing.assert_allclose(score, expected, rtol=1e-12, atol=0)
     metrics = httpx.get(f"{url}/metrics").text
-    assert 'foretell_requests_total{endpoint="infer",model="clf",status="200"}' in metrics
+    assert 'foretell_requests_total{endpoint="infer",model="clf",status="200",transport="http"}' in metrics
     assert "foretell_batch_size_bucket" in metrics

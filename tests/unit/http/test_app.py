@@ -23,7 +23,7 @@ def stack(models_home, tmp_path) -> Stack:
 
 
 def answered(stack: Stack, model: str, endpoint: str, status: int) -> float | None:
-    return stack.metric("foretell_requests_total", model=model, endpoint=endpoint, status=str(status))
+    return stack.metric("foretell_requests_total", model=model, endpoint=endpoint, status=str(status), transport="http")
 
 
 # -- probes ------------------------------------------------------------------------------------------------
@@ -129,7 +129,8 @@ def test_metrics_are_prometheus_text_with_the_requests_answered(stack):
             response = await client.get("/metrics")
             assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
             lines = response.text.splitlines()
-            assert 'foretell_requests_total{endpoint="metadata",model="sums",status="200"} 1.0' in lines
+            counted = 'foretell_requests_total{endpoint="metadata",model="sums",status="200",transport="http"} 1.0'
+            assert counted in lines
             assert any(line.startswith('foretell_model_load_seconds{model="sums",version="1"} ') for line in lines)
 
     run(scenario)

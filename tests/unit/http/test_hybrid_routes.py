@@ -23,7 +23,7 @@ def stack(models_home, tmp_path, tables) -> Stack:
 
 
 def answered(stack: Stack, model: str, endpoint: str, status: int) -> float | None:
-    return stack.metric("foretell_requests_total", model=model, endpoint=endpoint, status=str(status))
+    return stack.metric("foretell_requests_total", model=model, endpoint=endpoint, status=str(status), transport="http")
 
 
 # -- lookup ------------------------------------------------------------------------------------------------

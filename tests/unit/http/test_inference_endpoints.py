@@ -34,7 +34,7 @@ def tensors(a: list[float], b: list[float]) -> dict[str, Any]:
 
 
 def answered(stack: Stack, model: str, endpoint: str, status: int) -> float | None:
-    return stack.metric("foretell_requests_total", model=model, endpoint=endpoint, status=str(status))
+    return stack.metric("foretell_requests_total", model=model, endpoint=endpoint, status=str(status), transport="http")
 
 
 # -- which paths are hot -------------------------------------------------------------------------------

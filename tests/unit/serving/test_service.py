@@ -83,7 +83,7 @@ def stack(models_home, tmp_path) -> Stack:
 
 
 def requests(stack: Stack, model: str, endpoint: str, status: int | str) -> float | None:
-    return stack.metric("foretell_requests_total", model=model, endpoint=endpoint, status=str(status))
+    return stack.metric("foretell_requests_total", model=model, endpoint=endpoint, status=str(status), transport="http")
 
 
 def in_flight(stack: Stack, model: str) -> float | None:
@@ -111,7 +111,7 @@ def test_observed_returns_the_work_answer_and_counts_it_under_the_served_model(s
 
     run(scenario)
     assert requests(stack, "sums", "infer", 200) == 1.0
-    assert stack.metric("foretell_request_seconds_count", model="sums", endpoint="infer") == 1.0
+    assert stack.metric("foretell_request_seconds_count", model="sums", endpoint="infer", transport="http") == 1.0
     assert in_flight(stack, "sums") == 0.0
     assert stack.runtime.in_flight.requests == 0
 
@@ -217,7 +217,7 @@ def test_a_cancelled_request_leaves_nothing_in_flight_and_is_not_counted_as_answ
 
     run(scenario)
     assert (stack.runtime.in_flight.requests, in_flight(stack, "sums")) == (0, 0.0)
-    assert stack.metric("foretell_request_seconds_count", model="sums", endpoint="infer") is None
+    assert stack.metric("foretell_request_seconds_count", model="sums", endpoint="infer", transport="http") is None
 
 
 def test_refused_counts_a_request_the_transport_turned_away_under_a_dash(stack):
