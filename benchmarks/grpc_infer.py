@@ -195,29 +195,12 @@ def main() -> int:
         print(json.dumps(load(address, method, Path(request_file).read_bytes(), int(concurrency), float(seconds))))
         return 0
 
-    import joblib
     import numpy as np
 
-    import foretell
-    from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
-    from foretell.grpc.stubs.grpc_predict_v2_pb2 import ModelInferRequest, ModelInferResponse, ServerLiveRequest
+    from foretell.grpc.stubs.grpc_predict_v2_pb2 import ModelInferResponse, ServerLiveRequest
 
     with tempfile.TemporaryDirectory(prefix="foretell-grpc-bench-") as scratch:
-        home = Path(scratch) / "home"
-        customers = generate_customers(20_000, seed=1)
-        path = Path(scratch) / "churn.joblib"
-        joblib.dump(train_churn(customers, seed=7), path)
-        foretell.register("churn", path, flavor="sklearn", signature=CHURN_SIGNATURE, home=home)
-        row = features_matrix(customers.select(CHURN_SIGNATURE.input_names).slice(0, 1))
-        body = json.dumps({"inputs": [{"name": "input", "datatype": "FP64", "shape": list(row.shape),
-                                       "data": row.reshape(-1).tolist()}]})  # fmt: skip
-        lua = Path(scratch) / "post.lua"
-        lua.write_text(LUA.replace("{body}", body))
-        request = ModelInferRequest(model_name="churn")
-        request.inputs.add(name="input", datatype="FP64", shape=list(row.shape))
-        request.raw_input_contents.append(np.ascontiguousarray(row, dtype="<f8").tobytes())
-        request_file = Path(scratch) / "infer.pb"
-        request_file.write_bytes(request.SerializeToString())
+        home, body, lua, request, request_file = grpcload.churn_one_row(Path(scratch), LUA)
         live_file = Path(scratch) / "live.pb"
         live_file.write_bytes(ServerLiveRequest().SerializeToString())
 
@@ -271,7 +254,7 @@ def main() -> int:
     p50_1 = median("gRPC", 1, "p50_ms") / median("REST", 1, "p50_ms")
     print(f"gRPC/REST: c=64 req/s {rps64:.2f}x (target >= 1.0), c=64 p99 {p99_64:.2f}x (target <= 1.0), "
           f"c=1 p50 {p50_1:.2f}x (target <= 1.0)")  # fmt: skip
-    print(f"requests the server answered with a failure status (its /metrics, any transport): {failures}")
+    print(f"gRPC requests the server answered with a status other than OK (its /metrics): {failures}")
     return 0
 
 

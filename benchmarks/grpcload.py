@@ -17,6 +17,7 @@ import struct
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any, NamedTuple
 
 H2LOAD = shutil.which("h2load")
 
@@ -121,3 +122,40 @@ def asgi_floor(port: int) -> None:
     import uvicorn
 
     uvicorn.run(_asgi_floor, host="127.0.0.1", port=port, http="httptools", loop="uvloop", log_level="error")
+
+
+class OneRow(NamedTuple):
+    home: Path
+    body: str  # the OIP JSON request
+    lua: Path  # a wrk script posting `body`
+    request: Any  # the ModelInferRequest, raw contents
+    request_file: Path  # `request` serialized
+
+
+def churn_one_row(scratch: Path, lua_template: str) -> OneRow:
+    """The demo churn model registered in `scratch`/home, and one row to infer over REST and gRPC."""
+    import json
+
+    import joblib
+    import numpy as np
+
+    import foretell
+    from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
+    from foretell.grpc.stubs.grpc_predict_v2_pb2 import ModelInferRequest
+
+    home = scratch / "home"
+    customers = generate_customers(20_000, seed=1)
+    path = scratch / "churn.joblib"
+    joblib.dump(train_churn(customers, seed=7), path)
+    foretell.register("churn", path, flavor="sklearn", signature=CHURN_SIGNATURE, home=home)
+    row = features_matrix(customers.select(CHURN_SIGNATURE.input_names).slice(0, 1))
+    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP64", "shape": list(row.shape),
+                                   "data": row.reshape(-1).tolist()}]})  # fmt: skip
+    lua = scratch / "post.lua"
+    lua.write_text(lua_template.replace("{body}", body))
+    request = ModelInferRequest(model_name="churn")
+    request.inputs.add(name="input", datatype="FP64", shape=list(row.shape))
+    request.raw_input_contents.append(np.ascontiguousarray(row, dtype="<f8").tobytes())
+    request_file = scratch / "infer.pb"
+    request_file.write_bytes(request.SerializeToString())
+    return OneRow(home, body, lua, request, request_file)

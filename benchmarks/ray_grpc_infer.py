@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
 from servekit import free_port
 
+import grpcload
 from serve import LUA, wait_ready, wrk
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
@@ -110,30 +111,13 @@ def main() -> int:
 
     import grpc
     import httpx
-    import joblib
     import numpy as np
     import ray
 
-    import foretell
-    from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
-    from foretell.grpc.stubs.grpc_predict_v2_pb2 import ModelInferRequest, ModelInferResponse
+    from foretell.grpc.stubs.grpc_predict_v2_pb2 import ModelInferResponse
 
     with tempfile.TemporaryDirectory(prefix="foretell-ray-grpc-bench-") as scratch:
-        home = Path(scratch) / "home"
-        customers = generate_customers(20_000, seed=1)
-        path = Path(scratch) / "churn.joblib"
-        joblib.dump(train_churn(customers, seed=7), path)
-        foretell.register("churn", path, flavor="sklearn", signature=CHURN_SIGNATURE, home=home)
-        row = features_matrix(customers.select(CHURN_SIGNATURE.input_names).slice(0, 1))
-        body = json.dumps({"inputs": [{"name": "input", "datatype": "FP64", "shape": list(row.shape),
-                                       "data": row.reshape(-1).tolist()}]})  # fmt: skip
-        lua = Path(scratch) / "post.lua"
-        lua.write_text(LUA.replace("{body}", body))
-        request = ModelInferRequest(model_name="churn")
-        request.inputs.add(name="input", datatype="FP64", shape=list(row.shape))
-        request.raw_input_contents.append(np.ascontiguousarray(row, dtype="<f8").tobytes())
-        request_file = Path(scratch) / "infer.pb"
-        request_file.write_bytes(request.SerializeToString())
+        home, body, lua, request, request_file = grpcload.churn_one_row(Path(scratch), LUA)
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         # With what ray.init set (its auth token); replicas stop after 1 s of draining, not Ray's 30.
