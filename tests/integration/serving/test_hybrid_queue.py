@@ -6,21 +6,18 @@ hold the model mid-call and know exactly what is queued behind it.
 
 from __future__ import annotations
 
+import contextlib
 import re
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pyarrow as pa
 import pytest
-import uvicorn
 from gated_topk import GatedTopK
-from servekit import free_port
+from servekit import in_process
 
 import foretell
 from foretell.store.entities_sqlite import SqliteEntityStore
@@ -46,22 +43,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@contextmanager
-def in_process(app: object) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, name="test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        GatedTopK.gate.set()
-        server.should_exit = True
-        thread.join(timeout=30)
+def served_here(app: object) -> contextlib.AbstractContextManager[str]:
+    return in_process(app, on_exit=GatedTopK.gate.set)  # a request still held by the gate would stall the stop
 
 
 def in_flight(url: str) -> float:
@@ -74,7 +57,7 @@ def test_live_lookups_with_k_queue_behind_the_model_and_a_full_queue_answers_the
     app = foretell.api.create_server_app(
         ["gated@production"], home=home, reload_seconds=0, max_queue=2, overload_status=429
     )
-    with in_process(app) as url, ThreadPoolExecutor(2) as pool:
+    with served_here(app) as url, ThreadPoolExecutor(2) as pool:
         GatedTopK.entered.clear()
         GatedTopK.gate.clear()
         lookup = f"{url}/v1/models/gated/predictions"
