@@ -39,6 +39,7 @@ def consume_events(
     from foretell.http.server import build_services
     from foretell.hybrid.stream import StreamConsumer
     from foretell.store.redis_stream import parse_stream_url
+    from foretell.tracing import flush as flush_spans
 
     address = parse_stream_url(url, group=group, consumer=consumer)
     home_path = home_folder(home)
@@ -62,6 +63,7 @@ def consume_events(
             await events.close()
             await inference.stop(drain=True)
             hybrid.close()
+            flush_spans()
             if on_progress is not None:
                 on_progress(events)
 

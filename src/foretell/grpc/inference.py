@@ -171,7 +171,8 @@ def _on_loop(
 
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         answer = asyncio.run_coroutine_threadsafe(rpc(request, context), loop)
-        context.add_callback(answer.cancel)
+        if not context.add_callback(answer.cancel):  # the RPC ended before the callback could be added
+            answer.cancel()
         try:
             outcome = answer.result()
         except CancelledError:

@@ -77,7 +77,11 @@ def decode_model_infer(message: ModelInferRequest) -> InferRequest:
             flat = decode_raw(name, datatype, shape, raw[position])
         else:
             flat = _typed_contents(name, datatype, shape, tensor.contents)
-        inputs.append(Tensor(name, datatype, shape, flat.reshape(shape), _parameters(tensor.parameters)))
+        try:
+            data = flat.reshape(shape)
+        except (ValueError, OverflowError) as exc:  # numpy's own limits (dimension sizes), after the count check
+            raise ProtocolError(f"input {name!r}: shape {list(shape)} cannot be held: {exc}") from None
+        inputs.append(Tensor(name, datatype, shape, data, _parameters(tensor.parameters)))
     outputs = [RequestedOutput(o.name, True) for o in message.outputs] or None
     parameters = _parameters(message.parameters)
     _check_parameters(parameters)

@@ -76,11 +76,13 @@ class GrpcServer:
         self.grace_seconds = grace_seconds
         self._server: Any = None
         self._health: Any = None
+        self._handlers: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         interceptors = [_ApiKeyInterceptor(self.api_key)] if self.api_key else []
+        self._handlers = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="foretell-grpc")
         server = grpc.server(
-            ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="foretell-grpc"),
+            self._handlers,
             interceptors=interceptors,
             maximum_concurrent_rpcs=MAX_RPCS,
             options=[
@@ -116,6 +118,9 @@ class GrpcServer:
         # Waited for off the loop: the in-flight RPCs need it to finish.
         await asyncio.to_thread(stopped.wait)
         self._server = None
+        if self._handlers is not None:  # grpc does not own the pool it was given: its threads end here
+            self._handlers.shutdown(wait=False, cancel_futures=True)
+            self._handlers = None
 
 
 class _ApiKeyInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]

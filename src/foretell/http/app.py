@@ -11,6 +11,7 @@ for an API key, so an overloaded or locked server still says how it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -95,26 +96,24 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await service.start()
-        consuming = None
-        if events is not None:  # connected before the server answers: a bad URL or Redis down fails the start
-            await events.open()
-            consuming = asyncio.create_task(events.run(), name="foretell-events")
-        with not_ready_on_signal(service):
+        # Stopped in the reverse order of starting, however far the start got: a gRPC port already taken
+        # must not leave the stream consumer running nor the batchers undrained.
+        async with contextlib.AsyncExitStack() as running:
+            running.callback(tracing.flush)  # last: the spans of the drain are exported too
+            if hybrid is not None:
+                running.callback(hybrid.close)
+            await service.start()
+            running.push_async_callback(service.stop, drain=True)
+            if events is not None:  # connected before the server answers: a bad URL or Redis down fails the start
+                await events.open()
+                running.push_async_callback(events.close)
+                consuming = asyncio.create_task(events.run(), name="foretell-events")
+                running.push_async_callback(_stopped, events, consuming)  # its read in hand is settled first
             for companion in companions:
                 await companion.start()
-            try:
+                running.push_async_callback(companion.stop)
+            with not_ready_on_signal(service):
                 yield
-            finally:
-                for companion in companions:
-                    await companion.stop()
-        if events is not None and consuming is not None:  # its read in hand is applied and acknowledged first
-            events.stop()
-            await consuming
-            await events.close()
-        await service.stop(drain=True)
-        if hybrid is not None:
-            hybrid.close()
 
     def observed(endpoint: str, handler: Callable[[ModelSlot], Awaitable[Any]]) -> Any:
         """A model's JSON route: resolve the model named in the path, answer through the service."""
@@ -266,3 +265,9 @@ def _with_api_key(app: ASGIApp, key: str) -> ASGIApp:
         await app(scope, receive, send)
 
     return guarded
+
+
+async def _stopped(events: StreamConsumer, consuming: asyncio.Task[Any]) -> None:
+    """The stream consumer stopped once its read in hand is applied and acknowledged."""
+    events.stop()
+    await consuming

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from foretell.errors import InvalidInput
+from foretell.errors import InvalidInput, PredictionError
 from foretell.hybrid.changes import entity_write
 from foretell.hybrid.events import Event
 from foretell.store.entities import EntityStore, EntityWrite
@@ -48,10 +48,12 @@ async def write_entities(
         flat = [write for found in writes.values() for write in found]
         news = iter(await asyncio.to_thread(entities.write_events, table, flat, at=at))
         return {key: [next(news) for _ in found] for key, found in writes.items()}
-    except Exception as exc:
+    except _ONE_KEYS as exc:
         if len(writes) == 1:
             return dict.fromkeys(writes, exc)
-    # Nothing was written (all or none): each key again on its own.
+    except Exception as exc:  # the store is down or busy: every key fails alike, trying each would only wait longer
+        return dict.fromkeys(writes, exc)
+    # A key's writes were refused and nothing was written (all or none): each key again on its own.
     results: dict[str, list[bool] | Exception] = {}
     for key, found in writes.items():
         try:
@@ -73,7 +75,7 @@ async def refresh_keys(
             break
         try:
             answers = await refresh(slot, todo)
-        except Exception as exc:
+        except _ONE_KEYS as exc:
             if len(todo) == 1:
                 failed[todo[0]] = exc
                 continue
@@ -83,9 +85,17 @@ async def refresh_keys(
                     answers.update(await refresh(slot, [key]))
                 except Exception as exc:
                     failed[key] = exc
+        except Exception as exc:  # the store down, the queue full: the same for every key, so no retry one by one
+            failed.update(dict.fromkeys(todo, exc))
+            continue
         for key, answer in answers.items():
             refreshed[key].append(answer)
     return refreshed, failed
+
+
+_ONE_KEYS = (InvalidInput, PredictionError)
+"""Failures that may be one key's doing (its features refused, the model raising on them): worth trying each
+key on its own so that the others still apply. Any other failure (a store down, a full queue) is everyone's."""
 
 
 def burst_outcomes(

@@ -144,6 +144,14 @@ class StreamConsumer:
             await self.open()
         if not await self._take_lock():
             return self.progress
+        try:
+            await self._consume_until_stopped(until_idle)
+        finally:  # whatever ends it, another process may consume now
+            self._lock.release()
+            self._consuming.set(0)
+        return self.progress
+
+    async def _consume_until_stopped(self, until_idle: bool) -> None:
         pending = True  # first the entries this consumer was given before it (re)started
         while not self._stopping.is_set():
             try:
@@ -159,18 +167,17 @@ class StreamConsumer:
                 await self.consume(entries)
                 if pending:
                     continue  # until this consumer's pending entries are all settled
-            except (StoreError, OSError) as exc:
+            except (StoreError, OSError, _Unsettled) as exc:
                 self.progress.failures += 1
                 log.warning("events: %s; reading pending entries again in %.0f s", exc, _RETRY_S)
                 pending = True
                 await self._pause()
-            except _Unsettled as exc:
+            except Exception as exc:  # a bug: logged with its traceback, and the consumer goes on rather than die
                 self.progress.failures += 1
-                log.warning("events: %s; reading pending entries again in %.0f s", exc, _RETRY_S)
+                log.error("events: unexpected error; reading pending entries again in %.0f s", _RETRY_S, exc_info=exc)
                 pending = True
                 await self._pause()
             await self._observe_lag()
-        return self.progress
 
     async def consume(self, entries: list[Entry]) -> None:
         """Apply one read's entries, dead-letter the bad ones, and acknowledge what is settled."""

@@ -31,7 +31,7 @@ from foretell import tracing
 from foretell.core.columns import Columns
 from foretell.core.model import Model
 from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, Predictions, PredictOptions
-from foretell.errors import DeadlineExceeded, ForetellError, InvalidInput
+from foretell.errors import ClientDisconnected, DeadlineExceeded, ForetellError, InvalidInput
 from foretell.ledger.record import Entry, ModelCall, Served, Source
 from foretell.rollout import Arm
 from foretell.serving.batcher import MicroBatcher
@@ -374,21 +374,33 @@ class InferenceService:
         try:
             answer = await work(call)
         except Exception as error:  # every failure becomes the transport's error answer; nothing escapes
-            if not isinstance(error, ForetellError):
-                log.error("unexpected error answering %s", endpoint, exc_info=error)
-            answer = transport.failure(error)
-            source = PREDICTING.get(endpoint)
-            if source is not None and self.ledger is not None and not call.recorded:
-                self.recorder.failure(call, error, source)
+            answer = self._failure(call, transport, error)
+        except asyncio.CancelledError:
+            # The caller went away (a gRPC cancel or its deadline): nobody reads the answer, but the
+            # request is counted and recorded as a disconnect, as REST's are, before the cancel goes on.
+            gone = ClientDisconnected(f"the client cancelled its {endpoint} request")
+            self._answered(call, transport, self._failure(call, transport, gone))
+            raise
         finally:
             in_flight.requests -= 1
             if call.model != "-":
                 self.metrics.in_flight_of(call.model).dec()
+        self._answered(call, transport, answer)
+        return answer
+
+    def _failure(self, call: Call, transport: Transport[Answer], error: Exception) -> Answer:
+        if not isinstance(error, ForetellError):
+            log.error("unexpected error answering %s", call.endpoint, exc_info=error)
+        source = PREDICTING.get(call.endpoint)
+        if source is not None and self.ledger is not None and not call.recorded:
+            self.recorder.failure(call, error, source)
+        return transport.failure(error)
+
+    def _answered(self, call: Call, transport: Transport[Answer], answer: Answer) -> None:
         status = transport.status(answer)
-        self.metrics.answered(call.model, endpoint, status, time.perf_counter() - call.started, over)
+        self.metrics.answered(call.model, call.endpoint, status, time.perf_counter() - call.started, call.transport)
         if tracing.tracer is not None:
             _describe(tracing.current_span(), call, status)
-        return answer
 
     def refused(self, endpoint: str, status: int, started: float) -> None:
         """Count a request a transport refused before the service saw it (a wrong method)."""

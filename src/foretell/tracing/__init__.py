@@ -48,6 +48,7 @@ __all__ = [
     "enable",
     "enabled",
     "ended",
+    "flush",
     "leaf",
     "maybe_span",
     "queued",
@@ -289,6 +290,13 @@ def enable(processor: SpanProcessor | None = None, *, environ: Mapping[str, str]
     chosen = processor if processor is not None else settings.processor_from(env)
     disable()
     tracer = Tracer(chosen, resource, sampler)
+
+
+def flush() -> None:
+    """Export the spans still waiting in the span processor's queue (a server or consumer stopping)."""
+    current = tracer
+    if current is not None and current.processor is not None:
+        current.processor.force_flush()
 
 
 def disable() -> None:

@@ -88,6 +88,17 @@ def test_typed_contents_are_read_as_raw_ones_are(served: Served) -> None:
     assert list(typed.raw_output_contents) == list(raw.get_response().raw_output_contents)
 
 
+def test_a_shape_numpy_cannot_hold_is_invalid_argument_not_internal(served: Served) -> None:
+    """Zero values in all, so the count check passes, but no array has dimensions this large."""
+    request = service_pb2.ModelInferRequest(model_name="clf")
+    request.inputs.add(name="input", datatype="FP64", shape=[2**62, 2**62, 0])
+    request.raw_input_contents.append(b"")
+    with grpc.insecure_channel(served.grpc) as channel, pytest.raises(grpc.RpcError) as caught:
+        service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "input 'input': shape [4611686018427387904, 4611686018427387904, 0] cannot be held" in caught.value.details()
+
+
 def test_a_passed_deadline_is_deadline_exceeded_before_inference(served: Served) -> None:
     client = grpcclient.InferenceServerClient(served.grpc)
     x = rows(2)

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from foretell.errors import InvalidInput
+from foretell.errors import InvalidInput, Overloaded
 from foretell.hybrid.batched import refresh_keys, write_entities
 from foretell.store.entities import EntityWrite, Interactions
 from foretell.store.entities_sqlite import SqliteEntityStore
@@ -69,3 +69,28 @@ def test_a_model_whose_batch_fails_is_refreshed_key_by_key_and_only_the_bad_key_
         ("strict", ["bad"]),
         ("strict", ["b"]),
     ]
+
+
+def test_a_failure_that_is_not_a_keys_own_fails_every_key_at_once_without_retrying_each() -> None:
+    calls: list[list[str]] = []
+
+    async def refresh(slot: Any, keys: list[str]) -> dict[str, dict[str, Any]]:
+        calls.append(keys)
+        raise Overloaded("the model's queue is full (max_queue 10)", 0.1)
+
+    refreshed, failed = asyncio.run(refresh_keys(refresh, ["plain"], ["a", "b", "c"]))  # type: ignore[list-item]
+    assert calls == [["a", "b", "c"]]  # a full queue is everyone's: one by one would knock three more times
+    assert set(failed) == {"a", "b", "c"} and all(isinstance(e, Overloaded) for e in failed.values())
+    assert refreshed == {"a": [], "b": [], "c": []}
+
+
+def test_a_store_that_fails_the_whole_write_fails_every_key_without_trying_each(tmp_path: Path) -> None:
+    store = SqliteEntityStore(tmp_path / "entities.db")
+    ratings = pa.table({"user_id": [1], "movie_id": [10], "rating": [3.0]})
+    store.load_interactions("users", "user_id", ratings, Interactions("ratings", "movie_id", "rating"), at=STAMP)
+    writes = {key: [EntityWrite(key, item=11, value=5.0, event_id=key)] for key in ("1", "2")}
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DROP TABLE events")  # the store is broken for every key alike
+    results = asyncio.run(write_entities(store, "users", writes, LATER))
+    assert set(results) == {"1", "2"} and results["1"] is results["2"]
+    assert not isinstance(results["1"], (list, InvalidInput))

@@ -19,6 +19,7 @@ against the originals", Batch).
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -154,6 +155,8 @@ _worker: dict[str, Any] = {}
 def _start(spec: ScoringSpec, job_pid: int) -> None:
     if spec.traceparent is not None:  # the job traces: so does each worker process, exporting its own chunk spans
         tracing.enable()
+        # A pool's worker leaves through os._exit, which runs no atexit hook: its last spans go out here.
+        multiprocessing.util.Finalize(None, tracing.disable, exitpriority=10)
     _worker["spec"] = spec
     _worker["model"] = spec.model.load()
     _worker["challenger"] = None if spec.challenger is None else spec.challenger.load()
