@@ -1,8 +1,9 @@
 """The gRPC server beside the HTTP one: same process, same event loop, same `InferenceService`.
 
-`GrpcServer.start()` runs inside the HTTP app's lifespan once the models are loaded, and
-`stop()` after uvicorn has drained HTTP on SIGTERM: new RPCs are refused while in-flight ones
-finish (up to the grace period), before the service drains its batchers. It also serves the
+`GrpcServer.start()` runs inside the HTTP app's lifespan once the models are loaded. From the
+moment SIGTERM arrives (`begin_stop`) new RPCs are refused while in-flight ones finish, up to the
+grace period, as HTTP drains alongside; `stop()` waits for them after HTTP has drained, before
+the service drains its batchers. It also serves the
 standard `grpc.health.v1` health service (NOT_SERVING from the moment the drain starts) and
 server reflection. With `--workers N` each process binds the same port: grpc sets
 SO_REUSEPORT by default, so the kernel spreads connections over the workers.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -77,6 +79,7 @@ class GrpcServer:
         self._server: Any = None
         self._health: Any = None
         self._handlers: ThreadPoolExecutor | None = None
+        self._stopped: threading.Event | None = None
 
     async def start(self) -> None:
         interceptors = [_ApiKeyInterceptor(self.api_key)] if self.api_key else []
@@ -109,14 +112,22 @@ class GrpcServer:
         self._server = server
         log.warning("serving gRPC (inference.GRPCInferenceService) on %s", self.address)
 
+    def begin_stop(self) -> None:
+        """From now on refuse new RPCs (health says NOT_SERVING) while in-flight ones finish for up to the grace
+        period: called the moment SIGTERM arrives, so that gRPC drains while HTTP does, in the same 30 s."""
+        if self._server is not None and self._stopped is None:
+            self._health.enter_graceful_shutdown()
+            self._stopped = self._server.stop(self.grace_seconds)
+
     async def stop(self) -> None:
-        """Refuse new RPCs, let in-flight ones finish for up to the grace period."""
+        """Stop as `begin_stop` does (if nothing began it) and wait until the in-flight RPCs are done."""
         if self._server is None:
             return
-        self._health.enter_graceful_shutdown()
-        stopped = self._server.stop(self.grace_seconds)
+        self.begin_stop()
+        assert self._stopped is not None
         # Waited for off the loop: the in-flight RPCs need it to finish.
-        await asyncio.to_thread(stopped.wait)
+        await asyncio.to_thread(self._stopped.wait)
+        self._stopped = None
         self._server = None
         if self._handlers is not None:  # grpc does not own the pool it was given: its threads end here
             self._handlers.shutdown(wait=False, cancel_futures=True)

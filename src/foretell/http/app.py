@@ -48,10 +48,13 @@ OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/ping", "/health", "/metri
 
 
 class Companion(Protocol):
-    """Another server run by this app's lifespan (the gRPC one): started once the models are loaded,
-    stopped after HTTP has drained and before the batchers do."""
+    """Another server run by this app's lifespan (the gRPC one): started once the models are loaded; told to
+    refuse new work the moment SIGTERM arrives (`begin_stop`, on the event loop), so that it drains while HTTP
+    does; stopped (`stop` waits for its in-flight work) after HTTP has drained and before the batchers are."""
 
     async def start(self) -> None: ...
+
+    def begin_stop(self) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -112,7 +115,13 @@ def create_app(
             for companion in companions:
                 await companion.start()
                 running.push_async_callback(companion.stop)
-            with not_ready_on_signal(service):
+            loop = asyncio.get_running_loop()
+
+            def drain_companions() -> None:  # they drain alongside HTTP, within the same grace period
+                for companion in companions:
+                    loop.call_soon_threadsafe(companion.begin_stop)
+
+            with not_ready_on_signal(service, drain_companions):
                 yield
 
     def observed(endpoint: str, handler: Callable[[ModelSlot], Awaitable[Any]]) -> Any:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, Protocol
 
@@ -27,17 +27,22 @@ class Readiness(Protocol):
 
 
 @contextlib.contextmanager
-def not_ready_on_signal(runtime: Readiness) -> Iterator[None]:
-    """While the block runs, SIGTERM/SIGINT first set `runtime.ready = False`, then do what they did before."""
+def not_ready_on_signal(runtime: Readiness, on_signal: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """While the block runs, SIGTERM/SIGINT first set `runtime.ready = False` and call `on_signal` (once: what
+    else must start draining now, such as the gRPC server), then do what they did before."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach only the main thread; an app run elsewhere (tests) has no signals of its own
         return
     previous: dict[int, Any] = {}
+    signalled: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if runtime.ready:
             log.warning("received %s: not ready any more; finishing in-flight requests", signal.Signals(signum).name)
         runtime.ready = False
+        if not signalled:
+            signalled.append(signum)
+            on_signal()
         before = previous.get(signum)
         if callable(before):
             before(signum, frame)

@@ -11,7 +11,7 @@ import orjson
 from foretell.core.schema import Signature
 from foretell.errors import InvalidInput
 from foretell.hybrid.events import Event, FeaturesEvent, interaction_parts
-from foretell.store.entities import Entity, EntityTable, EntityWrite, key_value
+from foretell.store.entities import Entity, EntityTable, EntityWrite, check_write, key_value
 
 if TYPE_CHECKING:
     from foretell.serving.service import ModelSlot
@@ -70,7 +70,12 @@ def refusals(
 ) -> list[InvalidInput | None]:
     """Why each of one key's events is refused (None: it is not), each checked on what the ones before it left."""
     found: list[InvalidInput | None] = []
-    for _event, change in items:
+    for event, change in items:
+        try:  # what the store would refuse (an unknown column, the key changed) fails this event only
+            check_write(table, entity_write(key, event, change))
+        except InvalidInput as refused:
+            found.append(refused)
+            continue
         candidate = changed(current, table, change)
         refusal = refusal_of(linked, table, key, candidate)
         found.append(refusal)

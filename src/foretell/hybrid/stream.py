@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from foretell import tracing
-from foretell.errors import InvalidInput, StoreError
+from foretell.errors import InvalidInput, PredictionError, StoreError
 from foretell.hybrid.events import Event, parse_event
 from foretell.hybrid.service import HybridService
 from foretell.hybrid.stream_lock import ConsumerLock
@@ -47,6 +47,9 @@ TRANSPORT = "redis-stream"
 """The transport the ledger names for predictions an event from a stream refreshed."""
 
 _RETRY_S = 1.0
+MAX_ATTEMPTS = 5
+"""Deliveries of an entry whose refresh the model fails (`PredictionError`) before it is dead-lettered. Other
+failures (a store down, a full queue) are everyone's and are retried for as long as they last."""
 _LAG_EVERY_S = 1.0
 log = logging.getLogger("foretell.events")
 
@@ -97,6 +100,7 @@ class StreamConsumer:
         self._stopping = asyncio.Event()
         self._lag_at = 0.0
         self._lock = ConsumerLock(address)
+        self._attempts: dict[str, int] = {}  # entry id -> refreshes the model failed, while it stays pending
         registry = registry if registry is not None else hybrid.inference.metrics.registry
         stream = address.stream
         self._events = Counter(
@@ -215,6 +219,9 @@ class StreamConsumer:
         for entry, outcome in zip(readable, outcomes, strict=True):
             if isinstance(outcome, InvalidInput):
                 dead.append((entry, str(outcome)))
+            elif isinstance(outcome, PredictionError) and self._failed_again(entry.id) >= MAX_ATTEMPTS:
+                # The model fails on this key's features every time: retrying would hold the stream up for ever.
+                dead.append((entry, f"its refresh failed {MAX_ATTEMPTS} times in a row: {outcome}"))
             elif isinstance(outcome, Exception):
                 unsettled = unsettled or outcome
             else:
@@ -223,6 +230,9 @@ class StreamConsumer:
                 setattr(self.progress, kind, getattr(self.progress, kind) + 1)
                 self._events(self.address.stream, kind).inc()
                 refreshed.add((outcome["entity"], outcome["key"]))
+        if self._attempts:  # an entry that failed before and is settled now is counted no more
+            for entry_id in done:
+                self._attempts.pop(entry_id, None)
         order = {entry.id: index for index, entry in enumerate(entries)}
         dead.sort(key=lambda letter: order[letter[0].id])  # dead letters in the stream's order
         await asyncio.to_thread(self._reader.settle, done, dead)
@@ -237,6 +247,12 @@ class StreamConsumer:
         self._read_seconds.set(time.perf_counter() - started)
         if unsettled is not None:
             raise _Unsettled(f"{len(readable) - len(done) - len(dead)} event(s) not applied: {unsettled}")
+
+    def _failed_again(self, entry_id: str) -> int:
+        attempts = self._attempts[entry_id] = self._attempts.get(entry_id, 0) + 1
+        if attempts >= MAX_ATTEMPTS:
+            del self._attempts[entry_id]
+        return attempts
 
     async def lag(self) -> StreamLag:
         assert self._reader is not None

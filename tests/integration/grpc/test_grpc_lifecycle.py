@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,14 @@ import duckdb
 import grpc
 import httpx
 import numpy as np
+import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from grpckit import Served, tensor
 from servekit import free_port, listening_pids, rows, server
+from tritonclient.utils import InferenceServerException
 
 from foretell.ledger.segments import LedgerLocation
 
@@ -114,6 +117,26 @@ def test_sigterm_lets_an_in_flight_request_finish(home: Path) -> None:
         score, late = asyncio.run(during_sigterm())
     np.testing.assert_array_equal(score, [42.0])
     assert late is not None, "a request sent during the drain was answered"
+
+
+def test_sigterm_stops_new_rpcs_at_once_while_http_still_drains(home: Path) -> None:
+    """gRPC drains alongside HTTP, not after it: an HTTP request in flight holds the HTTP drain, yet a new RPC sent
+    after the signal is already refused, and health said NOT_SERVING or stopped answering."""
+    port = free_port()
+    with server(home, "slow", "--grpc-port", str(port)) as url:
+        (pid,) = listening_pids(url)
+        body = {"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [21.0]}]}
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(httpx.post, f"{url}/v2/models/slow/infer", json=body, timeout=30)
+            time.sleep(0.3)  # the model takes a second: the HTTP request is in it
+            os.kill(pid, signal.SIGTERM)
+            time.sleep(0.2)
+            late = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+            with late, pytest.raises(InferenceServerException):
+                late.infer("slow", [tensor("a", np.array([1.0]), "FP64")], client_timeout=5)
+            assert not in_flight.done(), "the HTTP request ended before the RPC was tried: nothing was tested"
+            answer = in_flight.result()
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [42.0]
 
 
 def _model_calls(url: str, model: str) -> float:

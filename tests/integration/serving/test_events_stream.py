@@ -365,3 +365,25 @@ def test_a_traced_read_is_one_span_with_its_entity_read_write_and_refresh_under_
     # One write for the read's events, one inference for its two keys (the refresh reads their features again).
     assert names.count("entity write") == 1 and names.count("batch") == 1, names
     assert {"entity read", "queue wait", "store write", "ledger enqueue"} <= set(names), names
+
+
+def test_an_event_the_store_would_refuse_is_dead_lettered_alone_and_its_neighbours_applied(home, redis_url):
+    url = stream_url(redis_url)
+    stream = parse_stream_url(url).stream
+    unknown = {"type": "features", "entity": "things", "key": "T-3", "values": {"zzz": 1.0}}
+    rekey = {"type": "features", "entity": "things", "key": "T-3", "values": {"id": "T-99"}}
+    good = [
+        {"type": "features", "key": "T-3", "values": {"a": 0.7}},
+        {"type": "features", "key": "T-4", "values": {"b": 0.1}},
+    ]
+    ids = add(redis_url, stream, [good[0], unknown, rekey, good[1]])
+    consumer, lag = run_consumer(home, url, count=100)
+    assert consumer.progress.applied == 2 and consumer.progress.dead == 2
+    entities = SqliteEntityStore(home / "entities.db")
+    assert entities.get("things", "T-3").features["a"] == 0.7  # type: ignore[union-attr]
+    assert entities.get("things", "T-4").features["b"] == 0.1  # type: ignore[union-attr]
+    letters = {e[b"entry_id"].decode(): e[b"reason"].decode() for _, e in client(redis_url).xrange(f"{stream}:dead")}
+    assert set(letters) == {ids[1], ids[2]}
+    assert "has no column(s) ['zzz']" in letters[ids[1]]
+    assert "'id' is the key of entity table 'things'" in letters[ids[2]]
+    assert lag == {**lag, "pending": 0, "dead": 2}

@@ -3,6 +3,7 @@ server with `--workers 2` (one worker consumes, the other stands by, so a key's 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,9 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
 from servekit import server
 from test_events_stream import (
     MOVIE_IDS,
+    STAMP,
     add,
     applied_ids,
     client,
@@ -25,7 +28,15 @@ from test_events_stream import (
     stream_url,
 )
 
+import foretell
+from foretell.core.feature import Feature
+from foretell.core.schema import Output, Signature
+from foretell.http.server import build_services
+from foretell.hybrid.stream import MAX_ATTEMPTS, StreamConsumer
 from foretell.hybrid.stream_lock import ConsumerLock
+from foretell.serving.config import ServeConfig
+from foretell.store import SqliteStore
+from foretell.store.entities_sqlite import SqliteEntityStore
 from foretell.store.redis_stream import parse_stream_url
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "contract"))
@@ -171,3 +182,67 @@ def test_a_server_with_two_workers_consumes_in_one_and_keeps_each_keys_order(hom
         info = client(redis_url).xinfo_groups(stream)[0]
         assert info["consumers"] == 1
     assert log.read_text().count("standing by") == 1, log.read_text()
+
+
+PICKY = """
+import numpy as np
+
+
+class Picky:
+    '''score = a, but the model cannot score a == 13 (as a real model may fail on one entity's features).'''
+
+    @classmethod
+    def load(cls, path):
+        return cls()
+
+    def predict(self, columns):
+        a = np.asarray(columns["a"], dtype=float)
+        if (a == 13).any():
+            raise ValueError("13 is unlucky")
+        return a
+"""
+
+
+def test_an_event_whose_refresh_the_model_always_fails_is_dead_lettered_after_its_attempts(redis_url, tmp_path):  # noqa: F811 - redis_url
+    picky_home = tmp_path / "picky_home"
+    folder = tmp_path / "picky"
+    folder.mkdir()
+    (folder / "pickymodel.py").write_text(PICKY)
+    signature = Signature((Feature("a"),), (Output("score", "score"),))
+    foretell.register(
+        "picky", folder, flavor="python", signature=signature, flavor_options={"class": "pickymodel.py:Picky"},
+        compile=False, aliases=["production"], home=picky_home,
+    )  # fmt: skip
+    things = pa.table({"id": ["T-1", "T-2"], "a": [1.0, 2.0]})
+    SqliteEntityStore(picky_home / "entities.db").load_features("things", "id", things, models=["picky"], at=STAMP)
+    url = stream_url(redis_url)
+    stream = parse_stream_url(url).stream
+    ids = add(redis_url, stream, [
+        {"type": "features", "key": "T-1", "values": {"a": 13.0}},
+        {"type": "features", "key": "T-2", "values": {"a": 5.0}},
+    ])  # fmt: skip
+
+    async def main() -> StreamConsumer:
+        inference, hybrid = build_services(picky_home, ServeConfig(models=("picky@production",)))
+        consumer = StreamConsumer(hybrid, parse_stream_url(url))
+        await inference.start()
+        try:
+            await consumer.run(until_idle=True)
+            await consumer.close()
+        finally:
+            await inference.stop(drain=True)
+            hybrid.close()
+        return consumer
+
+    started = time.monotonic()
+    consumer = asyncio.run(main())
+    assert consumer.progress.failures == MAX_ATTEMPTS - 1  # then the fifth failure dead-letters it
+    assert consumer.progress.applied == 1 and consumer.progress.dead == 1
+    assert time.monotonic() - started < 30
+    letters = client(redis_url).xrange(f"{stream}:dead")
+    assert [entry[b"entry_id"].decode() for _, entry in letters] == [ids[0]]
+    reason = letters[0][1][b"reason"].decode()
+    assert f"its refresh failed {MAX_ATTEMPTS} times in a row" in reason and "13 is unlucky" in reason
+    info = client(redis_url).xinfo_groups(stream)[0]
+    assert info["pending"] == 0 and info["lag"] == 0
+    assert SqliteStore(picky_home / "store.db").get_many("picky", ["T-2"])["T-2"].prediction["score"] == 5.0
