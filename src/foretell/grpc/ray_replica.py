@@ -26,15 +26,18 @@ hold a stopping replica until Ray's graceful_shutdown_timeout_s.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse
 
 from foretell.grpc.answers import UNAUTHENTICATED, Outcome, key_given
 from foretell.grpc.inference import SERVICE_NAME, InferenceServicer
 from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
+    DESCRIPTOR,
     ModelInferRequest,
     ModelInferResponse,
     ModelMetadataRequest,
@@ -48,13 +51,14 @@ from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     ServerReadyRequest,
     ServerReadyResponse,
 )
+from foretell.grpc.stubs.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from foretell.http.ray_serve import ForetellReplica, RayGrpcOptions
 from foretell.serving.service import InferenceService
 
-__all__ = ["SERVICER_FUNCTIONS", "GrpcReplica", "RayContext", "add_health_to_ray_proxy"]
+__all__ = ["SERVICER_FUNCTIONS", "GrpcReplica", "RayContext", "add_health_to_ray_proxy", "add_inference_to_ray_proxy"]
 
 SERVICER_FUNCTIONS = (
-    "foretell.grpc.stubs.grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server",
+    "foretell.grpc.ray_replica.add_inference_to_ray_proxy",
     "foretell.grpc.ray_replica.add_health_to_ray_proxy",
 )
 """What Ray Serve's gRPC proxy registers (`grpc_servicer_functions`): it decodes requests with these stubs."""
@@ -166,6 +170,19 @@ def _refused(grpc_context: Any, code: grpc.StatusCode, details: str, empty: type
     grpc_context.set_code(code)
     grpc_context.set_details(details)
     return empty()
+
+
+def add_inference_to_ray_proxy(servicer: Any, server: Any) -> None:
+    """`inference.GRPCInferenceService` for Ray Serve's gRPC proxy (a `grpc_servicer_functions` entry).
+
+    Ray's proxy serves reflection from protobuf's default descriptor pool, where foretell's stubs
+    are not (`make grpc-stubs` keeps them in a pool of their own, beside tritonclient's): their
+    file is added there too in the proxy's process, which holds no other client's stubs.
+    """
+    # Another `inference.*` there already (TypeError): the service works, and reflection names the other's.
+    with contextlib.suppress(TypeError):
+        descriptor_pool.Default().AddSerializedFile(DESCRIPTOR.serialized_pb)
+    add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]  # generated
 
 
 def add_health_to_ray_proxy(servicer: Any, server: Any) -> None:

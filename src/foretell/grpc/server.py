@@ -27,11 +27,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from foretell.errors import InvalidInput
 from foretell.grpc.answers import UNAUTHENTICATED, key_given
 from foretell.grpc.inference import SERVICE_NAME, InferenceServicer, method_handlers
+from foretell.grpc.stubs.grpc_predict_v2_pb2 import POOL
 from foretell.serving.service import InferenceService
 
 __all__ = ["GrpcServer"]
@@ -99,7 +100,9 @@ class GrpcServer:
         # Non-blocking: a Watch stream does not hold a handler thread.
         self._health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server, pool=_reflected_pool()
+        )
         try:
             bound = server.add_insecure_port(self.address)
         except RuntimeError:
@@ -132,6 +135,17 @@ class GrpcServer:
         if self._handlers is not None:  # grpc does not own the pool it was given: its threads end here
             self._handlers.shutdown(wait=False, cancel_futures=True)
             self._handlers = None
+
+
+def _reflected_pool() -> Any:
+    """The stubs' own descriptor pool (not protobuf's default: see `make grpc-stubs`), holding the health and
+    reflection services' files too, so that reflection describes all three."""
+    for served in (health_pb2, reflection_pb2):
+        try:
+            POOL.FindFileByName(served.DESCRIPTOR.name)
+        except KeyError:
+            POOL.AddSerializedFile(served.DESCRIPTOR.serialized_pb)
+    return POOL
 
 
 class _ApiKeyInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]

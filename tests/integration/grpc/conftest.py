@@ -8,7 +8,7 @@ from pathlib import Path
 import joblib
 import pytest
 from grpckit import Served
-from servekit import FEATURES, free_port, rows, server
+from servekit import FEATURES, free_port, in_process, rows, server
 from sklearn.linear_model import LogisticRegression
 
 import foretell
@@ -98,9 +98,18 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture(scope="module")
-def served(home: Path) -> Iterator[Served]:
-    """clf, tiers and topk over REST and gRPC, from one process."""
+@pytest.fixture(scope="module", params=["process", "in-process"])
+def served(home: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
+    """clf, tiers and topk over REST and gRPC, from one `foretell serve` process, and again from this process.
+
+    In this process the server's code is measured, and tritonclient's stubs live beside foretell's:
+    both define `inference.*`, which foretell keeps in a descriptor pool of its own.
+    """
     port = free_port()
-    with server(home, "clf", "tiers", "topk", "--grpc-port", str(port)) as url:
+    if request.param == "process":
+        with server(home, "clf", "tiers", "topk", "--grpc-port", str(port)) as url:
+            yield Served(url, f"127.0.0.1:{port}")
+        return
+    app = foretell.api.create_server_app(["clf", "tiers", "topk"], home=home, grpc_port=port, reload_seconds=0)
+    with in_process(app) as url:
         yield Served(url, f"127.0.0.1:{port}")

@@ -1,9 +1,11 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
+POOL: _descriptor_pool.DescriptorPool
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ServerLiveRequest(_message.Message):
