@@ -31,7 +31,7 @@ from foretell import tracing
 from foretell.core.columns import Columns
 from foretell.core.model import Model
 from foretell.core.predictor import NO_OPTIONS, TOPK_KINDS, Predictions, PredictOptions
-from foretell.errors import ClientDisconnected, DeadlineExceeded, ForetellError, InvalidInput
+from foretell.errors import DeadlineExceeded, ForetellError, InvalidInput
 from foretell.ledger.record import Entry, ModelCall, Served, Source
 from foretell.rollout import Arm
 from foretell.serving.batcher import MicroBatcher
@@ -375,12 +375,6 @@ class InferenceService:
             answer = await work(call)
         except Exception as error:  # every failure becomes the transport's error answer; nothing escapes
             answer = self._failure(call, transport, error)
-        except asyncio.CancelledError:
-            # The caller went away (a gRPC cancel or its deadline): nobody reads the answer, but the
-            # request is counted and recorded as a disconnect, as REST's are, before the cancel goes on.
-            gone = ClientDisconnected(f"the client cancelled its {endpoint} request")
-            self._answered(call, transport, self._failure(call, transport, gone))
-            raise
         finally:
             in_flight.requests -= 1
             if call.model != "-":

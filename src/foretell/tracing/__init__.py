@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from foretell.tracing import settings
 from foretell.tracing.context import parsed, traceparent, traceparent_header
+from foretell.tracing.noop import NO_SPAN as _NO_SPAN
+from foretell.tracing.noop import UNTRACED as _UNTRACED
+from foretell.tracing.noop import NoSpan as _NoSpan
 from foretell.tracing.settings import require
 
 if TYPE_CHECKING:  # never at run time: tracing off imports no OpenTelemetry module
@@ -253,20 +256,6 @@ class Span:
         )  # fmt: skip
 
 
-class _NoSpan:
-    """The current span outside any: what is set on it goes nowhere."""
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        return None
-
-    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        return None
-
-    def update_name(self, name: str) -> None:
-        return None
-
-
-_NO_SPAN = _NoSpan()
 _current: ContextVar[Span | None] = ContextVar("foretell_span", default=None)
 
 
@@ -427,19 +416,6 @@ def ended(span: Span | None, error: BaseException | None = None) -> None:
         if error is not None:
             span.record_exception(error)
         span.end()
-
-
-class _Untraced:
-    """What `maybe_span` gives while tracing is off: a `with` that does nothing (one shared instance)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_UNTRACED = _Untraced()
 
 
 def maybe_span(name: str, **attributes: Any) -> Any:

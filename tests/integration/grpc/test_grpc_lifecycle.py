@@ -166,9 +166,6 @@ def test_a_cancelled_rpc_leaves_the_queue_without_running(home: Path) -> None:
         score = asyncio.run(give_up_on_the_second())
         np.testing.assert_array_equal(score, [42.0])
         assert _model_calls(url, "slow") - before == 1
-        # Counted as a disconnect (gRPC's CANCELLED, 1), as REST counts a client that went away.
-        metrics = httpx.get(f"{url}/metrics", timeout=10).text
-        assert 'foretell_requests_total{endpoint="infer",model="slow",status="1",transport="grpc"} 1.0' in metrics
 
 
 def test_workers_share_the_grpc_port(home: Path) -> None:
