@@ -6,7 +6,6 @@ client reads the same field, rule and value whichever transport it speaks.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -24,8 +23,10 @@ from foretell.errors import (
     NotFound,
     Overloaded,
 )
+from foretell.serving.api_key import REFUSED as UNAUTHENTICATED
+from foretell.serving.api_key import key_given
 
-__all__ = ["UNAUTHENTICATED", "GrpcAnswers", "Outcome", "code_for", "key_given"]
+__all__ = ["UNAUTHENTICATED", "GrpcAnswers", "Outcome", "code_for", "key_in"]
 
 Message = TypeVar("Message")
 
@@ -73,14 +74,9 @@ class GrpcAnswers(Generic[Message]):
         return Outcome(None, code_for(error), str(error))
 
 
-UNAUTHENTICATED = "missing or wrong API key"
-"""The details of an RPC refused for its key (REST's 401 says the same)."""
-
-
-def key_given(expected: str | None, metadata: Iterable[tuple[str, str | bytes]]) -> bool:
-    """No key needed, or `authorization: Bearer KEY` / `x-api-key: KEY` metadata holds it (constant-time)."""
+def key_in(expected: str | None, metadata: Iterable[tuple[str, str | bytes]]) -> bool:
+    """No key needed, or the call's `x-api-key` / `authorization: Bearer` metadata holds it (as REST's headers)."""
     if expected is None:
         return True
     given = dict(metadata)
-    key = given.get("x-api-key") or str(given.get("authorization", "")).removeprefix("Bearer ")
-    return hmac.compare_digest(str(key).encode(), expected.encode())
+    return key_given(expected, given.get("x-api-key"), given.get("authorization"))

@@ -34,7 +34,7 @@ import grpc
 from google.protobuf import descriptor_pool
 from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse
 
-from foretell.grpc.answers import UNAUTHENTICATED, Outcome, key_given
+from foretell.grpc.answers import UNAUTHENTICATED, Outcome, key_in
 from foretell.grpc.inference import SERVICE_NAME, InferenceServicer
 from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     DESCRIPTOR,
@@ -157,7 +157,7 @@ class GrpcReplica(ForetellReplica):
         *,
         keyed: bool = True,
     ) -> Response:
-        if keyed and not key_given(self._limits.api_key, grpc_context.invocation_metadata()):
+        if keyed and not key_in(self._limits.api_key, grpc_context.invocation_metadata()):
             return _refused(grpc_context, grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED, empty)
         answer = await method(request, RayContext(grpc_context))
         if answer.message is None:  # set on Ray's context: raising would have Ray's proxy log a traceback

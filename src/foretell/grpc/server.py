@@ -30,7 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from foretell.errors import InvalidInput
-from foretell.grpc.answers import UNAUTHENTICATED, key_given
+from foretell.grpc.answers import UNAUTHENTICATED, key_in
 from foretell.grpc.inference import SERVICE_NAME, InferenceServicer, method_handlers
 from foretell.grpc.stubs.grpc_predict_v2_pb2 import POOL
 from foretell.serving.service import InferenceService
@@ -155,7 +155,7 @@ class _ApiKeyInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         self.key = key
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        if details.method in _OPEN_METHODS or key_given(self.key, details.invocation_metadata or ()):
+        if details.method in _OPEN_METHODS or key_in(self.key, details.invocation_metadata or ()):
             return continuation(details)
         return _REFUSED
 

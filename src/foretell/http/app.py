@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import version as package_version
@@ -39,6 +38,8 @@ from foretell.http.shutdown import not_ready_on_signal
 from foretell.hybrid import HybridService
 from foretell.hybrid.stream import StreamConsumer
 from foretell.protocols.oip import model_metadata, server_metadata
+from foretell.serving.api_key import REFUSED as API_KEY_REFUSED
+from foretell.serving.api_key import key_given
 from foretell.serving.service import Call, InferenceService, ModelSlot
 
 __all__ = ["Companion", "ServerOptions", "create_app"]
@@ -260,16 +261,15 @@ async def _json_error(request: Request, exc: Exception) -> Response:
 
 def _with_api_key(app: ASGIApp, key: str) -> ASGIApp:
     """Every path but the probes and metrics needs `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
-    expected = key.encode()
+    refused = orjson.dumps({"error": API_KEY_REFUSED})
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        given = headers.get(b"x-api-key") or headers.get(b"authorization", b"").removeprefix(b"Bearer ")
-        if not hmac.compare_digest(given, expected):
-            await reply(send, 401, orjson.dumps({"error": "missing or wrong API key"}), {"WWW-Authenticate": "Bearer"})
+        if not key_given(key, headers.get(b"x-api-key"), headers.get(b"authorization")):
+            await reply(send, 401, refused, {"WWW-Authenticate": "Bearer"})
             return
         await app(scope, receive, send)
 
