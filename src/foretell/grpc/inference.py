@@ -41,14 +41,13 @@ from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
 from foretell.grpc.traced import TRACEPARENT, traced
 from foretell.http.inference import request_deadline
 from foretell.http.tensors import inputs_from_request, tensors_from_predictions
-from foretell.protocols.oip import model_metadata
+from foretell.protocols.oip import SERVER_NAME, model_metadata, server_metadata
 from foretell.serving.service import Call, InferenceService, deadline_after
 
 __all__ = ["SERVICE_NAME", "InferenceServicer", "method_handlers"]
 
 SERVICE_NAME = "inference.GRPCInferenceService"
-SERVER_NAME = "foretell"
-EXTENSIONS = ["model_repository"]
+EXTENSIONS = ["model_repository"]  # REST adds binary_tensor_data, an HTTP extension
 
 Message = TypeVar("Message")
 
@@ -70,7 +69,7 @@ class InferenceServicer:
     async def ServerMetadata(  # noqa: N802
         self, request: ServerMetadataRequest, context: Any
     ) -> Outcome[ServerMetadataResponse]:
-        return Outcome(ServerMetadataResponse(name=SERVER_NAME, version=self.version, extensions=EXTENSIONS))
+        return Outcome(ServerMetadataResponse(**server_metadata(SERVER_NAME, self.version, EXTENSIONS)))
 
     async def ModelReady(self, request: ModelReadyRequest, context: Any) -> Outcome[ModelReadyResponse]:  # noqa: N802
         async def work(call: Call) -> Outcome[ModelReadyResponse]:

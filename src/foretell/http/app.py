@@ -37,14 +37,13 @@ from foretell.http.openapi import openapi_document
 from foretell.http.shutdown import not_ready_on_signal
 from foretell.hybrid import HybridService
 from foretell.hybrid.stream import StreamConsumer
-from foretell.protocols.oip import model_metadata, server_metadata
+from foretell.protocols.oip import SERVER_NAME, model_metadata, server_metadata
 from foretell.serving.api_key import REFUSED as API_KEY_REFUSED
 from foretell.serving.api_key import key_given
 from foretell.serving.service import Call, InferenceService, ModelSlot
 
 __all__ = ["Companion", "ServerOptions", "create_app"]
 
-SERVER_NAME = "foretell"
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/ping", "/health", "/metrics")
 
 

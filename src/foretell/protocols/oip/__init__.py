@@ -12,7 +12,7 @@ model; the HTTP layer passes bytes and headers in, and gets bytes and headers ba
 - `raw`: a tensor's raw bytes (the binary extension's parts, gRPC's raw contents).
 """
 
-from foretell.protocols.oip.metadata import model_metadata, server_metadata
+from foretell.protocols.oip.metadata import SERVER_NAME, model_metadata, server_metadata
 from foretell.protocols.oip.raw import decode_raw, encode_raw
 from foretell.protocols.oip.request import InferRequest, decode_infer_request, parse_header_length
 from foretell.protocols.oip.response import encode_infer_response
@@ -29,6 +29,7 @@ from foretell.protocols.oip.tensors import (
 __all__ = [
     "BINARY_HEADER",
     "DATATYPES",
+    "SERVER_NAME",
     "InferRequest",
     "RequestedOutput",
     "Tensor",

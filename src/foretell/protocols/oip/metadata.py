@@ -17,6 +17,10 @@ _FEATURE_DATATYPES = {
 }
 
 
+SERVER_NAME = "foretell"
+"""The server's name in OIP server metadata, over REST and gRPC alike."""
+
+
 def server_metadata(name: str, version: str, extensions: list[str]) -> dict[str, Any]:
     return {"name": name, "version": version, "extensions": list(extensions)}
 
