@@ -99,7 +99,7 @@ GRPC_PROTO := src/foretell/grpc/stubs/grpc_predict_v2.proto
 # The messages go in a descriptor pool of their own, not protobuf's default one: tritonclient.grpc (and any other
 # KServe V2 client) defines the same `inference.*` names there, and a process holding both would fail to import ours.
 grpc-stubs: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src $(GRPC_PROTO)
+	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src $(GRPC_PROTO)
 	sed -i 's/^DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(/POOL = _descriptor_pool.DescriptorPool()\nDESCRIPTOR = POOL.AddSerializedFile(/' src/foretell/grpc/stubs/grpc_predict_v2_pb2.py
 	sed -i 's/^DESCRIPTOR: _descriptor.FileDescriptor$$/POOL: _descriptor_pool.DescriptorPool\nDESCRIPTOR: _descriptor.FileDescriptor/; s/^from google.protobuf import descriptor as _descriptor$$/&\nfrom google.protobuf import descriptor_pool as _descriptor_pool/' src/foretell/grpc/stubs/grpc_predict_v2_pb2.pyi
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import CancelledError
 from importlib.metadata import version as package_version
 from typing import Any, TypeVar
@@ -44,7 +44,7 @@ from foretell.http.tensors import inputs_from_request, tensors_from_predictions
 from foretell.protocols.oip import SERVER_NAME, model_metadata, server_metadata
 from foretell.serving.service import Call, InferenceService, deadline_after
 
-__all__ = ["SERVICE_NAME", "InferenceServicer", "method_handlers"]
+__all__ = ["RPCS", "SERVICE_NAME", "InferenceServicer", "method_handlers", "unary_handlers"]
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 EXTENSIONS = ["model_repository"]  # REST adds binary_tensor_data, an HTTP extension
@@ -137,26 +137,40 @@ def _earliest(*deadlines: float | None) -> float | None:
     return min(given) if given else None
 
 
+RPCS: dict[str, tuple[Any, Any]] = {
+    "ServerLive": (ServerLiveRequest, ServerLiveResponse),
+    "ServerReady": (ServerReadyRequest, ServerReadyResponse),
+    "ModelReady": (ModelReadyRequest, ModelReadyResponse),
+    "ServerMetadata": (ServerMetadataRequest, ServerMetadataResponse),
+    "ModelMetadata": (ModelMetadataRequest, ModelMetadataResponse),
+    "ModelInfer": (ModelInferRequest, ModelInferResponse),
+}
+"""The service's RPCs, each with its request and response message."""
+
+
+def unary_handlers(
+    service: str, rpcs: Mapping[str, tuple[Any, Any]], behaviour: Callable[[str], Callable[[Any, Any], Any]]
+) -> grpc.GenericRpcHandler:
+    """`service`'s handlers: each RPC of `rpcs` (de)serialises its messages and runs `behaviour(name)`. (The
+    generated `_pb2_grpc` module would do this too, with a servicer base class foretell has no use for.)"""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            behaviour(name), request_deserializer=request.FromString, response_serializer=response.SerializeToString
+        )
+        for name, (request, response) in rpcs.items()
+    }
+    return grpc.method_handlers_generic_handler(service, handlers)
+
+
 def method_handlers(servicer: InferenceServicer, loop: asyncio.AbstractEventLoop) -> grpc.GenericRpcHandler:
     """The service's handlers for grpc's thread-pool server: each (de)serialises its own messages in the
     receiving thread and runs its RPC on `loop`."""
-    rpcs: dict[str, tuple[Any, Any, Any]] = {
-        "ServerLive": (servicer.ServerLive, ServerLiveRequest, ServerLiveResponse),
-        "ServerReady": (servicer.ServerReady, ServerReadyRequest, ServerReadyResponse),
-        "ModelReady": (servicer.ModelReady, ModelReadyRequest, ModelReadyResponse),
-        "ServerMetadata": (servicer.ServerMetadata, ServerMetadataRequest, ServerMetadataResponse),
-        "ModelMetadata": (servicer.ModelMetadata, ModelMetadataRequest, ModelMetadataResponse),
-        "ModelInfer": (servicer.ModelInfer, ModelInferRequest, ModelInferResponse),
-    }
-    handlers = {
-        name: grpc.unary_unary_rpc_method_handler(
-            _on_loop(method if tracing.tracer is None else traced(method, SERVICE_NAME, name), loop),
-            request_deserializer=request.FromString,
-            response_serializer=response.SerializeToString,
-        )
-        for name, (method, request, response) in rpcs.items()
-    }
-    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+    def behaviour(name: str) -> Callable[[Any, Any], Any]:
+        method = getattr(servicer, name)
+        return _on_loop(method if tracing.tracer is None else traced(method, SERVICE_NAME, name), loop)
+
+    return unary_handlers(SERVICE_NAME, RPCS, behaviour)
 
 
 def _on_loop(

@@ -35,7 +35,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse
 
 from foretell.grpc.answers import UNAUTHENTICATED, Outcome, key_in
-from foretell.grpc.inference import SERVICE_NAME, InferenceServicer
+from foretell.grpc.inference import RPCS, SERVICE_NAME, InferenceServicer, unary_handlers
 from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     DESCRIPTOR,
     ModelInferRequest,
@@ -51,7 +51,6 @@ from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     ServerReadyRequest,
     ServerReadyResponse,
 )
-from foretell.grpc.stubs.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from foretell.http.ray_serve import ForetellReplica, RayGrpcOptions
 from foretell.serving.service import InferenceService
 
@@ -182,7 +181,7 @@ def add_inference_to_ray_proxy(servicer: Any, server: Any) -> None:
     # Another `inference.*` there already (TypeError): the service works, and reflection names the other's.
     with contextlib.suppress(TypeError):
         descriptor_pool.Default().AddSerializedFile(DESCRIPTOR.serialized_pb)
-    add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]  # generated
+    server.add_generic_rpc_handlers((unary_handlers(SERVICE_NAME, RPCS, lambda name: getattr(servicer, name)),))
 
 
 def add_health_to_ray_proxy(servicer: Any, server: Any) -> None:
@@ -191,15 +190,5 @@ def add_health_to_ray_proxy(servicer: Any, server: Any) -> None:
     Ray's proxy routes each to the replicas' method of that name; Watch is left out (see the
     module's docstring), so the proxy answers it UNIMPLEMENTED.
     """
-    handlers = {
-        name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, name),
-            request_deserializer=request.FromString,
-            response_serializer=response.SerializeToString,
-        )
-        for name, request, response in (
-            ("Check", HealthCheckRequest, HealthCheckResponse),
-            ("List", HealthListRequest, HealthListResponse),
-        )
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(HEALTH_SERVICE, handlers),))
+    rpcs = {"Check": (HealthCheckRequest, HealthCheckResponse), "List": (HealthListRequest, HealthListResponse)}
+    server.add_generic_rpc_handlers((unary_handlers(HEALTH_SERVICE, rpcs, lambda name: getattr(servicer, name)),))
