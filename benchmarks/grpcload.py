@@ -12,10 +12,12 @@ bare ASGI app under uvicorn + httptools answering a small JSON.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -159,3 +161,47 @@ def churn_one_row(scratch: Path, lua_template: str) -> OneRow:
     request_file = scratch / "infer.pb"
     request_file.write_bytes(request.SerializeToString())
     return OneRow(home, body, lua, request, request_file)
+
+
+def python_load(address: str, method: str, request: bytes, concurrency: int, seconds: float) -> dict[str, float]:
+    """`concurrency` loops each sending `method` back to back for `seconds`: req/s, p50, p99, errors."""
+    import grpc
+
+    async def run() -> tuple[list[float], int, float]:
+        channels = [
+            # A channel of its own per connection: grpc would otherwise share one subchannel between them.
+            grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(min(8, concurrency))
+        ]
+        calls = [channel.unary_unary(method) for channel in channels]  # bytes in, bytes out: no client codec
+        latencies: list[float] = []
+        errors = 0
+        for call in calls:  # connected before the clock starts, as wrk's connections are
+            await call(request)
+        stop = time.perf_counter() + seconds
+
+        async def loop(call: grpc.aio.UnaryUnaryMultiCallable) -> None:
+            nonlocal errors
+            while (started := time.perf_counter()) < stop:
+                try:
+                    await call(request)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(loop(calls[i % len(calls)]) for i in range(concurrency)))
+        elapsed = time.perf_counter() - began
+        for channel in channels:
+            await channel.close()
+        return latencies, errors, elapsed
+
+    latencies, errors, elapsed = asyncio.run(run())
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1e3,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,
+        "max_ms": latencies[-1] * 1e3,
+        "errors": errors,
+    }

@@ -16,7 +16,6 @@ Needs the ray extra, wrk and taskset.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -36,47 +35,6 @@ from serve import LUA, wait_ready, wrk
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 WAYS = ("REST proxy", "gRPC proxy", "REST direct", "gRPC direct")
-
-
-def load(address: str, request: bytes, concurrency: int, seconds: float) -> dict[str, float]:
-    """`concurrency` loops each sending ModelInfer back to back for `seconds`: req/s, p50, p99, errors."""
-    import grpc
-
-    async def run() -> tuple[list[float], int, float]:
-        # A channel of its own per connection: grpc would otherwise share one subchannel between them.
-        options = [("grpc.use_local_subchannel_pool", 1)]
-        channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(min(8, concurrency))]
-        calls = [channel.unary_unary(METHOD) for channel in channels]  # bytes in, bytes out: no client codec
-        for call in calls:  # connected before the clock starts, as wrk's connections are
-            await call(request)
-        latencies: list[float] = []
-        errors = 0
-        stop = time.perf_counter() + seconds
-
-        async def loop(call: grpc.aio.UnaryUnaryMultiCallable) -> None:
-            nonlocal errors
-            while (started := time.perf_counter()) < stop:
-                try:
-                    await call(request)
-                except grpc.aio.AioRpcError:
-                    errors += 1
-                latencies.append(time.perf_counter() - started)
-
-        began = time.perf_counter()
-        await asyncio.gather(*(loop(calls[i % len(calls)]) for i in range(concurrency)))
-        elapsed = time.perf_counter() - began
-        for channel in channels:
-            await channel.close()
-        return latencies, errors, elapsed
-
-    latencies, errors, elapsed = asyncio.run(run())
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1e3,
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,
-        "errors": errors,
-    }
 
 
 def grpc_load(address: str, request_file: Path, concurrency: int, seconds: int) -> dict[str, float]:
@@ -106,7 +64,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.load:
         address, request_file, concurrency, seconds = args.load
-        print(json.dumps(load(address, Path(request_file).read_bytes(), int(concurrency), float(seconds))))
+        print(
+            json.dumps(
+                grpcload.python_load(address, METHOD, Path(request_file).read_bytes(), int(concurrency), float(seconds))
+            )
+        )
         return 0
 
     import grpc
