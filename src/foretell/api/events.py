@@ -36,8 +36,8 @@ def consume_events(
     `progress_seconds` (and at the end). With `tracing`, each read is a span (`events read`) with the
     entity reads and writes and the refreshes under it, exported as the `OTEL_*` variables say.
     """
-    from foretell.http.server import build_services
     from foretell.hybrid.stream import StreamConsumer
+    from foretell.server.assembly import build_services
     from foretell.store.redis_stream import parse_stream_url
     from foretell.tracing import flush as flush_spans
 

@@ -28,7 +28,7 @@ def create_server_app(
     (`max_batch_size=`, `max_delay_ms=`, `max_queue=`, `reload_seconds=`, `max_body_bytes=`,
     `api_key=`, `overload_status=`), and a `[batching.NAME]` table in the file overrides both.
     """
-    from foretell.http.server import build_app
+    from foretell.server.assembly import build_app
 
     return build_app(home_folder(home), _served(config, uris, settings, home))
 
@@ -54,7 +54,7 @@ def serve(
     `autoscale="MIN:MAX"`, on the cluster at `ray_address` or one started here); `ray_ingress="direct"`
     (where Ray has it) lets each replica answer on its own port, `"proxy"` only through Ray Serve's proxy.
     """
-    from foretell.http.server import RayPlacement, run_server
+    from foretell.server.assembly import RayPlacement, run_server
 
     if engine not in ("local", "ray"):
         raise InvalidInput(f"engine must be local or ray; got {engine!r}")

@@ -39,10 +39,9 @@ from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     ServerReadyResponse,
 )
 from foretell.grpc.traced import TRACEPARENT, traced
-from foretell.http.inference import request_deadline
-from foretell.http.tensors import inputs_from_request, tensors_from_predictions
 from foretell.protocols.oip import SERVER_NAME, model_metadata, server_metadata
-from foretell.serving.service import Call, InferenceService, deadline_after
+from foretell.protocols.oip.rows import inputs_from_request, tensors_from_predictions
+from foretell.serving.service import Call, InferenceService, deadline_after, request_deadline
 
 __all__ = ["RPCS", "SERVICE_NAME", "InferenceServicer", "method_handlers", "unary_handlers"]
 

@@ -27,7 +27,7 @@ hold a stopping replica until Ray's graceful_shutdown_timeout_s.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -51,10 +51,15 @@ from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     ServerReadyRequest,
     ServerReadyResponse,
 )
-from foretell.http.ray_serve import ForetellReplica, RayGrpcOptions
 from foretell.serving.service import InferenceService
 
-__all__ = ["SERVICER_FUNCTIONS", "GrpcReplica", "RayContext", "add_health_to_ray_proxy", "add_inference_to_ray_proxy"]
+__all__ = [
+    "SERVICER_FUNCTIONS",
+    "RayContext",
+    "RayGrpcAnswers",
+    "add_health_to_ray_proxy",
+    "add_inference_to_ray_proxy",
+]
 
 SERVICER_FUNCTIONS = (
     "foretell.grpc.ray_replica.add_inference_to_ray_proxy",
@@ -83,18 +88,20 @@ class RayContext:
         return None  # Ray's proxy keeps the client's grpc-timeout to itself
 
 
-class GrpcReplica(ForetellReplica):
-    """A foretell replica that also answers `inference.GRPCInferenceService` for Ray Serve's gRPC proxy."""
+class RayGrpcAnswers:
+    """The RPCs of `inference.GRPCInferenceService` and `grpc.health.v1.Health` as methods of a Ray Serve replica.
 
-    def __init__(self, build: Callable[..., Any], build_kwargs: Mapping[str, Any], limits: RayGrpcOptions) -> None:
-        super().__init__(build, build_kwargs)
-        self._limits = limits
+    A mixin: the replica class that Ray deploys (`foretell.server.ray_grpc.GrpcReplica`) is
+    also the one that builds the HTTP app, and hands this the app's inference service
+    through `answer_through`.
+    """
+
+    def __init__(self, *, api_key: str | None, max_message_bytes: int) -> None:
+        self._api_key = api_key
+        self._max_message_bytes = max_message_bytes
         self._servicer: InferenceServicer | None = None
 
-    def __serve_build_asgi_app__(self) -> Any:
-        return self._build(**self._build_kwargs, served=self._answer_through)
-
-    def _answer_through(self, service: InferenceService) -> None:
+    def answer_through(self, service: InferenceService) -> None:
         self._servicer = InferenceServicer(service)
 
     # The probes answer without a key, as REST's /v2/health/* and the local gRPC server's do.
@@ -120,9 +127,9 @@ class GrpcReplica(ForetellReplica):
 
     async def ModelInfer(self, request: ModelInferRequest, grpc_context: Any) -> ModelInferResponse:  # noqa: N802
         size = request.ByteSize()
-        if size > self._limits.max_message_bytes:
+        if size > self._max_message_bytes:
             # grpc.aio's own words for the local server's limit, so a client reads the same either way.
-            details = f"Received message larger than max ({size} vs. {self._limits.max_message_bytes})"
+            details = f"Received message larger than max ({size} vs. {self._max_message_bytes})"
             return _refused(grpc_context, grpc.StatusCode.RESOURCE_EXHAUSTED, details, ModelInferResponse)
         return await self._rpc(self.servicer.ModelInfer, request, grpc_context, ModelInferResponse)
 
@@ -156,7 +163,7 @@ class GrpcReplica(ForetellReplica):
         *,
         keyed: bool = True,
     ) -> Response:
-        if keyed and not key_in(self._limits.api_key, grpc_context.invocation_metadata()):
+        if keyed and not key_in(self._api_key, grpc_context.invocation_metadata()):
             return _refused(grpc_context, grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED, empty)
         answer = await method(request, RayContext(grpc_context))
         if answer.message is None:  # set on Ray's context: raising would have Ray's proxy log a traceback

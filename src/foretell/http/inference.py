@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from starlette.types import Receive, Scope, Send
 
 from foretell import tracing
-from foretell.errors import InvalidInput
 from foretell.http.asgi import header, read_body, reply
 from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply
-from foretell.http.tensors import inputs_from_request, tensors_from_predictions
 from foretell.protocols import decode_infer_request, decode_invocations, encode_infer_response, encode_predictions
 from foretell.protocols.oip import parse_header_length
-from foretell.serving.service import Call, InferenceService, deadline_after
+from foretell.protocols.oip.rows import inputs_from_request, tensors_from_predictions
+from foretell.serving.service import Call, InferenceService, request_deadline
 
-__all__ = ["InferenceEndpoints", "Target", "match", "request_deadline"]
+__all__ = ["InferenceEndpoints", "Target", "match"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +126,3 @@ def _with_prediction_id(headers: dict[str, str], call: Call) -> dict[str, str]:
     if call.model_version is not None:
         headers["X-Model-Version"] = str(call.model_version)
     return headers
-
-
-def request_deadline(header_value: str | None, timeout_seconds: float | None) -> float | None:
-    """The request's deadline on the monotonic clock: `X-Request-Timeout` (seconds) wins over the body's."""
-    if header_value is not None:
-        try:
-            timeout_seconds = float(header_value)
-        except ValueError:
-            raise InvalidInput(f"X-Request-Timeout must be a number of seconds, got {header_value!r}") from None
-    return deadline_after(timeout_seconds)

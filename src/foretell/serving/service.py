@@ -44,7 +44,17 @@ from foretell.serving.runtime import ModelSlot, Runtime
 if TYPE_CHECKING:  # the server's assembly makes one; its module reads the ledger with DuckDB
     from foretell.serving.live_monitor import LiveMonitor
 
-__all__ = ["Call", "Inference", "InferenceService", "Ledger", "ModelSlot", "Stored", "Transport", "deadline_after"]
+__all__ = [
+    "Call",
+    "Inference",
+    "InferenceService",
+    "Ledger",
+    "ModelSlot",
+    "Stored",
+    "Transport",
+    "deadline_after",
+    "request_deadline",
+]
 
 log = logging.getLogger("foretell.serving")
 
@@ -158,6 +168,16 @@ def deadline_after(timeout_seconds: float | None) -> float | None:
     if not timeout_seconds > 0 or timeout_seconds == float("inf"):
         raise InvalidInput(f"a request timeout must be a positive number of seconds, got {timeout_seconds}")
     return time.monotonic() + timeout_seconds
+
+
+def request_deadline(header_value: str | None, timeout_seconds: float | None) -> float | None:
+    """The request's deadline on the monotonic clock: `X-Request-Timeout` (seconds) wins over the body's."""
+    if header_value is not None:
+        try:
+            timeout_seconds = float(header_value)
+        except ValueError:
+            raise InvalidInput(f"X-Request-Timeout must be a number of seconds, got {header_value!r}") from None
+    return deadline_after(timeout_seconds)
 
 
 class InferenceService:

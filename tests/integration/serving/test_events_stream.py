@@ -30,8 +30,8 @@ from foretell.core.feature import Feature
 from foretell.core.schema import Signature
 from foretell.demo.movies import MovieRecommender, generate_movies, generate_ratings
 from foretell.errors import InvalidInput
-from foretell.http.server import build_services
 from foretell.hybrid.stream import StreamConsumer
+from foretell.server.assembly import build_services
 from foretell.serving.config import ServeConfig
 from foretell.store import SqliteStore
 from foretell.store.entities import Interactions

@@ -31,9 +31,9 @@ from test_events_stream import (
 import foretell
 from foretell.core.feature import Feature
 from foretell.core.schema import Output, Signature
-from foretell.http.server import build_services
 from foretell.hybrid.stream import MAX_ATTEMPTS, StreamConsumer
 from foretell.hybrid.stream_lock import ConsumerLock
+from foretell.server.assembly import build_services
 from foretell.serving.config import ServeConfig
 from foretell.store import SqliteStore
 from foretell.store.entities_sqlite import SqliteEntityStore

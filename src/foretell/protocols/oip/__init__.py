@@ -1,8 +1,9 @@
 """The Open Inference Protocol (KServe V2, as Triton and MLServer speak it) over REST, as bytes.
 
 Every way a body can be wrong becomes one `ProtocolError` whose message names the tensor,
-the field and what was expected. Nothing in this package knows about HTTP frameworks or the
-model; the HTTP layer passes bytes and headers in, and gets bytes and headers back.
+the field and what was expected. Nothing in this package knows about HTTP frameworks, and only
+`rows` about a model (its signature); the HTTP layer passes bytes and headers in, and gets
+bytes and headers back.
 
 - `tensors`: the datatypes, `Tensor` and `RequestedOutput`, numpy → `Tensor`.
 - `request`: an infer request's bytes (JSON, optionally with binary tensor data) → `InferRequest`.
@@ -10,6 +11,7 @@ model; the HTTP layer passes bytes and headers in, and gets bytes and headers ba
 - `response`: output tensors → an infer response's bytes and headers.
 - `metadata`: the server and model metadata documents.
 - `raw`: a tensor's raw bytes (the binary extension's parts, gRPC's raw contents).
+- `rows`: tensors ↔ a model's rows and outputs, by its signature (both transports use it).
 """
 
 from foretell.protocols.oip.metadata import SERVER_NAME, model_metadata, server_metadata

@@ -13,8 +13,8 @@ from servedmodels import Sums, run, serving
 
 import foretell
 from foretell.errors import InvalidInput
-from foretell.http.ray_serve import check_ingress, parse_autoscale, replica_addresses
-from foretell.http.server import SERVE_CONFIG_ENV, app_from_env, build_app
+from foretell.server.assembly import SERVE_CONFIG_ENV, app_from_env, build_app
+from foretell.server.ray_serve import check_ingress, parse_autoscale, replica_addresses
 from foretell.serving.config import ServeConfig
 from foretell.serving.service import InferenceService
 

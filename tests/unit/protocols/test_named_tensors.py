@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from foretell.core.columns import Columns
 from foretell.core.schema import Feature, Output, Signature
 from foretell.errors import InvalidInput
-from foretell.http import tensors as http_tensors
-from foretell.http.tensors import inputs_from_request
 from foretell.protocols.oip import Tensor, bulk_inputs, decode_infer_request
+from foretell.protocols.oip import rows as oip_rows
+from foretell.protocols.oip.rows import inputs_from_request
 
 FLOATS = Signature(
     (
@@ -294,7 +294,7 @@ GOOD = {"BYTES": "a", "BOOL": True, "FP64": 1.5, "FP32": 1.5, "FP16": 1.5}
 
 def forget() -> None:
     bulk_inputs._LAYOUTS.clear()
-    http_tensors._PLACES.clear()
+    oip_rows._PLACES.clear()
 
 
 def both(signature: Signature, body: bytes, length: int | None = None) -> tuple[Any, Any]:

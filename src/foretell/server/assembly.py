@@ -163,7 +163,7 @@ def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", r
         if config.workers > 1:
             # Each worker process builds its own app (and loads its own models) from the same settings.
             os.environ[SERVE_CONFIG_ENV] = json.dumps({**config.to_dict(), "home": str(home)})
-            uvicorn.run("foretell.http.server:app_from_env", factory=True, workers=config.workers, **common)
+            uvicorn.run("foretell.server.assembly:app_from_env", factory=True, workers=config.workers, **common)
         else:
             _show_serving_log()
             uvicorn.run(build_app(home, config), **common)
@@ -173,7 +173,7 @@ def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", r
 
 
 def _run_on_ray(home: Path, config: ServeConfig, placement: RayPlacement) -> None:
-    from foretell.http.ray_serve import (
+    from foretell.server.ray_serve import (
         RayGrpcOptions,
         RayServeOptions,
         check_ingress,

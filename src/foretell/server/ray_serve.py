@@ -22,7 +22,7 @@ layer is sized from the second, so Ray Serve never holds back work a replica cou
 batch: each replica may take as many requests as its models' queues hold.
 
 With a gRPC port, Ray Serve also starts its gRPC proxy there, and the replicas answer the
-Open Inference Protocol's gRPC service beside HTTP (`foretell.grpc.ray_replica`).
+Open Inference Protocol's gRPC service beside HTTP (`foretell.server.ray_grpc`).
 """
 
 from __future__ import annotations
@@ -256,7 +256,8 @@ def run_on_ray_serve(build: Callable[..., Any], build_kwargs: Mapping[str, Any],
     replica: type[ForetellReplica] = ForetellReplica
     bound: tuple[Any, ...] = (build, dict(build_kwargs))
     if options.grpc is not None:
-        from foretell.grpc.ray_replica import SERVICER_FUNCTIONS, GrpcReplica  # grpcio only for gRPC
+        from foretell.grpc.ray_replica import SERVICER_FUNCTIONS  # grpcio only for gRPC
+        from foretell.server.ray_grpc import GrpcReplica
 
         if not owned_serve:
             _check_grpc_proxy(options.grpc.port, SERVICER_FUNCTIONS)

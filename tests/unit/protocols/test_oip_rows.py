@@ -11,8 +11,8 @@ from foretell.core.frame import Frame
 from foretell.core.predictor import Predictions, PredictOptions, Predictor
 from foretell.core.schema import Feature, Output, Signature
 from foretell.errors import InvalidInput
-from foretell.http.tensors import inputs_from_tensors, tensors_from_predictions
 from foretell.protocols.oip import Tensor
+from foretell.protocols.oip.rows import inputs_from_tensors, tensors_from_predictions
 
 SUMS = Sums.signature
 TIERS = Tiers.signature
