@@ -20,7 +20,16 @@ from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     ModelInferRequest,
     ModelInferResponse,
 )
-from foretell.protocols.oip import DATATYPES, InferRequest, RequestedOutput, Tensor, decode_raw, encode_raw
+from foretell.protocols.oip import (
+    DATATYPES,
+    MAX_DIMS,
+    InferRequest,
+    RequestedOutput,
+    Tensor,
+    check_request_parameters,
+    decode_raw,
+    encode_raw,
+)
 
 __all__ = ["decode_model_infer", "encode_model_infer"]
 
@@ -39,7 +48,6 @@ _CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-_MAX_DIMS = 32
 
 
 def decode_model_infer(message: ModelInferRequest) -> InferRequest:
@@ -66,10 +74,9 @@ def decode_model_infer(message: ModelInferRequest) -> InferRequest:
                 f"input {name!r}: unknown 'datatype' {datatype!r}; expected one of {', '.join(DATATYPES)}"
             )
         shape = tuple(int(d) for d in tensor.shape)
-        if len(shape) > _MAX_DIMS or any(d < 0 for d in shape):
+        if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
             raise ProtocolError(
-                f"input {name!r}: 'shape' must be a list of at most {_MAX_DIMS} non-negative integers, got "
-                f"{list(shape)}"
+                f"input {name!r}: 'shape' must be a list of at most {MAX_DIMS} non-negative integers, got {list(shape)}"
             )
         if raw:
             if tensor.HasField("contents"):
@@ -84,7 +91,7 @@ def decode_model_infer(message: ModelInferRequest) -> InferRequest:
         inputs.append(Tensor(name, datatype, shape, data, _parameters(tensor.parameters)))
     outputs = [RequestedOutput(o.name, True) for o in message.outputs] or None
     parameters = _parameters(message.parameters)
-    _check_parameters(parameters)
+    check_request_parameters(parameters)  # REST's rules and words
     return InferRequest(message.id or None, inputs, outputs, parameters)
 
 
@@ -121,20 +128,6 @@ def _parameters(parameters: Any) -> dict[str, Any]:
         choice = parameter.WhichOneof("parameter_choice")
         plain[key] = None if choice is None else getattr(parameter, choice)
     return plain
-
-
-def _check_parameters(parameters: dict[str, Any]) -> None:
-    """As the REST decoder checks them: `timeout` in microseconds (Triton's), `key` an entity id."""
-    timeout = parameters.get("timeout")
-    if timeout is not None and (type(timeout) not in (int, float) or not math.isfinite(timeout) or timeout < 0):
-        raise ProtocolError(
-            f"request parameter 'timeout' must be a non-negative number of microseconds, got {timeout!r}"
-        )
-    key = parameters.get("key")
-    if key is not None and not ((type(key) is str and 0 < len(key) <= 200) or type(key) is int):
-        raise ProtocolError(
-            f"request parameter 'key' must be an entity id (a non-empty string or a whole number), got {key!r}"
-        )
 
 
 def encode_model_infer(

@@ -16,11 +16,17 @@ bytes and headers back.
 
 from foretell.protocols.oip.metadata import SERVER_NAME, model_metadata, server_metadata
 from foretell.protocols.oip.raw import decode_raw, encode_raw
-from foretell.protocols.oip.request import InferRequest, decode_infer_request, parse_header_length
+from foretell.protocols.oip.request import (
+    InferRequest,
+    check_request_parameters,
+    decode_infer_request,
+    parse_header_length,
+)
 from foretell.protocols.oip.response import encode_infer_response
 from foretell.protocols.oip.tensors import (
     BINARY_HEADER,
     DATATYPES,
+    MAX_DIMS,
     RequestedOutput,
     Tensor,
     TensorBlock,
@@ -31,11 +37,13 @@ from foretell.protocols.oip.tensors import (
 __all__ = [
     "BINARY_HEADER",
     "DATATYPES",
+    "MAX_DIMS",
     "SERVER_NAME",
     "InferRequest",
     "RequestedOutput",
     "Tensor",
     "TensorBlock",
+    "check_request_parameters",
     "datatype_of",
     "decode_infer_request",
     "decode_raw",

@@ -25,12 +25,11 @@ from foretell.protocols.oip.json_data import (
     _INTEGERS,
     _INTS,
     _LISTS,
-    _MAX_DIMS,
     _NUMBERS,
     _TEXT,
     _all_sizes,
 )
-from foretell.protocols.oip.tensors import DATATYPES, Tensor, TensorBlock
+from foretell.protocols.oip.tensors import DATATYPES, MAX_DIMS, Tensor, TensorBlock
 
 _PLAIN_JSON = itemgetter("name", "datatype", "shape", "data")
 _PLAIN_BINARY = itemgetter("name", "datatype", "shape", "parameters")
@@ -108,7 +107,7 @@ def _plain_inputs(
     if not set(map(type, chain.from_iterable(shapes))) <= _INTS:
         return None
     dims = tuple(shapes[0])
-    size = math.prod(dims) if len(dims) <= _MAX_DIMS and _all_sizes(dims) else 0
+    size = math.prod(dims) if len(dims) <= MAX_DIMS and _all_sizes(dims) else 0
     if not size:
         return None  # empty tensors too: numpy's limits on their dimensions are checked one by one
     blocks: list[TensorBlock] = []

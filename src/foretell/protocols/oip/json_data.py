@@ -17,7 +17,6 @@ from foretell.errors import ProtocolError
 from foretell.protocols.oip.tensors import DATATYPES, _kind, _short
 
 _INTEGERS = frozenset({"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"})
-_MAX_DIMS = 32  # numpy allows 64; no tabular model needs more than a handful
 
 _TEXT = frozenset({str})
 _LISTS = frozenset({list})

@@ -30,9 +30,18 @@ import orjson
 from foretell.errors import ProtocolError
 from foretell.protocols.oip.binary_data import _NO_BINARY_PART, _binary_values, _BinaryPart
 from foretell.protocols.oip.bulk_inputs import _plain_inputs
-from foretell.protocols.oip.json_data import _MAX_DIMS, _all_sizes, _json_values
+from foretell.protocols.oip.json_data import _all_sizes, _json_values
 from foretell.protocols.oip.outputs import _decode_outputs, _no_repeats, _parameters
-from foretell.protocols.oip.tensors import BINARY_HEADER, DATATYPES, RequestedOutput, Tensor, TensorBlock, _kind, _short
+from foretell.protocols.oip.tensors import (
+    BINARY_HEADER,
+    DATATYPES,
+    MAX_DIMS,
+    RequestedOutput,
+    Tensor,
+    TensorBlock,
+    _kind,
+    _short,
+)
 
 _MAX_KEY = 200  # characters of an entity id in parameters.key, as for event ids
 
@@ -135,7 +144,7 @@ def decode_infer_request(body: bytes, json_length: int | None = None) -> InferRe
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError(f"request 'id' must be a string, got {_kind(request_id)}")
     parameters = _parameters(document, "request")
-    _check_request_parameters(parameters)
+    check_request_parameters(parameters)
     raw_inputs = document.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError(f"request 'inputs' must be a non-empty list of tensors, got {_kind(raw_inputs)}")
@@ -154,7 +163,8 @@ def decode_infer_request(body: bytes, json_length: int | None = None) -> InferRe
     return InferRequest(request_id, inputs, outputs, parameters, blocks)
 
 
-def _check_request_parameters(parameters: dict[str, Any]) -> None:
+def check_request_parameters(parameters: dict[str, Any]) -> None:
+    """A request's `timeout`, `binary_data_output` and `key` parameters: one rule, whichever transport."""
     timeout = parameters.get("timeout")
     if timeout is not None and (type(timeout) not in (int, float) or not math.isfinite(timeout) or timeout < 0):
         raise ProtocolError(
@@ -188,9 +198,9 @@ def _decode_input(position: int, raw: Any, binary: _BinaryPart) -> Tensor:
             f"input {name!r}: unknown 'datatype' {_short(datatype)}{hint}; expected one of {', '.join(DATATYPES)}"
         )
     shape = raw.get("shape")
-    if type(shape) is not list or len(shape) > _MAX_DIMS or not _all_sizes(shape):
+    if type(shape) is not list or len(shape) > MAX_DIMS or not _all_sizes(shape):
         raise ProtocolError(
-            f"input {name!r}: 'shape' must be a list of at most {_MAX_DIMS} non-negative integers, got {_short(shape)}"
+            f"input {name!r}: 'shape' must be a list of at most {MAX_DIMS} non-negative integers, got {_short(shape)}"
         )
     parameters = raw.get("parameters")
     if parameters is None:

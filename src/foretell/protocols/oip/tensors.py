@@ -15,6 +15,9 @@ import numpy as np
 
 from foretell.errors import ProtocolError
 
+#: The most dimensions a tensor may have: numpy allows 64; no tabular model needs more than a handful.
+MAX_DIMS = 32
+
 #: The header that carries the JSON part's length when binary tensor data follows it.
 BINARY_HEADER = "Inference-Header-Content-Length"
 
