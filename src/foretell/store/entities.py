@@ -158,9 +158,14 @@ class EntityStore(Protocol):
         ...
 
     def write_events(self, name: str, writes: Sequence[EntityWrite], *, at: str) -> list[bool]:
-        """Apply `writes` in order, all or none, in one write; for each, False if its `event_id` was applied before.
+        """Apply `writes` in order in one write; for each, False if its `event_id` was applied before.
 
-        A write is checked as `set_features` or `set_interaction` would check it, with the same messages.
+        Every write is checked first, as `set_features` or `set_interaction` would check it (the
+        same messages): one the table cannot take refuses them all, before any is applied. Then
+        SQLite applies them in one transaction (all or none); Redis in one MULTI/EXEC, which no
+        other client's command interleaves but which Redis does not roll back, so a failure
+        there may leave the first ones applied: callers that retry (the stream consumer does,
+        until acknowledged) rely on each write's `event_id` to apply it once.
         """
         ...
 
