@@ -30,7 +30,7 @@ GroupOption = Annotated[str | None, typer.Option(help="Consumer group (default: 
         "Examples:\n\n"
         "  foretell events consume --from 'redis://localhost:6379/0?stream=ratings'\n\n"
         "  foretell events consume --from 'redis://localhost:6379/0?stream=ratings' --group recs --consumer host-a\n\n"
-        "  foretell events consume --from 'redis://localhost:6379/0?stream=ratings' --until-idle  # drain, exit\n\n"
+        "  foretell events consume --from 'redis://localhost:6379/0?stream=ratings' --until-idle --json  # drain\n\n"
         "  redis-cli XADD ratings '*' event "
         '\'{"type": "rating", "user_id": 17, "movie_id": 3301, "rating": 5}\''
     ),
@@ -51,6 +51,9 @@ def consume(
     tracing: Annotated[
         bool, typer.Option("--tracing", help="OpenTelemetry spans per read, as OTEL_* says (needs foretell[otel]).")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="At the end, print what was done as JSON (with --until-idle, for scripts).")
+    ] = False,
 ) -> None:
     """Apply a stream's events (validation, entity write, prediction refresh) until Ctrl-C or SIGTERM."""
     err.print(f"consuming {source} (Ctrl-C to stop)", highlight=False, markup=False)
@@ -67,7 +70,7 @@ def consume(
             markup=False,
         )
 
-    api.consume_events(
+    done = api.consume_events(
         source,
         uris or (),
         group=group,
@@ -78,6 +81,8 @@ def consume(
         progress_seconds=progress_seconds,
         tracing=tracing,
     )
+    if as_json:
+        print_json(done.to_dict())
 
 
 @app.command(
