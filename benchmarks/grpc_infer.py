@@ -18,7 +18,9 @@ both; the figures are each point's median over the rounds, and the ratios are gR
 
 `--floors` measures the stacks alone, each a bare server on core 0 under C load on core 1: grpc.aio (on
 asyncio's loop and on uvloop's) and grpc's thread-pool server, each with an empty generic handler, and
-uvicorn + httptools answering a small JSON (wrk, and h2load --h1). Needs h2load.
+uvicorn + httptools answering a small JSON (wrk, and h2load --h1); where pyvoy is installed (on PATH or
+FORETELL_BENCH_PYVOY; not a foretell dependency), the same gRPC echo as an ASGI app under pyvoy, whose
+Envoy speaks HTTP/2 with trailers: another gRPC stack's floor. Needs h2load.
 Needs wrk and taskset. (Not named grpc.py: a script's folder comes first on sys.path, and
 `import grpc` would import the script itself.)
 """
@@ -79,6 +81,8 @@ FLOOR_SERVERS = {
     "grpc sync (4 threads)": lambda port: grpcload.sync_floor(port),
     "uvicorn ASGI": grpcload.asgi_floor,
 }
+if grpcload.PYVOY is not None:
+    FLOOR_SERVERS["pyvoy ASGI gRPC"] = grpcload.pyvoy_floor
 
 
 def wait_listening(port: int, timeout: float = 30) -> None:

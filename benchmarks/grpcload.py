@@ -6,13 +6,16 @@
 caller checks one answer by itself first. Its per-request log gives the latency percentiles.
 
 The floor servers answer as little as their stack allows, to say what the stack costs by itself:
-grpc.aio and grpc's thread-pool server with a generic handler (bytes in, the same bytes out), and a
-bare ASGI app under uvicorn + httptools answering a small JSON.
+grpc.aio and grpc's thread-pool server with a generic handler (bytes in, the same bytes out), a bare
+ASGI app under uvicorn + httptools answering a small JSON, and, where pyvoy is installed (it is not a
+dependency of foretell), the same gRPC echo as an ASGI app under pyvoy: Envoy's HTTP/2, which carries
+the trailers gRPC needs (the ASGI `http.response.trailers` extension), with the app in Python.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import struct
 import subprocess
@@ -22,6 +25,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 H2LOAD = shutil.which("h2load")
+PYVOY = shutil.which("pyvoy") or os.environ.get("FORETELL_BENCH_PYVOY")
+"""pyvoy's command, for its floor: on PATH, or named by FORETELL_BENCH_PYVOY (a venv of its own)."""
 
 
 def grpc_frame(message: bytes) -> bytes:
@@ -124,6 +129,43 @@ def asgi_floor(port: int) -> None:
     import uvicorn
 
     uvicorn.run(_asgi_floor, host="127.0.0.1", port=port, http="httptools", loop="uvloop", log_level="error")
+
+
+_GRPC_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"application/grpc")],
+    "trailers": True,
+}
+_GRPC_OK = {"type": "http.response.trailers", "headers": [(b"grpc-status", b"0")], "more_trailers": False}
+
+
+async def grpc_echo_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A gRPC unary echo as plain ASGI: the request's framed message back, then `grpc-status: 0` as a trailer."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    await send(_GRPC_START)
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    await send(_GRPC_OK)
+
+
+def pyvoy_floor(port: int) -> None:
+    """`grpc_echo_asgi` under pyvoy (Envoy with the app in an embedded Python), in the foreground."""
+    if PYVOY is None:
+        raise RuntimeError("pyvoy is not installed (pip install pyvoy, or FORETELL_BENCH_PYVOY=/path/to/pyvoy)")
+    here = str(Path(__file__).parent)
+    command = [PYVOY, "--port", str(port), "--log-level", "error", "--loop", "uvloop", "grpcload:grpc_echo_asgi"]
+    os.execve(PYVOY, command, {**os.environ, "PYTHONPATH": here})
 
 
 class OneRow(NamedTuple):
