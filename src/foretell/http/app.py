@@ -194,7 +194,7 @@ def create_app(
             if labels is not None and scope["path"] == LABELS_PATH:
                 await labels(scope, receive, send)
                 return
-            if by_key is not None and (hybrid_target := match_hybrid(scope["path"])) is not None:
+            if by_key is not None and (hybrid_target := match_hybrid(scope["path"], scope.get("raw_path"))):
                 await by_key(scope, receive, send, hybrid_target)
                 return
             if by_key is not None and scope["path"].endswith("/") and match_hybrid(scope["path"].rstrip("/")):

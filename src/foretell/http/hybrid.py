@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -48,8 +48,12 @@ class HybridTarget:
 _EVENTS = HybridTarget("events", _POST)
 
 
-def match_hybrid(path: str) -> HybridTarget | None:
-    """`/v1/models/{name}/predictions/{key}`, `/v1/models/{name}/predictions:batchGet` or `/v1/events`; else None."""
+def match_hybrid(path: str, raw_path: bytes | None = None) -> HybridTarget | None:
+    """`/v1/models/{name}/predictions/{key}`, `/v1/models/{name}/predictions:batchGet` or `/v1/events`; else None.
+
+    `path` is percent-decoded (as ASGI servers hand it); a key holding `/` (sent as `%2F`) is
+    found in `raw_path`, the path as received, whose segments are decoded one by one.
+    """
     if path == "/v1/events":
         return _EVENTS
     if not path.startswith(_MODELS):
@@ -59,6 +63,11 @@ def match_hybrid(path: str) -> HybridTarget | None:
         return HybridTarget("lookup", _LOOKUP_METHODS, parts[0], parts[2])
     if len(parts) == 2 and parts[1] == "predictions:batchGet" and parts[0]:
         return HybridTarget("batchGet", _POST, parts[0])
+    if len(parts) > 3 and parts[1] == "predictions" and raw_path is not None:
+        # Some servers (httpx's ASGI transport) leave the query string on raw_path.
+        raw = raw_path.partition(b"?")[0].decode("ascii", "replace")[len(_MODELS) :].split("/")
+        if len(raw) == 3 and raw[1] == "predictions" and raw[0] and raw[2]:
+            return HybridTarget("lookup", _LOOKUP_METHODS, unquote(raw[0]), unquote(raw[2]))
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import joblib
@@ -117,6 +118,17 @@ def test_a_key_with_no_prediction_and_no_features_is_404_saying_so(url):
     response = get(url, "clf", "T-999")
     assert response.status_code == 404
     assert "no row for it" in response.json()["error"] and "'things'" in response.json()["error"]
+
+
+@pytest.mark.parametrize("key", ["acct/7", "dir/", "a b?c#d&e=f", "ünï/çødé", "%2F"])
+def test_a_key_holding_a_slash_or_odd_characters_is_found_by_its_percent_encoded_path(url, hybrid_home, key):
+    values = dict(zip(FEATURES, rows(1, seed=9)[0].tolist(), strict=True))
+    assert event(url, {"type": "features", "key": key, "values": values}).json()["applied"]
+    response = httpx.get(f"{url}/v1/models/clf/predictions/{quote(key, safe='')}", timeout=30)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["key"] == key and answer["source"] == "live"
+    assert answer["prediction"]["score"] == pytest.approx(expected_score(hybrid_home, list(values.values())))
 
 
 def test_a_features_event_changes_the_next_lookup_and_is_applied_once(url, hybrid_home):

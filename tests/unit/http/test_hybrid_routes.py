@@ -128,7 +128,10 @@ def client(models_home, tables, tmp_path_factory) -> Iterator[tuple[asyncio.Abst
 @given(
     k=st.none() | st.text(st.sampled_from("019²٣½ -+.eE"), max_size=4) | st.text(max_size=5),  # digits of all kinds
     fresh=st.none() | st.sampled_from(["true", "FALSE", "1", "no"]) | st.text(max_size=6),
-    key=st.text(st.characters(blacklist_characters="/.", blacklist_categories=["Cs"]), min_size=1, max_size=6),
+    # "." alone would be a dot segment, which the client folds away before sending
+    key=st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=6).filter(
+        lambda k: k not in (".", "..")
+    ),
 )
 def test_no_query_string_gets_a_5xx(client, k, fresh, key):
     loop, http = client
@@ -137,6 +140,8 @@ def test_no_query_string_gets_a_5xx(client, k, fresh, key):
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert set(response.json()) == {"error"}
+    else:
+        assert response.json()["key"] == key
 
 
 # -- batchGet --------------------------------------------------------------------------------------------------
