@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from foretell import tracing
 from foretell.http.access_log import with_access_log
 from foretell.http.asgi import reply
-from foretell.http.errors import HttpAnswers, Reply
+from foretell.http.errors import HttpAnswers, Reply, method_not_allowed, no_route
 from foretell.http.hybrid import HybridEndpoints, match_hybrid
 from foretell.http.inference import InferenceEndpoints, match
 from foretell.http.labels import LABELS_PATH, LabelEndpoint
@@ -255,7 +255,14 @@ def _traced(app: ASGIApp, answers_itself: Callable[[str], bool]) -> ASGIApp:
 async def _json_error(request: Request, exc: Exception) -> Response:
     """A path no route serves (404) or a method it does not take (405, with `Allow`), as JSON like every error."""
     assert isinstance(exc, HTTPException)
-    return JSONResponse({"error": exc.detail}, exc.status_code, exc.headers)
+    method, path = request.method, request.url.path
+    if exc.status_code == 404:
+        body = no_route(method, path)
+    elif exc.status_code == 405:
+        body = method_not_allowed(method, path, (exc.headers or {}).get("Allow", ""))
+    else:
+        body = orjson.dumps({"error": exc.detail})
+    return Response(body, exc.status_code, exc.headers, media_type="application/json")
 
 
 def _with_api_key(app: ASGIApp, key: str) -> ASGIApp:

@@ -26,12 +26,23 @@ from foretell.errors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["CLIENT_CLOSED", "HttpAnswers", "Reply", "error_reply", "status_for"]
+__all__ = ["CLIENT_CLOSED", "HttpAnswers", "Reply", "error_reply", "method_not_allowed", "no_route", "status_for"]
 
 Reply = tuple[int, bytes, dict[str, str]]
 """(status, body, headers): a whole HTTP answer."""
 
 CLIENT_CLOSED = 499  # nginx's code for "the client went away first"; only ever a metrics label
+
+
+def no_route(method: str, path: str) -> bytes:
+    """A 404's body for a path no route serves, naming it."""
+    return orjson.dumps({"error": f"no route serves {method} {path} (the routes: GET /openapi.json)"})
+
+
+def method_not_allowed(method: str, path: str, allowed: str) -> bytes:
+    """A 405's body, naming the method refused and the ones the path takes (also in its `Allow` header)."""
+    return orjson.dumps({"error": f"{path} does not take {method}: use {allowed}"})
+
 
 # Most specific first: the first matching class decides.
 _TABLE: tuple[tuple[type[BaseException], int], ...] = (

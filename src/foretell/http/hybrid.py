@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from foretell.errors import InvalidInput
 from foretell.http.asgi import header, read_body, reply
-from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply
+from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply, method_not_allowed
 from foretell.hybrid import HybridService
 from foretell.serving.service import Call
 
@@ -30,8 +30,6 @@ _MAX_KEYS = 10_000
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 _MODELS = "/v1/models/"
 _LOOKUP_METHODS, _POST = ("GET", "HEAD"), ("POST",)
-# As Starlette answered a method a route does not take, when these were Starlette routes.
-_NOT_ALLOWED = orjson.dumps({"error": "Method Not Allowed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +79,8 @@ class HybridEndpoints:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, target: HybridTarget) -> None:
         if scope["method"] not in target.methods:
-            await reply(send, 405, _NOT_ALLOWED, {"Allow": ", ".join(target.methods)})
+            allowed = ", ".join(target.methods)
+            await reply(send, 405, method_not_allowed(scope["method"], scope["path"], allowed), {"Allow": allowed})
             return
         if target.endpoint == "lookup":
 

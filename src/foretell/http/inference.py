@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from foretell import tracing
 from foretell.http.asgi import header, read_body, reply
-from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply
+from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply, method_not_allowed
 from foretell.protocols import decode_infer_request, decode_invocations, encode_infer_response, encode_predictions
 from foretell.protocols.oip import parse_header_length
 from foretell.protocols.oip.rows import inputs_from_request, tensors_from_predictions
@@ -65,7 +65,7 @@ class InferenceEndpoints:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, target: Target) -> None:
         if scope["method"] != "POST":
             started = time.perf_counter()
-            await reply(send, 405, b'{"error": "method not allowed: use POST"}', {"Allow": "POST"})
+            await reply(send, 405, method_not_allowed(scope["method"], scope["path"], "POST"), {"Allow": "POST"})
             self.service.refused(target.endpoint, 405, started)
             return
         if target.endpoint == "infer":

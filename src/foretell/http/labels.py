@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from foretell.errors import ModelNotFound
 from foretell.http.asgi import header, read_body, reply
-from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply
+from foretell.http.errors import CLIENT_CLOSED, HttpAnswers, Reply, method_not_allowed
 from foretell.ledger.labels import parse_labels, publish_labels
 from foretell.ledger.segments import LedgerLocation
 from foretell.serving.service import Call, InferenceService
@@ -38,7 +38,7 @@ class LabelEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             started = time.perf_counter()
-            await reply(send, 405, b'{"error": "method not allowed: use POST"}', {"Allow": "POST"})
+            await reply(send, 405, method_not_allowed(scope["method"], scope["path"], "POST"), {"Allow": "POST"})
             self.service.refused("labels", 405, started)
             return
 

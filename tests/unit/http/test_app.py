@@ -308,7 +308,7 @@ def test_a_path_no_route_serves_is_a_json_404(stack, path):
         async with serving(stack.app()) as client:
             response = await client.get(path)
             assert (response.status_code, response.headers["content-type"]) == (404, "application/json")
-            assert response.json() == {"error": "Not Found"}
+            assert response.json() == {"error": f"no route serves GET {path} (the routes: GET /openapi.json)"}
 
     run(scenario)
 
@@ -326,6 +326,6 @@ def test_a_method_a_route_does_not_take_is_a_json_405_with_allow(stack, method, 
         async with serving(stack.app()) as client:
             response = await client.request(method, path)
             assert (response.status_code, set(response.headers["allow"].split(", "))) == (405, set(allow.split(", ")))
-            assert response.json() == {"error": "Method Not Allowed"}
+            assert response.json() == {"error": f"{path} does not take {method}: use {response.headers['allow']}"}
 
     run(scenario)

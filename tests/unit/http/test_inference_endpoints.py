@@ -193,7 +193,7 @@ def test_the_hot_endpoints_take_only_post_and_say_so_with_allow(stack, path, met
             response = await client.request(method, path)
             assert response.status_code == 405
             assert response.headers["allow"] == "POST"
-            assert response.json() == {"error": "method not allowed: use POST"}
+            assert response.json() == {"error": f"{path} does not take {method}: use POST"}
 
     run(scenario)
     assert answered(stack, "-", "infer" if "infer" in path else "invocations", 405) == 1.0
