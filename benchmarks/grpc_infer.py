@@ -21,6 +21,10 @@ asyncio's loop and on uvloop's) and grpc's thread-pool server, each with an empt
 uvicorn + httptools answering a small JSON (wrk, and h2load --h1); where pyvoy is installed (on PATH or
 FORETELL_BENCH_PYVOY; not a foretell dependency), the same gRPC echo as an ASGI app under pyvoy, whose
 Envoy speaks HTTP/2 with trailers: another gRPC stack's floor. Needs h2load.
+
+`--rest-stacks` (needs pyvoy) measures what serving foretell's whole app on that stack would cost REST: the
+same one-row infer over REST from wrk, the app (`benchapp.py`) under uvicorn + httptools as `foretell serve`
+runs it, and under pyvoy, alternating, each on core 0.
 Needs wrk and taskset. (Not named grpc.py: a script's folder comes first on sys.path, and
 `import grpc` would import the script itself.)
 """
@@ -136,11 +140,54 @@ def floors(seconds: int, rounds: int) -> int:
     return 0
 
 
+def rest_stacks(seconds: int, rounds: int) -> int:
+    """foretell's REST infer with the app under uvicorn and under pyvoy: what moving to Envoy would cost REST."""
+    if grpcload.PYVOY is None:
+        print("# pyvoy is not installed: --rest-stacks needs it (pip install pyvoy in a venv; FORETELL_BENCH_PYVOY)")
+        return 1
+    here = Path(__file__).parent
+    src = here.parent / "src"
+    # pyvoy's embedded Python sees its own venv; foretell and its dependencies come from this one's.
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    with tempfile.TemporaryDirectory(prefix="foretell-rest-stacks-") as scratch:
+        home, _, lua, _, _ = grpcload.churn_one_row(Path(scratch), LUA)
+        env = {**os.environ, "FORETELL_HOME": str(home), "FORETELL_BENCH_MODELS": "churn/1"}
+        stacks = {
+            "uvicorn": ([sys.executable, "-m", "uvicorn", "benchapp:app", "--loop", "uvloop", "--http", "httptools",
+                         "--log-level", "warning", "--no-access-log", "--port"], f"{here}:{src}"),
+            "pyvoy": ([grpcload.PYVOY, "benchapp:app", "--loop", "uvloop", "--log-level", "error", "--port"],
+                      f"{here}:{src}:{site}"),
+        }  # fmt: skip
+        points: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for _ in range(rounds):
+            for name, (command, path) in stacks.items():
+                port = free_port()
+                server = subprocess.Popen(["taskset", "-c", "0", *command, str(port)], env={**env, "PYTHONPATH": path},
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                try:
+                    wait_ready(f"http://127.0.0.1:{port}")
+                    for c in (1, 64):
+                        url = f"http://127.0.0.1:{port}/v2/models/churn/infer"
+                        points.setdefault((name, c), []).append(wrk_with_max(url, lua, c, seconds))
+                finally:
+                    server.terminate()
+                    server.wait(timeout=30)
+    print(f"# grpc_infer --rest-stacks: foretell's REST infer, app on core 0, wrk on core 1, {rounds} x {seconds} s")
+    print(f"{'stack':<8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  rounds (req/s)")
+    for (name, c), runs in sorted(points.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        rps, p50, p99 = (statistics.median(p[k] for p in runs) for k in ("rps", "p50_ms", "p99_ms"))
+        each = ", ".join(f"{p['rps']:,.0f}" for p in runs)
+        errors = sum(p["errors"] for p in runs)
+        print(f"{name:<8} {c:>4} {rps:>9,.0f} {p50:>8.3f} {p99:>8.3f} {errors:>7.0f}  {each}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--floors", action="store_true", help="measure the bare servers only (needs h2load)")
+    parser.add_argument("--rest-stacks", action="store_true", help="REST under uvicorn and pyvoy (needs pyvoy)")
     parser.add_argument("--load", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--floor-server", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -149,6 +196,8 @@ def main() -> int:
         return 0
     if args.floors:
         return floors(args.seconds, args.rounds)
+    if args.rest_stacks:
+        return rest_stacks(args.seconds, args.rounds)
     if args.load:
         address, method, request_file, concurrency, seconds = args.load
         print(
