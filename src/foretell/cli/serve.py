@@ -21,6 +21,7 @@ EPILOG = (
     "  foretell serve churn@production --engine ray --grpc-port 8001   # OIP gRPC through Ray Serve's gRPC proxy\n\n"
     "  foretell serve --no-ledger                       # record no predictions (foretell ledger show)\n\n"
     "  foretell serve --events-from 'redis://localhost:6379/0?stream=ratings'   # events from a stream\n\n"
+    "  foretell serve --ssl-certfile server.pem --ssl-keyfile server.key   # HTTPS, and gRPC over TLS\n\n"
     "  curl -s localhost:8000/v2/models/churn/infer -d @request.json"
 )
 
@@ -88,6 +89,13 @@ def serve(
             help="OpenTelemetry spans, exported as OTEL_* says (needs foretell[otel]; docs/tracing.md) (default: off).",
         ),
     ] = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="TLS for HTTP and gRPC: the server's certificate chain, PEM (with --ssl-keyfile)."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="TLS: the certificate's private key, PEM, unencrypted (with --ssl-certfile).")
+    ] = None,
     engine: Annotated[str, typer.Option(help="local (uvicorn here) or ray (a Ray Serve application).")] = "local",
     replicas: Annotated[int | None, typer.Option(min=1, help="--engine ray: replicas (default: 1).")] = None,
     autoscale: Annotated[
@@ -121,6 +129,8 @@ def serve(
         "ledger_location": ledger_location,
         "events_from": events_from,
         "tracing": tracing,
+        "ssl_certfile": str(ssl_certfile) if ssl_certfile is not None else None,
+        "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile is not None else None,
     }
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine is local or ray")
@@ -134,9 +144,10 @@ def serve(
         raise typer.BadParameter("give --replicas N or --autoscale MIN:MAX, not both")
     resolved = api.serve_config(config, uris or (), settings)
     shown = ", ".join(resolved.models) or ", ".join(api.production_uris()) or "nothing"
-    grpc = f" and grpc://{resolved.host}:{resolved.grpc_port}" if resolved.grpc_port else ""
+    secure = resolved.ssl_certfile is not None
+    grpc = f" and grpc{'s' if secure else ''}://{resolved.host}:{resolved.grpc_port}" if resolved.grpc_port else ""
     err.print(
-        f"serving {shown} on http://{resolved.host}:{resolved.port}{grpc} (Ctrl-C to stop)",
+        f"serving {shown} on http{'s' if secure else ''}://{resolved.host}:{resolved.port}{grpc} (Ctrl-C to stop)",
         highlight=False,
         markup=False,
     )

@@ -71,12 +71,14 @@ class GrpcServer:
         api_key: str | None = None,
         max_message_bytes: int = 64 * 2**20,
         grace_seconds: float = 30.0,
+        tls_key_and_chain: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.service = service
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.api_key = api_key
         self.max_message_bytes = max_message_bytes
         self.grace_seconds = grace_seconds
+        self.tls_key_and_chain = tls_key_and_chain
         self._server: Any = None
         self._health: Any = None
         self._handlers: ThreadPoolExecutor | None = None
@@ -104,7 +106,10 @@ class GrpcServer:
             [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server, pool=_reflected_pool()
         )
         try:
-            bound = server.add_insecure_port(self.address)
+            if self.tls_key_and_chain is None:
+                bound = server.add_insecure_port(self.address)
+            else:
+                bound = server.add_secure_port(self.address, grpc.ssl_server_credentials([self.tls_key_and_chain]))
         except RuntimeError:
             bound = 0
         if bound == 0:
@@ -113,7 +118,8 @@ class GrpcServer:
         for name in ("", SERVICE_NAME):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
-        log.warning("serving gRPC (inference.GRPCInferenceService) on %s", self.address)
+        over = "TLS" if self.tls_key_and_chain is not None else "plain text"
+        log.warning("serving gRPC (inference.GRPCInferenceService) on %s (%s)", self.address, over)
 
     def begin_stop(self) -> None:
         """From now on refuse new RPCs (health says NOT_SERVING) while in-flight ones finish for up to the grace

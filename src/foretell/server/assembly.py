@@ -27,6 +27,7 @@ from foretell.hybrid.stream import StreamConsumer
 from foretell.ledger.writer import LedgerWriter
 from foretell.registry import open_registry
 from foretell.registry.profiles import ProfileStore
+from foretell.server.tls import tls_files
 from foretell.serving.config import ServeConfig
 from foretell.serving.live_monitor import LiveMonitor
 from foretell.serving.runtime import Runtime
@@ -75,6 +76,7 @@ def build_app(home: Path, config: ServeConfig, *, served: Callable[[InferenceSer
     if config.grpc_port is not None:
         from foretell.grpc import GrpcServer  # grpcio is loaded only by servers that speak gRPC
 
+        tls = tls_files(config)
         companions.append(
             GrpcServer(
                 inference,
@@ -83,6 +85,7 @@ def build_app(home: Path, config: ServeConfig, *, served: Callable[[InferenceSer
                 api_key=config.api_key,
                 max_message_bytes=config.max_body_bytes,
                 grace_seconds=GRACEFUL_SHUTDOWN_S,
+                tls_key_and_chain=tls.key_and_chain() if tls is not None else None,
             )
         )
     return create_app(
@@ -144,7 +147,13 @@ def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", r
         raise InvalidInput("nothing to serve: name models, or give one a production alias (foretell models alias)")
     if config.tracing:  # a missing extra or a wrong OTEL_TRACES_EXPORTER is said once, before any worker starts
         tracing.require()
+    tls = tls_files(config)
     if ray is not None:
+        if tls is not None:
+            raise InvalidInput(
+                "ssl_certfile / ssl_keyfile: Ray Serve's proxies take no certificate; end TLS in front of them "
+                "(a load balancer), or serve with --engine local"
+            )
         _run_on_ray(home, config, ray)
         return
     import uvicorn
@@ -156,6 +165,8 @@ def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", r
         "access_log": False,  # foretell writes its own, structured (ServeConfig.access_log)
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }
+    if tls is not None:
+        common |= {"ssl_certfile": tls.certfile, "ssl_keyfile": tls.keyfile}
     # uvicorn re-raises the signal that stopped it once it has drained; a graceful stop is a
     # normal end, so that second delivery is ignored and `run_server` returns.
     previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}

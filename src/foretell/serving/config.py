@@ -4,6 +4,8 @@
 models = ["churn@production", "movies@production"]   # default: every model with @production
 port = 8000
 grpc_port = 8001           # also the Open Inference Protocol over gRPC (default: off)
+ssl_certfile = "server.pem"   # TLS for HTTP and gRPC (default: off): the certificate chain (PEM) ...
+ssl_keyfile = "server.key"    # ... and its private key (PEM, unencrypted)
 max_batch_size = 64        # every model's batching knobs ...
 max_delay_ms = 10
 max_queue = 1024
@@ -80,6 +82,10 @@ class ServeConfig:
     """A Redis stream of events applied as `POST /v1/events` applies them: `redis://HOST:6379/0?stream=NAME`."""
     tracing: bool = False
     """OpenTelemetry spans per request, exported as the `OTEL_*` variables say (docs/tracing.md)."""
+    ssl_certfile: str | None = None
+    """TLS for HTTP and gRPC: the server's certificate chain (PEM); with `ssl_keyfile`. None: plain text."""
+    ssl_keyfile: str | None = None
+    """The private key (PEM, unencrypted) of `ssl_certfile`'s certificate."""
 
     def __post_init__(self) -> None:
         if self.overload_status not in (429, 503):
@@ -96,6 +102,11 @@ class ServeConfig:
             raise ValueError(f"reload_seconds must be ≥ 0 (0: never), got {self.reload_seconds}")
         if self.predictor not in PREDICTOR_CHOICES:
             raise ValueError(f"predictor must be one of {', '.join(PREDICTOR_CHOICES)}, got {self.predictor!r}")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            given, missing = (
+                ("ssl_certfile", "ssl_keyfile") if self.ssl_keyfile is None else ("ssl_keyfile", "ssl_certfile")
+            )
+            raise ValueError(f"{given} needs {missing} too: TLS takes the certificate and its private key")
 
     def policy_for(self, name: str) -> BatchPolicy:
         knobs = self.model_knobs.get(name)
@@ -176,6 +187,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "predictor": (str,),
     "events_from": (str,),
     "tracing": (bool,),
+    "ssl_certfile": (str,),
+    "ssl_keyfile": (str,),
 }
 
 
