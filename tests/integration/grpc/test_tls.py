@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat
 from grpckit import tensor
 from servekit import free_port, rows
 from tritonclient.utils import InferenceServerException
@@ -43,6 +45,7 @@ class Files:
     keyfile: Path
     authority: Path
     other_keyfile: Path
+    encrypted_keyfile: Path
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +53,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     folder = tmp_path_factory.mktemp("tls")
     authority = trustme.CA()
     issued = authority.issue_cert("127.0.0.1", "localhost")
-    files = Files(folder / "server.pem", folder / "server.key", folder / "ca.pem", folder / "other.key")
+    files = Files(*(folder / name for name in ("server.pem", "server.key", "ca.pem", "other.key", "locked.key")))
     files.certfile.write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
     issued.private_key_pem.write_to_path(str(files.keyfile))
     authority.cert_pem.write_to_path(str(files.authority))
     authority.issue_cert("127.0.0.1").private_key_pem.write_to_path(str(files.other_keyfile))
+    key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), password=None)
+    locked = serialization.BestAvailableEncryption(b"secret")
+    files.encrypted_keyfile.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, locked))
     return files
 
 
@@ -130,6 +136,7 @@ def test_plain_text_and_untrusted_certificates_are_refused(secured: Secured) -> 
             "must be a PEM certificate chain and its unencrypted private key",
         ),
         (["--ssl-certfile", "{keyfile}", "--ssl-keyfile", "{keyfile}"], "must be a PEM certificate chain"),
+        (["--ssl-certfile", "{certfile}", "--ssl-keyfile", "{encrypted_keyfile}"], "the private key is encrypted"),
         (
             ["--ssl-certfile", "{certfile}", "--ssl-keyfile", "{keyfile}", "--engine", "ray"],
             "Ray Serve's proxies take no certificate",
@@ -144,6 +151,7 @@ def test_tls_files_that_cannot_serve_are_refused_with_a_message(
         "certfile": str(files.certfile),
         "keyfile": str(files.keyfile),
         "other_keyfile": str(files.other_keyfile),
+        "encrypted_keyfile": str(files.encrypted_keyfile),
     }
     done = subprocess.run(
         serve_command("--port", str(free_port()), *(arg.format(**names) for arg in args)),
