@@ -249,7 +249,7 @@ class BodyTooLarge(ForetellError, ValueError):
     """A request body over the server's size limit, refused as soon as its size is known (before the rest is read)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"request body is larger than the server's limit of {limit:,} bytes")
+        super().__init__(f"request body is larger than the server's limit of {limit:,} bytes (max_body_bytes)")
 
 
 class ClientDisconnected(ForetellError, ConnectionError):

@@ -43,8 +43,9 @@ def consume_events(
 
     address = parse_stream_url(url, group=group, consumer=consumer)
     home_path = home_folder(home)
-    inference, hybrid = build_services(home_path, _served(None, uris, {"tracing": tracing or None}, home))
-    events = StreamConsumer(hybrid, address, count=count)
+    config = _served(None, uris, {"tracing": tracing or None}, home)
+    inference, hybrid = build_services(home_path, config)
+    events = StreamConsumer(hybrid, address, count=count, max_event_bytes=config.max_body_bytes)
 
     async def main() -> StreamProgress:
         await events.open()  # Redis down or a bad URL fails here, before the models load

@@ -119,7 +119,8 @@ class HybridEndpoints:
         document = _json_object(await self._body(scope, receive))
         keys = document.get("keys")
         if not isinstance(keys, list) or not keys or len(keys) > _MAX_KEYS:
-            raise InvalidInput(f"'keys' must be a list of 1 to {_MAX_KEYS:,} ids")
+            given = f"{len(keys):,}" if isinstance(keys, list) else "none" if keys is None else repr(keys)[:60]
+            raise InvalidInput(f"'keys' must be a list of 1 to {_MAX_KEYS:,} ids (the limit per batchGet), got {given}")
         fresh = document.get("fresh", False)
         if not isinstance(fresh, bool):
             raise InvalidInput(f"'fresh' must be true or false, got {fresh!r}")

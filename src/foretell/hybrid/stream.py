@@ -88,10 +88,13 @@ class StreamConsumer:
         block_ms: int = 200,
         registry: CollectorRegistry | None = None,
         reader_factory: Callable[[StreamAddress], StreamReader] = StreamReader,
+        max_event_bytes: int = 64 * 2**20,
     ) -> None:
         self.hybrid = hybrid
         self.address = address
         self.count = count
+        self.max_event_bytes = max_event_bytes
+        """The largest event applied: POST /v1/events' body limit (the server's `max_body_bytes`)."""
         self.block_ms = block_ms
         self.progress = StreamProgress()
         self.last_lag: StreamLag | None = None
@@ -193,6 +196,10 @@ class StreamConsumer:
         for entry in entries:
             if entry.event is None:
                 dead.append((entry, "the entry has no 'event' field (XADD STREAM * event '{...}')"))
+                continue
+            if len(entry.event) > self.max_event_bytes:
+                size, limit = len(entry.event), self.max_event_bytes
+                dead.append((entry, f"the event is {size:,} bytes, over the limit of {limit:,} (max_body_bytes)"))
                 continue
             try:
                 event = parse_event(entry.event)

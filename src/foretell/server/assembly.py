@@ -71,7 +71,7 @@ def build_app(home: Path, config: ServeConfig, *, served: Callable[[InferenceSer
     events = None
     if config.events_from is not None:
         lines_on_stderr("foretell.events")  # standing by, dead letters, Redis gone: what its operator must see
-        events = StreamConsumer(hybrid, parse_stream_url(config.events_from))
+        events = StreamConsumer(hybrid, parse_stream_url(config.events_from), max_event_bytes=config.max_body_bytes)
     companions = []
     if config.grpc_port is not None:
         from foretell.grpc import GrpcServer  # grpcio is loaded only by servers that speak gRPC

@@ -200,11 +200,12 @@ def test_a_poison_event_is_dead_lettered_with_its_reason_and_acknowledged(home, 
     stream = parse_stream_url(url).stream
     good = {"type": "features", "key": "T-1", "values": {"a": 0.5}}
     refused = {"type": "features", "key": "T-2", "values": {"a": "lots"}}
-    ids = add(redis_url, stream, [b"{not json", refused, good, {"type": "rating", "user_id": 1}])
+    huge = {"type": "features", "key": "T-3", "values": {"a": 0.25}, "note": "x" * 400}
+    ids = add(redis_url, stream, [b"{not json", refused, good, {"type": "rating", "user_id": 1}, huge])
     client(redis_url).xadd(stream, {"other": "field"})
-    consumer, lag = run_consumer(home, url)
-    assert consumer.progress.applied == 1 and consumer.progress.dead == 4
-    assert lag["pending"] == 0 and lag["dead"] == 4
+    consumer, lag = run_consumer(home, url, max_event_bytes=300)
+    assert consumer.progress.applied == 1 and consumer.progress.dead == 5
+    assert lag["pending"] == 0 and lag["dead"] == 5
     letters = client(redis_url).xrange(f"{stream}:dead")
     reasons = {entry[b"entry_id"].decode(): entry[b"reason"].decode() for _, entry in letters}
     assert "not valid JSON" in reasons[ids[0]]
@@ -214,6 +215,8 @@ def test_a_poison_event_is_dead_lettered_with_its_reason_and_acknowledged(home, 
     assert reasons[ids[1]] == str(refusal.value) and "model 'clf' refuses" in reasons[ids[1]]
     assert "fits no interactions table" in reasons[ids[3]]
     assert any("no 'event' field" in reason for reason in reasons.values())
+    size = len(orjson.dumps(huge))
+    assert reasons[ids[4]] == f"the event is {size:,} bytes, over the limit of 300 (max_body_bytes)"
     assert letters[1][1][b"event"] == orjson.dumps(refused)
     assert SqliteEntityStore(home / "entities.db").get("things", "T-1").features["a"] == 0.5  # type: ignore[union-attr]
 

@@ -61,7 +61,7 @@ def test_read_body_returns_the_whole_body_or_refuses_it_as_soon_as_it_passes_the
         return
     with pytest.raises(BodyTooLarge) as caught:
         read(receive, None, limit)
-    assert str(caught.value) == f"request body is larger than the server's limit of {limit:,} bytes"
+    assert str(caught.value) == f"request body is larger than the server's limit of {limit:,} bytes (max_body_bytes)"
     sizes = [len(c) for c in chunks]
     crossing = next(i for i in range(len(chunks)) if sum(sizes[: i + 1]) > limit)
     assert receive.asked == crossing + 1  # nothing after the chunk that crossed the limit was read

@@ -169,10 +169,13 @@ def test_batch_get_answers_found_keys_in_order_and_lists_the_missing(stack):
     [
         (b"{nope", "the body is not valid JSON: "),
         (b'["T-1"]', "the body must be a JSON object"),
-        (b"{}", "'keys' must be a list of 1 to 10,000 ids"),
-        (b'{"keys": []}', "'keys' must be a list of 1 to 10,000 ids"),
-        (b'{"keys": "T-1"}', "'keys' must be a list of 1 to 10,000 ids"),
-        (b'{"keys": [' + b",".join(b"1" for _ in range(10_001)) + b"]}", "'keys' must be a list of 1 to 10,000 ids"),
+        (b"{}", "'keys' must be a list of 1 to 10,000 ids (the limit per batchGet), got none"),
+        (b'{"keys": []}', "'keys' must be a list of 1 to 10,000 ids (the limit per batchGet), got 0"),
+        (b'{"keys": "T-1"}', "'keys' must be a list of 1 to 10,000 ids (the limit per batchGet), got 'T-1'"),
+        (
+            b'{"keys": [' + b",".join(b"1" for _ in range(10_001)) + b"]}",
+            "'keys' must be a list of 1 to 10,000 ids (the limit per batchGet), got 10,001",
+        ),
         (b'{"keys": ["T-1"], "fresh": "yes"}', "'fresh' must be true or false, got 'yes'"),
         (b'{"keys": ["T-1"], "k": true}', "'k' must be a whole number, got True"),
         (b'{"keys": ["T-1"], "k": "3"}', "'k' must be a whole number, got '3'"),
@@ -206,7 +209,9 @@ def test_a_batch_get_body_over_the_limit_is_413(stack):
         async with serving(stack.app(ServerOptions(max_body_bytes=32))) as client:
             response = await client.post("/v1/models/sums/predictions:batchGet", json={"keys": ["T-1"] * 20})
             assert response.status_code == 413
-            assert response.json() == {"error": "request body is larger than the server's limit of 32 bytes"}
+            assert response.json() == {
+                "error": "request body is larger than the server's limit of 32 bytes (max_body_bytes)"
+            }
 
     run(scenario)
 

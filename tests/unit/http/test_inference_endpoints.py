@@ -247,7 +247,9 @@ def test_a_body_declared_over_the_limit_is_413_before_it_is_read(stack):
         async with serving(stack.app(ServerOptions(max_body_bytes=64))) as client:
             response = await client.post("/v2/models/sums/infer", json=tensors([1, 2, 3], [4, 5, 6]))
             assert response.status_code == 413
-            assert response.json() == {"error": "request body is larger than the server's limit of 64 bytes"}
+            assert response.json() == {
+                "error": "request body is larger than the server's limit of 64 bytes (max_body_bytes)"
+            }
 
     run(scenario)
     assert answered(stack, "sums", "infer", 413) == 1.0
