@@ -1,0 +1,109 @@
+"""SQLite under concurrent writers: no "database is locked" ever reaches a user.
+
+On embedded defaults every writer shares FORETELL_HOME's SQLite files: a server writing live
+predictions back to the store and refreshing entities from events, batch jobs publishing
+generations to the same store (`--to-store`), entity tables reloaded, and aliases moved from the
+CLI while the server's reload watcher reads the registry every second. All of them at once, as
+separate processes, for a while: every request answers 200, every command exits 0, and no output
+mentions a lock.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from servekit import server
+
+SECONDS = 12.0
+
+
+def foretell(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "foretell", *args],
+        env={**os.environ, "FORETELL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("writers") / "home"
+    for command in (
+        ("demo", "init", "--customers", "5000", "--users", "300", "--movies", "200"),
+        ("entities", "load", "customers", str(home / "demo" / "customers.parquet"), "--key", "customer_id",
+         "--model", "churn"),
+        ("entities", "load", "users", str(home / "demo" / "ratings.parquet"), "--key", "user_id", "--model", "movies",
+         "--interactions", "ratings", "--item", "movie_id", "--value", "rating"),
+    ):  # fmt: skip
+        done = foretell(home, *command)
+        assert done.returncode == 0, done.stderr
+    return home
+
+
+def test_every_writer_at_once_sees_no_lock(home: Path, tmp_path: Path) -> None:
+    stop = threading.Event()
+    failures: list[str] = []
+    counts = {"requests": 0, "commands": 0}
+
+    def check(done: subprocess.CompletedProcess[str]) -> None:
+        counts["commands"] += 1
+        if done.returncode != 0 or "locked" in done.stdout + done.stderr:
+            failures.append(f"{done.args[3:]}: exit {done.returncode}: {done.stderr[-500:]}")
+
+    def batches() -> None:
+        for run in range(100):
+            if stop.is_set():
+                return
+            source, output = str(home / "demo" / "customers.parquet"), str(tmp_path / f"scores-{run}")
+            check(foretell(home, "batch", "run", "churn@production", "--input", source, "--output", output,
+                           "--id-column", "customer_id", "--to-store", "--workers", "1"))  # fmt: skip
+
+    def aliases() -> None:
+        while not stop.is_set():
+            check(foretell(home, "models", "alias", "churn", "staging", "1"))
+            check(foretell(home, "models", "alias", "churn", "staging", "--delete"))
+
+    def entities() -> None:
+        while not stop.is_set():
+            check(foretell(home, "entities", "load", "customers", str(home / "demo" / "customers.parquet"),
+                           "--key", "customer_id", "--model", "churn"))  # fmt: skip
+
+    log = tmp_path / "serve.log"
+    with server(home, "churn@production", "movies@production", log=log) as url:
+
+        def client(seed: int) -> None:
+            with httpx.Client(base_url=url, timeout=60) as http:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    key = f"C-{(seed * 997 + i * 31) % 5000 + 1:06d}"
+                    if i % 2:  # a live prediction, written back to the store
+                        response = http.get(f"/v1/models/churn/predictions/{key}", params={"fresh": "true"})
+                    else:  # a rating: the users table written, the user's recommendations refreshed and stored
+                        rating = {"type": "rating", "user_id": 1 + i % 300, "movie_id": 1 + (seed + i) % 200}
+                        response = http.post("/v1/events", json={**rating, "rating": 1 + i % 5})
+                    counts["requests"] += 1
+                    if response.status_code != 200 or "locked" in response.text:
+                        failures.append(f"{response.request.url}: {response.status_code} {response.text[:300]}")
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            running = [pool.submit(work) for work in (batches, aliases, entities)]
+            running += [pool.submit(client, seed) for seed in range(4)]
+            time.sleep(SECONDS)
+            stop.set()
+            for future in running:
+                future.result()
+    assert not failures, failures[:5]
+    assert counts["requests"] > 100 and counts["commands"] > 6, counts
+    assert "locked" not in log.read_text()
