@@ -48,6 +48,7 @@ __all__ = [
     "ScheduleExists",
     "ScheduleNotFound",
     "StoreError",
+    "StoreUnavailable",
     "UnsupportedMediaType",
     "UnsupportedModel",
     "VersionNotFound",
@@ -264,6 +265,14 @@ class StoreError(ForetellError, RuntimeError):
 
     A generation that is not open, an empty publish, a load overtaken by a later one, a
     store URL that is not one, a Redis server that cannot be reached, a broken database.
+    """
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now (its Redis server is down or restarting): worth retrying.
+
+    Answered 503 with `Retry-After`, not 500: nothing is wrong with the request or the server,
+    and nothing was written, so the same request succeeds once the store is back.
     """
 
 

@@ -129,3 +129,32 @@ def shared() -> Iterator[str]:
         _session.users -= 1
         if _session.users == 0:
             _session.stack.close()
+
+
+@contextmanager
+def durable(folder: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server that writes every change to its append-only file before answering, so that one
+    killed with -9 and started again on the same folder has every entry, group and acknowledgement."""
+    process = subprocess.Popen(
+        [
+            require_server(),
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(folder),
+            "--save", "",
+            "--appendonly", "yes",
+            "--appendfsync", "always",
+            "--logfile", str(folder / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while not _ping(port):
+            assert process.poll() is None and time.monotonic() < deadline, (folder / "redis.log").read_text()
+            time.sleep(0.02)
+        yield process
+    finally:
+        process.kill()
+        process.wait()

@@ -22,6 +22,7 @@ from foretell.errors import (
     ModelNotFound,
     NotFound,
     Overloaded,
+    StoreUnavailable,
 )
 from foretell.serving.api_key import REFUSED as UNAUTHENTICATED
 from foretell.serving.api_key import key_given
@@ -38,6 +39,7 @@ _TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (BodyTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BatcherClosed, grpc.StatusCode.UNAVAILABLE),
+    (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (ClientDisconnected, grpc.StatusCode.CANCELLED),
 )

@@ -23,6 +23,7 @@ from foretell.errors import (
     NotFound,
     Overloaded,
     PredictionError,
+    StoreUnavailable,
     UnsupportedMediaType,
 )
 
@@ -53,6 +54,7 @@ _TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (BodyTooLarge, 413),
     (Overloaded, 503),
     (BatcherClosed, 503),
+    (StoreUnavailable, 503),
     (DeadlineExceeded, 504),
     (PredictionError, 500),
     (ModelLoadError, 500),

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foretell.errors import MissingExtra, StoreError
+from foretell.errors import MissingExtra, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -79,7 +79,7 @@ class RedisConnection:
         try:
             yield
         except (errors.ConnectionError, errors.TimeoutError) as exc:
-            raise StoreError(f"cannot reach the Redis {self.what} at {self.where}: {exc}") from None
+            raise StoreUnavailable(f"cannot reach the Redis {self.what} at {self.where}: {exc}") from None
         except errors.RedisError as exc:
             raise StoreError(f"the Redis {self.what} at {self.where} refused: {exc}") from None
 

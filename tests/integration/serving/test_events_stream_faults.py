@@ -9,8 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,35 +41,6 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "contract"))
 import redis_server
 
 
-@contextmanager
-def durable_redis(folder: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A redis-server that writes every change to its append-only file before answering, so that one
-    killed with -9 and started again on the same folder has every entry, group and acknowledgement."""
-    process = subprocess.Popen(
-        [
-            redis_server.require_server(),
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--dir", str(folder),
-            "--save", "",
-            "--appendonly", "yes",
-            "--appendfsync", "always",
-            "--logfile", str(folder / "redis.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + redis_server.START_SECONDS
-        while not redis_server._ping(port):
-            assert process.poll() is None and time.monotonic() < deadline, (folder / "redis.log").read_text()
-            time.sleep(0.02)
-        yield process
-    finally:
-        process.kill()
-        process.wait()
-
-
 def test_a_consumer_rides_out_redis_killed_and_restarted_and_applies_every_event_once(home, tmp_path):  # noqa: F811
     folder = tmp_path / "redis"
     folder.mkdir()
@@ -85,7 +54,7 @@ def test_a_consumer_rides_out_redis_killed_and_restarted_and_applies_every_event
     command += ["--count", "30", "--progress-seconds", "60"]
     env = {**os.environ, "FORETELL_HOME": str(home)}
     log = tmp_path / "consumer.log"
-    with durable_redis(folder, port) as first_redis:
+    with redis_server.durable(folder, port) as first_redis:
         ids = add(f"redis://127.0.0.1:{port}/0", stream, [rating(*p) for p in plan])
         with log.open("w") as output:
             consumer = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=output)
@@ -102,7 +71,7 @@ def test_a_consumer_rides_out_redis_killed_and_restarted_and_applies_every_event
             time.sleep(2.5)  # a few failed reads and retries
             assert consumer.poll() is None, log.read_text()
             assert len(applied_ids(home)) <= stalled_at + 30, "events were applied while Redis was down"
-            with durable_redis(folder, port):
+            with redis_server.durable(folder, port):
                 deadline = time.monotonic() + 90
                 while len(applied_ids(home)) < len(plan):
                     assert consumer.poll() is None, log.read_text()

@@ -1,0 +1,94 @@
+"""A server on the Redis stores when redis-server is killed with -9 and started again.
+
+While Redis is down, lookups and events answer 503 with `Retry-After` (the store holds the
+entity features a live fallback would need, so there is nothing to answer from), nothing is
+written, and the server keeps running; once Redis is back, the same requests succeed within a
+second, and an event refused while it was down is applied when sent again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from servekit import free_port, server
+
+from foretell.store import open_entity_store
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "contract"))
+import redis_server
+
+KEY = "C-000007"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [sys.executable, "-m", "foretell", "demo", "init", "--customers", "2000", "--users", "100", "--movies", "100"],
+        env={**os.environ, "FORETELL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return home
+
+
+def lookup(url: str) -> httpx.Response:
+    return httpx.get(f"{url}/v1/models/churn/predictions/{KEY}", params={"fresh": "true"}, timeout=10)
+
+
+def features_event(url: str, tenure: float) -> httpx.Response:
+    body = {"type": "features", "key": KEY, "values": {"tenure_months": tenure}, "event_id": f"tenure-{tenure}"}
+    return httpx.post(f"{url}/v1/events", json=body, timeout=10)
+
+
+def test_redis_killed_and_restarted_under_a_server(home: Path, tmp_path: Path) -> None:
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    port = free_port()
+    store_url = f"redis://127.0.0.1:{port}/0"
+    with redis_server.durable(redis_dir, port) as first:
+        # The customers' features, in the Redis entity store, feed churn's live predictions.
+        customers = str(home / "demo" / "customers.parquet")
+        load = subprocess.run(
+            [sys.executable, "-m", "foretell", "entities", "load", "customers", customers, "--key", "customer_id",
+             "--model", "churn"],
+            env={**os.environ, "FORETELL_HOME": str(home), "FORETELL_STORE_URL": store_url},
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert load.returncode == 0, load.stderr
+        env = {"FORETELL_STORE_URL": store_url}
+        with server(home, "churn@production", env=env, log=tmp_path / "serve.log") as url:
+            assert lookup(url).status_code == 200
+            first.kill()
+            first.wait()
+
+            down = lookup(url)
+            assert down.status_code == 503 and down.headers["retry-after"] == "1", down.text
+            assert down.json()["error"].startswith("cannot reach the Redis ")
+            refused = features_event(url, 61.0)
+            assert refused.status_code == 503 and "cannot reach the Redis" in refused.json()["error"]
+            assert httpx.get(f"{url}/v2/health/live", timeout=5).status_code == 200  # the server itself is fine
+
+            with redis_server.durable(redis_dir, port):
+                back = time.monotonic()
+                while lookup(url).status_code != 200:
+                    assert time.monotonic() - back < 1.0, "not reconnected within a second of Redis being back"
+                    time.sleep(0.02)
+                entity = open_entity_store(home, store_url).get("customers", KEY)
+                assert entity is not None and entity.features["tenure_months"] != 61.0  # nothing was written
+                again = features_event(url, 61.0)  # the client sends the refused event again
+                assert again.status_code == 200 and again.json()["applied"], again.text
+                entity = open_entity_store(home, store_url).get("customers", KEY)
+                assert entity is not None and entity.features["tenure_months"] == 61.0
+                metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    assert 'endpoint="lookup",model="churn",status="503"' in metrics
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
