@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import redis
 from servekit import free_port, server
 
-from foretell.store import open_entity_store
+from foretell.store import open_entity_store, open_store
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "contract"))
 import redis_server
@@ -92,3 +95,49 @@ def test_redis_killed_and_restarted_under_a_server(home: Path, tmp_path: Path) -
                 metrics = httpx.get(f"{url}/metrics", timeout=5).text
     assert 'endpoint="lookup",model="churn",status="503"' in metrics
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_redis_killed_during_a_batch_to_store_publishes_nothing_half_way(home: Path, tmp_path: Path) -> None:
+    customers = pq.read_table(home / "demo" / "customers.parquet")
+    ids = customers.column("customer_id").to_pylist()
+    copies = [customers.set_column(0, "customer_id", pa.array([f"{i}-{n}" for i in ids])) for n in range(100)]
+    population = tmp_path / "population.parquet"
+    pq.write_table(pa.concat_tables(copies), population)  # 200,000 rows: seconds of writes to kill Redis in
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    port = free_port()
+    store_url = f"redis://127.0.0.1:{port}/0"
+    env = {**os.environ, "FORETELL_HOME": str(home), "FORETELL_STORE_URL": store_url}
+
+    def batch(output: str) -> list[str]:
+        return [sys.executable, "-m", "foretell", "batch", "run", "churn@production", "--input", str(population),
+                "--output", output, "--id-column", "customer_id", "--to-store", "--chunk-rows", "2000",
+                "--workers", "1"]  # fmt: skip
+
+    command = batch(str(tmp_path / "scores"))
+    with redis_server.durable(redis_dir, port) as first:
+        before = subprocess.run(batch(str(tmp_path / "before")), env=env, capture_output=True, text=True, timeout=300,
+                                check=False)  # fmt: skip
+        assert before.returncode == 0, before.stderr
+        published = open_store(home, store_url).current_generation("churn")
+        job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 120
+        while not any(client.hlen(key) > 20_000 for key in client.scan_iter("foretell:{churn}:gen:*")):
+            assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+            time.sleep(0.01)
+        first.kill()
+        first.wait()
+        _, stderr = job.communicate(timeout=120)
+    assert job.returncode != 0
+    assert "cannot reach the Redis prediction store" in stderr and "Traceback" not in stderr, stderr
+    with redis_server.durable(redis_dir, port):
+        store = open_store(home, store_url)
+        assert store.current_generation("churn") == published  # readers still see the last whole generation
+        resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300,
+                                 check=False)  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+        now = store.current_generation("churn")
+        assert now is not None and now != published
+        found = store.get_many("churn", [f"{ids[0]}-0", f"{ids[-1]}-99"])
+        assert {hit.generation for hit in found.values()} == {now}
