@@ -296,6 +296,13 @@ def _execute(
         except (JobInterrupted, KeyboardInterrupt):
             _finish(history, job, "interrupted", records, started, "stopped by a signal; resume to finish")
             raise JobInterrupted(f"job {job.id} stopped; `foretell batch resume {job.id}` finishes it") from None
+        except OSError as exc:  # a full disk, a folder gone: the user's to fix, then resume
+            failure = BatchJobFailed(
+                f"job {job.id} could not write under {job.output}: {exc}. Nothing was published; once that is "
+                f"fixed (space freed, say), `foretell batch resume {job.id}` finishes the job"
+            )
+            _finish(history, job, "failed", records, started, str(failure))
+            raise failure from exc
         except Exception as exc:
             _finish(history, job, "failed", records, started, str(exc))
             raise
