@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from foretell import tracing
+from foretell.errors import ForetellError
 from foretell.http.access_log import with_access_log
 from foretell.http.asgi import reply
 from foretell.http.errors import HttpAnswers, Reply, method_not_allowed, no_route
@@ -97,6 +98,8 @@ def create_app(
         None if labels_at is None else LabelEndpoint(service, answers, labels_at, max_body_bytes=options.max_body_bytes)
     )
 
+    failed_start: list[str] = []
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Stopped in the reverse order of starting, however far the start got: a gRPC port already taken
@@ -105,16 +108,20 @@ def create_app(
             running.callback(tracing.flush)  # last: the spans of the drain are exported too
             if hybrid is not None:
                 running.callback(hybrid.close)
-            await service.start()
-            running.push_async_callback(service.stop, drain=True)
-            if events is not None:  # connected before the server answers: a bad URL or Redis down fails the start
-                await events.open()
-                running.push_async_callback(events.close)
-                consuming = asyncio.create_task(events.run(), name="foretell-events")
-                running.push_async_callback(_stopped, events, consuming)  # its read in hand is settled first
-            for companion in companions:
-                await companion.start()
-                running.push_async_callback(companion.stop)
+            try:
+                await service.start()
+                running.push_async_callback(service.stop, drain=True)
+                if events is not None:  # connected before the server answers: a bad URL or Redis down fails the start
+                    await events.open()
+                    running.push_async_callback(events.close)
+                    consuming = asyncio.create_task(events.run(), name="foretell-events")
+                    running.push_async_callback(_stopped, events, consuming)  # its read in hand is settled first
+                for companion in companions:
+                    await companion.start()
+                    running.push_async_callback(companion.stop)
+            except ForetellError as exc:  # said in one line by the server (`app` below), not as a traceback
+                failed_start.append(str(exc))
+                raise
             loop = asyncio.get_running_loop()
 
             def drain_companions() -> None:  # they drain alongside HTTP, within the same grace period
@@ -202,6 +209,16 @@ def create_app(
                 redirect = URL(scope={**scope, "path": scope["path"].rstrip("/")})
                 await RedirectResponse(str(redirect))(scope, receive, send)
                 return
+        if scope["type"] == "lifespan":
+
+            async def said(message: Message) -> None:
+                # Starlette reports a failed start with its traceback; the server prints what it is given.
+                if message["type"] == "lifespan.startup.failed" and failed_start:
+                    message = {**message, "message": failed_start[-1]}
+                await send(message)
+
+            await rest(scope, receive, said)
+            return
         await rest(scope, receive, send)
 
     served: ASGIApp = _with_api_key(app, options.api_key) if options.api_key else app
