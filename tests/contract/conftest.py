@@ -120,6 +120,24 @@ def _sklearn(folder: Path, task: str) -> Artifact:
     return Artifact(f"sklearn-{task}", "sklearn", path, task, expected, classes)
 
 
+def _skops(folder: Path, task: str) -> Artifact:
+    """Trees, whose `Tree` type skops does not trust by default: registered with it trusted."""
+    import skops.io as sio
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+
+    if task == "regression":
+        estimator: Any = GradientBoostingRegressor(n_estimators=20, random_state=0).fit(DATA.x, DATA.regression)
+        expected = regressor_expected(estimator)
+    else:
+        estimator = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(DATA.x, getattr(DATA, task))
+        expected = classifier_expected(estimator)
+    path = folder / "model.skops"
+    sio.dump(estimator, path)
+    classes = tuple(getattr(estimator, "classes_", ()))
+    options = {"trusted": ["sklearn.tree._tree.Tree"]}
+    return Artifact(f"skops-{task}", "skops", path, task, expected, classes, options=options)
+
+
 def _onnx(folder: Path, task: str) -> Artifact:
     import onnxruntime as ort
     from skl2onnx import convert_sklearn
@@ -232,6 +250,9 @@ def _python(folder: Path, task: str) -> Artifact:
 BUILDERS: dict[str, Callable[[Path], Artifact]] = {
     "sklearn-binary": lambda folder: _sklearn(folder, "binary"),
     "sklearn-regression": lambda folder: _sklearn(folder, "regression"),
+    "skops-binary": lambda folder: _skops(folder, "binary"),
+    "skops-multiclass": lambda folder: _skops(folder, "multiclass"),
+    "skops-regression": lambda folder: _skops(folder, "regression"),
     "onnx-binary": lambda folder: _onnx(folder, "binary"),
     "onnx-multiclass": lambda folder: _onnx(folder, "multiclass"),
     "onnx-regression": lambda folder: _onnx(folder, "regression"),

@@ -106,6 +106,7 @@ def test_predicts_what_its_library_predicts(artifact: Artifact, data: Data) -> N
     ("case", "module", "extra"),
     [
         ("onnx-binary", "onnxruntime", "onnx"),
+        ("skops-binary", "skops.io", "skops"),
         ("lightgbm-binary", "lightgbm", "lightgbm"),
         ("xgboost-binary", "xgboost", "xgboost"),
     ],
@@ -342,3 +343,56 @@ def test_conformance_names_the_broken_promise(loaded: object, outputs: tuple[Out
     rows = np.arange(12, dtype=np.float64).reshape(6, 2)
     with pytest.raises(AssertionError, match=message):
         check_model(_fake(loaded, outputs), rows)
+
+
+# -- skops: loading never runs code from the file ------------------------------------------------------
+
+
+def test_skops_refuses_a_type_it_was_not_told_to_trust_at_every_load(build: Build) -> None:
+    artifact = build("skops-binary")
+    flavor = get_flavor("skops")
+    signature = artifact.model().signature
+    for call in (lambda: flavor.describe(artifact.path, {}), lambda: flavor.load(artifact.path, signature, {})):
+        with pytest.raises(ModelLoadError, match=r"does not trust by default: sklearn\.tree\._tree\.Tree") as caught:
+            call()
+        assert "--trust sklearn.tree._tree.Tree" in str(caught.value)
+
+
+def test_skops_refuses_a_file_whose_types_changed_since_they_were_trusted(tmp_path: Path, data: Data) -> None:
+    """A file holding a type of its own (code that would run at load) is refused even when Tree is trusted."""
+    import skops.io as sio
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    (tmp_path / "planted.py").write_text(
+        "from sklearn.ensemble import GradientBoostingClassifier\n\n"
+        "class Planted(GradientBoostingClassifier):\n    pass\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import planted
+
+        estimator = planted.Planted(n_estimators=5).fit(data.x, data.binary)
+        sio.dump(estimator, tmp_path / "model.skops")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("planted", None)
+    assert isinstance(estimator, GradientBoostingClassifier)
+    flavor = get_flavor("skops")
+    with pytest.raises(ModelLoadError, match=r"does not trust by default: planted\.Planted;"):
+        flavor.describe(tmp_path / "model.skops", {"trusted": ["sklearn.tree._tree.Tree"]})
+
+
+def test_skops_predicts_what_joblib_predicts_for_the_same_estimator(
+    tmp_path: Path, data: Data, as_model: AsModel
+) -> None:
+    import joblib
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    estimator = LogisticRegression().fit(data.x, data.binary)
+    joblib.dump(estimator, tmp_path / "model.joblib")
+    sio.dump(estimator, tmp_path / "model.skops")  # every type in it is trusted by default: no options needed
+    pickled = as_model("sklearn", tmp_path / "model.joblib", {})
+    safe = as_model("skops", tmp_path / "model.skops", {})
+    got, want = safe.predict_batch(data.x), pickled.predict_batch(data.x)
+    np.testing.assert_array_equal(np.asarray(got.column("score")), np.asarray(want.column("score")))

@@ -9,13 +9,15 @@ from foretell.adapters.lightgbm import LightGBMFlavor
 from foretell.adapters.onnx import OnnxFlavor
 from foretell.adapters.python import PythonFlavor
 from foretell.adapters.sklearn import SklearnFlavor
+from foretell.adapters.skops import SkopsFlavor
 from foretell.adapters.xgboost import XGBoostFlavor
 from foretell.errors import UnsupportedModel
 
 __all__ = ["FLAVORS", "Flavor", "FlavorOptions", "detect_flavor", "get_flavor", "import_framework"]
 
 FLAVORS: dict[str, Flavor] = {
-    flavor.name: flavor for flavor in (SklearnFlavor(), OnnxFlavor(), LightGBMFlavor(), XGBoostFlavor(), PythonFlavor())
+    flavor.name: flavor
+    for flavor in (SklearnFlavor(), SkopsFlavor(), OnnxFlavor(), LightGBMFlavor(), XGBoostFlavor(), PythonFlavor())
 }
 
 

@@ -57,26 +57,31 @@ class SklearnFlavor:
         return path.is_file() and path.suffix.lower() in SUFFIXES
 
     def describe(self, path: Path, options: FlavorOptions) -> Signature | None:
-        estimator = self._read(path)
+        estimator = self._read(path, options)
         return Signature(_inputs(estimator), _outputs(estimator))
 
     def load(self, path: Path, signature: Signature, options: FlavorOptions) -> SklearnModel:
-        return SklearnModel(self._read(path), signature)
+        return SklearnModel(self._read(path, options), signature)
 
     def framework_versions(self) -> dict[str, str]:
         sklearn = import_framework(self.name, "sklearn", "sklearn")
         joblib = import_framework(self.name, "joblib", "sklearn")
         return {"scikit-learn": sklearn.__version__, "joblib": joblib.__version__}
 
-    def _read(self, path: Path) -> Any:
+    def _read(self, path: Path, options: FlavorOptions) -> Any:
         joblib = import_framework(self.name, "joblib", "sklearn")
         try:
             estimator = joblib.load(path)
         except Exception as exc:
             raise ModelLoadError(f"could not load {path.name} with joblib: {type(exc).__name__}: {exc}") from exc
-        if not hasattr(estimator, "predict"):
-            raise UnsupportedModel(f"{path.name} holds a {type(estimator).__name__}, which has no predict method")
-        return estimator
+        return predicting(estimator, path)
+
+
+def predicting(estimator: Any, path: Path) -> Any:
+    """`estimator`, if it can predict; else `UnsupportedModel` saying what `path` holds."""
+    if not hasattr(estimator, "predict"):
+        raise UnsupportedModel(f"{path.name} holds a {type(estimator).__name__}, which has no predict method")
+    return estimator
 
 
 def _inputs(estimator: Any) -> tuple[Feature, ...]:

@@ -22,12 +22,30 @@ if TYPE_CHECKING:
 app = typer.Typer(help="The model registry: versions, aliases, signatures.", no_args_is_help=True)
 
 
+RUNS_CODE = {
+    "sklearn": "loading a joblib/pickle file runs code from it: register only files you trust, or save the model "
+    "with skops (.skops), ONNX or its framework's own format",
+    "python": "a python-flavor model is your own code, imported when it loads",
+}
+"""Flavors whose loading runs code from the registered files: said once, when one is registered."""
+
+
+def _flavor_options(python_class: str | None, trust: list[str] | None) -> dict[str, Any] | None:
+    options: dict[str, Any] = {}
+    if python_class:
+        options["class"] = python_class
+    if trust:
+        options["trusted"] = sorted(set(trust))
+    return options or None
+
+
 @app.command(
     "register",
     epilog=(
         "Examples:\n\n"
         "  foretell models register churn ./churn.joblib --alias production\n\n"
         "  foretell models register churn ./model.onnx --sample rows.parquet\n\n"
+        "  foretell models register churn ./churn.skops --trust sklearn.tree._tree.Tree   # no unpickling\n\n"
         "  foretell models register recs ./recs/ --flavor python --python-class recs.py:Recommender\n\n"
         "  foretell models register churn ./churn.joblib --no-compile"
     ),
@@ -36,7 +54,7 @@ def register(
     name: Annotated[str, typer.Argument(help="Model name, e.g. churn.")],
     path: Annotated[Path, typer.Argument(help="Model file or folder.", exists=True)],
     flavor: Annotated[
-        str | None, typer.Option(help="sklearn, onnx, lightgbm, xgboost or python (default: detected).")
+        str | None, typer.Option(help="sklearn, skops, onnx, lightgbm, xgboost or python (default: detected).")
     ] = None,
     signature: Annotated[
         Path | None, typer.Option(help="JSON file with the signature (inputs, outputs).", exists=True, dir_okay=False)
@@ -46,6 +64,10 @@ def register(
     ] = None,
     python_class: Annotated[
         str | None, typer.Option(help="For --flavor python: 'package.module:Class' or 'file.py:Class'.")
+    ] = None,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option(help="For a .skops file: a type beyond skops' defaults to trust when loading (repeatable)."),
     ] = None,
     alias: Annotated[list[str] | None, typer.Option(help="Alias to point at the new version (repeatable).")] = None,
     description: Annotated[str, typer.Option(help="A line about this version.")] = "",
@@ -65,11 +87,13 @@ def register(
         flavor=flavor,
         signature=_read_signature(signature) if signature else None,
         sample=str(sample) if sample else None,
-        flavor_options={"class": python_class} if python_class else None,
+        flavor_options=_flavor_options(python_class, trust),
         description=description,
         aliases=alias or (),
         compile=False,
     )
+    if info.flavor in RUNS_CODE:
+        err.print(f"note: {RUNS_CODE[info.flavor]} (docs/security.md)", highlight=False, markup=False)
     if not as_json:
         aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
         out.print(f"registered {info.uri} \\[{info.flavor}] sha256 {info.sha256[:12]}{aliases}", highlight=False)

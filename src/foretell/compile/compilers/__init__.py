@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from foretell.adapters.skops import read_estimator
 from foretell.compile.compilers.base import COMPILERS, Built, target_of
 from foretell.compile.compilers.sklearn_onnx import build_onnx, load_onnx
 from foretell.compile.compilers.trees import build_trees, load_trees, tree_source, tree_source_sklearn
@@ -41,10 +42,13 @@ def build(flavor: str, artifact: Path, signature: Signature, options: Mapping[st
     outputs = set(signature.output_names)
     if outputs not in ({"score"}, {"label", "proba"}, {"score", "label", "proba"}):
         raise NotCompilable(f"outputs {sorted(outputs)}: compiled predictors give a score or class probabilities")
-    if flavor == "sklearn":
-        import joblib
+    if flavor in ("sklearn", "skops"):
+        if flavor == "skops":  # only the types trusted at registration, as the flavor loads it
+            estimator = read_estimator(artifact, options)
+        else:
+            import joblib
 
-        estimator = joblib.load(artifact)  # once, for whichever compiler takes it
+            estimator = joblib.load(artifact)  # once, for whichever compiler takes it
         source = tree_source_sklearn(estimator)
         if source is None:
             return build_onnx(estimator, signature, folder)
