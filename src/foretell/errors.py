@@ -33,6 +33,7 @@ __all__ = [
     "JobHistoryError",
     "JobInterrupted",
     "JobNotFound",
+    "KeyBookError",
     "MissingExtra",
     "ModelLoadError",
     "ModelNotFound",
@@ -255,6 +256,13 @@ class BodyTooLarge(ForetellError, ValueError):
 
 class ClientDisconnected(ForetellError, ConnectionError):
     """The client hung up before its request body arrived: nobody is left to answer."""
+
+
+# -- access ------------------------------------------------------------------------------------------
+
+
+class KeyBookError(ForetellError, RuntimeError):
+    """The key book (`FORETELL_HOME/keys.db`) could not be read or written."""
 
 
 # -- the online store ------------------------------------------------------------------------------

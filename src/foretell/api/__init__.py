@@ -20,6 +20,7 @@ from foretell.api.environment import LEDGER_ENV as LEDGER_ENV
 from foretell.api.environment import STORE_URL_ENV as STORE_URL_ENV
 from foretell.api.events import consume_events, events_stats
 from foretell.api.inputs import InputFormat, read_input
+from foretell.api.keys import create_key, list_keys, revoke_key
 from foretell.api.ledger import ledger_export, ledger_history, ledger_location, ledger_stats, load_labels
 from foretell.api.models import (
     compile_model,
@@ -51,6 +52,7 @@ __all__ = [
     "batch_jobs",
     "compile_model",
     "consume_events",
+    "create_key",
     "create_server_app",
     "delete_version",
     "demo_init",
@@ -63,6 +65,7 @@ __all__ = [
     "ledger_history",
     "ledger_location",
     "ledger_stats",
+    "list_keys",
     "list_models",
     "list_versions",
     "load",
@@ -76,6 +79,7 @@ __all__ = [
     "read_input",
     "register",
     "resume_batch",
+    "revoke_key",
     "rollout_abort",
     "rollout_promote",
     "rollout_start",

@@ -16,6 +16,7 @@ from foretell.cli import (
     demo,
     entities,
     events,
+    keys,
     ledger,
     models,
     monitor,
@@ -47,6 +48,7 @@ app.add_typer(demo.app, name="demo")
 app.add_typer(batch.app, name="batch")
 app.add_typer(entities.app, name="entities")
 app.add_typer(events.app, name="events")
+app.add_typer(keys.app, name="keys")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(ledger.labels_app, name="labels", no_args_is_help=True)
 app.command(name="serve", epilog=serve.EPILOG)(serve.serve)

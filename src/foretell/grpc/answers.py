@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -24,10 +24,10 @@ from foretell.errors import (
     Overloaded,
     StoreUnavailable,
 )
-from foretell.serving.api_key import REFUSED as UNAUTHENTICATED
-from foretell.serving.api_key import key_given
+from foretell.serving.access import REFUSED as UNAUTHENTICATED
+from foretell.serving.access import Access, presented
 
-__all__ = ["UNAUTHENTICATED", "GrpcAnswers", "Outcome", "code_for", "key_in"]
+__all__ = ["UNAUTHENTICATED", "GrpcAnswers", "Outcome", "code_for", "refusal"]
 
 Message = TypeVar("Message")
 
@@ -76,9 +76,23 @@ class GrpcAnswers(Generic[Message]):
         return Outcome(None, code_for(error), str(error))
 
 
-def key_in(expected: str | None, metadata: Iterable[tuple[str, str | bytes]]) -> bool:
-    """No key needed, or the call's `x-api-key` / `authorization: Bearer` metadata holds it (as REST's headers)."""
-    if expected is None:
-        return True
+def refusal(access: Access | None, metadata: Iterable[tuple[str, str | bytes]]) -> Outcome[Any] | None:
+    """Why the call may not go on (its code and words, as REST's 401/403/429), or None when it may.
+
+    The key comes from `x-api-key` or `authorization: Bearer` metadata, as REST's from its headers;
+    every OIP RPC needs the `predict` scope.
+    """
+    if access is None:
+        return None
     given = dict(metadata)
-    return key_given(expected, given.get("x-api-key"), given.get("authorization"))
+    decision = access.decide(presented(given.get("x-api-key"), given.get("authorization")), "predict")
+    if not decision.status:
+        return None
+    return Outcome(None, _DENIED[decision.status], decision.message)
+
+
+_DENIED = {
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}

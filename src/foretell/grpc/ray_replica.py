@@ -34,7 +34,7 @@ import grpc
 from google.protobuf import descriptor_pool
 from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse
 
-from foretell.grpc.answers import UNAUTHENTICATED, Outcome, key_in
+from foretell.grpc.answers import Outcome, refusal
 from foretell.grpc.inference import RPCS, SERVICE_NAME, InferenceServicer, unary_handlers
 from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     DESCRIPTOR,
@@ -51,6 +51,7 @@ from foretell.grpc.stubs.grpc_predict_v2_pb2 import (
     ServerReadyRequest,
     ServerReadyResponse,
 )
+from foretell.serving.access import Access
 from foretell.serving.service import InferenceService
 
 __all__ = [
@@ -96,8 +97,8 @@ class RayGrpcAnswers:
     through `answer_through`.
     """
 
-    def __init__(self, *, api_key: str | None, max_message_bytes: int) -> None:
-        self._api_key = api_key
+    def __init__(self, *, access: Access | None, max_message_bytes: int) -> None:
+        self._access = access
         self._max_message_bytes = max_message_bytes
         self._servicer: InferenceServicer | None = None
 
@@ -163,8 +164,9 @@ class RayGrpcAnswers:
         *,
         keyed: bool = True,
     ) -> Response:
-        if keyed and not key_in(self._api_key, grpc_context.invocation_metadata()):
-            return _refused(grpc_context, grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED, empty)
+        refused = refusal(self._access, grpc_context.invocation_metadata()) if keyed else None
+        if refused is not None:
+            return _refused(grpc_context, refused.code, refused.details, empty)
         answer = await method(request, RayContext(grpc_context))
         if answer.message is None:  # set on Ray's context: raising would have Ray's proxy log a traceback
             return _refused(grpc_context, answer.code, answer.details, empty)

@@ -30,9 +30,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from foretell.errors import InvalidInput
-from foretell.grpc.answers import UNAUTHENTICATED, key_in
+from foretell.grpc.answers import refusal
 from foretell.grpc.inference import SERVICE_NAME, InferenceServicer, method_handlers
 from foretell.grpc.stubs.grpc_predict_v2_pb2 import POOL
+from foretell.serving.access import Access
 from foretell.serving.service import InferenceService
 
 __all__ = ["GrpcServer"]
@@ -68,14 +69,14 @@ class GrpcServer:
         host: str,
         port: int,
         *,
-        api_key: str | None = None,
+        access: Access | None = None,
         max_message_bytes: int = 64 * 2**20,
         grace_seconds: float = 30.0,
         tls_key_and_chain: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.service = service
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.api_key = api_key
+        self.access = access
         self.max_message_bytes = max_message_bytes
         self.grace_seconds = grace_seconds
         self.tls_key_and_chain = tls_key_and_chain
@@ -85,7 +86,7 @@ class GrpcServer:
         self._stopped: threading.Event | None = None
 
     async def start(self) -> None:
-        interceptors = [_ApiKeyInterceptor(self.api_key)] if self.api_key else []
+        interceptors = [_AccessInterceptor(self.access)] if self.access is not None else []
         self._handlers = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="foretell-grpc")
         server = grpc.server(
             self._handlers,
@@ -154,21 +155,22 @@ def _reflected_pool() -> Any:
     return POOL
 
 
-class _ApiKeyInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Every RPC but the probes needs `authorization: Bearer KEY` or `x-api-key: KEY` metadata."""
+class _AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Every RPC but the probes needs a key with the `predict` scope, in `authorization: Bearer` or `x-api-key`."""
 
-    def __init__(self, key: str) -> None:
-        self.key = key
+    def __init__(self, access: Access) -> None:
+        self.access = access
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        if details.method in _OPEN_METHODS or key_in(self.key, details.invocation_metadata or ()):
+        if details.method in _OPEN_METHODS:
             return continuation(details)
-        return _REFUSED
+        refused = refusal(self.access, details.invocation_metadata or ())
+        if refused is None:
+            return continuation(details)
+        code, words = refused.code, refused.details
 
+        def refuse(request: Any, context: grpc.ServicerContext) -> None:
+            context.abort(code, words)
 
-def _refuse(request: Any, context: grpc.ServicerContext) -> None:
-    context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
-
-
-# Requests are not decoded: refused before anything of theirs is read.
-_REFUSED = grpc.unary_unary_rpc_method_handler(_refuse, request_deserializer=None, response_serializer=None)
+        # Not decoded: refused before anything of the request is read.
+        return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=None, response_serializer=None)

@@ -39,13 +39,13 @@ from foretell.http.shutdown import not_ready_on_signal
 from foretell.hybrid import HybridService
 from foretell.hybrid.stream import StreamConsumer
 from foretell.protocols.oip import SERVER_NAME, model_metadata, server_metadata
-from foretell.serving.api_key import REFUSED as API_KEY_REFUSED
-from foretell.serving.api_key import key_given
+from foretell.serving.access import Access, presented
 from foretell.serving.service import Call, InferenceService, ModelSlot
 
 __all__ = ["Companion", "ServerOptions", "create_app"]
 
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/ping", "/health", "/metrics")
+_EVENT_PATHS = ("/v1/events", LABELS_PATH)
 
 
 class Companion(Protocol):
@@ -69,9 +69,12 @@ class ServerOptions:
         overload_status: int = 503,
         retry_after_seconds: int = 1,
         access_log: bool = False,
+        access: Access | None = None,
     ) -> None:
         self.access_log = access_log
         self.api_key = api_key
+        """One key with every scope (FORETELL_API_KEY); `access`, when given, decides instead."""
+        self.access = access
         self.max_body_bytes = max_body_bytes
         self.overload_status = overload_status
         self.retry_after_seconds = retry_after_seconds
@@ -221,7 +224,8 @@ def create_app(
             return
         await rest(scope, receive, send)
 
-    served: ASGIApp = _with_api_key(app, options.api_key) if options.api_key else app
+    access = options.access or (Access(single_key=options.api_key) if options.api_key else None)
+    served: ASGIApp = _with_access(app, access) if access is not None else app
     if tracing.tracer is not None:  # tracing is turned on before the app is made
 
         def answers_itself(path: str) -> bool:
@@ -282,17 +286,22 @@ async def _json_error(request: Request, exc: Exception) -> Response:
     return Response(body, exc.status_code, exc.headers, media_type="application/json")
 
 
-def _with_api_key(app: ASGIApp, key: str) -> ASGIApp:
-    """Every path but the probes and metrics needs `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
-    refused = orjson.dumps({"error": API_KEY_REFUSED})
+def _with_access(app: ASGIApp, access: Access) -> ASGIApp:
+    """Every path but the probes and metrics needs a key (`Authorization: Bearer KEY` or `X-API-Key: KEY`) with
+    the route's scope: `events` for events and labels, `predict` for the rest; 401, 403 or 429 as JSON if not."""
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if not key_given(key, headers.get(b"x-api-key"), headers.get(b"authorization")):
-            await reply(send, 401, refused, {"WWW-Authenticate": "Bearer"})
+        needed = "events" if scope["path"] in _EVENT_PATHS else "predict"
+        decision = access.decide(presented(headers.get(b"x-api-key"), headers.get(b"authorization")), needed)
+        if decision.status:
+            said = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else {}
+            if decision.retry_after:
+                said["Retry-After"] = str(decision.retry_after)
+            await reply(send, decision.status, orjson.dumps({"error": decision.message}), said)
             return
         await app(scope, receive, send)
 

@@ -28,6 +28,7 @@ from foretell.ledger.writer import LedgerWriter
 from foretell.registry import open_registry
 from foretell.registry.profiles import ProfileStore
 from foretell.server.tls import tls_files
+from foretell.serving.access import Access
 from foretell.serving.config import ServeConfig
 from foretell.serving.live_monitor import LiveMonitor
 from foretell.serving.runtime import Runtime
@@ -63,7 +64,7 @@ def build_app(home: Path, config: ServeConfig, *, served: Callable[[InferenceSer
     if served is not None:
         served(inference)
     options = ServerOptions(
-        api_key=config.api_key,
+        access=Access.of(home, config.api_key),
         max_body_bytes=config.max_body_bytes,
         overload_status=config.overload_status,
         access_log=config.access_log,
@@ -82,7 +83,7 @@ def build_app(home: Path, config: ServeConfig, *, served: Callable[[InferenceSer
                 inference,
                 config.host,
                 config.grpc_port,
-                api_key=config.api_key,
+                access=options.access,
                 max_message_bytes=config.max_body_bytes,
                 grace_seconds=GRACEFUL_SHUTDOWN_S,
                 tls_key_and_chain=tls.key_and_chain() if tls is not None else None,
