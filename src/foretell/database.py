@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,8 +35,11 @@ class Database:
         version: int,
         on_connect: Sequence[str] = (),
         rows_as_mappings: bool = False,
+        upgrades: Mapping[int, Sequence[str]] | None = None,
     ) -> None:
+        """`schema` creates a new file at `version`; `upgrades[v]` takes a file at version v - 1 to v."""
         self.path = path
+        self._upgrades = dict(upgrades or {})
         self._what = what
         self._error = error
         self._schema = tuple(schema)
@@ -150,10 +153,19 @@ class Database:
                 return
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if self.schema_version(conn) < self._version:  # checked again: another process may have won
+                found = self.schema_version(conn)  # checked again: another process may have won
+                if found == 0:
                     for statement in self._schema:
                         conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {self._version}")
+                for version in range(found + 1, self._version + 1) if found else ():
+                    if version not in self._upgrades:  # never guess at a file's layout: say what to do
+                        raise self._error(
+                            f"{self.path} has schema version {found}, and this foretell cannot upgrade it to "
+                            f"version {self._version}; move it aside and load it again"
+                        )
+                    for statement in self._upgrades[version]:
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {self._version}")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

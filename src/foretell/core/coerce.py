@@ -25,6 +25,7 @@ from foretell.core.columns import (
     codes_or_errors,
     convert_array,
     convert_objects,
+    domain_errors,
     float_column,
     is_arrow_text,
     matrix_errors,
@@ -92,6 +93,23 @@ def describe_input(data: object) -> str:
 def coerce_input(signature: HasInputs, data: object, extra: ExtraPolicy) -> Columns:
     """`Signature.coerce`: what it says, for the signature's own plan (worked out on its first input)."""
     plan = plan_of(signature)
+    columns = _typed(plan, data, extra)
+    return _within_domains(plan, columns) if plan.bounded and columns.frame.n_rows else columns
+
+
+def _within_domains(plan: Plan, columns: Columns) -> Columns:
+    """`columns` less the rows holding a value outside its feature's domain, each refused naming the bound."""
+    outside = domain_errors(plan, columns.frame, columns.rows)
+    if not outside:
+        return columns
+    refused = np.isin(columns.rows, [e.row for e in outside if e.row is not None])
+    keep = np.flatnonzero(~refused)
+    errors = columns.errors + outside
+    errors.sort(key=lambda e: (-1 if e.row is None else e.row, plan.index.get(e.field or "", plan.width)))
+    return Columns(columns.frame.take(keep), columns.rows[keep], errors, columns.n_input)
+
+
+def _typed(plan: Plan, data: object, extra: ExtraPolicy) -> Columns:
     kind = type(data)
     module = kind.__module__
     if module.startswith("pandas") and kind.__name__ == "DataFrame":

@@ -45,6 +45,7 @@ class Plan:
 
     __slots__ = (
         "absent",
+        "bounded",
         "category_at",
         "category_sizes",
         "codes",
@@ -75,6 +76,8 @@ class Plan:
         self.index = {name: i for i, name in enumerate(self.names)}
         self.width = len(self.names)
         self.float_matrix = fits_float_matrix(features)
+        # Features with a domain, checked once the types are: empty for most models, which then pay nothing.
+        self.bounded = [f for f in features if f.domain is not None]
         self.codes = {f.name: {c: i for i, c in enumerate(f.categories or ())} for f in features}
         self.dtypes = {f.name: _column_dtype(f) for f in features}
         # For float-matrix signatures, validity is checked on the whole matrix at once: a few
@@ -388,6 +391,27 @@ def plain_value(value: Any) -> Any:
     if isinstance(value, np.datetime64 | np.timedelta64):
         return value
     return value.item() if hasattr(value, "item") else value
+
+
+def domain_errors(plan: Plan, frame: Frame, rows: np.ndarray) -> list[RowError]:
+    """Values of `frame` (rows already typed and valid, at input positions `rows`) outside their feature's domain."""
+    errors: list[RowError] = []
+    if frame.n_rows == 1:  # a served row: a few comparisons in Python beat a few numpy calls per feature
+        for feature in plan.bounded:
+            value = frame[feature.name][0]
+            value = value.item() if hasattr(value, "item") else value
+            reason = feature.domain.refusal(value) if feature.domain is not None else None
+            if reason is not None:
+                errors.append(RowError(int(rows[0]), feature.name, reason, value))
+        return errors
+    for feature in plan.bounded:
+        domain = feature.domain
+        assert domain is not None
+        column = frame[feature.name]
+        for r in np.flatnonzero(domain.outside(column)).tolist():
+            value = plain_value(column[r])
+            errors.append(RowError(int(rows[r]), feature.name, domain.refusal(value) or "outside its domain", value))
+    return errors
 
 
 def refuse_all(feature: Feature, plan: Plan, array: np.ndarray, reason: str) -> tuple[Array, list[RowError]]:

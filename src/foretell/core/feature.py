@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from foretell.core.domain import Domain
 from foretell.errors import InvalidSignature
 
 __all__ = ["FEATURE_DTYPES", "NUMERIC_DTYPES", "Feature", "check_keys", "fits_float_matrix"]
@@ -31,6 +32,8 @@ class Feature:
     lets an input leave the feature out altogether, a column or key or tensor that is
     simply not there, and every row then has it missing: for context a model can use when
     it has it (a user's latest ratings), never for a feature whose absence is a mistake.
+    `domain` narrows a scalar number (a range or allowed numbers) or string (allowed
+    strings) to the values that make sense; a category's categories are its domain already.
     """
 
     name: str
@@ -39,6 +42,7 @@ class Feature:
     categories: tuple[str, ...] | None = None
     shape: tuple[int, ...] = ()
     required: bool = True
+    domain: Domain | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -64,6 +68,8 @@ class Feature:
             raise InvalidSignature(
                 f"feature {self.name!r}: an optional feature (required=false) must allow missing values"
             )
+        if self.domain is not None:
+            _check_domain(self)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "dtype": self.dtype}
@@ -75,12 +81,15 @@ class Feature:
             out["shape"] = list(self.shape)
         if not self.required:
             out["required"] = False
+        if self.domain is not None:
+            out["domain"] = self.domain.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Feature:
-        check_keys("feature", data, {"name", "dtype", "allow_missing", "categories", "shape", "required"})
+        check_keys("feature", data, {"name", "dtype", "allow_missing", "categories", "shape", "required", "domain"})
         categories = data.get("categories")
+        domain = data.get("domain")
         return cls(
             name=data.get("name", ""),
             dtype=data.get("dtype", "float64"),
@@ -88,6 +97,42 @@ class Feature:
             categories=tuple(categories) if categories is not None else None,
             shape=tuple(data.get("shape", ())),
             required=bool(data.get("required", True)),
+            domain=None if domain is None else _domain_of(data.get("name"), domain),
+        )
+
+    def with_domain(self, domain: Domain | None) -> Feature:
+        return Feature(self.name, self.dtype, self.allow_missing, self.categories, self.shape, self.required, domain)
+
+
+def _domain_of(name: object, data: Any) -> Domain:
+    try:
+        return Domain.from_dict(data)
+    except InvalidSignature as exc:
+        raise InvalidSignature(f"feature {name!r}: {exc}") from None
+
+
+def _check_domain(feature: Feature) -> None:
+    """Refuse a domain the feature's values could never be judged by, saying what fits instead."""
+    domain = feature.domain
+    assert domain is not None
+    if feature.dtype == "category":
+        raise InvalidSignature(
+            f"feature {feature.name!r}: a category's categories are its allowed values already; "
+            "list only the ones it takes in its categories"
+        )
+    if feature.dtype == "bool" or feature.shape:
+        raise InvalidSignature(
+            f"feature {feature.name!r}: domains are for scalar numbers and strings, not "
+            + ("true/false" if feature.dtype == "bool" else f"vectors of shape {list(feature.shape)}")
+        )
+    if feature.dtype == "string" and not domain.is_text:
+        raise InvalidSignature(
+            f"feature {feature.name!r} holds strings: its domain is a set of allowed strings (a,b,c), not {domain}"
+        )
+    if feature.dtype in NUMERIC_DTYPES and domain.is_text:
+        raise InvalidSignature(
+            f"feature {feature.name!r} holds numbers ({feature.dtype}): its domain is a range (MIN:MAX) "
+            f"or allowed numbers, not the strings {domain}"
         )
 
 

@@ -33,8 +33,10 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from foretell.core.domain import Domain
 from foretell.errors import InvalidInput, NotFound
 from foretell.store.entities_json import json_arrays
+from foretell.store.entity_domains import check_rows, check_value, domains_from_dict, table_domains
 
 __all__ = [
     "Entity",
@@ -44,6 +46,8 @@ __all__ = [
     "Interactions",
     "check_table_name",
     "check_write",
+    "checked_domains",
+    "domains_from_dict",
     "interaction_rows",
     "json_arrays",
     "key_column_text",
@@ -78,6 +82,8 @@ class EntityTable:
     interactions: Interactions | None
     rows: int
     loaded_at: str
+    domains: Mapping[str, Domain] = field(default_factory=dict)
+    """Domains of feature columns, or of an interactions table's value column (`rating` → 1:5)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +97,7 @@ class EntityTable:
             else {"column": self.interactions.column, "item": self.interactions.item, "value": self.interactions.value},
             "rows": self.rows,
             "loaded_at": self.loaded_at,
+            "domains": {column: domain.to_dict() for column, domain in self.domains.items()},
         }
 
 
@@ -117,9 +124,19 @@ class EntityWrite:
 
 class EntityStore(Protocol):
     def load_features(
-        self, name: str, key_column: str, rows: pa.Table, *, models: Iterable[str] = (), at: str
+        self,
+        name: str,
+        key_column: str,
+        rows: pa.Table,
+        *,
+        models: Iterable[str] = (),
+        at: str,
+        domains: Mapping[str, Domain] | None = None,
     ) -> EntityTable:
-        """Replace table `name` with one row per key of `rows` (a key given twice keeps the last row)."""
+        """Replace table `name` with one row per key of `rows` (a key given twice keeps the last row).
+
+        `domains` bound some columns' values; a row outside them refuses the load (`loaded_table`).
+        """
         ...
 
     def load_interactions(
@@ -131,8 +148,12 @@ class EntityStore(Protocol):
         *,
         models: Iterable[str] = (),
         at: str,
+        domains: Mapping[str, Domain] | None = None,
     ) -> EntityTable:
-        """Replace table `name` with each key's map of `interactions.item` → `interactions.value`."""
+        """Replace table `name` with each key's map of `interactions.item` → `interactions.value`.
+
+        `domains` may bound the value column (`{"rating": Domain(1, 5)}`).
+        """
         ...
 
     def tables(self) -> list[EntityTable]: ...
@@ -189,6 +210,7 @@ def check_write(table: EntityTable, write: EntityWrite) -> None:
         if table.interactions is None:
             raise InvalidInput(f"entity table {table.name!r} holds features, not interactions; send a features event")
         key_value(write.key, table.key_type)  # refuses "x" as a key of a table of whole numbers
+        check_value(table.domains, table.interactions.value, write.value, table.name)
         return
     if table.interactions is not None:
         raise InvalidInput(f"entity table {table.name!r} holds interactions; send an interaction event")
@@ -198,6 +220,8 @@ def check_write(table: EntityTable, write: EntityWrite) -> None:
         )
     if table.key_column in write.values:
         raise InvalidInput(f"{table.key_column!r} is the key of entity table {table.name!r}; it cannot be changed")
+    for column, value in write.values.items():
+        check_value(table.domains, column, value, table.name)
 
 
 def unknown_table(name: str, known: Iterable[str]) -> NotFound:
@@ -267,10 +291,31 @@ def loaded_table(
     count: int,
     models: Iterable[str],
     stamp: str,
+    domains: Mapping[str, Domain] | None = None,
 ) -> EntityTable:
-    """The description of a table just loaded from `rows`, the same whichever backend holds it."""
+    """The description of a table just loaded from `rows`, the same whichever backend holds it.
+
+    `domains` are what `checked_domains` gave before anything was written.
+    """
     kind = rows.schema.field(key_column).type
     key_type = "int" if pa.types.is_integer(kind) or pa.types.is_floating(kind) else "str"
     columns = tuple(rows.column_names) if interactions is None else (key_column, interactions.column)
     named = tuple(dict.fromkeys(str(model) for model in models))
-    return EntityTable(name, key_column, key_type, columns, named, interactions, count, stamp)
+    return EntityTable(name, key_column, key_type, columns, named, interactions, count, stamp, dict(domains or {}))
+
+
+def checked_domains(
+    name: str,
+    rows: pa.Table,
+    key_column: str,
+    interactions: Interactions | None,
+    domains: Mapping[str, Domain] | None,
+) -> dict[str, Domain]:
+    """`domains` for a load of `rows`, refused (before anything is written) when the rows break them."""
+    if not domains:
+        return {}
+    bounded = table_domains(
+        name, rows.column_names if interactions is None else (interactions.value,), key_column, domains
+    )
+    check_rows(rows, bounded, name)
+    return bounded

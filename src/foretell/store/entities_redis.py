@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
+from foretell.core.domain import Domain
 from foretell.errors import StoreError
 from foretell.store.base import check_key, utc_timestamp
 from foretell.store.entities import (
@@ -66,6 +67,8 @@ from foretell.store.entities import (
     Interactions,
     check_table_name,
     check_write,
+    checked_domains,
+    domains_from_dict,
     interaction_rows,
     json_arrays,
     key_column_text,
@@ -127,10 +130,18 @@ class RedisEntityStore:
     # -- loading -----------------------------------------------------------------------------------
 
     def load_features(
-        self, name: str, key_column: str, rows: pa.Table, *, models: Iterable[str] = (), at: str
+        self,
+        name: str,
+        key_column: str,
+        rows: pa.Table,
+        *,
+        models: Iterable[str] = (),
+        at: str,
+        domains: Mapping[str, Domain] | None = None,
     ) -> EntityTable:
         base, stamp = self._base(check_table_name(name)), utc_timestamp(at)
         keys = key_column_text(rows, key_column)  # refuses a missing key before anything is written
+        bounded = checked_domains(name, rows, key_column, None, domains)
         storage = self._begin_storage(base)
         target = f"{base}rows:{storage}"
 
@@ -144,7 +155,7 @@ class RedisEntityStore:
             # In file order: of a key given twice, the later HSET (the last row) stays.
             self._send_packed(commands())
             count = int(self._client.hlen(target))
-        return self._publish(base, storage, loaded_table(name, key_column, rows, None, count, models, stamp))
+        return self._publish(base, storage, loaded_table(name, key_column, rows, None, count, models, stamp, bounded))
 
     def load_interactions(
         self,
@@ -155,9 +166,11 @@ class RedisEntityStore:
         *,
         models: Iterable[str] = (),
         at: str,
+        domains: Mapping[str, Domain] | None = None,
     ) -> EntityTable:
         base, stamp = self._base(check_table_name(name)), utc_timestamp(at)
         keys, items, values = interaction_rows(rows, key_column, interactions)
+        bounded = checked_domains(name, rows, key_column, interactions, domains)
         maps: dict[str, list[str]] = {}
         for key, item, value in zip(keys, items, values, strict=True):
             # Fields repeat in file order: HSET keeps the last value of a film rated twice.
@@ -169,7 +182,7 @@ class RedisEntityStore:
             target = f"{base}keys:{storage}"
             self._send(("SADD", target, *distinct[i : i + HSET_ROWS]) for i in range(0, len(distinct), HSET_ROWS))
         return self._publish(
-            base, storage, loaded_table(name, key_column, rows, interactions, len(distinct), models, stamp)
+            base, storage, loaded_table(name, key_column, rows, interactions, len(distinct), models, stamp, bounded)
         )
 
     def drop(self, name: str) -> None:
@@ -322,6 +335,7 @@ def _described(description: bytes) -> EntityTable:
         None if spec is None else Interactions(**spec),
         found["rows"],
         found["loaded_at"],
+        domains_from_dict(found.get("domains")),  # descriptions written before domains have none
     )
 
 

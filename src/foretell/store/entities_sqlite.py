@@ -27,6 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from foretell.core.domain import Domain
 from foretell.database import Database
 from foretell.errors import StoreError
 from foretell.store.base import check_key, utc_timestamp
@@ -37,6 +38,8 @@ from foretell.store.entities import (
     Interactions,
     check_table_name,
     check_write,
+    checked_domains,
+    domains_from_dict,
     interaction_rows,
     json_arrays,
     key_column_text,
@@ -47,7 +50,7 @@ from foretell.store.entities import (
 
 __all__ = ["SCHEMA_VERSION", "SqliteEntityStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = (
     """CREATE TABLE tables (
@@ -59,7 +62,8 @@ _SCHEMA = (
         models       TEXT NOT NULL,     -- JSON list
         interactions TEXT,              -- JSON {column, item, value}; NULL for a features table
         rows         INTEGER NOT NULL,
-        loaded_at    TEXT NOT NULL
+        loaded_at    TEXT NOT NULL,
+        domains      TEXT               -- JSON {column: domain}; NULL: none
     )""",
     "CREATE TABLE counter (last INTEGER NOT NULL)",
     "INSERT INTO counter VALUES (0)",
@@ -70,6 +74,7 @@ _SCHEMA = (
         applied_at TEXT NOT NULL
     ) WITHOUT ROWID""",
 )
+_UPGRADES = {2: ("ALTER TABLE tables ADD COLUMN domains TEXT",)}  # 2: domains (issue 20); tables of 1 have none
 _CHUNK = 65_536
 
 
@@ -79,7 +84,9 @@ class SqliteEntityStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = Database(self.path, what="entity store", error=StoreError, schema=_SCHEMA, version=SCHEMA_VERSION)
+        self._db = Database(
+            self.path, what="entity store", error=StoreError, schema=_SCHEMA, version=SCHEMA_VERSION, upgrades=_UPGRADES
+        )
         self._db.create_schema()
 
     def __repr__(self) -> str:
@@ -91,11 +98,19 @@ class SqliteEntityStore:
     # -- loading -----------------------------------------------------------------------------------
 
     def load_features(
-        self, name: str, key_column: str, rows: pa.Table, *, models: Iterable[str] = (), at: str
+        self,
+        name: str,
+        key_column: str,
+        rows: pa.Table,
+        *,
+        models: Iterable[str] = (),
+        at: str,
+        domains: Mapping[str, Domain] | None = None,
     ) -> EntityTable:
         check_table_name(name)
         stamp = utc_timestamp(at)
         keys = key_column_text(rows, key_column)
+        bounded = checked_domains(name, rows, key_column, None, domains)
         texts = json_arrays(rows)
         # Sorted by key, stable, so the last of repeated keys is the last of its run: that one is kept.
         # A file already in key order with no key twice (ids often are) skips copying every row.
@@ -116,7 +131,7 @@ class SqliteEntityStore:
                     zip(keys.slice(start, _CHUNK).to_pylist(), texts.slice(start, _CHUNK).to_pylist(), strict=True),
                 )
             conn.execute(f"CREATE UNIQUE INDEX ent_{storage}_key ON ent_{storage} (key)")
-            table = loaded_table(name, key_column, rows, None, len(keys), models, stamp)
+            table = loaded_table(name, key_column, rows, None, len(keys), models, stamp, bounded)
             self._switch(conn, table, storage)
         return table
 
@@ -129,12 +144,14 @@ class SqliteEntityStore:
         *,
         models: Iterable[str] = (),
         at: str,
+        domains: Mapping[str, Domain] | None = None,
     ) -> EntityTable:
         check_table_name(name)
         stamp = utc_timestamp(at)
         keys, items, values = interaction_rows(rows, key_column, interactions)
+        bounded = checked_domains(name, rows, key_column, interactions, domains)
         distinct = sorted(set(keys))
-        table = loaded_table(name, key_column, rows, interactions, len(distinct), models, stamp)
+        table = loaded_table(name, key_column, rows, interactions, len(distinct), models, stamp, bounded)
         with self._write() as conn:
             storage = self._allocate(conn)
             conn.execute(f"CREATE TABLE int_{storage} (key TEXT NOT NULL, item TEXT NOT NULL, value REAL NOT NULL)")
@@ -267,7 +284,7 @@ class SqliteEntityStore:
         interactions = table.interactions
         conn.execute(
             "INSERT OR REPLACE INTO tables (name, storage, key_column, key_type, columns, models, interactions, rows, "
-            "loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "loaded_at, domains) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 table.name,
                 storage,
@@ -278,6 +295,7 @@ class SqliteEntityStore:
                 None if interactions is None else orjson.dumps(dataclasses.asdict(interactions)).decode(),
                 table.rows,
                 table.loaded_at,
+                orjson.dumps(table.to_dict()["domains"]).decode() if table.domains else None,
             ),
         )
         if old is not None:
@@ -295,14 +313,25 @@ class SqliteEntityStore:
         )
 
 
-_TABLES = "SELECT storage, name, key_column, key_type, columns, models, interactions, rows, loaded_at FROM tables"
+_TABLES = (
+    "SELECT storage, name, key_column, key_type, columns, models, interactions, rows, loaded_at, domains FROM tables"
+)
 
 
 def _table_of(row: tuple[Any, ...]) -> tuple[int, EntityTable]:
-    storage, name, key_column, key_type, columns, models, interactions, rows, loaded_at = row
+    storage, name, key_column, key_type, columns, models, interactions, rows, loaded_at, domains = row
     spec = None if interactions is None else Interactions(**orjson.loads(interactions))
+    bounded = domains_from_dict(orjson.loads(domains)) if domains else {}
     table = EntityTable(
-        name, key_column, key_type, tuple(orjson.loads(columns)), tuple(orjson.loads(models)), spec, rows, loaded_at
+        name,
+        key_column,
+        key_type,
+        tuple(orjson.loads(columns)),
+        tuple(orjson.loads(models)),
+        spec,
+        rows,
+        loaded_at,
+        bounded,
     )
     return int(storage), table
 
