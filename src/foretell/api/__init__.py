@@ -14,6 +14,7 @@ from foretell.api.advice import advice_report, advise, advise_seconds, advise_wo
 from foretell.api.advice_ledger import advice_config, advise_from_ledger, ledger_advice_report
 from foretell.api.batch import batch_job, batch_jobs, resume_batch, run_batch, schedule_book, scheduler
 from foretell.api.demo import demo_init
+from foretell.api.domains import domain_options
 from foretell.api.entities import entity_tables, get_entity, load_entities
 from foretell.api.environment import API_KEY_ENV as API_KEY_ENV
 from foretell.api.environment import LEDGER_ENV as LEDGER_ENV
@@ -31,6 +32,7 @@ from foretell.api.models import (
     load,
     production_uris,
     profile_model,
+    propose_domains,
     register,
     set_alias,
     show,
@@ -56,6 +58,7 @@ __all__ = [
     "create_server_app",
     "delete_version",
     "demo_init",
+    "domain_options",
     "entity_tables",
     "events_stats",
     "get_entity",
@@ -76,6 +79,7 @@ __all__ = [
     "monitor_thresholds",
     "production_uris",
     "profile_model",
+    "propose_domains",
     "read_input",
     "register",
     "resume_batch",

@@ -14,6 +14,7 @@ from foretell.config import Settings
 
 if TYPE_CHECKING:
     from foretell.compile import CompileReport
+    from foretell.core.domain import Domain
     from foretell.core.model import Model, ModelInfo, PredictorChoice
     from foretell.core.schema import Signature
     from foretell.profiles import ReferenceProfile
@@ -72,6 +73,7 @@ def register(
     metadata: Mapping[str, Any] | None = None,
     aliases: Sequence[str] = (),
     compile: bool = True,
+    domains: Mapping[str, Domain | str] | None = None,
     home: Path | str | None = None,
 ) -> ModelInfo:
     """Register a model file or folder as the next version of `name`.
@@ -80,7 +82,10 @@ def register(
     model, from `sample` data, or taken as given (a `Signature` or its dict form). Then
     the version is compiled (see `compile_model`; `sample` also serves as real rows for
     the parity proof) unless `compile=False`; `ModelInfo.compiled` holds the outcome.
+    `domains` (feature → a `Domain` or its text, `"0:120"`, `"basic,pro"`) bound those
+    features' values: an input outside them is refused naming the bound.
     """
+    from foretell.core.domain import Domain
     from foretell.core.schema import Signature
     from foretell.registry import loader
 
@@ -97,10 +102,29 @@ def register(
         description=description,
         metadata=metadata,
         aliases=aliases,
+        domains={n: Domain.from_dict(d) if isinstance(d, str) else d for n, d in (domains or {}).items()},
     )
     info = loader.compile_registered(registry, info, sample=sample) if compile else info
     loader.profile_registered(registry, info, sample=sample)  # logged, never raised: it stays registered
     return info
+
+
+def propose_domains(
+    name: str,
+    path: Path | str,
+    *,
+    sample: object,
+    flavor: str | None = None,
+    signature: Signature | Mapping[str, Any] | None = None,
+    flavor_options: Mapping[str, Any] | None = None,
+) -> dict[str, Domain]:
+    """The domains registering `path` with `sample` would propose: each numeric feature's observed [min, max].
+
+    Nothing is registered; pass what a person confirmed to `register(..., domains=...)`.
+    """
+    from foretell.registry.domains import propose_domains as proposed
+
+    return proposed(name, Path(path), sample=sample, flavor=flavor, signature=signature, flavor_options=flavor_options)
 
 
 def profile_model(uri: str, *, sample: object | None = None, home: Path | str | None = None) -> ReferenceProfile:

@@ -23,7 +23,8 @@ app = typer.Typer(help="Entity tables: the features a live prediction for one ke
         "Examples:\n\n"
         "  foretell entities load customers customers.parquet --key customer_id --model churn\n\n"
         "  foretell entities load users ratings.parquet --key user_id --model movies "
-        "--interactions ratings --item movie_id --value rating"
+        "--interactions ratings --item movie_id --value rating --domain rating=1:5\n\n"
+        "  foretell entities load customers customers.parquet --key customer_id --domain support_calls_30d=0:"
     ),
 )
 def load(
@@ -38,6 +39,13 @@ def load(
     ] = None,
     item: Annotated[str | None, typer.Option(help="With --interactions: the item column (e.g. movie_id).")] = None,
     value: Annotated[str | None, typer.Option(help="With --interactions: the value column (e.g. rating).")] = None,
+    domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=MIN:MAX (either side may be empty) or NAME=a,b,c: the values a column (or the interactions' "
+            "value column) may hold; the file and every event are checked (repeatable)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table's description as JSON.")] = False,
 ) -> None:
     """Load (or replace, atomically) an entity table from a file."""
@@ -47,7 +55,8 @@ def load(
             raise InvalidInput("--interactions, --item and --value go together (e.g. ratings, movie_id, rating)")
         spec = (interactions, item, value)
     started = time.perf_counter()
-    table = api.load_entities(name, source, key=key, models=model or (), interactions=spec)
+    domains = api.domain_options(domain or ())
+    table = api.load_entities(name, source, key=key, models=model or (), interactions=spec, domains=domains)
     if as_json:
         print_json(table.to_dict())
         return

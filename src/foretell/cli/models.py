@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from foretell import api
+from foretell.cli.domains import DomainOption, ProposeOption, YesOption, as_dicts, register_domains
 from foretell.cli.output import err, out, print_json
 from foretell.cli.profile_table import print_profile
 from foretell.errors import ForetellError, InvalidSignature
@@ -47,7 +48,9 @@ def _flavor_options(python_class: str | None, trust: list[str] | None) -> dict[s
         "  foretell models register churn ./model.onnx --sample rows.parquet\n\n"
         "  foretell models register churn ./churn.skops --trust sklearn.tree._tree.Tree   # no unpickling\n\n"
         "  foretell models register recs ./recs/ --flavor python --python-class recs.py:Recommender\n\n"
-        "  foretell models register churn ./churn.joblib --no-compile"
+        "  foretell models register churn ./churn.joblib --no-compile\n\n"
+        "  foretell models register churn ./churn.joblib --domain tenure_months=0:120 --domain support_calls_30d=0:\n\n"
+        "  foretell models register churn ./churn.joblib --sample rows.parquet --propose-domains --yes"
     ),
 )
 def register(
@@ -78,19 +81,37 @@ def register(
             help="Compile it to a native (trees) or ONNX predictor and prove it against the original (default).",
         ),
     ] = True,
+    domain: DomainOption = None,
+    propose_domains: ProposeOption = False,
+    yes: YesOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new version as JSON.")] = False,
 ) -> None:
     """Register a model file or folder as the next version of NAME, then compile it (see `models compile`)."""
+    described = _read_signature(signature) if signature else None
+    options = _flavor_options(python_class, trust)
+    domains, proposed = register_domains(
+        name,
+        path,
+        domain or (),
+        propose=propose_domains,
+        yes=yes,
+        as_json=as_json,
+        sample=sample,
+        flavor=flavor,
+        signature=described,
+        flavor_options=options,
+    )
     info = api.register(
         name,
         path,
         flavor=flavor,
-        signature=_read_signature(signature) if signature else None,
+        signature=described,
         sample=str(sample) if sample else None,
-        flavor_options=_flavor_options(python_class, trust),
+        flavor_options=options,
         description=description,
         aliases=alias or (),
         compile=False,
+        domains=domains,
     )
     if info.flavor in RUNS_CODE:
         err.print(f"note: {RUNS_CODE[info.flavor]} (docs/security.md)", highlight=False, markup=False)
@@ -108,7 +129,7 @@ def register(
             if not as_json:
                 out.print("  " + _outcome(report.to_dict()), highlight=False, markup=False)
     if as_json:
-        print_json(info.to_dict())
+        print_json({**info.to_dict(), "proposed_domains": as_dicts(proposed)} if propose_domains else info.to_dict())
 
 
 @app.command(
@@ -288,10 +309,11 @@ def _print_info(info: ModelInfo) -> None:
     )
     if compiled:
         _print_speed(compiled)
-    inputs = Table("input", "dtype", "missing ok", "details", title="signature")
+    inputs = Table("input", "dtype", "missing ok", "domain", "details", title="signature")
     for f in info.signature.inputs:
         details = ", ".join(f.categories) if f.categories else (f"shape {list(f.shape)}" if f.shape else "")
-        inputs.add_row(f.name, f.dtype, "yes" if f.allow_missing else "no", escape(details))
+        bound = str(f.domain) if f.domain is not None else "-"
+        inputs.add_row(f.name, f.dtype, "yes" if f.allow_missing else "no", escape(bound), escape(details))
     out.print(inputs)
     outputs = Table("output", "kind", "dtype", "details")
     for o in info.signature.outputs:

@@ -12,6 +12,7 @@ from typing import Any
 
 from foretell.core.coerce import ExtraPolicy, coerce_input
 from foretell.core.columns import Columns
+from foretell.core.domain import Domain
 from foretell.core.feature import Feature, check_keys, fits_float_matrix
 from foretell.errors import InvalidInput, InvalidSignature
 
@@ -128,6 +129,13 @@ class Signature:
 
     def with_extra(self, extra: ExtraPolicy) -> Signature:
         return Signature(self.inputs, self.outputs, extra)
+
+    def with_domains(self, domains: Mapping[str, Domain]) -> Signature:
+        """This signature with the given features' domains set (replacing any they had); others kept as they are."""
+        if unknown := sorted(set(domains) - set(self._index)):
+            raise InvalidSignature(f"no input feature(s) {unknown} to give a domain; the inputs: {self.input_names}")
+        inputs = tuple(f.with_domain(domains[f.name]) if f.name in domains else f for f in self.inputs)
+        return Signature(inputs, self.outputs, self.extra)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from foretell.compile import BuildStore
+from foretell.core.domain import Domain
 from foretell.core.model import ModelInfo
 from foretell.core.schema import Signature
 from foretell.registry.rollouts import RolloutStore
@@ -62,8 +63,12 @@ class Registry(Protocol):
         description: str = "",
         metadata: Mapping[str, Any] | None = None,
         aliases: Sequence[str] = (),
+        domains: Mapping[str, Domain] | None = None,
     ) -> ModelInfo:
-        """Store `path` (a file or folder) content-addressed and record it as the next version of `name`."""
+        """Store `path` (a file or folder) content-addressed and record it as the next version of `name`.
+
+        `domains` set those features' domains in the signature, whichever way it was found.
+        """
         ...
 
     def get(self, uri: str) -> ModelInfo:

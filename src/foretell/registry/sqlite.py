@@ -26,6 +26,7 @@ from typing import Any
 
 from foretell.adapters import Flavor, detect_flavor, get_flavor
 from foretell.compile import COMPILED_SCHEMA, OBSERVED_RANGES, BuildStore, observed_ranges
+from foretell.core.domain import Domain
 from foretell.core.model import ModelInfo
 from foretell.core.schema import Signature
 from foretell.database import Database
@@ -42,7 +43,7 @@ from foretell.registry.rollouts import ROLLOUTS_SCHEMA, RolloutStore
 from foretell.registry.sample import signature_with_sample
 from foretell.registry.uri import ModelRef, check_alias, check_model_name, check_version, parse_model_uri
 
-__all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
+__all__ = ["SCHEMA_VERSION", "SqliteRegistry", "signature_for"]
 
 SCHEMA_VERSION = 3
 
@@ -129,12 +130,14 @@ class SqliteRegistry:
         description: str = "",
         metadata: Mapping[str, Any] | None = None,
         aliases: Sequence[str] = (),
+        domains: Mapping[str, Domain] | None = None,
     ) -> ModelInfo:
         """Store `path` (a file or folder) content-addressed and record it as the next version of `name`.
 
         The signature is `signature` when given (a `Signature` or its dict form); otherwise the
         flavor's reading of the artifact, with input names and types taken from `sample` (a
         pandas DataFrame, a pyarrow Table, or a Parquet/CSV file path) when one is given.
+        `domains` then set those features' domains.
         """
         check_model_name(name)
         if isinstance(aliases, str):
@@ -145,7 +148,9 @@ class SqliteRegistry:
             raise RegistryError(f"cannot register {name!r}: {path} does not exist")
         options = dict(flavor_options or {})
         chosen = get_flavor(flavor) if flavor else detect_flavor(path)
-        resolved = _signature_for(name, path, chosen, options, signature, sample)
+        resolved = signature_for(name, path, chosen, options, signature, sample)
+        if domains:
+            resolved = resolved.with_domains(domains)
         recorded = dict(metadata or {})
         if sample is not None and OBSERVED_RANGES not in recorded:
             # Kept so that a compile without a sample (or a rebuild elsewhere) still draws its
@@ -382,7 +387,7 @@ def _aliases_of(conn: sqlite3.Connection, name: str) -> dict[str, int]:
     return {row["alias"]: row["version"] for row in rows}
 
 
-def _signature_for(
+def signature_for(
     name: str,
     path: Path,
     flavor: Flavor,
