@@ -30,7 +30,7 @@ run: $(STAMP)
 	@echo "== entity tables: what a live prediction for one key reads (events change them)"
 	$(BIN)/foretell entities load customers $(DEMO)/customers.parquet --key customer_id --model churn
 	$(BIN)/foretell entities load users $(DEMO)/ratings.parquet --key user_id --model movies \
-		--interactions ratings --item movie_id --value rating
+		--interactions ratings --item movie_id --value rating --domain rating=1:5
 	@echo
 	@echo "== the nightly batch: churn scores for every customer, top-10 films for every user, also into the store"
 	rm -rf $(DEMO)/nightly
