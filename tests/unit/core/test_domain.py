@@ -203,3 +203,28 @@ def test_a_value_in_its_allowed_set_is_never_refused_and_any_other_always_is(
     columns = sig.coerce(pd.DataFrame({"x": values}))
     assert [e.row for e in columns.errors] == [r for r, v in enumerate(values) if v not in allowed]
     assert all("allowed values" in e.reason for e in columns.errors)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    domain=st.one_of(
+        st.builds(
+            lambda a, b, open_side: Domain(
+                None if open_side == "low" else min(a, b), None if open_side == "high" else max(a, b)
+            ),
+            st.floats(-1e3, 1e3),
+            st.floats(-1e3, 1e3),
+            st.sampled_from(["low", "high", "neither"]),
+        ),
+        st.lists(st.integers(-5, 5), min_size=1, max_size=4, unique=True).map(
+            lambda xs: Domain(allowed=tuple(map(float, xs)))
+        ),
+    ),
+    values=st.lists(st.one_of(st.floats(-2e3, 2e3), st.integers(-6, 6).map(float), st.just(math.nan)), max_size=20),
+)
+def test_one_value_and_a_whole_column_are_judged_alike_and_nan_never_is_outside(
+    domain: Domain, values: list[float]
+) -> None:
+    mask = domain.outside(np.array(values, dtype=np.float64)).tolist()
+    assert mask == [domain.refusal(v) is not None for v in values]
+    assert not any(m for m, v in zip(mask, values, strict=True) if math.isnan(v))
