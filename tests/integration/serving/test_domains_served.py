@@ -14,6 +14,7 @@ import joblib
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from moviekit import register_movies
 from servekit import FEATURES, rows, server
 from sklearn.linear_model import LogisticRegression
 from test_events_stream import add, client, ratings_of, run_consumer, stream_url
@@ -22,7 +23,6 @@ import foretell
 from foretell.adapters.outputs import classifier_outputs
 from foretell.core.feature import Feature
 from foretell.core.schema import Signature
-from foretell.demo.movies import MovieRecommender, generate_movies, generate_ratings
 from foretell.store.entities import Interactions
 from foretell.store.entities_sqlite import SqliteEntityStore
 from foretell.store.redis_stream import parse_stream_url
@@ -45,18 +45,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     foretell.register(
         "clf", scratch / "clf.joblib", signature=signature, domains={"a": "-3:3"}, aliases=["production"], home=home
     )
-    movies = generate_movies(200, seed=5)
-    ratings = generate_ratings(300, movies, seed=5)
-    folder = MovieRecommender.fit(ratings, n_factors=8, iters=4).save(scratch / "movies")
-    foretell.register(
-        "movies",
-        folder,
-        flavor="python",
-        signature=MovieRecommender.signature,
-        flavor_options={"class": "foretell.demo.movies:MovieRecommender"},
-        aliases=["production"],
-        home=home,
-    )
+    ratings = register_movies(home, scratch)
     things = pa.table(
         {"id": [f"T-{i}" for i in range(20)], **{n: rows(20, seed=4)[:, i] for i, n in enumerate(FEATURES)}}
     )

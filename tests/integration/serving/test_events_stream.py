@@ -21,6 +21,7 @@ import joblib
 import orjson
 import pyarrow as pa
 import pytest
+from moviekit import register_movies
 from servekit import FEATURES, rows, server
 from sklearn.linear_model import LogisticRegression
 
@@ -29,7 +30,7 @@ from foretell import api
 from foretell.adapters.outputs import classifier_outputs
 from foretell.core.feature import Feature
 from foretell.core.schema import Signature
-from foretell.demo.movies import MovieRecommender, generate_movies, generate_ratings
+from foretell.demo.movies import generate_movies
 from foretell.errors import InvalidInput
 from foretell.hybrid.stream import StreamConsumer
 from foretell.server.assembly import build_services
@@ -63,17 +64,7 @@ def home(tmp_path: Path) -> Path:
     joblib.dump(LogisticRegression().fit(x, (x[:, 0] > 0).astype(int)), scratch / "clf.joblib")
     signature = Signature(tuple(Feature(n) for n in FEATURES), classifier_outputs([0, 1]))
     foretell.register("clf", scratch / "clf.joblib", signature=signature, aliases=["production"], home=home)
-    ratings = generate_ratings(300, MOVIES, seed=5)
-    folder = MovieRecommender.fit(ratings, n_factors=8, iters=4).save(scratch / "movies")
-    foretell.register(
-        "movies",
-        folder,
-        flavor="python",
-        signature=MovieRecommender.signature,
-        flavor_options={"class": "foretell.demo.movies:MovieRecommender"},
-        aliases=["production"],
-        home=home,
-    )
+    ratings = register_movies(home, scratch)
     things = pa.table(
         {"id": [f"T-{i}" for i in range(20)], **{n: rows(20, seed=4)[:, i] for i, n in enumerate(FEATURES)}}
     )

@@ -11,6 +11,7 @@ import httpx
 import joblib
 import pyarrow as pa
 import pytest
+from moviekit import register_movies
 from servekit import FEATURES, rows, server
 from sklearn.linear_model import LogisticRegression
 
@@ -18,7 +19,6 @@ import foretell
 from foretell.adapters.outputs import classifier_outputs
 from foretell.core.feature import Feature
 from foretell.core.schema import Signature
-from foretell.demo.movies import MovieRecommender, generate_movies, generate_ratings
 from foretell.store import SqliteStore
 from foretell.store.entities import Interactions
 from foretell.store.entities_sqlite import SqliteEntityStore
@@ -39,18 +39,7 @@ def hybrid_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     joblib.dump(LogisticRegression().fit(x, (x[:, 0] + x[:, 1] > 0).astype(int)), path)
     signature = Signature(tuple(Feature(n) for n in FEATURES), classifier_outputs([0, 1]))
     foretell.register("clf", path, signature=signature, aliases=["production"], home=home)
-    movies = generate_movies(200, seed=5)
-    ratings = generate_ratings(300, movies, seed=5)
-    folder = MovieRecommender.fit(ratings, n_factors=8, iters=4).save(scratch / "movies")
-    foretell.register(
-        "movies",
-        folder,
-        flavor="python",
-        signature=MovieRecommender.signature,
-        flavor_options={"class": "foretell.demo.movies:MovieRecommender"},
-        aliases=["production"],
-        home=home,
-    )
+    ratings = register_movies(home, scratch)
     things = pa.table(
         {"id": [f"T-{i}" for i in range(100)], **{n: rows(100, seed=4)[:, i] for i, n in enumerate(FEATURES)}}
     )
