@@ -22,10 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
+from moviekit import register_movies
 from servekit import free_port, server
 
-import foretell
-from foretell.demo.movies import MovieRecommender, generate_movies, generate_ratings
 from foretell.store.entities import Interactions
 from foretell.store.entities_sqlite import SqliteEntityStore
 
@@ -35,18 +34,7 @@ USERS = range(1, 31)
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
-    movies = generate_movies(200, seed=5)
-    ratings = generate_ratings(300, movies, seed=5)
-    folder = MovieRecommender.fit(ratings, n_factors=8, iters=4).save(tmp_path / "movies")
-    foretell.register(
-        "movies",
-        folder,
-        flavor="python",
-        signature=MovieRecommender.signature,
-        flavor_options={"class": "foretell.demo.movies:MovieRecommender"},
-        aliases=["production"],
-        home=home,
-    )
+    ratings = register_movies(home, tmp_path)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     entities = SqliteEntityStore(home / "entities.db")
     entities.load_interactions(
