@@ -1,0 +1,304 @@
+"""Soak: one server under steady mixed traffic for minutes, with alias moves and a shadow rollout.
+
+    .venv/bin/python benchmarks/soak.py [--minutes 10] [--load 0.7] [--json]
+
+The demo (churn and movies, their entity tables) in a scratch FORETELL_HOME; a second version of each
+model (the same artifacts registered again), and a shadow rollout of churn/2 against churn@production
+scoring 20 % of churn's traffic. One `foretell serve churn@production movies@production` process on
+core 0; the load from this process on core 1.
+
+First the capacity: the mix below from 64 connections, closed loop, for 10 s. Then the soak: the same
+mix, open loop, at `--load` (default 70 %) of that rate, for `--minutes`: each request has a scheduled
+start, and its latency is counted from then, so a stall shows as latency and not as fewer requests
+(no coordinated omission). Every minute `foretell models alias movies production` moves the alias
+between versions 1 and 2, and the server reloads it under load.
+
+The mix: 40 % churn infer (one row, one tensor per feature, as JSON), 30 % churn lookups with
+`?fresh=true` (a live prediction from the entity table, written back, and shadowed 1 in 5), 20 %
+movies lookups (a user's top 10), 10 % rating events (the user's row written, their recommendations
+refreshed and stored).
+
+Per minute: requests, errors (any status but 200, or a broken connection), p50 and p99, and the
+server's RSS. The verdict follows issue 20's targets: RSS growth after warm-up (the first minute)
+at most 5 %, every minute's p99 within 1.5× of the median minute's, zero errors. Needs taskset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
+from servekit import free_port, rss_bytes
+
+CONNECTIONS = 64
+CAPACITY_SECONDS = 10
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        ["taskset", "-c", "1", sys.executable, "-m", "foretell", *args],
+        env={**os.environ, "FORETELL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"foretell {' '.join(args)} failed: {done.stderr}")
+    return done
+
+
+def prepare(scratch: Path) -> tuple[Path, list[bytes], list[str]]:
+    """The home, the churn infer bodies (one per customer without missing values) and the customer ids."""
+    import foretell
+    from foretell.api import get_registry
+
+    home = scratch / "home"
+    foretell_args = ("demo", "init", "--customers", "20000", "--users", "2000", "--movies", "500")
+    cli(home, *foretell_args)
+    demo = home / "demo"
+    cli(home, "entities", "load", "customers", str(demo / "customers.parquet"), "--key", "customer_id",
+             "--model", "churn")  # fmt: skip
+    cli(home, "entities", "load", "users", str(demo / "ratings.parquet"), "--key", "user_id", "--model",
+             "movies", "--interactions", "ratings", "--item", "movie_id", "--value", "rating")  # fmt: skip
+    registry = get_registry(home)
+    for name in ("churn", "movies"):  # a second version of each: the same artifact, registered again
+        info = registry.get(f"{name}@production")
+        with tempfile.TemporaryDirectory() as copy:  # registering copies it in; not from inside the store
+            artifact = Path(copy) / registry.artifact_path(info).name
+            (shutil.copytree if registry.artifact_path(info).is_dir() else shutil.copy)(
+                registry.artifact_path(info), artifact
+            )
+            foretell.register(name, artifact, signature=info.signature, flavor=info.flavor,
+                              flavor_options=dict(info.flavor_options), compile=False, home=home)  # fmt: skip
+    cli(home, "rollout", "start", "churn", "--challenger", "2", "--shadow", "20")
+    signature = registry.get("churn@production").signature
+    customers = pq.read_table(demo / "customers.parquet")
+    bodies: list[bytes] = []
+    ids = customers.column("customer_id").to_pylist()
+    for row in customers.slice(0, 2000).to_pylist():
+        values = [row.get(f.name) for f in signature.inputs]
+        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+            continue
+        inputs = [
+            {"name": f.name, "shape": [1], "datatype": "BYTES" if f.dtype == "category" else "FP64", "data": [v]}
+            for f, v in zip(signature.inputs, values, strict=True)
+        ]
+        bodies.append(json.dumps({"inputs": inputs}).encode())
+    return home, bodies, ids
+
+
+def requests_of(bodies: list[bytes], ids: list[str], seed: int) -> list[bytes]:
+    """A long cycle of raw HTTP/1.1 requests in the mix's proportions."""
+    rng = random.Random(seed)
+    made = []
+    for _ in range(20_000):
+        draw = rng.random()
+        if draw < 0.4:
+            body = rng.choice(bodies)
+            made.append(_post("/v2/models/churn/infer", body))
+        elif draw < 0.7:
+            made.append(_get(f"/v1/models/churn/predictions/{rng.choice(ids)}?fresh=true"))
+        elif draw < 0.9:
+            made.append(_get(f"/v1/models/movies/predictions/{rng.randint(1, 2000)}?k=10"))
+        else:
+            event = {"type": "rating", "user_id": rng.randint(1, 2000), "movie_id": rng.randint(1, 500),
+                     "rating": rng.randint(1, 5)}  # fmt: skip
+            made.append(_post("/v1/events", json.dumps(event).encode()))
+    return made
+
+
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: soak\r\n\r\n".encode()
+
+
+def _post(path: str, body: bytes) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+@dataclass
+class Minute:
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    rss_mb: float = 0.0
+
+    def failed(self, why: str) -> None:
+        self.errors[why] = self.errors.get(why, 0) + 1
+
+
+async def _answer(reader: asyncio.StreamReader) -> int:
+    """Read one response; its status."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("closed")
+    status = int(status_line.split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
+
+
+async def closed_loop(port: int, requests: list[bytes], seconds: float) -> float:
+    """Requests/s from `CONNECTIONS` connections each sending its next request as soon as one is answered."""
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def connection(offset: int) -> None:
+        nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = offset
+        while time.perf_counter() < stop:
+            writer.write(requests[i % len(requests)])
+            await _answer(reader)
+            done += 1
+            i += CONNECTIONS
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection(c) for c in range(CONNECTIONS)))
+    return done / (time.perf_counter() - started)
+
+
+async def open_loop(
+    port: int, requests: list[bytes], rate: float, minutes: int, server_pid: int, home: Path
+) -> list[Minute]:
+    """`rate` requests/s on a fixed schedule for `minutes`; a slow answer delays its connection, not the schedule."""
+    per_minute = [Minute() for _ in range(minutes)]
+    start = time.perf_counter() + 0.5
+    total = int(rate * 60 * minutes)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(total):
+        queue.put_nowait(n)
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while True:
+            try:
+                n = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            scheduled = start + n / rate
+            wait = scheduled - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            minute = per_minute[min(minutes - 1, int(n / rate // 60))]
+            try:
+                writer.write(requests[n % len(requests)])
+                status = await _answer(reader)
+            except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
+                minute.failed(type(exc).__name__)
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
+            minute.latencies.append(time.perf_counter() - scheduled)
+            if status != 200:
+                minute.failed(str(status))
+        writer.close()
+
+    async def chores() -> None:
+        version = 1
+        for m in range(minutes):
+            await asyncio.sleep(max(0.0, start + 60 * m + 59 - time.perf_counter()))
+            per_minute[m].rss_mb = rss_bytes(server_pid) / 2**20
+            if m < minutes - 1:
+                version = 3 - version
+                await asyncio.to_thread(cli, home, "models", "alias", "movies", "production", str(version))
+
+    await asyncio.gather(chores(), *(connection() for _ in range(CONNECTIONS)))
+    return per_minute
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=int, default=10)
+    parser.add_argument("--load", type=float, default=0.7, help="share of the measured capacity")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {1})  # the load generator's own core; the server has core 0
+    with tempfile.TemporaryDirectory(prefix="foretell-soak-") as scratch:
+        home, bodies, ids = prepare(Path(scratch))
+        requests = requests_of(bodies, ids, args.seed)
+        port = free_port()
+        log = Path(scratch) / "serve.log"
+        with log.open("w") as output:
+            server = subprocess.Popen(
+                ["taskset", "-c", "0", sys.executable, "-m", "foretell", "serve", "churn@production",
+                 "movies@production", "--port", str(port)],
+                env={**os.environ, "FORETELL_HOME": str(home)}, stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            import httpx
+
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start: {log.read_text()}")
+                time.sleep(0.2)
+            capacity = asyncio.run(closed_loop(port, requests, CAPACITY_SECONDS))
+            rate = capacity * args.load
+            print(f"# capacity {capacity:,.0f} req/s (closed loop, {CONNECTIONS} connections); soak at {rate:,.0f} "
+                  f"req/s for {args.minutes} min", flush=True)  # fmt: skip
+            minutes = asyncio.run(open_loop(port, requests, rate, args.minutes, server.pid, home))
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    return report(minutes, capacity, rate, args.json)
+
+
+def report(minutes: list[Minute], capacity: float, rate: float, as_json: bool) -> int:
+    rows = []
+    for m, minute in enumerate(minutes, 1):
+        lat = sorted(minute.latencies)
+        p50 = lat[len(lat) // 2] * 1e3 if lat else math.nan
+        p99 = lat[int(len(lat) * 0.99)] * 1e3 if lat else math.nan
+        rows.append({"minute": m, "requests": len(lat) + sum(minute.errors.values()), "errors": minute.errors,
+                     "p50_ms": p50, "p99_ms": p99, "rss_mb": minute.rss_mb})  # fmt: skip
+    after_warmup = rows[1:] if len(rows) > 1 else rows
+    growth = (rows[-1]["rss_mb"] / rows[0]["rss_mb"] - 1) if rows[0]["rss_mb"] else math.nan
+    p99s = [r["p99_ms"] for r in after_warmup]
+    spread = max(p99s) / statistics.median(p99s)
+    errors = sum(sum(r["errors"].values()) for r in rows)
+    verdict = {
+        "rss_growth_after_warmup": growth,
+        "p99_max_over_median": spread,
+        "errors": errors,
+        "met": growth <= 0.05 and spread <= 1.5 and errors == 0,
+    }
+    if as_json:
+        print(json.dumps({"capacity": capacity, "rate": rate, "minutes": rows, "verdict": verdict}, indent=2))
+    else:
+        print(f"{'minute':>6} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8}  errors")
+        for r in rows:
+            print(f"{r['minute']:>6} {r['requests']:>9,} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rss_mb']:>8.1f}  "
+                  f"{r['errors'] or ''}")  # fmt: skip
+        met = "met" if verdict["met"] else "MISSED"
+        print(f"RSS growth after minute 1: {growth:+.1%} (target <= +5%); p99 max/median after minute 1: "
+              f"{spread:.2f}x (target <= 1.5x); errors: {errors} (target 0) -> {met}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
