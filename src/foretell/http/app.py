@@ -227,6 +227,8 @@ def _traced(app: ASGIApp, answers_itself: Callable[[str], bool]) -> ASGIApp:
     its ≈ 80 (docs/tracing.md), so only the other paths have it wrapped.
     """
 
+    answered_by_reply: dict[str, bool] = {}  # `answers_itself` of each path seen, not matched again per request
+
     async def traced(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await app(scope, receive, send)
@@ -234,7 +236,13 @@ def _traced(app: ASGIApp, answers_itself: Callable[[str], bool]) -> ASGIApp:
         method = scope["method"]
         attributes = {"http.request.method": method, "url.path": scope["path"]}
         span = tracing.continued(method, scope["headers"], attributes)
-        if answers_itself(scope["path"]):
+        path = scope["path"]
+        itself = answered_by_reply.get(path)
+        if itself is None:
+            itself = answers_itself(path)
+            if len(answered_by_reply) < 1024:  # lookups' paths hold keys: remember the first ones only
+                answered_by_reply[path] = itself
+        if itself:
             with span:
                 await app(scope, receive, send)
             return

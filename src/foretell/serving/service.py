@@ -393,20 +393,22 @@ class InferenceService:
     def _answered(self, call: Call, transport: Transport[Answer], answer: Answer) -> None:
         status = transport.status(answer)
         self.metrics.answered(call.model, call.endpoint, status, time.perf_counter() - call.started, call.transport)
-        if tracing.tracer is not None:
-            _describe(tracing.current_span(), call, status)
+        if tracing.tracer is not None and (span := tracing.recorded()) is not None:  # unsampled: nothing to say
+            _describe(span, call, status)
 
     def refused(self, endpoint: str, status: int, started: float) -> None:
         """Count a request a transport refused before the service saw it (a wrong method)."""
         self.metrics.answered("-", endpoint, status, time.perf_counter() - started)
 
 
-def _describe(span: Any, call: Call, status: int) -> None:
+def _describe(span: tracing.Span, call: Call, status: int) -> None:
     """Name the transport's request span after the endpoint (low cardinality: never a key) and say what it did."""
     span.update_name(call.endpoint)
-    attributes = {"foretell.endpoint": call.endpoint, "foretell.model": call.model, "foretell.status": status}
+    attributes = span.attributes  # the span's own, set in place: every traced request pays this
+    attributes["foretell.endpoint"] = call.endpoint
+    attributes["foretell.model"] = call.model
+    attributes["foretell.status"] = status
     if call.model_version is not None:
         attributes["foretell.model.version"] = call.model_version
     if call.prediction_id is not None:
         attributes["foretell.prediction_id"] = call.prediction_id
-    span.set_attributes(attributes)

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 from foretell.tracing import settings
 from foretell.tracing.context import parsed, traceparent, traceparent_header
+from foretell.tracing.export import Exporting, batching_front
 from foretell.tracing.noop import NO_SPAN as _NO_SPAN
 from foretell.tracing.noop import UNTRACED as _UNTRACED
 from foretell.tracing.noop import NoSpan as _NoSpan
@@ -35,7 +36,7 @@ from foretell.tracing.settings import require
 
 if TYPE_CHECKING:  # never at run time: tracing off imports no OpenTelemetry module
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
     from opentelemetry.trace import SpanContext
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "leaf",
     "maybe_span",
     "queued",
+    "recorded",
     "require",
     "resumed",
     "span",
@@ -68,13 +70,17 @@ _new_tuple = tuple.__new__
 Queued = tuple["Span", int]
 """A queued request's span and when it was queued (ns since the epoch, as spans count time)."""
 
+Child = tuple["Span", str, dict[str, Any], int, int, BaseException | None]
+"""A finished span that had no `Span` (a leaf, a queue wait): parent, name, attributes, start, end, error."""
+
 
 class Tracer:
     """Where finished spans go, and what they are stamped with: one per process while tracing is on.
 
-    Every span foretell records ends here, in `finish`, as the SDK's own `ReadableSpan` handed
-    to the span processor: the one place that turns foretell's records into the SDK's objects,
-    with the few SDK values they share looked up once.
+    Every span foretell records ends in `record`: foretell's own record of it (a `Span`, or for
+    a span that had no `Span` a tuple) queued for `Exporting`'s thread, or, for a processor that
+    is not the SDK's batching one, handed to it at once. `readable` is the one place that turns
+    those records into the SDK's `ReadableSpan`, with the few SDK values they share looked up once.
     """
 
     def __init__(self, processor: SpanProcessor | None, resource: Resource, sampler: tuple[bool, float]) -> None:
@@ -83,12 +89,17 @@ class Tracer:
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         self.processor = processor
-        self.on_end = None if processor is None else processor.on_end
+        self.exporting: Exporting | None = None if processor is None else batching_front(processor, self.readable)
+        self.record: Callable[[Any], None] | None = None  # None: no processor, nothing recorded goes anywhere
+        if self.exporting is not None:
+            self.record = self.exporting.add
+        elif processor is not None:
+            self.record = self._hand
         self.resource = resource
         self.scope = InstrumentationScope("foretell")
         self.parent_based, ratio = sampler
         self.bound = round(ratio * (1 << 64))
-        self.readable = ReadableSpan
+        self.readable_span = ReadableSpan
         self.api = trace
         self.trace_state = trace.DEFAULT_TRACE_STATE
         self.link = trace.Link
@@ -117,48 +128,44 @@ class Tracer:
     def _ratio(self, trace_id: int) -> bool:
         return (trace_id & 0xFFFFFFFFFFFFFFFF) < self.bound  # as the SDK's TraceIdRatioBased decides
 
-    def finish(self, span: Span, end: int) -> None:
-        """Hand `span`, ended at `end`, to the span processor as the SDK's `ReadableSpan`."""
-        on_end = self.on_end
-        if on_end is None:
-            return
-        parent = span.parent
-        if isinstance(parent, Span):
-            parent = parent.context
-        status = self.unset if span.error is None else self._failed(span.attributes, span.error)
-        on_end(
-            self.readable(
-                span.name,
-                span.context,
-                parent,
-                self.resource,
-                span.attributes,
-                (),
-                span.links,
-                self.internal if span.kind is None else span.kind,
-                None,
-                status,
-                span.start,
-                end,
-                self.scope,
-            )
-        )
+    def context_for(self, span: Span) -> SpanContext:
+        """`span`'s `SpanContext`, made once (its own end, its children's, a batch's link may each ask)."""
+        context = span._context
+        if context is None:
+            context = span._context = self.context_of(span.trace_id, span.span_id, span.sampled)
+        return context
 
-    def finish_child(
-        self, parent: Span, name: str, attributes: dict[str, Any], start: int, end: int, error: BaseException | None
-    ) -> None:
-        """A child of `parent` that ran from `start` to `end`, with no `Span` of its own (a leaf, a queue wait)."""
-        on_end = self.on_end
-        if on_end is None:
-            return
-        context = self.context_of(parent.trace_id, getrandbits(64) or 1, True)
-        status = self.unset if error is None else self._failed(attributes, error)
-        on_end(
-            self.readable(
-                name, context, parent.context, self.resource, attributes, (), (), self.internal, None, status, start,
-                end, self.scope,
-            )
-        )  # fmt: skip
+    def _hand(self, record: Span | Child) -> None:
+        self.processor.on_end(self.readable(record))  # type: ignore[union-attr] # only made with a processor
+
+    def readable(self, record: Span | Child) -> ReadableSpan:
+        """The SDK's `ReadableSpan` of a finished span: a `Span`, or a `Child` that had no `Span` of its own."""
+        if type(record) is tuple:
+            owner, name, attributes, start, end, error = record
+            context = self.context_of(owner.trace_id, getrandbits(64) or 1, True)
+            status = self.unset if error is None else self._failed(attributes, error)
+            return self.readable_span(
+                name, context, self.context_for(owner), self.resource, attributes, (), (), self.internal, None, status,
+                start, end, self.scope,
+            )  # fmt: skip
+        span: Span = record  # type: ignore[assignment]
+        parent = span.parent
+        links = tuple(self.link(self.context_for(linked)) for linked in span.links) if span.links else ()
+        return self.readable_span(
+            span.name,
+            self.context_for(span),
+            self.context_for(parent) if isinstance(parent, Span) else parent,
+            self.resource,
+            span.attributes,
+            (),
+            links,
+            self.internal if span.kind is None else span.kind,
+            None,
+            self.unset if span.error is None else self._failed(span.attributes, span.error),
+            span.start,
+            span.end_time,
+            self.scope,
+        )
 
     def _failed(self, attributes: dict[str, Any], error: BaseException) -> Any:
         attributes["exception.type"] = type(error).__name__
@@ -179,8 +186,8 @@ class Span:
     """
 
     __slots__ = (
-        "_context", "attributes", "error", "kind", "links", "name", "parent", "sampled", "span_id", "start", "token",
-        "trace_id",
+        "_context", "attributes", "end_time", "error", "kind", "links", "name", "parent", "sampled", "span_id", "start",
+        "token", "trace_id",
     )  # fmt: skip
 
     def __init__(
@@ -193,7 +200,7 @@ class Span:
         attributes: dict[str, Any],
         start: int,
         kind: Any = None,
-        links: tuple[Any, ...] = (),
+        links: tuple[Span, ...] = (),
     ) -> None:
         self.name = name
         self.trace_id = trace_id
@@ -204,6 +211,8 @@ class Span:
         self.start = start
         self.kind = kind
         self.links = links
+        """The spans this one links to (a batch: the requests it answers), made `Link`s when it is exported."""
+        self.end_time = 0
         self.error: BaseException | None = None
         self.token: Any = None
         self._context: SpanContext | None = None
@@ -216,17 +225,16 @@ class Span:
         _current.reset(self.token)
         if error is not None:
             self.error = error
-        self.end()
+        if self.sampled and tracer is not None and (record := tracer.record) is not None:  # `end()`, inlined
+            self.end_time = time.time_ns()
+            record(self)
 
     @property
     def context(self) -> SpanContext:
         """The SDK's `SpanContext` of this span (made on first use, then kept)."""
-        context = self._context
-        if context is None:
-            t = tracer
-            assert t is not None
-            context = self._context = t.context_of(self.trace_id, self.span_id, self.sampled)
-        return context
+        t = tracer
+        assert t is not None
+        return t.context_for(self)
 
     def get_span_context(self) -> SpanContext:
         return self.context
@@ -245,8 +253,9 @@ class Span:
 
     def end(self, end_time: int | None = None) -> None:
         t = tracer
-        if t is not None and self.sampled:
-            t.finish(self, time.time_ns() if end_time is None else end_time)
+        if t is not None and self.sampled and (record := t.record) is not None:
+            self.end_time = time.time_ns() if end_time is None else end_time
+            record(self)
 
     def child(self, name: str, attributes: dict[str, Any], start: int | None = None) -> Span:
         """A new span under this one, in its trace and its sampling decision."""
@@ -285,7 +294,7 @@ def flush() -> None:
     """Export the spans still waiting in the span processor's queue (a server or consumer stopping)."""
     current = tracer
     if current is not None and current.processor is not None:
-        current.processor.force_flush()
+        (current.exporting or current.processor).force_flush()
 
 
 def disable() -> None:
@@ -293,7 +302,7 @@ def disable() -> None:
     global tracer
     current, tracer = tracer, None
     if current is not None and current.processor is not None:
-        current.processor.shutdown()
+        (current.exporting or current.processor).shutdown()
 
 
 # -- spans (call only while `tracer` is not None) ----------------------------------------------
@@ -370,14 +379,20 @@ class _Leaf:
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         t = tracer
-        if t is not None:
-            t.finish_child(self.parent, self.name, self.attributes, self.start, time.time_ns(), error)
+        if t is not None and (record := t.record) is not None:
+            record((self.parent, self.name, self.attributes, self.start, time.time_ns(), error))
 
 
 def current_span() -> Span | _NoSpan:
     """The current span when it is recorded; else one that takes attributes and keeps none."""
     current = _current.get()
     return current if current is not None and current.sampled else _NO_SPAN
+
+
+def recorded() -> Span | None:
+    """The current span if it is recorded (sampled), else None: for work that only a recorded span needs."""
+    current = _current.get()
+    return current if current is not None and current.sampled else None
 
 
 def queued() -> Queued | None:
@@ -394,11 +409,12 @@ def batch_taken(requests: Iterable[Queued | None], rows: int) -> Span | None:
     if t is None or not traced:
         return None
     now = time.time_ns()
-    for parent, since in traced:
-        t.finish_child(parent, "queue wait", {}, since, now, None)
-    links = tuple(t.link(request.context) for request, _ in traced)
+    record = t.record
+    if record is not None:
+        for parent, since in traced:
+            record((parent, "queue wait", {}, since, now, None))
     batch = traced[0][0].child("batch", {"foretell.batch.rows": rows, "foretell.batch.requests": len(traced)})
-    batch.links = links
+    batch.links = tuple(request for request, _ in traced)
     return batch
 
 
