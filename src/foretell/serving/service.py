@@ -333,7 +333,7 @@ class InferenceService:
         if call is None or self.ledger is None:
             return Inference(model, await batcher.submit(columns, deadline=deadline, options=options))
         predictions = await batcher.submit(columns, deadline=deadline, options=options, note=call)
-        if tracing.tracer is None:
+        if tracing.tracer is None or tracing.recorded() is None:  # off, or a request not sampled
             ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
         else:
             with tracing.leaf("ledger enqueue", **{"foretell.ledger.source": source}):
