@@ -333,11 +333,13 @@ class InferenceService:
         if call is None or self.ledger is None:
             return Inference(model, await batcher.submit(columns, deadline=deadline, options=options))
         predictions = await batcher.submit(columns, deadline=deadline, options=options, note=call)
-        if tracing.tracer is None or tracing.recorded() is None:  # off, or a request not sampled
+        if tracing.tracer is None or (traced := tracing.recorded()) is None:  # off, or a request not sampled
             ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
         else:
-            with tracing.leaf("ledger enqueue", **{"foretell.ledger.source": source}):
-                ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
+            ids = tracing.timed(
+                traced, "ledger enqueue", {"foretell.ledger.source": source},
+                self.recorder.predictions, call, model, source, columns, predictions, keys, per_key,
+            )  # fmt: skip
         return Inference(model, predictions, ids)
 
     # -- the ledger (serving.recording) -----------------------------------------------------------

@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from random import getrandbits
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from foretell.tracing import settings
 from foretell.tracing.context import parsed, traceparent, traceparent_header
-from foretell.tracing.export import Exporting, batching_front
+from foretell.tracing.export import Exporting, batching_front, readables
 from foretell.tracing.noop import NO_SPAN as _NO_SPAN
 from foretell.tracing.noop import UNTRACED as _UNTRACED
 from foretell.tracing.noop import NoSpan as _NoSpan
@@ -60,6 +60,7 @@ __all__ = [
     "require",
     "resumed",
     "span",
+    "timed",
     "traceparent",
     "traceparent_header",
     "tracer",
@@ -91,10 +92,13 @@ class Tracer:
         self.processor = processor
         self.exporting: Exporting | None = None if processor is None else batching_front(processor, self.readable)
         self.record: Callable[[Any], None] | None = None  # None: no processor, nothing recorded goes anywhere
+        """Where a `Span` goes when it ends."""
+        self.append: Callable[[Any], None] | None = None
+        """Where a `Child` goes: the queue itself (a request's children end before it, which checks the queue)."""
         if self.exporting is not None:
-            self.record = self.exporting.add
+            self.record, self.append = self.exporting.add, self.exporting.queue.append
         elif processor is not None:
-            self.record = self._hand
+            self.record = self.append = self._hand
         self.resource = resource
         self.scope = InstrumentationScope("foretell")
         self.parent_based, ratio = sampler
@@ -119,12 +123,6 @@ class Tracer:
             sampled = self._ratio(trace_id)
         return Span(name, trace_id, getrandbits(64) or 1, parent, sampled, attributes, time.time_ns(), kind)
 
-    def context_of(self, trace_id: int, span_id: int, sampled: bool) -> SpanContext:
-        """The SDK's `SpanContext` of a span of ours: made as `SpanContext.__new__` makes it, without its range
-        checks (ours are drawn in range, never zero), at half its cost: every span needs one."""
-        flags = self.sampled if sampled else self.unsampled
-        return _new_tuple(self.api.SpanContext, (trace_id, span_id, False, flags, self.trace_state, True))
-
     def _ratio(self, trace_id: int) -> bool:
         return (trace_id & 0xFFFFFFFFFFFFFFFF) < self.bound  # as the SDK's TraceIdRatioBased decides
 
@@ -132,42 +130,20 @@ class Tracer:
         """`span`'s `SpanContext`, made once (its own end, its children's, a batch's link may each ask)."""
         context = span._context
         if context is None:
-            context = span._context = self.context_of(span.trace_id, span.span_id, span.sampled)
+            flags = self.sampled if span.sampled else self.unsampled
+            context = span._context = _new_tuple(
+                self.api.SpanContext, (span.trace_id, span.span_id, False, flags, self.trace_state, True)
+            )
         return context
 
     def _hand(self, record: Span | Child) -> None:
-        self.processor.on_end(self.readable(record))  # type: ignore[union-attr] # only made with a processor
+        self.processor.on_end(self.readable([record])[0])  # type: ignore[union-attr] # only made with a processor
 
-    def readable(self, record: Span | Child) -> ReadableSpan:
-        """The SDK's `ReadableSpan` of a finished span: a `Span`, or a `Child` that had no `Span` of its own."""
-        if type(record) is tuple:
-            owner, name, attributes, start, end, error = record
-            context = self.context_of(owner.trace_id, getrandbits(64) or 1, True)
-            status = self.unset if error is None else self._failed(attributes, error)
-            return self.readable_span(
-                name, context, self.context_for(owner), self.resource, attributes, (), (), self.internal, None, status,
-                start, end, self.scope,
-            )  # fmt: skip
-        span: Span = record  # type: ignore[assignment]
-        parent = span.parent
-        links = tuple(self.link(self.context_for(linked)) for linked in span.links) if span.links else ()
-        return self.readable_span(
-            span.name,
-            self.context_for(span),
-            self.context_for(parent) if isinstance(parent, Span) else parent,
-            self.resource,
-            span.attributes,
-            (),
-            links,
-            self.internal if span.kind is None else span.kind,
-            None,
-            self.unset if span.error is None else self._failed(span.attributes, span.error),
-            span.start,
-            span.end_time,
-            self.scope,
-        )
+    def readable(self, records: Iterable[Span | Child]) -> list[ReadableSpan]:
+        """The SDK's `ReadableSpan`s of finished spans (`tracing.export.readables`)."""
+        return readables(self, records)
 
-    def _failed(self, attributes: dict[str, Any], error: BaseException) -> Any:
+    def failed(self, attributes: dict[str, Any], error: BaseException) -> Any:
         attributes["exception.type"] = type(error).__name__
         return self.api.Status(self.api.StatusCode.ERROR, f"{type(error).__name__}: {error}")
 
@@ -311,12 +287,17 @@ def disable() -> None:
 def continued(name: str, headers: Iterable[tuple[bytes, bytes]], attributes: dict[str, Any] | None = None) -> Span:
     """A request's server span, continuing the caller's W3C `traceparent` (make it current with `with`); it
     keeps `attributes` (a new dict, not a copy) as its own."""
-    assert tracer is not None
-    parent = None
+    t = tracer
+    assert t is not None
     for key, value in headers:
         if key == b"traceparent":
-            parent = parsed(value.decode("latin-1"))
-    return tracer.root(name, parent, {} if attributes is None else attributes, tracer.server)
+            return t.root(name, parsed(value.decode("latin-1")), {} if attributes is None else attributes, t.server)
+    trace_id = getrandbits(128) or 1  # `root` without a parent, inlined: every traced request starts here
+    sampled = (trace_id & 0xFFFFFFFFFFFFFFFF) < t.bound
+    return Span(
+        name, trace_id, getrandbits(64) or 1, None, sampled, {} if attributes is None else attributes, time.time_ns(),
+        t.server,
+    )  # fmt: skip
 
 
 def resumed(parent: str, name: str, **attributes: Any) -> Any:
@@ -333,7 +314,7 @@ def answered(status: int) -> bytes | None:
     if current is None:
         return None
     current.attributes[STATUS_CODE] = status
-    return traceparent_header(current)
+    return b"00-%032x-%016x-%s" % (current.trace_id, current.span_id, b"01" if current.sampled else b"00")
 
 
 STATUS_CODE = "http.response.status_code"
@@ -363,6 +344,24 @@ def leaf(name: str, **attributes: Any) -> Any:
     return _Leaf(current, name, attributes)
 
 
+def timed(parent: Span, name: str, attributes: dict[str, Any], run: Callable[..., R], *args: Any) -> R:
+    """`run(*args)` recorded as a leaf span under `parent` (a recorded span: `recorded()`), with the error that
+    leaves it: a `leaf` for the hot path, in one call rather than a `with`'s four."""
+    start = time.time_ns()
+    try:
+        result = run(*args)
+    except BaseException as error:
+        if tracer is not None and (append := tracer.append) is not None:
+            append((parent, name, attributes, start, time.time_ns(), error))
+        raise
+    if tracer is not None and (append := tracer.append) is not None:
+        append((parent, name, attributes, start, time.time_ns(), None))
+    return result
+
+
+R = TypeVar("R")
+
+
 class _Leaf:
     """A span no other span is opened under: recorded when its `with` ends, as a child of the span current then."""
 
@@ -379,8 +378,8 @@ class _Leaf:
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         t = tracer
-        if t is not None and (record := t.record) is not None:
-            record((self.parent, self.name, self.attributes, self.start, time.time_ns(), error))
+        if t is not None and (append := t.append) is not None:
+            append((self.parent, self.name, self.attributes, self.start, time.time_ns(), error))
 
 
 def current_span() -> Span | _NoSpan:
@@ -409,10 +408,10 @@ def batch_taken(requests: Iterable[Queued | None], rows: int) -> Span | None:
     if t is None or not traced:
         return None
     now = time.time_ns()
-    record = t.record
-    if record is not None:
+    append = t.append
+    if append is not None:
         for parent, since in traced:
-            record((parent, "queue wait", {}, since, now, None))
+            append((parent, "queue wait", {}, since, now, None))
     batch = traced[0][0].child("batch", {"foretell.batch.rows": rows, "foretell.batch.requests": len(traced)})
     batch.links = tuple(request for request, _ in traced)
     return batch
