@@ -73,6 +73,7 @@ class Exporting:
         self.delay_s = delay_s
         self.queue: deque[Any] = deque(maxlen=queue_size)  # full: appending drops the oldest, as the SDK's
         self.stopped = False
+        self.full_said = False
         self._start()
         if hasattr(os, "register_at_fork"):  # a forked child exports its own spans, as the SDK's processor does
             restart = weakref.WeakMethod(self._start)
@@ -89,8 +90,9 @@ class Exporting:
         """Queue one finished span (the request path: an append, and a length check)."""
         queue = self.queue
         if len(queue) >= self.batch_size:
-            if len(queue) == self.queue_size:
-                log.warning("span queue full (%d): dropping the oldest span", self.queue_size)
+            if len(queue) == self.queue_size and not self.full_said:  # once until the thread empties it
+                self.full_said = True
+                log.warning("span queue full (%d spans): dropping the oldest spans", self.queue_size)
             if not self.wake.is_set():
                 self.wake.set()
         queue.append(record)
@@ -119,6 +121,7 @@ class Exporting:
                     log.exception("exporting %d spans failed", len(batch))
                 finally:
                     context.detach(token)
+            self.full_said = False
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export every queued span now."""
