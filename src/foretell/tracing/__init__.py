@@ -6,9 +6,10 @@ so a server without `--tracing` runs the code it ran before, plus that one test.
 
 Tracing on must cost little (issue 19: at most 10 % of a server's requests/s), and the
 SDK's own spans cost 12-15 µs each. So foretell records its spans itself (ids, times and
-attributes; no SDK object until a span ends) and hands each, finished, to the SDK's span
-processor as the SDK's own `ReadableSpan` (ids as its generator draws them, W3C trace
-context, the resource from `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`). The current
+attributes; no SDK object on the request path) and its exporter gets them as the SDK's own
+`ReadableSpan`s (ids as its generator draws them, W3C trace context, the resource from
+`OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`), made in batches on the export thread
+when the processor is the SDK's `BatchSpanProcessor` (`tracing.export`). The current
 span is this module's own context variable, not OpenTelemetry's. `enable` exports as the
 `OTEL_*` variables say (`tracing.settings`); tests hand it their own processor.
 
