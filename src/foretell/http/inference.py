@@ -89,7 +89,7 @@ class InferenceEndpoints:
         headers = scope["headers"]
         json_length = parse_header_length(header(headers, b"inference-header-content-length"))
         body = await read_body(receive, header(headers, b"content-length"), self.max_body_bytes)
-        if tracing.tracer is None or (traced := tracing.recorded()) is None:  # off, or a request not sampled
+        if (traced := call.trace) is None:  # tracing off, or a request not sampled
             request = decode_infer_request(body, json_length)
         else:
             size = {"http.request.body.size": len(body)}

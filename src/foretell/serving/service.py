@@ -104,6 +104,7 @@ class Call:
         "recorded",
         "request_id",
         "started",
+        "trace",
         "transport",
     )
 
@@ -126,6 +127,8 @@ class Call:
         """... and where this request's rows start in it."""
         self.model_version: int | None = None
         """The version that answered the last prediction (`X-Model-Version`): a rollout's challenger or champion."""
+        self.trace: tracing.Span | None = None
+        """While tracing: the transport's span of this request when it is recorded (sampled), set by `observed`."""
 
 
 class Stored(Protocol):
@@ -371,6 +374,8 @@ class InferenceService:
         in the ledger ("http", "grpc").
         """
         call = Call(endpoint, over)
+        if tracing.tracer is not None:  # read once here rather than by each step that records under it
+            call.trace = tracing.recorded()
         in_flight = self.runtime.in_flight
         in_flight.requests += 1
         try:
@@ -395,8 +400,8 @@ class InferenceService:
     def _answered(self, call: Call, transport: Transport[Answer], answer: Answer) -> None:
         status = transport.status(answer)
         self.metrics.answered(call.model, call.endpoint, status, time.perf_counter() - call.started, call.transport)
-        if tracing.tracer is not None and (span := tracing.recorded()) is not None:  # unsampled: nothing to say
-            _describe(span, call, status)
+        if call.trace is not None:  # tracing off, or a request not sampled: nothing to say
+            _describe(call.trace, call, status)
 
     def refused(self, endpoint: str, status: int, started: float) -> None:
         """Count a request a transport refused before the service saw it (a wrong method)."""
