@@ -2,8 +2,9 @@
 
 Four servers on core 0 over one FORETELL_HOME (the demo churn model, compiled; the ledger
 on, as by default): `on`, this tree with tracing on and the SDK's batching span processor
-in front of an exporter that drops every span (what a server pays to make, end and queue its
-spans, without the cost of a collector on the same core); `off`, this tree as `foretell
+in front of an exporter that drops every span (foretell's export queue takes the processor's
+place and settings, as for `OTEL_TRACES_EXPORTER=otlp`: what a server pays to make, end, queue
+and convert its spans, without the cost of a collector on the same core); `off`, this tree as `foretell
 serve` runs by default; `base`, the code before tracing (`--base`, default /work/main/src at
 the base commit); and `on10`, as `on` with one trace in ten sampled (`OTEL_TRACES_SAMPLER=
 parentbased_traceidratio`, `OTEL_TRACES_SAMPLER_ARG=0.1`). wrk on core 1 alternates between

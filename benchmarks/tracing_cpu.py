@@ -2,8 +2,9 @@
 
 `off`: tracing off; `unsampled`: tracing on, no trace sampled (`OTEL_TRACES_SAMPLER=always_off`:
 the fixed cost every traced request pays); `recorded`: every span recorded, no span processor
-(`OTEL_TRACES_EXPORTER=none`: recording without the SDK); `on`: every span handed to the SDK's
-`BatchSpanProcessor` in front of a no-op exporter, as benchmarks/tracing.py runs it. Each server on
+(`OTEL_TRACES_EXPORTER=none`: recording without the SDK); `on`: every span exported through the SDK's
+`BatchSpanProcessor` (foretell's export queue in its place, with its settings) to a no-op exporter,
+as benchmarks/tracing.py runs it. Each server on
 core 0 over one FORETELL_HOME (demo churn, compiled); wrk on core 1 alternates between them; the
 CPU each server process used (all its threads, from /proc) over each run, divided by the requests
 it answered. Differences between sides are what each part costs. Needs wrk and taskset.

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.metadata import version as package_version
 from typing import Any, Protocol
 
@@ -228,16 +229,24 @@ def create_app(
     served: ASGIApp = _with_access(app, access) if access is not None else app
     if tracing.tracer is not None:  # tracing is turned on before the app is made
 
-        def answers_itself(path: str) -> bool:
-            """Whether `path` is answered through `asgi.reply`, which names the request's span itself."""
+        def route(path: str) -> Traced:
+            """Whether `path` is answered through `asgi.reply`, which names the request's span itself; and, for
+            the infer endpoints of a server without an API key, the endpoint itself (`app` would only match it)."""
+            target = match(path)
+            if target is not None:
+                return True, None if options.api_key else partial(hot, target=target)
             hybrid_path = by_key is not None and match_hybrid(path) is not None
-            return match(path) is not None or hybrid_path or (labels is not None and path == LABELS_PATH)
+            return hybrid_path or (labels is not None and path == LABELS_PATH), None
 
-        served = _traced(served, answers_itself)
+        served = _traced(served, route)
     return with_access_log(served) if options.access_log else served
 
 
-def _traced(app: ASGIApp, answers_itself: Callable[[str], bool]) -> ASGIApp:
+Traced = tuple[bool, Callable[[Scope, Receive, Send], Awaitable[None]] | None]
+"""What `_traced` needs to know of a path: whether `asgi.reply` answers it, and the endpoint to call directly."""
+
+
+def _traced(app: ASGIApp, route_of: Callable[[str], Traced]) -> ASGIApp:
     """`app` with each request inside its server span (continuing the caller's `traceparent`), which the
     response names; probes and metrics are not traced.
 
@@ -245,8 +254,12 @@ def _traced(app: ASGIApp, answers_itself: Callable[[str], bool]) -> ASGIApp:
     endpoint (never the path: it holds entity keys). Outside the API key's check: a refused
     request is traced too. The hot endpoints answer through `asgi.reply`, which adds the
     response's `traceparent` itself: wrapping `send` costs a traced request about 4 µs of
-    its ≈ 80 (docs/tracing.md), so only the other paths have it wrapped.
+    its ≈ 80 (docs/tracing.md), so only the other paths have it wrapped. An infer request (with
+    no API key to check) is handed straight to its endpoint: every coroutine a request passes
+    through costs it again each time it is resumed, so tracing adds none to the hot path.
     """
+
+    routes: dict[str, Traced] = {}  # `route_of` each path seen, not matched again per request
 
     async def traced(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -255,9 +268,16 @@ def _traced(app: ASGIApp, answers_itself: Callable[[str], bool]) -> ASGIApp:
         method = scope["method"]
         attributes = {"http.request.method": method, "url.path": scope["path"]}
         span = tracing.continued(method, scope["headers"], attributes)
-        if answers_itself(scope["path"]):
-            with span:
-                await app(scope, receive, send)
+        path = scope["path"]
+        found = routes.get(path)
+        if found is None:
+            found = route_of(path)
+            if len(routes) < 1024:  # lookups' paths hold keys: remember the first ones only
+                routes[path] = found
+        itself, endpoint = found
+        if itself:
+            with span:  # an infer endpoint called directly: a traced request goes through no more calls than one not
+                await (app if endpoint is None else endpoint)(scope, receive, send)
             return
 
         async def send_with_traceparent(message: Message) -> None:

@@ -88,11 +88,11 @@ class InferenceEndpoints:
         headers = scope["headers"]
         json_length = parse_header_length(header(headers, b"inference-header-content-length"))
         body = await read_body(receive, header(headers, b"content-length"), self.max_body_bytes)
-        if tracing.tracer is None:
+        if (traced := call.trace) is None:  # tracing off, or a request not sampled
             request = decode_infer_request(body, json_length)
         else:
-            with tracing.leaf("decode", **{"http.request.body.size": len(body)}):
-                request = decode_infer_request(body, json_length)
+            size = {"http.request.body.size": len(body)}
+            request = tracing.timed(traced, "decode", size, decode_infer_request, body, json_length)
         call.request_id = request.id or header(headers, b"x-request-id")
         deadline = request_deadline(header(headers, b"x-request-timeout"), request.timeout_seconds)
         rows = inputs_from_request(slot.model.signature, request)

@@ -114,6 +114,7 @@ class Call:
         "recorded",
         "request_id",
         "started",
+        "trace",
         "transport",
     )
 
@@ -136,6 +137,8 @@ class Call:
         """... and where this request's rows start in it."""
         self.model_version: int | None = None
         """The version that answered the last prediction (`X-Model-Version`): a rollout's challenger or champion."""
+        self.trace: tracing.Span | None = None
+        """While tracing: the transport's span of this request when it is recorded (sampled), set by `observed`."""
 
 
 class Stored(Protocol):
@@ -353,11 +356,13 @@ class InferenceService:
         if call is None or self.ledger is None:
             return Inference(model, await batcher.submit(columns, deadline=deadline, options=options))
         predictions = await batcher.submit(columns, deadline=deadline, options=options, note=call)
-        if tracing.tracer is None:
+        if tracing.tracer is None or (traced := tracing.recorded()) is None:  # off, or a request not sampled
             ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
         else:
-            with tracing.leaf("ledger enqueue", **{"foretell.ledger.source": source}):
-                ids = self.recorder.predictions(call, model, source, columns, predictions, keys, per_key)
+            ids = tracing.timed(
+                traced, "ledger enqueue", {"foretell.ledger.source": source},
+                self.recorder.predictions, call, model, source, columns, predictions, keys, per_key,
+            )  # fmt: skip
         return Inference(model, predictions, ids)
 
     # -- the ledger (serving.recording) -----------------------------------------------------------
@@ -389,6 +394,8 @@ class InferenceService:
         in the ledger ("http", "grpc").
         """
         call = Call(endpoint, over)
+        if tracing.tracer is not None:  # read once here rather than by each step that records under it
+            call.trace = tracing.recorded()
         in_flight = self.runtime.in_flight
         in_flight.requests += 1
         try:
@@ -413,20 +420,22 @@ class InferenceService:
     def _answered(self, call: Call, transport: Transport[Answer], answer: Answer) -> None:
         status = transport.status(answer)
         self.metrics.answered(call.model, call.endpoint, status, time.perf_counter() - call.started, call.transport)
-        if tracing.tracer is not None:
-            _describe(tracing.current_span(), call, status)
+        if call.trace is not None:  # tracing off, or a request not sampled: nothing to say
+            _describe(call.trace, call, status)
 
     def refused(self, endpoint: str, status: int, started: float) -> None:
         """Count a request a transport refused before the service saw it (a wrong method)."""
         self.metrics.answered("-", endpoint, status, time.perf_counter() - started)
 
 
-def _describe(span: Any, call: Call, status: int) -> None:
+def _describe(span: tracing.Span, call: Call, status: int) -> None:
     """Name the transport's request span after the endpoint (low cardinality: never a key) and say what it did."""
     span.update_name(call.endpoint)
-    attributes = {"foretell.endpoint": call.endpoint, "foretell.model": call.model, "foretell.status": status}
+    attributes = span.attributes  # the span's own, set in place: every traced request pays this
+    attributes["foretell.endpoint"] = call.endpoint
+    attributes["foretell.model"] = call.model
+    attributes["foretell.status"] = status
     if call.model_version is not None:
         attributes["foretell.model.version"] = call.model_version
     if call.prediction_id is not None:
         attributes["foretell.prediction_id"] = call.prediction_id
-    span.set_attributes(attributes)

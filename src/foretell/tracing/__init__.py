@@ -6,9 +6,10 @@ so a server without `--tracing` runs the code it ran before, plus that one test.
 
 Tracing on must cost little (issue 19: at most 10 % of a server's requests/s), and the
 SDK's own spans cost 12-15 µs each. So foretell records its spans itself (ids, times and
-attributes; no SDK object until a span ends) and hands each, finished, to the SDK's span
-processor as the SDK's own `ReadableSpan` (ids as its generator draws them, W3C trace
-context, the resource from `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`). The current
+attributes; no SDK object on the request path) and its exporter gets them as the SDK's own
+`ReadableSpan`s (ids as its generator draws them, W3C trace context, the resource from
+`OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`), made in batches on the export thread
+when the processor is the SDK's `BatchSpanProcessor` (`tracing.export`). The current
 span is this module's own context variable, not OpenTelemetry's. `enable` exports as the
 `OTEL_*` variables say (`tracing.settings`); tests hand it their own processor.
 
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from random import getrandbits
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from foretell.tracing import settings
 from foretell.tracing.context import parsed, traceparent, traceparent_header
+from foretell.tracing.export import Exporting, batching_front, readables
 from foretell.tracing.noop import NO_SPAN as _NO_SPAN
 from foretell.tracing.noop import UNTRACED as _UNTRACED
 from foretell.tracing.noop import NoSpan as _NoSpan
@@ -35,7 +37,7 @@ from foretell.tracing.settings import require
 
 if TYPE_CHECKING:  # never at run time: tracing off imports no OpenTelemetry module
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
     from opentelemetry.trace import SpanContext
 
 __all__ = [
@@ -55,9 +57,11 @@ __all__ = [
     "leaf",
     "maybe_span",
     "queued",
+    "recorded",
     "require",
     "resumed",
     "span",
+    "timed",
     "traceparent",
     "traceparent_header",
     "tracer",
@@ -68,13 +72,17 @@ _new_tuple = tuple.__new__
 Queued = tuple["Span", int]
 """A queued request's span and when it was queued (ns since the epoch, as spans count time)."""
 
+Child = tuple["Span", str, dict[str, Any], int, int, BaseException | None]
+"""A finished span that had no `Span` (a leaf, a queue wait): parent, name, attributes, start, end, error."""
+
 
 class Tracer:
     """Where finished spans go, and what they are stamped with: one per process while tracing is on.
 
-    Every span foretell records ends here, in `finish`, as the SDK's own `ReadableSpan` handed
-    to the span processor: the one place that turns foretell's records into the SDK's objects,
-    with the few SDK values they share looked up once.
+    Every span foretell records ends in `record`: foretell's own record of it (a `Span`, or for
+    a span that had no `Span` a tuple) queued for `Exporting`'s thread, or, for a processor that
+    is not the SDK's batching one, handed to it at once. `readable` is the one place that turns
+    those records into the SDK's `ReadableSpan`, with the few SDK values they share looked up once.
     """
 
     def __init__(self, processor: SpanProcessor | None, resource: Resource, sampler: tuple[bool, float]) -> None:
@@ -83,12 +91,20 @@ class Tracer:
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         self.processor = processor
-        self.on_end = None if processor is None else processor.on_end
+        self.exporting: Exporting | None = None if processor is None else batching_front(processor, self.readable)
+        self.record: Callable[[Any], None] | None = None  # None: no processor, nothing recorded goes anywhere
+        """Where a `Span` goes when it ends."""
+        self.append: Callable[[Any], None] | None = None
+        """Where a `Child` goes: the queue itself (a request's children end before it, which checks the queue)."""
+        if self.exporting is not None:
+            self.record, self.append = self.exporting.add, self.exporting.queue.append
+        elif processor is not None:
+            self.record = self.append = self._hand
         self.resource = resource
         self.scope = InstrumentationScope("foretell")
         self.parent_based, ratio = sampler
         self.bound = round(ratio * (1 << 64))
-        self.readable = ReadableSpan
+        self.readable_span = ReadableSpan
         self.api = trace
         self.trace_state = trace.DEFAULT_TRACE_STATE
         self.link = trace.Link
@@ -108,59 +124,27 @@ class Tracer:
             sampled = self._ratio(trace_id)
         return Span(name, trace_id, getrandbits(64) or 1, parent, sampled, attributes, time.time_ns(), kind)
 
-    def context_of(self, trace_id: int, span_id: int, sampled: bool) -> SpanContext:
-        """The SDK's `SpanContext` of a span of ours: made as `SpanContext.__new__` makes it, without its range
-        checks (ours are drawn in range, never zero), at half its cost: every span needs one."""
-        flags = self.sampled if sampled else self.unsampled
-        return _new_tuple(self.api.SpanContext, (trace_id, span_id, False, flags, self.trace_state, True))
-
     def _ratio(self, trace_id: int) -> bool:
         return (trace_id & 0xFFFFFFFFFFFFFFFF) < self.bound  # as the SDK's TraceIdRatioBased decides
 
-    def finish(self, span: Span, end: int) -> None:
-        """Hand `span`, ended at `end`, to the span processor as the SDK's `ReadableSpan`."""
-        on_end = self.on_end
-        if on_end is None:
-            return
-        parent = span.parent
-        if isinstance(parent, Span):
-            parent = parent.context
-        status = self.unset if span.error is None else self._failed(span.attributes, span.error)
-        on_end(
-            self.readable(
-                span.name,
-                span.context,
-                parent,
-                self.resource,
-                span.attributes,
-                (),
-                span.links,
-                self.internal if span.kind is None else span.kind,
-                None,
-                status,
-                span.start,
-                end,
-                self.scope,
+    def context_for(self, span: Span) -> SpanContext:
+        """`span`'s `SpanContext`, made once (its own end, its children's, a batch's link may each ask)."""
+        context = span._context
+        if context is None:
+            flags = self.sampled if span.sampled else self.unsampled
+            context = span._context = _new_tuple(
+                self.api.SpanContext, (span.trace_id, span.span_id, False, flags, self.trace_state, True)
             )
-        )
+        return context
 
-    def finish_child(
-        self, parent: Span, name: str, attributes: dict[str, Any], start: int, end: int, error: BaseException | None
-    ) -> None:
-        """A child of `parent` that ran from `start` to `end`, with no `Span` of its own (a leaf, a queue wait)."""
-        on_end = self.on_end
-        if on_end is None:
-            return
-        context = self.context_of(parent.trace_id, getrandbits(64) or 1, True)
-        status = self.unset if error is None else self._failed(attributes, error)
-        on_end(
-            self.readable(
-                name, context, parent.context, self.resource, attributes, (), (), self.internal, None, status, start,
-                end, self.scope,
-            )
-        )  # fmt: skip
+    def _hand(self, record: Span | Child) -> None:
+        self.processor.on_end(self.readable([record])[0])  # type: ignore[union-attr] # only made with a processor
 
-    def _failed(self, attributes: dict[str, Any], error: BaseException) -> Any:
+    def readable(self, records: Iterable[Span | Child]) -> list[ReadableSpan]:
+        """The SDK's `ReadableSpan`s of finished spans (`tracing.export.readables`)."""
+        return readables(self, records)
+
+    def failed(self, attributes: dict[str, Any], error: BaseException) -> Any:
         attributes["exception.type"] = type(error).__name__
         return self.api.Status(self.api.StatusCode.ERROR, f"{type(error).__name__}: {error}")
 
@@ -179,8 +163,8 @@ class Span:
     """
 
     __slots__ = (
-        "_context", "attributes", "error", "kind", "links", "name", "parent", "sampled", "span_id", "start", "token",
-        "trace_id",
+        "_context", "attributes", "end_time", "error", "kind", "links", "name", "parent", "sampled", "span_id", "start",
+        "token", "trace_id",
     )  # fmt: skip
 
     def __init__(
@@ -193,7 +177,7 @@ class Span:
         attributes: dict[str, Any],
         start: int,
         kind: Any = None,
-        links: tuple[Any, ...] = (),
+        links: tuple[Span, ...] = (),
     ) -> None:
         self.name = name
         self.trace_id = trace_id
@@ -204,6 +188,8 @@ class Span:
         self.start = start
         self.kind = kind
         self.links = links
+        """The spans this one links to (a batch: the requests it answers), made `Link`s when it is exported."""
+        self.end_time = 0
         self.error: BaseException | None = None
         self.token: Any = None
         self._context: SpanContext | None = None
@@ -216,17 +202,16 @@ class Span:
         _current.reset(self.token)
         if error is not None:
             self.error = error
-        self.end()
+        if self.sampled and tracer is not None and (record := tracer.record) is not None:  # `end()`, inlined
+            self.end_time = time.time_ns()
+            record(self)
 
     @property
     def context(self) -> SpanContext:
         """The SDK's `SpanContext` of this span (made on first use, then kept)."""
-        context = self._context
-        if context is None:
-            t = tracer
-            assert t is not None
-            context = self._context = t.context_of(self.trace_id, self.span_id, self.sampled)
-        return context
+        t = tracer
+        assert t is not None
+        return t.context_for(self)
 
     def get_span_context(self) -> SpanContext:
         return self.context
@@ -245,8 +230,9 @@ class Span:
 
     def end(self, end_time: int | None = None) -> None:
         t = tracer
-        if t is not None and self.sampled:
-            t.finish(self, time.time_ns() if end_time is None else end_time)
+        if t is not None and self.sampled and (record := t.record) is not None:
+            self.end_time = time.time_ns() if end_time is None else end_time
+            record(self)
 
     def child(self, name: str, attributes: dict[str, Any], start: int | None = None) -> Span:
         """A new span under this one, in its trace and its sampling decision."""
@@ -285,7 +271,7 @@ def flush() -> None:
     """Export the spans still waiting in the span processor's queue (a server or consumer stopping)."""
     current = tracer
     if current is not None and current.processor is not None:
-        current.processor.force_flush()
+        (current.exporting or current.processor).force_flush()
 
 
 def disable() -> None:
@@ -293,7 +279,7 @@ def disable() -> None:
     global tracer
     current, tracer = tracer, None
     if current is not None and current.processor is not None:
-        current.processor.shutdown()
+        (current.exporting or current.processor).shutdown()
 
 
 # -- spans (call only while `tracer` is not None) ----------------------------------------------
@@ -302,12 +288,17 @@ def disable() -> None:
 def continued(name: str, headers: Iterable[tuple[bytes, bytes]], attributes: dict[str, Any] | None = None) -> Span:
     """A request's server span, continuing the caller's W3C `traceparent` (make it current with `with`); it
     keeps `attributes` (a new dict, not a copy) as its own."""
-    assert tracer is not None
-    parent = None
+    t = tracer
+    assert t is not None
     for key, value in headers:
         if key == b"traceparent":
-            parent = parsed(value.decode("latin-1"))
-    return tracer.root(name, parent, {} if attributes is None else attributes, tracer.server)
+            return t.root(name, parsed(value.decode("latin-1")), {} if attributes is None else attributes, t.server)
+    trace_id = getrandbits(128) or 1  # `root` without a parent, inlined: every traced request starts here
+    sampled = (trace_id & 0xFFFFFFFFFFFFFFFF) < t.bound
+    return Span(
+        name, trace_id, getrandbits(64) or 1, None, sampled, {} if attributes is None else attributes, time.time_ns(),
+        t.server,
+    )  # fmt: skip
 
 
 def resumed(parent: str, name: str, **attributes: Any) -> Any:
@@ -324,7 +315,7 @@ def answered(status: int) -> bytes | None:
     if current is None:
         return None
     current.attributes[STATUS_CODE] = status
-    return traceparent_header(current)
+    return b"00-%032x-%016x-%s" % (current.trace_id, current.span_id, b"01" if current.sampled else b"00")
 
 
 STATUS_CODE = "http.response.status_code"
@@ -354,6 +345,24 @@ def leaf(name: str, **attributes: Any) -> Any:
     return _Leaf(current, name, attributes)
 
 
+def timed(parent: Span, name: str, attributes: dict[str, Any], run: Callable[..., R], *args: Any) -> R:
+    """`run(*args)` recorded as a leaf span under `parent` (a recorded span: `recorded()`), with the error that
+    leaves it: a `leaf` for the hot path, in one call rather than a `with`'s four."""
+    start = time.time_ns()
+    try:
+        result = run(*args)
+    except BaseException as error:
+        if tracer is not None and (append := tracer.append) is not None:
+            append((parent, name, attributes, start, time.time_ns(), error))
+        raise
+    if tracer is not None and (append := tracer.append) is not None:
+        append((parent, name, attributes, start, time.time_ns(), None))
+    return result
+
+
+R = TypeVar("R")
+
+
 class _Leaf:
     """A span no other span is opened under: recorded when its `with` ends, as a child of the span current then."""
 
@@ -370,14 +379,20 @@ class _Leaf:
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         t = tracer
-        if t is not None:
-            t.finish_child(self.parent, self.name, self.attributes, self.start, time.time_ns(), error)
+        if t is not None and (append := t.append) is not None:
+            append((self.parent, self.name, self.attributes, self.start, time.time_ns(), error))
 
 
 def current_span() -> Span | _NoSpan:
     """The current span when it is recorded; else one that takes attributes and keeps none."""
     current = _current.get()
     return current if current is not None and current.sampled else _NO_SPAN
+
+
+def recorded() -> Span | None:
+    """The current span if it is recorded (sampled), else None: for work that only a recorded span needs."""
+    current = _current.get()
+    return current if current is not None and current.sampled else None
 
 
 def queued() -> Queued | None:
@@ -394,11 +409,12 @@ def batch_taken(requests: Iterable[Queued | None], rows: int) -> Span | None:
     if t is None or not traced:
         return None
     now = time.time_ns()
-    for parent, since in traced:
-        t.finish_child(parent, "queue wait", {}, since, now, None)
-    links = tuple(t.link(request.context) for request, _ in traced)
+    append = t.append
+    if append is not None:
+        for parent, since in traced:
+            append((parent, "queue wait", {}, since, now, None))
     batch = traced[0][0].child("batch", {"foretell.batch.rows": rows, "foretell.batch.requests": len(traced)})
-    batch.links = links
+    batch.links = tuple(request for request, _ in traced)
     return batch
 
 
