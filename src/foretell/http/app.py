@@ -231,10 +231,10 @@ def create_app(
 
         def route(path: str) -> Traced:
             """Whether `path` is answered through `asgi.reply`, which names the request's span itself; and, for
-            the infer endpoints of a server without an API key, the endpoint itself (`app` would only match it)."""
+            the infer endpoints of a server without keys, the endpoint itself (`app` would only match it)."""
             target = match(path)
             if target is not None:
-                return True, None if options.api_key else partial(hot, target=target)
+                return True, None if access is not None else partial(hot, target=target)  # keys checked first
             hybrid_path = by_key is not None and match_hybrid(path) is not None
             return hybrid_path or (labels is not None and path == LABELS_PATH), None
 
