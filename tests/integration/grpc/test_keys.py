@@ -141,3 +141,14 @@ def test_a_revoked_key_is_refused_within_a_second(keyed: Keyed) -> None:
     listed = json.loads(foretell(keyed.home, "keys", "list", "--json").stdout)
     assert [k["name"] for k in listed] == ["scorer", "feeder", "ops", "slow"]
     assert all("token" not in k and "digest" not in k for k in listed)
+
+
+def test_keys_hold_with_tracing_on(keyed: Keyed) -> None:
+    """Tracing hands an infer request straight to its endpoint on a server without keys: never past a key."""
+    env = {"OTEL_TRACES_EXPORTER": "none"}
+    with server(keyed.home, "clf", "--tracing", env=env) as url:
+        traced = Keyed(keyed.home, url, keyed.grpc, keyed.tokens)
+        assert infer(traced, {}).status_code == 401
+        assert infer(traced, bearer(keyed.tokens["feeder"])).status_code == 403
+        answered = infer(traced, bearer(keyed.tokens["scorer"]))
+        assert answered.status_code == 200 and answered.headers["traceparent"]
