@@ -3,9 +3,9 @@
 On embedded defaults every writer shares FORETELL_HOME's SQLite files: a server writing live
 predictions back to the store and refreshing entities from events, batch jobs publishing
 generations to the same store (`--to-store`), entity tables reloaded, and aliases moved from the
-CLI while the server's reload watcher reads the registry every second. All of them at once, as
-separate processes, for a while: every request answers 200, every command exits 0, and no output
-mentions a lock.
+CLI while the server's reload watcher reads the registry every second, and the scheduler starting
+a batch job of its own. All of them at once, as separate processes, for a while: every request
+answers 200, every command exits 0, and no output mentions a lock.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from servekit import server
+
+from foretell.batch.schedules import ScheduleBook
 
 SECONDS = 12.0
 
@@ -74,6 +77,18 @@ def test_every_writer_at_once_sees_no_lock(home: Path, tmp_path: Path) -> None:
             check(foretell(home, "models", "alias", "churn", "staging", "1"))
             check(foretell(home, "models", "alias", "churn", "staging", "--delete"))
 
+    def scheduler() -> None:
+        # A due batch job --to-store, started by the scheduler (its schedule book and the job history are
+        # SQLite too); later ticks find nothing due but still read and write the book.
+        source = str(home / "demo" / "customers.parquet")
+        book = ScheduleBook(home, clock=lambda: datetime.now(UTC) - timedelta(days=1))
+        book.add("nightly", "0 2 * * *", ["batch", "run", "churn@production", "--input", source, "--output",
+                                          str(tmp_path / "scheduled-{date}"), "--id-column", "customer_id",
+                                          "--to-store", "--workers", "1"])  # fmt: skip
+        while not stop.is_set():
+            check(foretell(home, "scheduler", "--once"))
+        check(foretell(home, "schedule", "remove", "nightly"))
+
     def entities() -> None:
         while not stop.is_set():
             check(foretell(home, "entities", "load", "customers", str(home / "demo" / "customers.parquet"),
@@ -97,8 +112,8 @@ def test_every_writer_at_once_sees_no_lock(home: Path, tmp_path: Path) -> None:
                     if response.status_code != 200 or "locked" in response.text:
                         failures.append(f"{response.request.url}: {response.status_code} {response.text[:300]}")
 
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            running = [pool.submit(work) for work in (batches, aliases, entities)]
+        with concurrent.futures.ThreadPoolExecutor(9) as pool:
+            running = [pool.submit(work) for work in (batches, aliases, entities, scheduler)]
             running += [pool.submit(client, seed) for seed in range(4)]
             time.sleep(SECONDS)
             stop.set()
@@ -107,3 +122,4 @@ def test_every_writer_at_once_sees_no_lock(home: Path, tmp_path: Path) -> None:
     assert not failures, failures[:5]
     assert counts["requests"] > 100 and counts["commands"] > 6, counts
     assert "locked" not in log.read_text()
+    assert list(tmp_path.glob("scheduled-*/_SUCCESS")), "the scheduler's batch job did not run"
