@@ -26,12 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
 from fuzzkit import CHECKS, ONE_MODEL, SERVED, build_home
 from schemathesis import Case
+from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 from schemathesis.openapi import from_url
 from servekit import listening_pids, rss_bytes, server
@@ -55,16 +57,22 @@ class Tally:
         self.examples.setdefault(f"{check} {route}", detail[:600])
 
 
-def fuzz_operation(base_url: str, operation: Any, mode: GenerationMode, cases: int, at: int, tally: Tally) -> None:
+def fuzz_operation(
+    base_url: str, session: requests.Session, operation: Any, mode: GenerationMode, cases: int, at: int, tally: Tally
+) -> int:
+    """Up to `cases` cases of `operation` from seed `at`; returns how many ran (fewer once its inputs run out)."""
     route = operation.label
+    ran = 0
 
     @seed(at)
     @settings(max_examples=cases, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(operation.as_strategy(generation_mode=mode))
     def one(case: Case) -> None:
+        nonlocal ran
+        ran += 1
         tally.cases[route] += 1
         try:
-            response = case.call(base_url=base_url, timeout=TIMEOUT)
+            response = case.call(base_url=base_url, session=session, timeout=TIMEOUT)
         except Exception as exc:  # a hang (timeout) or a dropped connection: the server's fault
             tally.failed(route, "no_response", f"{type(exc).__name__}: {exc}\n{case.as_curl_command()}")
             return
@@ -81,15 +89,29 @@ def fuzz_operation(base_url: str, operation: Any, mode: GenerationMode, cases: i
 
     with contextlib.suppress(Unsatisfiable):  # a route with nothing to negate has no negative cases
         one()
+    return ran
 
 
 def run(base_url: str, cases: int, at: int, tally: Tally, keep: Callable[[str], bool]) -> None:
+    """`cases` cases over the routes `keep` takes, half valid and half invalid, in passes of a new seed each:
+    a route whose inputs ran out (a probe takes none) leaves its share to the others."""
     schema = from_url(f"{base_url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations() if keep(result.ok().path)]
-    share = max(1, cases // (2 * len(operations)))
-    for index, operation in enumerate(operations):
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            fuzz_operation(base_url, operation, mode, share, at + index, tally)
+    operations = [
+        result.ok() for result in schema.get_all_operations() if isinstance(result, Ok) and keep(result.ok().path)
+    ]
+    plans = [(operation, mode) for operation in operations for mode in GenerationMode]
+    total, attempt = 0, 0
+    with requests.Session() as session:
+        while plans and total < cases:
+            share = max(1, (cases - total) // len(plans))
+            more = []
+            for operation, mode in plans:
+                ran = fuzz_operation(base_url, session, operation, mode, share, at + attempt, tally)
+                attempt += 1
+                total += ran
+                if ran >= share:  # more inputs to draw from
+                    more.append((operation, mode))
+            plans = more
 
 
 def rss_of(url: str) -> int:
