@@ -9,6 +9,9 @@ schemathesis generates from each server's `/openapi.json`: each route gets its s
 valid by the document and half invalid (negative mode). Each response is held to the same
 checks as the fast tier (tests/integration/serving/test_fuzz_openapi.py): no 5xx, every error
 JSON, statuses, content types, headers and bodies as documented, invalid requests refused.
+Then `--hostile` more requests in the shape the models themselves take (churn's signature,
+the recommender's users and ratings, lookups of real keys, events for real entities) with
+hostile values in them, as the fast tier's hypothesis tests send: no 5xx, every error JSON.
 
 Prints the cases run, the failures by check and by route, each server's RSS before and after
 (memory growth under hostile input) and the wall time. Target: 0 failures, and RSS settled.
@@ -19,19 +22,34 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import json
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import requests
 from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
-from fuzzkit import CHECKS, ONE_MODEL, SERVED, build_home
+from fuzzkit import (
+    CHECKS,
+    ONE_MODEL,
+    SERVED,
+    HostileRequest,
+    build_home,
+    churn_requests,
+    events,
+    lookups,
+    movie_requests,
+    problem,
+)
 from schemathesis import Case
 from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
@@ -114,29 +132,99 @@ def run(base_url: str, cases: int, at: int, tally: Tally, keep: Callable[[str], 
             plans = more
 
 
+def run_hostile(base_url: str, cases: int, at: int, tally: Tally) -> None:
+    """`cases` requests in the shape the served models take, with hostile values (fuzzkit's strategies)."""
+    churn_inputs = requests.get(f"{base_url}/v2/models/churn", timeout=TIMEOUT).json()["inputs"]
+    kinds: list[tuple[str, st.SearchStrategy[HostileRequest]]] = [
+        ("hostile infer churn", churn_requests(churn_inputs).map(lambda b: ("POST", "/v2/models/churn/infer", {}, b))),
+        ("hostile infer movies", movie_requests().map(lambda b: ("POST", "/v2/models/movies/infer", {}, b))),
+        ("hostile lookups, batchGet", lookups()),
+        ("hostile events", events().map(lambda e: ("POST", "/v1/events", {}, e))),
+    ]
+    with httpx.Client(base_url=base_url, timeout=TIMEOUT) as client:
+        for index, (route, strategy) in enumerate(kinds):
+            hostile_kind(client, route, strategy, cases // len(kinds), at + index, tally)
+
+
+def hostile_kind(
+    client: httpx.Client, route: str, strategy: st.SearchStrategy[HostileRequest], cases: int, at: int, tally: Tally
+) -> None:
+    @seed(at)
+    @settings(max_examples=cases, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def one(request: HostileRequest) -> None:
+        method, path, query, body = request
+        tally.cases[route] += 1
+        content = None if body is None else json.dumps(body, allow_nan=True)
+        try:
+            response = client.request(method, path, params=query, content=content)
+        except httpx.HTTPError as exc:
+            tally.failed(route, "no_response", f"{type(exc).__name__}: {exc}\n{request!r:.400}")
+            return
+        tally.statuses[response.status_code] += 1
+        wrong = problem(response)
+        if wrong is not None:
+            tally.failed(route, "hostile_answer", f"{wrong}\n{request!r:.400}")
+
+    one()
+
+
 def rss_of(url: str) -> int:
     return sum(rss_bytes(pid) for pid in listening_pids(url))
+
+
+class RssSampler:
+    """The server's RSS every half second while it is fuzzed, to tell warm-up from growth."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples: list[int] = [rss_of(url)]
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.5):
+            self.samples.append(rss_of(self.url))
+
+    def __enter__(self) -> RssSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        self.samples.append(rss_of(self.url))
+
+    def describe(self) -> str:
+        start, warm, end = self.samples[0], self.samples[len(self.samples) // 4], self.samples[-1]
+        mib = 2**20
+        return (
+            f"{start / mib:.1f} MiB at start, {warm / mib:.1f} after a quarter of the run, {end / mib:.1f} at end "
+            f"(peak {max(self.samples) / mib:.1f}); growth after warm-up {(end - warm) / warm * 100:+.1f}%"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=12_000, help="requests in all (both servers)")
     parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument(
+        "--hostile", type=int, default=4_000, help="more requests in the served models' own shape, hostile values"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="foretell-fuzz-") as scratch:
         home = build_home(Path(scratch) / "home")
         built = time.perf_counter()
-        rss: dict[str, tuple[int, int]] = {}
-        with server(home, *SERVED) as url:
-            before = rss_of(url)
+        rss: dict[str, str] = {}
+        with server(home, *SERVED) as url, RssSampler(url) as sampler:
             run(url, args.cases * 18 // 19, args.seed, tally, lambda path: path != "/invocations")
-            rss[" ".join(SERVED)] = (before, rss_of(url))
-        with server(home, *ONE_MODEL) as url:
-            before = rss_of(url)
+            run_hostile(url, args.hostile, args.seed, tally)
+        rss[" ".join(SERVED)] = sampler.describe()
+        with server(home, *ONE_MODEL) as url, RssSampler(url) as sampler:
             run(url, args.cases // 19, args.seed, tally, lambda path: path == "/invocations")
-            rss[" ".join(ONE_MODEL)] = (before, rss_of(url))
+        rss[" ".join(ONE_MODEL)] = sampler.describe()
     wall = time.perf_counter() - started
     total = sum(tally.cases.values())
     print(f"fuzz: {total:,} cases over {len(tally.cases)} routes, seed {args.seed}")
@@ -145,10 +233,8 @@ def main() -> None:
     print("  statuses: " + ", ".join(f"{status}: {n:,}" for status, n in sorted(tally.statuses.items())))
     for route, n in sorted(tally.cases.items()):
         print(f"  {route:<55} {n:>6,} cases  {tally.by_route.get(route, 0):>4} failures")
-    for served, (before, after) in rss.items():
-        growth = (after - before) / before * 100
-        start, end = before / 2**20, after / 2**20
-        print(f"  RSS serving {served}: {start:.1f} MiB at start, {end:.1f} MiB at end ({growth:+.1f}%)")
+    for served, described in rss.items():
+        print(f"  RSS serving {served}: {described}")
     failures = sum(tally.by_check.values())
     print(f"  failures: {failures}" + "".join(f"\n    {check}: {n}" for check, n in tally.by_check.most_common()))
     for what, detail in tally.examples.items():
