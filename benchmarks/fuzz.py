@@ -38,18 +38,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / "serving"))
-from fuzzkit import (
-    CHECKS,
-    ONE_MODEL,
-    SERVED,
-    HostileRequest,
-    build_home,
-    churn_requests,
-    events,
-    lookups,
-    movie_requests,
-    problem,
-)
+import fuzzkit
 from schemathesis import Case
 from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
@@ -96,9 +85,9 @@ def fuzz_operation(
             return
         tally.statuses[response.status_code] += 1
         try:
-            case.validate_response(response, checks=CHECKS)
+            case.validate_response(response, checks=fuzzkit.CHECKS)
         except Exception:  # name each check that failed, one by one
-            for check in CHECKS:
+            for check in fuzzkit.CHECKS:
                 try:
                     case.validate_response(response, checks=[check])
                 except Exception as exc:
@@ -135,11 +124,14 @@ def run(base_url: str, cases: int, at: int, tally: Tally, keep: Callable[[str], 
 def run_hostile(base_url: str, cases: int, at: int, tally: Tally) -> None:
     """`cases` requests in the shape the served models take, with hostile values (fuzzkit's strategies)."""
     churn_inputs = requests.get(f"{base_url}/v2/models/churn", timeout=TIMEOUT).json()["inputs"]
-    kinds: list[tuple[str, st.SearchStrategy[HostileRequest]]] = [
-        ("hostile infer churn", churn_requests(churn_inputs).map(lambda b: ("POST", "/v2/models/churn/infer", {}, b))),
-        ("hostile infer movies", movie_requests().map(lambda b: ("POST", "/v2/models/movies/infer", {}, b))),
-        ("hostile lookups, batchGet", lookups()),
-        ("hostile events", events().map(lambda e: ("POST", "/v1/events", {}, e))),
+    kinds: list[tuple[str, st.SearchStrategy[fuzzkit.HostileRequest]]] = [
+        (
+            "hostile infer churn",
+            fuzzkit.churn_requests(churn_inputs).map(lambda b: ("POST", "/v2/models/churn/infer", {}, b)),
+        ),
+        ("hostile infer movies", fuzzkit.movie_requests().map(lambda b: ("POST", "/v2/models/movies/infer", {}, b))),
+        ("hostile lookups, batchGet", fuzzkit.lookups()),
+        ("hostile events", fuzzkit.events().map(lambda e: ("POST", "/v1/events", {}, e))),
     ]
     with httpx.Client(base_url=base_url, timeout=TIMEOUT) as client:
         for index, (route, strategy) in enumerate(kinds):
@@ -147,12 +139,17 @@ def run_hostile(base_url: str, cases: int, at: int, tally: Tally) -> None:
 
 
 def hostile_kind(
-    client: httpx.Client, route: str, strategy: st.SearchStrategy[HostileRequest], cases: int, at: int, tally: Tally
+    client: httpx.Client,
+    route: str,
+    strategy: st.SearchStrategy[fuzzkit.HostileRequest],
+    cases: int,
+    at: int,
+    tally: Tally,
 ) -> None:
     @seed(at)
     @settings(max_examples=cases, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(strategy)
-    def one(request: HostileRequest) -> None:
+    def one(request: fuzzkit.HostileRequest) -> None:
         method, path, query, body = request
         tally.cases[route] += 1
         content = None if body is None else json.dumps(body, allow_nan=True)
@@ -162,7 +159,7 @@ def hostile_kind(
             tally.failed(route, "no_response", f"{type(exc).__name__}: {exc}\n{request!r:.400}")
             return
         tally.statuses[response.status_code] += 1
-        wrong = problem(response)
+        wrong = fuzzkit.problem(response)
         if wrong is not None:
             tally.failed(route, "hostile_answer", f"{wrong}\n{request!r:.400}")
 
@@ -215,16 +212,16 @@ def main() -> None:
     started = time.perf_counter()
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="foretell-fuzz-") as scratch:
-        home = build_home(Path(scratch) / "home")
+        home = fuzzkit.build_home(Path(scratch) / "home")
         built = time.perf_counter()
         rss: dict[str, str] = {}
-        with server(home, *SERVED) as url, RssSampler(url) as sampler:
+        with server(home, *fuzzkit.SERVED) as url, RssSampler(url) as sampler:
             run(url, args.cases * 18 // 19, args.seed, tally, lambda path: path != "/invocations")
             run_hostile(url, args.hostile, args.seed, tally)
-        rss[" ".join(SERVED)] = sampler.describe()
-        with server(home, *ONE_MODEL) as url, RssSampler(url) as sampler:
+        rss[" ".join(fuzzkit.SERVED)] = sampler.describe()
+        with server(home, *fuzzkit.ONE_MODEL) as url, RssSampler(url) as sampler:
             run(url, args.cases // 19, args.seed, tally, lambda path: path == "/invocations")
-        rss[" ".join(ONE_MODEL)] = sampler.describe()
+        rss[" ".join(fuzzkit.ONE_MODEL)] = sampler.describe()
     wall = time.perf_counter() - started
     total = sum(tally.cases.values())
     print(f"fuzz: {total:,} cases over {len(tally.cases)} routes, seed {args.seed}")
