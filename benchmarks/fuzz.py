@@ -195,9 +195,11 @@ class RssSampler:
     def describe(self) -> str:
         start, warm, end = self.samples[0], self.samples[len(self.samples) // 4], self.samples[-1]
         mib = 2**20
+        tenths = " ".join(f"{self.samples[len(self.samples) * i // 10] / mib:.0f}" for i in range(10))
         return (
             f"{start / mib:.1f} MiB at start, {warm / mib:.1f} after a quarter of the run, {end / mib:.1f} at end "
-            f"(peak {max(self.samples) / mib:.1f}); growth after warm-up {(end - warm) / warm * 100:+.1f}%"
+            f"(peak {max(self.samples) / mib:.1f}); growth after warm-up {(end - warm) / warm * 100:+.1f}%; "
+            f"by tenths of the run: {tenths} MiB"
         )
 
 
