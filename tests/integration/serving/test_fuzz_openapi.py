@@ -35,6 +35,8 @@ from schemathesis import Case
 from schemathesis.openapi import from_url
 from servekit import server
 
+from foretell.http.app import OPEN_PATHS
+
 EXAMPLES = 150
 """Per route and phase; with the coverage phase's own cases and the hostile tests, about 3,500 requests."""
 TIMEOUT = 10.0
@@ -58,6 +60,12 @@ def one_model(fuzz_home: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def keyed(fuzz_home: Path) -> Iterator[str]:
+    with server(fuzz_home, *SERVED, env={"FORETELL_API_KEY": "fuzz-key"}) as url:
+        yield url
+
+
 @pytest.fixture(autouse=True)
 def _node_id(request: pytest.FixtureRequest) -> None:
     """schemathesis 4.32's lazy schemas read and rename `request.node._nodeid`, which pytest 9 no longer has
@@ -75,8 +83,14 @@ def invocations(one_model: str) -> schemathesis.BaseSchema:
     return from_url(f"{one_model}/openapi.json")
 
 
+@pytest.fixture(scope="module")
+def keyed_routes(keyed: str) -> schemathesis.BaseSchema:
+    return from_url(f"{keyed}/openapi.json", headers={"X-API-Key": "fuzz-key"})
+
+
 fuzzed = schemathesis.pytest.from_fixture("every_route").exclude(path="/invocations")
 fuzzed_invocations = schemathesis.pytest.from_fixture("invocations").include(path="/invocations")
+fuzzed_without_the_key = schemathesis.pytest.from_fixture("keyed_routes").exclude(path="/invocations")
 FAST = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -96,6 +110,14 @@ def test_every_route_answers_as_its_document_says(case: Case) -> None:
 @FAST
 def test_invocations_answers_as_its_document_says(case: Case) -> None:
     case.call_and_validate(checks=CHECKS, timeout=TIMEOUT)
+
+
+@fuzzed_without_the_key.parametrize()
+@settings(FAST, max_examples=5)
+def test_without_the_key_every_route_but_the_probes_answers_the_documented_401(case: Case) -> None:
+    response = case.call_and_validate(checks=CHECKS, timeout=TIMEOUT)
+    if case.path not in OPEN_PATHS:
+        assert response.status_code == 401, (case.method, case.path, response.status_code)
 
 
 # -- hostile values in the shape the served models take ---------------------------------------------------------
