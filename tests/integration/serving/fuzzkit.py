@@ -36,14 +36,9 @@ ONE_MODEL = ("churn@production",)
 
 
 def foretell(home: Path, *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "foretell", *args],
-        env={**os.environ, "FORETELL_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    """Run a foretell command on `home`; its stderr is the failure's message."""
+    command, env = [sys.executable, "-m", "foretell", *args], {**os.environ, "FORETELL_HOME": str(home)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, f"foretell {' '.join(args)}: {done.stderr[-2000:]}"
 
 
