@@ -121,8 +121,10 @@ class InvalidInput(ForetellError, ValueError):
     def from_rows(cls, errors: list[RowError], total_rows: int) -> InvalidInput:
         shown = "; ".join(e.describe() for e in errors[:3])
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        noun = "row" if len(errors) == 1 else "rows"
-        return cls(f"{len(errors)} of {total_rows} input {noun} invalid: {shown}{more}", errors)
+        # A row can break several rules (one error per field): the count is of rows, never over total_rows.
+        bad = len({e.row for e in errors if e.row is not None}) or len(errors)
+        noun = "row" if bad == 1 else "rows"
+        return cls(f"{bad} of {total_rows} input {noun} invalid: {shown}{more}", errors)
 
 
 class ProtocolError(InvalidInput):

@@ -118,6 +118,15 @@ def test_row_error_is_a_record_not_an_exception():
     assert set(errors.__all__) - set(BUILTINS) == {"RowError"}
 
 
+def test_rows_that_break_several_rules_are_counted_once():
+    # Found by fuzzing the server (issue 20): one row with five bad fields was "5 of 1 input rows invalid".
+    bad = [errors.RowError(0, f"f{i}", "expected a number") for i in range(5)] + [errors.RowError(2, "g", "missing")]
+    message = str(errors.InvalidInput.from_rows(bad, total_rows=3))
+    assert message.startswith("2 of 3 input rows invalid: row 0, field 'f0': expected a number;")
+    assert message.endswith("(and 3 more)")
+    assert str(errors.InvalidInput.from_rows(bad[:2], total_rows=1)).startswith("1 of 1 input row invalid: ")
+
+
 @pytest.mark.parametrize("name", sorted(BUILTINS))
 def test_each_error_is_a_foretell_error_and_its_builtin(name: str):
     cls = getattr(errors, name)

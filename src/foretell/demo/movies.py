@@ -283,6 +283,9 @@ class MovieRecommender:
         return scores
 
 
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
 def _given_ratings(columns: Mapping[str, Any]) -> dict[int, dict[int, float]]:
     """Row position → {movie id: rating} for the rows that came with ratings (JSON text)."""
     try:
@@ -295,9 +298,12 @@ def _given_ratings(columns: Mapping[str, Any]) -> dict[int, dict[int, float]]:
             continue
         try:
             parsed = orjson.loads(text)
-            given[position] = {int(m): float(r) for m, r in parsed.items()}
+            pairs = {int(m): float(r) for m, r in parsed.items()}
         except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
             continue  # not a map of movie id to rating: nothing usable, the trained taste stands
+        # An id no int64 holds is no film of the catalogue, and a NaN or infinite rating says nothing: both are
+        # left out, as unknown films are (before, the id failed the whole batch with an OverflowError).
+        given[position] = {m: r for m, r in pairs.items() if _INT64_MIN <= m <= _INT64_MAX and math.isfinite(r)}
     return given
 
 

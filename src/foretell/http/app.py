@@ -178,7 +178,15 @@ def create_app(
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document(version))
+        document = openapi_document(
+            version,
+            models=list(service.runtime.slots),
+            versions=[str(slot.version) for slot in service.runtime.slots.values()],
+            hybrid=by_key is not None,
+            labels=labels is not None,
+            api_key=bool(options.api_key),
+        )
+        return JSONResponse(document)
 
     routes = [
         Route("/v2/health/live", live),

@@ -306,3 +306,15 @@ def test_unusable_ratings_are_left_out_and_never_fail_the_request(model: MovieRe
     plain = model.predict({"user_id": np.array([42])})
     given = model.predict({"user_id": np.array([42]), "ratings": np.array([text], dtype=object)})
     assert given["items"].shape == plain["items"].shape
+
+
+def test_ratings_for_ids_no_int64_holds_or_not_finite_are_left_out(model: MovieRecommender) -> None:
+    # Found by fuzzing the server (issue 20): a movie id past int64 failed the whole batch with an OverflowError.
+    hostile = ['{"99999999999999999999": 5, "1": 4}', '{"1": "nan", "2": "inf"}', '{"-99999999999999999999": 1}']
+    users = np.array([1, 2, 3])
+    answer = model.predict({"user_id": users, "ratings": np.array(hostile, dtype=object)}, k=5)
+    np.testing.assert_array_equal(
+        answer["items"][0],
+        model.predict({"user_id": users[:1], "ratings": np.array(['{"1": 4}'], dtype=object)}, k=5)["items"][0],
+    )
+    assert np.isfinite(answer["scores"]).all()

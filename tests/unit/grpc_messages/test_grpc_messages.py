@@ -3,10 +3,12 @@ extension does, responses carry what they were given, and a request that does no
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -109,3 +111,65 @@ def test_contents_that_do_not_fit_the_shape_are_refused_naming_the_input(
     assert f"input 'x': shape {list(shape)} needs {needed} values in contents.{field}, got {given_count}" in str(
         refused.value
     )
+
+
+# -- hostile messages: only ProtocolError comes out (issue 20) ------------------------------------------------------
+
+_CONTENT_FIELDS = ["fp64_contents", "fp32_contents", "int64_contents", "int_contents", "uint_contents",
+                   "uint64_contents", "bool_contents", "bytes_contents"]  # fmt: skip
+_SAMPLES: dict[str, st.SearchStrategy[object]] = {
+    "fp64_contents": st.floats(),
+    "fp32_contents": st.floats(width=32),
+    "int64_contents": st.integers(-(2**63), 2**63 - 1),
+    "int_contents": st.integers(-(2**31), 2**31 - 1),
+    "uint_contents": st.integers(0, 2**32 - 1),
+    "uint64_contents": st.integers(0, 2**64 - 1),
+    "bool_contents": st.booleans(),
+    "bytes_contents": st.binary(max_size=6),
+}
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn) -> ModelInferRequest:
+    """Any ModelInferRequest a client could send: names, datatypes (known or not), shapes (huge, negative, many
+    dimensions), typed contents in any field or raw bytes that may or may not fit, and parameters."""
+    request = ModelInferRequest(model_name="m", id=draw(st.text(max_size=4)))
+    raw = draw(st.booleans())
+    for _ in range(draw(st.integers(0, 3))):
+        tensor = request.inputs.add(
+            name=draw(st.sampled_from(["x", "y", "", "x"])),
+            datatype=draw(st.sampled_from([*sorted(DATATYPES), "BF16", "", "fp64"])),
+            shape=draw(st.lists(st.one_of(st.integers(-2, 4), st.sampled_from([2**40, 2**62])), max_size=4)),
+        )
+        if raw:
+            request.raw_input_contents.append(draw(st.binary(max_size=40)))
+        else:
+            field = draw(st.sampled_from(_CONTENT_FIELDS))
+            getattr(tensor.contents, field).extend(draw(st.lists(_SAMPLES[field], max_size=6)))
+    parameter = draw(st.sampled_from(["timeout", "binary_data_output", "key", "other"]))
+    value = draw(st.one_of(st.integers(-5, 2**62).map(lambda v: ("int64_param", v)), st.booleans().map(
+        lambda v: ("bool_param", v)), st.text(max_size=4).map(lambda v: ("string_param", v))))  # fmt: skip
+    setattr(request.parameters[parameter], *value)
+    return request
+
+
+@settings(max_examples=500, deadline=None)
+@given(hostile_requests())
+def test_hostile_messages_decode_or_raise_only_protocol_errors(message: ModelInferRequest) -> None:
+    try:
+        decoded = decode_model_infer(message)
+    except ProtocolError:  # what a client is told, as INVALID_ARGUMENT: anything else would be INTERNAL
+        return
+    for tensor in decoded.inputs:  # what is accepted fills its shape exactly
+        assert tensor.data.size == math.prod(tensor.shape)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_are_a_decode_error_or_a_message_that_decodes_or_is_refused(wire: bytes) -> None:
+    try:
+        message = ModelInferRequest.FromString(wire)
+    except DecodeError:
+        return  # grpc answers INVALID_ARGUMENT before our code sees it
+    with contextlib.suppress(ProtocolError):
+        decode_model_infer(message)

@@ -136,32 +136,77 @@ def test_metrics_are_prometheus_text_with_the_requests_answered(stack):
     run(scenario)
 
 
+HYBRID_PATHS = ["/v1/events", "/v1/models/{name}/predictions/{key}", "/v1/models/{name}/predictions:batchGet"]
+BASE_PATHS = [
+    "/health",
+    "/invocations",
+    "/metrics",
+    "/openapi.json",
+    "/ping",
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2/models/{name}",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/ready",
+    "/v2/models/{name}/versions/{version}",
+    "/v2/models/{name}/versions/{version}/infer",
+    "/v2/models/{name}/versions/{version}/ready",
+    "/version",
+]
+
+
 def test_the_openapi_document_describes_every_route_with_a_hybrid_service(stack):
     async def scenario() -> None:
         async with serving(stack.app()) as client:
             document = (await client.get("/openapi.json")).json()
             assert (document["openapi"], document["info"]) == ("3.1.0", {"title": "foretell", "version": VERSION})
-            assert sorted(document["paths"]) == [
-                "/health",
-                "/invocations",
-                "/metrics",
-                "/ping",
-                "/v1/events",
-                "/v1/labels",
-                "/v1/models/{name}/predictions/{key}",
-                "/v1/models/{name}/predictions:batchGet",
-                "/v2",
-                "/v2/health/live",
-                "/v2/health/ready",
-                "/v2/models/{name}",
-                "/v2/models/{name}/infer",
-                "/v2/models/{name}/ready",
-                "/v2/models/{name}/versions/{version}",
-                "/v2/models/{name}/versions/{version}/infer",
-                "/version",
-            ]
-            infer = document["paths"]["/v2/models/{name}/infer"]["post"]["responses"]
-            assert sorted(infer) == ["200", "400", "404", "413", "415", "500", "503", "504"]
+            assert sorted(document["paths"]) == sorted(BASE_PATHS + HYBRID_PATHS)
+            infer = document["paths"]["/v2/models/{name}/infer"]
+            assert sorted(infer["post"]["responses"]) == ["200", "400", "404", "413", "500", "503", "504"]
+            assert infer["parameters"][0]["schema"]["enum"] == ["sums"]  # the served models, the only names
+            assert "401" not in infer["post"]["responses"]  # no key asked for
+            lookup = document["paths"]["/v1/models/{name}/predictions/{key}"]
+            assert sorted(lookup) == ["get", "head", "parameters"]
+            assert [p["name"] for p in lookup["get"]["parameters"]] == ["fresh", "k"]
+            for path, item in document["paths"].items():
+                for method, operation in item.items():
+                    if method == "parameters":
+                        continue
+                    for status, answer in operation["responses"].items():
+                        if int(status) >= 400 and path not in ("/v2/health/ready", "/ping", "/health"):
+                            schema = answer["content"]["application/json"]["schema"]
+                            assert schema["required"] == ["error"], (path, method, status)
+                        if status == "503" and path not in ("/v2/health/ready", "/ping", "/health"):
+                            assert "Retry-After" in answer["headers"], (path, method)
+
+    run(scenario)
+
+
+def test_every_described_path_is_answered_by_a_route(stack):
+    async def scenario() -> None:
+        async with serving(stack.app()) as client:
+            document = (await client.get("/openapi.json")).json()
+            for template, item in document["paths"].items():
+                path = template.format(name="sums", version="1", key="k1")
+                for method in set(item) - {"parameters"}:
+                    response = await client.request(method.upper(), path)
+                    assert response.status_code not in (404, 405) or "no route" not in response.text, (method, path)
+
+    run(scenario)
+
+
+def test_without_a_hybrid_service_the_document_has_no_v1_routes_and_a_key_adds_401(stack):
+    async def scenario() -> None:
+        async with serving(stack.app(KEYED, hybrid=False)) as client:
+            document = (await client.get("/openapi.json", headers={"X-API-Key": "s3cret"})).json()
+            assert sorted(document["paths"]) == BASE_PATHS
+            paths = document["paths"]
+            assert "401" in paths["/v2/models/{name}/infer"]["post"]["responses"]
+            assert "401" in paths["/openapi.json"]["get"]["responses"]
+            for probe in OPEN_PATHS:
+                assert "401" not in paths[probe]["get"]["responses"], probe
+            assert document["security"] == [{"bearer": []}, {"apiKey": []}]
 
     run(scenario)
 
