@@ -102,6 +102,7 @@ def create_app(
         None if labels_at is None else LabelEndpoint(service, answers, labels_at, max_body_bytes=options.max_body_bytes)
     )
 
+    access = options.access or (Access(single_key=options.api_key) if options.api_key else None)
     failed_start: list[str] = []
 
     @asynccontextmanager
@@ -184,7 +185,7 @@ def create_app(
             versions=[str(slot.version) for slot in service.runtime.slots.values()],
             hybrid=by_key is not None,
             labels=labels is not None,
-            api_key=bool(options.api_key),
+            api_key=access is not None,  # FORETELL_API_KEY or a key book
         )
         return JSONResponse(document)
 
@@ -233,7 +234,6 @@ def create_app(
             return
         await rest(scope, receive, send)
 
-    access = options.access or (Access(single_key=options.api_key) if options.api_key else None)
     served: ASGIApp = _with_access(app, access) if access is not None else app
     if tracing.tracer is not None:  # tracing is turned on before the app is made
 

@@ -2,9 +2,9 @@
 
 Generated for the server that serves it: only the routes it answers (the `/v1` lookups and
 events with a hybrid service, labels with a ledger), the models it serves as the only names
-a `{name}` takes, and 401 wherever an API key is asked for. Each operation lists every status
-it can answer, each error with the one JSON error body; `tests/integration/serving/test_fuzz_openapi.py`
-and `benchmarks/fuzz.py` hold the server to it with schemathesis.
+a `{name}` takes, and 401, 403 and 429 wherever a key is asked for. Each operation lists every
+status it can answer, each error with the one JSON error body; `benchmarks/fuzz.py` and
+`tests/integration/serving/test_fuzz_openapi.py` hold the server to it with schemathesis.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying ag
 _WHY = {
     400: "the request breaks a rule: the error names the field, the rule and the value",
     401: "no API key, or a wrong one (`Authorization: Bearer KEY` or `X-API-Key: KEY`)",
+    403: "the API key lacks the scope this route needs (predict, or events for events and labels)",
     404: "no such model, version, key or entity",
     413: "the body is over the server's max_body_bytes",
     415: "a content type this route does not read",
+    429: "the API key is over its rate limit: try again after Retry-After",
     500: "the model (or the server) failed on this request; other requests are not affected",
     503: "overloaded, stopping, or a store it needs cannot be reached: try again after Retry-After",
     504: "the client's deadline passed before the model ran",
@@ -203,17 +205,17 @@ _EVENT_ANSWER = {
 
 
 class _Operations:
-    """Builds operations alike: every error a JSON body, 401 where the key is asked for."""
+    """Builds operations alike: every error a JSON body, 401/403/429 where a key is asked for."""
 
     def __init__(self, *, api_key: bool) -> None:
         self.api_key = api_key
 
     def responses(self, ok: dict[str, Any], *codes: int, open_path: bool = False) -> dict[str, Any]:
         answers = {"200": ok}
-        wanted = sorted({*codes, *(() if open_path or not self.api_key else (401,))})
+        wanted = sorted({*codes, *(() if open_path or not self.api_key else (401, 403, 429))})
         for code in wanted:
             error: dict[str, Any] = {"description": _WHY[code], "content": {"application/json": {"schema": _ERROR}}}
-            if code == 503:
+            if code in (429, 503):
                 error["headers"] = _RETRY_AFTER
             answers[str(code)] = error
         return answers

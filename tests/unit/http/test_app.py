@@ -196,13 +196,14 @@ def test_every_described_path_is_answered_by_a_route(stack):
     run(scenario)
 
 
-def test_without_a_hybrid_service_the_document_has_no_v1_routes_and_a_key_adds_401(stack):
+def test_without_a_hybrid_service_the_document_has_no_v1_routes_and_a_key_adds_401_403_429(stack):
     async def scenario() -> None:
         async with serving(stack.app(KEYED, hybrid=False)) as client:
             document = (await client.get("/openapi.json", headers={"X-API-Key": "s3cret"})).json()
             assert sorted(document["paths"]) == BASE_PATHS
             paths = document["paths"]
-            assert "401" in paths["/v2/models/{name}/infer"]["post"]["responses"]
+            infer = paths["/v2/models/{name}/infer"]["post"]["responses"]
+            assert {"401", "403", "429"} <= set(infer) and "Retry-After" in infer["429"]["headers"]
             assert "401" in paths["/openapi.json"]["get"]["responses"]
             for probe in OPEN_PATHS:
                 assert "401" not in paths[probe]["get"]["responses"], probe
