@@ -37,9 +37,14 @@ class Database:
         rows_as_mappings: bool = False,
         upgrades: Mapping[int, Sequence[str]] | None = None,
     ) -> None:
-        """`schema` creates a new file at `version`; `upgrades[v]` takes a file at version v - 1 to v."""
+        """`schema` creates a new file at `version`; `upgrades[v]` takes a file at version v - 1 to v.
+
+        Without `upgrades`, an older file gets the schema's statements again: each owner's schema
+        is written so that this adds what later versions added (`CREATE ... IF NOT EXISTS`). With
+        them, only the steps run, and a version with no step is refused rather than guessed at.
+        """
         self.path = path
-        self._upgrades = dict(upgrades or {})
+        self._upgrades = None if upgrades is None else dict(upgrades)
         self._what = what
         self._error = error
         self._schema = tuple(schema)
@@ -154,17 +159,19 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 found = self.schema_version(conn)  # checked again: another process may have won
-                if found == 0:
+                upgrades = self._upgrades
+                if found == 0 or upgrades is None:
                     for statement in self._schema:
                         conn.execute(statement)
-                for version in range(found + 1, self._version + 1) if found else ():
-                    if version not in self._upgrades:  # never guess at a file's layout: say what to do
-                        raise self._error(
-                            f"{self.path} has schema version {found}, and this foretell cannot upgrade it to "
-                            f"version {self._version}; move it aside and load it again"
-                        )
-                    for statement in self._upgrades[version]:
-                        conn.execute(statement)
+                else:
+                    for version in range(found + 1, self._version + 1):
+                        if version not in upgrades:  # never guess at a file's layout: say what to do
+                            raise self._error(
+                                f"{self.path} has schema version {found}, and this foretell cannot upgrade it to "
+                                f"version {self._version}; move it aside and load it again"
+                            )
+                        for statement in upgrades[version]:
+                            conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {self._version}")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -8,9 +8,6 @@ registers as before, with a note that loading it runs code from it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import joblib
@@ -18,18 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import skops.io as sio
+from serving.servekit import cli  # tests/integration/serving, a namespace package
 from sklearn.ensemble import GradientBoostingClassifier
-
-
-def foretell(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "foretell", *args],
-        env={**os.environ, "FORETELL_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_a_skops_model_registers_with_its_types_trusted_and_predicts_as_the_pickle_does(tmp_path: Path) -> None:
@@ -41,26 +28,26 @@ def test_a_skops_model_registers_with_its_types_trusted_and_predicts_as_the_pick
     pq.write_table(pa.table({f"f{i}": x[:50, i] for i in range(3)}), rows)
     home = tmp_path / "home"
 
-    refused = foretell(home, "models", "register", "gb", str(tmp_path / "gb.skops"), "--no-compile")
+    refused = cli(home, "models", "register", "gb", str(tmp_path / "gb.skops"), "--no-compile")
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "does not trust by default: sklearn.tree._tree.Tree" in refused.stderr, refused.stderr
     assert "--trust sklearn.tree._tree.Tree" in refused.stderr
-    assert json.loads(foretell(home, "models", "list", "--json").stdout) == []  # nothing registered
+    assert json.loads(cli(home, "models", "list", "--json").stdout) == []  # nothing registered
 
-    trusted = foretell(home, "models", "register", "gb", str(tmp_path / "gb.skops"), "--trust",
+    trusted = cli(home, "models", "register", "gb", str(tmp_path / "gb.skops"), "--trust",
                        "sklearn.tree._tree.Tree", "--no-compile", "--json")  # fmt: skip
     assert trusted.returncode == 0, trusted.stderr
     assert "runs code" not in trusted.stderr
-    shown = json.loads(foretell(home, "models", "show", "gb/1", "--json").stdout)
+    shown = json.loads(cli(home, "models", "show", "gb/1", "--json").stdout)
     assert shown["flavor"] == "skops" and shown["flavor_options"] == {"trusted": ["sklearn.tree._tree.Tree"]}
 
-    pickled = foretell(home, "models", "register", "gbp", str(tmp_path / "gb.joblib"), "--no-compile")
+    pickled = cli(home, "models", "register", "gbp", str(tmp_path / "gb.joblib"), "--no-compile")
     assert pickled.returncode == 0, pickled.stderr
     assert "note: loading a joblib/pickle file runs code from it" in pickled.stderr
 
     predictions = {}
     for uri in ("gb/1", "gbp/1"):
-        done = foretell(home, "predict", uri, "--input", str(rows), "--json", "--predictor", "original")
+        done = cli(home, "predict", uri, "--input", str(rows), "--json", "--predictor", "original")
         assert done.returncode == 0, done.stderr
         predictions[uri] = [row["score"] for row in json.loads(done.stdout)]
     assert len(predictions["gb/1"]) == 50 and predictions["gb/1"] == predictions["gbp/1"]

@@ -16,7 +16,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,18 +24,7 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from serving.servekit import server  # tests/integration/serving, a namespace package
-
-
-def foretell(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "foretell", *args],
-        env={**os.environ, "FORETELL_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+from serving.servekit import cli, server  # tests/integration/serving, a namespace package
 
 
 @contextmanager
@@ -65,7 +53,7 @@ def grow(folder: Path, size: str) -> None:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("disk-full") / "home"
-    done = foretell(home, "demo", "init", "--customers", "20000", "--users", "100", "--movies", "100")
+    done = cli(home, "demo", "init", "--customers", "20000", "--users", "100", "--movies", "100")
     assert done.returncode == 0, done.stderr
     return home
 
@@ -75,7 +63,7 @@ def test_a_batch_job_on_a_full_disk_fails_publishing_nothing_and_resumes_once_th
 ) -> None:
     with tmpfs(tmp_path / "small", "600k") as small:
         output = small / "scores"
-        done = foretell(home, "batch", "run", "churn@production", "--input", str(home / "demo" / "customers.parquet"),
+        done = cli(home, "batch", "run", "churn@production", "--input", str(home / "demo" / "customers.parquet"),
                         "--output", str(output), "--id-column", "customer_id", "--passthrough", "plan",
                         "--chunk-rows", "2000", "--no-ledger")  # fmt: skip
         assert done.returncode != 0
@@ -84,11 +72,11 @@ def test_a_batch_job_on_a_full_disk_fails_publishing_nothing_and_resumes_once_th
         assert not (output / "_SUCCESS").exists() and not list(output.glob("part-*"))
         job = re.search(r"foretell batch resume (\S+)`", done.stderr)
         assert job is not None, done.stderr
-        shown = foretell(home, "batch", "show", job.group(1), "--json")
+        shown = cli(home, "batch", "show", job.group(1), "--json")
         assert json.loads(shown.stdout)["status"] == "failed", shown.stdout + shown.stderr
 
         grow(small, "20m")
-        resumed = foretell(home, "batch", "resume", job.group(1))
+        resumed = cli(home, "batch", "resume", job.group(1))
         assert resumed.returncode == 0, resumed.stderr
         assert (output / "_SUCCESS").exists()
         assert pq.read_table(output).num_rows == 20_000

@@ -7,32 +7,18 @@ artifact, said on stderr, and the server serves the same predictions as before.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from serving.servekit import free_port, server  # tests/integration/serving, a namespace package
-
-
-def foretell(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "foretell", *args],
-        env={**os.environ, "FORETELL_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+from serving.servekit import cli, free_port, server  # tests/integration/serving, a namespace package
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
-    done = foretell(home, "demo", "init", "--customers", "2000", "--users", "100", "--movies", "100")
+    done = cli(home, "demo", "init", "--customers", "2000", "--users", "100", "--movies", "100")
     assert done.returncode == 0, done.stderr
     return home
 
@@ -49,9 +35,9 @@ def test_an_altered_artifact_is_refused_by_every_command_that_would_load_it(home
     flip_a_byte(artifact)
     # The compiled library would answer without the artifact: bypass it, so the artifact itself is what loads.
     shutil.rmtree(home / "compiled")
-    predicted = foretell(home, "predict", "churn@production", "--input", str(home / "demo" / "customers.parquet"),
+    predicted = cli(home, "predict", "churn@production", "--input", str(home / "demo" / "customers.parquet"),
                          "--id-column", "customer_id", "--extra", "ignore")  # fmt: skip
-    served = foretell(home, "serve", "churn@production", "--port", str(free_port()))
+    served = cli(home, "serve", "churn@production", "--port", str(free_port()))
     for done in (predicted, served):
         assert done.returncode != 0, done.stdout
         assert "sha256" in done.stderr and str(artifact) in done.stderr, done.stderr

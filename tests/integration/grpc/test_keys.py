@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,23 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 import tritonclient.grpc as grpcclient
 from grpckit import tensor
-from servekit import FEATURES, free_port, rows, server
+from servekit import FEATURES, cli, free_port, rows, server
 from tritonclient.utils import InferenceServerException
 
 
-def foretell(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "foretell", *args],
-        env={**os.environ, "FORETELL_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def make_key(home: Path, name: str, *options: str) -> str:
-    done = foretell(home, "keys", "create", name, *options, "--json")
+    done = cli(home, "keys", "create", name, *options, "--json")
     assert done.returncode == 0, done.stderr
     token: str = json.loads(done.stdout)["token"]
     return token
@@ -55,7 +41,7 @@ def keyed(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keye
     shutil.copytree(home, copy)
     things = copy.parent / "things.parquet"
     pq.write_table(pa.table({"id": ["T-1", "T-2"], **{n: rows(2)[:, i] for i, n in enumerate(FEATURES)}}), things)
-    loaded = foretell(copy, "entities", "load", "things", str(things), "--key", "id", "--model", "clf")
+    loaded = cli(copy, "entities", "load", "things", str(things), "--key", "id", "--model", "clf")
     assert loaded.returncode == 0, loaded.stderr
     tokens = {
         "scorer": make_key(copy, "scorer", "--scope", "predict"),
@@ -132,13 +118,13 @@ def test_grpc_takes_the_same_keys_and_scopes(keyed: Keyed) -> None:
 
 def test_a_revoked_key_is_refused_within_a_second(keyed: Keyed) -> None:
     assert infer(keyed, bearer(keyed.tokens["leaked"])).status_code == 200
-    revoked = foretell(keyed.home, "keys", "revoke", "leaked", "--json")
+    revoked = cli(keyed.home, "keys", "revoke", "leaked", "--json")
     assert revoked.returncode == 0 and json.loads(revoked.stdout)["revoked_at"], revoked.stderr
     deadline = time.monotonic() + 1.5
     while infer(keyed, bearer(keyed.tokens["leaked"])).status_code != 401:
         assert time.monotonic() < deadline, "a revoked key still works after a second"
         time.sleep(0.05)
-    listed = json.loads(foretell(keyed.home, "keys", "list", "--json").stdout)
+    listed = json.loads(cli(keyed.home, "keys", "list", "--json").stdout)
     assert [k["name"] for k in listed] == ["scorer", "feeder", "ops", "slow"]
     assert all("token" not in k and "digest" not in k for k in listed)
 

@@ -24,6 +24,18 @@ def rows(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, len(FEATURES))).round(6)
 
 
+def cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`foretell ARGS` as a user runs it, on `home`: its exit code, stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "foretell", *args],
+        env={**os.environ, "FORETELL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,9 +11,7 @@ answers 200, every command exits 0, and no output mentions a lock.
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,22 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servekit import server
+from servekit import cli, server
 
 from foretell.batch.schedules import ScheduleBook
 
 SECONDS = 12.0
-
-
-def foretell(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "foretell", *args],
-        env={**os.environ, "FORETELL_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +36,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("entities", "load", "users", str(home / "demo" / "ratings.parquet"), "--key", "user_id", "--model", "movies",
          "--interactions", "ratings", "--item", "movie_id", "--value", "rating"),
     ):  # fmt: skip
-        done = foretell(home, *command)
+        done = cli(home, *command)
         assert done.returncode == 0, done.stderr
     return home
 
@@ -69,13 +56,13 @@ def test_every_writer_at_once_sees_no_lock(home: Path, tmp_path: Path) -> None:
             if stop.is_set():
                 return
             source, output = str(home / "demo" / "customers.parquet"), str(tmp_path / f"scores-{run}")
-            check(foretell(home, "batch", "run", "churn@production", "--input", source, "--output", output,
+            check(cli(home, "batch", "run", "churn@production", "--input", source, "--output", output,
                            "--id-column", "customer_id", "--to-store", "--workers", "1"))  # fmt: skip
 
     def aliases() -> None:
         while not stop.is_set():
-            check(foretell(home, "models", "alias", "churn", "staging", "1"))
-            check(foretell(home, "models", "alias", "churn", "staging", "--delete"))
+            check(cli(home, "models", "alias", "churn", "staging", "1"))
+            check(cli(home, "models", "alias", "churn", "staging", "--delete"))
 
     def scheduler() -> None:
         # A due batch job --to-store, started by the scheduler (its schedule book and the job history are
@@ -86,12 +73,12 @@ def test_every_writer_at_once_sees_no_lock(home: Path, tmp_path: Path) -> None:
                                           str(tmp_path / "scheduled-{date}"), "--id-column", "customer_id",
                                           "--to-store", "--workers", "1"])  # fmt: skip
         while not stop.is_set():
-            check(foretell(home, "scheduler", "--once"))
-        check(foretell(home, "schedule", "remove", "nightly"))
+            check(cli(home, "scheduler", "--once"))
+        check(cli(home, "schedule", "remove", "nightly"))
 
     def entities() -> None:
         while not stop.is_set():
-            check(foretell(home, "entities", "load", "customers", str(home / "demo" / "customers.parquet"),
+            check(cli(home, "entities", "load", "customers", str(home / "demo" / "customers.parquet"),
                            "--key", "customer_id", "--model", "churn"))  # fmt: skip
 
     log = tmp_path / "serve.log"
