@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis
-from servekit import free_port, server
+from servekit import cli, free_port, server
 
 from foretell.store import open_entity_store, open_store
 
@@ -32,14 +32,7 @@ KEY = "C-000007"
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
-    done = subprocess.run(
-        [sys.executable, "-m", "foretell", "demo", "init", "--customers", "2000", "--users", "100", "--movies", "100"],
-        env={**os.environ, "FORETELL_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = cli(home, "demo", "init", "--customers", "2000", "--users", "100", "--movies", "100")
     assert done.returncode == 0, done.stderr
     return home
 
