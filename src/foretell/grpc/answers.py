@@ -24,10 +24,9 @@ from foretell.errors import (
     Overloaded,
     StoreUnavailable,
 )
-from foretell.serving.access import REFUSED as UNAUTHENTICATED
 from foretell.serving.access import Access, presented
 
-__all__ = ["UNAUTHENTICATED", "GrpcAnswers", "Outcome", "code_for", "refusal"]
+__all__ = ["GrpcAnswers", "Outcome", "code_for", "refusal"]
 
 Message = TypeVar("Message")
 
