@@ -30,7 +30,8 @@ def compact(location: LedgerLocation, folder: str, writer: str, names: list[str]
         data = location.read_bytes(f"{folder}/{p.name}")
         if data is not None:
             parsed.append(p)
-            tables.append(pq.read_table(io.BytesIO(data)))
+            # On the calling thread (the writer's, at a lower priority), not Arrow's pool of threads at full priority.
+            tables.append(pq.read_table(io.BytesIO(data), use_threads=False))
     if len(parsed) < 2:
         return None
     merged = pa.concat_tables(tables, promote_options="permissive")

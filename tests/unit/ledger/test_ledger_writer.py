@@ -294,3 +294,22 @@ def test_an_entry_with_no_usable_time_is_dropped_and_the_thread_carries_on(tmp_p
     writer.record(live_entry(rows(2)))
     wait_for(lambda: writer.counts["records"] == 2)
     writer.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread priorities are Linux's")
+def test_the_writer_s_thread_runs_at_a_lower_priority_than_the_thread_that_serves(tmp_path: Path) -> None:
+    from foretell.threads import BACKGROUND_NICENESS
+
+    serving = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    if serving >= BACKGROUND_NICENESS:
+        pytest.skip(f"this test already runs at nice {serving}: there is no lower priority to see")
+    writer = LedgerWriter(tmp_path, LedgerSettings(flush_seconds=0.05), writer="w1")
+    writer.start()
+    writer.record(live_entry(rows(1)))
+    thread = writer._thread
+    assert thread is not None and thread.native_id is not None
+    wait_for(lambda: os.getpriority(os.PRIO_PROCESS, thread.native_id) != serving)
+    assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == BACKGROUND_NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == serving  # the caller's own is untouched
+    writer.close()
+    assert writer.counts["records"] == 1
