@@ -13,7 +13,7 @@ from foretell.core.schema import Signature
 from foretell.hybrid.freshness import age_seconds
 from foretell.store.base import StoredPrediction
 
-__all__ = ["Lookup", "annotate_outcomes", "from_store", "rank_of", "sliced"]
+__all__ = ["Lookup", "annotate_outcomes", "from_store", "outcomes_of", "rank_of", "sliced"]
 
 
 @dataclass(slots=True)
@@ -55,16 +55,21 @@ class Lookup:
         return shown
 
 
-def annotate_outcomes(wanted: list[str], answers: Mapping[str, Lookup], computed: Mapping[str, Lookup]) -> None:
-    """The lookup's hybrid outcome on its request span: per key hit (fresh from the store), fallback
-    (predicted live now), stale (an old stored answer, no live one possible) or miss (no answer)."""
+def outcomes_of(wanted: list[str], answers: Mapping[str, Lookup], computed: Mapping[str, Lookup]) -> dict[str, int]:
+    """A lookup's keys by hybrid outcome: hit (fresh from the store), fallback (predicted live now),
+    stale (an old stored answer, no live one possible) or miss (no answer)."""
     counts = {"hit": 0, "fallback": 0, "stale": 0, "miss": 0}
     for key in wanted:
         answer = answers.get(key)
         outcome = "miss" if answer is None else "fallback" if key in computed else "stale" if answer.stale else "hit"
         counts[outcome] += 1
+    return counts
+
+
+def annotate_outcomes(counts: Mapping[str, int]) -> None:
+    """The lookup's outcomes (`outcomes_of`) on its request span: a count each, and the one outcome of a single key."""
     attributes: dict[str, Any] = {f"foretell.hybrid.{outcome}s": n for outcome, n in counts.items()}
-    if len(wanted) == 1:
+    if sum(counts.values()) == 1:
         attributes["foretell.hybrid.outcome"] = next(o for o, n in counts.items() if n)
     tracing.current_span().set_attributes(attributes)
 

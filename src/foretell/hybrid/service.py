@@ -43,7 +43,7 @@ from foretell.hybrid.batched import Refresh, burst_outcomes, refresh_keys, write
 from foretell.hybrid.changes import change_of, model_row, refusals
 from foretell.hybrid.events import Event, key_of, parse_event, resolve
 from foretell.hybrid.freshness import DEFAULT_MAX_AGE_S
-from foretell.hybrid.lookup import Lookup, annotate_outcomes, from_store, rank_of, sliced
+from foretell.hybrid.lookup import Lookup, annotate_outcomes, from_store, outcomes_of, rank_of, sliced
 from foretell.hybrid.reads import CoalescedReads
 from foretell.ledger.record import Source
 from foretell.rollout import Arm, staged_store_name
@@ -111,8 +111,10 @@ class HybridService:
             answers.update(found)
             computed.update(live)
         found_list = [answers[key] for key in wanted if key in answers]
+        outcomes = outcomes_of(wanted, answers, computed)
+        self.inference.metrics.looked_up(slot.name, outcomes)
         if tracing.tracer is not None:
-            annotate_outcomes(wanted, answers, computed)
+            annotate_outcomes(outcomes)
         if self.inference.ledger is not None:  # those from the store are recorded now; live ones were, when made
             self.inference.record_stored(call, slot, [a for a in found_list if a.key not in computed])
         return found_list, [key for key in wanted if key not in answers]

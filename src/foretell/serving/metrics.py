@@ -64,10 +64,18 @@ class ServingMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.lookups = Counter(
+            "foretell_lookups",
+            "Keys looked up by the hybrid path, by outcome: hit (fresh from the store), fallback (predicted live"
+            " now), stale (an old stored answer, no live one possible) or miss (no answer).",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
 
         # Label lookups hash and lock on every call; a request's children are looked up once.
         self._answered: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}
         self._in_flight: dict[str, Any] = {}
+        self._looked_up: dict[tuple[str, str], Any] = {}
 
     def answered(self, model: str, endpoint: str, status: int, seconds: float, transport: str = "http") -> None:
         """One request answered over `transport` ("http", "grpc"). `model` must be a served name or "-":
@@ -88,6 +96,15 @@ class ServingMetrics:
         if gauge is None:
             gauge = self._in_flight[model] = self.in_flight.labels(model)
         return gauge
+
+    def looked_up(self, model: str, outcomes: dict[str, int]) -> None:
+        """Count one lookup's keys of a served `model` by outcome (`hybrid.lookup.outcomes_of`)."""
+        for outcome, count in outcomes.items():
+            if count:
+                child = self._looked_up.get((model, outcome))
+                if child is None:
+                    child = self._looked_up[(model, outcome)] = self.lookups.labels(model, outcome)
+                child.inc(count)
 
     def watch_ledger(self, counts: Callable[[], dict[str, int]]) -> None:
         """Export the ledger writer's counts (read at each scrape): records, drops, segments, queue."""

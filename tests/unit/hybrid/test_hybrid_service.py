@@ -184,6 +184,23 @@ def test_many_keys_are_answered_in_the_order_asked_once_each_with_the_misses_in_
     assert stack.metric("foretell_batch_size_sum", model="sums") == 2.0  # T-3 and T-2, together
 
 
+def test_each_key_looked_up_is_counted_by_outcome_in_the_metrics(stack):
+    # T-1 fresh (hit), T-2 too old and re-scored from its features (fallback), T-404 too old with no
+    # features (stale), T-405 nowhere (miss); T-3 asked for fresh is predicted live (fallback).
+    publish(stack, "sums", [("T-1", {"score": 99.0}, 1), ("T-2", {"score": 99.0}, 90), ("T-404", {"score": 7.0}, 90)])
+
+    async def scenario() -> None:
+        async with started(stack.inference):
+            await stack.hybrid.lookup_many(Call("batchGet"), "sums", ["T-1", "T-2", "T-404", "T-405", "T-1"])
+            await stack.hybrid.lookup(Call("lookup"), "sums", "T-3", fresh=True)
+
+    run(scenario)
+    counted = {
+        o: stack.metric("foretell_lookups_total", model="sums", outcome=o) for o in ("hit", "fallback", "stale", "miss")
+    }
+    assert counted == {"hit": 1.0, "fallback": 2.0, "stale": 1.0, "miss": 1.0}  # T-1 asked twice, counted once
+
+
 def test_a_key_that_is_not_an_id_is_refused(stack):
     async def scenario() -> None:
         async with started(stack.inference):
