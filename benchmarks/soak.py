@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
@@ -89,8 +90,10 @@ def prepare(scratch: Path) -> tuple[Path, list[bytes], list[str]]:
             (shutil.copytree if registry.artifact_path(info).is_dir() else shutil.copy)(
                 registry.artifact_path(info), artifact
             )
+            # Compiled as the first was: an uncompiled churn/2 is ~35x slower, and the rollout's p99 guard
+            # (challenger within 3x of the champion) would end the shadow rollout in its first seconds.
             foretell.register(name, artifact, signature=info.signature, flavor=info.flavor,
-                              flavor_options=dict(info.flavor_options), compile=False, home=home)  # fmt: skip
+                              flavor_options=dict(info.flavor_options), home=home)  # fmt: skip
     cli(home, "rollout", "start", "churn", "--challenger", "2", "--shadow", "20")
     signature = registry.get("churn@production").signature
     customers = pq.read_table(demo / "customers.parquet")
@@ -295,7 +298,14 @@ def main() -> int:
                   f"req/s for {args.minutes} min", flush=True)  # fmt: skip
             timeline: list[tuple[float, float]] | None = [] if args.timeline else None
             rss_log: list[tuple[float, float]] | None = [] if args.timeline else None
+            # The load generator's own full collections would show as the server's latency: what it holds
+            # now (the requests) is never garbage, and what it adds (latencies) holds no cycles.
+            gc.collect()
+            gc.freeze()
             minutes = asyncio.run(open_loop(port, requests, rate, args.minutes, server.pid, home, timeline, rss_log))
+            rollout = json.loads(cli(home, "rollout", "status", "churn", "--json").stdout)["rollout"]
+            print(f"# the shadow rollout of churn/{rollout['challenger']} after the soak: {rollout['state']}"
+                  + (f" ({rollout['reason']})" if rollout["reason"] else ""), flush=True)  # fmt: skip
             if args.timeline:
                 write_timeline(args.timeline, timeline or [], rss_log or [], minutes, STARTED_AT[0])
         finally:
@@ -338,8 +348,12 @@ def report(minutes: list[Minute], capacity: float, rate: float, as_json: bool) -
     after_warmup = rows[1:] if len(rows) > 1 else rows
     # Growth after warm-up: from the first minute after it to the last, each minute's median.
     growth = after_warmup[-1]["rss_mb"] / after_warmup[0]["rss_mb"] - 1
-    samples = [sample for minute in minutes[1:] for sample in minute.rss_samples]
-    slope = statistics.linear_regression([at / 60 for at, _ in samples], [mb for _, mb in samples]).slope
+    samples = [sample for minute in (minutes[1:] or minutes) for sample in minute.rss_samples]
+    slope = (
+        statistics.linear_regression([at / 60 for at, _ in samples], [mb for _, mb in samples]).slope
+        if len(samples) > 1
+        else math.nan
+    )
     p99s = [r["p99_ms"] for r in after_warmup]
     spread = max(p99s) / statistics.median(p99s)
     errors = sum(sum(r["errors"].values()) for r in rows)
