@@ -233,16 +233,21 @@ DISCRETE_VALUES = 12
 
 
 def profile_numbers(values: Any) -> NumericProfile:
-    """Count, missing rate, moments, percentiles and PSI bins of numeric values."""
+    """Count, missing rate, moments, percentiles and PSI bins of numeric values.
+
+    Infinities (a recommender's -inf for films already seen) count in the end bins, as live
+    values are counted; the moments, extremes and percentiles are those of the finite values.
+    """
     floats = as_floats(values)
     present = floats[~np.isnan(floats)]
+    finite = present[np.isfinite(present)]
     count = len(floats)
     missing_rate = (count - len(present)) / count if count else 0.0
-    if not len(present):
+    if not len(finite):
         return NumericProfile(count, missing_rate, math.nan, math.nan, math.nan, math.nan, (), (), (1.0,))
     # Inverse-CDF percentiles are values that occurred, so a discrete feature keeps its own values
     # as cut points (linear interpolation would invent 0.3 between a 0 and a 1).
-    quantiles = np.percentile(present, PERCENTILES, method="inverted_cdf")
+    quantiles = np.percentile(finite, PERCENTILES, method="inverted_cdf")
     # A count (support calls, devices) has few values: each of them is a bin of its own, or the deciles
     # would pool 1, 2 and 9 calls into one "≥ 1" bin and a segment's jump from 0 to 4 calls would hide
     # in it. Values past the 1st and 99th percentiles share the end bins: a lone extreme is not a bin.
@@ -252,10 +257,10 @@ def profile_numbers(values: Any) -> NumericProfile:
     return NumericProfile(
         count=count,
         missing_rate=missing_rate,
-        mean=float(present.mean()),
-        std=float(present.std()),
-        min=float(present.min()),
-        max=float(present.max()),
+        mean=float(finite.mean()),
+        std=float(finite.std()),
+        min=float(finite.min()),
+        max=float(finite.max()),
         quantiles=tuple(quantiles.tolist()),
         edges=tuple(edges.tolist()),
         fractions=tuple((counts / len(present)).tolist()),

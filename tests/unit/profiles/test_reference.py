@@ -120,12 +120,22 @@ def test_a_column_with_no_values_has_a_profile_that_survives_json() -> None:
     assert again.to_dict() == empty.to_dict()
 
 
+def test_infinite_scores_fall_in_the_end_bins_and_the_profile_survives_json() -> None:
+    scores = np.concatenate([np.linspace(0.0, 1.0, 90), np.full(8, -np.inf), np.full(2, np.inf)])
+    profile = profile_numbers(scores)  # a recommender gives the films a user has seen -inf
+    assert (profile.min, profile.max, profile.missing_rate) == (0.0, 1.0, 0.0)
+    assert profile.fractions[0] >= 0.08 and profile.fractions[-1] >= 0.02 and math.isclose(sum(profile.fractions), 1)
+    text = json.dumps(profile.to_dict(), allow_nan=False)
+    assert NumericProfile.from_dict(json.loads(text)) == profile
+    assert profile_numbers(np.array([np.inf, -np.inf, np.nan])).quantiles == ()
+
+
 finite = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False)
 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    numbers=st.lists(st.one_of(finite, st.just(math.nan)), min_size=1, max_size=300),
+    numbers=st.lists(st.one_of(finite, st.sampled_from([math.nan, math.inf, -math.inf])), min_size=1, max_size=300),
     words=st.lists(st.one_of(st.sampled_from(["a", "b", "c", "d"]), st.none(), st.text(max_size=3)), max_size=200),
 )
 def test_to_dict_from_dict_round_trip(numbers: list[float], words: list[str | None]) -> None:
