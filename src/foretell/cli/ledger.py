@@ -141,7 +141,7 @@ def stats(
         print_json(found)
         return
     table = Table(title=f"ledger {escape(found['location'])}")
-    for name in ("model", "rows", "by source", "errors", "segments", "bytes", "oldest", "newest", "labels"):
+    for name in ("model", "rows", "by source", "errors", "refused", "segments", "bytes", "oldest", "newest", "labels"):
         table.add_column(name, no_wrap=name != "by source")
     for model, each in found["models"].items():
         table.add_row(
@@ -149,6 +149,7 @@ def stats(
             f"{each['rows']:,}",
             escape(", ".join(f"{s} {n:,}" for s, n in each["rows_by_source"].items()) or "-"),
             f"{each['errors']:,}",
+            f"{each['refused']:,}",
             f"{each['segment_files']:,}",
             f"{each['segment_bytes']:,}",
             (each["oldest"] or "-")[:19],

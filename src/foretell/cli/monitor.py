@@ -74,11 +74,12 @@ def _show(r: MonitorReport) -> None:
         out.print(f"  {_status(finding.status)} {escape(finding.sentence)}", highlight=False)
     if r.traffic.rows == 0:
         return
-    traffic = Table("source", "rows", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms", title="traffic")
+    traffic = Table("source", "rows", "errors", "refused", "p50 ms", "p95 ms", "p99 ms", "max ms", title="traffic")
     for s in r.traffic.sources:
         lat = s.latency_ms
         cells = ("-",) * 4 if lat is None else tuple(f"{v:,.2f}" for v in (lat.p50, lat.p95, lat.p99, lat.max))
-        traffic.add_row(escape(s.source), f"{s.rows:,}", f"{s.errors:,} ({s.error_rate:.1%})", *cells)
+        refused = f"{s.refused:,} ({s.refused_rate:.1%})"
+        traffic.add_row(escape(s.source), f"{s.rows:,}", f"{s.errors:,} ({s.error_rate:.1%})", refused, *cells)
     out.print(traffic)
     if r.drift.reference is not None and (r.drift.features or r.drift.outputs):
         title = f"drift of v{r.drift.version}"

@@ -349,16 +349,17 @@ class LedgerReader:
         files = self.location.segment_files(model)
         rows: dict[str, int] = {}
         moments: list[datetime] = []
-        errors = 0
+        errors = refused = 0
         if files:
             cursor = con.execute(
                 "SELECT source, count(*), count(*) FILTER (WHERE status = 'error'), "
-                "epoch_us(min(predicted_at)), epoch_us(max(predicted_at)) "
+                "epoch_us(min(predicted_at)), epoch_us(max(predicted_at)), count(*) FILTER (WHERE status = 'refused') "
                 f"FROM read_parquet({file_list([self._url(f) for f in files])}, union_by_name = true) GROUP BY source"
             )
-            for source, count, failed, oldest, newest in cursor.fetchall():
+            for source, count, failed, oldest, newest, turned_away in cursor.fetchall():
                 rows[str(source)] = int(count)
                 errors += int(failed)
+                refused += int(turned_away)
                 moments += [from_micros(oldest), from_micros(newest)]
         jobs = batch_jobs(self.location, model)
         if jobs:
@@ -372,6 +373,7 @@ class LedgerReader:
             "rows": sum(rows.values()),
             "rows_by_source": dict(sorted(rows.items())),
             "errors": errors,
+            "refused": refused,
             "segment_files": len(files),
             "segment_bytes": sum(self.location.size(f) for f in files),
             "batch_jobs": len(jobs),

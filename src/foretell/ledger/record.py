@@ -24,12 +24,15 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
+from foretell.errors import BodyTooLarge, ForetellError, InvalidInput, InvalidModelURI, ModelNotFound, NotFound
+
 if TYPE_CHECKING:  # annotations only: a query (`foretell ledger show`) needs SOURCES, not the core and numpy
     from foretell.core.frame import Frame
     from foretell.core.predictor import Predictions
     from foretell.core.schema import Signature
 
 __all__ = [
+    "REFUSALS",
     "SEGMENT_COLUMNS",
     "SOURCES",
     "Entry",
@@ -37,13 +40,32 @@ __all__ = [
     "Served",
     "Source",
     "Status",
+    "failure_status",
     "new_prediction_id",
     "writer_id",
 ]
 
 Source = Literal["live", "precomputed", "live-fallback", "event-refresh", "batch", "shadow"]
 SOURCES: Final[tuple[Source, ...]] = ("live", "precomputed", "live-fallback", "event-refresh", "batch", "shadow")
-Status = Literal["ok", "error"]
+Status = Literal["ok", "error", "refused"]
+"""ok: answered. error: the prediction failed (the model, an overload, a deadline, the store). refused: the
+request was the client's to fix (bad input, an unknown key or model, a body past the limit): no model failed."""
+
+#: What a client sent wrong, not what failed: the monitor counts these apart from failed predictions, or a
+#: hybrid lookup of keys never scored (a 404 miss) read as a broken model.
+REFUSALS: Final[tuple[type[ForetellError], ...]] = (
+    InvalidInput,
+    NotFound,
+    ModelNotFound,
+    InvalidModelURI,
+    BodyTooLarge,
+)
+
+
+def failure_status(error: BaseException) -> Status:
+    """The ledger status of a request that was not answered: "refused" for the client's mistakes, else "error"."""
+    return "refused" if isinstance(error, REFUSALS) else "error"
+
 
 #: The columns every ledger row has, in order, before its `inputs` and `outputs` structs.
 SEGMENT_COLUMNS: Final[tuple[str, ...]] = (
@@ -61,7 +83,7 @@ SEGMENT_COLUMNS: Final[tuple[str, ...]] = (
     "request_id",  # string, null when the client gave none
     "latency_ms",  # float64: the request's time from received to answered
     "batch_size",  # int32: rows in the model call that answered it (0: no model call)
-    "status",  # string: "ok" or "error"
+    "status",  # string: "ok", "error" or "refused" (Status)
     "error",  # string, null when ok: the reason, as the client was told
 )
 

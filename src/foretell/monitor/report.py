@@ -92,16 +92,19 @@ def _traffic_table(r: MonitorReport) -> str:
     for s in r.traffic.sources:
         lat = s.latency_ms
         rows.append([
-            _e(s.source), f"{s.rows:,}", f"{s.errors:,}", f"{s.error_rate:.2%}",
+            _e(s.source), f"{s.rows:,}", f"{s.errors:,}", f"{s.error_rate:.2%}", f"{s.refused:,}",
             _num(lat.p50 if lat else None, ".2f"), _num(lat.p95 if lat else None, ".2f"),
             _num(lat.p99 if lat else None, ".2f"), _num(lat.max if lat else None, ".2f"),
         ])  # fmt: skip
-    table = _table("traffic-table", ["source", "rows", "errors", "error rate", "p50 ms", "p95 ms", "p99 ms", "max ms"],
-                   rows)  # fmt: skip
+    table = _table("traffic-table", ["source", "rows", "errors", "error rate", "refused", "p50 ms", "p95 ms", "p99 ms",
+                                     "max ms"], rows)  # fmt: skip
     if r.traffic.top_errors:
         errors = _table("errors", ["top error reasons", "count"],
                         [[_e(reason), f"{n:,}"] for reason, n in r.traffic.top_errors])  # fmt: skip
         table += errors
+    if r.traffic.top_refused:
+        table += _table("refused", ["top reasons requests were refused (the client's to fix)", "count"],
+                        [[_e(reason), f"{n:,}"] for reason, n in r.traffic.top_refused])  # fmt: skip
     return table
 
 

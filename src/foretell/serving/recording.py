@@ -16,7 +16,7 @@ from foretell.core.columns import Columns
 from foretell.core.model import Model
 from foretell.core.predictor import Predictions
 from foretell.errors import ForetellError
-from foretell.ledger.record import Entry, ModelCall, Served, Source, new_prediction_id
+from foretell.ledger.record import Entry, ModelCall, Served, Source, failure_status, new_prediction_id
 from foretell.ledger.segments import UNRESOLVED_MODEL
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class Recorder:
             call.prediction_id = prediction_id
 
     def failure(self, call: Call, error: BaseException, source: Source) -> None:
-        """A prediction request that failed: one row, its reason as the client was told."""
+        """A prediction request that failed or was refused: one row, its reason as the client was told."""
         assert self.ledger is not None
         slot = self.runtime.slots.get(call.model)
         reason = str(error) if isinstance(error, ForetellError) else "internal error (see the server's log)"
@@ -131,7 +131,7 @@ class Recorder:
                 predictor=slot.model.variant if slot is not None else None,
                 request_id=call.request_id,
                 latency_ms=(time.perf_counter() - call.started) * 1000,
-                status="error",
+                status=failure_status(error),
                 error=reason,
             )
         )

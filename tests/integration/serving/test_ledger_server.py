@@ -109,6 +109,7 @@ def test_every_request_is_recorded_once_with_its_source_version_and_key(ledger_h
         response = client.get("/v1/models/clf/predictions/T-3")
         assert response.json()["source"] == "precomputed"
         ids["precomputed"] = response.json()["prediction_id"]
+        assert client.get("/v1/models/clf/predictions/T-999").status_code == 404  # neither stored nor an entity
         response = client.get("/v1/models/clf/predictions/T-70")  # no stored prediction: live from its features
         assert response.json()["source"] == "live"
         ids["live-fallback"] = response.json()["prediction_id"]
@@ -144,13 +145,16 @@ def test_every_request_is_recorded_once_with_its_source_version_and_key(ledger_h
     assert (
         by_id[ids["event-refresh"]][0]["source"] == "event-refresh" and by_id[ids["event-refresh"]][0]["key"] == "T-8"
     )
-    errors = [r for r in records if r["status"] == "error"]
-    assert [(r["endpoint"], r["source"], r["error"]) for r in errors] == [("infer", "live", bad_infer)]
+    # The client's mistakes are refused, not failed: the monitor does not count them as failed predictions.
+    assert not [r for r in records if r["status"] == "error"]
+    refused = sorted((r["endpoint"], r["source"], r["key"]) for r in records if r["status"] == "refused")
+    assert refused == [("infer", "live", None), ("lookup", "precomputed", None)]
+    assert bad_infer in {r["error"] for r in records if r["status"] == "refused"}
     # An unknown model, and an event refused before it reached a model, belong to no model's partition.
     unresolved = ledger_rows(ledger_home, "_unresolved")
-    assert sorted((r["endpoint"], r["status"]) for r in unresolved) == [("events", "error"), ("infer", "error")]
-    # Ok and error rows, nothing else: 3 infer + 2 invocations + 2 lookups + 2 batchGet + 1 refresh + 1 error.
-    assert len(records) == 11
+    assert sorted((r["endpoint"], r["status"]) for r in unresolved) == [("events", "refused"), ("infer", "refused")]
+    # Ok and refused rows, nothing else: 3 infer + 2 invocations + 2 lookups + 2 batchGet + 1 refresh + 2 refused.
+    assert len(records) == 12
 
 
 def test_records_are_visible_to_queries_soon_after_the_response(ledger_home: Path) -> None:

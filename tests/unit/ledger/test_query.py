@@ -216,6 +216,7 @@ def test_stats_counts_rows_files_labels_and_writers(location, tmp_path):
 
     churn = stats["models"]["churn"]
     assert churn["rows_by_source"] == {"batch": 3, "live": 3} and churn["rows"] == 6 and churn["errors"] == 1
+    assert churn["refused"] == 0
     assert churn["segment_files"] == 2 and churn["segment_bytes"] > 0 and churn["batch_jobs"] == 1
     assert churn["oldest"] == "2026-12-03T10:00:00+00:00" and churn["newest"] == "2026-12-04T11:00:00+00:00"
     assert churn["labels"] == 1

@@ -127,11 +127,11 @@ def build(root: Path, *, drifted: bool = False) -> Built:
         )  # fmt: skip
     for block in range(10):
         record([], "live", keyed=False, values=features(10, 100 + block), latency=5.0 + block)
-    for n in range(40):
-        reason = "row 0: 'f0': must be a number" if n < 30 else "deadline passed before the model ran"
+    for n in range(40):  # 30 failed (the server's deadline), 10 refused (the client's bad input)
+        reason = "deadline passed before the model ran" if n < 30 else "row 0: 'f0': must be a number"
         writer.record(
-            Entry(new_prediction_id(), MODEL, source="live", endpoint="infer", status="error", error=reason,
-                  latency_ms=0.5, predicted_at=next(moment).timestamp())
+            Entry(new_prediction_id(), MODEL, source="live", endpoint="infer", status="error" if n < 30 else "refused",
+                  error=reason, latency_ms=0.5, predicted_at=next(moment).timestamp())
         )  # fmt: skip
     if drifted:  # then 1,500 more live calls without a key, three hours in, with f1 moved by one sd
         shifted = features(DRIFTED_ROWS, 7) + np.array([0.0, 1.0, 0.0])

@@ -55,9 +55,11 @@ def test_traffic_counts_by_source_and_hour_and_latency_percentiles(built: Built)
         assert (t.latency_ms.p50, t.latency_ms.p95, t.latency_ms.p99) == pytest.approx((p50, p95, p99), abs=1e-9)
         assert t.latency_ms.max == latency.max()
     live = traffic.source("live")
-    assert live is not None and live.errors == 40
-    assert live.error_rate == pytest.approx(40 / (frame["source"] == "live").sum())
-    assert traffic.top_errors == (("row 0: 'f0': must be a number", 30), ("deadline passed before the model ran", 10))
+    assert live is not None and (live.errors, live.refused) == (30, 10)
+    assert live.error_rate == pytest.approx(30 / (frame["source"] == "live").sum())
+    assert live.refused_rate == pytest.approx(10 / (frame["source"] == "live").sum())
+    assert traffic.top_errors == (("deadline passed before the model ran", 30),)
+    assert traffic.top_refused == (("row 0: 'f0': must be a number", 10),)
     assert live.first_error_at is not None
     assert traffic.keys == frame["key"].nunique()
     assert traffic.versions == {1: int(frame["version"].notna().sum())}
