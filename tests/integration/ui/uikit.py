@@ -16,12 +16,12 @@ from sklearn.linear_model import LogisticRegression
 sys.path.insert(0, str(Path(__file__).parents[1] / "serving"))  # servekit: the server and CLI helpers
 sys.path.insert(0, str(Path(__file__).parents[2] / "unit"))  # browserkit: finding Chromium
 
-from servekit import FEATURES, cli, free_port, rows, server  # noqa: E402, F401  (server, free_port: for the tests)
+from servekit import FEATURES, cli, free_port, rows, server  # noqa: F401  (server, free_port: for the tests)
 
-import foretell  # noqa: E402
-from foretell.adapters.outputs import classifier_outputs  # noqa: E402
-from foretell.core.feature import Feature  # noqa: E402
-from foretell.core.schema import Output, Signature  # noqa: E402
+import foretell
+from foretell.adapters.outputs import classifier_outputs
+from foretell.core.feature import Feature
+from foretell.core.schema import Output, Signature
 
 SLOW_MODEL = """
 import time
