@@ -229,7 +229,7 @@ const PAGES = {
 
 function compiled(found) {
   if (!found) return "not compiled";
-  if (found.status !== "passed") return `${found.compiler}: ${found.status} ${found.reason || ""}`;
+  if (found.status !== "passed") return `${found.compiler ? found.compiler + ": " : ""}${found.status}${found.reason ? " (" + found.reason + ")" : ""}`;
   const parity = found.parity ? ` · parity on ${fmt(found.parity.rows)} rows` : "";
   const speed = found.speed && found.speed.speedup ? ` · one row ${fmt(found.speed.speedup.single_row)}× faster` : "";
   return `${found.compiler}${parity}${speed}`;
