@@ -134,7 +134,7 @@ def test_a_running_jobs_progress_moves_on_the_jobs_page(url: str, home: Path, sc
         stderr=subprocess.DEVNULL,
     )
     try:
-        seen = []
+        seen: list[int] = []
         deadline = time.monotonic() + 30
         while len(set(seen)) < 2 and time.monotonic() < deadline and job.poll() is None:
             shown = page.query_selector("[data-testid=progress]")
