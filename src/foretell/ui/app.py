@@ -95,6 +95,7 @@ def dashboard_app(pages: Pages, access: Access | None, live: LiveSampler | None)
                 return refused
             name = request.path_params["name"]
             reason = f"{state} by {_who()} from the dashboard"
+
             def end_it() -> dict[str, Any]:
                 ended = end_rollout(pages.registry(), name, state, reason).to_dict()
                 pages.forget()

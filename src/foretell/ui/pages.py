@@ -17,8 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from foretell.batch.history import JobHistory
-from foretell.batch.manifest import JobFolder
+from foretell.batch.manifest import REJECTS, JobFolder
 from foretell.batch.schedules import ScheduleBook
 from foretell.errors import ForetellError
 from foretell.ledger.query import LedgerReader
@@ -36,6 +38,8 @@ MONITOR_WINDOW = timedelta(hours=24)
 """The window the Monitor page reads, as `foretell monitor` does by default (`--since 24h`)."""
 JOBS_SHOWN = 20
 """As many jobs as `foretell batch list` shows."""
+REJECTS_SHOWN = 5
+"""Rejected rows shown per job, with their reasons."""
 
 
 class Pages:
@@ -46,6 +50,7 @@ class Pages:
         self.store_url = store_url
         self.ledger = ledger
         self._cache = _Cache(ttl)
+        self._samples: dict[str, list[dict[str, Any]]] = {}  # a finished job's rejects never change
 
     def registry(self) -> SqliteRegistry:
         return open_registry(self.home)
@@ -69,6 +74,9 @@ class Pages:
         jobs = JobHistory(self.home).list(JOBS_SHOWN)
         for job in jobs:
             job["progress"] = _progress(job) if job["status"] == "running" else None
+            job["rejects_sample"] = self._samples.get(job["id"]) if job["rejected"] else None
+            if job["rejected"] and job["status"] != "running" and job["rejects_sample"] is None:
+                job["rejects_sample"] = self._samples[job["id"]] = _rejects_sample(job)
         return {"jobs": jobs, "schedules": ScheduleBook(self.home).described()}
 
     def store(self) -> dict[str, Any]:
@@ -140,6 +148,18 @@ def _progress(job: dict[str, Any]) -> dict[str, Any]:
         "scored": sum(r.scored for r in committed.values()),
         "rejected": sum(r.rejected for r in committed.values()),
     }
+
+
+def _rejects_sample(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The first rejected rows of a finished job (id, chunk, raw values, reason), from its Parquet rejects file;
+    none for the other formats (the page says where the file is) or an output on a remote filesystem."""
+    folder = Path(job["output"]) / REJECTS
+    if "://" in job["output"] or not folder.is_dir():
+        return []
+    for part in sorted(folder.glob("*.parquet")):
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=REJECTS_SHOWN):
+            return [dict(row) for row in batch.to_pylist()]
+    return []
 
 
 class _Cache:

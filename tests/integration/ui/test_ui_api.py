@@ -50,8 +50,13 @@ def test_the_models_document_is_models_list_and_show(url: str, home: Path) -> No
 def test_the_jobs_document_is_batch_list_and_schedule_list(url: str, home: Path) -> None:
     shown = document(url, "jobs")
     jobs = cli_json(home, "batch", "list")
-    assert [{k: v for k, v in j.items() if k != "progress"} for j in shown["jobs"]] == jobs
+    added = ("progress", "rejects_sample")
+    assert [{k: v for k, v in j.items() if k not in added} for j in shown["jobs"]] == jobs
     assert shown["jobs"][-1]["rows"] == 2000 and shown["jobs"][-1]["status"] == "succeeded"
+    scored = next(j for j in shown["jobs"] if j["model_uri"] == "other/1")
+    assert scored["rejected"] == 1
+    [reject] = scored["rejects_sample"]
+    assert reject["id"] == "R-7" and '"a":null' in reject["values"].replace(" ", "") and "a" in reject["reason"]
     assert shown["schedules"] == cli_json(home, "schedule", "list")
 
 

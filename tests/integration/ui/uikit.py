@@ -70,6 +70,12 @@ def make_home(home: Path, scratch: Path) -> Path:
             aliases = ["production"] if version == 1 else ["staging"]
             foretell.register(name, path, signature=signature, aliases=aliases, compile=False, home=home)
     ok(home, "rollout", "start", "clf", "--challenger", "2", "--shadow", "50")
+    a: list[float | None] = [float(i) for i in range(300)]
+    a[7] = None  # one reject in 300 rows (a feature missing): under the 1 % the job tolerates
+    scored = {"id": [f"R-{i}" for i in range(300)], "a": a, "b": [1.0] * 300, "c": [2.0] * 300, "d": [3.0] * 300}
+    pq.write_table(pa.table(scored), scratch / "scored.parquet")
+    ok(home, "batch", "run", "other/1", "--input", str(scratch / "scored.parquet"), "--output", str(scratch / "scored"),
+       "--id-column", "id")  # fmt: skip
     folder = scratch / "slow"
     folder.mkdir()
     (folder / "slow.py").write_text(SLOW_MODEL)

@@ -140,6 +140,8 @@ const PAGES = {
         ["started", (j) => j.started_at.slice(0, 19)],
         ["message", (j) => j.message || ""],
       ], doc.jobs, "jobs")),
+      ...doc.jobs.filter((j) => j.rejects_sample && j.rejects_sample.length).map((j) =>
+        section(`Rejected rows of ${j.id} (first ${j.rejects_sample.length} of ${fmt(j.rejected)})`, anyValue(j.rejects_sample))),
       section("Schedules", table([
         ["name", (s) => s.name],
         ["cron (UTC)", (s) => s.cron],
