@@ -23,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from foretell.errors import ForetellError, InvalidInput
+from foretell.errors import ForetellError, InvalidInput, InvalidRollout
 from foretell.http.errors import method_not_allowed, no_route, status_for
 from foretell.monitor.rollout_status import end_rollout
 from foretell.serving.access import Access, presented
@@ -151,6 +151,8 @@ async def _answered(build: Callable[[], Any]) -> Response:
     """`build()` run in a worker thread, answered as JSON; a domain error as its status and message."""
     try:
         return _json(await asyncio.to_thread(build))
+    except InvalidRollout as exc:  # no rollout to end, or one that ended meanwhile: the state says no
+        return _json({"error": str(exc)}, 409)
     except ForetellError as exc:
         return _json({"error": str(exc)}, status_for(exc))
 

@@ -232,3 +232,22 @@ def test_foretell_ui_serves_the_pages_without_a_server(home: Path) -> None:
 def test_foretell_ui_help_has_an_example(home: Path) -> None:
     assert "foretell ui --port 9000" in ok(home, "ui", "--help")
     assert cli(home, "ui", "--port", "0").returncode != 0
+
+
+def test_promoting_a_rollout_moves_the_alias_and_the_server_follows(url: str, home: Path) -> None:
+    """Last in this module: it ends the home's rollout (the browser tests read its status as it then is)."""
+    promoted = httpx.post(f"{url}/ui/api/rollout/clf/promote")
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["state"] == "promoted"
+    assert promoted.json()["reason"].startswith("promoted by ") and promoted.json()["reason"].endswith("dashboard")
+    status = cli_json(home, "rollout", "status", "clf")
+    assert status["rollout"]["state"] == "promoted"
+    assert document(url, "rollout")["rollouts"]["clf"]["rollout"] == status["rollout"]  # not a cached status
+    assert cli_json(home, "models", "show", "clf@production")["version"] == 2
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{url}/v2/models/clf").json()["versions"] != ["2"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    again = httpx.post(f"{url}/ui/api/rollout/clf/abort")
+    assert again.status_code == 409
+    assert again.json()["error"].startswith("model 'clf' has no active rollout (the last one, ")
