@@ -104,7 +104,7 @@ def build_app(
         return app
     pages = Pages(home, store_url=config.store_url, ledger=ledger_location(home, config))
     live = LiveSampler(inference.metrics.registry)
-    return with_dashboard(app, dashboard_app(pages, options.access, live), live)
+    return with_dashboard(app, dashboard_app(pages, options.access, live), live, warm=pages.warm)
 
 
 def build_services(home: Path, config: ServeConfig) -> tuple[InferenceService, HybridService]:

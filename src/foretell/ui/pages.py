@@ -45,10 +45,14 @@ REJECTS_SHOWN = 5
 class Pages:
     """The documents of every page but Live, for the registry, jobs, store and ledger under `home`."""
 
-    def __init__(self, home: Path, *, store_url: str | None, ledger: str, ttl: float = 10.0) -> None:
+    def __init__(
+        self, home: Path, *, store_url: str | None, ledger: str, ttl: float = 10.0, monitor_ttl: float = 60.0
+    ) -> None:
         self.home = home
         self.store_url = store_url
         self.ledger = ledger
+        self.monitor_ttl = monitor_ttl
+        """The monitor reads every feature of the window's rows (seconds over a 1M-row batch): a minute apart."""
         self._cache = _Cache(ttl)
         self._samples: dict[str, list[dict[str, Any]]] = {}  # a finished job's rejects never change
 
@@ -113,13 +117,20 @@ class Pages:
         """`monitor NAME --json` over the last 24 hours for every model, cached: it reads the ledger."""
         reports: dict[str, Any] = {}
         for summary in self.registry().list_models():
-            reports[summary.name] = self._cache.get(f"monitor:{summary.name}", partial(self._monitor, summary.name))
+            key, compute = f"monitor:{summary.name}", partial(self._monitor, summary.name)
+            reports[summary.name] = self._cache.get(key, compute, self.monitor_ttl)
         return {"window_hours": MONITOR_WINDOW.total_seconds() / 3600, "monitors": reports}
 
     def _ledger_stats(self) -> dict[str, Any] | None:
         if "://" not in self.ledger and not Path(self.ledger).exists():
             return None
         return LedgerReader(self.ledger).stats()
+
+    def warm(self) -> None:
+        """Compute what reads the ledger once, ahead of the first page view (a server calls it once started)."""
+        self.ledger_stats()
+        self.rollout()
+        self.monitor()
 
     def forget(self) -> None:
         """Drop every cached figure: after an action, the next reading shows its effect."""
@@ -170,31 +181,42 @@ class _Cache:
         self.ttl = ttl
         self._values: dict[str, tuple[float, Any]] = {}
         self._refreshing: set[str] = set()
+        self._first: dict[str, threading.Lock] = {}
+        self._cleared = 0  # a refresh begun before a `clear` must not bring back what it dropped
         self._lock = threading.Lock()
 
-    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+    def get(self, key: str, compute: Callable[[], Any], ttl: float | None = None) -> Any:
         with self._lock:
             found = self._values.get(key)
-            stale = found is None or time.monotonic() - found[0] >= self.ttl
+            stale = found is None or time.monotonic() - found[0] >= (self.ttl if ttl is None else ttl)
             if found is not None and stale and key not in self._refreshing:
                 self._refreshing.add(key)
-                threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
+                refresh = (key, compute, self._cleared)
+                threading.Thread(target=self._refresh, args=refresh, daemon=True).start()
+            first = self._first.setdefault(key, threading.Lock())
         if found is not None:
             return found[1]
-        value = compute()  # the first reading: nothing to show before it
-        with self._lock:
-            self._values[key] = (time.monotonic(), value)
-        return value
+        with first:  # the first reading: nothing to show before it, and one thread makes it (the warm-up's, say)
+            with self._lock:
+                found = self._values.get(key)
+            if found is not None:
+                return found[1]
+            value = compute()
+            with self._lock:
+                self._values[key] = (time.monotonic(), value)
+            return value
 
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
+            self._cleared += 1
 
-    def _refresh(self, key: str, compute: Callable[[], Any]) -> None:
+    def _refresh(self, key: str, compute: Callable[[], Any], cleared: int) -> None:
         try:
             value = compute()
             with self._lock:
-                self._values[key] = (time.monotonic(), value)
+                if cleared == self._cleared:
+                    self._values[key] = (time.monotonic(), value)
         finally:
             with self._lock:
                 self._refreshing.discard(key)
