@@ -176,6 +176,7 @@ const PAGES = {
         ["model", (g) => g.model],
         ["generation", (g) => g.generation],
         ["published", (g) => g.published_at],
+        ["age", (g) => age(g.published_at)],
         ["rows", (g) => g.rows],
         ["live rows since", (g) => g.live_rows],
         ["open generations", (g) => g.open_generations.join(", ") || "-"],
@@ -235,6 +236,15 @@ function compiled(found) {
   const parity = found.parity ? ` · parity on ${fmt(found.parity.rows)} rows` : "";
   const speed = found.speed && found.speed.speedup ? ` · one row ${fmt(found.speed.speedup.single_row)}× faster` : "";
   return `${found.compiler}${parity}${speed}`;
+}
+
+function age(moment) {
+  if (!moment) return "-";
+  const seconds = (Date.now() - Date.parse(moment)) / 1000;
+  if (seconds < 120) return `${Math.max(0, Math.round(seconds))} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${(seconds / 86400).toFixed(1)} d`;
 }
 
 function source(ledger, model, name) {
