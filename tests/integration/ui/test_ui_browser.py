@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from browserkit import chromium
-from uikit import FEATURES, cli_json, rows, server, slow_job
+from uikit import FEATURES, cli, cli_json, rows, server, slow_job
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency (pip install playwright)")
 
@@ -122,6 +122,22 @@ def test_the_alias_button_changes_what_the_server_serves(url: str, home: Path, w
     assert cli_json(home, "models", "show", "other@production")["version"] == 2
     page.click("[data-testid=move-other-production-1]")
     page.wait_for_selector("[data-testid=alias-other-production]:has-text('v1')")
+    assert watched.errors == []
+
+
+def test_the_abort_button_ends_the_rollout(url: str, home: Path, watched: Watched) -> None:
+    cli(home, "rollout", "abort", "clf")  # whatever the tests before left active (run alone: the home's own rollout)
+    challenger = 1 if cli_json(home, "models", "show", "clf@production")["version"] == 2 else 2
+    started = cli(home, "rollout", "start", "clf", "--challenger", str(challenger), "--shadow", "10")
+    assert started.returncode == 0, started.stderr
+    page = watched.open(f"{url}/ui/rollout")
+    page.click("[data-testid=abort-clf]")  # confirmed (Watched)
+    page.wait_for_selector("#status:has-text('done: abort the rollout of clf')")
+    status = cli_json(home, "rollout", "status", "clf")["rollout"]
+    assert (status["state"], status["challenger"]) == ("aborted", challenger)
+    assert status["reason"].endswith("from the dashboard")
+    page.wait_for_selector("h2:has-text('aborted')")
+    assert page.query_selector("[data-testid=abort-clf]") is None  # an ended rollout has no buttons
     assert watched.errors == []
 
 
