@@ -1,6 +1,8 @@
-"""How a rollout goes, as one document: plan, figures, guards, verdict, workers, events, quality per arm.
+"""How a rollout goes, as one document (plan, figures, guards, verdict, workers, events, quality per arm), and
+ending one by hand.
 
-`foretell rollout status --json` and the dashboard's Rollout page both print this document.
+`foretell rollout status --json` and the dashboard's Rollout page both print this document;
+`foretell rollout promote/abort` and the page's buttons both end a rollout here.
 """
 
 from __future__ import annotations
