@@ -60,6 +60,7 @@ run: $(STAMP)
 	@echo "== or for a workload you describe, measured on this machine (about a minute; --quick for ten seconds):"
 	@echo "   $(BIN)/foretell advise churn@production --preset nightly-churn --report advice.html"
 	@$(BIN)/python examples/serve_examples.py $(PORT)
+	@echo "== the dashboard (models, jobs, live, store, rollout, monitor): http://127.0.0.1:$(PORT)/ui/"
 	$(BIN)/foretell serve churn@production movies@production --port $(PORT)
 
 test: lint typecheck layers unit

@@ -40,7 +40,7 @@ from foretell.api.models import (
 )
 from foretell.api.monitor import monitor, monitor_report, monitor_thresholds
 from foretell.api.rollout import rollout_abort, rollout_promote, rollout_start, rollout_status
-from foretell.api.serving import create_server_app, serve, serve_config
+from foretell.api.serving import create_server_app, dashboard, serve, serve_config
 
 __all__ = [
     "InputFormat",
@@ -56,6 +56,7 @@ __all__ = [
     "consume_events",
     "create_key",
     "create_server_app",
+    "dashboard",
     "delete_version",
     "demo_init",
     "domain_options",

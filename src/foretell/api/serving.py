@@ -62,6 +62,32 @@ def serve(
     run_server(home_folder(home), _served(config, uris, settings, home), log_level=log_level, ray=ray)
 
 
+def dashboard(
+    *,
+    home: Path | str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    ledger: str | Path | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve the dashboard (`/ui`) alone on `home`, with no models loaded, until Ctrl-C or SIGTERM.
+
+    Keys are checked as a server on `home` would (FORETELL_API_KEY, or the home's key book).
+    """
+    from foretell.api.ledger import ledger_location
+    from foretell.server.dashboard import run_dashboard
+
+    run_dashboard(
+        home_folder(home),
+        host=host,
+        port=port,
+        store_url=store_url(),
+        ledger=ledger_location(ledger, home=home),
+        api_key=os.environ.get(API_KEY_ENV) or None,
+        log_level=log_level,
+    )
+
+
 def _served(
     config: ServeConfig | Path | str | None,
     uris: Sequence[str],

@@ -17,6 +17,7 @@ import builtins
 import json
 import os
 import re
+import shlex
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "Run",
     "Schedule",
     "ScheduleBook",
+    "described",
     "pid_alive",
     "utc_now",
 ]
@@ -298,6 +300,10 @@ class ScheduleBook:
             ).fetchall()
         return [_as_run(row) for row in rows]
 
+    def described(self) -> builtins.list[dict[str, object]]:
+        """Every schedule as `schedule list --json` prints it: with its command line and its last run."""
+        return [described(s, next(iter(self.runs(s.name, limit=1)), None)) for s in self.list()]
+
     def _get(self, conn: sqlite3.Connection, name: str) -> Schedule | None:
         row = conn.execute(f"{_SELECT_SCHEDULES} WHERE s.name = ?", (name,)).fetchone()
         return _schedule(row) if row is not None else None
@@ -305,6 +311,15 @@ class ScheduleBook:
     def _run(self, run_id: int) -> Run:
         with self._db.read() as conn:
             return _as_run(conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+
+
+def described(schedule: Schedule, last: Run | None) -> dict[str, object]:
+    """A schedule as its JSON shows it: its fields, its command line and its last run (None before the first)."""
+    return {
+        **schedule.to_dict(),
+        "command": shlex.join(["foretell", *schedule.argv]),
+        "last_run": last.to_dict() if last else None,
+    }
 
 
 _INSERT = "INSERT INTO schedules (name, cron, argv, created_at) VALUES (?, ?, ?, ?)"

@@ -24,6 +24,7 @@ from foretell.cli import (
     rollout,
     schedule,
     serve,
+    ui,
 )
 from foretell.cli.output import fail, out
 from foretell.errors import ForetellError
@@ -58,6 +59,7 @@ app.command(name="monitor", epilog=monitor.EPILOG)(monitor.monitor)
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(schedule.app, name="schedule")
 app.command(name="scheduler", epilog=schedule.SCHEDULER_EPILOG)(schedule.scheduler)
+app.command(name="ui", epilog=ui.EPILOG)(ui.ui)
 
 _state = {"debug": False}
 

@@ -19,7 +19,7 @@ from foretell.cli.output import err, out, print_json
 from foretell.errors import InvalidSchedule
 
 if TYPE_CHECKING:
-    from foretell.batch.schedules import Run, Schedule, ScheduleBook
+    from foretell.batch.schedules import Run, ScheduleBook
 
 app = typer.Typer(
     help="Run foretell commands on a cron schedule (UTC); `foretell scheduler` runs them.", no_args_is_help=True
@@ -66,7 +66,9 @@ def add(
     _check_command(ctx, argv)
     schedule = _book().add(name, cron, argv, replace=replace)
     if as_json:
-        print_json(_describe(schedule, None))
+        from foretell.batch.schedules import described
+
+        print_json(described(schedule, None))
         return
     out.print(
         f"scheduled {schedule.name} ({schedule.cron}): foretell {shlex.join(schedule.argv)}; "
@@ -92,10 +94,10 @@ def _check_command(ctx: typer.Context, argv: list[str]) -> None:
 def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Schedules with their command, next run and how the last run ended."""
     book = _book()
-    schedules = [(s, next(iter(book.runs(s.name, limit=1)), None)) for s in book.list()]
     if as_json:
-        print_json([_describe(s, last) for s, last in schedules])
+        print_json(book.described())
         return
+    schedules = [(s, next(iter(book.runs(s.name, limit=1)), None)) for s in book.list()]
     table = Table("name", "cron (UTC)", "command", "next run", "last run", title="schedules")
     for s, last in schedules:
         due = " (due)" if s.next_fire() <= datetime.now(UTC) else ""
@@ -183,14 +185,6 @@ def scheduler(
 
 def _report(message: str) -> None:
     err.print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {message}", highlight=False, markup=False)
-
-
-def _describe(schedule: Schedule, last: Run | None) -> dict[str, object]:
-    return {
-        **schedule.to_dict(),
-        "command": shlex.join(["foretell", *schedule.argv]),
-        "last_run": last.to_dict() if last else None,
-    }
 
 
 def _last(run: Run | None) -> str:

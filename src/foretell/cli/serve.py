@@ -151,6 +151,12 @@ def serve(
         highlight=False,
         markup=False,
     )
+    scheme = f"http{'s' if secure else ''}"
+    if engine == "ray":
+        err.print("no dashboard on --engine ray (each replica has its own metrics): run `foretell ui` beside it",
+                  highlight=False, markup=False)  # fmt: skip
+    else:
+        err.print(f"dashboard: {scheme}://{resolved.host}:{resolved.port}/ui/", highlight=False, markup=False)
     if engine == "ray":
         api.serve(
             config=resolved,

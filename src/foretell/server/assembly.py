@@ -35,6 +35,7 @@ from foretell.serving.runtime import Runtime
 from foretell.serving.service import InferenceService
 from foretell.store import open_entity_store, open_store
 from foretell.store.redis_stream import parse_stream_url
+from foretell.ui import LiveSampler, Pages, dashboard_app, with_dashboard
 
 __all__ = ["SERVE_CONFIG_ENV", "RayPlacement", "app_from_env", "build_app", "build_services", "run_server"]
 
@@ -55,8 +56,15 @@ class RayPlacement:
     """direct: each replica also answers on its own port (where Ray has it); proxy: only through Ray Serve's proxy."""
 
 
-def build_app(home: Path, config: ServeConfig, *, served: Callable[[InferenceService], None] | None = None) -> ASGIApp:
-    """The ASGI app serving `config.models` from the registry in `home`, with hybrid lookups and events.
+def build_app(
+    home: Path,
+    config: ServeConfig,
+    *,
+    served: Callable[[InferenceService], None] | None = None,
+    dashboard: bool = True,
+) -> ASGIApp:
+    """The ASGI app serving `config.models` from the registry in `home`, with hybrid lookups and events, and
+    with `dashboard` the `/ui` pages (docs/ui.md) sampling this process's metrics.
 
     `served` is handed the app's inference service: a Ray Serve replica answers gRPC through it.
     """
@@ -89,9 +97,14 @@ def build_app(home: Path, config: ServeConfig, *, served: Callable[[InferenceSer
                 tls_key_and_chain=tls.key_and_chain() if tls is not None else None,
             )
         )
-    return create_app(
+    app = create_app(
         inference, options, hybrid, labels_at=ledger_location(home, config), events=events, companions=companions
     )
+    if not dashboard:
+        return app
+    pages = Pages(home, store_url=config.store_url, ledger=ledger_location(home, config))
+    live = LiveSampler(inference.metrics.registry)
+    return with_dashboard(app, dashboard_app(pages, options.access, live), live, warm=pages.warm)
 
 
 def build_services(home: Path, config: ServeConfig) -> tuple[InferenceService, HybridService]:
@@ -209,7 +222,8 @@ def _run_on_ray(home: Path, config: ServeConfig, placement: RayPlacement) -> Non
     )
     # Ray Serve's gRPC proxy holds the gRPC port; a replica answers the RPCs it passes on, and binds nothing itself.
     replica_config = replace(config, grpc_port=None)
-    run_on_ray_serve(build_app, {"home": home, "config": replica_config}, options)
+    # No /ui on Ray: each replica would show only its own metrics; `foretell ui` shows the rest.
+    run_on_ray_serve(build_app, {"home": home, "config": replica_config, "dashboard": False}, options)
 
 
 def _show_serving_log() -> None:

@@ -52,8 +52,9 @@ class Access:
             return None
         return cls(single_key=single_key, book=book)
 
-    def decide(self, given: bytes | None, scope: str) -> Decision:
-        """`given`: the token presented (`X-API-Key`, or `Authorization: Bearer`), None when there is none."""
+    def decide(self, given: bytes | None, scope: str | None) -> Decision:
+        """`given`: the token presented (`X-API-Key`, or `Authorization: Bearer`), None when there is none;
+        `scope` None: any valid key will do (the dashboard's pages, which only read)."""
         if not given:
             return _REFUSED
         if self._single is not None and hmac.compare_digest(given, self._single):
@@ -61,7 +62,7 @@ class Access:
         key = self._key(given)
         if key is None:
             return _REFUSED
-        if not key.allows(scope):
+        if scope is not None and not key.allows(scope):
             return Decision(
                 403,
                 f"API key {key.name!r} lacks the {scope!r} scope this route needs (it has: {', '.join(key.scopes)})",

@@ -117,3 +117,14 @@ def test_a_rate_limit_answers_429_with_the_wait_and_refills(tmp_path: Path) -> N
 def test_no_keys_means_no_access_rules(tmp_path: Path) -> None:
     assert Access.of(tmp_path, None) is None
     assert Access.of(None, None) is None
+
+
+def test_no_scope_needed_takes_any_valid_key_and_refuses_the_rest(tmp_path: Path) -> None:
+    """What the dashboard's documents ask: any key of the book, whatever its scopes; no key or a wrong one: 401."""
+    book = KeyBook(tmp_path)
+    _, events = book.create("ingest", ("events",))
+    access = Access(book=book)
+    assert access.decide(events.encode(), None).status == 0
+    assert access.decide(events.encode(), "admin").status == 403
+    assert access.decide(b"ftk_wrong", None).status == 401
+    assert access.decide(None, None).message == REFUSED

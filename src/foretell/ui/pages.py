@@ -1,0 +1,222 @@
+"""Each dashboard page's JSON document, built from the functions the CLI's `--json` output prints.
+
+Models from the registry (`models list/show --json`), jobs from the job history (`batch list --json`)
+with a running job's progress read from its output's journal, schedules (`schedule list --json`),
+the store's generations, rollouts (`rollout status --json`) and monitoring (`monitor --json`).
+Whatever reads the ledger scans Parquet files, so it is cached for `ttl` seconds; every
+document is built in a worker thread (`asyncio.to_thread`), never on the serving event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from foretell.batch.history import JobHistory
+from foretell.batch.manifest import REJECTS, JobFolder
+from foretell.batch.schedules import ScheduleBook
+from foretell.errors import ForetellError
+from foretell.ledger.query import LedgerReader
+from foretell.monitor import run_monitor
+from foretell.monitor.rollout_status import rollout_status
+from foretell.profiles.drift import Thresholds
+from foretell.registry import SqliteRegistry, open_registry
+from foretell.registry.profiles import ProfileStore
+from foretell.store import open_entity_store, open_store
+
+__all__ = ["MONITOR_WINDOW", "PAGES", "Pages"]
+
+PAGES = ("models", "jobs", "live", "store", "rollout", "monitor")
+MONITOR_WINDOW = timedelta(hours=24)
+"""The window the Monitor page reads, as `foretell monitor` does by default (`--since 24h`)."""
+JOBS_SHOWN = 20
+"""As many jobs as `foretell batch list` shows."""
+REJECTS_SHOWN = 5
+"""Rejected rows shown per job, with their reasons."""
+
+
+class Pages:
+    """The documents of every page but Live, for the registry, jobs, store and ledger under `home`."""
+
+    def __init__(
+        self, home: Path, *, store_url: str | None, ledger: str, ttl: float = 10.0, monitor_ttl: float = 60.0
+    ) -> None:
+        self.home = home
+        self.store_url = store_url
+        self.ledger = ledger
+        self.monitor_ttl = monitor_ttl
+        """The monitor reads every feature of the window's rows (seconds over a 1M-row batch): a minute apart."""
+        self._cache = _Cache(ttl)
+        self._samples: dict[str, list[dict[str, Any]]] = {}  # a finished job's rejects never change
+
+    def registry(self) -> SqliteRegistry:
+        return open_registry(self.home)
+
+    def models(self) -> dict[str, Any]:
+        """Every model (`models list --json`) with its versions (`models list NAME --json`), each version's
+        reference profile summed up, and the served version shown whole (`models show NAME@production --json`)."""
+        registry = self.registry()
+        profiles = ProfileStore(self.home)
+        shown = []
+        for summary in registry.list_models():
+            versions = []
+            for info in registry.list_versions(summary.name):
+                profile = profiles.load(info.name, info.version)
+                versions.append({**info.to_dict(), "profile": profile.to_dict() if profile is not None else None})
+            shown.append({**summary.to_dict(), "versions": versions})
+        return {"models": shown}
+
+    def jobs(self) -> dict[str, Any]:
+        """The recent jobs (`batch list --json`), a running job's progress, and the schedules with their last run."""
+        jobs = JobHistory(self.home).list(JOBS_SHOWN)
+        for job in jobs:
+            job["progress"] = _progress(job) if job["status"] == "running" else None
+            job["rejects_sample"] = self._samples.get(job["id"]) if job["rejected"] else None
+            if job["rejected"] and job["status"] != "running" and job["rejects_sample"] is None:
+                job["rejects_sample"] = self._samples[job["id"]] = _rejects_sample(job)
+        return {"jobs": jobs, "schedules": ScheduleBook(self.home).described()}
+
+    def store(self) -> dict[str, Any]:
+        """Per model: the published generation, when, its rows and the live rows since (the store's own counts),
+        and what the ledger says of precomputed answers, live fallbacks and event refreshes (cached)."""
+        names = [m.name for m in self.registry().list_models()]
+        store = open_store(self.home, self.store_url)
+        try:
+            generations = [store.stats(name) for name in names]
+        finally:
+            store.close()
+        entities = open_entity_store(self.home, self.store_url)
+        try:
+            tables = [t.to_dict() for t in entities.tables()]
+        finally:
+            entities.close()
+        return {"generations": generations, "entities": tables, "ledger": self.ledger_stats()}
+
+    def ledger_stats(self) -> dict[str, Any] | None:
+        """`ledger stats --json`, cached: it lists every segment file."""
+        stats: dict[str, Any] | None = self._cache.get("ledger", self._ledger_stats)
+        return stats
+
+    def rollout(self) -> dict[str, Any]:
+        """`rollout status NAME --json` for every model that has had a rollout."""
+        registry = self.registry()
+        shown = {}
+        for summary in registry.list_models():
+            if registry.rollouts.latest(summary.name) is not None:
+                shown[summary.name] = self._cache.get(f"rollout:{summary.name}", partial(self._rollout, summary.name))
+        return {"rollouts": shown}
+
+    def monitor(self) -> dict[str, Any]:
+        """`monitor NAME --json` over the last 24 hours for every model, cached: it reads the ledger."""
+        reports: dict[str, Any] = {}
+        for summary in self.registry().list_models():
+            key, compute = f"monitor:{summary.name}", partial(self._monitor, summary.name)
+            reports[summary.name] = self._cache.get(key, compute, self.monitor_ttl)
+        return {"window_hours": MONITOR_WINDOW.total_seconds() / 3600, "monitors": reports}
+
+    def _ledger_stats(self) -> dict[str, Any] | None:
+        if "://" not in self.ledger and not Path(self.ledger).exists():
+            return None
+        return LedgerReader(self.ledger).stats()
+
+    def warm(self) -> None:
+        """Compute what reads the ledger once, ahead of the first page view (a server calls it once started)."""
+        self.ledger_stats()
+        self.rollout()
+        self.monitor()
+
+    def forget(self) -> None:
+        """Drop every cached figure: after an action, the next reading shows its effect."""
+        self._cache.clear()
+
+    def _rollout(self, model: str) -> dict[str, Any]:
+        return rollout_status(self.registry(), model, self.ledger)
+
+    def _monitor(self, model: str) -> dict[str, Any]:
+        try:
+            since = datetime.now(UTC) - MONITOR_WINDOW
+            report = run_monitor(
+                self.ledger, self.home, model, version=None, since=since, until=None, thresholds=Thresholds()
+            )
+        except ForetellError as exc:  # no ledger yet, no traffic in the window: the page says so
+            return {"model": model, "error": str(exc)}
+        return report.to_dict()
+
+
+def _progress(job: dict[str, Any]) -> dict[str, Any]:
+    """A running job's rows so far, from the journal its output folder keeps of each committed chunk."""
+    committed = JobFolder(Path(job["output"])).committed() if "://" not in job["output"] else {}
+    return {
+        "chunks": len(committed),
+        "rows": sum(r.rows for r in committed.values()),
+        "scored": sum(r.scored for r in committed.values()),
+        "rejected": sum(r.rejected for r in committed.values()),
+    }
+
+
+def _rejects_sample(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The first rejected rows of a finished job (id, chunk, raw values, reason), from its Parquet rejects file;
+    none for the other formats (the page says where the file is) or an output on a remote filesystem."""
+    folder = Path(job["output"]) / REJECTS
+    if "://" in job["output"] or not folder.is_dir():
+        return []
+    for part in sorted(folder.glob("*.parquet")):
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=REJECTS_SHOWN):
+            return [dict(row) for row in batch.to_pylist()]
+    return []
+
+
+class _Cache:
+    """Values computed once, then served while a thread computes them again once they are `ttl` seconds old:
+    a page never waits for the ledger twice, and sees figures at most `ttl` seconds (plus one reading) old."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._values: dict[str, tuple[float, Any]] = {}
+        self._refreshing: set[str] = set()
+        self._first: dict[str, threading.Lock] = {}
+        self._cleared = 0  # a refresh begun before a `clear` must not bring back what it dropped
+        self._lock = threading.Lock()
+
+    def get(self, key: str, compute: Callable[[], Any], ttl: float | None = None) -> Any:
+        with self._lock:
+            found = self._values.get(key)
+            stale = found is None or time.monotonic() - found[0] >= (self.ttl if ttl is None else ttl)
+            if found is not None and stale and key not in self._refreshing:
+                self._refreshing.add(key)
+                refresh = (key, compute, self._cleared)
+                threading.Thread(target=self._refresh, args=refresh, daemon=True).start()
+            first = self._first.setdefault(key, threading.Lock())
+        if found is not None:
+            return found[1]
+        with first:  # the first reading: nothing to show before it, and one thread makes it (the warm-up's, say)
+            with self._lock:
+                found = self._values.get(key)
+            if found is not None:
+                return found[1]
+            value = compute()
+            with self._lock:
+                self._values[key] = (time.monotonic(), value)
+            return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self._cleared += 1
+
+    def _refresh(self, key: str, compute: Callable[[], Any], cleared: int) -> None:
+        try:
+            value = compute()
+            with self._lock:
+                if cleared == self._cleared:
+                    self._values[key] = (time.monotonic(), value)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
