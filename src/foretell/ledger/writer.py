@@ -36,6 +36,7 @@ from foretell.ledger.retention import apply_retention
 from foretell.ledger.rows import entries_table, parquet_bytes
 from foretell.ledger.segments import LedgerLocation, segment_name
 from foretell.ledger.settings import LedgerPolicy, LedgerSettings
+from foretell.memory import release_free_memory
 from foretell.threads import run_in_background
 
 __all__ = ["CHUNK", "COMPACT_AT", "CONVERT_SECONDS", "RETENTION_SECONDS", "LedgerWriter", "Observer"]
@@ -318,9 +319,9 @@ class LedgerWriter:
         folder = self.location.partition(*partition)
         compact(self.location, folder, self.writer, list(names))
         # A compaction holds its segments, the merge and the file at once (tens of MB for a busy
-        # model), and Arrow's allocator keeps what is freed for reuse: given back now, the server's
+        # model), and the allocators keep what is freed for reuse: given back now, the server's
         # RSS returns to what it serves with instead of holding every compaction's peak.
-        pa.default_memory_pool().release_unused()
+        release_free_memory()
         # Merged, or nothing left to merge (retention took them): either way these are done with.
         # The counts stay those of the flushes: what was written, not what is on disk now.
         self._own[partition] = []

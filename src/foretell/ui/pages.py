@@ -30,6 +30,7 @@ from foretell.profiles.drift import Thresholds
 from foretell.registry import SqliteRegistry, open_registry
 from foretell.registry.profiles import ProfileStore
 from foretell.store import open_entity_store, open_store
+from foretell.threads import run_in_background
 
 __all__ = ["MONITOR_WINDOW", "PAGES", "Pages"]
 
@@ -127,7 +128,12 @@ class Pages:
         return LedgerReader(self.ledger).stats()
 
     def warm(self) -> None:
-        """Compute what reads the ledger once, ahead of the first page view (a server calls it once started)."""
+        """Compute what reads the ledger once, ahead of the first page view (a server calls it once started).
+
+        Call it on a thread of its own: it lowers that thread's priority, as each refresh's, so that the
+        monitor's seconds of DuckDB (whose threads inherit the priority) wait for the requests being served.
+        """
+        run_in_background()
         self.ledger_stats()
         self.rollout()
         self.monitor()
@@ -212,6 +218,7 @@ class _Cache:
             self._cleared += 1
 
     def _refresh(self, key: str, compute: Callable[[], Any], cleared: int) -> None:
+        run_in_background()  # a thread of its own: the figures can wait, the server's requests cannot
         try:
             value = compute()
             with self._lock:
