@@ -306,6 +306,8 @@ class SqliteEntityStore:
     def _write(self, *, durable: bool = True) -> AbstractContextManager[sqlite3.Connection]:
         # An event is not fsynced: losing the last events in a power cut is what a feature
         # store's replication lag looks like anyway, and each event should not wait for the disk.
+        if not durable:  # and it is a few rows on a request's path: the thread's kept connection
+            return self._db.quick_write("PRAGMA synchronous = NORMAL", "PRAGMA journal_size_limit = 67108864")
         return self._db.write(
             f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}",
             "PRAGMA cache_size = -65536",

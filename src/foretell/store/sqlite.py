@@ -343,6 +343,8 @@ class SqliteStore:
         return self._db.quick_read()
 
     def _write(self, *, durable: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+        if not durable:  # a write-back on a request's path: a few rows, on the thread's kept connection
+            return self._db.quick_write("PRAGMA synchronous = NORMAL", "PRAGMA journal_size_limit = 67108864")
         # A big generation's index is sorted in memory rather than in temp files; and the
         # WAL, which a bulk write grows large, is cut back after checkpoints (docs/hybrid.md,
         # "Backends").
