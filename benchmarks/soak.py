@@ -7,7 +7,9 @@ model (the same artifacts registered again), and a shadow rollout of churn/2 aga
 scoring 20 % of churn's traffic. One `foretell serve churn@production movies@production` process on
 core 0; the load from this process on core 1.
 
-First the capacity: the mix below from 64 connections, closed loop, for 10 s. Then the soak: the same
+First the capacity: the mix below from 64 connections, closed loop, for 10 s; then, since a paced load
+batches less and costs the server more per request, the highest open-loop rate the server keeps up with
+(steps of 10 % of the closed-loop rate, `open_loop_capacity`). Then the soak: the same
 mix, open loop, at `--load` (default 70 %) of that rate, for `--minutes`: each request has a scheduled
 start, and its latency is counted from then, so a stall shows as latency and not as fewer requests
 (no coordinated omission). Every minute `foretell models alias movies production` moves the alias
@@ -39,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +52,9 @@ from servekit import free_port, rss_bytes
 
 CONNECTIONS = 64
 CAPACITY_SECONDS = 10
+STEP_SECONDS = 8.0
+KEPT_UP_S = 0.25
+"""A capacity step keeps up when its last two seconds' requests were all answered within this."""
 RSS_EVERY_S = 5.0
 """The server's RSS swings by tens of MB within a minute (the ledger writer's compactions, every half
 minute, hold their segments and the merge at once), so one sample a minute measured where in that
@@ -192,23 +198,16 @@ async def closed_loop(port: int, requests: list[bytes], seconds: float) -> float
     return done / (time.perf_counter() - started)
 
 
-async def open_loop(
-    port: int,
-    requests: list[bytes],
-    rate: float,
-    minutes: int,
-    server_pid: int,
-    home: Path,
-    timeline: list[tuple[float, float]] | None = None,
-    rss_log: list[tuple[float, float]] | None = None,
-) -> list[Minute]:
-    """`rate` requests/s on a fixed schedule for `minutes`; a slow answer delays its connection, not the schedule."""
-    per_minute = [Minute() for _ in range(minutes)]
-    start = time.perf_counter() + 0.5
-    STARTED_AT[0] = time.time() + 0.5
-    total = int(rate * 60 * minutes)
+Answered = Callable[[float, float | None, str | None], None]
+"""Told of each request: its scheduled offset from the start (s), its latency (None: no answer), what went wrong."""
+
+
+async def paced(port: int, requests: list[bytes], rate: float, count: int, start: float, answered: Answered) -> None:
+    """`count` requests at `rate`/s from `start` (a perf_counter time) on `CONNECTIONS` connections, open loop:
+    each request has a scheduled time and its latency counts from then, so a slow answer delays its connection,
+    not the schedule (no coordinated omission)."""
     queue: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(total):
+    for n in range(count):
         queue.put_nowait(n)
 
     async def connection() -> None:
@@ -222,20 +221,78 @@ async def open_loop(
             wait = scheduled - time.perf_counter()
             if wait > 0:
                 await asyncio.sleep(wait)
-            minute = per_minute[min(minutes - 1, int(n / rate // 60))]
             try:
                 writer.write(requests[n % len(requests)])
                 status = await _answer(reader)
             except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
-                minute.failed(type(exc).__name__)
+                answered(scheduled - start, None, type(exc).__name__)
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 continue
-            minute.latencies.append(time.perf_counter() - scheduled)
-            if timeline is not None:
-                timeline.append((scheduled - start, minute.latencies[-1]))
-            if status != 200:
-                minute.failed(str(status))
+            answered(scheduled - start, time.perf_counter() - scheduled, None if status == 200 else str(status))
         writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(CONNECTIONS)))
+
+
+async def open_loop_capacity(port: int, requests: list[bytes], ceiling: float) -> tuple[float, list[str]]:
+    """The highest open-loop rate the server keeps up with, and a line per step.
+
+    The closed loop keeps 64 requests waiting, so the micro-batcher's batches are as full as they get;
+    a paced load arrives a few at a time, and costs the server more per request. So: steps of 10 % of
+    the closed-loop rate from 40 %, `STEP_SECONDS` each; a step keeps up when every request scheduled
+    in its last two seconds was answered, without error, within `KEPT_UP_S` (a server falling behind
+    builds a backlog that only grows). The capacity is the last step that kept up.
+    """
+    kept, lines = ceiling * 0.4, []
+    for share in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+        rate = ceiling * share
+        worst, failures = await _step(port, requests, rate)
+        lines.append(f"#   {rate:,.0f} req/s: worst of the last 2 s {worst * 1e3:,.1f} ms, {failures} errors")
+        if failures or worst > KEPT_UP_S:
+            break
+        kept = rate
+        await asyncio.sleep(2)  # what is left of a step's backlog is not the next step's
+    return kept, lines
+
+
+async def _step(port: int, requests: list[bytes], rate: float) -> tuple[float, int]:
+    """One capacity step: the worst latency of the requests scheduled in its last two seconds, and its errors."""
+    late: list[float] = []
+    failures = 0
+
+    def answered(at: float, latency: float | None, error: str | None) -> None:
+        nonlocal failures
+        failures += error is not None
+        if at >= STEP_SECONDS - 2:
+            late.append(math.inf if latency is None else latency)
+
+    await paced(port, requests, rate, int(rate * STEP_SECONDS), time.perf_counter() + 0.2, answered)
+    return max(late, default=math.inf), failures
+
+
+async def open_loop(
+    port: int,
+    requests: list[bytes],
+    rate: float,
+    minutes: int,
+    server_pid: int,
+    home: Path,
+    timeline: list[tuple[float, float]] | None = None,
+    rss_log: list[tuple[float, float]] | None = None,
+) -> list[Minute]:
+    """`rate` requests/s (`paced`) for `minutes`, with the alias moves and the RSS samples; the figures per minute."""
+    per_minute = [Minute() for _ in range(minutes)]
+    start = time.perf_counter() + 0.5
+    STARTED_AT[0] = time.time() + 0.5
+
+    def answered(at: float, latency: float | None, error: str | None) -> None:
+        minute = per_minute[min(minutes - 1, int(at // 60))]
+        if latency is not None:
+            minute.latencies.append(latency)
+            if timeline is not None:
+                timeline.append((at, latency))
+        if error is not None:
+            minute.failed(error)
 
     async def chores() -> None:
         version = 1
@@ -255,7 +312,8 @@ async def open_loop(
                 rss_log.append((at, mb))
             await asyncio.sleep(RSS_EVERY_S)
 
-    await asyncio.gather(chores(), rss_samples(), *(connection() for _ in range(CONNECTIONS)))
+    count = int(rate * 60 * minutes)
+    await asyncio.gather(chores(), rss_samples(), paced(port, requests, rate, count, start, answered))
     return per_minute
 
 
@@ -292,10 +350,14 @@ def main() -> int:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the server did not start: {log.read_text()}")
                 time.sleep(0.2)
-            capacity = asyncio.run(closed_loop(port, requests, CAPACITY_SECONDS))
+            closed = asyncio.run(closed_loop(port, requests, CAPACITY_SECONDS))
+            print(f"# closed loop ({CONNECTIONS} connections, {CAPACITY_SECONDS} s): {closed:,.0f} req/s; "
+                  "the open-loop capacity, in steps:", flush=True)  # fmt: skip
+            capacity, steps = asyncio.run(open_loop_capacity(port, requests, closed))
+            print("\n".join(steps), flush=True)
             rate = capacity * args.load
-            print(f"# capacity {capacity:,.0f} req/s (closed loop, {CONNECTIONS} connections); soak at {rate:,.0f} "
-                  f"req/s for {args.minutes} min", flush=True)  # fmt: skip
+            print(f"# capacity {capacity:,.0f} req/s (open loop); soak at {rate:,.0f} req/s for {args.minutes} min",
+                  flush=True)  # fmt: skip
             timeline: list[tuple[float, float]] | None = [] if args.timeline else None
             rss_log: list[tuple[float, float]] | None = [] if args.timeline else None
             # The load generator's own full collections would show as the server's latency: what it holds
