@@ -41,7 +41,9 @@ def _started(send: Send, live: LiveSampler, warm: Callable[[], None] | None) -> 
         if message["type"] == "lifespan.startup.complete":
             live.start()
             if warm is not None:
-                threading.Thread(target=warm, name="foretell-ui-warm", daemon=True).start()
+                # Not a daemon: the interpreter waits for it at exit. A daemon thread still inside DuckDB
+                # when the process exits is killed mid C++ and aborts it ("FATAL: exception not rethrown").
+                threading.Thread(target=warm, name="foretell-ui-warm").start()
         await send(message)
 
     return said

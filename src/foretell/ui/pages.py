@@ -198,7 +198,8 @@ class _Cache:
             if found is not None and stale and key not in self._refreshing:
                 self._refreshing.add(key)
                 refresh = (key, compute, self._cleared)
-                threading.Thread(target=self._refresh, args=refresh, daemon=True).start()
+                # Not a daemon, as the warm-up (ui.mount): exiting during a DuckDB query must wait for it.
+                threading.Thread(target=self._refresh, args=refresh, name="foretell-ui-refresh").start()
             first = self._first.setdefault(key, threading.Lock())
         if found is not None:
             return found[1]
