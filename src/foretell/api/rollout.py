@@ -8,8 +8,6 @@ servers route the traffic and judge the guards themselves.
 
 from __future__ import annotations
 
-import getpass
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,12 +71,16 @@ def rollout_status(model: str, *, home: Path | str | None = None, ledger: str | 
 
 def rollout_promote(model: str, *, home: Path | str | None = None, reason: str | None = None) -> Rollout:
     """End the active rollout of `model` as promoted: its alias moves to the challenger, in one transaction."""
-    return _end(model, "promoted", reason or f"promoted by {_who()} from the command line", home)
+    from foretell.monitor.rollout_status import who
+
+    return _end(model, "promoted", reason or f"promoted by {who()} from the command line", home)
 
 
 def rollout_abort(model: str, *, home: Path | str | None = None, reason: str | None = None) -> Rollout:
     """End the active rollout of `model` as aborted: the alias stays on the champion."""
-    return _end(model, "aborted", reason or f"aborted by {_who()} from the command line", home)
+    from foretell.monitor.rollout_status import who
+
+    return _end(model, "aborted", reason or f"aborted by {who()} from the command line", home)
 
 
 def _end(model: str, state: str, reason: str, home: Path | str | None) -> Rollout:
@@ -102,11 +104,3 @@ def _version_of(registry: SqliteRegistry, model: str, challenger: str | int) -> 
     if info.name != model:
         raise InvalidRollout(f"--challenger {text!r} is a version of {info.name}, not of {model}")
     return info.version
-
-
-def _who() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no user name in a bare container
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"

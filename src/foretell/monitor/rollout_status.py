@@ -7,6 +7,8 @@ ending one by hand.
 
 from __future__ import annotations
 
+import getpass
+import socket
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from foretell.registry import SqliteRegistry
     from foretell.rollout import Guards, Rollout, RolloutStats
 
-__all__ = ["NO_LABELS", "end_rollout", "rollout_status"]
+__all__ = ["NO_LABELS", "end_rollout", "rollout_status", "who"]
 
 NO_LABELS = "no labels yet"
 
@@ -133,3 +135,12 @@ def _measured(rollout: Rollout, signature: Signature, location: str, versions: d
         return None
     arms = {arm: {"version": versions[arm], "cells": [c.to_dict() for c in found]} for arm, found in cells.items()}
     return {"status": "measured", "task": task.kind, "labelled": labelled, "arms": arms}
+
+
+def who() -> str:
+    """Who ends a rollout by hand, for its reason: `user@host` (the CLI's and the dashboard's)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

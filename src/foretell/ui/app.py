@@ -9,8 +9,6 @@ thread: reading the registry, the job history or the ledger never blocks the ser
 from __future__ import annotations
 
 import asyncio
-import getpass
-import socket
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from typing import Any
@@ -25,7 +23,7 @@ from starlette.types import ASGIApp
 
 from foretell.errors import ForetellError, InvalidInput, InvalidRollout
 from foretell.http.errors import method_not_allowed, no_route, status_for
-from foretell.monitor.rollout_status import end_rollout
+from foretell.monitor.rollout_status import end_rollout, who
 from foretell.serving.access import Access, presented
 from foretell.ui.live import LiveSampler
 from foretell.ui.pages import PAGES, Pages
@@ -94,7 +92,7 @@ def dashboard_app(pages: Pages, access: Access | None, live: LiveSampler | None)
             if refused := _refused(request, access, "admin"):
                 return refused
             name = request.path_params["name"]
-            reason = f"{state} by {_who()} from the dashboard"
+            reason = f"{state} by {who()} from the dashboard"
 
             def end_it() -> dict[str, Any]:
                 ended = end_rollout(pages.registry(), name, state, reason).to_dict()
@@ -160,14 +158,6 @@ async def _answered(build: Callable[[], Any]) -> Response:
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
     return Response(body, status, headers, media_type="application/json")
-
-
-def _who() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no user name in a bare container
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 async def _json_error(request: Request, exc: Exception) -> Response:
