@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from uikit import FEATURES, cli, cli_json, free_port, ok, rows, server, slow_job
+from uikit import cli, cli_json, free_port, ok, rows, server, slow_job, two_versions
 
 PAGES = ("models", "jobs", "live", "store", "rollout", "monitor")
 
@@ -163,21 +163,7 @@ def test_a_running_jobs_progress_moves(url: str, home: Path, scratch: Path) -> N
 
 def test_keys_are_enforced(tmp_path: Path, scratch: Path) -> None:
     """No key: 401 on every document and action; a `predict` key reads but may not act (403); `admin` acts."""
-    import joblib
-    from sklearn.linear_model import LogisticRegression
-
-    import foretell
-    from foretell.adapters.outputs import classifier_outputs
-    from foretell.core.feature import Feature
-    from foretell.core.schema import Signature
-
-    home = tmp_path / "home"
-    x = rows(200, seed=3)
-    path = tmp_path / "m.joblib"
-    joblib.dump(LogisticRegression().fit(x, (x[:, 0] > 0).astype(int)), path)
-    signature = Signature(tuple(Feature(n) for n in FEATURES), classifier_outputs([0, 1]))
-    for _ in range(2):
-        foretell.register("m", path, signature=signature, aliases=["production"], compile=False, home=home)
+    home = two_versions(tmp_path / "home", tmp_path, production=2)
     admin = cli_json(home, "keys", "create", "ops", "--scope", "admin")["token"]
     predict = cli_json(home, "keys", "create", "scorer", "--scope", "predict")["token"]
     with server(home) as url:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from browserkit import chromium
-from uikit import FEATURES, cli, cli_json, rows, server, slow_job
+from uikit import FEATURES, cli, cli_json, rows, server, slow_job, two_versions
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency (pip install playwright)")
 
@@ -165,21 +165,7 @@ def test_a_running_jobs_progress_moves_on_the_jobs_page(url: str, home: Path, sc
 
 
 def test_without_an_admin_key_the_buttons_refuse(browser: Any, tmp_path: Path) -> None:
-    import joblib
-    from sklearn.linear_model import LogisticRegression
-
-    import foretell
-    from foretell.adapters.outputs import classifier_outputs
-    from foretell.core.feature import Feature
-    from foretell.core.schema import Signature
-
-    home = tmp_path / "home"
-    x = rows(200, seed=3)
-    path = tmp_path / "m.joblib"
-    joblib.dump(LogisticRegression().fit(x, (x[:, 0] > 0).astype(int)), path)
-    signature = Signature(tuple(Feature(n) for n in FEATURES), classifier_outputs([0, 1]))
-    foretell.register("m", path, signature=signature, aliases=["production"], compile=False, home=home)
-    foretell.register("m", path, signature=signature, compile=False, home=home)
+    home = two_versions(tmp_path / "home", tmp_path, production=1)
     predict = cli_json(home, "keys", "create", "scorer", "--scope", "predict")["token"]
     watched = Watched(browser)
     try:

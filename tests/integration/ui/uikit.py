@@ -41,6 +41,18 @@ SLOW_ROWS = 4000
 SLOW_CHUNK = 100
 
 
+def two_versions(home: Path, scratch: Path, *, production: int) -> Path:
+    """A home holding a small classifier `m` registered twice (uncompiled), `production` on version `production`."""
+    x = rows(200, seed=3)
+    path = scratch / "m.joblib"
+    joblib.dump(LogisticRegression().fit(x, (x[:, 0] > 0).astype(int)), path)
+    signature = Signature(tuple(Feature(n) for n in FEATURES), classifier_outputs([0, 1]))
+    for version in (1, 2):
+        aliases = ["production"] if version == production else []
+        foretell.register("m", path, signature=signature, aliases=aliases, compile=False, home=home)
+    return home
+
+
 def ok(home: Path, *args: str) -> str:
     done = cli(home, *args)
     assert done.returncode == 0, done.stderr
