@@ -4,7 +4,7 @@ One short-lived connection per operation, so an object is safe to share between 
 and across `fork`; write-ahead logging, so readers never wait for a writer; writes that
 take the write lock first (`BEGIN IMMEDIATE`), so what they read is the last commit;
 reads in one transaction, so several SELECTs see one snapshot; a schema versioned with
-`PRAGMA user_version`, created by whichever process gets there first. Errors come out as
+`PRAGMA user_version`, created by one process at a time (a lock on the folder). Errors come out as
 the owner's own `ForetellError` subclass, naming the file.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,36 +170,51 @@ class Database:
         # Opening an existing file only reads two pragmas: taking the write lock on every
         # open would make each reader contend with a running writer.
         with self.connect() as conn:
-            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise self._error(
-                        f"{self.path} cannot use write-ahead logging (journal mode stayed {mode!r}); "
-                        f"put FORETELL_HOME on a local disk"
-                    )
-            if self.schema_version(conn) == self._version:
+            if self._is_current(conn):
                 return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                found = self.schema_version(conn)  # checked again: another process may have won
-                upgrades = self._upgrades
-                if found == 0 or upgrades is None:
-                    for statement in self._schema:
+        # Two processes making one new file at once (the workers of `serve --workers N`) race
+        # inside SQLite itself: both switch an empty file to write-ahead logging, and one sees
+        # "database is locked" at once or creates tables the other has just made. Making a
+        # file is rare, so it is done one process at a time, under a lock on its folder.
+        creating = _folder_lock(self.path.parent, what=f"the {self._what} {self.path}", error=self._error)
+        with creating, self.connect() as conn:
+            self._create(conn)
+
+    def _is_current(self, conn: sqlite3.Connection) -> bool:
+        wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+        return wal and self.schema_version(conn) == self._version
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise self._error(
+                    f"{self.path} cannot use write-ahead logging (journal mode stayed {mode!r}); "
+                    f"put FORETELL_HOME on a local disk"
+                )
+        if self.schema_version(conn) == self._version:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = self.schema_version(conn)  # checked again: a process of an older foretell may have won
+            upgrades = self._upgrades
+            if found == 0 or upgrades is None:
+                for statement in self._schema:
+                    conn.execute(statement)
+            else:
+                for version in range(found + 1, self._version + 1):
+                    if version not in upgrades:  # never guess at a file's layout: say what to do
+                        raise self._error(
+                            f"{self.path} has schema version {found}, and this foretell cannot upgrade it to "
+                            f"version {self._version}; move it aside and load it again"
+                        )
+                    for statement in upgrades[version]:
                         conn.execute(statement)
-                else:
-                    for version in range(found + 1, self._version + 1):
-                        if version not in upgrades:  # never guess at a file's layout: say what to do
-                            raise self._error(
-                                f"{self.path} has schema version {found}, and this foretell cannot upgrade it to "
-                                f"version {self._version}; move it aside and load it again"
-                            )
-                        for statement in upgrades[version]:
-                            conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {self._version}")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            conn.execute(f"PRAGMA user_version = {self._version}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def schema_version(self, conn: sqlite3.Connection) -> int:
         found = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -208,3 +224,34 @@ class Database:
                 f"this one reads version {self._version}: upgrade foretell"
             )
         return found
+
+
+@contextmanager
+def _folder_lock(folder: Path, *, what: str, error: type[ForetellError]) -> Iterator[None]:
+    """An exclusive `flock` on `folder`, waited for up to BUSY_TIMEOUT_SECONDS.
+
+    The folder rather than a lock file beside the database: nothing is left behind, and
+    a lock on the database file itself would be dropped with SQLite's own POSIX locks
+    when either descriptor closed.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): SQLite's own locking is all there is
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise error(
+                        f"{what} was being created by another process for {BUSY_TIMEOUT_SECONDS:.0f} s; try again"
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
