@@ -9,7 +9,10 @@ first scores every customer into the store, the others a 100,000-row slice) and 
    the median and slowest of 20 answers after it, timed by this process over HTTP;
 2. each page in the system's Chromium (Playwright): from navigation to the page drawn from its
    document (`body[data-loaded=true]`), 5 loads each, median and slowest;
-3. serving throughput: wrk on core 1 (one `[1, 31]` churn infer, c=64) with no browser, and with a
+3. the Monitor right after a start: its first answer, whether it was "pending", and the seconds
+   until its figures are there; once on this run's first start (a new home has no kept reading),
+   then again after a restart (the last reading, kept in the home, is shown at once);
+4. serving throughput: wrk on core 1 (one `[1, 31]` churn infer, c=64) with no browser, and with a
    Chromium (also on core 1) polling the Live page every second, alternating for `--rounds` rounds;
    the median of the per-round ratios.
 
@@ -30,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -83,6 +88,35 @@ def documents(url: str) -> dict[str, tuple[float, float, float]]:
     return timed
 
 
+def monitor_at_start(url: str) -> tuple[float, bool, float]:
+    """The Monitor document's first answer (ms), whether it was pending, and the seconds until no model is."""
+    started = time.perf_counter()
+    with httpx.Client(timeout=300) as client:
+        first = client.get(f"{url}/ui/api/monitor")
+        first_ms = (time.perf_counter() - started) * 1000
+        pending = bool(first.json()["pending"])
+        while client.get(f"{url}/ui/api/monitor").json()["pending"]:
+            time.sleep(0.1)
+    return first_ms, pending, time.perf_counter() - started
+
+
+@contextmanager
+def served(home: Path) -> Iterator[str]:
+    """`foretell serve` of every production model on core 0, until the block ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "foretell", "serve", "--port", str(port)],
+        env={**os.environ, "FORETELL_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_ready(url, timeout=300)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
 def chromium_on_core_1(scratch: Path) -> str:
     found = shutil.which("chromium")
     if found is None:
@@ -132,14 +166,10 @@ def main() -> int:
         tensor = {"name": "input", "datatype": "FP64", "shape": [1, len(row)], "data": row.tolist()}
         lua = scratch / "infer.lua"
         lua.write_text(INFER_LUA.replace("{body}", json.dumps({"inputs": [tensor]})))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen(
-            ["taskset", "-c", "0", sys.executable, "-m", "foretell", "serve", "--port", str(port)],
-            env={**os.environ, "FORETELL_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            wait_ready(url, timeout=300)
+        for kept in (home / "dashboard").glob("monitor-*.json"):  # a first start, as on a new home
+            kept.unlink()
+        with served(home) as url:
+            at_start = [monitor_at_start(url)]
             timed = documents(url)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=chromium_on_core_1(scratch), args=["--no-sandbox"])
@@ -155,9 +185,8 @@ def main() -> int:
                     polled.append(wrk_with_max(f"{url}/v2/models/churn/infer", lua, 64, args.seconds))
                     context.close()
                 browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+        with served(home) as url:  # a restart: the reading kept by the first is shown at once
+            at_start.append(monitor_at_start(url))
 
     print(f"# documents: GET /ui/api/PAGE from this process, 1 cold then 20 (server on core 0); {args.customers:,} "
           f"customers, {args.jobs} jobs")  # fmt: skip
@@ -166,14 +195,20 @@ def main() -> int:
         cold, median, slowest = timed[name]
         load, load_max = loads[name]
         print(f"{name:<8} {cold:>9.1f} {median:>10.1f} {slowest:>8.1f}   {load:>20.1f} {load_max:>8.1f}")
+    print("# the Monitor right after a start (GET /ui/api/monitor from this process)")
+    for label, (first_ms, pending, ready_s) in zip(("first start", "restart"), at_start, strict=True):
+        said = "pending" if pending else "figures"
+        print(f"{label:<12} first answer {first_ms:7.1f} ms ({said}); figures of this run after {ready_s:5.1f} s")
     ratios = [p["rps"] / w["rps"] for p, w in zip(polled, without, strict=True)]
     print(f"# infer c=64 on core 0, wrk on core 1, {args.rounds} alternating rounds of {args.seconds} s")
     print("without a browser req/s:", ", ".join(f"{w['rps']:,.0f}" for w in without))
     print("with Live polled   req/s:", ", ".join(f"{p['rps']:,.0f}" for p in polled))
     print(f"with / without per round: {', '.join(f'{r:.3f}' for r in ratios)}; median {statistics.median(ratios):.3f}")
-    slow_docs = [n for n in PAGES if timed[n][1] >= 100]
+    starts = zip(("first start", "restart"), at_start, strict=True)
+    slow_docs = [n for n in PAGES if timed[n][1] >= 100] + [f"monitor at {n}" for n, f in starts if f[0] >= 100]
     slow_pages = [n for n in PAGES if loads[n][0] >= 1000]
-    print(f"target documents < 100 ms (median, warm): {'met' if not slow_docs else f'MISSED: {slow_docs}'}")
+    said = "met" if not slow_docs else f"MISSED: {slow_docs}"
+    print(f"target documents < 100 ms (median, and the Monitor's first answer after each start): {said}")
     print(f"target pages < 1 s (median): {'met' if not slow_pages else f'MISSED: {slow_pages}'}")
     return 0
 

@@ -9,6 +9,10 @@ document is built in a worker thread (`asyncio.to_thread`), never on the serving
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow.parquet as pq
 
@@ -32,11 +37,15 @@ from foretell.registry.profiles import ProfileStore
 from foretell.store import open_entity_store, open_store
 from foretell.threads import run_in_background
 
-__all__ = ["MONITOR_WINDOW", "PAGES", "Pages"]
+__all__ = ["KEPT_FOLDER", "MONITOR_WINDOW", "PAGES", "KeptReports", "Pages"]
+
+log = logging.getLogger("foretell.ui")
 
 PAGES = ("models", "jobs", "live", "store", "rollout", "monitor")
 MONITOR_WINDOW = timedelta(hours=24)
 """The window the Monitor page reads, as `foretell monitor` does by default (`--since 24h`)."""
+KEPT_FOLDER = "dashboard"
+"""Where in the home the dashboard keeps each model's last monitor reading, for the next start to show at once."""
 JOBS_SHOWN = 20
 """As many jobs as `foretell batch list` shows."""
 REJECTS_SHOWN = 5
@@ -56,6 +65,9 @@ class Pages:
         """The monitor reads every feature of the window's rows (seconds over a 1M-row batch): a minute apart."""
         self._cache = _Cache(ttl)
         self._samples: dict[str, list[dict[str, Any]]] = {}  # a finished job's rejects never change
+        self._kept = KeptReports(home / KEPT_FOLDER, ledger)
+        for model, report in self._kept.load().items():
+            self._cache.seed(f"monitor:{model}", report)
 
     def registry(self) -> SqliteRegistry:
         return open_registry(self.home)
@@ -115,12 +127,22 @@ class Pages:
         return {"rollouts": shown}
 
     def monitor(self) -> dict[str, Any]:
-        """`monitor NAME --json` over the last 24 hours for every model, cached: it reads the ledger."""
+        """`monitor NAME --json` over the last 24 hours for every model, cached: it reads the ledger.
+
+        Never waited for: a model whose first reading is still being computed shows as pending (with
+        when it began), and the last reading of an earlier run (kept in the home) is served meanwhile.
+        """
         reports: dict[str, Any] = {}
+        pending = []
         for summary in self.registry().list_models():
             key, compute = f"monitor:{summary.name}", partial(self._monitor, summary.name)
-            reports[summary.name] = self._cache.get(key, compute, self.monitor_ttl)
-        return {"window_hours": MONITOR_WINDOW.total_seconds() / 3600, "monitors": reports}
+            report = self._cache.get(key, compute, self.monitor_ttl, wait=False)
+            if report is None:
+                began = self._cache.computing_since(key)
+                report = {"model": summary.name, "pending": True, "started_at": began.isoformat() if began else None}
+                pending.append(summary.name)
+            reports[summary.name] = report
+        return {"window_hours": MONITOR_WINDOW.total_seconds() / 3600, "monitors": reports, "pending": pending}
 
     def _ledger_stats(self) -> dict[str, Any] | None:
         if "://" not in self.ledger and not Path(self.ledger).exists():
@@ -153,7 +175,43 @@ class Pages:
             )
         except ForetellError as exc:  # no ledger yet, no traffic in the window: the page says so
             return {"model": model, "error": str(exc)}
-        return report.to_dict()
+        found = report.to_dict()
+        self._kept.save(model, found)
+        return found
+
+
+class KeptReports:
+    """Each model's last monitor document, one JSON file per model, for the ledger it was read from.
+
+    A server that starts shows these at once, marked with when they were made (`generated_at`), while
+    it computes new ones: the monitor over a big ledger takes seconds. A file written for another ledger
+    location, or unreadable, is ignored; files are replaced whole (a rename), so two workers can share them.
+    """
+
+    def __init__(self, folder: Path, ledger: str) -> None:
+        self.folder = folder
+        self.ledger = ledger
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        found = {}
+        for path in sorted(self.folder.glob("monitor-*.json")) if self.folder.is_dir() else ():
+            try:
+                kept = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(kept, dict) and kept.get("ledger") == self.ledger and isinstance(kept.get("report"), dict):
+                found[str(kept["report"].get("model"))] = kept["report"]
+        return found
+
+    def save(self, model: str, report: dict[str, Any]) -> None:
+        path = self.folder / f"monitor-{quote(model, safe='')}.json"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial_path = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            partial_path.write_text(json.dumps({"ledger": self.ledger, "report": report}, default=str))
+            partial_path.replace(path)
+        except OSError as exc:  # a read-only home still serves the dashboard: only the next start waits
+            log.warning("cannot keep the monitor's reading of %s in %s: %s", model, self.folder, exc)
 
 
 def _progress(job: dict[str, Any]) -> dict[str, Any]:
@@ -181,28 +239,37 @@ def _rejects_sample(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 class _Cache:
     """Values computed once, then served while a thread computes them again once they are `ttl` seconds old:
-    a page never waits for the ledger twice, and sees figures at most `ttl` seconds (plus one reading) old."""
+    a page never waits for the ledger twice, and sees figures at most `ttl` seconds (plus one reading) old.
+
+    A value asked for with `wait=False` is never waited for even the first time: until its first reading
+    is done, `get` answers None (the page says the figures are being computed), and `clear` keeps it, as
+    stale, rather than dropping it. That is the monitor, seconds of work over a big ledger."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._values: dict[str, tuple[float, Any]] = {}
         self._refreshing: set[str] = set()
         self._first: dict[str, threading.Lock] = {}
+        self._unwaited: set[str] = set()
+        self._started: dict[str, datetime] = {}  # when each refresh in flight began
         self._cleared = 0  # a refresh begun before a `clear` must not bring back what it dropped
         self._lock = threading.Lock()
 
-    def get(self, key: str, compute: Callable[[], Any], ttl: float | None = None) -> Any:
+    def get(self, key: str, compute: Callable[[], Any], ttl: float | None = None, *, wait: bool = True) -> Any:
         with self._lock:
             found = self._values.get(key)
             stale = found is None or time.monotonic() - found[0] >= (self.ttl if ttl is None else ttl)
-            if found is not None and stale and key not in self._refreshing:
+            if not wait:
+                self._unwaited.add(key)
+            if (found is not None or not wait) and stale and key not in self._refreshing:
                 self._refreshing.add(key)
+                self._started[key] = datetime.now(UTC)
                 refresh = (key, compute, self._cleared)
                 # Not a daemon, as the warm-up (ui.mount): exiting during a DuckDB query must wait for it.
                 threading.Thread(target=self._refresh, args=refresh, name="foretell-ui-refresh").start()
             first = self._first.setdefault(key, threading.Lock())
-        if found is not None:
-            return found[1]
+        if found is not None or not wait:
+            return found[1] if found is not None else None
         with first:  # the first reading: nothing to show before it, and one thread makes it (the warm-up's, say)
             with self._lock:
                 found = self._values.get(key)
@@ -213,9 +280,19 @@ class _Cache:
                 self._values[key] = (time.monotonic(), value)
             return value
 
+    def seed(self, key: str, value: Any) -> None:
+        """`value` as a stale reading of `key` (one kept from an earlier run): served until a refresh replaces it."""
+        with self._lock:
+            self._values.setdefault(key, (-math.inf, value))
+
+    def computing_since(self, key: str) -> datetime | None:
+        """When the reading of `key` in flight began; None when none is."""
+        with self._lock:
+            return self._started.get(key) if key in self._refreshing else None
+
     def clear(self) -> None:
         with self._lock:
-            self._values.clear()
+            self._values = {k: (-math.inf, v) for k, (_, v) in self._values.items() if k in self._unwaited}
             self._cleared += 1
 
     def _refresh(self, key: str, compute: Callable[[], Any], cleared: int) -> None:

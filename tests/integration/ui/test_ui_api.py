@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -77,8 +78,19 @@ def test_the_rollout_document_is_rollout_status(url: str, home: Path) -> None:
         assert shown["clf"][part] == status[part], part
 
 
+def monitor_reports(url: str, **kwargs: Any) -> dict[str, Any]:
+    """The Monitor document once no model's first reading is pending any more."""
+    deadline = time.monotonic() + 60
+    while (shown := document(url, "monitor", **kwargs))["pending"]:
+        assert all(shown["monitors"][m] == {"model": m, "pending": True, "started_at": ANY} for m in shown["pending"])
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+    reports: dict[str, Any] = shown["monitors"]
+    return reports
+
+
 def test_the_monitor_document_is_monitor(url: str, home: Path) -> None:
-    shown = document(url, "monitor")["monitors"]["churn"]
+    shown = monitor_reports(url)["churn"]
     report = cli_json(home, "monitor", "churn")
     assert shown["version"] == report["version"]
     assert shown["verdict"] == report["verdict"]
@@ -237,3 +249,17 @@ def test_promoting_a_rollout_moves_the_alias_and_the_server_follows(url: str, ho
     again = httpx.post(f"{url}/ui/api/rollout/clf/abort")
     assert again.status_code == 409
     assert again.json()["error"].startswith("model 'clf' has no active rollout (the last one, ")
+
+
+def test_a_new_server_shows_the_last_monitor_reading_at_once_then_a_fresh_one(url: str, home: Path) -> None:
+    """The monitor takes seconds over a big ledger: a new start shows the last run's figures, never "pending"."""
+    first = monitor_reports(url)["churn"]
+    assert first["generated_at"] and first["verdict"]
+    assert (home / "dashboard" / "monitor-churn.json").is_file(), "the reading is kept in the home"
+    with server(home) as again:
+        at_start = document(again, "monitor")
+        assert at_start["pending"] == [] and at_start["monitors"]["churn"]["generated_at"]
+        deadline = time.monotonic() + 60
+        while document(again, "monitor")["monitors"]["churn"]["generated_at"] <= first["generated_at"]:
+            assert time.monotonic() < deadline  # the kept reading is replaced by this run's own
+            time.sleep(0.2)

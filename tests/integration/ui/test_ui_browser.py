@@ -86,6 +86,8 @@ def test_every_page_draws_the_real_figures(url: str, home: Path, watched: Watche
         page = watched.open(f"{url}/ui/{path}")
         if name == "live":
             page.wait_for_selector("[data-testid=live-other] polyline", timeout=10_000)
+        if name == "monitor":  # a first reading still being computed is shown as such, then drawn once done
+            page.wait_for_selector("[data-testid=monitor-verdict-churn]", timeout=30_000)
         text[name] = page.inner_text("main")
         page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
         assert (shots / f"{name}.png").stat().st_size > 1000

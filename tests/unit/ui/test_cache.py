@@ -57,3 +57,40 @@ def test_clear_drops_values_and_a_refresh_begun_before_it_does_not_bring_them_ba
     gate.set()
     time.sleep(0.1)
     assert cache.get("k", lambda: "after") == "after"
+
+
+def test_an_unwaited_value_is_none_until_its_first_reading_is_done_then_served() -> None:
+    cache = _Cache(ttl=60)
+    gate = threading.Event()
+
+    def slow() -> str:
+        gate.wait(5)
+        return "figures"
+
+    assert cache.get("monitor", slow, wait=False) is None  # not waited for: computed aside
+    began = cache.computing_since("monitor")
+    assert began is not None
+    assert cache.get("monitor", slow, wait=False) is None and cache.computing_since("monitor") == began  # one reading
+    gate.set()
+    wait_for(lambda: cache.get("monitor", slow, wait=False) == "figures")
+    assert cache.computing_since("monitor") is None
+
+
+def test_a_seeded_value_is_served_at_once_and_replaced_by_a_fresh_reading() -> None:
+    cache = _Cache(ttl=60)
+    cache.seed("monitor", "kept from the last run")
+    assert cache.get("monitor", lambda: "fresh", wait=False) == "kept from the last run"  # stale: refreshed aside
+    wait_for(lambda: cache.get("monitor", lambda: "again", wait=False) == "fresh")
+    cache.seed("monitor", "older")  # a reading already here is not replaced by a kept one
+    assert cache.get("monitor", lambda: "again", wait=False) == "fresh"
+
+
+def test_clear_keeps_an_unwaited_value_as_stale_rather_than_going_back_to_nothing() -> None:
+    cache = _Cache(ttl=60)
+    cache.get("monitor", lambda: "first", wait=False)
+    wait_for(lambda: cache.get("monitor", lambda: "first", wait=False) == "first")
+    cache.get("rollout", lambda: "waited")
+    cache.clear()
+    assert cache.get("monitor", lambda: "second", wait=False) == "first"  # served while "second" is computed
+    wait_for(lambda: cache.get("monitor", lambda: "third", wait=False) == "second")
+    assert cache.get("rollout", lambda: "recomputed") == "recomputed"  # a waited value is dropped

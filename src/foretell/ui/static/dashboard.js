@@ -4,6 +4,7 @@
 
 const PAGE = document.body.dataset.page;
 const KEY = "foretell-api-key";
+const PENDING_MS = 1000;
 const REFRESH_MS = { jobs: 2000, live: 1000, store: 5000, rollout: 2000, monitor: 10000, models: 5000 };
 
 // -- fetching, with the API key kept in this tab's sessionStorage ---------------------------------
@@ -211,7 +212,12 @@ const PAGES = {
   async monitor(doc) {
     return Object.entries(doc.monitors).map(([name, report]) => {
       if (report.error) return section(name, el("p", { class: "note" }, report.error));
-      return section(`${name} · v${report.version} · last ${doc.window_hours} h`,
+      if (report.pending) {
+        return section(name, el("p", { class: "note", "data-testid": `monitor-pending-${name}` },
+          `computing the monitor over the last ${doc.window_hours} h of the ledger` +
+          (report.started_at ? ` (begun ${age(report.started_at)} ago)` : "") + "; the figures appear here when it is done"));
+      }
+      return section(`${name} · v${report.version} · last ${doc.window_hours} h · computed ${age(report.generated_at)} ago`,
         el("p", { "data-testid": `monitor-verdict-${name}`, class: report.verdict.status }, `${report.verdict.status}: ${report.verdict.reasons.join(" ")}`),
         el("h3", {}, "drift per feature"),
         report.drift && report.drift.features ? table([
@@ -305,6 +311,7 @@ function chart(title, points, fields) {
 
 // -- the loop --------------------------------------------------------------------------------------
 
+let soon = null; // the one early refresh while figures are being computed
 let saidUntil = 0; // an action's outcome stays in view a few seconds, whatever the refreshes say
 
 function say(text, bad, hold) {
@@ -322,6 +329,9 @@ async function refresh() {
     document.getElementById("main").replaceChildren(...drawn);
     document.body.dataset.loaded = "true";
     say(`updated ${new Date().toLocaleTimeString()}`);
+    if (doc.pending && doc.pending.length && soon === null) { // figures being computed: look again soon, once
+      soon = setTimeout(() => { soon = null; refresh(); }, PENDING_MS);
+    }
   } catch (error) {
     say(error.message, true);
   }
