@@ -41,9 +41,11 @@ def _started(send: Send, live: LiveSampler, warm: Callable[[], None] | None) -> 
         if message["type"] == "lifespan.startup.complete":
             live.start()
             if warm is not None:
-                # Not a daemon: the interpreter waits for it at exit. A daemon thread still inside DuckDB
-                # when the process exits is killed mid C++ and aborts it ("FATAL: exception not rethrown").
-                threading.Thread(target=warm, name="foretell-ui-warm").start()
+                # Not a daemon, said outright (a thread inherits its starter's flag, and a server run in a
+                # daemon thread would pass it on): the interpreter waits for it at exit. A daemon thread
+                # still inside DuckDB when the process exits is killed mid C++ and aborts it ("FATAL:
+                # exception not rethrown").
+                threading.Thread(target=warm, name="foretell-ui-warm", daemon=False).start()
         await send(message)
 
     return said

@@ -266,7 +266,7 @@ class _Cache:
                 self._started[key] = datetime.now(UTC)
                 refresh = (key, compute, self._cleared)
                 # Not a daemon, as the warm-up (ui.mount): exiting during a DuckDB query must wait for it.
-                threading.Thread(target=self._refresh, args=refresh, name="foretell-ui-refresh").start()
+                threading.Thread(target=self._refresh, args=refresh, name="foretell-ui-refresh", daemon=False).start()
             first = self._first.setdefault(key, threading.Lock())
         if found is not None or not wait:
             return found[1] if found is not None else None
