@@ -198,7 +198,7 @@ def main() -> int:
     print("# the Monitor right after a start (GET /ui/api/monitor from this process)")
     for label, (first_ms, pending, ready_s) in zip(("first start", "restart"), at_start, strict=True):
         said = "pending" if pending else "figures"
-        print(f"{label:<12} first answer {first_ms:7.1f} ms ({said}); figures of this run after {ready_s:5.1f} s")
+        print(f"{label:<12} first answer {first_ms:7.1f} ms ({said}); figures on show after {ready_s:5.1f} s")
     ratios = [p["rps"] / w["rps"] for p, w in zip(polled, without, strict=True)]
     print(f"# infer c=64 on core 0, wrk on core 1, {args.rounds} alternating rounds of {args.seconds} s")
     print("without a browser req/s:", ", ".join(f"{w['rps']:,.0f}" for w in without))
