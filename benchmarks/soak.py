@@ -416,12 +416,24 @@ def report(minutes: list[Minute], capacity: float, rate: float, as_json: bool) -
         if len(samples) > 1
         else math.nan
     )
+    # Whether RSS still climbs late in the run (a leak) or has levelled off (what a warm-up filled): the same
+    # figures over the second half only.
+    half = len(rows) // 2
+    late_growth = rows[-1]["rss_mb"] / rows[half]["rss_mb"] - 1 if len(rows) > 1 else math.nan
+    late = [sample for minute in minutes[half:] for sample in minute.rss_samples]
+    late_slope = (
+        statistics.linear_regression([at / 60 for at, _ in late], [mb for _, mb in late]).slope
+        if len(late) > 1
+        else math.nan
+    )
     p99s = [r["p99_ms"] for r in after_warmup]
     spread = max(p99s) / statistics.median(p99s)
     errors = sum(sum(r["errors"].values()) for r in rows)
     verdict = {
         "rss_growth_after_warmup": growth,
         "rss_trend_mb_per_minute": slope,
+        "rss_growth_second_half": late_growth,
+        "rss_trend_second_half_mb_per_minute": late_slope,
         "p99_max_over_median": spread,
         "errors": errors,
         "met": growth <= 0.05 and spread <= 1.5 and errors == 0,
@@ -437,6 +449,8 @@ def report(minutes: list[Minute], capacity: float, rate: float, as_json: bool) -
         print(f"RSS growth after minute 1: {growth:+.1%} (target <= +5%; minute medians of a sample every "
               f"{RSS_EVERY_S:.0f} s; trend {slope:+.2f} MiB/min); p99 max/median after minute 1: "
               f"{spread:.2f}x (target <= 1.5x); errors: {errors} (target 0) -> {met}")  # fmt: skip
+        print(f"RSS over the second half (minute {half + 1} to {len(rows)}): {late_growth:+.1%}, "
+              f"trend {late_slope:+.2f} MiB/min")  # fmt: skip
     return 0
 
 

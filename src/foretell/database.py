@@ -23,6 +23,10 @@ from foretell.errors import ForetellError
 __all__ = ["BUSY_TIMEOUT_SECONDS", "Database"]
 
 BUSY_TIMEOUT_SECONDS = 30.0
+KEPT_CACHE_KIB = 512
+"""The page cache of each connection a thread keeps (SQLite's default is 2 MB). Kept connections live as long as
+their threads, one per thread and file, so a server's dozen would otherwise fill to a couple of dozen MB; the upper
+levels of a million-key b-tree fit in this, and the leaves a lookup reads come from the OS's file cache."""
 
 
 class Database:
@@ -143,7 +147,7 @@ class Database:
         if kept is None or kept[0] != os.getpid():
             conn = self._open()
             with self._translated():
-                for pragma in self._on_connect:
+                for pragma in (*self._on_connect, f"PRAGMA cache_size = -{KEPT_CACHE_KIB}"):
                     conn.execute(pragma)
             kept = self._local.conn = (os.getpid(), conn)
         conn = kept[1]
