@@ -410,22 +410,12 @@ def report(minutes: list[Minute], capacity: float, rate: float, as_json: bool) -
     after_warmup = rows[1:] if len(rows) > 1 else rows
     # Growth after warm-up: from the first minute after it to the last, each minute's median.
     growth = after_warmup[-1]["rss_mb"] / after_warmup[0]["rss_mb"] - 1
-    samples = [sample for minute in (minutes[1:] or minutes) for sample in minute.rss_samples]
-    slope = (
-        statistics.linear_regression([at / 60 for at, _ in samples], [mb for _, mb in samples]).slope
-        if len(samples) > 1
-        else math.nan
-    )
+    slope = _trend(minutes[1:] or minutes)
     # Whether RSS still climbs late in the run (a leak) or has levelled off (what a warm-up filled): the same
     # figures over the second half only.
     half = len(rows) // 2
     late_growth = rows[-1]["rss_mb"] / rows[half]["rss_mb"] - 1 if len(rows) > 1 else math.nan
-    late = [sample for minute in minutes[half:] for sample in minute.rss_samples]
-    late_slope = (
-        statistics.linear_regression([at / 60 for at, _ in late], [mb for _, mb in late]).slope
-        if len(late) > 1
-        else math.nan
-    )
+    late_slope = _trend(minutes[half:])
     p99s = [r["p99_ms"] for r in after_warmup]
     spread = max(p99s) / statistics.median(p99s)
     errors = sum(sum(r["errors"].values()) for r in rows)
@@ -452,6 +442,14 @@ def report(minutes: list[Minute], capacity: float, rate: float, as_json: bool) -
         print(f"RSS over the second half (minute {half + 1} to {len(rows)}): {late_growth:+.1%}, "
               f"trend {late_slope:+.2f} MiB/min")  # fmt: skip
     return 0
+
+
+def _trend(minutes: list[Minute]) -> float:
+    """MiB per minute: the least-squares slope of every RSS sample of `minutes`."""
+    samples = [sample for minute in minutes for sample in minute.rss_samples]
+    if len(samples) < 2:
+        return math.nan
+    return statistics.linear_regression([at / 60 for at, _ in samples], [mb for _, mb in samples]).slope
 
 
 if __name__ == "__main__":

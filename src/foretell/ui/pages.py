@@ -268,8 +268,10 @@ class _Cache:
                 # Not a daemon, as the warm-up (ui.mount): exiting during a DuckDB query must wait for it.
                 threading.Thread(target=self._refresh, args=refresh, name="foretell-ui-refresh", daemon=False).start()
             first = self._first.setdefault(key, threading.Lock())
-        if found is not None or not wait:
-            return found[1] if found is not None else None
+        if found is not None:
+            return found[1]
+        if not wait:
+            return None
         with first:  # the first reading: nothing to show before it, and one thread makes it (the warm-up's, say)
             with self._lock:
                 found = self._values.get(key)
