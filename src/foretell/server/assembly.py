@@ -25,6 +25,7 @@ from foretell.http.app import ServerOptions, create_app
 from foretell.hybrid import HybridService
 from foretell.hybrid.stream import StreamConsumer
 from foretell.ledger.writer import LedgerWriter
+from foretell.memory import settle_serving_allocators
 from foretell.registry import open_registry
 from foretell.registry.profiles import ProfileStore
 from foretell.server.tls import tls_files
@@ -152,6 +153,7 @@ def app_from_env() -> ASGIApp:
     settings = json.loads(os.environ.get(SERVE_CONFIG_ENV, "{}"))
     home = Path(settings.pop("home"))
     _show_serving_log()
+    settle_serving_allocators()
     return build_app(home, ServeConfig.from_dict(settings, SERVE_CONFIG_ENV))
 
 
@@ -191,6 +193,7 @@ def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", r
             uvicorn.run("foretell.server.assembly:app_from_env", factory=True, workers=config.workers, **common)
         else:
             _show_serving_log()
+            settle_serving_allocators()
             uvicorn.run(build_app(home, config), **common)
     finally:
         for sig, handler in previous.items():

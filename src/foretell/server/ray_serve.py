@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from foretell.errors import EngineUnavailable, InvalidInput, MissingExtra
+from foretell.memory import settle_serving_allocators
 
 __all__ = ["INGRESS_PATHS", "RayGrpcOptions", "RayServeOptions", "run_on_ray_serve"]
 
@@ -137,6 +138,7 @@ class ForetellReplica:
         self._build_kwargs = dict(build_kwargs)
 
     def __serve_build_asgi_app__(self) -> Any:
+        settle_serving_allocators()  # a replica is a long-running server too (foretell.memory)
         return self._build(**self._build_kwargs)
 
 
