@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 from collections.abc import Callable
 from functools import cache
 
-__all__ = ["SERVING_MMAP_THRESHOLD", "release_free_memory", "settle_serving_allocators"]
+__all__ = ["ALLOCATORS_ENV", "SERVING_MMAP_THRESHOLD", "release_free_memory", "settle_serving_allocators"]
+
+ALLOCATORS_ENV = "FORETELL_ALLOCATORS"
+"""`default` leaves a server's allocators as the libraries set them (benchmarks/allocators.py compares)."""
 
 SERVING_MMAP_THRESHOLD = 128 * 1024
 """glibc's own starting value. Setting it fixes it: allocations this big or bigger are mapped on their
@@ -43,13 +47,18 @@ def settle_serving_allocators() -> None:
 
     Each big buffer (a compaction's segments, a batch of rows) then goes back to the system when it is
     freed, so the server's RSS follows what it holds rather than the peaks it has had. Batch jobs keep
-    Arrow's faster default: they end, and give everything back then.
+    Arrow's faster default: they end, and give everything back then. An operator's own choice wins:
+    `ARROW_DEFAULT_MEMORY_POOL` keeps Arrow's pool, `MALLOC_MMAP_THRESHOLD_` glibc's threshold, and
+    `FORETELL_ALLOCATORS=default` both.
     """
-    import pyarrow
+    if os.environ.get(ALLOCATORS_ENV) == "default":
+        return
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        import pyarrow
 
-    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+        pyarrow.set_memory_pool(pyarrow.system_memory_pool())
     mallopt = _mallopt()
-    if mallopt is not None:
+    if mallopt is not None and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         mallopt(_M_MMAP_THRESHOLD, SERVING_MMAP_THRESHOLD)
 
 
