@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "integration" / 
 sys.path.insert(0, str(Path(__file__).parent))
 from servekit import free_port, rss_bytes
 
-from serve import wait_ready, wrk
+from serve import registered_churn, wait_ready, wrk
 
 ROWS = (1, 500, 2500)
 CONNECTIONS = 4
@@ -48,18 +48,12 @@ def main() -> int:
     if not shutil.which("wrk"):
         sys.exit("benchmarks/allocators.py needs wrk: apt-get install wrk")
 
-    import joblib
     import numpy as np
 
-    import foretell
-    from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
+    from foretell.demo.churn import CHURN_SIGNATURE, features_matrix
 
     with tempfile.TemporaryDirectory(prefix="foretell-allocators-bench-") as scratch:
-        home = Path(scratch) / "home"
-        customers = generate_customers(20_000, seed=1)
-        path = Path(scratch) / "churn.joblib"
-        joblib.dump(train_churn(customers, seed=7), path)
-        foretell.register("churn", path, flavor="sklearn", signature=CHURN_SIGNATURE, home=home)
+        home, customers, _ = registered_churn(Path(scratch))
         matrix = features_matrix(customers.select(CHURN_SIGNATURE.input_names))
         matrix = matrix[~np.isnan(matrix).any(axis=1)][: max(ROWS)]  # JSON has no NaN; OIP's data, no nulls
         scripts = {}

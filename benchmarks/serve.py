@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -128,6 +129,22 @@ def _ray_address(log: Path, server: subprocess.Popen[bytes], ingress: str, timeo
     raise RuntimeError(f"foretell serve --engine ray --ray-ingress {ingress} never said where it serves")
 
 
+def registered_churn(scratch: Path) -> tuple[Path, Any, Any]:
+    """A home in `scratch` with the demo churn model registered as a user does (so compiled): the home, the
+    20,000 customers it was trained on, and its ModelInfo."""
+    import joblib
+
+    import foretell
+    from foretell.demo.churn import CHURN_SIGNATURE, generate_customers, train_churn
+
+    home = scratch / "home"
+    customers = generate_customers(20_000, seed=1)
+    path = scratch / "churn.joblib"
+    joblib.dump(train_churn(customers, seed=7), path)
+    info = foretell.register("churn", path, flavor="sklearn", signature=CHURN_SIGNATURE, home=home)
+    return home, customers, info
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
@@ -145,18 +162,13 @@ def main() -> int:
     if not shutil.which("wrk"):
         sys.exit("benchmarks/serve.py needs wrk: apt-get install wrk")
 
-    import joblib
     from threadpoolctl import threadpool_limits
 
     import foretell
-    from foretell.demo.churn import CHURN_SIGNATURE, features_matrix, generate_customers, train_churn
+    from foretell.demo.churn import CHURN_SIGNATURE, features_matrix
 
     with tempfile.TemporaryDirectory(prefix="foretell-serve-bench-") as scratch:
-        home = Path(scratch) / "home"
-        customers = generate_customers(20_000, seed=1)
-        path = Path(scratch) / "churn.joblib"
-        joblib.dump(train_churn(customers, seed=7), path)
-        info = foretell.register("churn", path, flavor="sklearn", signature=CHURN_SIGNATURE, home=home)
+        home, customers, info = registered_churn(Path(scratch))
         assert info.compiled is not None, "registration did not compile"
         assert info.compiled["status"] == "passed", info.compiled
         model = foretell.load("churn/1", home=home)

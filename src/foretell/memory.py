@@ -6,7 +6,7 @@ Python objects and malloc's in-use bytes stayed flat while malloc's free-but-kep
 3 MB a minute (benchmarks/soak.py): RSS grew with nothing leaking. `malloc_trim` hands those pages back.
 
 A server also settles its allocators once, at start (`settle_serving_allocators`). Arrow's default pool,
-mimalloc, kept 16 to 59 MB of pages resident between the ledger's compactions while its own count of
+mimalloc, kept 16 to 59 MiB of pages resident between the ledger's compactions while its own count of
 allocated bytes was 0; and glibc's moving mmap threshold, once a compaction's buffer was freed, put
 the next ones inside the thread arenas, which then grew in steps and stayed grown. Over ten minutes of
 soak these two made the RSS climb about 10 % before it levelled off (docs/benchmarks.md, "Soak").
@@ -21,10 +21,18 @@ import sys
 from collections.abc import Callable
 from functools import cache
 
-__all__ = ["ALLOCATORS_ENV", "SERVING_MMAP_THRESHOLD", "release_free_memory", "settle_serving_allocators"]
+__all__ = [
+    "ALLOCATORS_ENV",
+    "ALLOCATOR_CHOICES",
+    "SERVING_MMAP_THRESHOLD",
+    "release_free_memory",
+    "settle_serving_allocators",
+]
 
 ALLOCATORS_ENV = "FORETELL_ALLOCATORS"
-"""`default` leaves a server's allocators as the libraries set them (benchmarks/allocators.py compares)."""
+"""`settled` (unset: the same) or `default`, which leaves a server's allocators as the libraries set them
+(benchmarks/allocators.py compares the two)."""
+ALLOCATOR_CHOICES = ("settled", "default")
 
 SERVING_MMAP_THRESHOLD = 128 * 1024
 """glibc's own starting value. Setting it fixes it: allocations this big or bigger are mapped on their
@@ -51,7 +59,10 @@ def settle_serving_allocators() -> None:
     `ARROW_DEFAULT_MEMORY_POOL` keeps Arrow's pool, `MALLOC_MMAP_THRESHOLD_` glibc's threshold, and
     `FORETELL_ALLOCATORS=default` both.
     """
-    if os.environ.get(ALLOCATORS_ENV) == "default":
+    choice = os.environ.get(ALLOCATORS_ENV) or "settled"
+    if choice not in ALLOCATOR_CHOICES:
+        raise ValueError(f"{ALLOCATORS_ENV}: expected one of {', '.join(ALLOCATOR_CHOICES)} (or unset), got {choice!r}")
+    if choice == "default":
         return
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         import pyarrow

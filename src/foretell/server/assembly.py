@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from foretell import tracing
 from foretell.config import lines_on_stderr
-from foretell.errors import InvalidInput
+from foretell.errors import InvalidInput, InvalidServeConfig
 from foretell.http.app import ServerOptions, create_app
 from foretell.hybrid import HybridService
 from foretell.hybrid.stream import StreamConsumer
@@ -164,6 +164,10 @@ def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", r
     if config.tracing:  # a missing extra or a wrong OTEL_TRACES_EXPORTER is said once, before any worker starts
         tracing.require()
     tls = tls_files(config)
+    try:  # here, before any worker or replica starts, so that a wrong FORETELL_ALLOCATORS stops only this
+        settle_serving_allocators()
+    except ValueError as exc:
+        raise InvalidServeConfig(str(exc)) from None
     if ray is not None:
         if tls is not None:
             raise InvalidInput(
@@ -193,7 +197,6 @@ def run_server(home: Path, config: ServeConfig, *, log_level: str = "warning", r
             uvicorn.run("foretell.server.assembly:app_from_env", factory=True, workers=config.workers, **common)
         else:
             _show_serving_log()
-            settle_serving_allocators()
             uvicorn.run(build_app(home, config), **common)
     finally:
         for sig, handler in previous.items():

@@ -12,8 +12,9 @@ import pytest
 from servedmodels import Sums, run, serving
 
 import foretell
-from foretell.errors import InvalidInput
-from foretell.server.assembly import SERVE_CONFIG_ENV, app_from_env, build_app
+from foretell.errors import InvalidInput, InvalidServeConfig
+from foretell.memory import ALLOCATORS_ENV
+from foretell.server.assembly import SERVE_CONFIG_ENV, app_from_env, build_app, run_server
 from foretell.server.ray_serve import check_ingress, parse_autoscale, replica_addresses
 from foretell.serving.config import ServeConfig
 from foretell.serving.service import InferenceService
@@ -59,6 +60,13 @@ def test_an_app_with_nothing_to_serve_is_refused_saying_how_to_name_models(home)
     )
 
 
+def test_a_wrong_allocators_setting_stops_the_server_before_it_serves_naming_the_variable(home, monkeypatch):
+    monkeypatch.setenv(ALLOCATORS_ENV, "fast")
+    with pytest.raises(InvalidServeConfig) as caught:
+        run_server(home, ServeConfig(models=("sums",), reload_seconds=0, port=1))
+    assert str(caught.value) == "FORETELL_ALLOCATORS: expected one of settled, default (or unset), got 'fast'"
+
+
 def test_the_built_app_serves_the_configured_models_with_the_configured_limits(home):
     config = ServeConfig(models=("sums",), reload_seconds=0, max_body_bytes=40, api_key="k")
     app = build_app(home, config)
@@ -79,6 +87,7 @@ def test_the_built_app_serves_the_configured_models_with_the_configured_limits(h
 def test_a_worker_process_builds_its_app_from_the_settings_in_the_environment(home, monkeypatch, serving_log):
     settings = {**ServeConfig(models=("sums",), reload_seconds=0).to_dict(), "home": str(home)}
     monkeypatch.setenv(SERVE_CONFIG_ENV, json.dumps(settings))
+    monkeypatch.setenv(ALLOCATORS_ENV, "default")  # a worker settles its allocators; this process is pytest's
     app = app_from_env()
 
     async def scenario() -> None:
